@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from . import cryptocycle
 from .difficulty import hash_meets_target, soft_nonce_max
-from .hashing import expand, h32, h64
+from .hashing import h32, h64
 from .randhash import RandHashError, build_table, create_program, mkitem2
 
 ANN_SIZE = 1024
@@ -178,12 +178,10 @@ class _SoftNonceHasher:
     """init(annHash1[0:32], softNonce) + 4 updates + final, with the 2048-byte expand done once per seed."""
 
     def __init__(self, seed32: bytes):
-        self.base = expand(cryptocycle.STATE_SIZE, seed32, 0)
+        self._init = cryptocycle.SeededInit(seed32)
 
     def run(self, soft_nonce: int, get_item, table_size: int) -> tuple[bytearray, int]:
-        s = bytearray(self.base)
-        struct.pack_into("<Q", s, 0, soft_nonce)
-        cryptocycle.make_fuzzable(s)
+        s = self._init.init(soft_nonce)
         item_no = -1
         for _ in range(4):
             item_no = cryptocycle.get_item_no(s) % table_size

@@ -119,3 +119,16 @@ def smul(s: bytearray) -> None:
 def final(s: bytearray) -> None:
     """s[0:32] = H32(whole state); the work hash is s[0:32] read as a little-endian number."""
     s[0:32] = h32(bytes(s))
+
+
+class SeededInit:
+    """init(seed, nonce) for many nonces of one seed: the 2048-byte expand only depends on the seed."""
+
+    def __init__(self, seed32: bytes):
+        self._base = expand(STATE_SIZE, seed32, 0)
+
+    def init(self, nonce64: int) -> bytearray:
+        s = bytearray(self._base)
+        struct.pack_into("<Q", s, 0, nonce64 & _U64)
+        make_fuzzable(s)
+        return s

@@ -80,7 +80,10 @@ def aged_ann_target(target: int, age: int, version: int = 2) -> int:
     if version >= 2:
         if age == ANN_WAIT_PERIOD:
             return target
-        aged = compact_to_big(target) << (age - ANN_WAIT_PERIOD)   # work halves every block
+        big = compact_to_big(target)
+        if big > 0 and age - ANN_WAIT_PERIOD > 255:                  # would exceed 255 bits anyway
+            return INVALID_TARGET
+        aged = big << (age - ANN_WAIT_PERIOD) if big > 0 else big   # work halves every block
         if aged.bit_length() > 255:
             return INVALID_TARGET
         return big_to_compact(aged)
