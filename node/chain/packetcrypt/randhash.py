@@ -36,6 +36,8 @@ def _load_accel():
         from . import _randhash_accel
     except ImportError:
         return None
+    if _randhash_accel.lib.pk_init() != 0:     # libsodium could not initialise: stay in Python
+        return None
     return _randhash_accel
 
 

@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["node/chain/packetcrypt/accel_build.py:ffibuilder"])
