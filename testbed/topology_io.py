@@ -391,25 +391,72 @@ LABEL_LIMIT = 60  # above this many nodes labels are unreadable: leave them out
 
 
 def layout(topo: Topology) -> dict:
-    """Node positions: x/y attrs when every node has them, else a spring layout seeded for determinism."""
-    if topo.nodes and all(isinstance(n.attrs.get("x"), (int, float)) and isinstance(n.attrs.get("y"), (int, float))
-                          and math.isfinite(n.attrs["x"]) and math.isfinite(n.attrs["y"]) for n in topo.nodes.values()):
+    """Node positions: x/y attrs when (nearly) every node has them, else a spring layout seeded for
+    determinism. Nodes without x/y among placed ones go to the mean of their placed neighbours."""
+    placed = [n for n in topo.nodes.values() if _has_xy(n)]
+    if placed and len(placed) >= 0.5 * len(topo.nodes):
         # meshnet-lab's freifunk x/y are latitude/longitude: longitude is the horizontal axis
-        swap = any("label" in n.attrs or "id" in n.attrs for n in topo.nodes.values()) and _looks_geographic(topo)
-        return {n.name: ((n.attrs["y"], n.attrs["x"]) if swap else (n.attrs["x"], n.attrs["y"]))
-                for n in topo.nodes.values()}
-    g = nx.Graph()
-    g.add_nodes_from(topo.nodes)
-    g.add_edges_from((link.a, link.b) for link in topo.links)
+        swap = "id" in placed[0].attrs and _looks_geographic(placed)
+        pos = {n.name: ((n.attrs["y"], n.attrs["x"]) if swap else (n.attrs["x"], n.attrs["y"])) for n in placed}
+        cx = sum(x for x, _ in pos.values()) / len(pos)
+        cy = sum(y for _, y in pos.values()) / len(pos)
+        neighbors = {name: [] for name in topo.nodes}
+        for link in topo.links:
+            neighbors[link.a].append(link.b)
+            neighbors[link.b].append(link.a)
+        for last_pass in (False, False, True):  # nodes next to other unplaced nodes get placed in a later pass
+            for name in topo.nodes:
+                if name not in pos:
+                    near = [pos[m] for m in neighbors[name] if m in pos] or ([(cx, cy)] if last_pass else [])
+                    if near:
+                        pos[name] = (sum(x for x, _ in near) / len(near), sum(y for _, y in near) / len(near))
+        return pos
     seed = topo.seed if topo.seed is not None else 1
-    if len(g) <= 300:
-        return nx.kamada_kawai_layout(g) if nx.is_connected(g) and len(g) > 2 else nx.spring_layout(g, seed=seed)
-    return nx.spring_layout(g, seed=seed, iterations=30)
+    if len(topo.nodes) < 500:
+        g = nx.Graph()
+        g.add_nodes_from(topo.nodes)
+        g.add_edges_from((link.a, link.b) for link in topo.links)
+        return nx.spring_layout(g, seed=seed, method="force")
+    return _big_spring_layout(list(topo.nodes), [(link.a, link.b) for link in topo.links], seed)
 
 
-def _looks_geographic(topo: Topology) -> bool:
-    xs = [n.attrs["x"] for n in topo.nodes.values()]
-    ys = [n.attrs["y"] for n in topo.nodes.values()]
+def _big_spring_layout(names: list, edges: list, seed: int, iterations: int = 40) -> dict:
+    """Fruchterman-Reingold in numpy, in row blocks so memory stays small (networkx needs scipy above 500
+    nodes, which we do not depend on)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(names)
+    index = {name: i for i, name in enumerate(names)}
+    pos = rng.random((n, 2), dtype=np.float32)
+    ends = np.array([(index[a], index[b]) for a, b in edges], dtype=np.int64).reshape(-1, 2)
+    k = np.float32(math.sqrt(1.0 / n))
+    step = 0.1
+    for _ in range(iterations):
+        disp = np.zeros((n, 2), dtype=np.float32)
+        for start in range(0, n, 256):  # repulsion between every pair, a block of rows at a time
+            delta = pos[start:start + 256, None, :] - pos[None, :, :]
+            dist2 = np.maximum((delta ** 2).sum(axis=2), 1e-6)
+            disp[start:start + 256] += (delta * (k * k / dist2)[:, :, None]).sum(axis=1)
+        if len(ends):  # attraction along links
+            delta = pos[ends[:, 0]] - pos[ends[:, 1]]
+            force = delta * (np.sqrt((delta ** 2).sum(axis=1)) / k)[:, None]
+            np.add.at(disp, ends[:, 0], -force)
+            np.add.at(disp, ends[:, 1], force)
+        length = np.maximum(np.sqrt((disp ** 2).sum(axis=1)), 1e-6)
+        pos += disp * (np.minimum(length, step) / length)[:, None]
+        step *= 0.93
+    return {name: (float(pos[i, 0]), float(pos[i, 1])) for i, name in enumerate(names)}
+
+
+def _has_xy(n: Node) -> bool:
+    x, y = n.attrs.get("x"), n.attrs.get("y")
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (x, y))
+
+
+def _looks_geographic(nodes: list) -> bool:
+    xs = [n.attrs["x"] for n in nodes]
+    ys = [n.attrs["y"] for n in nodes]
     return all(-90 <= x <= 90 for x in xs) and all(-180 <= y <= 180 for y in ys) and \
         max(xs) - min(xs) < 5 and max(ys) - min(ys) < 5
 

@@ -82,7 +82,7 @@ def generate(spec: str, seed: int | None = None) -> Topology:
             except ValueError as e:
                 raise TopologyError(f"{spec}: {key}: {e}") from None
     topo = fam.build(positional, used_seed if used_seed is not None else DEFAULT_SEED, spec)
-    topo.name = keywords.get("name") or spec.split(",")[0].replace(":", "-")
+    topo.name = keywords.get("name") or "-".join([family, *positional])
     topo.source = spec
     topo.seed = used_seed
     topo.defaults = defaults
