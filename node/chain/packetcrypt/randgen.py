@@ -226,10 +226,15 @@ class _Generator:
                 return
 
 
-def generate(seed32: bytes) -> list[int]:
-    """The program (list of u32 instructions) for a 32-byte seed; raises TooBig past 2048 instructions."""
+def generate_counted(seed32: bytes) -> tuple[list[int], int]:
+    """(program, number of 64-byte PRNG blocks drawn); raises TooBig past 2048 instructions."""
     g = _Generator(seed32)
     g.gen_loop(_Cell(INITIAL_BUDGET))
     if g.too_big:
         raise TooBig("RandGen: program exceeds %d instructions" % MAX_INSNS)
-    return g.insns
+    return g.insns, g.ctr
+
+
+def generate(seed32: bytes) -> list[int]:
+    """The program (list of u32 instructions) for a 32-byte seed; raises TooBig past 2048 instructions."""
+    return generate_counted(seed32)[0]

@@ -48,6 +48,15 @@ def accel_available() -> bool:
     return _accel is not None
 
 
+def _use_accel(accel: bool | None) -> bool:
+    """accel=None: the default (C when built and not disabled); False: pure Python; True: C or an error."""
+    if accel is None:
+        return _accel is not None
+    if accel and _accel is None:
+        raise RandHashError("the RandHash accelerator is not available")
+    return accel
+
+
 class Program:
     """A generated program and the 2048-word buffer (program over expand(8192, seed, 0)) its memory comes from."""
 
@@ -89,21 +98,30 @@ def program_from_words(insns: list[int], memory_seed32: bytes) -> Program:
     return Program(insns, buf)
 
 
-def create_program(seed32: bytes) -> Program:
+def create_program(seed32: bytes, accel: bool | None = None) -> Program:
     """C Announce_createProg: RandGen(seed) written over expand(8192, seed, 0). Raises TooBig (a RandHashError)."""
     seed32 = bytes(seed32)
-    if _accel is not None:
+    if len(seed32) != 32:
+        raise ValueError("program seed must be 32 bytes")
+    if _use_accel(accel):
         return _accel_create_program(seed32)
-    return program_from_words(generate(seed32), seed32)
+    prog = program_from_words(generate(seed32), seed32)
+    prog.seed = seed32
+    return prog
 
 
-def randhash(program: Program, item_no: int, state: bytearray, cycles: int = 2, use_accel: bool = True) -> list[int]:
+def randhash(program: Program, item_no: int, state: bytearray, cycles: int = 2,
+             accel: bool | None = None) -> list[int]:
     """Run `cycles` RandHash cycles on the 2048-byte state in place; returns the instructions executed per cycle.
 
     Raises TooLong when a cycle executes more than MAX_OPS instructions (the state is then meaningless)."""
     if len(state) != 2048:
         raise ValueError("RandHash state must be 2048 bytes")
-    if use_accel and _accel is not None:
+    if item_no < 0 or item_no >= 1 << 64:
+        raise ValueError("item_no must be a u64")
+    if cycles < 0:
+        raise ValueError("cycles must be >= 0")
+    if _use_accel(accel):
         return _accel_randhash(program, item_no, state, cycles)
     words = list(_STATE.unpack(state))
     mem = program.memory(item_no)
@@ -116,25 +134,33 @@ def randhash(program: Program, item_no: int, state: bytearray, cycles: int = 2, 
     return counts
 
 
-def mkitem2(item_no: int, item_seed32: bytes, program: Program) -> bytes:
+def mkitem2(item_no: int, item_seed32: bytes, program: Program, accel: bool | None = None) -> bytes:
     """One 1024-byte announcement-table item (C Announce_mkitem2). Raises TooLong (a RandHashError)."""
     if item_no < 0 or item_no >= 1 << 64:
         raise ValueError("item_no must be a u64")
-    if _accel is not None:
-        return _accel_mkitem2(item_no, bytes(item_seed32), program)
-    s = cryptocycle.init(bytes(item_seed32), item_no)
-    randhash(program, item_no, s, 2, use_accel=False)
+    item_seed32 = bytes(item_seed32)
+    if len(item_seed32) != 32:
+        raise ValueError("item seed must be 32 bytes")
+    if _use_accel(accel):
+        return _accel_mkitem2(item_no, item_seed32, program)
+    s = cryptocycle.init(item_seed32, item_no)
+    randhash(program, item_no, s, 2, accel=False)
     cryptocycle.make_fuzzable(s)
     cryptocycle.crypt(s)
     return bytes(s[:1024])
 
 
-def build_table(prog_seed32: bytes, item_seed32: bytes, count: int = TABLE_ITEMS) -> list[bytes]:
+def build_table(prog_seed32: bytes, item_seed32: bytes, count: int = TABLE_ITEMS,
+                accel: bool | None = None) -> list[bytes]:
     """Items 0..count-1 of an announcement table. Raises TooBig/TooLong (RandHashError) like the C miner."""
-    if _accel is not None:
+    if not 0 <= count < 1 << 32:
+        raise ValueError("table size out of range")
+    if len(prog_seed32) != 32 or len(item_seed32) != 32:
+        raise ValueError("table seeds must be 32 bytes")
+    if _use_accel(accel):
         return _accel_build_table(bytes(prog_seed32), bytes(item_seed32), count)
-    prog = create_program(prog_seed32)
-    return [mkitem2(i, item_seed32, prog) for i in range(count)]
+    prog = create_program(prog_seed32, accel=False)
+    return [mkitem2(i, item_seed32, prog, accel=False) for i in range(count)]
 
 
 # --- accelerator glue (node/chain/packetcrypt/accel/*.c) ---------------------------------------------------
