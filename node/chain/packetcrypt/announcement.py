@@ -287,17 +287,28 @@ class AnnMiner:
         self.hasher = _SoftNonceHasher(h64(hdr + self.root)[:32])
         self._ready = True
 
-    def try_soft_nonce(self, soft_nonce: int) -> Announcement | None:
-        """The finished announcement if this soft nonce meets the target, else None."""
+    def _hash(self, soft_nonce: int) -> tuple[bytearray, int]:
         if not self._ready:
             self.prepare()
-        state, item_no = self.hasher.run(soft_nonce, self.table2.__getitem__, self.table_size)
-        if not hash_meets_target(bytes(state[:32]), self.template.work_bits):
-            return None
+        return self.hasher.run(soft_nonce, self.table2.__getitem__, self.table_size)
+
+    def _assemble(self, soft_nonce: int, state: bytes, item_no: int) -> Announcement:
         branch = merkle_branch(self.layers, item_no).ljust(MERKLE_DEPTH * 64, b"\0")
         clear = replace(self.template, soft_nonce=soft_nonce, merkle_branch=branch, merkle_root=self.root,
                         item4_prefix=bytes(PREFIX_SIZE))
         return Announcement.parse(_encrypt(clear.pack(), state))
+
+    def build(self, soft_nonce: int) -> tuple[Announcement, bytes]:
+        """The announcement for a soft nonce and its work hash, whether or not the hash meets the target."""
+        state, item_no = self._hash(soft_nonce)
+        return self._assemble(soft_nonce, bytes(state), item_no), bytes(state[:32])
+
+    def try_soft_nonce(self, soft_nonce: int) -> Announcement | None:
+        """The finished announcement if this soft nonce meets the target, else None."""
+        state, item_no = self._hash(soft_nonce)
+        if not hash_meets_target(bytes(state[:32]), self.template.work_bits):
+            return None
+        return self._assemble(soft_nonce, bytes(state), item_no)
 
     def search(self, start: int = 0, stop: int | None = None):
         """Yield every announcement found for soft nonces start..stop-1 (default: up to softNonceMax)."""
