@@ -145,9 +145,7 @@ def to_meshnet_lab(topo: Topology) -> dict:
     """The meshnet-lab form (ids are our node names; x/y and attrs kept where they are scalars)."""
     nodes = []
     for n in topo.nodes.values():
-        entry = {"id": n.name}
-        if "label" in n.attrs:
-            entry["name"] = n.attrs["label"]
+        entry = {"id": n.name, "name": n.attrs.get("label", n.name)}
         for key in ("x", "y"):
             if key in n.attrs:
                 entry[key] = n.attrs[key]
@@ -395,7 +393,7 @@ def layout(topo: Topology) -> dict:
     determinism. Nodes without x/y among placed ones go to the mean of their placed neighbours."""
     placed = [n for n in topo.nodes.values() if _has_xy(n)]
     if placed and len(placed) >= 0.5 * len(topo.nodes):
-        # meshnet-lab's freifunk x/y are latitude/longitude: longitude is the horizontal axis
+        # imported meshnet-lab (freifunk) x/y are latitude/longitude: draw longitude across
         swap = "id" in placed[0].attrs and _looks_geographic(placed)
         pos = {n.name: ((n.attrs["y"], n.attrs["x"]) if swap else (n.attrs["x"], n.attrs["y"])) for n in placed}
         cx = sum(x for x, _ in pos.values()) / len(pos)
@@ -416,7 +414,7 @@ def layout(topo: Topology) -> dict:
         g = nx.Graph()
         g.add_nodes_from(topo.nodes)
         g.add_edges_from((link.a, link.b) for link in topo.links)
-        return nx.spring_layout(g, seed=seed, method="force")
+        return {name: (float(x), float(y)) for name, (x, y) in nx.spring_layout(g, seed=seed, method="force").items()}
     return _big_spring_layout(list(topo.nodes), [(link.a, link.b) for link in topo.links], seed)
 
 
@@ -457,8 +455,7 @@ def _has_xy(n: Node) -> bool:
 def _looks_geographic(nodes: list) -> bool:
     xs = [n.attrs["x"] for n in nodes]
     ys = [n.attrs["y"] for n in nodes]
-    return all(-90 <= x <= 90 for x in xs) and all(-180 <= y <= 180 for y in ys) and \
-        max(xs) - min(xs) < 5 and max(ys) - min(ys) < 5
+    return all(-90 <= x <= 90 for x in xs) and all(-180 <= y <= 180 for y in ys)
 
 
 def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | None = None) -> None:
