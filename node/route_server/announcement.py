@@ -1,0 +1,269 @@
+"""Signed subnode announcements to the route server (pkt-reference.md §4.1, cjdns ``wire/Announce.h``).
+
+Layout::
+
+    0   signature 64        Ed25519 (cjdns-derived key, keys.sign) over bytes [64:] (everything after it)
+    64  signing key 32      -> Curve25519 node key -> node ip6
+    96  snode ip6 16        the route server this announcement is addressed to
+    112 u64 BE              timestamp_ms << 4 | reset << 3 | header version (3 bits, 1 today)
+    120 entities            [length u8][type u8][body]; length counts the two header bytes; 1 = pad byte
+
+    type 0 ENCODING_SCHEME  serialized scheme (labels.EncodingScheme)   (preceded by 0x01 pads to end 4-aligned)
+    type 1 PEER (32 B)      encodingForm u8 | flags u8 | mtu8 u16 | peerNum u16 | 0xffffffff | peer ip6 16
+                            | label u32 (the peer's one-hop label to us; 0 withdraws the link)
+    type 2 VERSION (4 B)    protocol version u16
+    type 3 LINK_STATE       padCount u8 | padCount zero bytes | VarInt nodeId | VarInt startSlot
+                            | (lag, drops, kbRecv) VarInt triples for slots start, start+1, ... mod 18
+
+VarInt is Bitcoin-style with big-endian multi-byte values. Parsing raises only :class:`AnnouncementError`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from node.tun_switch import keys
+from node.tun_switch.labels import EncodingScheme, LabelError
+
+HEADER_SIZE = 120
+HEADER_VERSION = 1
+ENCODING_SCHEME, PEER, VERSION, LINK_STATE = 0, 1, 2, 3
+PEER_SIZE = 32
+LINK_STATE_SLOTS = 18
+UNKNOWN_PEER_NUM = 0xFFFF
+MAX_TIMESTAMP = (1 << 60) - 1
+
+
+class AnnouncementError(ValueError):
+    """The announcement is malformed, badly signed or from an invalid key."""
+
+
+# -- VarInt (cjdns util/VarInt.h: Bitcoin-style, big-endian) -----------------------------------------------
+
+def varint_encode(n: int) -> bytes:
+    if n < 0 or n >= 1 << 64:
+        raise AnnouncementError(f"VarInt out of range: {n}")
+    if n < 0xFD:
+        return bytes([n])
+    if n <= 0xFFFF:
+        return b"\xfd" + struct.pack(">H", n)
+    if n <= 0xFFFFFFFF:
+        return b"\xfe" + struct.pack(">I", n)
+    return b"\xff" + struct.pack(">Q", n)
+
+
+def varint_decode(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position); AnnouncementError if the data ends early."""
+    if pos >= len(data):
+        raise AnnouncementError("truncated VarInt")
+    first = data[pos]
+    size = {0xFD: 2, 0xFE: 4, 0xFF: 8}.get(first, 0)
+    if size == 0:
+        return first, pos + 1
+    if pos + 1 + size > len(data):
+        raise AnnouncementError("truncated VarInt")
+    return int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
+
+
+# -- entities --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EncodingSchemeEntity:
+    scheme: EncodingScheme
+    type = ENCODING_SCHEME
+
+    def body(self) -> bytes:
+        return self.scheme.serialize()
+
+
+@dataclass(frozen=True)
+class PeerEntity:
+    ip6: bytes
+    label: int                     # the peer's one-hop label to us (u32); 0 withdraws the link
+    peer_num: int = UNKNOWN_PEER_NUM   # low 16 bits of our one-hop label to the peer
+    mtu8: int = 0                  # MTU in 8-byte units, 0 = unknown
+    encoding_form: int = 0         # form number of our label to the peer in our scheme
+    flags: int = 0
+    type = PEER
+
+    def body(self) -> bytes:
+        if len(self.ip6) != 16 or not 0 <= self.label <= 0xFFFFFFFF:
+            raise AnnouncementError("peer needs a 16-byte ip6 and a 32-bit label")
+        return struct.pack(">BBHHI", self.encoding_form, self.flags, self.mtu8, self.peer_num, 0xFFFFFFFF) \
+            + bytes(self.ip6) + struct.pack(">I", self.label)
+
+
+@dataclass(frozen=True)
+class VersionEntity:
+    version: int
+    type = VERSION
+
+    def body(self) -> bytes:
+        return struct.pack(">H", self.version)
+
+
+@dataclass(frozen=True)
+class LinkStateEntity:
+    node_id: int                   # the peerNum of the link
+    start_slot: int
+    slots: tuple = ()              # ((lag, drops, kb_recv), ...) for start_slot, start_slot+1, ... mod 18
+    type = LINK_STATE
+
+    def body(self) -> bytes:
+        tail = varint_encode(self.node_id) + varint_encode(self.start_slot)
+        for lag, drops, kb_recv in self.slots:
+            tail += varint_encode(lag) + varint_encode(drops) + varint_encode(kb_recv)
+        pad = (-(2 + 1 + len(tail))) % 8          # keep the entity 8-aligned like cjdns
+        return bytes([pad]) + bytes(pad) + tail
+
+
+@dataclass(frozen=True)
+class UnknownEntity:
+    type: int
+    raw: bytes
+
+    def body(self) -> bytes:
+        return self.raw
+
+
+def _parse_entity(t: int, body: bytes):
+    if t == ENCODING_SCHEME:
+        try:
+            return EncodingSchemeEntity(EncodingScheme.parse(body))
+        except LabelError as e:
+            raise AnnouncementError(f"bad encoding scheme entity: {e}") from None
+    if t == PEER:
+        if len(body) != PEER_SIZE - 2:
+            raise AnnouncementError(f"peer entity of {len(body) + 2} bytes")
+        form, flags, mtu8, peer_num, _unused = struct.unpack_from(">BBHHI", body)
+        return PeerEntity(bytes(body[10:26]), struct.unpack_from(">I", body, 26)[0], peer_num, mtu8, form, flags)
+    if t == VERSION:
+        if len(body) != 2:
+            raise AnnouncementError(f"version entity of {len(body) + 2} bytes")
+        return VersionEntity(struct.unpack(">H", body)[0])
+    if t == LINK_STATE:
+        if not body:
+            raise AnnouncementError("empty link state")
+        pad = body[0]
+        pos = 1 + pad
+        if pos > len(body):
+            raise AnnouncementError("link state padding overruns the entity")
+        node_id, pos = varint_decode(body, pos)
+        start_slot, pos = varint_decode(body, pos)
+        if start_slot >= LINK_STATE_SLOTS:
+            raise AnnouncementError(f"link state start slot {start_slot}")
+        slots = []
+        while pos < len(body):
+            triple = []
+            for _ in range(3):
+                v, pos = varint_decode(body, pos)
+                triple.append(v)
+            slots.append(tuple(triple))
+        if len(slots) > LINK_STATE_SLOTS:
+            raise AnnouncementError("link state with more than 18 slots")
+        return LinkStateEntity(node_id, start_slot, tuple(slots))
+    return UnknownEntity(t, bytes(body))
+
+
+def encode_entities(entities) -> bytes:
+    out = bytearray()
+    for e in entities:
+        body = e.body()
+        if len(body) + 2 > 255:
+            raise AnnouncementError("entity longer than 255 bytes")
+        if e.type == ENCODING_SCHEME:
+            while (HEADER_SIZE + len(out) + len(body) + 2) % 4:
+                out.append(1)
+        out += bytes([len(body) + 2, e.type]) + body
+    return bytes(out)
+
+
+def parse_entities(data: bytes) -> list:
+    entities = []
+    pos = 0
+    while pos < len(data):
+        length = data[pos]
+        if length == 0:
+            raise AnnouncementError(f"zero-length entity at {HEADER_SIZE + pos}")
+        if length == 1:
+            pos += 1
+            continue
+        if pos + length > len(data):
+            raise AnnouncementError("entity runs past the end of the announcement")
+        entities.append(_parse_entity(data[pos + 1], data[pos + 2:pos + length]))
+        pos += length
+    return entities
+
+
+# -- announcement ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Announcement:
+    signing_key: bytes
+    snode_ip: bytes
+    timestamp_ms: int
+    reset: bool
+    entities: tuple
+    header_version: int = HEADER_VERSION
+    signature: bytes = b""
+    raw: bytes = field(default=b"", repr=False)
+    public_key: bytes = field(default=b"", repr=False)
+    ip6: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def build(cls, identity, snode_ip: bytes, timestamp_ms: int, entities, reset: bool = False,
+              random32: bytes | None = None) -> "Announcement":
+        """Serialize and sign (cjdns ReachabilityAnnouncer: the signature covers everything after it)."""
+        if len(snode_ip) != 16 or not 0 <= timestamp_ms <= MAX_TIMESTAMP:
+            raise AnnouncementError("snode ip must be 16 bytes and the timestamp fit 60 bits")
+        signing_key = keys.signing_public_key(identity.private_key)
+        stamp = (timestamp_ms << 4) | (int(bool(reset)) << 3) | HEADER_VERSION
+        signed = signing_key + bytes(snode_ip) + struct.pack(">Q", stamp) + encode_entities(entities)
+        signature = keys.sign(identity.private_key, signed, random32)
+        return cls.parse(signature + signed)
+
+    @classmethod
+    def parse(cls, data: bytes, verify: bool = True) -> "Announcement":
+        data = bytes(data)
+        if len(data) < HEADER_SIZE:
+            raise AnnouncementError(f"runt announcement: {len(data)} bytes")
+        signature, signing_key, snode_ip = data[:64], data[64:96], data[96:112]
+        if verify and not keys.verify(signing_key, data[64:], signature):
+            raise AnnouncementError("bad signature")
+        try:
+            public_key = keys.curve25519_from_signing_key(signing_key)
+        except keys.KeyFormatError as e:
+            raise AnnouncementError(f"bad signing key: {e}") from None
+        ip6 = keys.address_for_key(public_key)
+        if not keys.is_valid_address(ip6):
+            raise AnnouncementError("the key's address is not in fc00::/8")
+        stamp = struct.unpack_from(">Q", data, 112)[0]
+        return cls(signing_key, snode_ip, stamp >> 4, bool(stamp & 8), tuple(parse_entities(data[HEADER_SIZE:])),
+                   stamp & 7, signature, data, public_key, ip6)
+
+    # -- views -------------------------------------------------------------------------------------------
+    @property
+    def pubkey_text(self) -> str:
+        return keys.pubkey_text(self.public_key)
+
+    @property
+    def ip6_text(self) -> str:
+        return keys.ip6_text(self.ip6)
+
+    @property
+    def peers(self) -> list[PeerEntity]:
+        return [e for e in self.entities if isinstance(e, PeerEntity)]
+
+    @property
+    def link_states(self) -> list[LinkStateEntity]:
+        return [e for e in self.entities if isinstance(e, LinkStateEntity)]
+
+    @property
+    def encoding_scheme(self) -> EncodingScheme | None:
+        found = [e.scheme for e in self.entities if isinstance(e, EncodingSchemeEntity)]
+        return found[-1] if found else None
+
+    @property
+    def protocol_version(self) -> int | None:
+        found = [e.version for e in self.entities if isinstance(e, VersionEntity)]
+        return found[-1] if found else None
