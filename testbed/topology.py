@@ -53,20 +53,20 @@ MAX_TIME = Decimal(3600)
 
 def _split_number(text, what: str) -> tuple[Decimal, str]:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise ValueError(f"expected a {what} string such as {_EXAMPLE[what]!r}, got {text!r}")
+        raise TopologyError(f"expected a {what} string such as {_EXAMPLE[what]!r}, got {text!r}")
     if isinstance(text, (int, float)):
         if text == 0:
             return Decimal(0), ""
-        raise ValueError(f"missing unit in {text!r} (write e.g. {_EXAMPLE[what]!r})")
+        raise TopologyError(f"missing unit in {text!r} (write e.g. {_EXAMPLE[what]!r})")
     m = _NUMBER.match(text)
     if not m:
         if text.strip().startswith("-"):
-            raise ValueError(f"negative {what} {text!r}")
-        raise ValueError(f"bad {what} {text!r} (write e.g. {_EXAMPLE[what]!r})")
+            raise TopologyError(f"negative {what} {text!r}")
+        raise TopologyError(f"bad {what} {text!r} (write e.g. {_EXAMPLE[what]!r})")
     number = Decimal(m.group(1) + (f"e{m.group(2)}" if m.group(2) else ""))
     unit = m.group(3)
     if not unit and number != 0:
-        raise ValueError(f"missing unit in {text!r} (write e.g. {_EXAMPLE[what]!r})")
+        raise TopologyError(f"missing unit in {text!r} (write e.g. {_EXAMPLE[what]!r})")
     return number, unit
 
 
@@ -74,43 +74,43 @@ _EXAMPLE = {"rate": "10mbit", "time": "5ms", "fraction": "1%"}
 
 
 def parse_rate(value) -> int | None:
-    """'10mbit' -> 10_000_000 bit/s; None or 'unlimited' -> None (unshaped). Raises ValueError."""
+    """'10mbit' -> 10_000_000 bit/s; None or 'unlimited' -> None (unshaped). Raises TopologyError."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("unlimited", "none")):
         return None
     number, unit = _split_number(value, "rate")
     if unit.lower() not in RATE_UNITS:
         if number == 0 and not unit:
-            raise ValueError("rate must be positive (use null or 'unlimited' for an unshaped link)")
+            raise TopologyError("rate must be positive (use null or 'unlimited' for an unshaped link)")
         hint = " (bytes are not accepted: use bit units)" if unit.lower().endswith(("bps", "b/s")) else ""
-        raise ValueError(f"unknown rate unit {unit!r} in {value!r}; use one of {', '.join(RATE_UNITS)}{hint}")
+        raise TopologyError(f"unknown rate unit {unit!r} in {value!r}; use one of {', '.join(RATE_UNITS)}{hint}")
     bps = number * RATE_UNITS[unit.lower()]
     if bps > MAX_RATE:
-        raise ValueError(f"rate {value!r} is too large (at most 1000tbit)")
+        raise TopologyError(f"rate {value!r} is too large (at most 1000tbit)")
     if bps != bps.to_integral_value():
-        raise ValueError(f"rate {value!r} is not a whole number of bit/s")
+        raise TopologyError(f"rate {value!r} is not a whole number of bit/s")
     if bps <= 0:
-        raise ValueError("rate must be positive (use null or 'unlimited' for an unshaped link)")
+        raise TopologyError("rate must be positive (use null or 'unlimited' for an unshaped link)")
     return int(bps)
 
 
 def parse_time(value) -> float:
-    """'5ms' -> 0.005 seconds. Raises ValueError."""
+    """'5ms' -> 0.005 seconds. Raises TopologyError."""
     number, unit = _split_number(value, "time")
     if unit and unit not in TIME_UNITS:
-        raise ValueError(f"unknown time unit {unit!r} in {value!r}; use one of s, ms, us, ns")
+        raise TopologyError(f"unknown time unit {unit!r} in {value!r}; use one of s, ms, us, ns")
     seconds = number * TIME_UNITS.get(unit, Decimal(1))
     if seconds > MAX_TIME:
-        raise ValueError(f"time {value!r} is too large (at most 3600s)")
+        raise TopologyError(f"time {value!r} is too large (at most 3600s)")
     return float(seconds)
 
 
 def parse_fraction(value) -> float:
-    """'1%' -> 0.01. Raises ValueError."""
+    """'1%' -> 0.01. Raises TopologyError."""
     number, unit = _split_number(value, "fraction")
     if unit and unit != "%":
-        raise ValueError(f"unknown unit {unit!r} in {value!r}; write a percentage such as '1%'")
+        raise TopologyError(f"unknown unit {unit!r} in {value!r}; write a percentage such as '1%'")
     if number > 100:
-        raise ValueError(f"fraction {value!r} is above 100%")
+        raise TopologyError(f"fraction {value!r} is above 100%")
     return float(number / 100)
 
 
@@ -136,11 +136,8 @@ def format_time(seconds: float) -> str:
 def format_fraction(fraction: float) -> str:
     if fraction == 0:
         return "0%"
-    for digits in range(1, 18):  # shortest percentage that reads back as the same float
-        text = f"{fraction * 100:.{digits}g}"
-        if float(Decimal(text) / 100) == fraction:
-            return f"{text}%"
-    return f"{fraction * 100!r}%"
+    # scaling the shortest decimal form by 100 is exact, so the text reads back as the same float
+    return f"{format((Decimal(repr(fraction)) * 100).normalize(), 'f')}%"
 
 
 # --- the model ---------------------------------------------------------------------------------------------

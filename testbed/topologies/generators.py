@@ -224,7 +224,7 @@ def _random(args, seed, spec):
     n = _int(n_text, "N", spec, fam)
     p = _float(p_text, "P", spec, fam, 0.0, 1.0)
     _check_size(n, int(p * n * (n - 1) / 2), spec, fam)
-    g = nx.gnp_random_graph(n, p, seed=seed)
+    g = nx.fast_gnp_random_graph(n, p, seed=seed)  # O(n + m), same distribution as G(n,p)
     _connect(g, random.Random(seed))
     return _numbered(g)
 
