@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from node.chain.packetcrypt import cryptocycle, randgen, randhash
 from node.chain.packetcrypt.randhash_interp import run_cycles
 from node.chain.packetcrypt.randhash_ops import OPCODES, execute
-from node.chain.packetcrypt.randhash_vectors import _c_single_op
+from node.chain.packetcrypt.randhash_vectors import single_op_program
 
 needs_accel = pytest.mark.skipif(not randhash.accel_available(), reason="C accelerator not built")
 SEEDS = [random.Random(k).randbytes(32) for k in range(12)]
@@ -90,7 +90,19 @@ def _single_op_insn(op, imm, pattern, field):
 def test_single_opcode_c_equals_python(op, imm, pattern, field, words):
     insn, n = _single_op_insn(op, imm, pattern, field)
     operands = words[:n]
-    assert _c_single_op(insn, operands) == ["%08x" % w for w in execute(insn, [0xFFFFFFFF] + operands)]
+    want = ["%08x" % w for w in execute(insn, [0xFFFFFFFF] + operands)]
+    assert single_op_program(insn, operands, accel=True) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(op=st.integers(1, 63), imm=st.booleans(), pattern=st.integers(0, 1), field=st.integers(0, 4095),
+       words=st.lists(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF])
+                      | st.integers(0, 0xFFFFFFFF), min_size=4, max_size=4))
+def test_single_opcode_compiled_python_equals_reference_ops(op, imm, pattern, field, words):
+    insn, n = _single_op_insn(op, imm, pattern, field)
+    operands = words[:n]
+    want = ["%08x" % w for w in execute(insn, [0xFFFFFFFF] + operands)]
+    assert single_op_program(insn, operands, accel=False) == want
 
 
 # A hand-written program whose IF arms continue at different places (so it does not compile): the THEN arm

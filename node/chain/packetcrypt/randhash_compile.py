@@ -10,33 +10,70 @@ from __future__ import annotations
 
 from .randgen import RandHashError
 from .randhash_interp import MAX_OPS, TooLong
-from .randhash_ops import C1_1, C2_1, C2_2, OPCODES, has_imm, imm32, imm64, reg_a, reg_b, sx
+from .randhash_ops import C1_1, C2_1, C2_2, OPCODES, OUT_WORDS, has_imm, imm32, imm64, reg_a, reg_b, sx
 
 OP_IN, OP_MEMORY, OP_LOOP, OP_IF_LIKELY, OP_IF_RANDOM, OP_JMP, OP_END = 64, 65, 66, 67, 68, 69, 70
 _M32 = 4294967295
 _M64 = (1 << 64) - 1
 _ARGS = "(S, hin, hout, mem, c)"
 
-# simple opcodes written inline: opcode -> expression pushed (one word) over operands a, b
-_INLINE1 = {
-    3: "{a}.bit_count()",
-    14: "({a} + {b}) & 4294967295",
-    17: "({a} - {b}) & 4294967295",
-    20: "({a} << ({b} & 31)) & 4294967295",
-    23: "{a} >> ({b} & 31)",
-    32: "({a} * {b}) & 4294967295",
-    33: "{a} & {b}",
-    34: "{a} | {b}",
-    35: "{a} ^ {b}",
+# Every arithmetic op is written inline. Lane ops are unrolled lane by lane; {x}/{y} are lane values, {w} the lane
+# width, {w1} = w - 1 and {sb} = the lane's sign bit ((x ^ sb) - sb sign-extends x). Results are masked to the
+# lane (w bits, or 2w bits for the carry class) when the lanes are put back together.
+_LANE_1_1 = {"POPCNT": "{x}.bit_count()", "CLZ": "{w} - {x}.bit_length()",
+             "CTZ": "(({x} & -{x}).bit_length() - 1 if {x} else {w})"}
+_LANE_2_1 = {"ADD": "{x} + {y}", "SUB": "{x} - {y}", "SHLL": "{x} << ({y} & {w1})", "SHRL": "{x} >> ({y} & {w1})",
+             "SHRA": "(({x} ^ {sb}) - {sb}) >> ({y} & {w1})",
+             "ROTL": "({x} << ({y} & {w1}) | {x} >> ({w} - ({y} & {w1})))", "MUL": "{x} * {y}"}
+_LANE_2_2 = {"ADD": "{x} + {y}", "SUB": "{x} - {y}", "MUL": "(({x} ^ {sb}) - {sb}) * (({y} ^ {sb}) - {sb})",
+             "MULSU": "(({x} ^ {sb}) - {sb}) * {y}", "MULU": "{x} * {y}"}
+_WORD_OPS = {   # opcodes on whole words: expression over x (and y), result masked by the caller
+    "BSWAP16": "(x & 0x00FF00FF) << 8 | x >> 8 & 0x00FF00FF",
+    "BSWAP32": "(x & 255) << 24 | (x >> 8 & 255) << 16 | (x >> 16 & 255) << 8 | x >> 24",
+    "AND": "x & y", "OR": "x | y", "XOR": "x ^ y",
+    "ADD64": "x + y", "SUB64": "x - y", "SHLL64": "x << (y & 63)", "SHRL64": "x >> (y & 63)",
+    "SHRA64": "((x ^ 9223372036854775808) - 9223372036854775808) >> (y & 63)",
+    "ROTL64": "(x << (y & 63) | x >> (64 - (y & 63)))", "ROTR64": "(x >> (y & 63) | x << (64 - (y & 63)))",
+    "MUL64": "x * y",
+    "ADD64C": "x + y", "SUB64C": "x - y",
+    "MUL64C": "((x ^ 9223372036854775808) - 9223372036854775808) * ((y ^ 9223372036854775808) - 9223372036854775808)",
+    "MULSU64C": "((x ^ 9223372036854775808) - 9223372036854775808) * y", "MULU64C": "x * y",
 }
-# opcodes giving one 64-bit value t pushed as (lo, hi): opcode -> expression for t
-_INLINE2 = {
-    38: "{a} + {b}",
-    50: "{a} * {b}",
-    51: "({a} + {b}) & 18446744073709551615",
-    52: "({a} - {b}) & 18446744073709551615",
-    58: "({a} * {b}) & 18446744073709551615",
+_PUSH = {  # result words -> statements pushing t (already reduced modulo 2^(32 * words))
+    1: "S.append(t)",
+    2: "S.append(t & 4294967295); S.append(t >> 32)",
+    4: "S.append(t & 4294967295); S.append(t >> 32 & 4294967295); S.append(t >> 64 & 4294967295); "
+       "S.append(t >> 96)",
 }
+
+
+def _lane_value(operand: str, k: int, w: int) -> str:
+    """Python source for lane k (width w) of an operand that is either an int literal or the variable x/y."""
+    if operand.isdigit():
+        return str((int(operand) >> (w * k)) & ((1 << w) - 1))
+    if w == 32:
+        return operand
+    return "(%s >> %d & %d)" % (operand, w * k, (1 << w) - 1) if k else "(%s & %d)" % (operand, (1 << w) - 1)
+
+
+def _arith_source(name: str, cls: str, b_const: int | None) -> str:
+    """Statements computing the op over x (and y, or the constant b) into t, then pushing t."""
+    y = "y" if b_const is None else str(b_const)
+    words = OUT_WORDS[cls]
+    if name in _WORD_OPS:
+        expr = _WORD_OPS[name].replace("y", y) if b_const is not None else _WORD_OPS[name]
+        return "t = (%s) & %d; %s" % (expr, (1 << (32 * words)) - 1, _PUSH[words])
+    base = name[:-1] if cls == C2_2 else name               # strip the carry class's trailing C
+    w = int("".join(ch for ch in base if ch.isdigit()))
+    kind = base.rstrip("0123456789")
+    template = {C1_1: _LANE_1_1, C2_1: _LANE_2_1, C2_2: _LANE_2_2}[cls][kind]
+    out_w = 2 * w if cls == C2_2 else w
+    parts = []
+    for k in range(32 // w):
+        expr = template.format(x=_lane_value("x", k, w), y=_lane_value(y, k, w), w=w, w1=w - 1, sb=1 << (w - 1))
+        part = "((%s) & %d)" % (expr, (1 << out_w) - 1)
+        parts.append(part if k == 0 else "%s << %d" % (part, out_w * k))
+    return "t = %s; %s" % (" | ".join(parts), _PUSH[words])
 
 
 class Unstructured(Exception):
@@ -143,21 +180,25 @@ class _Compiler:
         entry = OPCODES.get(op)
         if entry is None:
             raise Unstructured("invalid opcode %#x at pc %d" % (op, pc))
-        cls = entry[1]
+        name, cls = entry[0], entry[1]
         ra, rb, imm = reg_a(insn), reg_b(insn), has_imm(insn)
+        b_const = None
         if cls in (C1_1, C2_1, C2_2):
-            a = "S[%d]" % ra
-            b = "0" if cls == C1_1 else (str(imm32(insn)) if imm else "S[%d]" % rb)
+            load = "x = S[%d]" % ra
+            if cls != C1_1:
+                if imm:
+                    b_const = imm32(insn)
+                else:
+                    load += "; y = S[%d]" % rb
         else:
             if ra < 1 or (not imm and rb < 1):
                 raise Unstructured("64-bit operand at register 0")
-            a = "(S[%d] << 32 | S[%d])" % (ra, ra - 1)
-            b = str(imm64(insn)) if imm else "(S[%d] << 32 | S[%d])" % (rb, rb - 1)
-        if op in _INLINE1:
-            return "S.append(%s)" % _INLINE1[op].format(a=a, b=b)
-        if op in _INLINE2:
-            return "t = %s; S.append(t & 4294967295); S.append(t >> 32)" % _INLINE2[op].format(a=a, b=b)
-        return "S += _o%d(%s, %s)" % (op, a, b)
+            load = "x = S[%d] << 32 | S[%d]" % (ra, ra - 1)
+            if imm:
+                b_const = imm64(insn)
+            else:
+                load += "; y = S[%d] << 32 | S[%d]" % (rb, rb - 1)
+        return load + "; " + _arith_source(name, cls, b_const)
 
 
 def compile_program(prog: list[int]):
@@ -167,7 +208,6 @@ def compile_program(prog: list[int]):
     c.seq(0, top, False)
     source = "\n\n".join(c.sources + ["\n".join(top)])
     namespace = {"_end": _end, "_TooLong": TooLong}
-    namespace.update({"_o%d" % k: fn for k, (_, _, fn) in OPCODES.items()})
     exec(compile(source, "<randhash program>", "exec"), namespace)
     top_fn = namespace["_top"]
 

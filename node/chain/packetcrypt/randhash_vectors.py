@@ -101,18 +101,19 @@ def check_randhash_opcode(vector: dict) -> None:
     stack = [0xFFFFFFFF] + [int(w, 16) for w in vector["a_words"]] + [int(w, 16) for w in vector.get("b_words", [])]
     got = {"out_words": _words_hex(execute(insn, stack))}
     _compare(vector, got, "python")
+    _compare(vector, {"out_words": single_op_program(insn, stack[1:], accel=False)}, "python compiled")
     if randhash.accel_available():
         # the same op through the C interpreter: LOOP 1 / IN per operand word / op / END, on a crafted state
-        _compare(vector, {"out_words": _c_single_op(insn, stack[1:])}, "C")
+        _compare(vector, {"out_words": single_op_program(insn, stack[1:], accel=True)}, "C")
 
 
-def _c_single_op(insn: int, operands: list[int]) -> list[str]:
-    """Run one opcode in the C interpreter and read its pushed words back from hashOut."""
+def single_op_program(insn: int, operands: list[int], accel: bool) -> list[str]:
+    """Run one opcode inside a program (the C interpreter, or compiled Python) and read its words from hashOut."""
     prog = [(1 << 20) | 66] + [(k << 20) | 64 for k in range(len(operands))] + [insn, 70]
     buf = prog + [0] * (2048 - len(prog))
     state = bytearray(2048)
     struct.pack_into("<%dI" % len(operands), state, 0, *operands)
-    randhash.randhash(Program(prog, buf), 0, state, 1, accel=True)
+    randhash.randhash(Program(prog, buf), 0, state, 1, accel=accel)
     # END adds the operands then the results into hashOut (zero), starting at word 0
     words = struct.unpack_from("<256I", state, 1024)
     return _words_hex(words[len(operands):len(operands) + OUT_WORDS[OPCODES[insn & 0xFF][1]]])
