@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -522,10 +523,14 @@ class _Reader:
         for name, entry in isps.items():
             name = self.name(name, "isps", "an isp name")
             entry = self.mapping(entry, f"isp {name}", ISP_FIELDS, "an isp")
-            relations = self.mapping(entry.get("relations"), f"isp {name}: relations",
-                                     tuple(isps), "relations (keys are isp names)")
+            relations = entry.get("relations") or {}
+            if not isinstance(relations, dict):
+                self.fail(f"isp {name}: relations", "expected a mapping of other isp -> customer|provider|peer")
             rels = {}
             for other, rel in relations.items():
+                if other not in isps:
+                    self.fail(f"isp {name}: relations", f"unknown isp {_short(other)} (known: "
+                              f"{', '.join(map(str, isps))})")
                 if rel not in RELATIONS:
                     self.fail(f"isp {name}: relations: {other}",
                               f"unknown relation {_short(rel)} (known: {', '.join(RELATIONS)})")
@@ -689,16 +694,18 @@ def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None 
     seed; for generators a seed inside the string wins over it."""
     from testbed.topologies import generators
 
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise TopologyError(f"{spec!r}: expected a file path, generator string or bundled example name")
     path = Path(spec)
-    if path.is_file():
+    if _is_file(path):
         topo = _load_file(path, spec)
         if seed is not None:
             topo.seed = seed
     elif generators.looks_like_generator(spec):
         topo = generators.generate(spec, seed=seed)
-    elif "/" not in spec and (BUNDLED_DIR / f"{spec}.yaml").is_file():
+    elif "/" not in spec and _is_file(BUNDLED_DIR / f"{spec}.yaml"):
         topo = _load_file(BUNDLED_DIR / f"{spec}.yaml", spec)
         if seed is not None:
             topo.seed = seed
@@ -708,6 +715,13 @@ def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None 
             f"{', '.join(generators.FORMS)}; bundled examples: {', '.join(bundled_examples())}")
     topo.warnings = list(topo.warnings) + topo.validate(allow_disconnected=allow_disconnected)
     return topo
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # names too long, NUL bytes: not a file we can read
+        return False
 
 
 def _load_file(path: Path, source: str) -> Topology:

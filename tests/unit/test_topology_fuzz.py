@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed.topologies import generators
-from testbed.topology import (PARAMS, Topology, TopologyError, format_fraction, format_rate, format_time,
+from testbed.topology import (PARAMS, Topology, TopologyError, format_fraction, format_rate, format_time, load,
                               parse_fraction, parse_rate, parse_text, parse_time)
 
 unit_like = st.one_of(
@@ -110,5 +110,14 @@ def test_native_documents_raise_only_topology_error(doc):
 def test_yaml_text_raises_only_topology_error(text):
     try:
         Topology.from_dict(parse_text(text, "fuzz.yaml", "yaml"), "fuzz.yaml").validate()
+    except TopologyError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), generator_strings, st.text(min_size=300, max_size=5000)))
+def test_load_of_any_string_raises_only_topology_error(spec):
+    try:
+        load(spec)
     except TopologyError:
         pass
