@@ -341,27 +341,31 @@ def convert_label(scheme: EncodingScheme, label: int, to_form) -> int:
     return out
 
 
-def build_label(hops, scheme: EncodingScheme = V358) -> tuple[int, list[int]]:
+def build_label(hops, scheme=V358) -> tuple[int, list[int]]:
     """Label of a path given per node ``(label_p, label_n)``: the label back to the previous node and the
     label to the next (None at the ends), first node first. Returns ``(label, path_labels)``; a next-hop label
     is re-encoded to the form of the reverse hop when that one is wider (splice.rs build_label).
+    ``scheme`` is one EncodingScheme for every node, or a list with one scheme per node.
     """
     hops = [tuple(h) for h in hops]
     if len(hops) < 2 or any(len(h) != 2 for h in hops):
         raise LabelError("build_label needs at least two (label_p, label_n) pairs")
+    schemes = list(scheme) if isinstance(scheme, (list, tuple)) else [scheme] * len(hops)
+    if len(schemes) != len(hops):
+        raise LabelError("one encoding scheme per node is needed")
     if hops[0][0] is not None or hops[0][1] is None or hops[-1][0] is None or hops[-1][1] is not None:
         raise LabelError("the first node needs only label_n and the last only label_p")
     path = [_check_label(hops[0][1])]
-    for label_p, label_n in hops[1:-1]:
+    for (label_p, label_n), node_scheme in zip(hops[1:-1], schemes[1:-1]):
         if label_p is None or label_n is None:
             raise LabelError("every middle node needs label_p and label_n")
         _check_label(label_p)
         _check_label(label_n)
-        num_p = scheme.get_form_num(label_p)
+        num_p = node_scheme.get_form_num(label_p)
         if num_p < 0:
             raise LabelError(f"label {label_p:#x} matches no form")
-        if scheme[num_p].size > scheme.form_of(label_n).size:
-            label_n = convert_label(scheme, label_n, num_p)
+        if node_scheme[num_p].size > node_scheme.form_of(label_n).size:
+            label_n = convert_label(node_scheme, label_n, num_p)
         path.append(label_n)
     return splice_path(path), path
 

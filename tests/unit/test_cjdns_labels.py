@@ -195,3 +195,10 @@ def test_parsers_fuzz_100k():
         data = rng.randbytes(n)
         text = "".join(rng.choice("0123456789abcdef.x") for _ in range(rng.choice((19, rng.randrange(0, 25)))))
         _parse_all(data, text)
+
+
+def test_build_label_with_per_node_schemes():
+    hops = [(None, 0x15), (0x9E, 0x8E), (0x13, 0xA2), (0x1B, 0x1D), (0xEE, 0x1B), (0x19, 0x1B), (0x13, None)]
+    assert L.build_label(hops, [V358] * 7) == L.build_label(hops)
+    with pytest.raises(L.LabelError):
+        L.build_label(hops, [V358] * 3)

@@ -1,0 +1,237 @@
+"""The route server's pure core (pkt-reference.md §4.3, after ``cjdns-snode/src/server.rs``).
+
+:class:`RouteServer` accepts signed announcements, keeps per node the announcements of the last 20 minutes
+(older ones survive while they still carry a node's newest peer/version/scheme entity), builds the link
+graph and answers path queries with Dijkstra. Time is passed in (milliseconds); there is no I/O.
+
+* Rejections (:class:`Rejected` with ``reason``): ``malformed``, ``bad_signature``, ``wrong_snode``,
+  ``clock_skew`` (|now - timestamp| > 10 s), ``old_timestamp`` (older than the node's newest accepted
+  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``.
+* Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
+  An edge exists only if **both** nodes announce the link to each other.
+* Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
+  decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
+  Edge cost is ``1 / max(value of both directions, 1e-20)``.
+* Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
+  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from node.tun_switch.labels import EncodingScheme, LabelError, build_label
+from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LinkStateEntity, PeerEntity,
+                           UNKNOWN_PEER_NUM, VersionEntity)
+from .state_hash import state_hash
+
+AGREED_TIMEOUT_MS = 20 * 60 * 1000
+MAX_CLOCKSKEW_MS = 10 * 1000
+SLOT_MS = 10 * 1000
+LINK_STATE_DECAY_SLOTS = 18
+MIN_VALUE = 1e-20
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Link:
+    peer_ip6: bytes
+    label: int              # the peer's one-hop label back to the announcing node
+    peer_num: int           # the announcing node's one-hop label (low 16 bits) to the peer
+    encoding_form: int
+    create_time_ms: int
+    value: float = 0.0
+    value_slot: int | None = None
+
+
+@dataclass
+class NodeState:
+    ip6: bytes
+    public_key: bytes
+    announcements: list = field(default_factory=list)     # accepted Announcement objects, oldest first
+    links: dict = field(default_factory=dict)             # peer_num -> Link
+    version: int | None = None
+    scheme: EncodingScheme | None = None
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.announcements[-1].timestamp_ms if self.announcements else -1
+
+    @property
+    def state_hash(self) -> bytes:
+        return state_hash(a.raw for a in self.announcements)
+
+
+@dataclass(frozen=True)
+class Route:
+    label: int
+    nodes: tuple           # ip6 of each node, source first
+    hops: tuple            # per-hop labels after re-encoding
+    cost: float
+
+
+def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
+    if lag == 0:
+        return 0.0
+    return kb_recv / (lag * 2.0 ** min(drops, 1023))
+
+
+class RouteServer:
+    def __init__(self, snode_ip6: bytes):
+        self.snode_ip6 = bytes(snode_ip6)
+        self.nodes: dict[bytes, NodeState] = {}
+        self.counters: dict[str, int] = {}
+
+    # -- announcements -----------------------------------------------------------------------------------
+    def handle_announce(self, raw: bytes, now_ms: int) -> NodeState:
+        """Accept an announcement or raise Rejected. Returns the sender's updated state."""
+        try:
+            node = self._accept(bytes(raw), now_ms)
+        except Rejected as e:
+            self.counters[f"rejected_{e.reason}"] = self.counters.get(f"rejected_{e.reason}", 0) + 1
+            raise
+        self.counters["accepted"] = self.counters.get("accepted", 0) + 1
+        return node
+
+    def _accept(self, raw: bytes, now_ms: int) -> NodeState:
+        try:
+            ann = Announcement.parse(raw, verify=False)
+        except AnnouncementError as e:
+            raise Rejected("malformed", str(e)) from None
+        try:
+            Announcement.parse(raw, verify=True)
+        except AnnouncementError as e:
+            raise Rejected("bad_signature", str(e)) from None
+        if ann.snode_ip != self.snode_ip6:
+            raise Rejected("wrong_snode")
+        if abs(now_ms - ann.timestamp_ms) > MAX_CLOCKSKEW_MS:
+            raise Rejected("clock_skew", f"{now_ms - ann.timestamp_ms} ms")
+        node = self.nodes.get(ann.ip6)
+        if node is not None:
+            if any(a.raw == raw for a in node.announcements):
+                raise Rejected("replay")
+            if node.timestamp_ms > ann.timestamp_ms:
+                raise Rejected("old_timestamp")
+        if ann.reset or node is None:
+            base = []
+            version = scheme = None
+        else:
+            base = list(node.announcements)
+            version, scheme = node.version, node.scheme
+        version = ann.protocol_version if ann.protocol_version is not None else version
+        scheme = ann.encoding_scheme if ann.encoding_scheme is not None else scheme
+        if scheme is None:
+            raise Rejected("no_encoding_scheme")
+        if version is None:
+            raise Rejected("no_version")
+        fresh = NodeState(ann.ip6, ann.public_key, base + [ann], version=version, scheme=scheme)
+        self._forget_old(fresh, ann.timestamp_ms)
+        self._rebuild_links(fresh)
+        self.nodes[ann.ip6] = fresh
+        return fresh
+
+    @staticmethod
+    def _forget_old(node: NodeState, newest_ms: int) -> None:
+        """Drop announcements older than 20 minutes unless they hold a node's newest non-ephemeral entity."""
+        newest_holder = {}
+        for i, ann in enumerate(node.announcements):
+            for e in ann.entities:
+                if isinstance(e, PeerEntity):
+                    newest_holder[("peer", e.peer_num)] = i
+                elif isinstance(e, VersionEntity):
+                    newest_holder[("version",)] = i
+                elif isinstance(e, EncodingSchemeEntity):
+                    newest_holder[("scheme",)] = i
+        keep = set(newest_holder.values())
+        node.announcements = [a for i, a in enumerate(node.announcements)
+                              if a.timestamp_ms >= newest_ms - AGREED_TIMEOUT_MS or i in keep]
+
+    @staticmethod
+    def _rebuild_links(node: NodeState) -> None:
+        links: dict[int, Link] = {}
+        for ann in node.announcements:
+            slot = ann.timestamp_ms // SLOT_MS
+            for e in ann.entities:
+                if isinstance(e, PeerEntity):
+                    if e.label == 0:
+                        links.pop(e.peer_num, None)
+                        continue
+                    old = links.get(e.peer_num)
+                    link = Link(e.ip6, e.label, e.peer_num,
+                                e.encoding_form, ann.timestamp_ms)
+                    if old is not None and old.peer_ip6 == link.peer_ip6:
+                        link.create_time_ms, link.value, link.value_slot = (old.create_time_ms, old.value,
+                                                                            old.value_slot)
+                    links[e.peer_num] = link
+                elif isinstance(e, LinkStateEntity):
+                    link = links.get(e.node_id)
+                    if link is None or not e.slots:
+                        continue
+                    sample = sum(link_state_value(*t) for t in e.slots) / len(e.slots)
+                    if link.value_slot is not None:
+                        elapsed = max(0, slot - link.value_slot)
+                        link.value /= 1 + elapsed / LINK_STATE_DECAY_SLOTS
+                    link.value += sample
+                    link.value_slot = slot
+        node.links = links
+
+    def state_hash(self, ip6: bytes) -> bytes:
+        node = self.nodes.get(ip6)
+        return node.state_hash if node else bytes(64)
+
+    # -- graph and paths --------------------------------------------------------------------------------
+    def _link(self, a: bytes, b: bytes) -> Link | None:
+        node = self.nodes.get(a)
+        if node is None:
+            return None
+        found = [l for l in node.links.values() if l.peer_ip6 == b]
+        return max(found, key=lambda l: l.create_time_ms) if found else None
+
+    def graph(self) -> nx.DiGraph:
+        """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20)."""
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        for ip6, node in self.nodes.items():
+            for link in node.links.values():
+                back = self._link(link.peer_ip6, ip6)
+                if back is None:
+                    continue
+                g.add_edge(ip6, link.peer_ip6, weight=1.0 / max(link.value, back.value, MIN_VALUE))
+        return g
+
+    def route(self, src_ip6: bytes, dst_ip6: bytes) -> Route | None:
+        """Cheapest path and its label from src to dst, or None if there is none."""
+        src_ip6, dst_ip6 = bytes(src_ip6), bytes(dst_ip6)
+        if src_ip6 not in self.nodes or dst_ip6 not in self.nodes:
+            return None
+        if src_ip6 == dst_ip6:
+            return Route(1, (src_ip6,), (), 0.0)
+        g = self.graph()
+        try:
+            cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="weight")
+        except nx.NetworkXNoPath:
+            return None
+        hops, schemes = [], []
+        for i, ip6 in enumerate(path):
+            prev_label = self._label(ip6, path[i - 1]) if i > 0 else None
+            next_label = self._label(ip6, path[i + 1]) if i + 1 < len(path) else None
+            hops.append((prev_label, next_label))
+            schemes.append(self.nodes[ip6].scheme)
+        try:
+            label, hop_labels = build_label(hops, schemes)
+        except LabelError:
+            return None
+        return Route(label, tuple(path), tuple(hop_labels), cost)
+
+    def _label(self, a: bytes, b: bytes) -> int:
+        """a's one-hop label to b: a's peerNum for b, else what b announced as a's label to reach it."""
+        forward = self._link(a, b)
+        if forward is not None and forward.peer_num != UNKNOWN_PEER_NUM:
+            return forward.peer_num
+        return self._link(b, a).label

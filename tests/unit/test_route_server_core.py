@@ -1,0 +1,221 @@
+"""Route server core: acceptance rules, 20-minute window, state hash, graph, Dijkstra, labels (§4)."""
+import random
+
+import pytest
+
+from node.route_server import announcement as A
+from node.route_server.server import AGREED_TIMEOUT_MS, Rejected, RouteServer
+from node.route_server.state_hash import state_hash
+from node.tun_switch.keys import Identity
+from node.tun_switch.labels import V358, one_hop_label
+from node.tun_switch.switch import Switch
+from node.tun_switch.switch_header import SwitchHeader
+
+SNODE = Identity.from_seed(b"snode", 0)
+T0 = 1_700_000_000_000
+
+
+class Lab:
+    """Nodes with real switches; links are (node, iface) <-> (node, iface)."""
+
+    def __init__(self, names, links):
+        self.ids = {n: Identity.from_seed(b"rs", i) for i, n in enumerate(names)}
+        self.switches = {n: Switch() for n in names}
+        self.wires = {}
+        self.peers = {n: [] for n in names}       # (iface, peer name, peer iface)
+        for (a, ia), (b, ib) in links:
+            self.switches[a].add_interface(ia)
+            self.switches[b].add_interface(ib)
+            self.wires[(a, ia)] = (b, ib)
+            self.wires[(b, ib)] = (a, ia)
+            self.peers[a].append((ia, b, ib))
+            self.peers[b].append((ib, a, ia))
+
+    def ann(self, name, ts, reset=True, skip=(), extra=(), scheme=True, version=True):
+        entities = []
+        if version:
+            entities.append(A.VersionEntity(22))
+        if scheme:
+            entities.append(A.EncodingSchemeEntity(V358))
+        for iface, peer, peer_iface in self.peers[name]:
+            if peer in skip:
+                continue
+            ours = one_hop_label(iface)
+            entities.append(A.PeerEntity(self.ids[peer].ip6, one_hop_label(peer_iface), peer_num=ours,
+                                         encoding_form=V358.get_form_num(ours)))
+        return A.Announcement.build(self.ids[name], SNODE.ip6, ts, tuple(entities) + tuple(extra), reset=reset)
+
+    def deliver(self, src, label):
+        node, iface, pkt = src, 1, SwitchHeader(label).pack() + b"payload"
+        for _ in range(30):
+            [(dest, pkt)] = self.switches[node].receive(iface, pkt)
+            if dest == 1:
+                return node
+            node, iface = self.wires[(node, dest)]
+        raise AssertionError("loop")
+
+
+def announce_all(server, lab, ts=T0, **kw):
+    for name in lab.ids:
+        server.handle_announce(lab.ann(name, ts, **kw).raw, ts)
+
+
+def ip(lab, name):
+    return lab.ids[name].ip6
+
+
+def test_routes_work_through_real_switches():
+    # a chain with mixed interface widths, so re-encoding is needed
+    lab = Lab("ABCDE", [(("A", 0), ("B", 40)), (("B", 9), ("C", 2)), (("C", 100), ("D", 3)),
+                        (("D", 0), ("E", 7))])
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    for src in "ABCDE":
+        for dst in "ABCDE":
+            if src == dst:
+                continue
+            route = rs.route(ip(lab, src), ip(lab, dst))
+            assert route is not None, (src, dst)
+            assert route.nodes[0] == ip(lab, src) and route.nodes[-1] == ip(lab, dst)
+            assert lab.deliver(src, route.label) == dst
+
+
+def test_both_directions_required_and_withdrawal():
+    lab = Lab("ABC", [(("A", 0), ("B", 2)), (("B", 3), ("C", 0))])
+    rs = RouteServer(SNODE.ip6)
+    rs.handle_announce(lab.ann("A", T0).raw, T0)
+    rs.handle_announce(lab.ann("B", T0).raw, T0)
+    rs.handle_announce(lab.ann("C", T0, skip="B").raw, T0)     # C does not confirm B
+    assert rs.route(ip(lab, "A"), ip(lab, "B")) is not None
+    assert rs.route(ip(lab, "A"), ip(lab, "C")) is None
+    rs.handle_announce(lab.ann("C", T0 + 1000).raw, T0 + 1000)
+    assert lab.deliver("A", rs.route(ip(lab, "A"), ip(lab, "C")).label) == "C"
+    # B withdraws its link to C (label 0 for that peerNum) without a reset
+    withdraw = A.PeerEntity(ip(lab, "C"), 0, peer_num=one_hop_label(3))
+    ann = A.Announcement.build(lab.ids["B"], SNODE.ip6, T0 + 2000, (withdraw,), reset=False)
+    rs.handle_announce(ann.raw, T0 + 2000)
+    assert rs.route(ip(lab, "A"), ip(lab, "C")) is None
+    assert rs.route(ip(lab, "A"), ip(lab, "B")) is not None
+
+
+def test_link_state_steers_dijkstra():
+    # square A-B-D and A-C-D; C's links report much better quality
+    lab = Lab("ABCD", [(("A", 0), ("B", 0)), (("A", 2), ("C", 0)), (("B", 2), ("D", 0)), (("C", 2), ("D", 2))])
+    rs = RouteServer(SNODE.ip6)
+
+    def good(name, peer_iface_pairs):
+        return tuple(A.LinkStateEntity(one_hop_label(i), 0, ((1, 0, 100000),)) for i in peer_iface_pairs)
+
+    extra = {"A": good("A", [2]), "C": good("C", [0, 2]), "D": good("D", [2]), "B": ()}
+    for name in "ABCD":
+        rs.handle_announce(lab.ann(name, T0, extra=extra[name]).raw, T0)
+    route = rs.route(ip(lab, "A"), ip(lab, "D"))
+    assert route.nodes == (ip(lab, "A"), ip(lab, "C"), ip(lab, "D"))
+    assert lab.deliver("A", route.label) == "D"
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "wrong_snode", "clock_skew", "old_timestamp", "replay",
+                                  "malformed", "no_encoding_scheme", "no_version"])
+def test_rejections(case):
+    lab = Lab("AB", [(("A", 0), ("B", 0))])
+    rs = RouteServer(SNODE.ip6)
+    good = lab.ann("A", T0)
+    now = T0
+    if case == "bad_signature":
+        raw = bytearray(good.raw)
+        raw[-1] ^= 1
+        raw = bytes(raw)
+    elif case == "wrong_snode":
+        raw = A.Announcement.build(lab.ids["A"], lab.ids["B"].ip6, T0, ()).raw
+    elif case == "clock_skew":
+        raw, now = good.raw, T0 + 10_001
+    elif case in ("old_timestamp", "replay"):
+        rs.handle_announce(lab.ann("A", T0 + 5000).raw if case == "old_timestamp" else good.raw, T0 + 5000
+                           if case == "old_timestamp" else T0)
+        raw = good.raw
+    elif case == "malformed":
+        raw = good.raw[:119]
+    elif case == "no_encoding_scheme":
+        raw = lab.ann("A", T0, scheme=False).raw
+    else:
+        raw = lab.ann("A", T0, version=False).raw
+    with pytest.raises(Rejected) as e:
+        rs.handle_announce(raw, now)
+    assert e.value.reason == case
+    assert rs.counters[f"rejected_{case}"] == 1
+
+
+def test_clock_skew_within_10s_accepted():
+    lab = Lab("AB", [(("A", 0), ("B", 0))])
+    rs = RouteServer(SNODE.ip6)
+    rs.handle_announce(lab.ann("A", T0).raw, T0 - 9_999)
+
+
+def test_twenty_minute_window_and_state_hash():
+    lab = Lab("AB", [(("A", 0), ("B", 0))])
+    rs = RouteServer(SNODE.ip6)
+    sent = []
+
+    def send(ann, now):
+        rs.handle_announce(ann.raw, now)
+        sent.append(ann.raw)
+
+    first = lab.ann("A", T0)                                   # version, scheme, peer B
+    send(first, T0)
+    assert rs.state_hash(ip(lab, "A")) == state_hash(sent)
+    ls = A.LinkStateEntity(one_hop_label(0), 1, ((5, 0, 50),))
+    t1 = T0 + 60_000
+    ephemeral = A.Announcement.build(lab.ids["A"], SNODE.ip6, t1, (ls,), reset=False)
+    send(ephemeral, t1)
+    assert rs.state_hash(ip(lab, "A")) == state_hash(sent)
+    t2 = T0 + AGREED_TIMEOUT_MS + 120_000
+    later = A.Announcement.build(lab.ids["A"], SNODE.ip6, t2, (ls,), reset=False)
+    rs.handle_announce(later.raw, t2)
+    kept = [a.raw for a in rs.nodes[ip(lab, "A")].announcements]
+    # the old link-state-only announcement expired; the first still carries the newest peer/version/scheme
+    assert kept == [first.raw, later.raw]
+    assert rs.state_hash(ip(lab, "A")) == state_hash(kept)
+    # a reset announcement starts the list again
+    t3 = t2 + 1000
+    fresh = lab.ann("A", t3, reset=True)
+    rs.handle_announce(fresh.raw, t3)
+    assert rs.state_hash(ip(lab, "A")) == state_hash([fresh.raw])
+    assert rs.state_hash(b"\x00" * 16) == bytes(64)
+
+
+def test_random_topologies_route_correctly():
+    rng = random.Random(3)
+    routed = 0
+    for trial in range(5):
+        names = [f"n{i}" for i in range(8)]
+        free = {n: [i for i in range(0, 60) if i != 1] for n in names}
+        for n in names:
+            rng.shuffle(free[n])
+        links = []
+        for i in range(1, len(names)):                      # a random spanning tree plus extra edges
+            links.append((names[i], names[rng.randrange(i)]))
+        for _ in range(4):
+            a, b = rng.sample(names, 2)
+            if (a, b) not in links and (b, a) not in links:
+                links.append((a, b))
+        lab = Lab(names, [((a, free[a].pop()), (b, free[b].pop())) for a, b in links])
+        rs = RouteServer(SNODE.ip6)
+        announce_all(rs, lab)
+        for _ in range(10):
+            src, dst = rng.sample(names, 2)
+            route = rs.route(ip(lab, src), ip(lab, dst))
+            assert route is not None, "every node pair is connected and paths are short"
+            assert lab.deliver(src, route.label) == dst
+            routed += 1
+    assert routed == 50
+
+
+def test_random_input_only_rejected():
+    rs = RouteServer(SNODE.ip6)
+    rng = random.Random(6)
+    good = Lab("AB", [(("A", 0), ("B", 0))]).ann("A", T0).raw
+    for _ in range(300):
+        raw = rng.randbytes(rng.randrange(0, 200)) if rng.random() < 0.5 else \
+            good[:120] + rng.randbytes(rng.randrange(0, 60))
+        with pytest.raises(Rejected):
+            rs.handle_announce(raw, T0)
