@@ -143,3 +143,10 @@ def test_commitment_insert_and_extract():
         t.extract_commitment(b"nothing here")
     with pytest.raises(t.CommitmentError):
         t.CoinbaseCommitment.parse(b"\0" * 48)
+
+
+def test_commitment_from_output_scripts():
+    c = t.CoinbaseCommitment(0x2003FFFF, bytes(range(32)), 7)
+    assert t.commitment_from_scripts([b"\x76\xa9" + bytes(23), c.script(), b"\x6a\x30" + bytes(48)]) == c
+    with pytest.raises(t.CommitmentError):
+        t.commitment_from_scripts([b"\x6a\x30\x09\xf9\x11\x02"])     # the prefix alone is not enough

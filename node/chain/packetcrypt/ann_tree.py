@@ -313,3 +313,12 @@ def extract_commitment(coinbase: bytes) -> CoinbaseCommitment:
     if at < 0 or at + 50 > len(coinbase):
         raise CommitmentError("coinbase has no PacketCrypt commitment")
     return CoinbaseCommitment.parse(coinbase[at + 2:at + 50])
+
+
+def commitment_from_scripts(output_scripts) -> CoinbaseCommitment:
+    """pktd ExtractCoinbaseCommit: the first coinbase output script starting 6a30 09f91102 carries it."""
+    prefix = COMMIT_SCRIPT_PREFIX + struct.pack("<I", COMMIT_MAGIC)
+    for script in output_scripts:
+        if len(script) > len(prefix) and script.startswith(prefix):
+            return CoinbaseCommitment.parse(bytes(script[2:50]).ljust(48, b"\0"))
+    raise CommitmentError("no coinbase output carries a PacketCrypt commitment")

@@ -7,6 +7,9 @@ the winning state encrypts the merkle branch of the last item used, so the branc
 Fast mode (testbeds only): the version byte is FAST_VERSION_FLAG | depth and the tables hold 2^depth items
 (depth 1..12) instead of 8192. Everything else is the same algorithm. Faithful (mainnet) validation rejects it
 with Reason.FAST_MODE_NOT_ALLOWED; validation accepts it only when asked to (`allow_fast=True`).
+
+Version 0 (legacy, PcP v1 only) is supported too: one MkItem table (hash chains + memocycle) serves both the
+merkle tree and the search, RandHash runs inside each update, and the item-4 prefix is stored in clear.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field, replace
 
 from . import cryptocycle
 from .difficulty import hash_meets_target, soft_nonce_max
-from .hashing import h32, h64
-from .randhash import RandHashError, build_table, create_program, mkitem2
+from .hashing import expand, h32, h64
+from .randhash import Program, RandHashError, build_table, create_program, mkitem2, randhash
 
 ANN_SIZE = 1024
 HEADER_SIZE = 88
@@ -42,6 +45,7 @@ class Reason(enum.Enum):
     SOFT_NONCE_HIGH = "SOFT_NONCE_HIGH"
     BAD_PROGRAM = "BAD_PROGRAM"
     BAD_PROGRAM_EXEC = "BAD_PROGRAM_EXEC"
+    INVAL = "INVAL"                    # v0: the per-update RandHash program failed
     INVAL_ITEM4 = "INVAL_ITEM4"
     BAD_PROGRAM0 = "BAD_PROGRAM0"
     BAD_PROGRAM0_EXEC = "BAD_PROGRAM0_EXEC"
@@ -66,7 +70,7 @@ def fast_version(depth: int) -> int:
 
 def table_depth(version: int) -> int | None:
     """Merkle depth (log2 of the table size) for a mining version: 13 for v1, the depth for fast mode."""
-    if version == 1:
+    if version in (0, 1):
         return MERKLE_DEPTH
     if version & FAST_VERSION_FLAG and 1 <= version & 0x7F <= MAX_FAST_DEPTH:
         return version & 0x7F
@@ -174,48 +178,49 @@ def _encrypt(ann: bytes, state: bytes) -> bytes:
             + ann[ROOT_OFFSET:PREFIX_OFFSET] + _xor(ann[PREFIX_OFFSET:], state[832:872]))
 
 
+def mk_item_v0(item_no: int, seed32: bytes) -> bytes:
+    """Version-0 item (pktd MkItem): a 16-block BLAKE2b-512 hash chain from expand, then 2 memocycles."""
+    blocks = [expand(64, seed32, item_no)]
+    for _ in range(15):
+        blocks.append(h64(blocks[-1]))
+    for _ in range(2):
+        for i in range(16):
+            p = (i - 1) % 16
+            j = (i + int.from_bytes(blocks[p][:4], "little") % 15) % 16
+            blocks[i] = h64(blocks[p] + blocks[j])
+    return b"".join(blocks)
+
+
+def update_v0(s: bytearray, item: bytes) -> None:
+    """Version-0 CryptoCycle update: RandHash (program from the item's last 32 bytes, the item as memory,
+    4 cycles) on the state, then the normal update. Raises RandHashError like pktd's failed Update."""
+    words = list(struct.unpack("<256I", item)) + [0] * (2048 - 256)
+    program = Program(create_program(item[992:1024]).insns, words)       # window 0 = the item itself
+    randhash(program, 0, s, cycles=4)
+    cryptocycle.update(s, item)
+
+
 class _SoftNonceHasher:
     """init(annHash1[0:32], softNonce) + 4 updates + final, with the 2048-byte expand done once per seed."""
 
     def __init__(self, seed32: bytes):
         self._init = cryptocycle.SeededInit(seed32)
 
-    def run(self, soft_nonce: int, get_item, table_size: int) -> tuple[bytearray, int]:
+    def run(self, soft_nonce: int, get_item, table_size: int, legacy: bool = False) -> tuple[bytearray, int]:
         s = self._init.init(soft_nonce)
         item_no = -1
+        update = update_v0 if legacy else cryptocycle.update
         for _ in range(4):
             item_no = cryptocycle.get_item_no(s) % table_size
-            cryptocycle.update(s, get_item(item_no))
+            update(s, get_item(item_no))
         cryptocycle.final(s)
         return s, item_no
 
 
 # --- validation ------------------------------------------------------------------------------------------------
 
-def validate(ann_bytes: bytes, parent_block_hash: bytes, *, pcp_version: int = 2,
-             min_v1_parent_height: int = MIN_V1_PARENT_HEIGHT, allow_fast: bool = False) -> bytes:
-    """pktd announce.CheckAnn for version-1 (and fast-mode) announcements; returns the 32-byte work hash.
-
-    `parent_block_hash` is the hash (internal byte order) of the block at the announcement's parent height on
-    the validating chain. Raises AnnValidationError naming the reason on any failure.
-    """
-    ann = Announcement.parse(ann_bytes)
-    if ann.is_fast and not allow_fast:
-        raise AnnValidationError(Reason.FAST_MODE_NOT_ALLOWED, "fast-mode announcement on a faithful chain")
-    if ann.version > 0 and ann.parent_block_height < min_v1_parent_height:
-        raise AnnValidationError(Reason.ANN_VERSION_NOT_ALLOWED, f"parent height {ann.parent_block_height}")
-    if ann.version == 0:
-        if pcp_version > 1:
-            raise AnnValidationError(Reason.ANN_VERSION_MISMATCH, "version 0 announcement in a PcP v2 block")
-        raise AnnValidationError(Reason.UNSUPPORTED_VERSION, "version 0 announcements are not implemented")
-    depth = table_depth(ann.version)
-    if depth is None:
-        raise AnnValidationError(Reason.UNSUPPORTED_VERSION, f"announcement version {ann.version}")
-    table_size = 1 << depth
-
-    hdr = ann.header(soft_nonce=0)
-    hash0 = ann_hash0(hdr, parent_block_hash)
-    hash1 = h64(hdr + ann.merkle_root)
+def _check_v1_items(ann: Announcement, raw: bytes, hash0: bytes, hasher: _SoftNonceHasher, table_size: int):
+    """v1 search replay: soft nonce bound, mined-table items, decryption. Returns (state, item_no, branch)."""
     if ann.soft_nonce > soft_nonce_max(ann.work_bits):
         raise AnnValidationError(Reason.SOFT_NONCE_HIGH, f"soft nonce {ann.soft_nonce}")
     seed = h64(ann.merkle_root + hash0)
@@ -230,19 +235,55 @@ def validate(ann_bytes: bytes, parent_block_hash: bytes, *, pcp_version: int = 2
         except RandHashError as e:
             raise AnnValidationError(Reason.BAD_PROGRAM_EXEC, str(e)) from None
 
-    state, item_no = _SoftNonceHasher(hash1[:32]).run(ann.soft_nonce, mined_item, table_size)
-    clear = _encrypt(bytes(ann_bytes), state)          # XOR is its own inverse
+    state, item_no = hasher.run(ann.soft_nonce, mined_item, table_size)
+    clear = _encrypt(raw, state)          # XOR is its own inverse
     if any(clear[PREFIX_OFFSET:]):
         raise AnnValidationError(Reason.INVAL_ITEM4, "decrypted item-4 prefix is not zero")
-    try:
-        prog0 = create_program(hash0[:32])
-    except RandHashError as e:
-        raise AnnValidationError(Reason.BAD_PROGRAM0, str(e)) from None
-    try:
-        item = mkitem2(item_no, hash0[32:], prog0)
-    except RandHashError as e:
-        raise AnnValidationError(Reason.BAD_PROGRAM0_EXEC, str(e)) from None
-    branch = clear[BRANCH_OFFSET:ROOT_OFFSET]
+    return state, item_no, clear[BRANCH_OFFSET:ROOT_OFFSET]
+
+
+def validate(ann_bytes: bytes, parent_block_hash: bytes, *, pcp_version: int = 2,
+             min_v1_parent_height: int = MIN_V1_PARENT_HEIGHT, allow_fast: bool = False) -> bytes:
+    """pktd announce.CheckAnn (versions 0 and 1, and fast mode); returns the 32-byte work hash.
+
+    `parent_block_hash` is the hash (internal byte order) of the block at the announcement's parent height on
+    the validating chain. Raises AnnValidationError naming the reason on any failure.
+    """
+    ann = Announcement.parse(ann_bytes)
+    if ann.is_fast and not allow_fast:
+        raise AnnValidationError(Reason.FAST_MODE_NOT_ALLOWED, "fast-mode announcement on a faithful chain")
+    if ann.version > 0 and ann.parent_block_height < min_v1_parent_height:
+        raise AnnValidationError(Reason.ANN_VERSION_NOT_ALLOWED, f"parent height {ann.parent_block_height}")
+    if ann.version == 0 and pcp_version > 1:
+        raise AnnValidationError(Reason.ANN_VERSION_MISMATCH, "version 0 announcement in a PcP v2 block")
+    depth = table_depth(ann.version)
+    if depth is None:
+        raise AnnValidationError(Reason.UNSUPPORTED_VERSION, f"announcement version {ann.version}")
+    table_size = 1 << depth
+
+    hdr = ann.header(soft_nonce=0)
+    hash0 = ann_hash0(hdr, parent_block_hash)
+    hash1 = h64(hdr + ann.merkle_root)
+    hasher = _SoftNonceHasher(hash1[:32])
+    if ann.version == 0:
+        try:
+            state, item_no = hasher.run(ann.soft_nonce, lambda n: mk_item_v0(n, hash0[:32]), table_size, True)
+        except RandHashError as e:
+            raise AnnValidationError(Reason.INVAL, str(e)) from None
+        item = mk_item_v0(item_no, hash0[:32])
+        if item[:PREFIX_SIZE] != ann.item4_prefix:
+            raise AnnValidationError(Reason.INVAL_ITEM4, "item-4 prefix differs")
+        branch = ann.merkle_branch
+    else:
+        state, item_no, branch = _check_v1_items(ann, bytes(ann_bytes), hash0, hasher, table_size)
+        try:
+            prog0 = create_program(hash0[:32])
+        except RandHashError as e:
+            raise AnnValidationError(Reason.BAD_PROGRAM0, str(e)) from None
+        try:
+            item = mkitem2(item_no, hash0[32:], prog0)
+        except RandHashError as e:
+            raise AnnValidationError(Reason.BAD_PROGRAM0_EXEC, str(e)) from None
     if depth < MERKLE_DEPTH and any(branch[depth * 64:]):
         raise AnnValidationError(Reason.INVAL_MERKLE, "unused merkle branch slots are not zero")
     if merkle_root_from_branch(h64(item), item_no, branch, depth) != ann.merkle_root:
@@ -273,27 +314,37 @@ class AnnMiner:
             raise ValueError(f"cannot mine announcement version {template.version}")
         self.table_size = 1 << depth
         self.parent_block_hash = bytes(parent_block_hash)
+        self.legacy = template.version == 0
         self._ready = False
 
     def prepare(self) -> None:
         """Build table 1, its merkle tree, and table 2. Raises RandHashError when this hard nonce is unusable."""
         hdr = self.template.header(soft_nonce=0)
         hash0 = ann_hash0(hdr, self.parent_block_hash)
-        table1 = build_table(hash0[:32], hash0[32:], self.table_size)
+        if self.legacy:
+            table1 = [mk_item_v0(i, hash0[:32]) for i in range(self.table_size)]
+        else:
+            table1 = build_table(hash0[:32], hash0[32:], self.table_size)
         self.layers = merkle_layers(table1)
         self.root = self.layers[-1][0]
-        seed = h64(self.root + hash0)
-        self.table2 = build_table(seed[:32], seed[32:], self.table_size)
+        if self.legacy:
+            self.table2 = table1              # v0 searches the committed table itself
+        else:
+            seed = h64(self.root + hash0)
+            self.table2 = build_table(seed[:32], seed[32:], self.table_size)
         self.hasher = _SoftNonceHasher(h64(hdr + self.root)[:32])
         self._ready = True
 
     def _hash(self, soft_nonce: int) -> tuple[bytearray, int]:
         if not self._ready:
             self.prepare()
-        return self.hasher.run(soft_nonce, self.table2.__getitem__, self.table_size)
+        return self.hasher.run(soft_nonce, self.table2.__getitem__, self.table_size, self.legacy)
 
     def _assemble(self, soft_nonce: int, state: bytes, item_no: int) -> Announcement:
         branch = merkle_branch(self.layers, item_no).ljust(MERKLE_DEPTH * 64, b"\0")
+        if self.legacy:                       # v0: branch and the last item's prefix in clear
+            return replace(self.template, soft_nonce=soft_nonce, merkle_branch=branch, merkle_root=self.root,
+                           item4_prefix=self.table2[item_no][:PREFIX_SIZE])
         clear = replace(self.template, soft_nonce=soft_nonce, merkle_branch=branch, merkle_root=self.root,
                         item4_prefix=bytes(PREFIX_SIZE))
         return Announcement.parse(_encrypt(clear.pack(), state))
@@ -322,14 +373,15 @@ class AnnMiner:
 
 def mine(parent_block_hash: bytes, parent_block_height: int, work_bits: int, *, hard_nonce: int = 0,
          hard_nonce_step: int = 1, max_hard_nonces: int = 16, content_type: int = 0, content_length: int = 0,
-         content_hash: bytes = bytes(32), signing_key: bytes = bytes(32), fast_depth: int | None = None
-         ) -> Announcement:
-    """Mine one announcement (faithful version 1 unless `fast_depth` is given).
+         content_hash: bytes = bytes(32), signing_key: bytes = bytes(32), fast_depth: int | None = None,
+         version: int | None = None) -> Announcement:
+    """Mine one announcement (faithful version 1 unless `fast_depth` or `version=0` is given).
 
     When the soft nonces of a hard nonce are used up, or its program is unusable, the hard nonce is bumped by
     `hard_nonce_step` (the C miner bumps by its thread count) and both tables are rebuilt.
     """
-    version = 1 if fast_depth is None else fast_version(fast_depth)
+    if version is None:
+        version = 1 if fast_depth is None else fast_version(fast_depth)
     for attempt in range(max_hard_nonces):
         template = Announcement(version=version, hard_nonce=(hard_nonce + attempt * hard_nonce_step) & 0xFFFFFFFF,
                                 work_bits=work_bits, parent_block_height=parent_block_height,
