@@ -30,15 +30,17 @@ def _scheme(name: str):
 def check_address(v):
     if v.get("private_key"):
         ident = keys.Identity.from_private_key(v["private_key"])
-        expect("public_key", ident.pubkey_text, v["public_key"])
+        if "public_key" in v:
+            expect("public_key", ident.pubkey_text, v["public_key"])
         pk = ident.public_key
-    else:
+    elif "public_key" in v:
         pk = keys.parse_pubkey_text(v["public_key"])
+    else:
+        pk = bytes.fromhex(v["public_key_hex"])
     if "public_key_hex" in v:
         expect("public_key_hex", pk.hex(), v["public_key_hex"])
     ip6 = keys.address_for_key(pk)
-    valid = keys.is_valid_address(ip6)
-    expect("valid", valid, v.get("valid", True))
+    expect("valid", keys.is_valid_address(ip6), v.get("valid", True))
     if "ip6" in v:
         expect("ip6", keys.ip6_text(ip6), v["ip6"])
 
