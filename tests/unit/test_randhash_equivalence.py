@@ -124,3 +124,11 @@ def test_hand_written_program_that_does_not_compile(k):
         s_c = bytearray(state)
         assert randhash.randhash(prog, 0, s_c, 2, accel=True) == want_counts
         assert bytes(s_c) == want_state
+
+
+@needs_accel
+@pytest.mark.slow
+def test_full_table_c_equals_python():
+    rng = random.Random(2024)
+    ps, its = rng.randbytes(32), rng.randbytes(32)
+    assert randhash.build_table(ps, its, accel=True) == randhash.build_table(ps, its, accel=False)

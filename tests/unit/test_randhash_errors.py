@@ -129,3 +129,11 @@ def test_missing_extension_falls_back():
     out = _run_python(blocker + ITEM_CODE)
     assert out.startswith("False ")
     assert out.split()[1] == _run_python(ITEM_CODE).split()[1]
+
+
+def test_asking_for_missing_accelerator_is_an_error(monkeypatch):
+    monkeypatch.setattr(randhash, "_accel", None)
+    assert not randhash.accel_available()
+    with pytest.raises(RandHashError):
+        randhash.create_program(SEED, accel=True)
+    assert len(randhash.create_program(SEED)) >= 1        # the default quietly uses Python
