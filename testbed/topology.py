@@ -460,7 +460,7 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(where, f"expected a mapping of fields, got {type(value).__name__} {_short(value)}")
+            self.fail(where, f"expected a mapping of fields, got {_kind(value)} {_short(value)}")
         for key in getattr(value, "duplicates", ()):
             self.fail(where, f"field {key!r} given twice")
         for key in value:
@@ -471,7 +471,7 @@ class _Reader:
 
     def name(self, value, where: str, what: str) -> str:
         if not isinstance(value, str):
-            self.fail(where, f"{what} must be a string, got {type(value).__name__} {_short(value)}"
+            self.fail(where, f"{what} must be a string, got {_kind(value)} {_short(value)}"
                       + (" (quote it in YAML)" if isinstance(value, (bool, int, float)) else ""))
         return value
 
@@ -479,7 +479,7 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(where, f"attrs: expected a mapping, got {type(value).__name__}")
+            self.fail(where, f"attrs: expected a mapping, got {_kind(value)}")
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -498,7 +498,7 @@ class _Reader:
 
     def topology(self, d) -> Topology:
         if not isinstance(d, dict):
-            self.fail("", f"expected a mapping with nodes and links at the top, got {type(d).__name__}")
+            self.fail("", f"expected a mapping with nodes and links at the top, got {_kind(d)}")
         d = self.mapping(d, "top level", TOP_FIELDS, "a topology")
         topo = Topology(source=self.src)
         if "name" in d:
@@ -551,7 +551,7 @@ class _Reader:
             topo.nodes[name] = Node(name, list(roles), isp, self.attrs(entry.get("attrs"), where))
         links = d.get("links") or []
         if not isinstance(links, list):
-            self.fail("links", f"expected a list of links, got {type(links).__name__}")
+            self.fail("links", f"expected a list of links, got {_kind(links)}")
         for i, entry in enumerate(links):
             topo.links.append(self.link(entry, i, topo.defaults))
         if "attrs" in d:
@@ -567,7 +567,7 @@ class _Reader:
                 self.fail(f"node {key}", "duplicate node name")
             return [(self.name(k, "nodes", "a node name"), v) for k, v in nodes.items()]
         if not isinstance(nodes, list):
-            self.fail("nodes", f"expected a mapping or list of nodes, got {type(nodes).__name__}")
+            self.fail("nodes", f"expected a mapping or list of nodes, got {_kind(nodes)}")
         out, seen = [], set()
         for i, entry in enumerate(nodes):
             if isinstance(entry, str):
@@ -588,7 +588,7 @@ class _Reader:
                 self.fail(f"link #{i + 1}", f"expected 'a--b' or a mapping with a and b, got {entry!r}")
             entry = {"a": ends[0].strip(), "b": ends[1].strip()}
         if not isinstance(entry, dict):
-            self.fail(f"link #{i + 1}", f"expected a mapping with a and b, got {type(entry).__name__}")
+            self.fail(f"link #{i + 1}", f"expected a mapping with a and b, got {_kind(entry)}")
         for end in ("a", "b"):
             if end not in entry:
                 self.fail(f"link #{i + 1}", f"missing field {end!r} (the link's two nodes)")
@@ -610,6 +610,16 @@ def _complete_relations(topo: Topology):
         for other, rel in isp.relations.items():
             if other in topo.isps and other != isp.name and rel in _OPPOSITE:
                 topo.isps[other].relations.setdefault(isp.name, _OPPOSITE[rel])
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "nothing"
+    for types, name in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (dict, "a mapping"),
+                        (list, "a list")):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
 
 
 def _short(value) -> str:
@@ -795,11 +805,12 @@ def json_schema() -> dict:
              "reorder": fraction, "corrupt": fraction}
     params = {k: {"$ref": f"#/$defs/{'rate' if k == 'rate' else 'time' if k in ('delay', 'jitter') else 'fraction'}"}
               for k in PARAMS}
-    name = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": IFNAME_MAX - 5}
+    name = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": IFNAME_MAX - len("-eth0")}
+    isp_name = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": IFNAME_MAX}
     attrs = {"type": "object"}
     node = {"type": "object", "additionalProperties": False, "properties": {
         "roles": {"type": "array", "items": {"enum": list(ROLES)}, "minItems": 1, "uniqueItems": True},
-        "isp": name, "attrs": attrs}}
+        "isp": isp_name, "attrs": attrs}}
     link = {"type": "object", "additionalProperties": False, "required": ["a", "b"], "properties": {
         "a": name, "b": name, **params,
         "a_to_b": {"$ref": "#/$defs/params"}, "b_to_a": {"$ref": "#/$defs/params"}, "attrs": attrs}}
@@ -818,7 +829,7 @@ def json_schema() -> dict:
             "seed": {"type": ["integer", "null"], "minimum": 0},
             "allow_disconnected": {"type": "boolean"},
             "defaults": {"$ref": "#/$defs/params"},
-            "isps": {"type": "object", "propertyNames": name, "additionalProperties": {
+            "isps": {"type": "object", "propertyNames": isp_name, "additionalProperties": {
                 "type": ["object", "null"], "additionalProperties": False, "properties": {
                     "relations": {"type": "object", "additionalProperties": {"enum": list(RELATIONS)}},
                     "attrs": attrs}}},

@@ -167,6 +167,8 @@ def test_schema_is_valid_and_accepts_bundled_examples():
     for path in BUNDLED_DIR.glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     jsonschema.validate(small().to_dict(), schema)
+    for spec in ("multi-isp:3,3", "geometric:10,0.5,loss=1%", "/work/shared/data/meshnet-lab/freifunk/freifunk-ulm.json"):
+        jsonschema.validate(load(spec).to_dict(), schema)
 
 
 @pytest.mark.parametrize("bad", [{"nodes": {"a": {"rolez": []}}}, {"nodes": {}, "links": [{"a": "x", "b": "y",
@@ -360,7 +362,7 @@ def test_yaml_names_that_look_like_booleans_stay_strings(tmp_path):
 
 def test_non_string_name_is_explained(tmp_path):
     p = write(tmp_path, "nodes: {a: {}, 1: {}}\nlinks: []\n")
-    assert "a node name must be a string, got int 1 (quote it in YAML)" in error_of(p)
+    assert "a node name must be a string, got a number 1 (quote it in YAML)" in error_of(p)
 
 
 def test_params_built_in_code_are_checked():
