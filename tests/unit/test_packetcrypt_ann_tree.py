@@ -2,7 +2,6 @@
 tamper detection, commitment encoding."""
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest

@@ -236,3 +236,39 @@ def test_pcp_version_rules():
     assert B.MAINNET.pcp_version_allowed(2, 113949) and not B.MAINNET.pcp_version_allowed(2, 113948)
     assert B.MAINNET.pcp_version_allowed(1, 122621) and not B.MAINNET.pcp_version_allowed(1, 122622)
     assert B.TESTBED.pcp_version_allowed(2, 0) and not B.TESTBED.pcp_version_allowed(1, 0)
+
+
+V1_RULES = B.ChainRules(min_v1_parent_height=0, pcp_v2_from_height=10**9, pcp_v1_until_height=10**9,
+                        allow_fast_anns=True)
+
+
+@pytest.mark.parametrize("size,idx", [(33, 0), (33, 1), (100, 2), (100, 3), (1000, 31), (4096, 77)])
+def test_content_proof_layout(size, idx):
+    content = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    proof = B.content_proof(content, idx)
+    assert proof[:32] == content[(idx % -(-size // 32)) * 32:][:32].ljust(32, b"\0")
+    ann = bytearray(1024)
+    ann[20:24] = size.to_bytes(4, "little")
+    ann[24:56] = B.content_hash(content)
+    pcp = B.PacketCryptProof(0, [bytes(ann)] + [bytes(1024)] * 3, b"", content_proof=proof, version=1)
+    assert B._content_proofs(pcp, idx)[0] == proof[:32]
+    bad = bytearray(proof)
+    bad[-1] ^= 1
+    with pytest.raises(B.BlockValidationError):
+        B._content_proofs(B.PacketCryptProof(0, pcp.anns, b"", content_proof=bytes(bad), version=1), idx)
+
+
+def test_pcp_v1_block_with_content_proofs():
+    contents = [b"content %d " % k * (5 + 9 * k) for k in range(5)]        # 50..440 bytes
+    anns = [A.mine(CHAIN[PARENT_HEIGHT], PARENT_HEIGHT, ANN_BITS, hard_nonce=100 + k, fast_depth=2,
+                   content_length=len(c), content_hash=B.content_hash(c)).pack() for k, c in enumerate(contents)]
+    ann_set = B.BlockAnnSet.build(anns, HEIGHT, pcp_version=1, contents=dict(zip(anns, contents)))
+    header = _header(salt=b"v1")
+    target = difficulty.effective_target(0x207FFFFF, ann_set.commitment.ann_least_work_target,
+                                         ann_set.commitment.ann_count, 1)
+    sol = B.mine_block(header, ann_set, target, version=1)
+    pcp = B.make_proof(ann_set, sol, version=1, header80=header)
+    assert pcp.content_proof and B.PacketCryptProof.decode(pcp.encode())[0] == pcp
+    assert _validate(header, pcp, ann_set.commitment, rules=V1_RULES)[0]
+    no_content = B.PacketCryptProof(pcp.nonce2, pcp.anns, pcp.ann_proof, pcp.signatures, None, 1)
+    assert _reason(header, no_content, ann_set.commitment, rules=V1_RULES) is B.BlockReason.BAD_CONTENT_PROOF

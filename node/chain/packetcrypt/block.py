@@ -39,22 +39,65 @@ def header_bits(header80: bytes) -> int:
 def pc_hash(header80: bytes, nonce2: int, anns: list[bytes], content_blocks=None) -> tuple[bytes, list[int]]:
     """The block work hash and the 4 raw item numbers: init(H32(header), nonce2), 4x update with
     anns[item_no % N], smul, final. `content_blocks` (PcP v1) gives a 32-byte block or None per round."""
-    return _pc_hash_from(cryptocycle.SeededInit(h32(header80)), nonce2, anns, content_blocks)
-
-
-def _pc_hash_from(seeded: cryptocycle.SeededInit, nonce2: int, anns, content_blocks=None):
     if not anns:
         raise ValueError("block mining needs at least one announcement")
+    blocks = content_blocks or [None] * 4
+    return _pc_hash_from(cryptocycle.SeededInit(h32(header80)), nonce2,
+                         lambda j, item_no: (anns[item_no % len(anns)], blocks[j]))
+
+
+def _pc_hash_from(seeded: cryptocycle.SeededInit, nonce2: int, pick) -> tuple[bytes, list[int]]:
+    """pick(round, item_no) -> (ann1024, content block or None)."""
     s = seeded.init(nonce2)
     item_nos = []
     for j in range(4):
         item_no = cryptocycle.get_item_no(s)
         item_nos.append(item_no)
-        content = content_blocks[j] if content_blocks is not None else None
-        cryptocycle.update(s, anns[item_no % len(anns)], content)
+        ann, content = pick(j, item_no)
+        cryptocycle.update(s, ann, content)
     cryptocycle.smul(s)
     cryptocycle.final(s)
     return bytes(s[:32]), item_nos
+
+
+# --- PcP v1 content proofs: a BLAKE2b-256 merkle tree over the 32-byte blocks of an announcement's content ---
+
+def content_length_of(ann: bytes) -> int:
+    return struct.unpack_from("<I", ann, 20)[0]
+
+
+def _content_levels(content: bytes) -> list[list[bytes]]:
+    level = [content[i:i + 32].ljust(32, b"\0") for i in range(0, max(len(content), 1), 32)]
+    levels = [level]
+    while len(level) > 1:
+        # a node without a right sibling (past the end of the content) moves up unchanged
+        level = [h32(level[i] + level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def content_hash(content: bytes) -> bytes:
+    """The announcement's content_hash: the content itself (right-padded) up to 32 bytes, else the tree root."""
+    if len(content) <= 32:
+        return content.ljust(32, b"\0")
+    return _content_levels(content)[-1][0]
+
+
+def proof_index(header80: bytes, nonce2: int) -> int:
+    """Which content block a PcP v1 block proves: LE32(H32(header)) ^ nonce2 (mod the block count)."""
+    return struct.unpack_from("<I", h32(header80))[0] ^ nonce2
+
+
+def content_proof(content: bytes, proof_idx: int) -> bytes:
+    """The proved 32-byte block followed by the existing siblings up the tree (pktd SplitContentProof layout)."""
+    levels = _content_levels(content)
+    idx = proof_idx % len(levels[0])
+    out = [levels[0][idx]]
+    for level in levels[:-1]:
+        if idx ^ 1 < len(level):
+            out.append(level[idx ^ 1])
+        idx >>= 1
+    return b"".join(out)
 
 
 @dataclass
@@ -63,11 +106,21 @@ class BlockAnnSet:
     anns: list[bytes]
     tree: AnnTree
     commitment: CoinbaseCommitment
+    contents: dict = field(default_factory=dict)     # ann bytes -> content, for PcP v1 content proofs
+
+    def content_block(self, ann: bytes, proof_idx: int) -> bytes | None:
+        """PcP v1: the content block an announcement contributes to the block hash (None up to 32 bytes)."""
+        if content_length_of(ann) <= 32:
+            return None
+        content = self.contents.get(ann)
+        if content is None:
+            raise ValueError("PcP v1 mining needs the content of announcements with more than 32 bytes")
+        return content_proof(content, proof_idx)[:32]
 
     @classmethod
-    def build(cls, anns, block_height: int, pcp_version: int = 2) -> "BlockAnnSet":
+    def build(cls, anns, block_height: int, pcp_version: int = 2, contents: dict | None = None) -> "BlockAnnSet":
         """Keep the announcements usable at `block_height` (aging, §5.7), sort and de-duplicate them by hash
-        key, and commit to the least-work aged target among them."""
+        key, and commit to the least-work aged target among them. `contents` (PcP v1) maps ann -> content."""
         by_hash: dict[bytes, tuple[bytes, int]] = {}
         for raw in anns:
             ann = ann_mod.Announcement.parse(bytes(raw))
@@ -85,7 +138,7 @@ class BlockAnnSet:
         tree = AnnTree(hashes)
         least_work = max(by_hash[h][1] for h in hashes)
         commitment = CoinbaseCommitment(least_work, tree.commitment, tree.ann_count)
-        return cls([by_hash[h][0] for h in hashes], tree, commitment)
+        return cls([by_hash[h][0] for h in hashes], tree, commitment, dict(contents or {}))
 
     def effective_target(self, block_bits: int, pcp_version: int = 2) -> int:
         return difficulty.effective_target(block_bits, self.commitment.ann_least_work_target,
@@ -100,14 +153,25 @@ class BlockSolution:
 
 
 def mine_block(header80: bytes, ann_set: BlockAnnSet, target: int, *, start_nonce2: int = 0,
-               max_tries: int = 1 << 32, should_stop: Callable[[], bool] | None = None) -> BlockSolution | None:
+               max_tries: int = 1 << 32, should_stop: Callable[[], bool] | None = None,
+               version: int = 2) -> BlockSolution | None:
     """Search nonce2 values from start_nonce2 for a work hash meeting the compact `target` (the effective or
     share target). Returns None when the tries run out or should_stop() says so (checked every 256 tries)."""
     seeded = cryptocycle.SeededInit(h32(header80))
     limit = difficulty.compact_to_big(target)
     end = min(start_nonce2 + max_tries, 1 << 32)
+    anns, n = ann_set.anns, len(ann_set.anns)
     for nonce2 in range(start_nonce2, end):
-        work_hash, item_nos = _pc_hash_from(seeded, nonce2, ann_set.anns)
+        if version <= 1:
+            pidx = proof_index(header80, nonce2)
+
+            def pick(_j, item_no):
+                ann = anns[item_no % n]
+                return ann, ann_set.content_block(ann, pidx)
+        else:
+            def pick(_j, item_no):
+                return anns[item_no % n], None
+        work_hash, item_nos = _pc_hash_from(seeded, nonce2, pick)
         if int.from_bytes(work_hash, "little") <= limit:
             return BlockSolution(nonce2, item_nos, work_hash)
         if should_stop is not None and nonce2 & 0xFF == 0xFF and should_stop():
@@ -227,9 +291,10 @@ class PacketCryptProof:
 
 
 def make_proof(ann_set: BlockAnnSet, solution: BlockSolution, signing_keys: dict | None = None,
-               version: int = 2) -> PacketCryptProof:
+               version: int = 2, header80: bytes | None = None) -> PacketCryptProof:
     """The PacketCryptProof for a solved block. `signing_keys` maps a signing public key (32 bytes) to its
-    nacl SigningKey, for announcements that must be signed by the block miner."""
+    nacl SigningKey, for announcements that must be signed by the block miner. PcP v1 proofs also need the
+    header (content proofs depend on it)."""
     anns = [ann_set.anns[i % ann_set.tree.ann_count] for i in solution.item_nos]
     sigs: list[bytes | None] = [None] * 4
     for i, a in enumerate(anns):
@@ -238,7 +303,14 @@ def make_proof(ann_set: BlockAnnSet, solution: BlockSolution, signing_keys: dict
             if not signing_keys or key not in signing_keys:
                 raise ValueError(f"announcement {i} needs a signature by {key.hex()}")
             sigs[i] = signing_keys[key].sign(a).signature
-    return PacketCryptProof(solution.nonce2, anns, ann_set.tree.make_proof(solution.item_nos), sigs, None, version)
+    contents = None
+    if version <= 1:
+        if header80 is None:
+            raise ValueError("a PcP v1 proof needs the block header for its content proofs")
+        pidx = proof_index(header80, solution.nonce2)
+        contents = b"".join(content_proof(ann_set.contents[a], pidx) for a in anns if content_length_of(a) > 32)
+    return PacketCryptProof(solution.nonce2, anns, ann_set.tree.make_proof(solution.item_nos), sigs,
+                            contents or None, version)
 
 
 # --- block proof validation ---------------------------------------------------------------------------------------
@@ -356,8 +428,7 @@ def validate_block_proof(header80: bytes, pcp: PacketCryptProof, commitment: Coi
             raise BlockValidationError(BlockReason.BAD_SIGNATURE, f"announcement {i}") from None
     content_blocks = None
     if version <= 1:
-        proof_idx = struct.unpack_from("<I", h32(header80))[0] ^ pcp.nonce2
-        content_blocks = _content_proofs(pcp, proof_idx)
+        content_blocks = _content_proofs(pcp, proof_index(header80, pcp.nonce2))
     elif pcp.content_proof is not None:
         raise BlockValidationError(BlockReason.BAD_CONTENT_PROOF, f"PcP v{version} must not carry content proofs")
     if not isinstance(commitment, CoinbaseCommitment):
@@ -368,15 +439,9 @@ def validate_block_proof(header80: bytes, pcp: PacketCryptProof, commitment: Coi
     if not difficulty.is_ann_min_diff_ok(commitment.ann_least_work_target, version):
         raise BlockValidationError(BlockReason.BAD_COINBASE, "announcement target out of range")
 
-    seeded = cryptocycle.SeededInit(h32(header80))
-    s = seeded.init(pcp.nonce2)
-    item_nos = []
-    for j in range(4):
-        item_nos.append(cryptocycle.get_item_no(s))
-        cryptocycle.update(s, pcp.anns[j], content_blocks[j] if content_blocks else None)
-    cryptocycle.smul(s)
-    cryptocycle.final(s)
-    work_hash = bytes(s[:32])
+    blocks = content_blocks or [None] * 4
+    work_hash, item_nos = _pc_hash_from(cryptocycle.SeededInit(h32(header80)), pcp.nonce2,
+                                        lambda j, _item_no: (pcp.anns[j], blocks[j]))
 
     def meets(bits: int) -> bool:
         target = difficulty.effective_target(bits, commitment.ann_least_work_target, commitment.ann_count, version)
