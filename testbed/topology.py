@@ -418,24 +418,21 @@ class Topology:
         return _Reader(source).topology(d)
 
 
+_MISSING = object()
+
+
 def _link_to_dict(link: Link, defaults: LinkParams) -> dict:
     entry: dict = {"a": link.a, "b": link.b}
     ab, ba = params_to_dict(link.ab, defaults), params_to_dict(link.ba, defaults)
-    common = {k: v for k, v in ab.items() if ba.get(k, _MISSING) == v}
-    entry.update(common)
-    # a field that differs per direction goes into a_to_b / b_to_a (the default side included)
-    only_ab = {k: v for k, v in params_to_dict(link.ab, link.ba).items()}
-    only_ba = {k: v for k, v in params_to_dict(link.ba, link.ab).items()}
-    if only_ab:
-        entry["a_to_b"] = only_ab
-    if only_ba:
-        entry["b_to_a"] = only_ba
+    entry.update({k: v for k, v in ab.items() if ba.get(k, _MISSING) == v})  # same both ways
+    a_to_b, b_to_a = params_to_dict(link.ab, link.ba), params_to_dict(link.ba, link.ab)  # differ per direction
+    if a_to_b:
+        entry["a_to_b"] = a_to_b
+    if b_to_a:
+        entry["b_to_a"] = b_to_a
     if link.attrs:
         entry["attrs"] = copy.deepcopy(link.attrs)
     return entry
-
-
-_MISSING = object()
 TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs")
 NODE_FIELDS = ("name", "roles", "isp", "attrs")
 LINK_FIELDS = ("a", "b", *PARAMS, "a_to_b", "b_to_a", "attrs")
