@@ -56,13 +56,12 @@ def _lane_value(operand: str, k: int, w: int) -> str:
     return "(%s >> %d & %d)" % (operand, w * k, (1 << w) - 1) if k else "(%s & %d)" % (operand, (1 << w) - 1)
 
 
-def _arith_source(name: str, cls: str, b_const: int | None) -> str:
-    """Statements computing the op over x (and y, or the constant b) into t, then pushing t."""
-    y = "y" if b_const is None else str(b_const)
+def _result_expr(name: str, cls: str, y: str) -> str:
+    """Python expression for the op's packed, reduced result over x and y (y may be an int literal)."""
     words = OUT_WORDS[cls]
     if name in _WORD_OPS:
-        expr = _WORD_OPS[name].replace("y", y) if b_const is not None else _WORD_OPS[name]
-        return "t = (%s) & %d; %s" % (expr, (1 << (32 * words)) - 1, _PUSH[words])
+        expr = _WORD_OPS[name].replace("y", y) if y != "y" else _WORD_OPS[name]
+        return "(%s) & %d" % (expr, (1 << (32 * words)) - 1)
     base = name[:-1] if cls == C2_2 else name               # strip the carry class's trailing C
     w = int("".join(ch for ch in base if ch.isdigit()))
     kind = base.rstrip("0123456789")
@@ -73,7 +72,28 @@ def _arith_source(name: str, cls: str, b_const: int | None) -> str:
         expr = template.format(x=_lane_value("x", k, w), y=_lane_value(y, k, w), w=w, w1=w - 1, sb=1 << (w - 1))
         part = "((%s) & %d)" % (expr, (1 << out_w) - 1)
         parts.append(part if k == 0 else "%s << %d" % (part, out_w * k))
-    return "t = %s; %s" % (" | ".join(parts), _PUSH[words])
+    return " | ".join(parts)
+
+
+# Short, frequent ops are written inline; every other op becomes one loop-free function compiled at import.
+# Keeping program sources short matters: Python's compile() time grows with the source, and a program is
+# compiled once per seed (validation runs each program only a few times).
+_INLINE = {"AND", "OR", "XOR", "ADD32", "SUB32", "MUL32", "SHLL32", "SHRL32", "ADD32C", "MULU32C",
+           "ADD64", "SUB64", "MUL64", "ADD64C", "MULU64C"}
+_OP_FUNCS: dict[int, object] = {}
+for _op, (_name, _cls, _) in OPCODES.items():
+    if _name not in _INLINE:
+        _ns: dict = {}
+        exec("def _f(x, y):\n    return %s\n" % _result_expr(_name, _cls, "y"), _ns)
+        _OP_FUNCS[_op] = _ns["_f"]
+
+
+def _arith_source(op: int, name: str, cls: str, b_const: int | None) -> str:
+    """Statements computing the op over x (and y, or the constant b) into t, then pushing t."""
+    y = "0" if cls == C1_1 else "y" if b_const is None else str(b_const)
+    if op in _OP_FUNCS:
+        return "t = _f%d(x, %s); %s" % (op, y, _PUSH[OUT_WORDS[cls]])
+    return "t = %s; %s" % (_result_expr(name, cls, y), _PUSH[OUT_WORDS[cls]])
 
 
 class Unstructured(Exception):
@@ -198,7 +218,7 @@ class _Compiler:
                 b_const = imm64(insn)
             else:
                 load += "; y = S[%d] << 32 | S[%d]" % (rb, rb - 1)
-        return load + "; " + _arith_source(name, cls, b_const)
+        return load + "; " + _arith_source(op, name, cls, b_const)
 
 
 def compile_program(prog: list[int]):
@@ -208,6 +228,7 @@ def compile_program(prog: list[int]):
     c.seq(0, top, False)
     source = "\n\n".join(c.sources + ["\n".join(top)])
     namespace = {"_end": _end, "_TooLong": TooLong}
+    namespace.update({"_f%d" % op: fn for op, fn in _OP_FUNCS.items()})
     exec(compile(source, "<randhash program>", "exec"), namespace)
     top_fn = namespace["_top"]
 
