@@ -25,6 +25,7 @@ _HDR = 48
 _U64 = (1 << 64) - 1
 _DATA = struct.Struct("<I")
 _LENS = struct.Struct("<QQ")
+_ZERO64 = bytes(64)
 
 
 def _data(s: bytearray) -> int:
@@ -68,25 +69,26 @@ def crypt(s: bytearray) -> None:
     d |= (int(final_len != length) << 16) | (final_len << 17)
     _set_data(s, d)
 
-    key = bytes(s[16:48])
-    iv = bytes(4) + bytes(s[0:12])           # cryptography's nonce: LE32 counter 0 || IETF nonce
-    stream = Cipher(algorithms.ChaCha20(key, iv), mode=None).encryptor()
-    poly_key = stream.update(bytes(64))[:32]  # block 0; the message then uses counter 1 onwards
+    iv = b"\0\0\0\0" + bytes(s[0:12])       # cryptography's nonce: LE32 counter 0 || IETF nonce
+    stream = Cipher(algorithms.ChaCha20(bytes(s[16:48]), iv), mode=None).encryptor()
+    mac = Poly1305(stream.update(_ZERO64)[:32])  # block 0 keys the MAC; the message uses counter 1 onwards
 
     aead_len = add_len * 16
     msg_len = final_len * 16
     start = _HDR + aead_len
     end = start + msg_len
-    lens = _LENS.pack((aead_len - azc) & _U64, (msg_len - tzc) & _U64)
+    view = memoryview(s)
     if decrypt:
-        tag = Poly1305.generate_tag(poly_key, bytes(s[_HDR:end]) + lens)
-        s[start:end] = stream.update(bytes(s[start:end]))
+        mac.update(view[_HDR:end])
+        s[start:end] = stream.update(view[start:end])
     else:
-        s[start:end] = stream.update(bytes(s[start:end]))
+        s[start:end] = stream.update(view[start:end])
         if tzc:
             s[end - tzc:end] = bytes(tzc)
-        tag = Poly1305.generate_tag(poly_key, bytes(s[_HDR:end]) + lens)
-    s[16:32] = tag
+        mac.update(view[_HDR:end])
+    view.release()
+    mac.update(_LENS.pack((aead_len - azc) & _U64, (msg_len - tzc) & _U64))
+    s[16:32] = mac.finalize()
 
 
 def init(seed32: bytes, nonce64: int) -> bytearray:
