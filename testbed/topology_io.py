@@ -155,6 +155,10 @@ def to_meshnet_lab(topo: Topology) -> dict:
     return {"nodes": nodes, "links": links}
 
 
+def write_meshnet_lab(topo: Topology, path) -> None:
+    Path(path).write_text(json.dumps(to_meshnet_lab(topo), indent=2) + "\n", encoding="utf-8")
+
+
 # --- GraphML and GML ---------------------------------------------------------------------------------------
 # Our own files carry the full model as flat scalar attributes (GML keys allow only letters, digits and '_'):
 # node roles ("router route_server"), isp, attr_<key>; edge a, b, rate/delay/... (a->b and b->a when equal),
@@ -502,5 +506,5 @@ def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | N
     fig.savefig(str(path), format="png")
 
 
-__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "to_networkx", "from_networkx",
+__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "write_meshnet_lab", "to_networkx", "from_networkx",
            "read_graphml", "write_graphml", "read_gml", "write_gml", "to_dot", "write_dot", "layout", "draw_png"]

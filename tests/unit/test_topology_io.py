@@ -73,10 +73,12 @@ def test_meshnet_lab_bad_entries(tmp_path):
         load(str(path))
 
 
-def test_meshnet_lab_export_round_trip():
+def test_meshnet_lab_export_round_trip(tmp_path):
     t = load(str(MESHNET / "basics/big_cross.json"))
-    again = topology_io.from_meshnet_lab(topology_io.to_meshnet_lab(t), "x")
+    topology_io.write_meshnet_lab(t, tmp_path / "out.json")
+    again = load(str(tmp_path / "out.json"))
     assert [link.name for link in again.links] == [link.name for link in t.links]
+    assert list(again.nodes) == list(t.nodes)
 
 
 @pytest.mark.parametrize("spec", ["default", "provider-customer", "three-tier", "triangle", "multi-isp:3,3",
@@ -180,3 +182,16 @@ def test_to_networkx_is_plain_scalars():
     for _, data in list(g.nodes(data=True)) + [(None, d) for *_, d in g.edges(data=True)]:
         assert all(isinstance(v, (str, int, float)) for v in data.values())
     assert isinstance(Topology, type)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [str(MESHNET / "freifunk/freifunk-aachen.json"), "scalefree:1500,2",
+                                  "geometric:1000,0.05"])
+def test_png_big(tmp_path, spec):
+    t = load(spec)
+    topology_io.draw_png(t, tmp_path / "big.png")
+    assert (tmp_path / "big.png").read_bytes()[:4] == b"\x89PNG"
+    save(t, tmp_path / "big.graphml")
+    again = load(str(tmp_path / "big.graphml"))
+    again.source = t.source
+    assert again == t
