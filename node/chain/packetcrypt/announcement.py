@@ -356,7 +356,12 @@ class AnnMiner:
 
     def try_soft_nonce(self, soft_nonce: int) -> Announcement | None:
         """The finished announcement if this soft nonce meets the target, else None."""
-        state, item_no = self._hash(soft_nonce)
+        if not self._ready:
+            self.prepare()
+        try:
+            state, item_no = self._hash(soft_nonce)
+        except RandHashError:                 # v0: this soft nonce hit an unusable per-item program
+            return None
         if not hash_meets_target(bytes(state[:32]), self.template.work_bits):
             return None
         return self._assemble(soft_nonce, bytes(state), item_no)
