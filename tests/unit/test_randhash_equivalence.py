@@ -51,6 +51,18 @@ def test_c_equals_python(seed):
 
 
 @needs_accel
+@pytest.mark.parametrize("cycles", [0, 1, 3, 4])
+def test_other_cycle_counts_c_equals_python(cycles):
+    prog = randhash.create_program(SEEDS[0])
+    state = cryptocycle.init(SEEDS[1], 77)
+    s_py, s_c = bytearray(state), bytearray(state)
+    counts = randhash.randhash(prog, 77, s_py, cycles, accel=False)
+    assert len(counts) == cycles
+    assert randhash.randhash(prog, 77, s_c, cycles, accel=True) == counts
+    assert s_py == s_c
+
+
+@needs_accel
 @settings(max_examples=15, deadline=None)
 @given(seed=st.binary(min_size=32, max_size=32), item_seed=st.binary(min_size=32, max_size=32),
        item_no=st.integers(0, (1 << 64) - 1))

@@ -92,6 +92,8 @@ def test_bad_arguments(accel):
         randhash.mkitem2(1 << 64, SEED, prog, accel=accel)
     with pytest.raises(ValueError):
         randhash.randhash(prog, 0, bytearray(100), accel=accel)
+    with pytest.raises(ValueError):
+        randhash.randhash(prog, 0, bytearray(2048), 5, accel=accel)
     with pytest.raises(RandHashError):
         randhash.Program([], [0] * 2048)
     with pytest.raises(RandHashError):
@@ -137,3 +139,11 @@ def test_asking_for_missing_accelerator_is_an_error(monkeypatch):
     with pytest.raises(RandHashError):
         randhash.create_program(SEED, accel=True)
     assert len(randhash.create_program(SEED)) >= 1        # the default quietly uses Python
+
+
+def test_deep_nesting_is_a_clean_error_in_python():
+    # 1020 nested one-iteration loops: deeper than Python's default recursion limit (C handles it)
+    depth = 1020
+    prog = _program([(1 << 20) | 66] * depth + [64] + [70] * depth)
+    with pytest.raises(RandHashError):
+        randhash.randhash(prog, 0, bytearray(2048), 1, accel=False)

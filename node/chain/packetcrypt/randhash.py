@@ -26,6 +26,7 @@ PROGBUF_WORDS = 2048
 MEMORY_WORDS = 256
 WINDOW_POSITIONS = PROGBUF_WORDS - MEMORY_WORDS     # 1792
 TABLE_ITEMS = 8192
+MAX_CYCLES = 4
 _STATE = struct.Struct("<512I")
 
 
@@ -119,8 +120,8 @@ def randhash(program: Program, item_no: int, state: bytearray, cycles: int = 2,
         raise ValueError("RandHash state must be 2048 bytes")
     if item_no < 0 or item_no >= 1 << 64:
         raise ValueError("item_no must be a u64")
-    if cycles < 0:
-        raise ValueError("cycles must be >= 0")
+    if not 0 <= cycles <= MAX_CYCLES:
+        raise ValueError("cycles must be 0..%d (mkitem2 uses 2, legacy v0 items 4)" % MAX_CYCLES)
     if _use_accel(accel):
         return _accel_randhash(program, item_no, state, cycles)
     words = list(_STATE.unpack(state))
@@ -164,13 +165,14 @@ def build_table(prog_seed32: bytes, item_seed32: bytes, count: int = TABLE_ITEMS
 
 
 # --- accelerator glue (node/chain/packetcrypt/accel/*.c) ---------------------------------------------------
-_ACCEL_ERRORS = {-1: TooBig("RandGen: program exceeds 2048 instructions"),
-                 -3: TooLong("RandHash: more than %d instructions in one cycle" % MAX_OPS)}
-
-
 def _accel_error(rc: int) -> RandHashError:
-    err = _ACCEL_ERRORS.get(rc)
-    return type(err)(*err.args) if err else RandHashError("RandHash accelerator error %d" % rc)
+    if rc == -1:
+        return TooBig("RandGen: program exceeds 2048 instructions")
+    if rc == -3:
+        return TooLong("RandHash: more than %d instructions in one cycle" % MAX_OPS)
+    if rc == -2:
+        return RandHashError("RandHash: invalid program")
+    return RandHashError("RandHash accelerator error %d" % rc)
 
 
 def _accel_create_program(seed32: bytes) -> Program:

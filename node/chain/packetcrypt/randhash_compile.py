@@ -225,7 +225,10 @@ def compile_program(prog: list[int]):
     """Return run(mem, words, cycles) -> ops per cycle, running the program on the 512-word state in place."""
     c = _Compiler(list(prog))
     top = ["def _top%s:" % _ARGS]
-    c.seq(0, top, False)
+    try:
+        c.seq(0, top, False)
+    except RecursionError:
+        raise Unstructured("scopes nested too deeply to compile") from None
     source = "\n\n".join(c.sources + ["\n".join(top)])
     namespace = {"_end": _end, "_TooLong": TooLong}
     namespace.update({"_f%d" % op: fn for op, fn in _OP_FUNCS.items()})
@@ -244,6 +247,8 @@ def compile_program(prog: list[int]):
                 top_fn(stack, hin, hout, mem, ctx)
             except IndexError:
                 raise RandHashError("RandHash: register out of range") from None
+            except RecursionError:
+                raise RandHashError("RandHash: scopes nested too deeply") from None
             if ctx[0] > MAX_OPS:
                 raise TooLong("RandHash: more than %d instructions in one cycle" % MAX_OPS)
             counts.append(ctx[0])

@@ -8,7 +8,11 @@
 typedef unsigned __int128 u128;
 typedef __int128 s128;
 
-#define STACK_CAP 65536
+/* Live stack words per cycle <= 4 per instruction + one marker per scope (scopes run disjoint pc ranges), and
+ * hand-written programs that leave scopes open carry them into the next cycle: sized for 4 cycles. */
+#define MAX_CYCLES 4
+#define STACK_CAP (MAX_CYCLES * 5 * PK_MAX_INSNS + 16)
+#define SAVED_CAP (MAX_CYCLES * PK_MAX_INSNS + 16)
 
 enum { OP_IN = 64, OP_MEMORY, OP_LOOP, OP_IF_LIKELY, OP_IF_RANDOM, OP_JMP, OP_END };
 
@@ -138,7 +142,7 @@ typedef struct {
     uint32_t *hin, *hout;
     uint32_t stack[STACK_CAP];
     int sp;
-    int32_t saved[PK_MAX_INSNS + 2];
+    int32_t saved[SAVED_CAP];
     int n_saved;
     int var_count;
     uint32_t hashctr;
@@ -156,7 +160,7 @@ static int run(Machine *m, int pc)
 {
     const int last = m->len - 1;
     if (pc != 0) {
-        if (m->n_saved >= PK_MAX_INSNS + 2 || m->sp >= STACK_CAP) FAIL(m, PK_INVALID);
+        if (m->n_saved >= SAVED_CAP || m->sp >= STACK_CAP) FAIL(m, PK_INVALID);
         m->saved[m->n_saved++] = m->var_count;
         m->stack[m->sp++] = PK_MARK;
         m->var_count = 0;
@@ -258,7 +262,7 @@ static int run(Machine *m, int pc)
 static int randhash_with(Machine *m, const uint32_t *insns, int len, const uint32_t *progbuf, uint64_t item_no,
                          uint8_t *state, int cycles, int32_t *counts)
 {
-    if (len < 1 || len > PK_MAX_INSNS || cycles < 0) return PK_INVALID;
+    if (len < 1 || len > PK_MAX_INSNS || cycles < 0 || cycles > MAX_CYCLES) return PK_INVALID;
     uint32_t lo[256], hi[256];
     for (int i = 0; i < 256; i++) {
         lo[i] = pk_ld32(state + 4 * i);
