@@ -20,7 +20,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import networkx as nx

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from testbed.topology import (IFNAME_MAX, NAME_RE, PARAMS, Isp, Link, LinkParams, Node, Topology, TopologyError,
+from testbed.topology import (IFNAME_MAX, NAME_RE, PARAMS, Link, LinkParams, Node, Topology, TopologyError,
                               params_to_dict)
 
 # --- naming imported nodes ---------------------------------------------------------------------------------
@@ -192,13 +192,12 @@ def to_networkx(topo: Topology) -> nx.Graph:
         g.add_node(n.name, **data)
     for i, link in enumerate(topo.links):
         data = {"a": link.a, "b": link.b, "index": i}
-        ab, ba = params_to_dict(link.ab, topo.defaults), params_to_dict(link.ba, topo.defaults)
-        for key in PARAMS:
-            if getattr(link.ab, PARAMS[key][0]) == getattr(link.ba, PARAMS[key][0]):
+        ab = params_to_dict(link.ab, topo.defaults)
+        for key, (attr, _, fmt) in PARAMS.items():
+            if getattr(link.ab, attr) == getattr(link.ba, attr):
                 if key in ab:
                     data[key] = _scalar(ab[key])
             else:
-                attr, _, fmt = PARAMS[key]
                 data[f"ab_{key}"] = _scalar(fmt(getattr(link.ab, attr)))
                 data[f"ba_{key}"] = _scalar(fmt(getattr(link.ba, attr)))
         data.update({f"attr_{k}": _scalar(v) for k, v in link.attrs.items()})
