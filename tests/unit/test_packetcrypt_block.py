@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nacl.signing
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from node.chain.packetcrypt import announcement as A
 from node.chain.packetcrypt import block as B
@@ -117,9 +117,25 @@ def test_unknown_tlv_types_are_skipped(solved):
 
 @settings(max_examples=200)
 @given(st.binary(max_size=200))
+@example(b"\x05\xff\x00\x00\x00\x00\x00\x00\x00\x80")        # a 2^63-byte unknown field
 def test_decoding_garbage_raises_only_format_errors(data):
     try:
         B.PacketCryptProof.decode(data)
+    except B.PcpFormatError:
+        pass
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2**64 - 1), st.binary(max_size=64)), max_size=5),
+       st.binary(min_size=1, max_size=100))
+def test_decoding_tlv_shaped_garbage(fields, ann_proof):
+    pcp_body = bytes(4100) + ann_proof
+    data = B.write_varint(1) + B.write_varint(len(pcp_body)) + pcp_body
+    for t, length, payload in fields:
+        data += B.write_varint(t) + B.write_varint(length) + payload
+    try:
+        pcp, used = B.PacketCryptProof.decode(data)
+        assert used <= len(data) and len(pcp.anns) == 4
     except B.PcpFormatError:
         pass
 

@@ -209,6 +209,10 @@ def read_varint(r: io.BytesIO) -> int:
 
 
 def _read_exact(r: io.BytesIO, n: int) -> bytes:
+    with r.getbuffer() as buf:
+        remaining = len(buf) - r.tell()
+    if n > remaining:                  # also guards against absurd lengths from a hostile varint
+        raise PcpFormatError("truncated PacketCryptProof")
     data = r.read(n)
     if len(data) != n:
         raise PcpFormatError("truncated PacketCryptProof")
