@@ -98,6 +98,8 @@ def test_bad_arguments(accel):
         randhash.Program([], [0] * 2048)
     with pytest.raises(RandHashError):
         randhash.Program([66], [0] * 10)
+    with pytest.raises(RandHashError):
+        randhash.Program([1 << 32], [0] * 2048)
 
 
 def _run_python(code, env_extra=None):

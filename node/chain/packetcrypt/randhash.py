@@ -59,11 +59,15 @@ def _use_accel(accel: bool | None) -> bool:
 
 
 class Program:
-    """A generated program and the 2048-word buffer (program over expand(8192, seed, 0)) its memory comes from."""
+    """A generated program and the 2048-word buffer (program over expand(8192, seed, 0)) its memory comes from.
+
+    Treat it as immutable: the compiled forms (Python and C buffers) are cached on first use."""
 
     def __init__(self, insns: list[int], progbuf: list[int], seed32: bytes | None = None):
         if not 1 <= len(insns) <= PROGBUF_WORDS or len(progbuf) != PROGBUF_WORDS:
             raise RandHashError("RandHash: bad program or buffer size")
+        if not all(0 <= w <= 0xFFFFFFFF for w in insns) or not all(0 <= w <= 0xFFFFFFFF for w in progbuf):
+            raise RandHashError("RandHash: program and buffer words must be u32")
         self.insns = list(insns)
         self.progbuf = list(progbuf)
         self.seed = seed32
