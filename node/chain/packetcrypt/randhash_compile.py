@@ -14,12 +14,12 @@ from .randhash_ops import C1_1, C2_1, C2_2, OPCODES, OUT_WORDS, has_imm, imm32, 
 
 OP_IN, OP_MEMORY, OP_LOOP, OP_IF_LIKELY, OP_IF_RANDOM, OP_JMP, OP_END = 64, 65, 66, 67, 68, 69, 70
 _M32 = 4294967295
-_M64 = (1 << 64) - 1
 _ARGS = "(S, hin, hout, mem, c)"
 
-# Every arithmetic op is written inline. Lane ops are unrolled lane by lane; {x}/{y} are lane values, {w} the lane
-# width, {w1} = w - 1 and {sb} = the lane's sign bit ((x ^ sb) - sb sign-extends x). Results are masked to the
-# lane (w bits, or 2w bits for the carry class) when the lanes are put back together.
+# Each arithmetic op is a loop-free Python expression (short ones inline in the program source, the others as
+# functions compiled at import, see _OP_FUNCS). Lane ops are unrolled lane by lane; {x}/{y} are lane values, {w}
+# the lane width, {w1} = w - 1 and {sb} = the lane's sign bit ((x ^ sb) - sb sign-extends x). Results are masked
+# to the lane (w bits, or 2w bits for the carry class) when the lanes are put back together.
 _LANE_1_1 = {"POPCNT": "{x}.bit_count()", "CLZ": "{w} - {x}.bit_length()",
              "CTZ": "(({x} & -{x}).bit_length() - 1 if {x} else {w})"}
 _LANE_2_1 = {"ADD": "{x} + {y}", "SUB": "{x} - {y}", "SHLL": "{x} << ({y} & {w1})", "SHRL": "{x} >> ({y} & {w1})",
