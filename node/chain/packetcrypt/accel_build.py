@@ -11,6 +11,7 @@ from cffi import FFI
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ACCEL = os.path.join(_HERE, "accel")
 _SOURCES = ("randgen.c", "randhash.c", "cryptocycle.c")
+_HEADERS = ("randhash.h", "pk_internal.h")
 
 CDEF = """
     int pk_init(void);
@@ -25,15 +26,17 @@ CDEF = """
 
 def make_builder(absolute_paths: bool = False) -> FFI:
     # setuptools wants source paths relative to setup.py (the current directory when it runs us)
-    paths = [os.path.join(_ACCEL, name) for name in _SOURCES]
-    if not absolute_paths:
-        paths = [os.path.relpath(p).replace(os.sep, "/") for p in paths]
+    def path(name):
+        p = os.path.join(_ACCEL, name)
+        return p if absolute_paths else os.path.relpath(p).replace(os.sep, "/")
+
     builder = FFI()
     builder.cdef(CDEF)
     builder.set_source(
         "node.chain.packetcrypt._randhash_accel",
         '#include "randhash.h"',
-        sources=paths,
+        sources=[path(name) for name in _SOURCES],
+        depends=[path(name) for name in _HEADERS],      # rebuild on header changes; ship them in sdists
         include_dirs=[_ACCEL],
         libraries=["sodium"],
         extra_compile_args=["-O2", "-std=gnu11"],
