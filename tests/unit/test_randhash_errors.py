@@ -94,6 +94,8 @@ def test_bad_arguments(accel):
         randhash.randhash(prog, 0, bytearray(100), accel=accel)
     with pytest.raises(ValueError):
         randhash.randhash(prog, 0, bytearray(2048), 5, accel=accel)
+    with pytest.raises(ValueError):
+        randhash.randhash(prog, 0, bytes(2048), accel=accel)          # must be writable
     with pytest.raises(RandHashError):
         randhash.Program([], [0] * 2048)
     with pytest.raises(RandHashError):

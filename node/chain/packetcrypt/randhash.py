@@ -120,8 +120,8 @@ def randhash(program: Program, item_no: int, state: bytearray, cycles: int = 2,
     """Run `cycles` RandHash cycles on the 2048-byte state in place; returns the instructions executed per cycle.
 
     Raises TooLong when a cycle executes more than MAX_OPS instructions (the state is then meaningless)."""
-    if len(state) != 2048:
-        raise ValueError("RandHash state must be 2048 bytes")
+    if not isinstance(state, bytearray) or len(state) != 2048:
+        raise ValueError("RandHash state must be a bytearray of 2048 bytes (it is updated in place)")
     if item_no < 0 or item_no >= 1 << 64:
         raise ValueError("item_no must be a u64")
     if not 0 <= cycles <= MAX_CYCLES:
