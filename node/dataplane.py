@@ -45,18 +45,21 @@ HOP_LIMIT = 64
 # An established session that keeps sending without hearing anything back is restarted with a fresh Hello:
 # this is how a node notices that its peer restarted and forgot the session (cjdns waits 60 s for this).
 UNANSWERED_RESET_S = 5.0
+KEEPALIVE_S = 1.0
+LINK_DOWN_AFTER_S = 3.5      # a peer that answered none of the last 3 link pings is down
 PROTOCOL_VERSION = 22
 
 _be32 = struct.Struct(">I")
 _be64 = struct.Struct(">Q")
 _ip6_head = struct.Struct(">IHBB16s16s")
+_link_ping = struct.Struct(">Hd")       # our switch index of the link, send time
 
 
 class Destination:
     """What the data plane knows about one remote node: its key, the label we send on, what came back."""
 
     __slots__ = ("ip6", "public_key", "label", "header", "learned_label", "rx_packets", "tx_packets",
-                 "last_rx", "unanswered_since")
+                 "last_rx", "last_tx", "unanswered_since")
 
     def __init__(self, ip6, public_key, label=None):
         self.ip6 = ip6
@@ -65,7 +68,7 @@ class Destination:
         self.header = None
         self.learned_label = None
         self.rx_packets = self.tx_packets = 0
-        self.last_rx = None
+        self.last_rx = self.last_tx = None
         self.unanswered_since = None
         if label:
             self.set_label(label)
@@ -107,6 +110,8 @@ class Node:
         self._tun_read = os.read
         self._tun_fd = self.tun.fd
         self.loop.add_reader(self.tun, self._on_tun_readable)
+        self.loop.call_every(KEEPALIVE_S, self.housekeeping)
+        self.loop.call_later(0, self.housekeeping)
         for p in cfg.peers:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
                             p.peer_public_key, p.peer_name, self.loop, cfg.link_emulation.get(p.ifname))
@@ -174,7 +179,33 @@ class Node:
             self.drop("encrypt_" + e.reason)
             return
         d.tx_packets += 1
+        d.last_tx = now
         self._switch_out(ROUTER, out)
+
+    def _send_content(self, d, content, now):
+        """Send session content (b"" = a bare handshake or keepalive) to a destination."""
+        if d.header is None:
+            return
+        try:
+            out = d.header + self.sessions.wrap(d.public_key, content, now)
+        except CryptoAuthError as e:
+            self.drop("encrypt_" + e.reason)
+            return
+        d.last_tx = now
+        self._switch_out(ROUTER, out)
+
+    def housekeeping(self):
+        """Every KEEPALIVE_S: a switch PING to every peer (link liveness and RTT; it also resolves the
+        link's neighbour entry before real traffic queues behind it), and a keepalive to destinations that
+        send to us while we stay silent, so their sessions see answers (and only a really lost session
+        triggers their restart)."""
+        now = self.clock()
+        for link in self.links.values():
+            self.ping_link(link, now)
+        for d in self.dests.values():
+            if d.last_rx is not None and now - d.last_rx < 2 * KEEPALIVE_S and \
+                    (d.last_tx is None or now - d.last_tx > KEEPALIVE_S):
+                self._send_content(d, b"", now)
 
     def _new_destination(self, ip6, public_key=None):
         label = None
@@ -260,6 +291,10 @@ class Node:
             d.learned_label = label
             if d.header is None:        # no path from the provider: answer on the path it came by
                 d.set_label(labels.bit_reverse64(label))
+        if packet[12] == 0 and packet[13] == 0 and packet[14] == 0 and packet[15] <= 1:
+            # We just accepted a Hello: answer with a Key at once, so the handshake completes even when we
+            # have nothing to send (a one-way flow would otherwise stay on repeated Hellos).
+            self._send_content(d, b"", now)
         if not plain:
             return      # a bare handshake without data
         try:
@@ -293,12 +328,40 @@ class Node:
             self.counters["switch_errors_received"] += 1
             self.drop(f"switch_error_{msg.name.lower()}")
             return
+        if isinstance(msg, control.Ping) and msg.pong:
+            self._link_pong(msg)
+            return
         if isinstance(msg, control.Ping) and not msg.pong:
             back = labels.bit_reverse64(_be64.unpack_from(packet)[0])
             reply = SwitchHeader(label=back).pack() + control.frame(msg.reply(PROTOCOL_VERSION))
             self._switch_out(ROUTER, reply)
             return
         self.drop("control_ignored")
+
+    # -- link liveness: switch PING to the peer's router, PONG back -----------------------------------------
+    def ping_link(self, link, now=None):
+        now = self.clock() if now is None else now
+        data = _link_ping.pack(link.switch_index, now)
+        packet = SwitchHeader(label=labels.one_hop_label(link.switch_index)).pack() + \
+            control.frame(control.Ping(PROTOCOL_VERSION, data))
+        link.pings_sent += 1
+        self._switch_out(ROUTER, packet)
+
+    def _link_pong(self, msg):
+        if len(msg.data) != _link_ping.size:
+            self.drop("pong_unknown")
+            return
+        index, sent = _link_ping.unpack(msg.data)
+        link = self.links.get(index)
+        if link is None:
+            self.drop("pong_unknown")
+            return
+        now = self.clock()
+        link.last_pong = now
+        link.rtt_ms = round((now - sent) * 1000, 3)
+
+    def link_up(self, link):
+        return link.last_pong is not None and self.clock() - link.last_pong < LINK_DOWN_AFTER_S
 
     # -- end-to-end ping (ICMPv6 echo through the mesh) ----------------------------------------------------
     def ping(self, dest_ip6, on_result, timeout_s=3.0, size=56):
@@ -362,6 +425,7 @@ class Node:
     def status(self):
         return {"node": self.name, "ip6": self.identity.ip6_text, "public_key": self.identity.pubkey_text,
                 "uptime_s": round(self.clock() - self.started, 3), "healthy": self.tun is not None,
+                "peers_up": sum(1 for l in self.links.values() if self.link_up(l)), "peers": len(self.links),
                 "tun": self.config.tun_ifname, "mtu": self.config.tun_mtu}
 
     def peers(self):
@@ -369,6 +433,7 @@ class Node:
                  "peer_addr": l.peer_addr, "peer_name": l.peer_name,
                  "peer_public_key": keys.pubkey_text(l.peer_public_key) if l.peer_public_key else None,
                  "label": labels.label_text(labels.one_hop_label(l.switch_index)),
+                 "up": self.link_up(l), "rtt_ms": l.rtt_ms, "pings_sent": l.pings_sent,
                  "link_emulation": l.emulator.params.to_dict()} for l in self.links.values()]
 
     def all_counters(self):

@@ -31,6 +31,8 @@ class PeerLink:
         self.emulator = LinkEmulator(params or LinkParams(), rng)
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
         self.drops = {}
+        self.last_pong = self.rtt_ms = None      # link liveness, kept by the node's link pings
+        self.pings_sent = 0
         self.sock = self._open_socket()
         self._send = self.sock.send
         self.recv = self.sock.recv

@@ -136,7 +136,7 @@ class Mesh:
         for node in nodes:
             self.wait_healthy(node, timeout)
 
-    def start_agent(self, node, wait=True):
+    def start_agent(self, node, wait=True, require_peers=True):
         with open(node.config_path, "w") as f:
             json.dump(self.config_for(node), f, indent=1)
         err = open(os.path.join(self.dir, f"{node.name}.stderr"), "a")
@@ -144,15 +144,17 @@ class Mesh:
                                       node.config_path], stdout=err, stderr=err, start_new_session=True)
         err.close()
         if wait:
-            self.wait_healthy(node)
+            self.wait_healthy(node, require_peers=require_peers)
 
-    def wait_healthy(self, node, timeout=15.0):
+    def wait_healthy(self, node, timeout=15.0, require_peers=True):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:
                 raise RuntimeError(f"agent {node.name} exited with {node.proc.returncode}: {self.stderr(node)}")
             try:
-                if self.client(node).call("status", timeout=2).get("healthy"):
+                st = self.client(node).call("status", timeout=2)
+                # healthy, and every peer link answered a link ping (its neighbour entry is resolved)
+                if st.get("healthy") and (st.get("peers_up") == st.get("peers") or not require_peers):
                     return
             except (OSError, AgentError, ValueError):
                 pass

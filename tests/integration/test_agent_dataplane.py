@@ -244,3 +244,26 @@ def test_ten_node_line_ping_and_iperf(mesh):
     print(f"10-node line: ping rtt {rtt} ms, iperf3 TCP {mbps:.1f} Mbit/s")
     assert mbps > 1
     assert shutil.which("iperf3")
+
+
+ONE_WAY = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    s.sendto(b"one-way %d" % i, (sys.argv[1], 9999))
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_one_way_udp_flow_is_delivered(mesh):
+    # no reply ever comes back: the handshake must still complete and keep delivering
+    a, b, c = mesh.line(3)
+    mesh.start()
+    script = os.path.join(mesh.dir, "oneway.py")
+    with open(script, "w") as f:
+        f.write(ONE_WAY)
+    r = mesh.run(a, sys.executable, script, c.ip6, "300", "0.02", timeout=60)
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.5)
+    delivered = mesh.client(c).call("counters")["tun"]["tun_tx_packets"]
+    assert delivered >= 295, mesh.client(c).call("counters")
