@@ -71,3 +71,37 @@ def test_static_provider_lookup_replace_and_errors():
         p.replace({"nope": {"public_key": ident.pubkey_text, "label": "0000.0000.0000.0013"}})
     p.replace({})
     assert p.lookup(ident.ip6) is None
+
+
+def _walk(adj, switches, source, label):
+    """Send a packet from source's router through the pure switches; return (node, label) where it lands."""
+    from node.tun_switch.switch_header import SwitchHeader
+    node, index, packet = source, 1, SwitchHeader(label=label).pack() + b"payload"
+    for _ in range(20):
+        (dest, out), = switches[node].receive(index, packet)
+        if dest == 1:
+            return node, SwitchHeader.unpack(out).label
+        neighbour = next(n for n, i in adj[node].items() if i == dest)
+        index, node, packet = adj[neighbour][node], neighbour, out
+    raise AssertionError("loop")
+
+
+@pytest.mark.parametrize("indexes", [(0, 2), (5, 40), (40, 2), (200, 3)])
+def test_static_labels_route_through_real_switches_and_back(indexes):
+    from node.tun_switch.switch import Switch
+    left, right = indexes
+    names = [f"n{i}" for i in range(6)]
+    adj = {n: {} for n in names}
+    for a, b in zip(names, names[1:]):
+        adj[a][b] = right
+        adj[b][a] = left
+    switches = {}
+    for n in names:
+        switches[n] = Switch()
+        for i in adj[n].values():
+            switches[n].add_interface(i)
+    for dest, label in static_paths(adj, "n0").items():
+        node, arrived = _walk(adj, switches, "n0", label)
+        assert node == dest
+        back, back_label = _walk(adj, switches, dest, labels.bit_reverse64(arrived))
+        assert back == "n0"
