@@ -324,9 +324,19 @@ class Node:
             self.drop("bad_control")
             return
         if isinstance(msg, control.Error):
-            # A switch on the path could not forward one of our packets (dead hop, bad label).
+            # A switch on the path could not forward one of our packets (dead hop, bad label): count it and
+            # tell the path provider which destination's label failed (the cause carries her handle).
             self.counters["switch_errors_received"] += 1
             self.drop(f"switch_error_{msg.name.lower()}")
+            cause = msg.cause
+            if len(cause) >= 16:
+                handle = _be32.unpack_from(cause, 12)[0]
+                for key, peer in self.sessions.peers.items():
+                    if peer.her_handle == handle:
+                        d = self.dests_by_key.get(key)
+                        if d is not None:
+                            self.paths.report_failure(d.ip6, d.label)
+                        break
             return
         if isinstance(msg, control.Ping) and msg.pong:
             self._link_pong(msg)
@@ -439,7 +449,8 @@ class Node:
     def all_counters(self):
         switch_counters = getattr(self.switch, "counters", {})
         return {"tun": dict(self.counters), "interfaces": {l.ifname: l.counters() for l in self.links.values()},
-                "drops": dict(self.drops), "switch": dict(switch_counters)}
+                "drops": dict(self.drops), "switch": dict(switch_counters),
+                "path_failures": dict(getattr(self.paths, "failures", {}))}
 
 
 def _icmp6_checksum(src, dst, body):

@@ -216,13 +216,39 @@ def test_link_emulation_through_control_api_bites_and_is_removable(mesh):
     assert mesh.client(a).call("peers")["peers"][0]["link_emulation"]["delay_s"] == 0
 
 
-def test_sigterm_removes_tun_and_socket(mesh):
+def test_sigterm_and_shutdown_remove_tun_and_socket(mesh):
     a, b = mesh.line(2)
     mesh.start()
     assert "tun0" in mesh.run(a, "ip", "link").stdout
     assert mesh.stop_agent(a) == 0
     assert not os.path.exists(a.socket)
     assert "tun0" not in mesh.run(a, "ip", "link").stdout
+    # the control API's shutdown does the same
+    assert mesh.client(b).call("shutdown")["shutting_down"]
+    assert b.proc.wait(10) == 0
+    assert not os.path.exists(b.socket)
+    assert "tun0" not in mesh.run(b, "ip", "link").stdout
+
+
+def test_switch_error_from_a_dead_hop_is_counted_and_reported(mesh):
+    a, b, c = mesh.line(3)
+    mesh.start()
+    assert wait_reachable(mesh, a, c)
+    # b's interface towards c disappears (as if that link died): b's switch answers with an error
+    from node.tun_switch import labels
+    # a -> b over a's interface 0, then b's interface 7, which does not exist
+    bad_label = labels.label_text(labels.splice(labels.one_hop_label(7), labels.one_hop_label(0)))
+    mesh.client(a).call("set_paths", paths={c.ip6: {"public_key": c.identity.pubkey_text, "label": bad_label}})
+    assert ping6(mesh, a, c, count=2, wait=1)[0] == 0
+    time.sleep(0.3)
+    counters = mesh.client(a).call("counters")
+    assert counters["tun"]["switch_errors_received"] >= 2
+    assert counters["drops"].get("switch_error_malformed_address", 0) >= 2
+    assert mesh.client(b).call("counters")["switch"].get("errors_sent", 0) >= 2
+    assert counters["path_failures"].get(c.ip6, 0) >= 2
+    # putting the right path back restores traffic
+    mesh.client(a).call("set_paths", paths=json.loads(open(a.config_path).read())["paths"])
+    assert ping6(mesh, a, c, count=2)[0] == 2
 
 
 def test_bad_config_exits_with_clear_error(mesh, tmp_path):
@@ -267,3 +293,22 @@ def test_one_way_udp_flow_is_delivered(mesh):
     time.sleep(0.5)
     delivered = mesh.client(c).call("counters")["tun"]["tun_tx_packets"]
     assert delivered >= 295, mesh.client(c).call("counters")
+
+
+def test_rate_and_corruption_emulation(mesh):
+    a, b = mesh.line(2)
+    mesh.start()
+    assert wait_reachable(mesh, a, b)
+    full = iperf3(mesh, b, a, seconds=2)
+    mesh.client(a).call("set_link", ifname="l1a", rate_bps=20e6)
+    limited = iperf3(mesh, b, a, seconds=3)
+    print(f"unlimited {full:.0f} Mbit/s, rate 20 Mbit/s -> {limited:.1f} Mbit/s")
+    assert 5 < limited < 24 and full > 3 * limited
+    mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
+    # corruption is caught by the end-to-end authentication at the receiver and counted
+    mesh.client(a).call("set_link", ifname="l1a", corrupt=1.0)
+    assert ping6(mesh, a, b, count=3, wait=1)[0] == 0
+    drops = mesh.client(b).call("counters")
+    assert sum(drops["drops"].values()) + sum(v for k, v in drops["switch"].items() if k.startswith("drop")) >= 3
+    mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
+    assert ping6(mesh, a, b, count=3)[0] == 3
