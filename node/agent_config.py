@@ -93,6 +93,8 @@ def parse_config(data, source="config"):
     if not os.path.isdir(os.path.dirname(os.path.abspath(control_socket))):
         fail("control_socket", f"directory {os.path.dirname(os.path.abspath(control_socket))} does not exist")
     log_file = _string(data, "log_file", fail)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(log_file))):
+        fail("log_file", f"directory {os.path.dirname(os.path.abspath(log_file))} does not exist")
 
     tun = data["tun"]
     if not isinstance(tun, dict) or not set(tun) <= {"ifname", "mtu"} or "ifname" not in tun:

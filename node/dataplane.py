@@ -201,6 +201,11 @@ class Node:
         triggers their restart)."""
         now = self.clock()
         for link in self.links.values():
+            up = self.link_up(link)
+            if up != link.was_up:
+                log.info("%s: peer %s on %s is %s", self.name, link.peer_name or link.peer_addr, link.ifname,
+                         "up" if up else "down")
+                link.was_up = up
             self.ping_link(link, now)
         for d in self.dests.values():
             if d.last_rx is not None and now - d.last_rx < 2 * KEEPALIVE_S and \
@@ -216,6 +221,8 @@ class Node:
             self.drop("no_path")
             return None
         d = Destination(ip6, public_key, label)
+        log.info("%s: new destination %s (label %s)", self.name, keys.ip6_text(ip6),
+                 labels.label_text(label) if label is not None else "learned from its packets")
         self.dests[ip6] = d
         self.dests_by_key[public_key] = d
         return d
@@ -227,6 +234,8 @@ class Node:
         if peer is not None and peer.session.established:
             peer.session.reset()
             self.counters["sessions_reset"] += 1
+            log.info("%s: no answer from %s for %.0f s: restarting the session", self.name,
+                     keys.ip6_text(d.ip6), UNANSWERED_RESET_S)
 
     # -- switching ---------------------------------------------------------------------------------------
     def _on_link_readable(self, link):

@@ -32,6 +32,7 @@ class PeerLink:
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
         self.drops = {}
         self.last_pong = self.rtt_ms = None      # link liveness, kept by the node's link pings
+        self.was_up = False
         self.pings_sent = 0
         self.sock = self._open_socket()
         self._send = self.sock.send

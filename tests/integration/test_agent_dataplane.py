@@ -306,9 +306,10 @@ def test_rate_and_corruption_emulation(mesh):
     assert 5 < limited < 24 and full > 3 * limited
     mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
     # corruption is caught by the end-to-end authentication at the receiver and counted
+    # (a flipped bit in a field nobody checks, e.g. the congestion bits, passes: so allow a few through)
     mesh.client(a).call("set_link", ifname="l1a", corrupt=1.0)
-    assert ping6(mesh, a, b, count=3, wait=1)[0] == 0
+    assert ping6(mesh, a, b, count=10, interval=0.1, wait=1)[0] <= 3
     drops = mesh.client(b).call("counters")
-    assert sum(drops["drops"].values()) + sum(v for k, v in drops["switch"].items() if k.startswith("drop")) >= 3
+    assert sum(drops["drops"].values()) + sum(v for k, v in drops["switch"].items() if k.startswith("drop")) >= 7
     mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
     assert ping6(mesh, a, b, count=3)[0] == 3
