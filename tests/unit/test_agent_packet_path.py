@@ -1,0 +1,226 @@
+"""The data plane's packet logic without root: Node objects joined by in-memory links, a fake clock and a
+captured TUN. (The same code on real TUN devices and sockets is covered by tests/integration.)"""
+
+import struct
+from collections import deque
+
+import pytest
+
+from node.agent_config import parse_config
+from node.dataplane import UNANSWERED_RESET_S, Node
+from node.link_emulation import LinkEmulator
+from node.path_provider import static_paths
+from node.tun_switch import keys, labels
+
+
+class FakeLoop:
+    def __init__(self):
+        self.now = 100.0
+
+    def clock(self):
+        return self.now
+
+    def add_reader(self, *a):
+        pass
+
+    def remove_reader(self, *a):
+        pass
+
+    def call_later(self, *a):
+        return None
+
+    call_at = call_every = call_later
+
+
+class Wire:
+    """All links of the test mesh: packets wait in one queue until pump()."""
+
+    def __init__(self):
+        self.queue = deque()
+        self.tamper = None
+
+    def pump(self, limit=10000):
+        n = 0
+        while self.queue and n < limit:
+            node, link, packet = self.queue.popleft()
+            if self.tamper:
+                packet = self.tamper(node, packet)
+            node.receive_from_link(link, packet)
+            n += 1
+
+
+class FakeLink:
+    def __init__(self, wire, switch_index, ifname, peer_name):
+        self.wire = wire
+        self.switch_index = switch_index
+        self.ifname = ifname
+        self.peer_name = peer_name
+        self.peer_addr = "fd00::1"
+        self.peer_public_key = None
+        self.emulator = LinkEmulator()
+        self.rx_packets = self.rx_bytes = self.tx_packets = 0
+        self.last_pong = self.rtt_ms = None
+        self.was_up = False
+        self.pings_sent = 0
+        self.remote = None          # (node, link) at the other end
+
+    def send(self, packet):
+        self.tx_packets += 1
+        self.wire.queue.append((*self.remote, packet))
+
+    def counters(self):
+        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
+
+
+def build_line(n, seed=b"dp"):
+    wire, loop = Wire(), FakeLoop()
+    idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
+    names = [f"n{i}" for i in range(n)]
+    adj = {name: {} for name in names}
+    for a, b in zip(names, names[1:]):
+        adj[a][b] = 0 if a == "n0" else 2
+        adj[b][a] = 0
+    nodes = []
+    for i, name in enumerate(names):
+        paths = {idents[names.index(d)].ip6_text: {"public_key": idents[names.index(d)].pubkey_text,
+                                                   "label": labels.label_text(label)}
+                 for d, label in static_paths(adj, name).items()}
+        cfg = parse_config({"node": name, "private_key": idents[i].private_key.hex(), "control_socket": "/tmp/x",
+                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": [],
+                            "paths": paths})
+        nodes.append(make_node(cfg, loop))
+    for a, b in zip(range(n), range(1, n)):
+        la = FakeLink(wire, adj[names[a]][names[b]], f"to{b}", names[b])
+        lb = FakeLink(wire, adj[names[b]][names[a]], f"to{a}", names[a])
+        la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
+        nodes[a].add_link(la)
+        nodes[b].add_link(lb)
+    return wire, loop, nodes
+
+
+def make_node(cfg, loop):
+    node = Node(cfg, loop, clock=loop.clock)
+    node.delivered = []
+    node.deliver = node.delivered.append
+    return node
+
+
+def ip6_packet(src, dst, payload, next_header=17, hop_limit=64):
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), next_header, hop_limit, src.ip6, dst.ip6) + payload
+
+
+def test_end_to_end_delivery_rebuilds_the_ipv6_packet_and_answers():
+    wire, loop, (a, b, c) = build_line(3)
+    pkt = ip6_packet(a.identity, c.identity, b"hello through the mesh")
+    a.send_ip6(pkt)
+    wire.pump()
+    assert c.delivered == [pkt]
+    reply = ip6_packet(c.identity, a.identity, b"and back", next_header=6)
+    c.send_ip6(reply)
+    wire.pump()
+    assert a.delivered == [reply]
+    for _ in range(5):                       # data packets after the handshake
+        a.send_ip6(pkt)
+        c.send_ip6(reply)
+        wire.pump()
+    assert len(c.delivered) == 6 and len(a.delivered) == 6
+    assert [s["established"] for s in a.describe_sessions()] == [True]
+    assert [s["established"] for s in c.describe_sessions()] == [True]
+    assert b.describe_sessions() == [] and b.delivered == []
+    assert not a.drops and not b.drops and not c.drops
+
+
+def test_tampered_packets_are_counted_and_traffic_continues():
+    wire, loop, (a, b, c) = build_line(3)
+    pkt = ip6_packet(a.identity, c.identity, b"x" * 100)
+    a.send_ip6(pkt)
+    wire.pump()
+    c.send_ip6(ip6_packet(c.identity, a.identity, b"y"))
+    wire.pump()
+
+    def flip_last(node, packet):
+        return packet[:-1] + bytes([packet[-1] ^ 1]) if node is c else packet
+    wire.tamper = flip_last
+    a.send_ip6(pkt)
+    wire.pump()
+    assert sum(v for k, v in c.drops.items() if k.startswith("session_")) == 1
+    wire.tamper = None
+    a.send_ip6(pkt)
+    wire.pump()
+    assert c.delivered[-1] == pkt and len(c.delivered) == 2
+
+
+def test_non_fc_and_unknown_destinations_are_dropped():
+    wire, loop, (a, b) = build_line(2)
+    stranger = keys.Identity.from_seed(b"other", 9)
+    a.send_ip6(ip6_packet(a.identity, stranger, b"?"))
+    a.send_ip6(b"\x45" + bytes(50))
+    a.send_ip6(b"\x60" + bytes(10))
+    pkt = bytearray(ip6_packet(a.identity, b.identity, b"?"))
+    pkt[24] = 0xfd
+    a.send_ip6(bytes(pkt))
+    assert a.drops == {"no_path": 1, "tun_not_ipv6": 2, "tun_not_fc00": 1}
+    assert not wire.queue
+
+
+def test_restarted_peer_is_recovered_by_a_fresh_hello():
+    wire, loop, (a, b, c) = build_line(3)
+    pkt = ip6_packet(a.identity, c.identity, b"before")
+    a.send_ip6(pkt)
+    wire.pump()
+    c.send_ip6(ip6_packet(c.identity, a.identity, b"r"))
+    wire.pump()
+    a.send_ip6(pkt)
+    wire.pump()
+    c.send_ip6(ip6_packet(c.identity, a.identity, b"r"))
+    wire.pump()
+    assert a.describe_sessions()[0]["established"]
+    # c restarts with the same identity and forgets its sessions
+    c2 = make_node(c.config, loop)
+    for link in c.links.values():
+        c2.add_link(link)
+        link.remote[1].remote = (c2, link)
+    a.send_ip6(pkt)
+    wire.pump()
+    assert c2.delivered == [] and c2.drops == {"session_unknown_handle": 1}
+    loop.now += UNANSWERED_RESET_S + 1
+    a.send_ip6(pkt)
+    wire.pump()
+    assert c2.delivered == [pkt]
+    assert len(c.delivered) == 2
+    assert a.counters["sessions_reset"] == 1
+
+
+def test_link_pings_mark_peers_up():
+    wire, loop, (a, b) = build_line(2)
+    link = next(iter(a.links.values()))
+    assert not a.link_up(link)
+    a.housekeeping()
+    wire.pump()
+    assert a.link_up(link) and link.rtt_ms == 0
+    loop.now += 10
+    assert not a.link_up(link)
+
+
+def test_keepalive_answers_a_silent_receiver():
+    wire, loop, (a, b) = build_line(2)
+    a.send_ip6(ip6_packet(a.identity, b.identity, b"one-way"))
+    wire.pump()
+    for _ in range(3):
+        loop.now += 1.5
+        a.send_ip6(ip6_packet(a.identity, b.identity, b"one-way"))
+        b.housekeeping()
+        wire.pump()
+    assert len(b.delivered) == 4
+    assert a.counters["sessions_reset"] == 0     # b's keepalives count as answers
+
+
+@pytest.mark.xfail(reason="node.tun_switch.cryptoauth rejects a RepeatHello that carries the same temporary key "
+                          "as duplicate_hello; cjdns only drops a repeated Hello (nonce 0). A burst sent before "
+                          "the Key comes back then loses all but its first packet.", strict=False)
+def test_burst_of_packets_before_the_key_arrives_is_delivered():
+    wire, loop, (a, b) = build_line(2)
+    for i in range(5):
+        a.send_ip6(ip6_packet(a.identity, b.identity, b"burst %d" % i))
+    wire.pump()
+    assert len(b.delivered) == 5
