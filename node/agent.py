@@ -3,6 +3,22 @@
 Runs inside the node's network namespace (the orchestrator starts it there), hosts the node's data plane
 (node.dataplane.Node) and serves the control API on config["control_socket"]. SIGTERM/SIGINT stop it cleanly:
 the TUN device goes away with its file descriptor and the socket file is removed.
+
+Control API (JSON lines, node/control_api.py; client: node.control_client.AgentClient(path).call(cmd, **args)):
+
+  status                          node, ip6, public_key, uptime_s, healthy, peers, peers_up, tun, mtu
+  peers                           per link: switch_index, ifname, addresses, peer name/key, one-hop label,
+                                  up (answered a link ping in the last 3.5 s), rtt_ms, link_emulation
+  sessions                        per CryptoAuth session: ip6, key, state, handles, label, return_label, packets
+  counters                        tun rx/tx, per interface rx/tx packets/bytes and drops, node drops by reason,
+                                  switch counters, path_failures (switch errors reported per destination)
+  config                          the running config (no private key), current paths and link emulation
+  set_link  ifname, <params> | params={...}   change emulation (delay_s, jitter_s, loss, duplicate, reorder,
+                                  corrupt, rate_bps); unspecified fields keep their value; "reset": true first
+                                  clears everything
+  set_paths paths={ip6: {"public_key": "....k", "label": "xxxx.xxxx.xxxx.xxxx"}}   replace the path table
+  ping      dest, [timeout_s=3], [size=56]    ICMPv6 echo through the mesh -> reachable, rtt_ms
+  shutdown                        answer, then stop like SIGTERM
 """
 
 import logging

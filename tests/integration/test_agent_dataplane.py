@@ -313,3 +313,12 @@ def test_rate_and_corruption_emulation(mesh):
     assert sum(drops["drops"].values()) + sum(v for k, v in drops["switch"].items() if k.startswith("drop")) >= 7
     mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
     assert ping6(mesh, a, b, count=3)[0] == 3
+
+
+def test_link_emulation_from_the_config_file(mesh):
+    a, b = mesh.line(2)
+    a.link_emulation = {"l1a": {"delay_s": 0.05}}
+    mesh.start()
+    assert wait_reachable(mesh, a, b)
+    assert ping6(mesh, a, b, count=3)[1] > 50
+    assert mesh.client(a).call("config")["config"]["link_emulation"]["l1a"]["delay_s"] == 0.05
