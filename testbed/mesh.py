@@ -1,0 +1,263 @@
+"""A running mesh: the Python API behind `pktlab up/down/exec/ping` and the pytest plugin.
+
+    mesh = Mesh.up("grid:3x3")          # namespaces, links, agents; returns when every node reaches every other
+    mesh.ping("r1c1", "r3c3")            # end to end over the nodes' fc00::/8 addresses
+    mesh.exec("r1c1", "ip -6 addr")
+    mesh.down()
+
+`Mesh.attach(name)` gives the same object for a run started by another process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import networkx as nx
+
+from node.control_client import AgentClient, AgentError
+from node.path_provider import static_paths
+from node.tun_switch import labels
+from node.tun_switch.keys import Identity
+from testbed import runs
+from testbed.backends.netns import NetnsBackend, exec_in
+from testbed.runs import Run, RunError
+from testbed.topology import Topology, load, save
+
+AGENT_UDP_PORT = 7100
+FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
+REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on small ones)
+
+
+def _no_progress(step, done, total):
+    pass
+
+
+@contextmanager
+def _interrupts_as_exceptions():
+    """SIGTERM during `up` unwinds like Ctrl-C, so the half-built run is removed either way."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class Mesh:
+    def __init__(self, run: Run, topo: Topology):
+        self.run = run
+        self.topo = topo
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    @classmethod
+    def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
+           progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None) -> "Mesh":
+        topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
+        if isinstance(spec, Topology):
+            topo.validate(allow_disconnected)
+        if seed is None:
+            seed = topo.seed if topo.seed is not None else random.SystemRandom().randrange(1 << 31)
+        run = runs.new_run(name, topo.name, topo.source)
+        mesh = cls(run, topo)
+        with _interrupts_as_exceptions():
+            try:
+                run.state["seed"] = seed
+                save(topo, run.path("topology.yaml"))
+                backend = NetnsBackend(run, topo)
+                try:
+                    backend.build(progress)
+                finally:
+                    backend.close()
+                if agents:
+                    mesh._start_agents(progress)
+                    mesh._wait_reachable(progress, wait)
+                run.state["status"] = "ready"
+                run.state["owner"] = None
+                run.save()
+            except BaseException:
+                runs.destroy(run)
+                raise
+        return mesh
+
+    @classmethod
+    def attach(cls, name: str | None = None) -> "Mesh":
+        run = runs.pick_run(name)
+        return cls(run, load(str(run.path("topology.yaml"))))
+
+    def down(self) -> None:
+        runs.destroy(self.run)
+
+    # -- agents -----------------------------------------------------------------------------------------------
+    def identity(self, node: str) -> Identity:
+        index = list(self.topo.nodes).index(node)
+        return Identity.from_seed(str(self.run.state["seed"]).encode(), index)
+
+    def _agent_configs(self) -> dict[str, dict]:
+        ids = {n: Identity.from_seed(str(self.run.state["seed"]).encode(), i) for i, n in enumerate(self.topo.nodes)}
+        peers = {n: [] for n in self.topo.nodes}
+        adjacency = {n: {} for n in self.topo.nodes}
+        for rec in self.run.state["links"]:
+            for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
+                                                          (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
+                if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
+                    raise RunError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
+                index = FIRST_SWITCH_INDEXES[len(peers[me])]
+                peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
+                                  "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
+                                  "peer_name": other})
+                adjacency[me][other] = index
+        configs = {}
+        for n in self.topo.nodes:
+            d = self.run.path("nodes", n)
+            d.mkdir(parents=True, exist_ok=True)
+            paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text, "label": labels.label_text(label)}
+                     for dest, label in static_paths(adjacency, n).items()}
+            emulation = {}
+            for rec, link in zip(self.run.state["links"], self.topo.links):
+                for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
+                    if end == n and _needs_emulation(params):
+                        emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = {
+                            "delay_s": params.delay_s, "jitter_s": params.jitter_s, "loss": params.loss,
+                            "duplicate": params.duplicate, "reorder": params.reorder, "corrupt": params.corrupt}
+            configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
+                          "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
+                          "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
+                          "paths": paths, "link_emulation": emulation}
+        return configs
+
+    def _start_agents(self, progress) -> None:
+        configs = self._agent_configs()
+        self.run.state["addresses"] = {n: Identity.from_private_key(c["private_key"]).ip6_text
+                                       for n, c in configs.items()}
+        for i, (n, cfg) in enumerate(configs.items(), 1):
+            self.start_agent(n, cfg)
+            if i % 16 == 0 or i == len(configs):
+                progress("agents", i, len(configs))
+        self.run.save()
+        deadline = time.monotonic() + 30
+        pending = set(configs)
+        while pending:
+            for n in list(pending):
+                if self._agent_healthy(n):
+                    pending.discard(n)
+            if pending and time.monotonic() > deadline:
+                raise RunError(f"agents not healthy after 30 s: {', '.join(sorted(pending)[:10])} "
+                               f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
+            time.sleep(0.05)
+            progress("agents ready", len(configs) - len(pending), len(configs))
+
+    def start_agent(self, node: str, config: dict | None = None) -> int:
+        """Start (or restart) a node's agent with its config; same identity every time."""
+        path = self.run.path("nodes", node, "agent.json")
+        if config is not None:
+            with open(path, "w") as f:
+                json.dump(config, f, indent=1)
+        log = open(self.run.path("nodes", node, "agent.stderr"), "ab")
+        proc = exec_in(self.run, node, [sys.executable, "-m", "node.agent", str(path)],
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self.run.state["agents"][node] = {"pid": proc.pid, "start": runs.proc_start_time(proc.pid)}
+        return proc.pid
+
+    def stop_agent(self, node: str, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
+        rec = self.run.state["agents"].get(node)
+        if rec and runs.alive(rec["pid"], rec["start"]):
+            os.kill(rec["pid"], sig)
+            deadline = time.monotonic() + timeout
+            while runs.alive(rec["pid"], rec["start"]) and time.monotonic() < deadline:
+                try:
+                    os.waitpid(rec["pid"], os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.02)
+
+    def agent(self, node: str) -> AgentClient:
+        return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
+
+    def _agent_healthy(self, node: str) -> bool:
+        try:
+            st = self.agent(node).call("status", timeout=2)
+        except (OSError, AgentError, ValueError):
+            return False
+        return bool(st.get("healthy")) and st.get("peers_up") == st.get("peers")
+
+    def ip6(self, node: str) -> str:
+        return self.run.state["addresses"][node]
+
+    # -- using the mesh ---------------------------------------------------------------------------------------
+    def exec(self, node: str, command: str | list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        proc = exec_in(self.run, node, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def ping(self, a: str, b: str, count: int = 1, timeout: float = 2.0) -> float | None:
+        """RTT in ms of an ICMPv6 echo from a to b's fc00::/8 address, or None if nothing came back."""
+        r = self.exec(a, ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout), "-i", "0.2", self.ip6(b)],
+                      timeout=timeout * count + 5)
+        m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
+        return float(m.group(1)) if r.returncode == 0 and m else None
+
+    def ping_link_ends(self) -> dict[str, float | None]:
+        """Ping both directions of every link over the underlay addresses, concurrently."""
+        procs = {}
+        for rec in self.run.state["links"]:
+            for src, dst in ((rec["a"], rec["b_addr"]), (rec["b"], rec["a_addr"])):
+                procs[(rec["name"], src)] = exec_in(self.run, src, ["ping", "-6", "-n", "-c", "1", "-W", "2", dst],
+                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        result = {}
+        for (name, src), p in procs.items():
+            out, _ = p.communicate()
+            m = re.search(r"time=([\d.]+)", out)
+            result[f"{name} from {src}"] = float(m.group(1)) if p.returncode == 0 and m else None
+        return result
+
+    def pairs(self, sample: int | None = REACH_SAMPLE) -> list[tuple[str, str]]:
+        # only pairs inside one connected component can reach each other
+        comp = {n: i for i, c in enumerate(nx.connected_components(self.topo.graph())) for n in c}
+        nodes = list(self.topo.nodes)
+        all_pairs = [(a, b) for a in nodes for b in nodes if a != b and comp[a] == comp[b]]
+        if sample is None or len(all_pairs) <= sample:
+            return all_pairs
+        return random.Random(self.run.state["seed"]).sample(all_pairs, sample)
+
+    def reachability(self, pairs=None, count: int = 1, timeout: float = 2.0) -> dict[tuple[str, str], bool]:
+        """Ping each pair end to end concurrently (a few dozen at a time)."""
+        pairs = self.pairs() if pairs is None else pairs
+        ok = {}
+        for start in range(0, len(pairs), 64):
+            procs = {pair: exec_in(self.run, pair[0], ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout),
+                                                        "-i", "0.2", self.ip6(pair[1])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for pair in pairs[start:start + 64]}
+            for pair, p in procs.items():
+                ok[pair] = p.wait() == 0
+        return ok
+
+    def _wait_reachable(self, progress, wait: float) -> None:
+        pairs = self.pairs()
+        deadline = time.monotonic() + wait
+        pending = pairs
+        while pending:
+            result = self.reachability(pending)
+            pending = [p for p, good in result.items() if not good]
+            progress("reachability", len(pairs) - len(pending), len(pairs))
+            if pending and time.monotonic() > deadline:
+                shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
+                raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
+
+
+def _needs_emulation(p) -> bool:
+    return any((p.delay_s, p.jitter_s, p.loss, p.duplicate, p.reorder, p.corrupt))
