@@ -1,0 +1,322 @@
+"""The `pktlab` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from testbed import runs
+from testbed.topology import TopologyError, json_schema, load
+
+console = Console(stderr=True)
+out = Console()
+
+DESCRIPTION = """\
+pktlab builds an emulated PKT Network on this machine: every node a Linux network namespace running a
+cjdns-compatible PKT routing device (TUN device, fc00::/8 address, end-to-end encryption, source-routed
+switch), every link a veth pair with real traffic control.
+
+TOPOLOGY is a file (pktlab YAML/JSON, meshnet-lab JSON, GraphML, GML), a bundled example (default, triangle,
+provider-customer, three-tier) or a generator: line:N ring:N star:N grid:RxC grid8:RxC tree:DxF full:N
+random:N,P geometric:N,R smallworld:N,K,P scalefree:N,M multi-isp:I,N  (e.g. grid:5x5,rate=10mbit,delay=5ms).
+"""
+
+EPILOG = """\
+examples:
+  pktlab up grid:3x3                 build a 3x3 grid and wait until every node reaches every other
+  pktlab status                      nodes, addresses, agents of the running mesh
+  pktlab ping r1c1 r3c3              end-to-end ping over the fc00::/8 addresses
+  pktlab exec r1c1 -- iperf3 -s -D   run a command inside a node
+  pktlab down                        remove the run and everything it created
+  pktlab cleanup --stale             remove runs whose orchestrator died (kill -9, crash)
+"""
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        raise SystemExit("pktlab: this command needs root (network namespaces, veth, tc): run it with sudo")
+
+
+class _Bars:
+    """One rich progress bar per build step."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks = {}
+
+    def __call__(self, step, done, total):
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def cmd_up(args):
+    _need_root()
+    from testbed.mesh import Mesh
+    with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=not console.is_terminal) as progress:
+        mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
+                       progress=_Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected)
+    for w in mesh.topo.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    if args.json:
+        print(json.dumps(_status(mesh.run)))
+    else:
+        console.print(f"[green]run {mesh.run.name} is up[/]: {len(mesh.topo.nodes)} nodes, {len(mesh.topo.links)} "
+                      f"links; run directory {mesh.run.dir}")
+        console.print(f"next: pktlab status --run {mesh.run.name} | pktlab down --run {mesh.run.name}")
+
+
+def _status(run) -> dict:
+    up, total = run.nodes_alive()
+    agents = run.state.get("agents", {})
+    return {
+        "run": run.name, "id": run.id, "status": run.condition(), "dir": str(run.dir),
+        "source": run.state.get("source"), "seed": run.state.get("seed"), "prefix": run.state.get("prefix"),
+        "nodes": {n: {"alive": runs.alive(rec["pid"], rec["start"]), "pid": rec["pid"],
+                      "ip6": run.state.get("addresses", {}).get(n),
+                      "agent": runs.alive(agents[n]["pid"], agents[n]["start"]) if n in agents else None}
+                  for n, rec in run.state.get("nodes", {}).items()},
+        "links": run.state.get("links", []),
+        "nodes_alive": up, "nodes_total": total,
+    }
+
+
+def cmd_status(args):
+    run = runs.pick_run(args.run)
+    st = _status(run)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return
+    out.print(f"run [bold]{st['run']}[/] ({st['status']}), {st['nodes_alive']}/{st['nodes_total']} nodes alive, "
+              f"from {st['source']}, seed {st['seed']}, underlay {st['prefix']}")
+    t = Table("node", "fc00::/8 address", "agent", "links")
+    links_of = {}
+    for rec in st["links"]:
+        links_of.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']}")
+        links_of.setdefault(rec["b"], []).append(f"{rec['b_if']} {rec['b_addr']}")
+    for n, rec in st["nodes"].items():
+        agent = {True: "[green]running[/]", False: "[red]down[/]", None: "-"}[rec["agent"]]
+        t.add_row(n, rec["ip6"] or "-", agent, "\n".join(links_of.get(n, [])))
+    out.print(t)
+
+
+def cmd_list(args):
+    rs = runs.list_runs()
+    if args.json:
+        print(json.dumps([{"run": r.name, "id": r.id, "status": r.condition(), "nodes": len(r.state.get("nodes", {})),
+                           "source": r.state.get("source")} for r in rs]))
+        return
+    if not rs:
+        out.print("no runs")
+        return
+    t = Table("run", "status", "nodes", "links", "topology", "directory")
+    for r in rs:
+        t.add_row(r.name, r.condition(), str(len(r.state.get("nodes", {}))), str(len(r.state.get("links", []))),
+                  str(r.state.get("source")), str(r.dir))
+    out.print(t)
+
+
+def cmd_down(args):
+    _need_root()
+    targets = runs.list_runs() if args.all else [runs.pick_run(args.run)]
+    for r in targets:
+        runs.destroy(r)
+        console.print(f"run {r.name} removed")
+
+
+def cmd_cleanup(args):
+    _need_root()
+    all_runs = runs.list_runs()
+    if args.runs:
+        targets = [runs.load_run(n) for n in args.runs]
+    elif args.all:
+        targets = all_runs
+    else:  # --stale is the default: never touch a healthy run unasked
+        targets = [r for r in all_runs if r.condition() == "stale"]
+    for r in targets:
+        runs.destroy(r)
+        console.print(f"run {r.name} removed")
+    if not targets:
+        console.print("nothing to clean up")
+
+
+def _node_pid(run, node):
+    rec = run.state.get("nodes", {}).get(node)
+    if rec is None:
+        raise runs.RunError(f"run {run.name} has no node {node!r} (nodes: {', '.join(list(run.state['nodes'])[:10])}...)")
+    return rec["pid"]
+
+
+def cmd_exec(args):
+    _need_root()
+    run = runs.pick_run(args.run)
+    pid = _node_pid(run, args.node)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit("pktlab exec: give the command after --, e.g. pktlab exec n1 -- ip -6 addr")
+    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": args.node})
+    sys.exit(subprocess.call(["mnexec", "-a", str(pid)] + command, env=env))
+
+
+def cmd_shell(args):
+    _need_root()
+    run = runs.pick_run(args.run)
+    pid = _node_pid(run, args.node)
+    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": args.node,
+                              "PS1": f"{args.node}@{run.name}# "})
+    sys.exit(subprocess.call(["mnexec", "-a", str(pid), "bash", "--norc"], env=env))
+
+
+def cmd_ping(args):
+    _need_root()
+    from testbed.mesh import Mesh
+    mesh = Mesh.attach(args.run)
+    for n in (args.a, args.b):
+        if n not in mesh.topo.nodes:
+            raise runs.RunError(f"run {mesh.run.name} has no node {n!r}")
+    rtt = mesh.ping(args.a, args.b, count=args.count)
+    if rtt is None:
+        out.print(f"[red]{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply[/]")
+        sys.exit(1)
+    out.print(f"{args.a} -> {args.b} ({mesh.ip6(args.b)}): rtt {rtt:.3f} ms")
+
+
+def cmd_validate(args):
+    topo = load(args.topology, seed=args.seed, allow_disconnected=args.allow_disconnected)
+    for w in topo.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    out.print(f"{topo.source}: ok, {len(topo.nodes)} nodes, {len(topo.links)} links, {len(topo.isps)} Cloud ISPs")
+
+
+def cmd_schema(args):
+    print(json.dumps(json_schema(), indent=2))
+
+
+def cmd_graph(args):
+    from testbed.topology import save
+    topo = load(args.topology, seed=args.seed, allow_disconnected=True)
+    save(topo, args.output)
+    out.print(f"wrote {args.output}")
+
+
+def cmd_doctor(args):
+    from testbed import doctor
+    rep = doctor.report()
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return
+    yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"
+    t = Table("check", "result", title="pktlab doctor")
+    t.add_row("kernel", rep["kernel"])
+    t.add_row("root", yes(rep["root"]))
+    t.add_row("/dev/net/tun", yes(rep["tun"]))
+    t.add_row("IPv6", yes(rep["ipv6"]))
+    for q, ok in rep["qdiscs"].items():
+        t.add_row(f"qdisc {q}", yes(ok))
+    t.add_row("tcp congestion control", " ".join(rep["congestion_control"]))
+    t.add_row("open files (soft/hard)", "/".join(map(str, rep["ulimit_nofile"])))
+    t.add_row("processes (soft/hard)", "/".join(map(str, rep["ulimit_nproc"])))
+    for tool, path in rep["tools"].items():
+        t.add_row(f"tool {tool}", path or "[red]missing[/]")
+    out.print(t)
+    for line in rep["emulated_in_userspace"]:
+        out.print(f"emulated in userspace: {line}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pktlab", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def run_opt(sp):
+        sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+
+    sp = add("up", cmd_up, "build a mesh from TOPOLOGY, start its agents, return when it is ready")
+    sp.add_argument("topology", metavar="TOPOLOGY")
+    sp.add_argument("--name", help="run name (default: derived from the topology)")
+    sp.add_argument("--seed", type=int, help="seed for random topologies and node keys (recorded in the run)")
+    sp.add_argument("--no-agents", action="store_true", help="only namespaces and links, no node agents")
+    sp.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for reachability")
+    sp.add_argument("--allow-disconnected", action="store_true", default=None,
+                    help="accept a topology that falls apart in several components")
+    sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
+
+    sp = add("down", cmd_down, "stop a run and remove everything it created")
+    run_opt(sp)
+    sp.add_argument("--all", action="store_true", help="every run on this machine")
+
+    sp = add("status", cmd_status, "nodes, addresses and agents of a run")
+    run_opt(sp)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("list", cmd_list, "the runs on this machine")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("exec", cmd_exec, "run a command inside a node: pktlab exec NODE -- CMD ...")
+    run_opt(sp)
+    sp.add_argument("node")
+    sp.add_argument("command", nargs=argparse.REMAINDER)
+
+    sp = add("shell", cmd_shell, "an interactive shell inside a node")
+    run_opt(sp)
+    sp.add_argument("node")
+
+    sp = add("ping", cmd_ping, "end-to-end ping from node A to node B over the fc00::/8 addresses")
+    run_opt(sp)
+    sp.add_argument("a")
+    sp.add_argument("b")
+    sp.add_argument("-c", "--count", type=int, default=3)
+
+    sp = add("cleanup", cmd_cleanup, "remove stale runs (default), named runs, or --all")
+    sp.add_argument("runs", nargs="*", metavar="RUN")
+    sp.add_argument("--stale", action="store_true", help="runs whose orchestrator died or whose nodes are gone "
+                                                          "(the default)")
+    sp.add_argument("--all", action="store_true", help="every pktlab run on this machine")
+
+    sp = add("validate", cmd_validate, "check a topology file or generator string without building it")
+    sp.add_argument("topology", metavar="TOPOLOGY")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--allow-disconnected", action="store_true", default=None)
+
+    add("schema", cmd_schema, "print the JSON Schema of topology files (for editors)")
+
+    sp = add("graph", cmd_graph, "draw a topology: -o topo.png (or .dot, .graphml, .gml, .yaml, .json)")
+    sp.add_argument("topology", metavar="TOPOLOGY")
+    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("--seed", type=int)
+
+    sp = add("doctor", cmd_doctor, "what this kernel offers and what pktlab emulates in userspace instead")
+    sp.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (TopologyError, runs.RunError) as e:
+        console.print(f"[red]pktlab: error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("pktlab: interrupted; nothing of this run is left behind")
+        return 130
+    except RuntimeError as e:  # backend and netlink failures carry their own explanation
+        console.print(f"[red]pktlab: error:[/] {e}", highlight=False)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Run life cycle on real namespaces: up/down leave nothing, kill -9 + cleanup --stale leave nothing, runs coexist."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testbed import runs
+from testbed.mesh import Mesh
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
+
+PKTLAB = [sys.executable, "-m", "testbed.cli"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """Each test gets its own run directory root, so it can count exactly what it created."""
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def host_view():
+    """What the host namespace shows of itself: interfaces and qdiscs (must not change during a run)."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    qdiscs = subprocess.run(["tc", "qdisc"], capture_output=True, text=True).stdout
+    names = sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines())
+    return names, qdiscs
+
+
+def live_netns_inodes() -> set[int]:
+    inodes = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        except OSError:
+            pass
+    return inodes
+
+
+def tagged_processes(run_id: str) -> list[int]:
+    tag = f"{runs.TAG_VAR}={run_id}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if tag in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def assert_gone(state: dict, run_dir):
+    inodes = {n["netns"] for n in state["nodes"].values()}
+    assert inodes, "the journal named no namespaces"
+    deadline = time.monotonic() + 5
+    while inodes & live_netns_inodes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not inodes & live_netns_inodes(), "namespaces of the run still exist"
+    assert tagged_processes(state["id"]) == []
+    assert not os.path.exists(run_dir)
+
+
+def test_up_down_grid_leaves_nothing_and_every_link_carries_traffic(home):
+    before = host_view()
+    mesh = Mesh.up("grid:5x5,rate=20mbit", name="grid", agents=False)
+    state, run_dir = json.loads(mesh.run.journal.read_text()), mesh.run.dir
+    assert len(state["nodes"]) == 25 and len(state["links"]) == 40
+    assert host_view() == before, "the run changed the host namespace"
+    # each link's two ends reach each other, both directions
+    pings = mesh.ping_link_ends()
+    assert len(pings) == 80 and all(v is not None for v in pings.values()), pings
+    # shaping is real HTB on every link end
+    out = mesh.exec("r3c3", "tc class show dev r3c3-eth0").stdout
+    assert "htb 1:1" in out and "20Mbit" in out
+    mesh.down()
+    assert_gone(state, run_dir)
+    assert host_view() == before
+
+
+def test_kill9_mid_up_then_cleanup_stale(home):
+    other = Mesh.up("line:3", name="bystander", agents=False)
+    try:
+        proc = subprocess.Popen(PKTLAB + ["up", "grid:12x12", "--name", "victim", "--no-agents"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal = home / "victim" / "state.json"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until the build is under way, then kill it hard
+            try:
+                if json.loads(journal.read_text())["nodes"]:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = json.loads(journal.read_text())
+        assert state["status"] == "building"
+        assert runs.load_run("victim").condition() == "stale"
+        assert tagged_processes(state["id"]), "the killed build should have left processes to clean"
+        r = subprocess.run(PKTLAB + ["cleanup", "--stale"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert_gone(state, home / "victim")
+        # the other run was not touched
+        assert runs.load_run("bystander").condition() == "ready"
+        assert all(v is not None for v in other.ping_link_ends().values())
+    finally:
+        other.down()
+
+
+def test_two_runs_coexist(home):
+    a = Mesh.up("ring:4", name="one", agents=False)
+    try:
+        b = Mesh.up("ring:4", name="two", agents=False)  # same node and interface names, separate namespaces
+        try:
+            assert a.run.state["prefix"] != b.run.state["prefix"]
+            assert {n["netns"] for n in a.run.state["nodes"].values()}.isdisjoint(
+                n["netns"] for n in b.run.state["nodes"].values())
+            assert all(v is not None for v in a.ping_link_ends().values())
+            # one node of run a cannot reach run b's addresses: the runs share nothing
+            r = a.exec("n1", ["ping", "-6", "-c", "1", "-W", "1", b.run.state["links"][0]["b_addr"]])
+            assert r.returncode != 0
+        finally:
+            state_b, dir_b = b.run.state, b.run.dir
+            b.down()
+        assert_gone(state_b, dir_b)
+        assert all(v is not None for v in a.ping_link_ends().values()), "removing run two disturbed run one"
+    finally:
+        a.down()
+
+
+def test_ctrl_c_during_up_leaves_nothing(home):
+    proc = subprocess.Popen(PKTLAB + ["up", "grid:10x10", "--name", "interrupted", "--no-agents"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    journal = home / "interrupted" / "state.json"
+    deadline = time.monotonic() + 30
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads(journal.read_text())
+            if state["nodes"]:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert state and state["nodes"]
+    assert_gone(state, home / "interrupted")
+
+
+def test_cli_errors_are_clear(home):
+    r = subprocess.run(PKTLAB + ["up", "grid:0x3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "grid:0x3" in r.stderr and "between 1 and" in r.stderr
+    r = subprocess.run(PKTLAB + ["status", "--run", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no run named 'nope'" in r.stderr
+    assert not list(home.glob("*")) if home.exists() else True
