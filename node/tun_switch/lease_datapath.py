@@ -1,0 +1,105 @@
+"""The lease rules of the PKT routing-device packet path, in the order of the PKT paper §7 (pure, clock passed in).
+
+    packet in on switch interface i
+      -> ingress lease = interface table[i] (expired -> the link's free lease)
+      -> LeaseIngress.apply: clear-customer-bit, re-prioritise against max-priority-bandwidth   (ingress())
+      -> [the cjdns switch picks the outgoing interface o from the label]
+      -> egress lease = interface table[o]; deprioritize-non-customer                           (egress_class())
+      -> the outgoing link's EgressScheduler: 2-level token bucket                              (enqueue())
+      -> on the wire when the link is free; the ingress meter is charged then                   (dequeue())
+
+Packets for our own router (interface 1) are charged at ingress: they flowed through the incoming lease.
+"""
+from __future__ import annotations
+
+from .egress_scheduler import EgressScheduler
+from .leases import ROUTER_INTERFACE, LeaseTable
+from .priority import DEFAULT_TAU_S, LeaseIngress, capped_priority, deprioritize_non_customer
+from .switch_header import priority_of
+
+
+class Ticket:
+    """A packet's passage through the device: the ingress lease state to charge, the exact priority it got there
+    (after re-prioritisation: the priority-bandwidth that flows is what the lease is metered on) and the exact
+    priority it is scheduled with at egress (after deprioritize-non-customer)."""
+    __slots__ = ("ingress", "priority", "egress_priority")
+
+    def __init__(self, ingress, priority):
+        self.ingress, self.priority, self.egress_priority = ingress, priority, priority
+
+
+class LeaseDataPath:
+    def __init__(self, table: LeaseTable | None = None, tau_s: float = DEFAULT_TAU_S):
+        self.table = table or LeaseTable()
+        self.tau_s = tau_s
+        self._ingress: dict[tuple[str, str], LeaseIngress] = {}
+        self.schedulers: dict[str, EgressScheduler] = {}
+        self.counters = {"unbound_interface": 0}
+
+    def scheduler(self, link: str) -> EgressScheduler:
+        s = self.schedulers.get(link)
+        if s is None:
+            ll = self.table.links[link]
+            s = self.schedulers[link] = EgressScheduler(ll.capacity_kbit)
+        return s
+
+    def _ingress_state(self, lease) -> LeaseIngress:
+        key = (lease.link, lease.id)
+        state = self._ingress.get(key)
+        if state is None or state.lease is not lease:
+            state = self._ingress[key] = LeaseIngress(lease, self.tau_s)
+        return state
+
+    # -- the packet path ---------------------------------------------------------------------------------------
+    def ingress(self, index: int, tc: int, size: int, now: float):
+        """(new traffic class, ticket) for a packet that came in on switch interface ``index``."""
+        lease = self.table.resolve(index, now)
+        if lease is None:
+            self.counters["unbound_interface"] += 1
+            return tc, None
+        state = self._ingress_state(lease)
+        tc, exact = state.apply(tc, size, now)
+        return tc, Ticket(state, exact)
+
+    def to_router(self, ticket, size: int, now: float) -> None:
+        if ticket is not None:
+            ticket.ingress.charge(ticket.priority, size, now)
+
+    def egress_class(self, index: int, tc: int, now: float, ticket=None) -> int:
+        """The traffic class after the outgoing lease's deprioritize-non-customer (also caps the ticket's)."""
+        lease = self.table.resolve(index, now)
+        if lease is None:
+            return tc
+        if ticket is not None:
+            ticket.egress_priority = capped_priority(tc, ticket.priority, lease.deprioritize_non_customer)
+        return deprioritize_non_customer(tc, lease.deprioritize_non_customer)
+
+    def enqueue(self, index: int, item, size: int, tc: int, ticket, now: float) -> str | None:
+        """Queue ``item`` for interface ``index``; None, or the drop reason (see egress_scheduler)."""
+        lease = self.table.resolve(index, now)
+        if lease is None:
+            self.counters["unbound_interface"] += 1
+            return "unbound_interface"
+        priority = ticket.egress_priority if ticket is not None else priority_of(tc)
+        return self.scheduler(lease.link).enqueue((item, size, ticket), size, lease, priority, now)
+
+    def dequeue(self, link: str, now: float):
+        """The next item to send on ``link`` now, or None; charges the packet's ingress lease."""
+        s = self.schedulers.get(link)
+        out = s.dequeue(now) if s is not None else None
+        if out is None:
+            return None
+        item, size, ticket = out
+        if ticket is not None:
+            ticket.ingress.charge(ticket.priority, size, now)
+        return item
+
+    def describe(self, now: float) -> dict:
+        d = self.table.describe(now)
+        d["ingress"] = {f"{link}/{lease_id}": st.describe(now) for (link, lease_id), st in self._ingress.items()}
+        d["egress"] = {link: s.describe() for link, s in self.schedulers.items()}
+        d["counters"] = dict(self.counters)
+        return d
+
+
+__all__ = ["LeaseDataPath", "Ticket", "ROUTER_INTERFACE"]
