@@ -16,6 +16,18 @@ Layout::
                             | (lag, drops, kbRecv) VarInt triples for slots start, start+1, ... mod 18
 
 VarInt is Bitcoin-style with big-endian multi-byte values. Parsing raises only :class:`AnnouncementError`.
+
+PKT entities (pktlab; cjdns uses types 0..3 and ignores unknown types, so these numbers are free)::
+
+    type 80 LINK_QUALITY (18 B)  peerNum u16 | flags u16 (0) | rtt_us u32 | loss_ppm u32 | capacity_kbps u32
+        What the announcing node measured on its link to the peer with that peerNum (link pings, counters,
+        the configured or leased rate). Ephemeral like LINK_STATE. The route server turns it into a link-value
+        sample ``capacity_kbps / (rtt_ms * (1 + loss_ppm / 10_000))`` (1 % loss halves the value), so it
+        weighs paths the same way as cjdns link state.
+    type 81 LEASE (34 B)  lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 (Unix time)
+                          | price u64 (atomic PKT units per GB)
+        A bandwidth lease sold on the link with that peerNum (the market's side of a link). The route server
+        keeps the newest entity per lease_id until it expires or leaves the 20-minute window.
 """
 from __future__ import annotations
 
@@ -28,6 +40,8 @@ from node.tun_switch.labels import EncodingScheme, LabelError
 HEADER_SIZE = 120
 HEADER_VERSION = 1
 ENCODING_SCHEME, PEER, VERSION, LINK_STATE = 0, 1, 2, 3
+LINK_QUALITY, LEASE = 80, 81             # pktlab entities
+LINK_QUALITY_SIZE, LEASE_SIZE = 18, 34
 PEER_SIZE = 32
 LINK_STATE_SLOTS = 18
 UNKNOWN_PEER_NUM = 0xFFFF
@@ -118,6 +132,44 @@ class LinkStateEntity:
 
 
 @dataclass(frozen=True)
+class LinkQualityEntity:
+    peer_num: int
+    rtt_us: int = 0
+    loss_ppm: int = 0
+    capacity_kbps: int = 0
+    type = LINK_QUALITY
+
+    def body(self) -> bytes:
+        try:
+            return struct.pack(">HHIII", self.peer_num, 0, self.rtt_us, self.loss_ppm, self.capacity_kbps)
+        except struct.error as e:
+            raise AnnouncementError(f"link quality field out of range: {e}") from None
+
+    @property
+    def value(self) -> float:
+        """Link-value sample (higher is better), comparable with cjdns link-state values."""
+        if self.rtt_us == 0:
+            return 0.0
+        return self.capacity_kbps / (self.rtt_us / 1000 * (1 + self.loss_ppm / 10_000))
+
+
+@dataclass(frozen=True)
+class LeaseEntity:
+    lease_id: int
+    peer_num: int
+    kbps: int
+    expires_s: int
+    price: int = 0
+    type = LEASE
+
+    def body(self) -> bytes:
+        try:
+            return struct.pack(">QHHIIQ", self.lease_id, self.peer_num, 0, self.kbps, self.expires_s, self.price)
+        except struct.error as e:
+            raise AnnouncementError(f"lease field out of range: {e}") from None
+
+
+@dataclass(frozen=True)
 class UnknownEntity:
     type: int
     raw: bytes
@@ -162,6 +214,16 @@ def _parse_entity(t: int, body: bytes):
         if len(slots) > LINK_STATE_SLOTS:
             raise AnnouncementError("link state with more than 18 slots")
         return LinkStateEntity(node_id, start_slot, tuple(slots))
+    if t == LINK_QUALITY:
+        if len(body) != LINK_QUALITY_SIZE - 2:
+            raise AnnouncementError(f"link quality entity of {len(body) + 2} bytes")
+        peer_num, _flags, rtt, loss, kbps = struct.unpack(">HHIII", body)
+        return LinkQualityEntity(peer_num, rtt, loss, kbps)
+    if t == LEASE:
+        if len(body) != LEASE_SIZE - 2:
+            raise AnnouncementError(f"lease entity of {len(body) + 2} bytes")
+        lease_id, peer_num, _reserved, kbps, expires, price = struct.unpack(">QHHIIQ", body)
+        return LeaseEntity(lease_id, peer_num, kbps, expires, price)
     return UnknownEntity(t, bytes(body))
 
 
@@ -257,6 +319,14 @@ class Announcement:
     @property
     def link_states(self) -> list[LinkStateEntity]:
         return [e for e in self.entities if isinstance(e, LinkStateEntity)]
+
+    @property
+    def link_qualities(self) -> list[LinkQualityEntity]:
+        return [e for e in self.entities if isinstance(e, LinkQualityEntity)]
+
+    @property
+    def leases(self) -> list[LeaseEntity]:
+        return [e for e in self.entities if isinstance(e, LeaseEntity)]
 
     @property
     def encoding_scheme(self) -> EncodingScheme | None:

@@ -6,7 +6,13 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 
 * Rejections (:class:`Rejected` with ``reason``): ``malformed``, ``bad_signature``, ``wrong_snode``,
   ``clock_skew`` (|now - timestamp| > 10 s), ``old_timestamp`` (older than the node's newest accepted
-  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``.
+  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``, and for
+  announcements forwarded by a federated route server ``stale`` (older than the 20-minute window).
+* Federation: ``handle_announce(raw, now, via=ip6)`` accepts an announcement forwarded by the federated route
+  server ``via`` (the caller checked that it is a peer); it must be addressed to ``via``, and the clock-skew
+  check becomes the 20-minute window, since a catch-up transfer carries announcements up to 20 minutes old.
+* PKT entities: LINK_QUALITY samples feed the link value like LINK_STATE; LEASE entities are kept per lease id
+  until they expire.
 * Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
   An edge exists only if **both** nodes announce the link to each other.
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
@@ -21,9 +27,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from node.tun_switch import keys
 from node.tun_switch.labels import EncodingScheme, LabelError, build_label
-from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LinkStateEntity, PeerEntity,
-                           UNKNOWN_PEER_NUM, VersionEntity)
+from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
+                           LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
 from .state_hash import state_hash
 
 AGREED_TIMEOUT_MS = 20 * 60 * 1000
@@ -58,6 +65,7 @@ class NodeState:
     links: dict = field(default_factory=dict)             # peer_num -> Link
     version: int | None = None
     scheme: EncodingScheme | None = None
+    leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest)
 
     @property
     def timestamp_ms(self) -> int:
@@ -87,30 +95,34 @@ class RouteServer:
         self.snode_ip6 = bytes(snode_ip6)
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
+        self._graph: nx.DiGraph | None = None                 # cached until the next accepted announcement
 
     # -- announcements -----------------------------------------------------------------------------------
-    def handle_announce(self, raw: bytes, now_ms: int) -> NodeState:
+    def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
         """Accept an announcement or raise Rejected. Returns the sender's updated state."""
         try:
-            node = self._accept(bytes(raw), now_ms)
+            node = self._accept(bytes(raw), now_ms, via)
         except Rejected as e:
             self.counters[f"rejected_{e.reason}"] = self.counters.get(f"rejected_{e.reason}", 0) + 1
             raise
-        self.counters["accepted"] = self.counters.get("accepted", 0) + 1
+        key = "accepted" if via is None else "accepted_forwarded"
+        self.counters[key] = self.counters.get(key, 0) + 1
+        self._graph = None
         return node
 
-    def _accept(self, raw: bytes, now_ms: int) -> NodeState:
+    def _accept(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
         try:
             ann = Announcement.parse(raw, verify=False)
         except AnnouncementError as e:
             raise Rejected("malformed", str(e)) from None
-        try:
-            Announcement.parse(raw, verify=True)
-        except AnnouncementError as e:
-            raise Rejected("bad_signature", str(e)) from None
-        if ann.snode_ip != self.snode_ip6:
+        if not keys.verify(ann.signing_key, raw[64:], ann.signature):
+            raise Rejected("bad_signature")
+        if ann.snode_ip != (self.snode_ip6 if via is None else bytes(via)):
             raise Rejected("wrong_snode")
-        if abs(now_ms - ann.timestamp_ms) > MAX_CLOCKSKEW_MS:
+        if via is not None:
+            if not now_ms - AGREED_TIMEOUT_MS <= ann.timestamp_ms <= now_ms + MAX_CLOCKSKEW_MS:
+                raise Rejected("stale", f"{now_ms - ann.timestamp_ms} ms old")
+        elif abs(now_ms - ann.timestamp_ms) > MAX_CLOCKSKEW_MS:
             raise Rejected("clock_skew", f"{now_ms - ann.timestamp_ms} ms")
         node = self.nodes.get(ann.ip6)
         if node is not None:
@@ -133,6 +145,7 @@ class RouteServer:
         fresh = NodeState(ann.ip6, ann.public_key, base + [ann], version=version, scheme=scheme)
         self._forget_old(fresh, ann.timestamp_ms)
         self._rebuild_links(fresh)
+        self._collect_leases(fresh, now_ms)
         self.nodes[ann.ip6] = fresh
         return fresh
 
@@ -169,17 +182,41 @@ class RouteServer:
                         link.create_time_ms, link.value, link.value_slot = (old.create_time_ms, old.value,
                                                                             old.value_slot)
                     links[e.peer_num] = link
-                elif isinstance(e, LinkStateEntity):
-                    link = links.get(e.node_id)
-                    if link is None or not e.slots:
-                        continue
-                    sample = sum(link_state_value(*t) for t in e.slots) / len(e.slots)
+                elif isinstance(e, (LinkStateEntity, LinkQualityEntity)):
+                    if isinstance(e, LinkStateEntity):
+                        link = links.get(e.node_id)
+                        if link is None or not e.slots:
+                            continue
+                        sample = sum(link_state_value(*t) for t in e.slots) / len(e.slots)
+                    else:
+                        link = links.get(e.peer_num)
+                        if link is None:
+                            continue
+                        sample = e.value
                     if link.value_slot is not None:
                         elapsed = max(0, slot - link.value_slot)
                         link.value /= 1 + elapsed / LINK_STATE_DECAY_SLOTS
                     link.value += sample
                     link.value_slot = slot
         node.links = links
+
+    @staticmethod
+    def _collect_leases(node: NodeState, now_ms: int) -> None:
+        leases = {}
+        for ann in node.announcements:
+            for e in ann.entities:
+                if isinstance(e, LeaseEntity):
+                    leases[e.lease_id] = e
+        node.leases = {k: v for k, v in leases.items() if v.expires_s * 1000 > now_ms}
+
+    def expire(self, now_ms: int) -> list[bytes]:
+        """Forget nodes that sent nothing for 20 minutes; returns their ip6."""
+        gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
+        for ip6 in gone:
+            del self.nodes[ip6]
+        if gone:
+            self._graph = None
+        return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
         node = self.nodes.get(ip6)
@@ -194,7 +231,13 @@ class RouteServer:
         return max(found, key=lambda l: l.create_time_ms) if found else None
 
     def graph(self) -> nx.DiGraph:
-        """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20)."""
+        """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20).
+        The graph is cached until the node set or a node's announcements change; treat it as read-only."""
+        if self._graph is None:
+            self._graph = self._build_graph()
+        return self._graph
+
+    def _build_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for ip6, node in self.nodes.items():

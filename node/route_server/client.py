@@ -1,0 +1,405 @@
+"""The node's side of the route server protocol, as pure clock-injected logic (pkt-reference.md §4, DESIGN.md §4).
+
+:class:`RouteServerClient` is a path provider (``lookup(ip6)`` / ``report_failure(ip6, label)``, see
+node/path_provider.py) that learns paths like a DNS stub resolver learns addresses:
+
+* **Discovery** (cjdns SupernodeHunter): every ``hunt_interval_ms`` while it has no route server (and every
+  ``refresh_interval_ms`` after), it sends a GETSNODE query to each peer. A reply names the route server the peer
+  uses and the peer's label to it; our label is that label spliced onto our one-hop label to the peer. With an
+  ``allowed`` list (the route servers of our Cloud ISP) other servers are not used. Every server heard of is
+  reported to ours (``frs``), which is how route servers find a first path to each other. Replies to ``ann`` also list ``alt``: the other route
+  servers of the ISP with a path from us, the failover candidates. Static candidates can be configured.
+* **Announcements** (cjdns ReachabilityAnnouncer): every ``announce_interval_ms`` and soon after the peer set
+  changes, a signed announcement with our encoding scheme, version, one PEER entity per link (the peer's label to
+  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and our leases; peers that went away
+  are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
+  rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
+  estimate from ``recvTime``).
+* **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
+  drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
+  is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
+  and re-queries at once; a server that answers with a label that just failed is asked again after a short wait.
+* **Failover**: a query unanswered after ``query_timeout_ms``, or a switch error on the way to the server, marks
+  the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
+  announcement, and queued look-ups go to it.
+
+The host (agent or simulation) moves bytes: ``poll(now)`` returns :class:`Outgoing` items (GETSNODE control
+messages to peers, bencoded messages to a route server inside a CryptoAuth session); it hands back GETSNODE
+replies (``on_getsnode_reply``), answers peers' GETSNODE queries with ``answer_getsnode``, and passes route server
+replies to ``on_reply``. Times are milliseconds (Unix epoch for announcement timestamps).
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from node.path_provider import PathProvider
+from node.tun_switch import control, keys, labels
+from node.tun_switch.labels import LabelError, V358
+from . import announcement as A
+from . import messages as M
+from .state_hash import state_hash
+
+SELF_LABEL = 1
+
+
+@dataclass
+class ClientConfig:
+    announce_interval_ms: int = 10_000
+    announce_min_gap_ms: int = 250          # after a peer change, announce this soon (rate limit)
+    hunt_interval_ms: int = 3_000
+    refresh_interval_ms: int = 30_000
+    cache_ttl_ms: int = 60_000
+    retry_ms: int = 1_000                    # a not-found or just-failed path is asked again after this
+    failed_label_hold_ms: int = 10_000
+    query_timeout_ms: int = 2_000
+    fail_hold_ms: int = 30_000
+    reset_every: int = 8
+    max_foreign_reports: int = 8
+    allowed: tuple = ()                      # public keys of acceptable route servers; empty = any
+
+
+@dataclass
+class PeerInfo:
+    """One link of ours as the agent sees it."""
+    ip6: bytes
+    our_label: int                 # our one-hop label to the peer
+    their_label: int               # the peer's one-hop label to us
+    public_key: bytes | None = None
+    rtt_us: int = 0
+    loss_ppm: int = 0
+    capacity_kbps: int = 0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    kind: str                      # "control" (payload: a control message object) or "snode" (payload: bytes)
+    public_key: bytes | None       # the receiver's key (None for a control message to a peer)
+    label: int
+    payload: object
+
+
+@dataclass
+class Candidate:
+    public_key: bytes
+    label: int
+    source: str
+    failed_until: int = 0
+
+
+@dataclass
+class CacheEntry:
+    public_key: bytes | None
+    label: int | None
+    expires_ms: int
+    retry_at: int = 0
+
+
+@dataclass
+class _Pending:
+    kind: str
+    server: bytes
+    sent_ms: int
+    target: bytes | None = None
+    raw: bytes = b""
+    peers: dict | None = None          # for an announcement: the peers it listed
+
+
+@dataclass
+class _Announced:
+    raw: bytes
+    timestamp_ms: int
+    peers: dict = field(default_factory=dict)
+
+
+class RouteServerClient(PathProvider):
+    def __init__(self, identity, clock, config: ClientConfig | None = None, scheme=V358,
+                 version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False):
+        """identity: keys.Identity; clock: () -> ms; route_servers: static (public_key, label) candidates;
+        serve_self: this node runs a route server, use it (label 1) and name it in GETSNODE replies."""
+        self.identity = identity
+        self.clock = clock
+        self.config = config or ClientConfig()
+        self.scheme = scheme
+        self.version = version
+        self.serve_self = serve_self
+        self.allowed = {bytes(k) for k in self.config.allowed}
+        self.counters: Counter = Counter()
+        self.candidates: dict[bytes, Candidate] = {}
+        self.heard: dict[bytes, int] = {}                   # route servers our peers use -> label from us
+        if serve_self:
+            self.candidates[identity.public_key] = Candidate(identity.public_key, SELF_LABEL, "self")
+        for key, label in route_servers:
+            self._add_candidate(bytes(key), label, "static")
+        self.server: bytes | None = None
+        self._had_server = False
+        self.peers: dict[int, PeerInfo] = {}                # our_label -> peer
+        self.leases: list = []
+        self.cache: dict[bytes, CacheEntry] = {}
+        self.wanted: dict[bytes, int] = {}                  # ip6 -> earliest time to ask
+        self.failed_labels: dict[tuple[bytes, int], int] = {}
+        self.pending: dict[bytes, _Pending] = {}
+        self.acked: list[_Announced] = []                   # what the server holds since our last reset
+        self.announced_peers: dict[int, PeerInfo] = {}      # as of the last acknowledged announcement
+        self.needs_reset = True
+        self.skew_ms = 0
+        self.last_ts = 0
+        self.next_announce = 0
+        self.next_hunt = 0
+        self._txid = 0
+
+    # -- host inputs ----------------------------------------------------------------------------------
+    def set_peers(self, peers) -> None:
+        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed."""
+        new = {p.our_label: p for p in peers}
+        if {k: (p.ip6, p.their_label) for k, p in new.items()} != \
+                {k: (p.ip6, p.their_label) for k, p in self.peers.items()}:
+            self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
+            if not self.peers and new:
+                self.next_hunt = 0
+        self.peers = new
+
+    def set_leases(self, leases) -> None:
+        self.leases = list(leases)
+
+    def on_getsnode_reply(self, msg: control.GetSnode, peer_label: int) -> None:
+        """A peer (reached with our one-hop ``peer_label``) told us which route server it uses."""
+        if not msg.reply or msg.snode_key == bytes(32) or msg.path_to_snode == 0:
+            self.counters["getsnode_empty"] += 1
+            return
+        key = bytes(msg.snode_key)
+        if key == self.identity.public_key:
+            return
+        try:
+            label = labels.splice(msg.path_to_snode, peer_label)
+        except LabelError:
+            self.counters["getsnode_label_too_long"] += 1
+            return
+        if len(self.heard) < self.config.max_foreign_reports or key in self.heard:
+            self.heard[key] = min(label, self.heard.get(key, label), key=labels.log2)
+        if self.allowed and key not in self.allowed:
+            self.counters["getsnode_foreign"] += 1
+            return
+        self.counters["getsnode_ok"] += 1
+        self._add_candidate(key, label, "peer")
+
+    def answer_getsnode(self, msg: control.GetSnode) -> control.GetSnode | None:
+        """Our reply to a peer's GETSNODE query: the route server we use and our label to it."""
+        if msg.reply:
+            return None
+        server = self._server(self.clock())
+        if server is None:
+            return None
+        label = self.candidates[server].label
+        return control.GetSnode(self.version, snode_version=self.version, snode_key=server, path_to_snode=label,
+                                reply=True)
+
+    def on_reply(self, payload: bytes, src_key: bytes | None = None) -> bool:
+        """A message from a route server; True if it answered one of our queries."""
+        now = self.clock()
+        try:
+            reply = M.parse_reply(payload)
+        except M.MessageError:
+            self.counters["bad_reply"] += 1
+            return False
+        p = self.pending.pop(reply.txid, None)
+        if p is None or (src_key is not None and bytes(src_key) != p.server):
+            if p is not None:
+                self.pending[reply.txid] = p
+            return False
+        if reply.recv_time is not None:
+            self.skew_ms = reply.recv_time - (p.sent_ms + now) // 2
+        for alt in reply.alternatives:
+            if not self.allowed or alt.public_key in self.allowed:
+                self._add_candidate(alt.public_key, alt.label, "alt")
+        if p.kind == "ann":
+            self._on_ann_reply(reply, p)
+        elif p.kind == "gr":
+            self._on_path_reply(reply, p, now)
+        return True
+
+    # -- path provider ------------------------------------------------------------------------------------
+    def lookup(self, ip6):
+        ip6 = bytes(ip6)
+        now = self.clock()
+        e = self.cache.get(ip6)
+        if e is not None and e.label is not None:
+            if now >= e.expires_ms and ip6 not in self.wanted:
+                self.wanted[ip6] = now
+                self.counters["refresh"] += 1
+            self.counters["cache_hit"] += 1
+            return e.public_key, e.label
+        if ip6 not in self.wanted:
+            self.wanted[ip6] = e.retry_at if e is not None else now
+        self.counters["cache_miss"] += 1
+        return None
+
+    def report_failure(self, ip6, label):
+        ip6 = bytes(ip6)
+        now = self.clock()
+        self.counters["failures_reported"] += 1
+        if self.server is not None and ip6 == keys.address_for_key(self.server):
+            self._fail_server(now, "switch_error")
+            return
+        e = self.cache.get(ip6)
+        if e is not None and (label is None or e.label == label):
+            if e.label is not None:
+                self.failed_labels[(ip6, e.label)] = now + self.config.failed_label_hold_ms
+            del self.cache[ip6]
+            self.wanted[ip6] = now
+
+    def flush_cache(self) -> None:
+        self.cache.clear()
+
+    def describe(self):
+        server = self.server
+        return {
+            "route_server": keys.ip6_text(keys.address_for_key(server)) if server else None,
+            "route_server_label": labels.label_text(self.candidates[server].label) if server else None,
+            "candidates": {keys.ip6_text(keys.address_for_key(k)): {"label": labels.label_text(c.label),
+                                                                    "source": c.source,
+                                                                    "failed": c.failed_until > self.clock()}
+                           for k, c in self.candidates.items()},
+            "paths": {keys.ip6_text(ip6): {"public_key": keys.pubkey_text(e.public_key),
+                                           "label": labels.label_text(e.label)}
+                      for ip6, e in self.cache.items() if e.label is not None},
+            "counters": dict(self.counters),
+        }
+
+    # -- the periodic work ----------------------------------------------------------------------------
+    def poll(self, now: int | None = None) -> list[Outgoing]:
+        now = self.clock() if now is None else now
+        out: list[Outgoing] = []
+        for txid, p in list(self.pending.items()):
+            if now - p.sent_ms >= self.config.query_timeout_ms and self.pending.pop(txid, None) is not None:
+                self.counters[f"timeout_{p.kind}"] += 1
+                if p.server == self.server:
+                    self._fail_server(now, "silence")
+        if now >= self.next_hunt and self.peers:
+            working = self._server(now) is not None
+            self.next_hunt = now + (self.config.refresh_interval_ms if working else self.config.hunt_interval_ms)
+            for label in sorted(self.peers):
+                out.append(Outgoing("control", self.peers[label].public_key, label,
+                                    control.GetSnode(self.version)))
+                self.counters["getsnode_sent"] += 1
+        server = self._server(now)
+        if server is None:
+            return out
+        label = self.candidates[server].label
+        if now >= self.next_announce and not any(p.kind == "ann" for p in self.pending.values()):
+            out.append(self._announce(server, label, now))
+        asking = {p.target for p in self.pending.values() if p.kind == "gr"}
+        for ip6, when in list(self.wanted.items()):
+            if when <= now and ip6 not in asking:
+                out.append(self._query(server, label, "gr", now, target=ip6,
+                                       query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6)))
+        return out
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _add_candidate(self, key: bytes, label: int, source: str) -> None:
+        c = self.candidates.get(key)
+        if c is None:
+            self.candidates[key] = Candidate(key, label, source)
+        elif c.source != "self" and (labels.log2(label) < labels.log2(c.label) or key != self.server):
+            c.label, c.source = label, source
+
+    def _server(self, now: int) -> bytes | None:
+        if self.server is not None:
+            return self.server
+        usable = [c for c in self.candidates.values() if c.failed_until <= now]
+        if not usable:
+            return None
+        best = min(usable, key=lambda c: (c.source != "self", labels.log2(c.label), c.public_key))
+        if self._had_server:
+            self.counters["failovers"] += 1
+        self._had_server = True
+        self.server = best.public_key
+        self.needs_reset = True
+        self.acked = []
+        self.next_announce = now
+        return self.server
+
+    def _fail_server(self, now: int, why: str) -> None:
+        c = self.candidates.get(self.server)
+        if c is not None and c.source != "self":
+            c.failed_until = now + self.config.fail_hold_ms
+            self.counters[f"server_failed_{why}"] += 1
+        # queries to the old server are void; their targets are asked again
+        for txid, p in list(self.pending.items()):
+            if p.server == self.server:
+                del self.pending[txid]
+                if p.target is not None:
+                    self.wanted.setdefault(p.target, now)
+        self.server = None
+
+    def _query(self, server: bytes, label: int, kind: str, now: int, query: M.Query, target=None,
+               raw=b"", peers=None) -> Outgoing:
+        self._txid += 1
+        txid = kind.encode() + self._txid.to_bytes(4, "big") + os.urandom(2)
+        foreign = tuple(M.Address(k, l) for k, l in sorted(self.heard.items()) if k != server) \
+            if kind == "ann" else ()
+        q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, foreign=foreign)
+        self.pending[txid] = _Pending(kind, server, now, target, raw, peers)
+        self.counters[f"sent_{kind}"] += 1
+        return Outgoing("snode", server, label, M.pack_query(q))
+
+    def _announce(self, server: bytes, label: int, now: int) -> Outgoing:
+        self.next_announce = now + self.config.announce_interval_ms
+        reset = self.needs_reset or len(self.acked) >= self.config.reset_every
+        entities = [A.VersionEntity(self.version), A.EncodingSchemeEntity(self.scheme)]
+        for our_label, p in sorted(self.peers.items()):
+            peer_num = our_label & 0xFFFF
+            entities.append(A.PeerEntity(p.ip6, p.their_label & 0xFFFFFFFF, peer_num=peer_num,
+                                         encoding_form=max(self.scheme.get_form_num(our_label), 0)))
+            if p.rtt_us:
+                entities.append(A.LinkQualityEntity(peer_num, p.rtt_us, p.loss_ppm, p.capacity_kbps))
+        if not reset:
+            for our_label, p in self.announced_peers.items():
+                if our_label not in self.peers:
+                    entities.append(A.PeerEntity(p.ip6, 0, peer_num=our_label & 0xFFFF))
+        entities.extend(self.leases)
+        ts = max(now + self.skew_ms, self.last_ts + 1)
+        self.last_ts = ts
+        ann = A.Announcement.build(self.identity, keys.address_for_key(server), ts, tuple(entities), reset=reset)
+        return self._query(server, label, "ann", now, M.Query("ann", b"", ann=ann.raw), raw=ann.raw,
+                           peers=dict(self.peers))
+
+    def _on_ann_reply(self, reply: M.Reply, p: _Pending) -> None:
+        if p.server != self.server:
+            return
+        if reply.error is not None:
+            self.counters[f"ann_rejected_{reply.error}"] += 1
+            self.needs_reset = True
+            self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
+            return
+        ann = A.Announcement.parse(p.raw, verify=False)
+        if ann.reset:
+            self.acked = []
+        self.acked.append(_Announced(p.raw, ann.timestamp_ms))
+        self.announced_peers = p.peers or {}
+        self.counters["ann_accepted"] += 1
+        if reply.state_hash is not None and reply.state_hash != state_hash(a.raw for a in self.acked):
+            self.counters["state_hash_mismatch"] += 1
+            self.needs_reset = True
+        else:
+            self.needs_reset = False
+
+    def _on_path_reply(self, reply: M.Reply, p: _Pending, now: int) -> None:
+        ip6 = p.target
+        found = next((a for a in reply.nodes if keys.address_for_key(a.public_key) == ip6), None)
+        if found is None or found.label < 2:
+            self.counters["path_not_found" if reply.error else "bad_path_reply"] += 1
+            self.wanted.pop(ip6, None)
+            old = self.cache.get(ip6)
+            if old is None or old.label is None:
+                self.cache[ip6] = CacheEntry(None, None, now, retry_at=now + self.config.retry_ms)
+            return
+        if self.failed_labels.get((ip6, found.label), 0) > now:
+            # the server has not heard of the failure yet: ask again shortly
+            self.counters["path_still_failed"] += 1
+            self.wanted[ip6] = now + self.config.retry_ms
+            return
+        self.wanted.pop(ip6, None)
+        self.cache[ip6] = CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms)
+        self.counters["path_found"] += 1

@@ -1,0 +1,199 @@
+"""Subnode <-> route server messages (pkt-reference.md §4.2, cjdns ``subnode/MsgCore.c``), bencoded dicts.
+
+Queries carry ``sq`` (the query name), ``txid`` and ``p`` (protocol version); cjdns also sends ``es``/``ei``
+(encoding scheme, form index), which are accepted and ignored here::
+
+    {"sq": "ann", "ann": <binary announcement>}            -> {"recvTime", "stateHash" 64 B, "error"?}
+    {"sq": "pn"}                                            -> {"recvTime", "stateHash" (zeros if unknown)}
+    {"sq": "gr", "src": ip6 16 B, "tar": ip6 16 B}          -> {"recvTime", "n": [Address], "np": [1, version]}
+
+A reply has no ``sq``; it carries the query's ``txid`` and ``p``. An Address record is 40 bytes:
+``public key 32 | label u64 BE`` (cjdns ``dht/Address.c`` Address_serialize); in a ``gr`` reply it is the
+target's key and the label from ``src`` to it.
+
+pktlab additions:
+
+* ``alt`` in ``ann``/``pn`` replies: [Address] of other route servers of the same Cloud ISP, each with the
+  label from the asking node to it (failover candidates).
+* ``frs`` in ``ann``/``pn`` queries: [Address] of route servers the node heard about from its peers (GETSNODE
+  replies) that it does not use itself, with the label from the node to them. This is how a route server
+  learns a first path to the route servers of other Cloud ISPs.
+* Federation between route servers: ``{"sq": "sub"}`` (send me the link state you get) and
+  ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to the sender);
+  replies carry ``recvTime`` and, for ``fwd``, ``acc`` (how many were accepted).
+
+Parsers raise only :class:`MessageError`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from . import bencode
+
+PROTOCOL_VERSION = 22
+ADDRESS_SIZE = 40
+MAX_LIST = 256
+QUERIES = ("ann", "pn", "gr", "sub", "fwd")
+
+
+class MessageError(ValueError):
+    """Not a well-formed route server message."""
+
+
+@dataclass(frozen=True)
+class Address:
+    public_key: bytes
+    label: int
+
+    def pack(self) -> bytes:
+        return bytes(self.public_key) + struct.pack(">Q", self.label)
+
+    @classmethod
+    def parse(cls, raw) -> "Address":
+        if not isinstance(raw, bytes) or len(raw) != ADDRESS_SIZE:
+            raise MessageError("an Address record is 40 bytes")
+        return cls(raw[:32], struct.unpack(">Q", raw[32:])[0])
+
+
+@dataclass(frozen=True)
+class Query:
+    sq: str
+    txid: bytes
+    version: int = PROTOCOL_VERSION
+    ann: bytes = b""                       # ann
+    src: bytes = b""                       # gr
+    tar: bytes = b""                       # gr
+    anns: tuple = ()                       # fwd
+    foreign: tuple = ()                    # frs: route servers seen through peers (Address)
+
+
+@dataclass(frozen=True)
+class Reply:
+    txid: bytes
+    version: int = PROTOCOL_VERSION
+    recv_time: int | None = None
+    state_hash: bytes | None = None
+    error: str | None = None
+    nodes: tuple = ()                      # n: Address records
+    alternatives: tuple = ()               # alt: Address records
+    accepted: int | None = None            # fwd
+
+
+def _check(cond, why: str):
+    if not cond:
+        raise MessageError(why)
+
+
+def _get(d: dict, key: bytes, kind, size: int | None = None, required: bool = True):
+    v = d.get(key)
+    if v is None:
+        _check(not required, f"missing {key.decode()}")
+        return None
+    _check(isinstance(v, kind) and not isinstance(v, bool), f"{key.decode()} has the wrong type")
+    if size is not None:
+        _check(len(v) == size, f"{key.decode()} must be {size} bytes")
+    return v
+
+
+def _addresses(d: dict, key: bytes) -> tuple:
+    items = _get(d, key, list, required=False) or []
+    _check(len(items) <= MAX_LIST, f"{key.decode()}: too many records")
+    return tuple(Address.parse(x) for x in items)
+
+
+def _decode(data) -> dict:
+    try:
+        msg = bencode.decode(data)
+    except bencode.BencodeError as e:
+        raise MessageError(f"bad bencode: {e}") from None
+    _check(isinstance(msg, dict), "a message is a dictionary")
+    return msg
+
+
+# -- queries --------------------------------------------------------------------------------------------
+
+def pack_query(q: Query) -> bytes:
+    if q.sq not in QUERIES:
+        raise MessageError(f"unknown query {q.sq!r}")
+    d = {b"sq": q.sq, b"txid": q.txid, b"p": q.version}
+    if q.sq == "ann":
+        d[b"ann"] = q.ann
+    elif q.sq == "gr":
+        d[b"src"], d[b"tar"] = q.src, q.tar
+    elif q.sq == "fwd":
+        d[b"anns"] = list(q.anns)
+    if q.foreign:
+        d[b"frs"] = [a.pack() for a in q.foreign]
+    return bencode.encode(d)
+
+
+def parse_query(data) -> Query:
+    d = _decode(data)
+    sq = _get(d, b"sq", bytes)
+    _check(sq.decode("latin-1") in QUERIES, f"unknown query {sq!r}")
+    sq = sq.decode()
+    txid = _get(d, b"txid", bytes)
+    _check(len(txid) <= 64, "txid longer than 64 bytes")
+    version = _get(d, b"p", int, required=False)
+    version = PROTOCOL_VERSION if version is None else version
+    kw = {}
+    if sq == "ann":
+        kw["ann"] = _get(d, b"ann", bytes)
+    elif sq == "gr":
+        kw["src"] = _get(d, b"src", bytes, 16)
+        kw["tar"] = _get(d, b"tar", bytes, 16)
+    elif sq == "fwd":
+        anns = _get(d, b"anns", list)
+        _check(len(anns) <= MAX_LIST and all(isinstance(a, bytes) for a in anns), "anns: a list of byte strings")
+        kw["anns"] = tuple(anns)
+    return Query(sq, txid, version, foreign=_addresses(d, b"frs"), **kw)
+
+
+def query_txid(data) -> bytes | None:
+    """Best-effort txid of a message that failed to parse, so the error reply can still be matched."""
+    try:
+        d = bencode.decode(data)
+        txid = d.get(b"txid") if isinstance(d, dict) else None
+        return txid if isinstance(txid, bytes) and len(txid) <= 64 else None
+    except bencode.BencodeError:
+        return None
+
+
+# -- replies --------------------------------------------------------------------------------------------
+
+def pack_reply(r: Reply) -> bytes:
+    d = {b"txid": r.txid, b"p": r.version}
+    if r.recv_time is not None:
+        d[b"recvTime"] = r.recv_time
+    if r.state_hash is not None:
+        d[b"stateHash"] = r.state_hash
+    if r.error is not None:
+        d[b"error"] = r.error
+    if r.nodes:
+        d[b"n"] = [a.pack() for a in r.nodes]
+        d[b"np"] = [1, r.version]
+    if r.alternatives:
+        d[b"alt"] = [a.pack() for a in r.alternatives]
+    if r.accepted is not None:
+        d[b"acc"] = r.accepted
+    return bencode.encode(d)
+
+
+def parse_reply(data) -> Reply:
+    d = _decode(data)
+    _check(b"sq" not in d, "a reply has no sq")
+    txid = _get(d, b"txid", bytes)
+    version = _get(d, b"p", int, required=False)
+    error = _get(d, b"error", bytes, required=False)
+    return Reply(txid, PROTOCOL_VERSION if version is None else version,
+                 recv_time=_get(d, b"recvTime", int, required=False),
+                 state_hash=_get(d, b"stateHash", bytes, 64, required=False),
+                 error=None if error is None else error.decode("utf-8", "replace"),
+                 nodes=_addresses(d, b"n"), alternatives=_addresses(d, b"alt"),
+                 accepted=_get(d, b"acc", int, required=False))
+
+
+def is_query(data) -> bool:
+    """True for a query (has sq), False for a reply; MessageError if it is neither."""
+    return b"sq" in _decode(data)

@@ -1,0 +1,233 @@
+"""The route server service: bencoded messages in, replies out, federation with other route servers.
+
+:class:`RouteServerService` wraps the pure graph core (:mod:`.server`) with the message layer
+(:mod:`.messages`). It does no I/O and reads no clock: ``handle(msg_bytes, src, now_ms, path=None)`` takes one
+message from the node with public key ``src`` (known from the CryptoAuth session that carried it; ``path`` is
+the return label, if the host knows it) and returns the reply bytes, or None when nothing should be sent.
+
+* ``ann``: accept or reject (a counted reason, see server.py) and reply with ``recvTime``, the sender's
+  ``stateHash`` and, for a rejection, ``error``; ``alt`` lists the other route servers of our Cloud ISP with a
+  path to each from the sender.
+* ``pn``: ``recvTime``, ``stateHash`` (zeros for an unknown node) and ``alt``.
+* ``gr``: Dijkstra over links announced in both directions; ``n`` holds the target's key and the spliced label.
+* Federation: route servers listed in ``federation`` (public keys of other route servers, ours or other Cloud
+  ISPs) may ``sub``scribe; from then on every announcement we accept that is addressed to us is forwarded to
+  them in ``fwd`` batches, and a subscription first gets a catch-up of all of them. We subscribe to every
+  federation peer we have a path to. A peer's path comes from our own graph, from a ``frs`` report of one of our
+  nodes (a route server its neighbours use), or from the return path of its last message to us.
+
+Outgoing federation traffic is queued: the host calls :meth:`take_outbox` and sends each
+``(public_key, label, payload)``; replies to those messages go to :meth:`handle` like any other message.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+from node.tun_switch import keys
+from node.tun_switch.labels import LabelError, splice
+from . import messages as M
+from .server import AGREED_TIMEOUT_MS, Rejected, RouteServer
+
+SUBSCRIBE_RETRY_MS = 5000
+EXPIRE_EVERY_MS = 10_000
+FORWARD_BATCH_BYTES = 16 * 1024
+MAX_QUEUED_FORWARDS = 10_000
+
+
+@dataclass
+class FederationPeer:
+    public_key: bytes
+    ip6: bytes
+    same_isp: bool
+    interested: bool = False          # it subscribed to us
+    subscribed: bool = False          # it acknowledged our subscription
+    last_sub_ms: int = -SUBSCRIBE_RETRY_MS
+    heard_label: int | None = None    # a path to it learned from a node's report or its own messages
+    queue: list = None                # announcements waiting to be forwarded
+
+    def __post_init__(self):
+        self.queue = []
+
+
+class RouteServerService:
+    def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION):
+        """federation: public keys of route servers to exchange link state with; same_isp: the subset that
+        belongs to our Cloud ISP (offered to our nodes as failover candidates)."""
+        self.public_key = bytes(public_key)
+        self.ip6 = keys.address_for_key(self.public_key)
+        self.core = RouteServer(self.ip6)
+        self.version = version
+        same = {bytes(k) for k in same_isp}
+        self.peers: dict[bytes, FederationPeer] = {}
+        for k in list(federation) + list(same):
+            k = bytes(k)
+            if k != self.public_key and keys.address_for_key(k) not in self.peers:
+                self.peers[keys.address_for_key(k)] = FederationPeer(k, keys.address_for_key(k), k in same)
+        self.counters: Counter = Counter()
+        self._txids = 0
+        self._last_expire = None
+
+    # -- messages from nodes and peers ----------------------------------------------------------------
+    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: int | None = None) -> bytes | None:
+        src_ip6 = keys.address_for_key(bytes(src))
+        self._housekeeping(now_ms)
+        try:
+            if not M.is_query(msg_bytes):
+                self._on_peer_reply(M.parse_reply(msg_bytes), src_ip6)
+                return None
+            q = M.parse_query(msg_bytes)
+        except M.MessageError as e:
+            self.counters["bad_message"] += 1
+            txid = M.query_txid(msg_bytes)
+            if txid is None:
+                return None
+            return M.pack_reply(M.Reply(txid, self.version, recv_time=now_ms, error=f"bad message: {e}"))
+        self.counters[f"query_{q.sq}"] += 1
+        peer = self.peers.get(src_ip6)
+        if peer is not None and path is not None:
+            peer.heard_label = path
+        self._note_foreign(q.foreign, src_ip6)
+        if q.sq == "ann":
+            return self._announce(q, src_ip6, now_ms)
+        if q.sq == "pn":
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+                                        state_hash=self.core.state_hash(src_ip6),
+                                        alternatives=self._alternatives(src_ip6)))
+        if q.sq == "gr":
+            return self._path(q, now_ms)
+        if peer is None:
+            self.counters["rejected_not_federated"] += 1
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_federated"))
+        if q.sq == "sub":
+            if not peer.interested:
+                peer.interested = True
+                peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements
+                              if a.snode_ip == self.ip6]
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms))
+        return self._forwarded(q, peer, now_ms)
+
+    def _announce(self, q: M.Query, src_ip6: bytes, now_ms: int) -> bytes:
+        error = None
+        ann_ip6 = src_ip6
+        try:
+            node = self.core.handle_announce(q.ann, now_ms)
+            ann_ip6 = node.ip6
+            for peer in self.peers.values():
+                if peer.interested and len(peer.queue) < MAX_QUEUED_FORWARDS:
+                    peer.queue.append(bytes(q.ann))
+        except Rejected as e:
+            error = e.reason
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error=error,
+                                    state_hash=self.core.state_hash(ann_ip6),
+                                    alternatives=self._alternatives(ann_ip6)))
+
+    def _path(self, q: M.Query, now_ms: int) -> bytes:
+        route = self.core.route(q.src, q.tar)
+        if route is None or route.label >= 1 << 64:
+            self.counters["path_not_found"] += 1
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
+        self.counters["path_found"] += 1
+        key = self.core.nodes[q.tar].public_key
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+                                    nodes=(M.Address(key, route.label),)))
+
+    def _forwarded(self, q: M.Query, peer: FederationPeer, now_ms: int) -> bytes:
+        accepted = 0
+        for raw in q.anns:
+            try:
+                self.core.handle_announce(raw, now_ms, via=peer.ip6)    # counted by reason in the core
+                accepted += 1
+            except Rejected:
+                pass
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, accepted=accepted))
+
+    def _on_peer_reply(self, reply: M.Reply, src_ip6: bytes) -> None:
+        peer = self.peers.get(src_ip6)
+        if peer is None or not reply.txid.startswith(b"sub"):
+            return
+        if reply.error is None:
+            peer.subscribed = True
+
+    def _alternatives(self, ip6: bytes) -> tuple:
+        out = []
+        for peer in self.peers.values():
+            if peer.same_isp:
+                route = self.core.route(ip6, peer.ip6)
+                if route is not None and route.label < 1 << 64:
+                    out.append(M.Address(peer.public_key, route.label))
+        return tuple(out)
+
+    def _note_foreign(self, found, src_ip6: bytes) -> None:
+        """A node reports route servers its neighbours use: a first path to a federation peer."""
+        for addr in found:
+            peer = self.peers.get(keys.address_for_key(addr.public_key))
+            if peer is None or self.core.route(self.ip6, peer.ip6) is not None:
+                continue
+            to_node = self.core.route(self.ip6, src_ip6)
+            if to_node is None:
+                continue
+            try:
+                peer.heard_label = splice(addr.label, to_node.label)
+            except LabelError:
+                continue
+
+    # -- federation output ---------------------------------------------------------------------------
+    def _route_label(self, peer: FederationPeer) -> int | None:
+        route = self.core.route(self.ip6, peer.ip6)
+        if route is not None and route.label < 1 << 64:
+            return route.label
+        return peer.heard_label
+
+    def take_outbox(self, now_ms: int) -> list[tuple[bytes, int, bytes]]:
+        """Federation messages to send now: (peer public key, label, payload)."""
+        out = []
+        for peer in self.peers.values():
+            label = self._route_label(peer)
+            if label is None:
+                continue
+            if not peer.subscribed and now_ms - peer.last_sub_ms >= SUBSCRIBE_RETRY_MS:
+                peer.last_sub_ms = now_ms
+                out.append((peer.public_key, label, M.pack_query(M.Query("sub", self._txid(b"sub")))))
+            while peer.interested and peer.queue:
+                batch, size = [], 0
+                while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:
+                    raw = peer.queue.pop(0)
+                    batch.append(raw)
+                    size += len(raw) + 8
+                if not batch:                    # one oversized announcement: drop it
+                    peer.queue.pop(0)
+                    self.counters["forward_dropped_oversize"] += 1
+                    continue
+                self.counters["forwarded"] += len(batch)
+                out.append((peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
+                                                                         anns=tuple(batch)))))
+        return out
+
+    def _txid(self, prefix: bytes) -> bytes:
+        self._txids += 1
+        return prefix + self._txids.to_bytes(4, "big") + os.urandom(2)
+
+    # -- status ------------------------------------------------------------------------------------------
+    def _housekeeping(self, now_ms: int) -> None:
+        if self._last_expire is None or now_ms - self._last_expire >= EXPIRE_EVERY_MS:
+            self._last_expire = now_ms
+            self.core.expire(now_ms)
+
+    def status(self) -> dict:
+        g = self.core.graph()
+        rejected = {k[len("rejected_"):]: v for k, v in self.core.counters.items() if k.startswith("rejected_")}
+        return {
+            "ip6": keys.ip6_text(self.ip6),
+            "nodes": g.number_of_nodes(),
+            "edges": g.number_of_edges(),
+            "announcements_accepted": self.core.counters.get("accepted", 0),
+            "announcements_forwarded_in": self.core.counters.get("accepted_forwarded", 0),
+            "rejected": rejected,
+            "counters": dict(self.counters),
+            "federation": {keys.ip6_text(p.ip6): {"same_isp": p.same_isp, "interested": p.interested,
+                                                  "subscribed": p.subscribed, "queued": len(p.queue)}
+                           for p in self.peers.values()},
+            "window_ms": AGREED_TIMEOUT_MS,
+        }
