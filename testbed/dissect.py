@@ -183,6 +183,9 @@ class _ControlBody(_Described):
     def describe(self):
         return {}       # the CjdnsControl layer above describes the whole message (it checks the checksum)
 
+    def mysummary(self):
+        return self.underlayer.mysummary() if isinstance(self.underlayer, CjdnsControl) else self.name
+
 
 class CjdnsError(_ControlBody):
     name = "cjdns control ERROR"
@@ -246,6 +249,7 @@ class CryptoAuthHandshake(_Described):
                "auth": AUTH_TYPES.get(self.auth_type, str(self.auth_type))}
         if len(raw) < cryptoauth.HANDSHAKE_SIZE:
             out["error"] = f"runt handshake: {len(raw)} of {cryptoauth.HANDSHAKE_SIZE} bytes"
+        out["challenge"] = raw[4:16].hex()
         if self.auth_type != cryptoauth.AUTH_NONE:
             out["auth_lookup"] = bytes(self.auth_lookup).hex()
         out.update({"random_nonce": bytes(self.random_nonce).hex(), "key": key_text(bytes(self.public_key)),

@@ -180,3 +180,8 @@ def test_truncated_frames_of_each_kind_never_raise(first, rest):
     frame = SH.SwitchHeader(0x13).pack() + first.to_bytes(4, "big") + rest
     layers, notes = D.dissect_frame(frame)
     assert layers[0][1]["label"] == "0000.0000.0000.0013"
+
+
+def test_default_peer_port_is_the_mesh_agents_port():
+    from testbed import mesh
+    assert mesh.AGENT_UDP_PORT in D.peer_ports
