@@ -24,7 +24,7 @@ PKT entities (pktlab; cjdns uses types 0..3 and ignores unknown types, so these 
         the configured or leased rate). Ephemeral like LINK_STATE. The route server turns it into a link-value
         sample ``capacity_kbps / (rtt_ms * (1 + loss_ppm / 10_000))`` (1 % loss halves the value), so it
         weighs paths the same way as cjdns link state.
-    type 81 LEASE (34 B)  lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 (Unix time)
+    type 81 LEASE (30 B)  lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 (Unix time)
                           | price u64 (atomic PKT units per GB)
         A bandwidth lease sold on the link with that peerNum (the market's side of a link). The route server
         keeps the newest entity per lease_id until it expires or leaves the 20-minute window.
@@ -41,7 +41,7 @@ HEADER_SIZE = 120
 HEADER_VERSION = 1
 ENCODING_SCHEME, PEER, VERSION, LINK_STATE = 0, 1, 2, 3
 LINK_QUALITY, LEASE = 80, 81             # pktlab entities
-LINK_QUALITY_SIZE, LEASE_SIZE = 18, 34
+LINK_QUALITY_SIZE, LEASE_SIZE = 18, 30
 PEER_SIZE = 32
 LINK_STATE_SLOTS = 18
 UNKNOWN_PEER_NUM = 0xFFFF

@@ -34,7 +34,9 @@ def encode(value) -> bytes:
 def _bytes_of(value) -> bytes:
     if isinstance(value, str):
         return value.encode()
-    return bytes(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise BencodeError(f"dictionary keys are byte strings, not {type(value).__name__}")
 
 
 def _encode(value, out: list, depth: int) -> None:

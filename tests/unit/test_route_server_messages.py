@@ -1,0 +1,129 @@
+"""Bencode (strict, bounded) and the subnode <-> route server messages (§4.2), PKT announcement entities."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from node.route_server import announcement as A
+from node.route_server import bencode, messages as M
+from node.tun_switch.keys import Identity
+from node.tun_switch.labels import V358
+
+values = st.recursive(
+    st.integers(min_value=-2**64, max_value=2**64) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.binary(max_size=8), inner, max_size=5),
+    max_leaves=30)
+
+
+@given(values)
+def test_bencode_round_trip(v):
+    assert bencode.decode(bencode.encode(v)) == v
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_bencode_decoder_raises_only_its_error(data):
+    try:
+        v = bencode.decode(data)
+    except bencode.BencodeError:
+        return
+    assert bencode.encode(v) == data          # whatever is accepted is canonical
+
+
+@given(values, st.data())
+def test_bencode_mutations_raise_only_its_error(v, data):
+    raw = bytearray(bencode.encode(v))
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] = data.draw(st.integers(0, 255))
+    try:
+        bencode.decode(bytes(raw))
+    except bencode.BencodeError:
+        pass
+
+
+@pytest.mark.parametrize("raw", [b"i03e", b"i-0e", b"ie", b"i1", b"01:a", b"2:a", b"d1:bi1e1:ai2ee",
+                                 b"d1:ai1e1:ai2ee", b"di1ei2ee", b"i1ei2e", b"l", b"x", b"", b"d1:a",
+                                 b"i" + b"9" * 50 + b"e"])
+def test_bencode_rejects_non_canonical_and_broken(raw):
+    with pytest.raises(bencode.BencodeError):
+        bencode.decode(raw)
+
+
+def test_bencode_bounds():
+    deep = b"l" * 40 + b"e" * 40
+    with pytest.raises(bencode.BencodeError, match="deep"):
+        bencode.decode(deep)
+    with pytest.raises(bencode.BencodeError, match="limit"):
+        bencode.decode(b"0:" * 40000)
+    many = b"l" + b"i1e" * 5000 + b"e"
+    with pytest.raises(bencode.BencodeError, match="too many"):
+        bencode.decode(many)
+    assert bencode.encode({"b": 1, b"a": [b"x", "y"]}) == b"d1:ali1xe1:ye1:bi1ee".replace(b"li1xe1:ye", b"l1:x1:ye")
+
+
+def test_bencode_encoder_refuses_other_types():
+    for bad in (1.5, None, True, object(), {1: 2}):
+        with pytest.raises(bencode.BencodeError):
+            bencode.encode(bad)
+
+
+# -- messages ---------------------------------------------------------------------------------------------
+
+def test_query_round_trips():
+    src, tar = bytes(range(16)), bytes(range(16, 32))
+    addr = M.Address(bytes(32), 0x13)
+    for q in (M.Query("ann", b"tx1", ann=b"\x00" * 130), M.Query("pn", b"tx2"),
+              M.Query("gr", b"tx3", src=src, tar=tar), M.Query("sub", b"s"),
+              M.Query("fwd", b"f", anns=(b"a", b"b")), M.Query("ann", b"x", ann=b"y", foreign=(addr,))):
+        assert M.parse_query(M.pack_query(q)) == q
+        assert M.is_query(M.pack_query(q))
+
+
+def test_reply_round_trip_and_wire_names():
+    r = M.Reply(b"tx", recv_time=123, state_hash=bytes(64), nodes=(M.Address(b"k" * 32, 0x1234),),
+                alternatives=(M.Address(b"j" * 32, 0x15),), error="not_found", accepted=3)
+    raw = M.pack_reply(r)
+    assert M.parse_reply(raw) == r
+    d = bencode.decode(raw)
+    assert d[b"recvTime"] == 123 and d[b"np"] == [1, 22]
+    assert d[b"n"] == [b"k" * 32 + bytes.fromhex("0000000000001234")]
+    assert not M.is_query(raw)
+
+
+@pytest.mark.parametrize("d", [
+    {b"sq": b"nope", b"txid": b"x"},
+    {b"sq": b"gr", b"txid": b"x", b"src": b"short", b"tar": bytes(16)},
+    {b"sq": b"ann", b"txid": b"x"},
+    {b"sq": b"ann", b"txid": 5, b"ann": b""},
+    {b"sq": b"fwd", b"txid": b"x", b"anns": [1]},
+    {b"sq": b"pn", b"txid": b"x" * 65},
+    {b"sq": b"pn", b"txid": b"x", b"frs": [b"short"]},
+])
+def test_bad_queries_raise_message_error(d):
+    with pytest.raises(M.MessageError):
+        M.parse_query(bencode.encode(d))
+
+
+@given(st.binary(max_size=300))
+def test_message_parsers_raise_only_message_error(data):
+    for parse in (M.parse_query, M.parse_reply):
+        try:
+            parse(data)
+        except M.MessageError:
+            pass
+
+
+# -- PKT entities -----------------------------------------------------------------------------------------
+
+def test_link_quality_and_lease_entities_round_trip_signed():
+    ident = Identity.from_seed(b"ent", 0)
+    q = A.LinkQualityEntity(0x13, rtt_us=2500, loss_ppm=10_000, capacity_kbps=50_000)
+    lease = A.LeaseEntity(lease_id=2**63 + 5, peer_num=0x15, kbps=1000, expires_s=1_900_000_000, price=7)
+    ann = A.Announcement.build(ident, bytes(16), 1000, (A.VersionEntity(22), A.EncodingSchemeEntity(V358), q, lease))
+    back = A.Announcement.parse(ann.raw)
+    assert back.link_qualities == [q] and back.leases == [lease]
+    assert q.value == pytest.approx(50_000 / (2.5 * 2))           # 1 % loss halves the value
+    raw = bytearray(A.encode_entities([q]))
+    assert raw[0] == A.LINK_QUALITY_SIZE and raw[1] == A.LINK_QUALITY == 80
+    with pytest.raises(A.AnnouncementError):
+        A.parse_entities(bytes([A.LEASE_SIZE - 1, A.LEASE]) + bytes(A.LEASE_SIZE - 3))
+    with pytest.raises(A.AnnouncementError):
+        A.LinkQualityEntity(1 << 16).body()

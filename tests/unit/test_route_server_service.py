@@ -1,0 +1,230 @@
+"""RouteServerService (messages in, replies out) and RouteServerClient logic, driven directly (no network)."""
+from node.route_server import announcement as A
+from node.route_server import messages as M
+from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
+from node.route_server.server import AGREED_TIMEOUT_MS
+from node.route_server.service import RouteServerService
+from node.route_server.state_hash import state_hash
+from node.tun_switch import control
+from node.tun_switch.keys import Identity
+from node.tun_switch.labels import V358, one_hop_label
+
+T0 = 1_700_000_000_000
+RS = Identity.from_seed(b"svc", 0)
+RS2 = Identity.from_seed(b"svc", 1)
+FOREIGN = Identity.from_seed(b"svc", 2)
+NODES = [Identity.from_seed(b"svc-node", i) for i in range(3)]
+
+
+def ann(ident, peers, ts, snode=RS, reset=True, extra=()):
+    ents = [A.VersionEntity(22), A.EncodingSchemeEntity(V358)]
+    for peer, ours, theirs in peers:
+        ents.append(A.PeerEntity(peer.ip6, one_hop_label(theirs), peer_num=one_hop_label(ours)))
+    return A.Announcement.build(ident, snode.ip6, ts, tuple(ents) + tuple(extra), reset=reset).raw
+
+
+def query(svc, q, src, now=T0, path=None):
+    return M.parse_reply(svc.handle(M.pack_query(q), src.public_key, now, path=path))
+
+
+def line(svc, now=T0):
+    """RS - N0 - N1 - N2 - RS2 chain, all announcing to svc (RS2 announces too)."""
+    chain = [RS, NODES[0], NODES[1], NODES[2], RS2]
+    for i, ident in enumerate(chain):
+        peers = []
+        if i > 0:
+            peers.append((chain[i - 1], 2, 0))
+        if i + 1 < len(chain):
+            peers.append((chain[i + 1], 0, 2))
+        r = query(svc, M.Query("ann", b"a%d" % i, ann=ann(ident, peers, now)), ident, now)
+        assert r.error is None, r.error
+    return chain
+
+
+def test_ann_reply_carries_state_hash_and_alternatives():
+    svc = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
+    line(svc)
+    raw = ann(NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], T0 + 1000, reset=False)
+    r = query(svc, M.Query("ann", b"x", ann=raw), NODES[0], T0 + 1000)
+    assert r.error is None and r.recv_time == T0 + 1000
+    assert r.state_hash == state_hash([a.raw for a in svc.core.nodes[NODES[0].ip6].announcements])
+    assert len(svc.core.nodes[NODES[0].ip6].announcements) == 2
+    [alt] = r.alternatives
+    assert alt.public_key == RS2.public_key and alt.label == svc.core.route(NODES[0].ip6, RS2.ip6).label
+    pn = query(svc, M.Query("pn", b"p"), NODES[0], T0 + 1000)
+    assert pn.state_hash == r.state_hash
+    assert query(svc, M.Query("pn", b"p"), FOREIGN, T0).state_hash == bytes(64)
+
+
+def test_path_query_answer_and_not_found():
+    svc = RouteServerService(RS.public_key)
+    line(svc)
+    r = query(svc, M.Query("gr", b"g", src=NODES[0].ip6, tar=RS2.ip6), NODES[0])
+    [addr] = r.nodes
+    assert addr.public_key == RS2.public_key
+    assert addr.label == svc.core.route(NODES[0].ip6, RS2.ip6).label
+    r = query(svc, M.Query("gr", b"g", src=NODES[0].ip6, tar=FOREIGN.ip6), NODES[0])
+    assert r.error == "not_found" and not r.nodes
+    assert svc.counters["path_not_found"] == 1
+
+
+def test_garbage_gets_counted_and_answered_when_possible():
+    svc = RouteServerService(RS.public_key)
+    assert svc.handle(b"\xff garbage", NODES[0].public_key, T0) is None
+    r = M.parse_reply(svc.handle(b"d2:sq3:xyz4:txid2:abe", NODES[0].public_key, T0))
+    assert r.txid == b"ab" and r.error.startswith("bad message")
+    r = query(svc, M.Query("ann", b"z", ann=b"short"), NODES[0])
+    assert r.error == "malformed"
+    assert svc.counters["bad_message"] == 2 and svc.core.counters["rejected_malformed"] == 1
+
+
+def test_federation_subscribe_catch_up_forward_and_checks():
+    a = RouteServerService(RS.public_key, federation=[FOREIGN.public_key])
+    b = RouteServerService(FOREIGN.public_key, federation=[RS.public_key])
+    line(a)
+    # b does not know a path to a yet; a hears of b through a node's frs report
+    assert a.take_outbox(T0) == []
+    hint = M.Address(FOREIGN.public_key, 0x15)
+    query(a, M.Query("pn", b"p", foreign=(hint,)), NODES[0])
+    [(key, label, payload)] = a.take_outbox(T0)
+    assert key == FOREIGN.public_key and label > 1
+    assert M.parse_query(payload).sq == "sub"
+    # b answers the subscription and records the return path; a learns it was accepted
+    reply = b.handle(payload, RS.public_key, T0, path=0x1234)
+    a.handle(reply, FOREIGN.public_key, T0)
+    assert a.peers[FOREIGN.ip6].subscribed and b.peers[RS.ip6].heard_label == 0x1234
+    # b subscribes to a (over the return path): a sends the catch-up, b accepts all five announcements
+    [(k, label, sub)] = b.take_outbox(T0)
+    assert label == 0x1234 and M.parse_query(sub).sq == "sub"
+    a.handle(sub, FOREIGN.public_key, T0)
+    fwd = [p for _, _, p in a.take_outbox(T0) if M.parse_query(p).sq == "fwd"]
+    assert fwd
+    total = sum(M.parse_reply(b.handle(p, RS.public_key, T0 + 500)).accepted for p in fwd)
+    assert total == 5
+    assert b.core.route(NODES[0].ip6, RS2.ip6) is not None
+    # a node's next announcement to a is forwarded at once
+    query(a, M.Query("ann", b"n", ann=ann(NODES[1], [(NODES[0], 2, 0), (NODES[2], 0, 2)], T0 + 900,
+                                          reset=False)), NODES[1], T0 + 900)
+    [(_, _, p)] = [o for o in a.take_outbox(T0 + 900)]
+    assert M.parse_reply(b.handle(p, RS.public_key, T0 + 1000)).accepted == 1
+    # only peers may forward, and only announcements addressed to themselves, at most 20 minutes old
+    other = RouteServerService(RS2.public_key)
+    r = M.parse_reply(other.handle(p, RS.public_key, T0))
+    assert r.error == "not_federated" and other.counters["rejected_not_federated"] == 1
+    wrong = ann(NODES[2], [], T0, snode=RS2)
+    bad = M.pack_query(M.Query("fwd", b"f", anns=(wrong,)))
+    assert M.parse_reply(b.handle(bad, RS.public_key, T0)).accepted == 0
+    assert b.core.counters["rejected_wrong_snode"] == 1
+    stale = M.pack_query(M.Query("fwd", b"f", anns=(ann(NODES[2], [], T0 + 2000),)))
+    assert M.parse_reply(b.handle(stale, RS.public_key, T0 + 2000 + AGREED_TIMEOUT_MS + 1)).accepted == 0
+    assert b.core.counters["rejected_stale"] == 1
+
+
+def test_link_quality_weights_paths_and_leases_are_kept():
+    # square RS-N0-N2 / RS-N1-N2: quality makes the N1 side cheaper
+    svc = RouteServerService(RS.public_key)
+    good = A.LinkQualityEntity(one_hop_label(3), rtt_us=1000, capacity_kbps=100_000)
+    lease = A.LeaseEntity(9, one_hop_label(3), 500, (T0 // 1000) + 60, price=3)
+    anns = [
+        (RS, [(NODES[0], 0, 2), (NODES[1], 3, 4)], (good,)),
+        (NODES[0], [(RS, 2, 0), (NODES[2], 0, 2)], ()),
+        (NODES[1], [(RS, 4, 3), (NODES[2], 0, 3)], (A.LinkQualityEntity(one_hop_label(0), 1000, 0, 100_000),)),
+        (NODES[2], [(NODES[0], 2, 0), (NODES[1], 3, 0)], (A.LinkQualityEntity(one_hop_label(3), 1000, 0, 1),
+                                                         lease)),
+    ]
+    for ident, peers, extra in anns:
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0, extra=extra)), ident).error is None
+    route = svc.core.route(RS.ip6, NODES[2].ip6)
+    assert route.nodes == (RS.ip6, NODES[1].ip6, NODES[2].ip6)
+    assert svc.core.nodes[NODES[2].ip6].leases == {9: lease}
+    svc.core.handle_announce(ann(NODES[2], [(NODES[0], 2, 0)], T0 + 61_000), T0 + 61_000)
+    assert svc.core.nodes[NODES[2].ip6].leases == {}             # expired
+
+
+# -- client logic alone --------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+def make_client(**kw):
+    clock = Clock()
+    cfg = ClientConfig(announce_interval_ms=1000, hunt_interval_ms=500, query_timeout_ms=1000, **kw)
+    c = RouteServerClient(NODES[0], clock, cfg)
+    c.set_peers([PeerInfo(NODES[1].ip6, one_hop_label(0), one_hop_label(2), NODES[1].public_key, rtt_us=800)])
+    return c, clock
+
+
+def test_client_discovers_through_getsnode_and_announces():
+    c, clock = make_client()
+    out = c.poll()
+    assert [o.kind for o in out] == ["control"] and isinstance(out[0].payload, control.GetSnode)
+    assert c.answer_getsnode(control.GetSnode(22)) is None           # nothing to tell peers yet
+    c.on_getsnode_reply(control.GetSnode(22, snode_key=RS.public_key, path_to_snode=0x15, reply=True),
+                        one_hop_label(0))
+    out = c.poll()
+    [o] = [o for o in out if o.kind == "snode"]
+    assert o.public_key == RS.public_key and o.label == 0x153          # splice(0x15, 0x13)
+    q = M.parse_query(o.payload)
+    sent = A.Announcement.parse(q.ann)
+    assert sent.reset and sent.snode_ip == RS.ip6 and sent.peers[0].label == one_hop_label(2)
+    assert sent.link_qualities[0].rtt_us == 800
+    svc = RouteServerService(RS.public_key)
+    assert c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now))
+    assert c.counters["ann_accepted"] == 1 and not c.needs_reset
+    reply = c.answer_getsnode(control.GetSnode(22))
+    assert reply.snode_key == RS.public_key and reply.path_to_snode == 0x153
+
+
+def test_client_state_hash_mismatch_forces_reset():
+    c, clock = make_client()
+    c._add_candidate(RS.public_key, 0x13, "static")
+    svc = RouteServerService(RS.public_key)
+    [o] = [o for o in c.poll() if o.kind == "snode"]
+    c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now))
+    clock.now += 1000
+    [o] = [o for o in c.poll() if o.kind == "snode"]
+    assert not A.Announcement.parse(M.parse_query(o.payload).ann).reset
+    svc.core.nodes.clear()                                            # the server lost our state
+    c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now))
+    assert c.counters["state_hash_mismatch"] == 1
+    clock.now += 1000
+    [o] = [o for o in c.poll() if o.kind == "snode"]
+    assert A.Announcement.parse(M.parse_query(o.payload).ann).reset
+
+
+def test_client_cache_ttl_failure_and_failover_on_silence():
+    c, clock = make_client(cache_ttl_ms=5000)
+    c._add_candidate(RS.public_key, 0x13, "static")
+    c._add_candidate(RS2.public_key, 0x153, "static")
+    assert c.lookup(NODES[2].ip6) is None
+    out = [o for o in c.poll() if o.kind == "snode"]
+    assert {M.parse_query(o.payload).sq for o in out} == {"ann", "gr"} and all(o.public_key == RS.public_key
+                                                                               for o in out)
+    queries = {M.parse_query(o.payload).sq: M.parse_query(o.payload) for o in out}
+    c.on_reply(M.pack_reply(M.Reply(queries["ann"].txid)), RS.public_key)
+    c.on_reply(M.pack_reply(M.Reply(queries["gr"].txid, nodes=(M.Address(NODES[2].public_key, 0x1555),))),
+               RS.public_key)
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555)
+    assert not c.pending
+    clock.now += 6000                                                 # expired: served while refreshed
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555)
+    assert NODES[2].ip6 in c.wanted
+    c.report_failure(NODES[2].ip6, 0x1555)
+    assert c.lookup(NODES[2].ip6) is None
+    # the server stays silent: after the timeout the second server takes over the queued look-up
+    c.poll()
+    clock.now += 1500
+    out = c.poll()
+    assert c.server == RS2.public_key and c.counters["failovers"] == 1
+    assert {o.public_key for o in out if o.kind == "snode"} == {RS2.public_key}
+    gr = next(M.parse_query(o.payload) for o in out if o.kind == "snode" and M.parse_query(o.payload).sq == "gr")
+    # the same failed label again is not accepted; a new one is
+    c.on_reply(M.pack_reply(M.Reply(gr.txid, nodes=(M.Address(NODES[2].public_key, 0x1555),))), RS2.public_key)
+    assert c.lookup(NODES[2].ip6) is None and c.counters["path_still_failed"] == 1
+    # a reply from the wrong server or for another txid is ignored
+    assert not c.on_reply(M.pack_reply(M.Reply(b"nope")), RS2.public_key)
