@@ -28,6 +28,7 @@ RTM_NEWLINK = 16
 RTM_GETLINK = 18
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 IFLA_IFNAME = 3
+_PLACEHOLDER6 = "fd00:5eed:5eed:5eed:5eed:5eed:5eed:5eed"
 CHUNK = 32 * 1024  # bytes per send: well under the default socket buffers
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -100,11 +101,13 @@ class Templates:
                                             rate=f"{rate_bps}bit", ceil=f"{ceil_bps}bit"))
 
     def addr6(self, address: str, prefixlen: int) -> bytes:
+        """The address is stamped too: wherever the template's placeholder address stands (IFA_ADDRESS, IFA_LOCAL)."""
         # nodad: the per-link addresses are ours alone, and DAD would delay the first packets by a second
-        self._ipb.addr("add", index=1, address=address, prefixlen=prefixlen, flags=0x02, family=socket.AF_INET6)
-        data = bytes(self._ipb.batch)
-        self._ipb.reset()
-        return data
+        template = self._compile(("addr6", prefixlen),
+                                 lambda b: b.addr("add", index=1, address=_PLACEHOLDER6, prefixlen=prefixlen,
+                                                  flags=0x02, family=socket.AF_INET6))
+        return template.replace(socket.inet_pton(socket.AF_INET6, _PLACEHOLDER6),
+                                socket.inet_pton(socket.AF_INET6, address))
 
     def veth(self, name_a: str, fd_a: int, name_b: str, fd_b: int, mtu: int, alias: str) -> bytes:
         """Both ends are created directly inside their namespaces, so names never meet in the host namespace."""
