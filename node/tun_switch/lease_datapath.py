@@ -9,6 +9,11 @@
       -> on the wire when the link is free; the ingress meter is charged then                   (dequeue())
 
 Packets for our own router (interface 1) are charged at ingress: they flowed through the incoming lease.
+
+Free tier stays free: a packet that came in on a free lease leaves on the free lease of the outgoing link even
+when its label names a paid lease there (the free virtual router is joined only to free leases, PKT paper §5),
+so nobody spends a lease's guarantee without holding it. Packets from our own router (no ingress lease) go
+where the label says.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ class LeaseDataPath:
         self.tau_s = tau_s
         self._ingress: dict[tuple[str, str], LeaseIngress] = {}
         self.schedulers: dict[str, EgressScheduler] = {}
-        self.counters = {"unbound_interface": 0}
+        self.counters = {"unbound_interface": 0, "free_tier_kept_free": 0}
 
     def scheduler(self, link: str) -> EgressScheduler:
         s = self.schedulers.get(link)
@@ -65,9 +70,16 @@ class LeaseDataPath:
         if ticket is not None:
             ticket.ingress.charge(ticket.priority, size, now)
 
+    def egress_lease(self, index: int, ticket, now: float):
+        """The lease a packet leaves on through interface ``index`` (None: unbound interface)."""
+        lease = self.table.resolve(index, now)
+        if lease is not None and not lease.is_free and ticket is not None and ticket.ingress.lease.is_free:
+            lease = self.table.links[lease.link].free
+        return lease
+
     def egress_class(self, index: int, tc: int, now: float, ticket=None) -> int:
         """The traffic class after the outgoing lease's deprioritize-non-customer (also caps the ticket's)."""
-        lease = self.table.resolve(index, now)
+        lease = self.egress_lease(index, ticket, now)
         if lease is None:
             return tc
         if ticket is not None:
@@ -76,10 +88,12 @@ class LeaseDataPath:
 
     def enqueue(self, index: int, item, size: int, tc: int, ticket, now: float) -> str | None:
         """Queue ``item`` for interface ``index``; None, or the drop reason (see egress_scheduler)."""
-        lease = self.table.resolve(index, now)
+        lease = self.egress_lease(index, ticket, now)
         if lease is None:
             self.counters["unbound_interface"] += 1
             return "unbound_interface"
+        if ticket is not None and ticket.ingress.lease.is_free and lease is not self.table.resolve(index, now):
+            self.counters["free_tier_kept_free"] += 1
         priority = ticket.egress_priority if ticket is not None else priority_of(tc)
         return self.scheduler(lease.link).enqueue((item, size, ticket), size, lease, priority, now)
 

@@ -109,3 +109,15 @@ def test_expired_lease_traffic_falls_back_to_the_free_tier():
     s = dp.schedulers["up"]
     assert s.sent_by_lease.get(FREE, 0) > 0.8 * s.sent["bytes"]     # after t=1 s everything is free tier
     assert res["x"].delivered_bytes > 0                              # and still flows (fail-open)
+
+
+def test_free_tier_traffic_cannot_spend_a_paid_lease_guarantee():
+    dp = device([Lease("A", "a", holder=KEY)],
+                [Lease("gold", "up", guarantee_kbit=4000, holder=KEY), Lease("other", "up", holder=KEY)])
+    dp.table.add_link("f", 100 * CAP)
+    dp.table.add_interface(4, "f", FREE)
+    # the free-tier flow names gold's interface (11) in its label, but stays on the free tier
+    got, _ = run(dp, [Flow("free", 4, 11, 2 * CAP, priority=15), Flow("paid", 2, 12, 2 * CAP, priority=0)])
+    assert got["free"] < 0.05 * CAP
+    assert dp.counters["free_tier_kept_free"] > 0
+    assert dp.schedulers["up"].sent_by_lease.get("gold", 0) == 0
