@@ -8,7 +8,8 @@
       -> the outgoing link's EgressScheduler: 2-level token bucket                              (enqueue())
       -> on the wire when the link is free; the ingress meter is charged then                   (dequeue())
 
-Packets for our own router (interface 1) are charged at ingress: they flowed through the incoming lease.
+Packets for our own router (interface 1), and packets sent on links without a scheduler, are charged at once
+(charge()): they flowed through the incoming lease.
 
 Free tier stays free: a packet that came in on a free lease leaves on the free lease of the outgoing link even
 when its label names a paid lease there (the free virtual router is joined only to free leases, PKT paper §5),
@@ -66,7 +67,8 @@ class LeaseDataPath:
         tc, exact = state.apply(tc, size, now)
         return tc, Ticket(state, exact)
 
-    def to_router(self, ticket, size: int, now: float) -> None:
+    def charge(self, ticket, size: int, now: float) -> None:
+        """Charge a packet that left without queueing (to our router, or on an unpaced link)."""
         if ticket is not None:
             ticket.ingress.charge(ticket.priority, size, now)
 

@@ -1,0 +1,160 @@
+"""The lease rules inside a running Node (node/lease_plane.py), without root: in-memory links, a fake clock."""
+import json
+
+import pytest
+
+from node.agent_config import parse_config
+from node.dataplane import Node
+from node.lease_plane import LeasePlane
+from node.link_emulation import LinkEmulator
+from node.tun_switch import config_request as cr
+from node.tun_switch import keys, labels
+from node.tun_switch.lease_config import parse_lease_config
+from node.tun_switch.switch_header import SwitchHeader, is_customer, make_traffic_class, priority_of
+
+HOLDER = keys.Identity.from_seed(b"lease-plane", 9)
+
+
+class FakeLoop:
+    def __init__(self):
+        self.now = 100.0
+        self.timers = []
+
+    def clock(self):
+        return self.now
+
+    def add_reader(self, *a):
+        pass
+
+    def remove_reader(self, *a):
+        pass
+
+    def call_at(self, when, fn, *args):
+        self.timers.append((when, fn, args))
+        return None
+
+    def call_later(self, delay, fn, *args):
+        return None
+
+    call_every = call_later
+
+    def advance(self, to):
+        """Run the timers due up to ``to`` in time order."""
+        while True:
+            due = sorted((t for t in self.timers if t[0] <= to), key=lambda t: t[0])
+            if not due:
+                break
+            self.timers.remove(due[0])
+            self.now = max(self.now, due[0][0])
+            due[0][1](*due[0][2])
+        self.now = to
+
+
+class RecordingLink:
+    def __init__(self, switch_index, ifname):
+        self.switch_index, self.ifname = switch_index, ifname
+        self.peer_name, self.peer_addr, self.peer_public_key = "x", "fd00::1", None
+        self.local_addr = "fd00::2"
+        self.emulator = LinkEmulator()
+        self.rx_packets = self.rx_bytes = self.tx_packets = 0
+        self.last_pong = self.rtt_ms = None
+        self.was_up = False
+        self.pings_sent = 0
+        self.sent = []
+
+    def send(self, packet):
+        self.tx_packets += 1
+        self.sent.append(packet)
+
+
+def plane(lease_spec):
+    """Node D: eth_in (index 0, a customer's link) and eth_out (index 2, a congested 800 kbit/s link);
+    eth_in carries lease "cust" on interface 4, eth_out lease "up" on interface 5."""
+    loop = FakeLoop()
+    ident = keys.Identity.from_seed(b"lease-plane", 0)
+    cfg = parse_config({"node": "d", "private_key": ident.private_key.hex(), "control_socket": "/tmp/x",
+                        "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []})
+    node = Node(cfg, loop, clock=loop.clock)
+    node.delivered = []
+    node.deliver = node.delivered.append
+    for index, name in ((0, "eth_in"), (2, "eth_out")):
+        node.add_link(RecordingLink(index, name))
+    lc = parse_lease_config(lease_spec, {"eth_in": 0, "eth_out": 2})
+    lp = LeasePlane(node, lc, wall_clock=lambda: 1_700_000_000.0)
+    lp.start(make_link=lambda index, name, peer, port: RecordingLink(index, name))
+    return loop, node, lp
+
+
+def spec(cust=None, up=None):
+    base_cust = {"id": "cust", "interface": 4, "udp_port": 7001, "holder": HOLDER.pubkey_text}
+    base_up = {"id": "up", "interface": 5, "udp_port": 7002, "holder": HOLDER.pubkey_text}
+    base_cust.update(cust or {})
+    base_up.update(up or {})
+    return {"links": {"eth_in": {"leases": [base_cust]},
+                      "eth_out": {"capacity_kbit": 800, "leases": [base_up]}}}
+
+
+def packet(to_index, priority, customer=True, size=1000):
+    label = labels.one_hop_label(to_index)
+    head = SwitchHeader(label=label, traffic_class=make_traffic_class(priority, customer)).pack()
+    return head + bytes(size - len(head))
+
+
+def test_lease_links_are_opened_with_their_own_interfaces():
+    _, node, _ = plane(spec())
+    assert sorted(node.links) == [0, 2, 4, 5]
+    assert node.links[5].ifname == "eth_out:up"
+
+
+def test_customer_bit_cleared_and_priority_capped_on_the_way_through():
+    loop, node, lp = plane(spec(cust={"clear_customer_bit": True}, up={"deprioritize_non_customer": 3}))
+    lp.switch_out(4, packet(5, 12))
+    loop.advance(loop.now + 1)
+    (out,) = node.links[5].sent
+    tc = SwitchHeader.unpack(out).traffic_class
+    assert priority_of(tc) == 3 and not is_customer(tc)
+
+
+def test_customers_keep_their_priority():
+    loop, node, lp = plane(spec(up={"deprioritize_non_customer": 3}))
+    lp.switch_out(4, packet(5, 12))
+    loop.advance(loop.now + 1)
+    tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
+    assert priority_of(tc) == 12 and is_customer(tc)
+
+
+def test_egress_is_paced_at_the_link_capacity_and_drops_lowest_priority():
+    loop, node, lp = plane(spec())
+    start = loop.now
+    # 1 s of 1000-byte packets at 1600 kbit/s into an 800 kbit/s link: half must go, low priority first
+    for i in range(200):
+        loop.advance(start + i * 0.005)
+        lp.switch_out(4, packet(5, 9 if i % 2 else 2))
+    loop.advance(start + 1.0)
+    sent = node.links[5].sent
+    assert 95 <= len(sent) <= 110                                    # ~100 packets = 800 kbit in 1 s
+    prios = [priority_of(SwitchHeader.unpack(p).traffic_class) for p in sent]
+    assert prios.count(9) >= 95                                       # the priority-9 half got through
+    assert node.drops.get("lease_queue_full", 0) + node.drops.get("lease_pushed_out", 0) > 0
+
+
+def test_leases_command_describes_leases_meters_and_plans():
+    loop, node, lp = plane(spec(cust={"max_priority_bandwidth": 500}))
+    lp.switch_out(4, packet(5, 12))
+    loop.advance(loop.now + 0.1)
+    d = json.loads(json.dumps(lp.describe()))                          # JSON-serialisable for the control API
+    assert d["interfaces"]["4"] == {"link": "eth_in", "lease": "cust"}
+    assert d["ingress"]["eth_in/cust"]["packets"] == 1
+    assert d["egress"]["eth_out"]["sent"]["packets"] == 1
+    assert [c["lease"] for c in d["htb_plans"]["eth_out"]["classes"]] == [None, "free", "up"]
+
+
+def test_signed_configuration_request_through_the_plane():
+    loop, node, lp = plane(spec())
+    req = cr.make_request(HOLDER.private_key, "cust", {"max_priority_bandwidth": 42}, 1_700_000_000.0)
+    assert lp.configure(req.decode())["ok"]
+    assert lp.table.find("cust").max_priority_bandwidth == 42
+    assert lp.configure(req.decode())["error"] == cr.REPLAYED_NONCE
+    other = keys.Identity.from_seed(b"lease-plane", 10)
+    bad = cr.make_request(other.private_key, "cust", {"max_priority_bandwidth": 1}, 1_700_000_000.0)
+    assert lp.configure(bad)["error"] == cr.WRONG_KEY
