@@ -10,6 +10,8 @@ One :class:`LeasePlane` per Node, created when the agent config has a "leases" s
 * runs every switched packet through ingress (clear-customer-bit, re-prioritisation by the meter), the switch,
   egress (deprioritize-non-customer) and, on links with a capacity, the link's EgressScheduler, drained by a
   timer at the link's pace; links without a capacity send at once (no queue, so no priority drops);
+* marks this node's own unclassed packets with the configured "origin" traffic class (the customer's device
+  declares its priority and customer bit);
 * answers the control API commands ``leases`` (leases, meters, schedulers, counters) and ``lease_config``
   (a signed configuration request, tun_switch/config_request.py).
 
@@ -76,7 +78,11 @@ class LeasePlane:
         now = node.clock()
         dp = self.datapath
         ticket = None
-        if source != ROUTER and len(packet) >= HEADER_SIZE:
+        if source == ROUTER:
+            origin = self.config.origin_tc
+            if origin is not None and len(packet) >= HEADER_SIZE and packet[10:12] == b"\xff\xff":
+                packet = packet[:10] + _tc.pack(origin) + packet[12:]
+        elif len(packet) >= HEADER_SIZE:
             tc = _tc.unpack_from(packet, 10)[0]
             new_tc, ticket = dp.ingress(source, tc, len(packet), now)
             if new_tc != tc:

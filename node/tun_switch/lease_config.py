@@ -20,7 +20,8 @@
           ]
         }
       },
-      "virtual_routers": [{"id": "vr1", "holder": "<key>.k", "expires_at": null}]
+      "virtual_routers": [{"id": "vr1", "holder": "<key>.k", "expires_at": null}],
+      "origin": {"priority": 12, "customer": true}   # traffic class for this node's own unclassed packets
     }
 
 The free lease of each link is built in and uses the peer link's own switch interface (``free_interfaces``).
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 from . import keys
 from .leases import Lease, LeaseError, LeaseTable, VirtualRouter
+from .switch_header import MAX_PRIORITY, make_traffic_class
 
 LINK_KEYS = {"capacity_kbit", "leases"}
 LEASE_KEYS = {"id", "interface", "udp_port", "guarantee_kbit", "max_priority_bandwidth", "clear_customer_bit",
@@ -45,6 +47,7 @@ class LeaseConfig:
     table: LeaseTable
     ports: dict = field(default_factory=dict)         # (ifname, lease id) -> UDP port of the lease's socket
     interfaces: dict = field(default_factory=dict)    # (ifname, lease id) -> switch interface
+    origin_tc: int | None = None                      # traffic class for our own unclassed packets
 
 
 def _fail(where: str, msg: str):
@@ -70,10 +73,17 @@ def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t,
                        where: str = "leases") -> LeaseConfig:
     """Build the LeaseTable. ``free_interfaces``: ifname -> switch index of every peer link (its free lease);
     ``wall_to_clock`` converts a Unix time into the clock the data path runs on."""
-    if not isinstance(data, dict) or not set(data) <= {"links", "virtual_routers"}:
-        _fail(where, 'expected {"links": {...}, "virtual_routers": [...]}')
+    if not isinstance(data, dict) or not set(data) <= {"links", "virtual_routers", "origin"}:
+        _fail(where, 'expected {"links": {...}, "virtual_routers": [...], "origin": {...}}')
     table = LeaseTable()
     cfg = LeaseConfig(table)
+    origin = data.get("origin")
+    if origin is not None:
+        p, c = (origin.get("priority"), origin.get("customer", False)) if isinstance(origin, dict) else (None, 0)
+        if not isinstance(origin, dict) or not set(origin) <= {"priority", "customer"} or isinstance(p, bool) \
+                or not isinstance(p, int) or not 0 <= p <= MAX_PRIORITY or not isinstance(c, bool):
+            _fail(f"{where}.origin", f'expected {{"priority": 0..{MAX_PRIORITY}, "customer": true|false}}')
+        cfg.origin_tc = make_traffic_class(p, c)
     links = data.get("links", {})
     if not isinstance(links, dict):
         _fail(f"{where}.links", "expected an object mapping ifname -> link")

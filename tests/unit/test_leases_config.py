@@ -67,3 +67,12 @@ def test_bad_configs_name_the_field(bad, field):
     with pytest.raises(LeaseError) as e:
         parse_lease_config(bad, FREE_IFS)
     assert field in str(e.value)
+
+
+def test_origin_traffic_class():
+    cfg = parse_lease_config({"origin": {"priority": 12, "customer": True}}, FREE_IFS)
+    assert cfg.origin_tc == (12 << 12) | (1 << 11)
+    assert parse_lease_config({}, FREE_IFS).origin_tc is None
+    for bad in ({"priority": 16}, {"priority": True}, {"priority": 3, "customer": 1}, {"x": 1}, [], {}):
+        with pytest.raises(LeaseError, match="origin"):
+            parse_lease_config({"origin": bad}, FREE_IFS)

@@ -158,3 +158,14 @@ def test_signed_configuration_request_through_the_plane():
     other = keys.Identity.from_seed(b"lease-plane", 10)
     bad = cr.make_request(other.private_key, "cust", {"max_priority_bandwidth": 1}, 1_700_000_000.0)
     assert lp.configure(bad)["error"] == cr.WRONG_KEY
+
+
+def test_own_packets_get_the_origin_traffic_class():
+    s = spec()
+    s["origin"] = {"priority": 7, "customer": True}
+    loop, node, lp = plane(s)
+    head = SwitchHeader(label=labels.one_hop_label(5)).pack()          # unclassed, from our router
+    lp.switch_out(1, head + bytes(500))
+    loop.advance(loop.now + 1)
+    tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
+    assert priority_of(tc) == 7 and is_customer(tc)
