@@ -522,11 +522,14 @@ def peer_ports_default() -> set:
     return set(peer_ports)
 
 
-def dissect_pcap(path, peer_ports=None) -> list[PacketSummary]:
-    """One PacketSummary per packet of a pcap/pcapng file. ``peer_ports`` overrides the bound peer ports."""
+def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
+    """One PacketSummary per packet of a pcap/pcapng file (the first ``limit`` packets if given).
+    ``peer_ports`` overrides the bound peer ports."""
     out = []
     with PcapReader(str(path)) as reader:
         for i, pkt in enumerate(reader, 1):
+            if limit is not None and i > limit:
+                break
             out.append(summarize(pkt, i, peer_ports))
     return out
 
@@ -535,9 +538,9 @@ def format_summaries(summaries) -> str:
     return "\n".join(s.text() for s in summaries)
 
 
-def print_pcap(path, out=None, peer_ports=None) -> int:
+def print_pcap(path, out=None, peer_ports=None, limit=None) -> int:
     """Print a dissected pcap (what ``pktlab dissect`` shows); returns the number of packets."""
-    summaries = dissect_pcap(path, peer_ports)
+    summaries = dissect_pcap(path, peer_ports, limit)
     print(format_summaries(summaries), file=out or sys.stdout)
     return len(summaries)
 

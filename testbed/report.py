@@ -136,6 +136,15 @@ def faults(events) -> list[Fault]:
     return sorted(done + open_, key=lambda f: f.start)
 
 
+def link_totals(events) -> dict:
+    """{"node:link": last per-link counter sample's details} (totals since the agent started)."""
+    out = {}
+    for e in events:
+        if e["kind"] == ev.COUNTERS and e["link"] is not None:
+            out[f"{e['node']}:{e['link']}"] = e["details"]
+    return out
+
+
 def assertions(events) -> list[dict]:
     return [e for e in events if e["kind"] == ev.ASSERTION]
 
@@ -272,6 +281,13 @@ def render_html(run_dir, events, fault_list, bad, t0, t_end) -> str:
         ["start (s)", "healed (s)", "duration (s)", "type", "target", "id", "details"], fault_rows))
     parts.append("<h2>Assertions</h2>" + _table(
         ["time (s)", "name", "result", "node", "message", "details"], assert_rows))
+    link_rows = []
+    for key, c in sorted(link_totals(events).items()):
+        drops = c.get("drops") if isinstance(c.get("drops"), dict) else {}
+        link_rows.append((key, c.get("tx_packets", ""), c.get("tx_bytes", ""), c.get("rx_packets", ""),
+                          c.get("rx_bytes", ""), _details_text(drops) or "-"))
+    parts.append("<h2>Links (last counter sample)</h2>" + _table(
+        ["link", "tx packets", "tx bytes", "rx packets", "rx bytes", "drops"], link_rows))
     parts.append("</body></html>")
     return "\n".join(parts)
 

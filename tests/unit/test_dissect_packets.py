@@ -153,6 +153,7 @@ def test_print_pcap(tmp_path, session_frames):
     text = out.getvalue()
     assert "#1 " in text and "#2 " in text and "label=0000.0000.0000.0153" in text
     assert "state=HELLO" in text and A.pubkey_text in text and "priority=5 customer=True" in text
+    assert [s.index for s in D.dissect_pcap(path, limit=1)] == [1]
 
 
 def test_scapy_layers_build_and_show():

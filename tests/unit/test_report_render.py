@@ -101,6 +101,7 @@ def test_render_report_writes_pngs_and_html(tmp_path):
     assert "<td>FAIL</td>" in page and "<td>PASS</td>" in page
     assert "<script>" not in page and html.escape("<script>") in page
     assert "1 passed, 1 failed" in page
+    assert f"<td>a:eth0</td><td></td><td>{15 * RATE}</td>" in page          # 15 of 20 seconds sending
 
 
 def test_report_of_a_run_without_samples(tmp_path):
