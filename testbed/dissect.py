@@ -27,7 +27,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
-from scapy.all import IPv6, UDP, Raw, PcapReader, bind_layers, conf
+from scapy.all import IPv6, UDP, Raw, PcapReader, bind_layers
 from scapy.fields import (BitField, ByteEnumField, ByteField, IntEnumField, IntField, IP6Field, LEIntField,
                           LEThreeBytesField, ShortEnumField, ShortField, StrField, StrFixedLenField, XIntField,
                           XLEIntField, XLongField, XShortField)
@@ -38,9 +38,9 @@ from node.route_server import announcement as rs_ann
 from node.tun_switch import control, cryptoauth, keys, labels, switch_header
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
-peer_ports = set()
-route_server_ports = set()
-packetcrypt_ports = set()
+PEER_PORTS = set()             # UDP ports bound to each layer (bind_*_port)
+ROUTE_SERVER_PORTS = set()
+PACKETCRYPT_PORTS = set()
 
 CA_STATES = {cryptoauth.HELLO: "HELLO", cryptoauth.REPEAT_HELLO: "REPEAT_HELLO", cryptoauth.KEY: "KEY",
              cryptoauth.REPEAT_KEY: "REPEAT_KEY"}
@@ -377,15 +377,15 @@ def _bind_udp(layer, port, registry):
 
 def bind_peer_port(port: int) -> None:
     """Dissect UDP on ``port`` as peer-link switch frames (the agents' ``udp_port``)."""
-    _bind_udp(CjdnsSwitch, port, peer_ports)
+    _bind_udp(CjdnsSwitch, port, PEER_PORTS)
 
 
 def bind_route_server_port(port: int) -> None:
-    _bind_udp(RouteAnnouncement, port, route_server_ports)
+    _bind_udp(RouteAnnouncement, port, ROUTE_SERVER_PORTS)
 
 
 def bind_packetcrypt_port(port: int) -> None:
-    _bind_udp(PacketCryptAnn, port, packetcrypt_ports)
+    _bind_udp(PacketCryptAnn, port, PACKETCRYPT_PORTS)
 
 
 bind_peer_port(PEER_LINK_PORT)
@@ -480,9 +480,9 @@ def _classify_udp(udp, ports):
     payload = _original(udp.payload) if udp.payload else b""
     if udp.sport in ports or udp.dport in ports:
         return CjdnsSwitch
-    if udp.sport in route_server_ports or udp.dport in route_server_ports:
+    if udp.sport in ROUTE_SERVER_PORTS or udp.dport in ROUTE_SERVER_PORTS:
         return RouteAnnouncement
-    if udp.sport in packetcrypt_ports or udp.dport in packetcrypt_ports:
+    if udp.sport in PACKETCRYPT_PORTS or udp.dport in PACKETCRYPT_PORTS:
         return PacketCryptAnn
     if len(payload) >= rs_ann.HEADER_SIZE and _is_signed_announcement(payload):
         return RouteAnnouncement
@@ -498,7 +498,7 @@ def _is_signed_announcement(data: bytes) -> bool:
 
 
 def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
-    ports = set(peer_ports) if peer_ports is not None else peer_ports_default()
+    ports = set(peer_ports) if peer_ports is not None else PEER_PORTS
     s = PacketSummary(index, float(getattr(pkt, "time", 0.0)), len(pkt))
     ip = pkt.getlayer(IPv6)
     if ip is None and pkt.haslayer("IP"):
@@ -516,10 +516,6 @@ def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
         return s
     s.layers, s.notes = _dissect(layer_cls, _original(udp.payload) if udp.payload else b"")
     return s
-
-
-def peer_ports_default() -> set:
-    return set(peer_ports)
 
 
 def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
@@ -544,8 +540,6 @@ def print_pcap(path, out=None, peer_ports=None, limit=None) -> int:
     print(format_summaries(summaries), file=out or sys.stdout)
     return len(summaries)
 
-
-conf.verb = 0
 
 if __name__ == "__main__":       # python -m testbed.dissect file.pcap
     if len(sys.argv) != 2:
