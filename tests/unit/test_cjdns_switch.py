@@ -6,9 +6,9 @@ from hypothesis import assume, given, settings, strategies as st
 
 from node.tun_switch import control
 from node.tun_switch import switch_header as SH
-from node.tun_switch.labels import (LabelTooLong, bit_reverse64, bits_for_number, build_label, one_hop_label,
-                                    splice_path)
-from node.tun_switch.switch import Switch
+from node.tun_switch.labels import (LabelTooLong, bit_reverse64, bits_for_label, bits_for_number, build_label,
+                                    one_hop_label, splice_path)
+from node.tun_switch.switch import DROP_UNDELIVERABLE, Switch
 from node.tun_switch.switch_header import SwitchHeader
 
 
@@ -102,7 +102,10 @@ class Net:
 
     def run(self, node, packet, src=1):
         for _ in range(20):
-            [(dest, out)] = self.switches[node].receive(src, packet)
+            result = self.switches[node].receive(src, packet)
+            if not result:  # cjdns drops silently when the label shift would pass 63 (UNDELIVERABLE)
+                return "dropped", (node, packet, src)
+            [(dest, out)] = result
             if dest == src and SwitchHeader.unpack(out).suppress_errors:
                 return "error", (packet, src, control.unframe(out[12:]).name)
             packet = out
@@ -142,6 +145,13 @@ def test_random_chains_deliver_and_return(middle, first_out, last_in):
     except LabelTooLong:
         assume(False)
     node, pkt = net.run(0, SwitchHeader(label).pack() + b"x")
+    if node == "dropped":
+        # wide return directors can use up the 64 bits of label shift before the packet arrives
+        at, packet, src = pkt
+        h = SwitchHeader.unpack(packet)
+        assert net.switches[at].counters[DROP_UNDELIVERABLE] == 1
+        assert h.label_shift + max(bits_for_label(h.label), bits_for_number(src)) > 63
+        return
     if node == "error":
         # cjdns issue #93: at the destination the return path must fit left of 0001 plus the source director
         packet, src, name = pkt
