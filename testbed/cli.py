@@ -125,10 +125,12 @@ def cmd_list(args):
 
 def cmd_down(args):
     _need_root()
+    from testbed.mesh import Mesh
     targets = runs.list_runs() if args.all else [runs.pick_run(args.run)]
     for r in targets:
-        runs.destroy(r)
-        console.print(f"run {r.name} removed")
+        archive = None if args.archive is None else (os.path.join(args.archive, r.name) if args.all else args.archive)
+        Mesh(r, None).down(archive=archive)
+        console.print(f"run {r.name} removed" + (f"; its records are in {archive}" if archive else ""))
 
 
 def cmd_cleanup(args):
@@ -186,6 +188,58 @@ def cmd_ping(args):
         out.print(f"[red]{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply[/]")
         sys.exit(1)
     out.print(f"{args.a} -> {args.b} ({mesh.ip6(args.b)}): rtt {rtt:.3f} ms")
+
+
+def _interface(run, spec: str) -> tuple[str, str]:
+    """NODE:LINK where LINK is an interface name (n1-eth0) or the node at the other end (n1:n2)."""
+    node, _, link = spec.partition(":")
+    if node not in run.state.get("nodes", {}) or not link:
+        raise runs.RunError(f"{spec!r}: expected NODE:INTERFACE or NODE:PEER with a node of run {run.name}")
+    for rec in run.state.get("links", []):
+        for me, other, ifname in ((rec["a"], rec["b"], rec["a_if"]), (rec["b"], rec["a"], rec["b_if"])):
+            if me == node and link in (ifname, other):
+                return node, ifname
+    raise runs.RunError(f"{spec!r}: node {node} has no interface or peer {link!r}")
+
+
+def cmd_capture(args):
+    _need_root()
+    run = runs.pick_run(args.run)
+    node, ifname = _interface(run, args.where)
+    argv = ["tcpdump", "-i", ifname, "-U", "-n", "-w", os.path.abspath(args.output)]
+    if args.count:
+        argv += ["-c", str(args.count)]
+    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node})
+    console.print(f"capturing on {node}:{ifname} into {args.output} "
+                  f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})")
+    proc = subprocess.Popen(["mnexec", "-a", str(_node_pid(run, node))] + argv, env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=args.duration)
+    except subprocess.TimeoutExpired:
+        pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+            proc.wait()
+    console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}")
+
+
+def cmd_dissect(args):
+    from testbed.dissect import print_pcap
+    if not os.path.isfile(args.pcap):
+        raise runs.RunError(f"{args.pcap}: no such file")
+    print_pcap(args.pcap, limit=args.limit)
+
+
+def cmd_report(args):
+    from testbed.report import render_report
+    run_dir = args.source if args.source and os.path.isdir(args.source) else str(runs.pick_run(args.source).dir)
+    out_dir = args.output or os.path.join(run_dir, "report")
+    result = render_report(run_dir, out_dir)
+    out.print(f"report written to {result['index']}")
 
 
 def cmd_validate(args):
@@ -257,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_opt(sp)
     sp.add_argument("--all", action="store_true", help="every run on this machine")
 
+    sp.add_argument("--archive", metavar="DIR", help="first copy the run's journal, events, counters and logs to DIR")
+
     sp = add("status", cmd_status, "nodes, addresses and agents of a run")
     run_opt(sp)
     sp.add_argument("--json", action="store_true")
@@ -296,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("topology", metavar="TOPOLOGY")
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--seed", type=int)
+
+    sp = add("capture", cmd_capture, "write a pcap of one link end: pktlab capture NODE:LINK -o file.pcap")
+    run_opt(sp)
+    sp.add_argument("where", metavar="NODE:LINK", help="interface (n1:n1-eth0) or the peer at the other end (n1:n2)")
+    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    sp.add_argument("--count", type=int, help="stop after this many packets")
+
+    sp = add("dissect", cmd_dissect, "print a pcap with pktlab's protocols decoded (switch header, CryptoAuth, ...)")
+    sp.add_argument("pcap")
+    sp.add_argument("--limit", type=int, help="only the first N packets")
+
+    sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or an archived run directory)")
+    sp.add_argument("source", nargs="?", metavar="RUN|DIR", help="run name or archive directory (default: the "
+                                                                 "only run)")
+    sp.add_argument("-o", "--output", metavar="DIR", help="where to write (default: RUN_DIR/report)")
 
     sp = add("doctor", cmd_doctor, "what this kernel offers and what pktlab emulates in userspace instead")
     sp.add_argument("--json", action="store_true")

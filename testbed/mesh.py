@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import networkx as nx
 
@@ -27,6 +28,7 @@ from node.tun_switch import labels
 from node.tun_switch.keys import Identity
 from testbed import runs
 from testbed.backends.netns import NetnsBackend, exec_in
+from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
 from testbed.topology import Topology, load, save
 
@@ -76,8 +78,11 @@ class Mesh:
                     backend.build(progress)
                 finally:
                     backend.close()
+                events = EventLog(run.path(EVENTS_FILE))
+                events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
                     mesh._start_agents(progress)
+                    mesh._start_monitor()
                     mesh._wait_reachable(progress, wait)
                 run.state["status"] = "ready"
                 run.state["owner"] = None
@@ -92,8 +97,27 @@ class Mesh:
         run = runs.pick_run(name)
         return cls(run, load(str(run.path("topology.yaml"))))
 
-    def down(self) -> None:
+    def down(self, archive: str | os.PathLike | None = None) -> None:
+        """Remove the run; with `archive`, first copy its journal, events, counters and logs there."""
+        try:
+            EventLog(self.run.path(EVENTS_FILE)).append(DOWN)
+        except OSError:
+            pass
+        if archive is not None:
+            runs.archive(self.run, Path(archive))
         runs.destroy(self.run)
+
+    def _start_monitor(self) -> None:
+        """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""
+        interval = max(1.0, len(self.topo.nodes) / 50)
+        env = dict(os.environ, **{runs.TAG_VAR: self.run.id})
+        log = open(self.run.path("monitor.log"), "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "testbed.monitor", str(self.run.dir), "--interval",
+                                 str(interval)], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        log.close()
+        self.run.state["monitor"] = {"pid": proc.pid, "start": runs.proc_start_time(proc.pid)}
+        self.run.save()
 
     # -- agents -----------------------------------------------------------------------------------------------
     def identity(self, node: str) -> Identity:

@@ -123,7 +123,8 @@ class Run:
         tag = f"{TAG_VAR}={self.id}".encode()
         inodes = {n.get("netns") for n in self.state.get("nodes", {}).values()} - {None}
         found = set()
-        for entry in list(self.state.get("nodes", {}).values()) + list(self.state.get("agents", {}).values()):
+        extra = [self.state["monitor"]] if self.state.get("monitor") else []
+        for entry in list(self.state.get("nodes", {}).values()) + list(self.state.get("agents", {}).values()) + extra:
             if alive(entry["pid"], entry.get("start")):
                 found.add(entry["pid"])
         for pid in _all_pids():
@@ -211,6 +212,13 @@ def _signal_all(pids, sig) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def archive(run: Run, dest: Path) -> Path:
+    """Copy what a run recorded (journal, topology, events, counters, configs, logs) to dest, sockets excepted."""
+    shutil.copytree(run.dir, dest, ignore=lambda d, names: [n for n in names if n.endswith(".sock")],
+                    dirs_exist_ok=True)
+    return dest
 
 
 def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
