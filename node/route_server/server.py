@@ -19,7 +19,9 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
-  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label).
+  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label). A
+  label is refused (no route) when the destination's switch could not fit the return path of a wide incoming
+  interface above it (``route_too_long``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from node.tun_switch import keys
-from node.tun_switch.labels import EncodingScheme, LabelError, build_label
+from node.tun_switch.labels import EncodingScheme, LabelError, build_label, log2
 from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
                            LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
 from .state_hash import state_hash
@@ -38,6 +40,7 @@ MAX_CLOCKSKEW_MS = 10 * 1000
 SLOT_MS = 10 * 1000
 LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
+LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
 
 
 class Rejected(Exception):
@@ -95,7 +98,7 @@ class RouteServer:
         self.snode_ip6 = bytes(snode_ip6)
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
-        self._graph: nx.DiGraph | None = None                 # cached until the next accepted announcement
+        self._graph: nx.DiGraph | None = None                 # built on first use, then kept up to date
 
     # -- announcements -----------------------------------------------------------------------------------
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
@@ -107,7 +110,7 @@ class RouteServer:
             raise
         key = "accepted" if via is None else "accepted_forwarded"
         self.counters[key] = self.counters.get(key, 0) + 1
-        self._graph = None
+        self._update_graph(node.ip6)
         return node
 
     def _accept(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
@@ -214,8 +217,8 @@ class RouteServer:
         gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
         for ip6 in gone:
             del self.nodes[ip6]
-        if gone:
-            self._graph = None
+            if self._graph is not None:
+                self._graph.remove_node(ip6)
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -232,21 +235,50 @@ class RouteServer:
 
     def graph(self) -> nx.DiGraph:
         """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20).
-        The graph is cached until the node set or a node's announcements change; treat it as read-only."""
+        Built once, then updated node by node as announcements arrive; treat it as read-only."""
         if self._graph is None:
             self._graph = self._build_graph()
         return self._graph
+
+    def _edge(self, a: bytes, b: bytes) -> dict | None:
+        """Edge attributes: weight (cost from link quality) and bits (the wider director of the two ends)."""
+        forward, back = self._link(a, b), self._link(b, a)
+        if forward is None or back is None:
+            return None
+        return {"weight": 1.0 / max(forward.value, back.value, MIN_VALUE),
+                "bits": max(self._director_bits(a, b), self._director_bits(b, a))}
+
+    def _director_bits(self, a: bytes, b: bytes) -> int:
+        try:
+            return self.nodes[a].scheme.form_of(self._label(a, b)).size
+        except LabelError:
+            return 64
 
     def _build_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for ip6, node in self.nodes.items():
             for link in node.links.values():
-                back = self._link(link.peer_ip6, ip6)
-                if back is None:
-                    continue
-                g.add_edge(ip6, link.peer_ip6, weight=1.0 / max(link.value, back.value, MIN_VALUE))
+                attrs = self._edge(ip6, link.peer_ip6)
+                if attrs is not None:
+                    g.add_edge(ip6, link.peer_ip6, **attrs)
         return g
+
+    def _update_graph(self, ip6: bytes) -> None:
+        """Redo the edges of one node (both directions) after its announcements changed."""
+        g = self._graph
+        if g is None:
+            return
+        g.add_node(ip6)
+        for other in set(g.successors(ip6)) | set(g.predecessors(ip6)):
+            for a, b in ((ip6, other), (other, ip6)):
+                if g.has_edge(a, b):
+                    g.remove_edge(a, b)
+        for link in self.nodes[ip6].links.values():
+            attrs = self._edge(ip6, link.peer_ip6)
+            if attrs is not None:
+                g.add_edge(ip6, link.peer_ip6, **attrs)
+                g.add_edge(link.peer_ip6, ip6, **attrs)
 
     def route(self, src_ip6: bytes, dst_ip6: bytes) -> Route | None:
         """Cheapest path and its label from src to dst, or None if there is none."""
@@ -260,6 +292,17 @@ class RouteServer:
             cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="weight")
         except nx.NetworkXNoPath:
             return None
+        route = self._labelled(path, cost)
+        if route is None:
+            # the cheapest path's label does not fit in 64 bits (wide directors at big hubs): fall back to
+            # the path with the shortest label
+            cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="bits")
+            route = self._labelled(path, cost)
+            if route is not None:
+                self.counters["route_shortest_label"] = self.counters.get("route_shortest_label", 0) + 1
+        return route
+
+    def _labelled(self, path, cost) -> Route | None:
         hops, schemes = [], []
         for i, ip6 in enumerate(path):
             prev_label = self._label(ip6, path[i - 1]) if i > 0 else None
@@ -268,7 +311,14 @@ class RouteServer:
             schemes.append(self.nodes[ip6].scheme)
         try:
             label, hop_labels = build_label(hops, schemes)
+            # At the destination the switch stores the return path above the self route; a wide incoming
+            # director needs that many free bits (SwitchCore RETURN_PATH_INVALID otherwise).
+            back_width = schemes[-1].form_of(hops[-1][0]).size
         except LabelError:
+            self.counters["route_label_invalid"] = self.counters.get("route_label_invalid", 0) + 1
+            return None
+        if back_width > 4 and log2(label) + back_width > LABEL_BITS_WITH_RETURN:
+            self.counters["route_too_long"] = self.counters.get("route_too_long", 0) + 1
             return None
         return Route(label, tuple(path), tuple(hop_labels), cost)
 

@@ -219,3 +219,26 @@ def test_random_input_only_rejected():
             good[:120] + rng.randbytes(rng.randrange(0, 60))
         with pytest.raises(Rejected):
             rs.handle_announce(raw, T0)
+
+
+def test_label_too_long_for_cheapest_path_falls_back_to_shortest_label():
+    # cheap path S-P1..P5-D over 10-bit directors (7 hops x 10 bits > 59), costly path S-Q1..Q6-D over 4-bit ones
+    wide = [("S", "P1"), ("P1", "P2"), ("P2", "P3"), ("P3", "P4"), ("P4", "P5"), ("P5", "D")]
+    narrow = [("S", "Q1"), ("Q1", "Q2"), ("Q2", "Q3"), ("Q3", "Q4"), ("Q4", "Q5"), ("Q5", "Q6"), ("Q6", "D")]
+    names = ["S", "D"] + [f"P{i}" for i in range(1, 6)] + [f"Q{i}" for i in range(1, 7)]
+    links = [((a, 100), (b, 101)) for a, b in wide] + [((a, 3), (b, 4)) for a, b in narrow]
+    lab = Lab(names, links)
+    rs = RouteServer(SNODE.ip6)
+    for name in names:
+        quality = tuple(A.LinkQualityEntity(one_hop_label(iface), 1000, 0, 100_000)
+                        for iface, peer, _ in lab.peers[name] if iface >= 100)
+        rs.handle_announce(lab.ann(name, T0, extra=quality).raw, T0)
+    route = rs.route(ip(lab, "S"), ip(lab, "D"))
+    assert route is not None and ip(lab, "Q3") in route.nodes
+    assert lab.deliver("S", route.label) == "D"
+    assert rs.counters["route_label_invalid"] == 1 and rs.counters["route_shortest_label"] == 1
+    # without the narrow path there is no usable label at all
+    rs2 = RouteServer(SNODE.ip6)
+    for name in names:
+        rs2.handle_announce(lab.ann(name, T0, skip=("Q1", "S") if name in ("S", "Q1") else ()).raw, T0)
+    assert rs2.route(ip(lab, "S"), ip(lab, "D")) is None

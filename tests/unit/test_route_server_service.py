@@ -228,3 +228,28 @@ def test_client_cache_ttl_failure_and_failover_on_silence():
     assert c.lookup(NODES[2].ip6) is None and c.counters["path_still_failed"] == 1
     # a reply from the wrong server or for another txid is ignored
     assert not c.on_reply(M.pack_reply(M.Reply(b"nope")), RS2.public_key)
+
+
+def test_incremental_graph_matches_a_full_rebuild():
+    import random
+    from node.route_server.server import RouteServer
+    rng = random.Random(7)
+    idents = [Identity.from_seed(b"inc", i) for i in range(8)]
+    core = RouteServer(RS.ip6)
+    core.graph()                                                     # built empty, then kept up to date
+    ts = T0
+    for step in range(60):
+        ts += 1000
+        me = rng.randrange(8)
+        peers = [j for j in range(8) if j != me and rng.random() < 0.4]
+        extra = tuple(A.LinkQualityEntity(one_hop_label(j if j != 1 else 9), rng.randrange(1, 5000), 0,
+                                          rng.randrange(1, 10_000)) for j in peers)
+        raw = ann(idents[me], [(idents[j], j if j != 1 else 9, me if me != 1 else 9) for j in peers], ts,
+                  reset=rng.random() < 0.5, extra=extra)
+        core.handle_announce(raw, ts)
+        full = core._build_graph()
+        inc = core.graph()
+        assert set(inc.nodes) == set(full.nodes)
+        assert {(a, b): d for a, b, d in inc.edges(data=True)} == \
+            {(a, b): d for a, b, d in full.edges(data=True)}, step
+    assert core.graph().number_of_edges() > 0
