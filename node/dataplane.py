@@ -243,8 +243,7 @@ class Node:
     # -- switching ---------------------------------------------------------------------------------------
     def _on_link_readable(self, link):
         recv = link.recv
-        receive = self.switch.receive
-        links = self.links
+        switch_out = self._switch_out       # looked up per batch: a lease plane may replace it on the instance
         index = link.switch_index
         for _ in range(READ_BATCH):
             try:
@@ -256,16 +255,10 @@ class Node:
                 continue
             link.rx_packets += 1
             link.rx_bytes += len(packet)
-            for dest, out in receive(index, packet):
-                if dest == ROUTER:
-                    self._to_router(out)
-                else:
-                    target = links.get(dest)
-                    if target is not None:
-                        target.send(out)
+            switch_out(index, packet)
 
     def receive_from_link(self, link, packet):
-        """One packet from a peer link (the readable handler inlines this for speed)."""
+        """One packet from a peer link (what the readable handler does for each packet it reads)."""
         link.rx_packets += 1
         link.rx_bytes += len(packet)
         self._switch_out(link.switch_index, packet)
