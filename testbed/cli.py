@@ -206,7 +206,7 @@ def cmd_capture(args):
     _need_root()
     run = runs.pick_run(args.run)
     node, ifname = _interface(run, args.where)
-    argv = ["tcpdump", "-i", ifname, "-U", "-n", "-w", os.path.abspath(args.output)]
+    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", os.path.abspath(args.output)]
     if args.count:
         argv += ["-c", str(args.count)]
     env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node})
