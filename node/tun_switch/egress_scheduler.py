@@ -64,7 +64,7 @@ class _Bucket:
 
 class EgressScheduler:
     def __init__(self, capacity_kbit: float | None, queue_limit_bytes: int | None = None,
-                 burst_s: float = DEFAULT_BURST_S):
+                 burst_s: float = DEFAULT_BURST_S, on_push_out=None):
         if capacity_kbit is not None and not capacity_kbit > 0:
             raise ValueError("capacity_kbit must be > 0 or None")
         self.capacity = None if capacity_kbit is None else capacity_kbit * 1000 / 8     # bytes/s
@@ -73,6 +73,7 @@ class EgressScheduler:
                 else max(MIN_QUEUE_BYTES, int(self.capacity * DEFAULT_QUEUE_S))
         self.queue_limit = int(queue_limit_bytes)
         self.burst_s = burst_s
+        self.on_push_out = on_push_out          # on_push_out(item, now): a queued packet was dropped
         self._classes = [deque() for _ in range(NUM_CLASSES)]
         self._nonempty: list[int] = []          # sorted indexes of the non-empty classes
         self._buckets: dict[str, _Bucket] = {}
@@ -116,13 +117,15 @@ class EgressScheduler:
                     self._buckets[lease.id].refund(size)
                 self.drops[QUEUE_FULL] += 1
                 return QUEUE_FULL
-            _, vsize, vlease, vtier, _ = self._classes[victim].pop()
+            vitem, vsize, vlease, vtier, _ = self._classes[victim].pop()
             if not self._classes[victim]:
                 del self._nonempty[0]
             self.queued_bytes -= vsize
             if vtier == TIER_GUARANTEED and vlease in self._buckets:
                 self._buckets[vlease].refund(vsize)
             self.drops[PUSHED_OUT] += 1
+            if self.on_push_out is not None:
+                self.on_push_out(vitem, now)
         if not self.queued_bytes:
             self._backlog_since = now
         q = self._classes[cls]

@@ -6,10 +6,12 @@
       -> [the cjdns switch picks the outgoing interface o from the label]
       -> egress lease = interface table[o]; deprioritize-non-customer                           (egress_class())
       -> the outgoing link's EgressScheduler: 2-level token bucket                              (enqueue())
-      -> on the wire when the link is free; the ingress meter is charged then                   (dequeue())
+      -> on the wire when the link is free                                                      (dequeue())
 
-Packets for our own router (interface 1), and packets sent on links without a scheduler, are charged at once
-(charge()): they flowed through the incoming lease.
+The ingress meter is charged when the scheduler accepts a packet, and refunded if the packet is pushed out of
+the queue later: charging on departure would delay the meter's feedback by the queueing time, and a control
+loop whose delay exceeds its time constant oscillates. Packets for our own router (interface 1), and packets
+sent on links without a scheduler, are charged at once (charge()): they flowed through the incoming lease.
 
 Free tier stays free: a packet that came in on a free lease leaves on the free lease of the outgoing link even
 when its label names a paid lease there (the free virtual router is joined only to free leases, PKT paper §5),
@@ -46,7 +48,7 @@ class LeaseDataPath:
         s = self.schedulers.get(link)
         if s is None:
             ll = self.table.links[link]
-            s = self.schedulers[link] = EgressScheduler(ll.capacity_kbit)
+            s = self.schedulers[link] = EgressScheduler(ll.capacity_kbit, on_push_out=self._refund)
         return s
 
     def _ingress_state(self, lease) -> LeaseIngress:
@@ -97,18 +99,22 @@ class LeaseDataPath:
         if ticket is not None and ticket.ingress.lease.is_free and lease is not self.table.resolve(index, now):
             self.counters["free_tier_kept_free"] += 1
         priority = ticket.egress_priority if ticket is not None else priority_of(tc)
-        return self.scheduler(lease.link).enqueue((item, size, ticket), size, lease, priority, now)
+        reason = self.scheduler(lease.link).enqueue((item, size, ticket), size, lease, priority, now)
+        if reason is None and ticket is not None:
+            ticket.ingress.charge(ticket.priority, size, now)
+        return reason
+
+    @staticmethod
+    def _refund(queued, now: float) -> None:
+        _, size, ticket = queued
+        if ticket is not None:
+            ticket.ingress.charge(-ticket.priority, size, now)
 
     def dequeue(self, link: str, now: float):
-        """The next item to send on ``link`` now, or None; charges the packet's ingress lease."""
+        """The next item to send on ``link`` now, or None."""
         s = self.schedulers.get(link)
         out = s.dequeue(now) if s is not None else None
-        if out is None:
-            return None
-        item, size, ticket = out
-        if ticket is not None:
-            ticket.ingress.charge(ticket.priority, size, now)
-        return item
+        return None if out is None else out[0]
 
     def describe(self, now: float) -> dict:
         d = self.table.describe(now)

@@ -27,7 +27,7 @@ import math
 
 from .switch_header import MAX_PRIORITY, UNCLASSED, is_classed, is_customer, make_traffic_class, priority_of
 
-DEFAULT_TAU_S = 0.1
+DEFAULT_TAU_S = 0.3
 
 
 class PriorityMeter:
@@ -124,7 +124,8 @@ class LeaseIngress:
         return make_traffic_class(priority, customer), exact
 
     def charge(self, priority: float, size: int, now: float) -> None:
-        """Count a forwarded packet of this lease: the priority it was forwarded with times its size, in kB."""
+        """Count a forwarded packet of this lease: the priority it was forwarded with times its size, in kB
+        (a negative priority takes back the charge of a packet dropped after all)."""
         self.meter.add(priority * size / 1000.0, now)
 
     def describe(self, now: float) -> dict:

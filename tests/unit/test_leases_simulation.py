@@ -8,7 +8,7 @@ from node.tun_switch.leases import FREE, Lease, LeaseTable
 
 CAP = 8000          # kbit/s of the congested link "up"
 KEY = bytes([9]) * 32
-DURATION, WARMUP = 6.0, 2.0
+DURATION, WARMUP = 8.0, 3.0
 WINDOW = DURATION - WARMUP
 
 
@@ -40,8 +40,9 @@ def two_customers(limit_a, limit_b, rate_a=CAP, rate_b=CAP, prio_a=15, prio_b=15
     return run(dp, [Flow("A", 2, 11, rate_a, priority=prio_a), Flow("B", 3, 11, rate_b, priority=prio_b)])[0]
 
 
-def test_max_priority_bandwidth_10_to_1_gives_throughput_10_to_1():
-    got = two_customers(10000, 1000)
+@pytest.mark.parametrize("offered", [CAP, 2.5 * CAP])
+def test_max_priority_bandwidth_10_to_1_gives_throughput_10_to_1(offered):
+    got = two_customers(10000, 1000, rate_a=offered, rate_b=offered)
     assert got["A"] / got["B"] == pytest.approx(10, rel=0.2)
     assert got["A"] + got["B"] == pytest.approx(CAP, rel=0.02)      # the link stays full
 
