@@ -253,3 +253,29 @@ def test_incremental_graph_matches_a_full_rebuild():
         assert {(a, b): d for a, b, d in inc.edges(data=True)} == \
             {(a, b): d for a, b, d in full.edges(data=True)}, step
     assert core.graph().number_of_edges() > 0
+
+
+def test_service_and_client_survive_arbitrary_messages():
+    from hypothesis import given, settings, strategies as st
+    from node.route_server import bencode
+
+    svc = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
+    line(svc)
+    c, _ = make_client()
+    c._add_candidate(RS.public_key, 0x13, "static")
+    fields = st.dictionaries(st.sampled_from([b"sq", b"txid", b"p", b"ann", b"src", b"tar", b"anns", b"frs", b"n",
+                                              b"alt", b"recvTime", b"stateHash", b"error", b"acc"]),
+                             st.sampled_from([b"ann", b"pn", b"gr", b"sub", b"fwd", b"", bytes(16), bytes(40),
+                                              bytes(64), 0, -1, 2**70]) | st.lists(st.binary(max_size=41),
+                                                                                   max_size=3))
+
+    @settings(max_examples=300, deadline=None)
+    @given(fields, st.sampled_from([NODES[0], FOREIGN, RS2]))
+    def run(d, src):
+        raw = bencode.encode(d)
+        out = svc.handle(raw, src.public_key, T0, path=0x13)
+        assert out is None or isinstance(out, bytes)
+        c.on_reply(raw, RS.public_key)
+        c.poll()
+
+    run()

@@ -1,0 +1,240 @@
+"""Route servers inside the node agent: the client as the data plane's path provider, and the route-server role.
+
+:class:`RouteServerGlue` connects the pure :class:`~.client.RouteServerClient` (and, on a node whose config has
+``"route_server": {"serve": true}``, a :class:`~.service.RouteServerService`) to a ``node.dataplane.Node``:
+
+* Route server messages travel inside the nodes' end-to-end CryptoAuth sessions as session content of type
+  256 (cjdns ``ContentType_CJDHT``); the data plane hands such content to :meth:`on_content`, and
+  :meth:`send_message` sends through the session of the destination key (created on demand).
+* GETSNODE and RPATH switch control messages go to :meth:`on_control`. RPATH is how a node learns its peer's
+  one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
+  arrived with, which is exactly that label.
+* Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) goes to the client, the client's
+  and the service's queued messages are sent, and newly learned paths are pushed to existing destinations.
+
+Configuration (the ``route_server`` object of the agent config; all optional)::
+
+    {"serve": false, "allowed": ["<key>.k", ...], "federation": ["<key>.k", ...], "same_isp": ["<key>.k", ...],
+     "announce_interval_s": 10, "hunt_interval_s": 3, "cache_ttl_s": 60, "query_timeout_s": 2}
+
+``allowed``: the route servers this node may use (its Cloud ISP's), empty = any found through peers;
+``federation``/``same_isp``: for a route server, the other route servers it exchanges link state with.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from node.tun_switch import control, keys, labels
+from node.tun_switch.switch_header import SwitchHeader
+from . import messages as M
+from .client import ClientConfig, PeerInfo, RouteServerClient
+from .service import RouteServerService
+
+log = logging.getLogger(__name__)
+
+CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
+TICK_S = 0.1
+RPATH_RETRY_S = 1.0
+ROUTER = 1
+LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
+
+
+@dataclass
+class RouteServerSettings:
+    serve: bool = False
+    allowed: tuple = ()
+    federation: tuple = ()
+    same_isp: tuple = ()
+    announce_interval_s: float = 10.0
+    hunt_interval_s: float = 3.0
+    cache_ttl_s: float = 60.0
+    query_timeout_s: float = 2.0
+    extra: dict = field(default_factory=dict)
+
+    def client_config(self) -> ClientConfig:
+        return ClientConfig(announce_interval_ms=int(self.announce_interval_s * 1000),
+                            hunt_interval_ms=int(self.hunt_interval_s * 1000),
+                            cache_ttl_ms=int(self.cache_ttl_s * 1000),
+                            query_timeout_ms=int(self.query_timeout_s * 1000),
+                            allowed=tuple(self.allowed))
+
+
+def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
+    """Validate the config object; ValueError names the field."""
+    if data is None:
+        return RouteServerSettings()
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object")
+    known = {"serve", "allowed", "federation", "same_isp", "announce_interval_s", "hunt_interval_s", "cache_ttl_s",
+             "query_timeout_s"}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown field (known: {', '.join(sorted(known))})")
+    s = RouteServerSettings()
+    if "serve" in data:
+        if not isinstance(data["serve"], bool):
+            raise ValueError(f"{where}.serve: expected true or false")
+        s.serve = data["serve"]
+    for name in ("allowed", "federation", "same_isp"):
+        items = data.get(name, [])
+        if not isinstance(items, list):
+            raise ValueError(f"{where}.{name}: expected a list of public keys")
+        parsed = []
+        for i, text in enumerate(items):
+            try:
+                parsed.append(keys.parse_pubkey_text(text))
+            except (ValueError, TypeError, AttributeError) as e:
+                raise ValueError(f"{where}.{name}[{i}]: {e}") from None
+        setattr(s, name, tuple(parsed))
+    for name in ("announce_interval_s", "hunt_interval_s", "cache_ttl_s", "query_timeout_s"):
+        if name in data:
+            v = data[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 3600:
+                raise ValueError(f"{where}.{name}: expected seconds between 0.05 and 3600")
+            setattr(s, name, float(v))
+    return s
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RouteServerGlue:
+    def __init__(self, node, settings: RouteServerSettings, clock_ms=wall_ms):
+        self.node = node
+        self.settings = settings
+        self.clock_ms = clock_ms
+        self.client = RouteServerClient(node.identity, clock_ms, settings.client_config(), serve_self=settings.serve)
+        self.service = None
+        if settings.serve:
+            self.service = RouteServerService(node.identity.public_key, federation=settings.federation,
+                                              same_isp=settings.same_isp)
+        self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
+        self.rpath_sent: dict[int, float] = {}
+        self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
+                         "getsnode_answered": 0}
+
+    # -- installation -----------------------------------------------------------------------------------
+    def install(self, loop) -> None:
+        """Become the node's path provider and message handler; tick on the loop."""
+        self.node.paths = self.client
+        self.node.content_handlers[CJDHT] = self.on_content
+        self.node.control_hook = self.on_control
+        loop.call_every(TICK_S, self.tick)
+
+    # -- periodic ---------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now_ms = self.clock_ms()
+        node = self.node
+        peers = []
+        for index, link in node.links.items():
+            if not node.link_up(link) or link.peer_public_key is None:
+                continue
+            their = self.their_labels.get(index)
+            if their is None:
+                self._ask_rpath(index)
+                continue
+            rtt_us = int((link.rtt_ms or 0) * 1000)
+            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), labels.one_hop_label(index), their,
+                                  link.peer_public_key, rtt_us=max(rtt_us, 1), capacity_kbps=LINK_CAPACITY_KBPS))
+        self.client.set_peers(peers)
+        for out in self.client.poll(now_ms):
+            if out.kind == "control":
+                self._send_control(out.label, out.payload)
+            else:
+                self.send_message(out.public_key, out.label, out.payload)
+        if self.service is not None:
+            for key, label, payload in self.service.take_outbox(now_ms):
+                self.send_message(key, label, payload)
+        self._push_paths()
+
+    def _ask_rpath(self, index: int) -> None:
+        now = time.monotonic()
+        if now - self.rpath_sent.get(index, -RPATH_RETRY_S) < RPATH_RETRY_S:
+            return
+        self.rpath_sent[index] = now
+        self._send_control(labels.one_hop_label(index), control.RPath(22))
+
+    def _push_paths(self) -> None:
+        """Destinations already in the data plane follow the client's current path."""
+        for ip6, d in self.node.dests.items():
+            found = self.client.cache.get(ip6)
+            if found is not None and found.label is not None and found.public_key == d.public_key \
+                    and found.label != d.label:
+                d.set_label(found.label)
+
+    # -- sending ------------------------------------------------------------------------------------------
+    def _send_control(self, label: int, msg) -> None:
+        self.node._switch_out(ROUTER, SwitchHeader(label=label).pack() + control.frame(msg))
+
+    def send_message(self, public_key: bytes, label: int, payload: bytes) -> None:
+        self.counters["messages_out"] += 1
+        if public_key == self.node.identity.public_key:
+            self._local(payload)
+            return
+        self.node.send_content_to(public_key, label, CJDHT, payload)
+
+    def _local(self, payload: bytes) -> None:
+        """A message to ourselves (a route server's own client)."""
+        now_ms = self.clock_ms()
+        me = self.node.identity.public_key
+        if self.service is None:
+            return
+        reply = self.service.handle(payload, me, now_ms, path=1)
+        if reply is not None:
+            self.client.on_reply(reply, me)
+
+    # -- receiving ----------------------------------------------------------------------------------------
+    def on_content(self, d, payload: bytes) -> None:
+        """Session content of type CJDHT from destination ``d``."""
+        self.counters["messages_in"] += 1
+        now_ms = self.clock_ms()
+        try:
+            is_query = M.is_query(payload)
+        except M.MessageError:
+            self.counters["bad_messages"] += 1
+            return
+        back = labels.bit_reverse64(d.learned_label) if d.learned_label else None
+        if is_query:
+            if self.service is None:
+                self.counters["bad_messages"] += 1          # we serve nothing
+                return
+            reply = self.service.handle(payload, d.public_key, now_ms, path=back)
+            if reply is not None:
+                self.send_message(d.public_key, d.label or back, reply)
+        elif not self.client.on_reply(payload, d.public_key) and self.service is not None:
+            self.service.handle(payload, d.public_key, now_ms, path=back)
+
+    def on_control(self, msg, packet: bytes) -> bool:
+        """GETSNODE / RPATH from the switch; True when handled."""
+        arrival = int.from_bytes(packet[:8], "big")
+        back = labels.bit_reverse64(arrival)
+        if isinstance(msg, control.GetSnode):
+            if msg.reply:
+                self.client.on_getsnode_reply(msg, back)
+            else:
+                answer = self.client.answer_getsnode(msg)
+                if answer is not None:
+                    self.counters["getsnode_answered"] += 1
+                    self._send_control(back, answer)
+            return True
+        if isinstance(msg, control.RPath):
+            if msg.reply:
+                index = labels.decompress(back, labels.bits_for_label(back)) if back else None
+                if index in self.node.links and msg.rpath:
+                    self.their_labels[index] = msg.rpath
+            else:
+                self.counters["rpath_answered"] += 1
+                self._send_control(back, control.RPath(22, rpath=back, reply=True))
+            return True
+        return False
+
+    # -- reports -----------------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        out = {"client": self.client.describe(), "counters": dict(self.counters),
+               "their_labels": {str(i): labels.label_text(l) for i, l in self.their_labels.items()}}
+        if self.service is not None:
+            out["service"] = self.service.status()
+        return out
