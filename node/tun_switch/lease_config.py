@@ -69,10 +69,11 @@ def _expiry(value, where: str, wall_to_clock) -> float | None:
     return wall_to_clock(float(value))
 
 
-def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t,
+def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t, reserved_ports=(),
                        where: str = "leases") -> LeaseConfig:
     """Build the LeaseTable. ``free_interfaces``: ifname -> switch index of every peer link (its free lease);
-    ``wall_to_clock`` converts a Unix time into the clock the data path runs on."""
+    ``wall_to_clock`` converts a Unix time into the clock the data path runs on; ``reserved_ports``: UDP
+    ports a lease may not use (the peer links' own)."""
     if not isinstance(data, dict) or not set(data) <= {"links", "virtual_routers", "origin"}:
         _fail(where, 'expected {"links": {...}, "virtual_routers": [...], "origin": {...}}')
     table = LeaseTable()
@@ -114,7 +115,7 @@ def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t,
         except LeaseError as e:
             _fail(vw, str(e))
 
-    used_ports = set()
+    used_ports = set(reserved_ports)
     for ifname, spec in links.items():
         leases = spec.get("leases", [])
         if not isinstance(leases, list):

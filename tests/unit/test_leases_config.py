@@ -31,6 +31,11 @@ def test_good_config_builds_the_table():
     assert cfg.ports == {("eth1", "L1"): 6001} and cfg.interfaces == {("eth1", "L1"): 5}
 
 
+def test_lease_ports_must_not_collide_with_reserved_ones():
+    with pytest.raises(LeaseError, match="udp_port"):
+        parse_lease_config(good(), FREE_IFS, reserved_ports={6001})
+
+
 def test_empty_section_gives_free_leases_only():
     t = parse_lease_config({}, FREE_IFS).table
     assert sorted(t.links) == ["eth1", "eth2"] and all(list(ll.leases) == ["free"] for ll in t.links.values())
