@@ -110,15 +110,18 @@ class LeasePlane:
             self._drain(lease.link)
 
     def _drain(self, link_name):
-        """Send what the link's scheduler allows now; come back when the next packet may go."""
-        self._drain_timers.pop(link_name, None)
+        """Send what the link's scheduler allows now; make sure a timer comes back for the rest."""
         now = self.node.clock()
         while (item := self.datapath.dequeue(link_name, now)) is not None:
             target, out = item
             target.send(out)
         when = self.datapath.scheduler(link_name).next_send_time()
         if when is not None and link_name not in self._drain_timers:
-            self._drain_timers[link_name] = self.node.loop.call_at(when, self._drain, link_name)
+            self._drain_timers[link_name] = self.node.loop.call_at(when, self._on_drain_timer, link_name)
+
+    def _on_drain_timer(self, link_name):
+        self._drain_timers.pop(link_name, None)
+        self._drain(link_name)
 
     def close(self):
         for timer in self._drain_timers.values():

@@ -169,3 +169,12 @@ def test_own_packets_get_the_origin_traffic_class():
     loop.advance(loop.now + 1)
     tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
     assert priority_of(tc) == 7 and is_customer(tc)
+
+
+def test_one_drain_timer_per_link_however_many_packets_wait():
+    loop, node, lp = plane(spec())
+    for _ in range(30):
+        lp.switch_out(4, packet(5, 9))
+    assert len(loop.timers) == 1
+    loop.advance(loop.now + 1)
+    assert len(node.links[5].sent) == 30 and loop.timers == []
