@@ -922,11 +922,22 @@ def set_link_state(mesh, ends: list[End], up: bool) -> None:
                     idx = ipr.link_lookup(ifname=e.ifname)
                     if not idx:
                         raise FaultError(f"node {e.node} has no interface {e.ifname}")
+                    if up:
+                        _no_dad(e.ifname)
                     ipr.link("set", index=idx[0], state="up" if up else "down")
                     if up:
                         _restore_address(ipr, idx[0], e.addr)
         finally:
             os.close(fd)
+
+
+def _no_dad(ifname: str) -> None:
+    """Without this a veth coming back up holds its address "tentative" for a second or two (duplicate
+    address detection), and the agent's socket bound to it cannot send. /proc/sys/net follows the calling
+    thread's namespace, so this must run inside in_netns."""
+    for name in ("accept_dad", "dad_transmits"):
+        with contextlib.suppress(OSError), open(f"/proc/sys/net/ipv6/conf/{ifname}/{name}", "w") as f:
+            f.write("0")
 
 
 def _restore_address(ipr, index: int, addr: str) -> None:

@@ -1,0 +1,590 @@
+"""Scenarios: a topology, traffic, a timeline of faults and actions, and assertions with "within T" semantics.
+
+A scenario file (YAML)::
+
+    name: link-flap
+    description: one link flaps; traffic across it recovers after the flapping stops
+    topology: "line:3,rate=10mbit"        # generator, bundled name, or file (relative to the scenario file,
+    seed: 7                               #   the working directory or the repository)
+    reduce: 30                            # optional: keep a connected part of this many nodes (big imports)
+    requires: [route-servers]             # optional: capabilities; missing ones make the scenario "skipped"
+    traffic:                              # background traffic for the whole run
+      - ping: {from: n1, to: n3, interval: 0.2}      # a probe: reachability over time, used by `outage`
+      - iperf: {from: n1, to: n3, at: 2, seconds: 3}
+      - command: {node: n1, run: "ip -6 route", at: 0}
+    timeline:                             # by seconds from the start, in order
+      - {at: 1, fault: "flap n1--n2 period=1s", name: flap}
+      - {at: 5, heal: flap}                          # or heal: all
+      - {at: 5, action: reroute}                     # or restart NODE, or a command {node:, run:}
+      - {at: 6, expect: {reachable: {from: n1, to: n3}, within: 10}}
+    assertions:                           # checked at the end
+      - outage: {from: n1, to: n3, at_most: 6}
+
+Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds}, outage {from, to,
+at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
+counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
+`counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
+retried until it holds or T seconds pass.
+
+Determinism: the seed fixes the topology (generator seed), node keys, and every random choice the scenario asks
+for (`{random_link}`, `{random_spare_link}` (not a bridge), `{random_node}` anywhere in traffic, timeline and
+assertions); `--seed` replays a run's timeline (recorded in Result.timeline and the event log).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import networkx as nx
+import yaml
+
+from node.control_client import AgentError
+from testbed import faults as F
+from testbed.events import EventLog
+from testbed.topology import Topology, TopologyError, load, parse_rate
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+REPO = Path(__file__).resolve().parent.parent
+ASSERTION_KINDS = ("reachable", "unreachable", "throughput", "outage", "path_changed", "counters", "agent_healthy")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+
+def find_scenario(ref: str) -> Path:
+    """A path, or the name of a bundled scenario (`link-flap`)."""
+    for cand in (Path(ref), SCENARIO_DIR / ref, SCENARIO_DIR / f"{ref}.yaml"):
+        if cand.is_file():
+            return cand
+    names = ", ".join(p.stem for p in sorted(SCENARIO_DIR.glob("*.yaml")))
+    raise ScenarioError(f"no scenario {ref!r} (bundled: {names})")
+
+
+def load_scenario(ref) -> dict:
+    if isinstance(ref, dict):
+        data, where = copy.deepcopy(ref), None
+    else:
+        path = find_scenario(str(ref))
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ScenarioError(f"{path}: not YAML: {e}") from None
+        where = path
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{ref}: a scenario is a mapping")
+    data["_file"] = str(where) if where else None
+    _validate(data)
+    return data
+
+
+def _validate(s: dict) -> None:
+    known = {"name", "description", "topology", "seed", "reduce", "requires", "traffic", "timeline", "assertions",
+             "duration", "wait", "_file"}
+    unknown = set(s) - known
+    if unknown:
+        raise ScenarioError(f"scenario: unknown key(s) {', '.join(sorted(unknown))}")
+    if "topology" not in s:
+        raise ScenarioError("scenario: needs a topology")
+    for i, t in enumerate(s.get("traffic") or []):
+        if not isinstance(t, dict) or len(set(t) & {"ping", "iperf", "command"}) != 1:
+            raise ScenarioError(f"traffic[{i}]: one of ping, iperf, command")
+    for i, e in enumerate(s.get("timeline") or []):
+        if not isinstance(e, dict) or not isinstance(e.get("at", 0), (int, float)):
+            raise ScenarioError(f"timeline[{i}]: a mapping with a number `at`")
+        verbs = set(e) & {"fault", "heal", "action", "expect"}
+        if len(verbs) != 1:
+            raise ScenarioError(f"timeline[{i}]: exactly one of fault, heal, action, expect")
+        if "fault" in e and "{" not in str(e["fault"]):
+            try:
+                F.parse_fault(e["fault"])
+            except F.FaultError as err:
+                raise ScenarioError(f"timeline[{i}]: {err}") from None
+        if "expect" in e:
+            _assertion_kind(e["expect"], f"timeline[{i}].expect")
+    for i, a in enumerate(s.get("assertions") or []):
+        _assertion_kind(a, f"assertions[{i}]")
+
+
+def _assertion_kind(a, where: str) -> str:
+    if not isinstance(a, dict):
+        raise ScenarioError(f"{where}: an assertion is a mapping")
+    kinds = [k for k in a if k in ASSERTION_KINDS]
+    if len(kinds) != 1 or set(a) - set(ASSERTION_KINDS) - {"within", "name"}:
+        raise ScenarioError(f"{where}: one of {', '.join(ASSERTION_KINDS)} (plus within, name)")
+    return kinds[0]
+
+
+def resolve_topology(s: dict, seed: int) -> Topology:
+    ref = s["topology"]
+    if isinstance(ref, dict):
+        topo = Topology.from_dict(ref, source=s.get("name", "scenario"))
+    else:
+        spec = str(ref)
+        for base in ([Path(s["_file"]).parent] if s.get("_file") else []) + [Path.cwd(), REPO]:
+            if (base / spec).is_file():
+                spec = str(base / spec)
+                break
+        else:
+            if "/" in spec or spec.endswith((".json", ".yaml", ".yml", ".graphml", ".gml")):
+                raise ScenarioError(f"topology file {ref!r} not found")
+        topo = load(spec, seed=seed)
+    if s.get("reduce"):
+        topo = reduce_topology(topo, int(s["reduce"]))
+    if topo.seed is None:
+        topo.seed = seed
+    return topo
+
+
+def reduce_topology(topo: Topology, size: int) -> Topology:
+    """A connected part of `size` nodes: breadth-first from the best-connected node (deterministic)."""
+    g = topo.graph()
+    if size >= len(g):
+        return topo
+    start = max(sorted(g.nodes), key=g.degree)
+    keep, queue = [start], deque([start])
+    while queue and len(keep) < size:
+        for nb in sorted(g.neighbors(queue.popleft())):
+            if nb not in keep and len(keep) < size:
+                keep.append(nb)
+                queue.append(nb)
+    kept = set(keep)
+    out = dataclasses.replace(topo, nodes={n: topo.nodes[n] for n in topo.nodes if n in kept},
+                              links=[l for l in topo.links if l.a in kept and l.b in kept],
+                              name=f"{topo.name}-{size}", warnings=[])
+    out.validate()
+    return out
+
+
+# -- capabilities a scenario may need ---------------------------------------------------------------------
+
+def capabilities() -> dict[str, str | None]:
+    """capability -> None if available, else why not."""
+    from node.agent import Agent
+    names = [n for n in dir(Agent) if n.startswith("cmd_")]
+    out = {}
+    out["route-servers"] = None if any("route" in n for n in names) else \
+        "needs route servers in the node agents (paths are static today)"
+    out["leases"] = None if any("lease" in n for n in names) else \
+        "needs the lease plane wired into the node agents (no `leases` control command yet)"
+    data = REPO.parent / "shared" / "data" / "meshnet-lab" / "freifunk"
+    out["freifunk-data"] = None if data.is_dir() else f"needs the meshnet-lab data in {data}"
+    return out
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+    at: float
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    status: str                  # passed, failed, skipped, error
+    seed: int | None
+    checks: list[Check] = dataclasses.field(default_factory=list)
+    reason: str = ""
+    run_dir: str = ""
+    timeline: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("passed", "skipped")
+
+
+class Probe(threading.Thread):
+    """Pings dst from src every interval; keeps (t, reachable) samples and logs ping events."""
+
+    def __init__(self, runner, src: str, dst: str, interval: float):
+        super().__init__(daemon=True)
+        self.runner, self.src, self.dst, self.interval = runner, src, dst, interval
+        self.samples: list[tuple[float, bool]] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        mesh = self.runner.mesh
+        while not self.stop.is_set():
+            t = self.runner.now()
+            # a short answer timeout, so a lost probe does not hide the next interval
+            r = mesh.exec(self.src, ["ping", "-6", "-n", "-c", "1", "-W", "0.5", mesh.ip6(self.dst)], timeout=5)
+            m = re.search(r"time=([\d.]+)", r.stdout)
+            ok = r.returncode == 0
+            self.samples.append((t, ok))
+            self.runner.log.append("ping", self.src, None, src=self.src, dst=self.dst, reachable=ok,
+                                   rtt_ms=float(m.group(1)) if m else None)
+            self.stop.wait(max(0.0, self.interval - (self.runner.now() - t)))
+
+    def longest_outage(self) -> float:
+        worst, start = 0.0, None
+        for t, ok in self.samples:
+            if not ok and start is None:
+                start = t
+            elif ok and start is not None:
+                worst, start = max(worst, t - start), None
+        if start is not None and self.samples:
+            worst = max(worst, self.samples[-1][0] - start + self.interval)
+        return worst
+
+
+class Runner:
+    """Runs one scenario on a fresh mesh (or on `mesh` if given) and collects the checks."""
+
+    def __init__(self, scenario, seed: int | None = None, mesh=None, progress=None, keep: bool = False):
+        self.s = load_scenario(scenario)
+        self.seed = int(seed if seed is not None else self.s.get("seed", 1))
+        self.rng = random.Random(self.seed)
+        self.mesh = mesh
+        self.own_mesh = mesh is None
+        self.keep = keep
+        self.progress = progress or (lambda text: None)
+        self.result = Result(self.s.get("name", "scenario"), "running", self.seed)
+        self.names: dict[str, str] = {}       # timeline fault name -> fault id
+        self.probes: dict[tuple[str, str], Probe] = {}
+        self.threads: list[threading.Thread] = []
+        self.start_labels: dict[tuple[str, str], str | None] = {}
+        self.start_counters: dict[str, dict] = {}
+        self.t0 = 0.0
+        self.log = None
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    # -- placeholders resolved with the seed --
+    def _subst(self, text):
+        if not isinstance(text, str):
+            return text
+        nodes = list(self.mesh.topo.nodes)
+        links = [l.name for l in self.mesh.topo.links]
+        bridges = {frozenset(e) for e in nx.bridges(self.mesh.topo.graph())}
+        spare = [l.name for l in self.mesh.topo.links if frozenset((l.a, l.b)) not in bridges]
+        text = re.sub(r"\{random_link\}", lambda m: self.rng.choice(links), text)
+        # a link whose loss keeps the mesh connected (not a bridge), so a reroute can go around it
+        text = re.sub(r"\{random_spare_link\}", lambda m: self.rng.choice(spare or links), text)
+        return re.sub(r"\{random_node\}", lambda m: self.rng.choice(nodes), text)
+
+    def _fill(self, obj):
+        if isinstance(obj, dict):
+            return {k: self._fill(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self._fill(v) for v in obj]
+        return self._subst(obj)
+
+    def run(self) -> Result:
+        missing = [(c, why) for c, why in capabilities().items() if c in (self.s.get("requires") or []) and why]
+        if missing:
+            self.result.status, self.result.reason = "skipped", "; ".join(why for _, why in missing)
+            return self.result
+        try:
+            if self.mesh is None:
+                from testbed.mesh import Mesh
+                topo = resolve_topology(self.s, self.seed)
+                self.progress(f"building {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links")
+                self.mesh = Mesh.up(topo, seed=self.seed, wait=float(self.s.get("wait", 120)))
+            self.result.run_dir = str(self.mesh.run.dir)
+            self.log = EventLog(self.mesh.run.path("events.jsonl"))
+            self.log.append("run_start", scenario=self.result.name, seed=self.seed)
+            self._execute()
+        except (F.FaultError, ScenarioError, TopologyError, AgentError, OSError, RuntimeError) as e:
+            self.result.status, self.result.reason = "error", f"{type(e).__name__}: {e}"
+        finally:
+            self._stop_traffic()
+            if self.mesh is not None:
+                try:
+                    F.heal(self.mesh, check=False)
+                except F.FaultError:
+                    pass
+                if self.log:
+                    self.log.append("run_end", scenario=self.result.name, status=self.result.status)
+                    self.log.close()
+                if self.own_mesh and not self.keep:
+                    self.mesh.down()
+        if self.result.status == "running":
+            self.result.status = "passed" if all(c.ok for c in self.result.checks) else "failed"
+        return self.result
+
+    def _execute(self) -> None:
+        traffic = self._fill(self.s.get("traffic") or [])
+        timeline = sorted(self._fill(self.s.get("timeline") or []), key=lambda e: e.get("at", 0))
+        assertions = self._fill(self.s.get("assertions") or [])
+        for t in traffic:
+            if "ping" in t:
+                p = t["ping"]
+                self._probe(p["from"], p["to"], float(p.get("interval", 0.2)))
+        self._remember_start(timeline + [{"expect": a} for a in assertions])
+        self.t0 = time.monotonic()
+        for p in self.probes.values():
+            p.start()
+        for t in traffic:
+            if "iperf" in t or "command" in t:
+                self._later(t)
+        for entry in timeline:
+            wait = entry.get("at", 0) - self.now()
+            if wait > 0:
+                time.sleep(wait)
+            self.result.timeline.append({"at": round(self.now(), 2), **{k: v for k, v in entry.items()
+                                                                         if k != "at"}})
+            self._step(entry)
+        end = float(self.s.get("duration", 0))
+        if end > self.now():
+            time.sleep(end - self.now())
+        self._stop_traffic()
+        for a in assertions:
+            self._assert(a)
+
+    def _remember_start(self, entries) -> None:
+        for e in entries:
+            a = e.get("expect")
+            if not a:
+                continue
+            kind = _assertion_kind(a, "expect")
+            body = a[kind]
+            if kind == "path_changed":
+                self.start_labels[(body["from"], body["to"])] = self._label(body["from"], body["to"])
+            if kind == "counters":
+                self.start_counters[body["node"]] = self.mesh.agent(body["node"]).call("counters")
+            if kind == "outage" and (body["from"], body["to"]) not in self.probes:
+                self._probe(body["from"], body["to"], 0.2)
+
+    def _probe(self, src, dst, interval):
+        self.probes.setdefault((src, dst), Probe(self, src, dst, interval))
+
+    def _later(self, t) -> None:
+        def go():
+            time.sleep(max(0.0, float(body.get("at", 0)) - self.now()))
+            if "iperf" in t:
+                bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 3)),
+                              port=int(body.get("port", 5202)))
+                self.log.append("traffic", body["from"], None, kind="iperf", to=body["to"], bits_per_second=bps)
+            else:
+                r = self.mesh.exec(body["node"], body["run"], timeout=float(body.get("timeout", 60)))
+                self.log.append("traffic", body["node"], None, kind="command", run=body["run"],
+                                returncode=r.returncode)
+        body = t.get("iperf") or t.get("command")
+        th = threading.Thread(target=go, daemon=True)
+        th.start()
+        self.threads.append(th)
+
+    def _stop_traffic(self) -> None:
+        for p in self.probes.values():
+            p.stop.set()
+        for p in self.probes.values():
+            if p.is_alive():
+                p.join(timeout=10)
+        for th in self.threads:
+            th.join(timeout=60)
+        self.threads = []
+
+    # -- timeline steps --
+    def _step(self, e: dict) -> None:
+        if "fault" in e:
+            self.progress(f"t={self.now():5.1f}s fault {e['fault']}")
+            fault = F.apply_fault(self.mesh, e["fault"], check=bool(e.get("check", True)))
+            self.names[e.get("name", fault.id)] = fault.id
+            self._record(f"fault {fault.describe()}", True, fault.state.get("effect", "applied"))
+        elif "heal" in e:
+            target = e["heal"]
+            fid = None if target in (None, "all") else self.names.get(target, target)
+            self.progress(f"t={self.now():5.1f}s heal {target}")
+            try:
+                healed = F.heal(self.mesh, fid, check=bool(e.get("check", True)))
+                msg = "; ".join(f.state.get("healed", "") for f in healed)
+                self._record(f"heal {target}", True, msg or "nothing to heal")
+            except F.FaultError as err:
+                self._record(f"heal {target}", False, str(err))
+        elif "action" in e:
+            self._action(e["action"])
+        elif "expect" in e:
+            self._assert(e["expect"])
+
+    def _action(self, action) -> None:
+        self.progress(f"t={self.now():5.1f}s action {action}")
+        if isinstance(action, dict) and "run" in action:
+            r = self.mesh.exec(action["node"], action["run"], timeout=float(action.get("timeout", 60)))
+            ok = r.returncode == 0 or not action.get("check", True)
+            self._record(f"command on {action['node']}", ok, (r.stdout + r.stderr).strip()[-200:])
+            return
+        words = str(action).split()
+        if words[0] == "reroute":
+            changed = reroute(self.mesh)
+            self._record("reroute", True, f"{changed} path entries changed")
+        elif words[0] == "restart" and len(words) == 2:
+            fault = F.apply_fault(self.mesh, f"restart {words[1]}")
+            self._record(f"restart {words[1]}", True, fault.state.get("effect", ""))
+        else:
+            raise ScenarioError(f"unknown action {action!r} (reroute, restart NODE, {{node:, run:}})")
+
+    def _record(self, name, ok, message) -> None:
+        check = Check(name, bool(ok), str(message), round(self.now(), 2))
+        self.result.checks.append(check)
+        if self.log:
+            self.log.append("assertion", name=name, ok=check.ok, message=check.message, at=check.at)
+        self.progress(f"t={check.at:5.1f}s {'ok ' if ok else 'FAIL'} {name}: {message}")
+
+    # -- assertions --
+    def _assert(self, a: dict) -> None:
+        kind = _assertion_kind(a, "assertion")
+        body = a[kind]
+        within = float(a.get("within", 0))
+        name = a.get("name") or f"{kind} " + " ".join(f"{k}={v}" for k, v in body.items())
+        test = getattr(self, f"_a_{kind}")
+        deadline = time.monotonic() + within
+        started = self.now()
+        while True:
+            ok, msg = test(body)
+            if ok or time.monotonic() >= deadline:
+                break
+            time.sleep(0.3)
+        if within:
+            msg += f" (after {self.now() - started:.1f}s, within {within:g}s)"
+        self._record(name, ok, msg)
+
+    def _pairs(self, body):
+        srcs = body["from"] if isinstance(body["from"], list) else [body["from"]]
+        dsts = body["to"] if isinstance(body["to"], list) else [body["to"]]
+        return [(s, d) for s in srcs for d in dsts if s != d]
+
+    def _a_reachable(self, body):
+        res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
+        bad = [f"{s}->{d}" for (s, d), ok in res.items() if not ok]
+        return not bad, f"unreachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) reachable"
+
+    def _a_unreachable(self, body):
+        res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
+        bad = [f"{s}->{d}" for (s, d), ok in res.items() if ok]
+        return not bad, f"still reachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) unreachable"
+
+    def _a_throughput(self, body):
+        low = parse_rate(str(body["at_least"])) if "at_least" in body else 0
+        high = parse_rate(str(body["at_most"])) if "at_most" in body else float("inf")
+        bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 2)),
+                      port=int(body.get("port", 5201)))
+        bounds = ", ".join(f"{k.replace('_', ' ')} {body[k]}" for k in ("at_least", "at_most") if k in body)
+        return bps is not None and low <= bps <= high, f"{F._mbit(bps)} ({bounds})"
+
+    def _a_outage(self, body):
+        probe = self.probes.get((body["from"], body["to"]))
+        if probe is None or not probe.samples:
+            return False, "no ping probe samples"
+        worst = probe.longest_outage()
+        fails = sum(1 for _, ok in probe.samples if not ok)
+        at_most = float(body["at_most"])
+        at_least = float(body.get("at_least", 0))
+        return at_least <= worst <= at_most, (f"longest outage {worst:.1f}s (at most {at_most:g}s"
+                                              + (f", at least {at_least:g}s" if at_least else "")
+                                              + f"), {fails}/{len(probe.samples)} probes failed")
+
+    def _a_path_changed(self, body):
+        before = self.start_labels.get((body["from"], body["to"]))
+        now = self._label(body["from"], body["to"])
+        return before is not None and now is not None and now != before, f"label {before} -> {now}"
+
+    def _label(self, src, dst):
+        try:
+            paths = self.mesh.agent(src).call("config", timeout=3)["config"]["paths"]
+        except (OSError, AgentError, ValueError, KeyError):
+            return None
+        return (paths.get(self.mesh.ip6(dst)) or {}).get("label")
+
+    def _a_counters(self, body):
+        node, counter = body["node"], body.get("counter", "drops")
+        now = self.mesh.agent(node).call("counters", timeout=3)
+        before = self.start_counters.get(node, {})
+        delta = _counter(now, counter) - _counter(before, counter)
+        ok = delta >= float(body.get("at_least", float("-inf"))) and delta <= float(body.get("at_most", float("inf")))
+        return ok, f"{node} {counter} +{delta:g}"
+
+    def _a_agent_healthy(self, body):
+        try:
+            st = self.mesh.agent(body["node"]).call("status", timeout=1)
+        except (OSError, AgentError, ValueError) as e:
+            return False, f"no answer: {e}"
+        ok = st.get("healthy") and st.get("ip6") == self.mesh.ip6(body["node"])
+        return bool(ok), f"healthy={st.get('healthy')} ip6={st.get('ip6')}"
+
+
+def _counter(c: dict, name: str) -> float:
+    if name == "drops":       # every drop the node counted: node reasons, per interface, switch
+        total = sum(v for v in (c.get("drops") or {}).values() if isinstance(v, int))
+        for i in (c.get("interfaces") or {}).values():
+            total += sum(v for v in (i.get("drops") or {}).values() if isinstance(v, int))
+        return total + sum(v for k, v in (c.get("switch") or {}).items() if "drop" in k and isinstance(v, int))
+    v = c
+    for part in name.split("."):
+        v = v.get(part, 0) if isinstance(v, dict) else 0
+    return v if isinstance(v, (int, float)) else 0
+
+
+def reroute(mesh) -> int:
+    """Recompute every node's path table around links that are down (link-down and partition faults) and push
+    it through set_paths. The orchestrator stands in for route servers, which the agents do not run yet."""
+    from node.path_provider import static_paths
+    from node.tun_switch import labels
+    down = set()
+    for f in F.active_faults(mesh):
+        if isinstance(f, (F.LinkDown, F.Partition)):
+            for rec in mesh.run.state["links"]:
+                i = mesh.run.state["links"].index(rec)
+                if f.downs(mesh, F._end(rec, i, rec["a"])):
+                    down.add(frozenset((rec["a"], rec["b"])))
+    adjacency = {}
+    for n in mesh.topo.nodes:
+        peers = mesh.agent(n).call("peers", timeout=3)["peers"]
+        adjacency[n] = {p["peer_name"]: p["switch_index"] for p in peers
+                        if frozenset((n, p["peer_name"])) not in down}
+    changed = 0
+    for n in mesh.topo.nodes:
+        old = mesh.agent(n).call("config", timeout=3)["config"]["paths"]
+        table = {mesh.ip6(d): {"public_key": mesh.identity(d).pubkey_text, "label": labels.label_text(label)}
+                 for d, label in static_paths(adjacency, n).items()}
+        changed += sum(1 for ip, e in table.items() if (old.get(ip) or {}).get("label") != e["label"])
+        mesh.agent(n).call("set_paths", paths=table, timeout=3)
+    return changed
+
+
+def bundled() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*.yaml"))
+
+
+# -- command line: `pktlab run SCENARIO` ------------------------------------------------------------------
+
+def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
+    """Run a scenario with a live status line (rich) and print the pass/fail table."""
+    from rich.console import Console
+    console = console or Console(stderr=True)
+    status = console.status("starting")
+
+    def progress(text):
+        status.update(text)
+        if text.startswith("t="):
+            console.log(text, highlight=False)
+    with status:
+        result = Runner(ref, seed=seed, progress=progress, keep=keep).run()
+    print_result(result, console)
+    return result
+
+
+def print_result(result: Result, console) -> None:
+    from rich.table import Table
+    t = Table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
+    t.add_column("t (s)", justify="right")
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("measured", overflow="fold")
+    for c in result.checks:
+        t.add_row(f"{c.at:.1f}", c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.message)
+    console.print(t)
+    if result.reason:
+        console.print(f"{result.status}: {result.reason}", highlight=False)
