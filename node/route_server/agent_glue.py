@@ -11,6 +11,8 @@
   arrived with, which is exactly that label.
 * Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) goes to the client, the client's
   and the service's queued messages are sent, and newly learned paths are pushed to existing destinations.
+  A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
+  a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
 
 Configuration (the ``route_server`` object of the agent config; all optional)::
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
 TICK_S = 0.1
 RPATH_RETRY_S = 1.0
+SILENCE_S = 2.0                  # a destination we send to that answers nothing for this long: re-query its path
 ROUTER = 1
 LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
 
@@ -113,8 +116,9 @@ class RouteServerGlue:
                                               same_isp=settings.same_isp)
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
+        self.silence_reported: dict[bytes, float] = {}
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
-                         "getsnode_answered": 0}
+                         "getsnode_answered": 0, "silent_paths_reported": 0}
 
     # -- installation -----------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -149,6 +153,18 @@ class RouteServerGlue:
             for key, label, payload in self.service.take_outbox(now_ms):
                 self.send_message(key, label, payload)
         self._push_paths()
+        self._watch_silence()
+
+    def _watch_silence(self) -> None:
+        now = self.node.clock()
+        for ip6, d in self.node.dests.items():
+            if d.unanswered_since is None or d.label is None or now - d.unanswered_since < SILENCE_S:
+                continue
+            if now - self.silence_reported.get(ip6, -SILENCE_S) < SILENCE_S:
+                continue
+            self.silence_reported[ip6] = now
+            self.counters["silent_paths_reported"] += 1
+            self.client.report_failure(ip6, d.label)
 
     def _ask_rpath(self, index: int) -> None:
         now = time.monotonic()

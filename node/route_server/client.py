@@ -301,8 +301,14 @@ class RouteServerClient(PathProvider):
         c = self.candidates.get(key)
         if c is None:
             self.candidates[key] = Candidate(key, label, source)
-        elif c.source != "self" and (labels.log2(label) < labels.log2(c.label) or key != self.server):
-            c.label, c.source = label, source
+            return
+        if c.source == "self" or label == c.label:
+            return
+        if c.failed_until > self.clock():
+            c.failed_until = 0                     # it failed on its old label: the new one gets a chance
+        elif not (labels.log2(label) < labels.log2(c.label) or (source == "alt" and key != self.server)):
+            return                                 # keep the shorter label; a server-computed one wins
+        c.label, c.source = label, source
 
     def _server(self, now: int) -> bytes | None:
         if self.server is not None:
@@ -332,6 +338,7 @@ class RouteServerClient(PathProvider):
                 if p.target is not None:
                     self.wanted.setdefault(p.target, now)
         self.server = None
+        self.next_hunt = now                       # ask the peers again: their answers bring fresh labels
 
     def _query(self, server: bytes, label: int, kind: str, now: int, query: M.Query, target=None,
                raw=b"", peers=None) -> Outgoing:
