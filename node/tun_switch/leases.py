@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .keys import pubkey_text
 from .switch_header import MAX_PRIORITY
 
 FREE = "free"                   # id of the free lease of every link and of the free virtual router
@@ -96,7 +97,7 @@ class Lease:
                 "max_priority_bandwidth": self.max_priority_bandwidth,
                 "clear_customer_bit": self.clear_customer_bit,
                 "deprioritize_non_customer": self.deprioritize_non_customer,
-                "holder": self.holder.hex() if self.holder else None,
+                "holder": pubkey_text(self.holder) if self.holder else None,
                 "expires_in_s": None if self.expires is None else round(self.expires - now, 3),
                 "expired": self.expired(now), "virtual_router": self.virtual_router, "slot": self.slot}
 
@@ -259,7 +260,7 @@ class LeaseTable:
             "links": {name: {"capacity_kbit": ll.capacity_kbit,
                              "leases": [lease.describe(now) for lease in ll.leases.values()]}
                       for name, ll in self.links.items()},
-            "virtual_routers": {vr.id: {"holder": vr.holder.hex() if vr.holder else None,
+            "virtual_routers": {vr.id: {"holder": pubkey_text(vr.holder) if vr.holder else None,
                                         "expired": vr.expired(now),
                                         "leases": [f"{lease.link}/{lease.id}" for lease in self.leases_of(vr.id, now)]}
                                 for vr in self.virtual_routers.values()},

@@ -178,3 +178,17 @@ def test_one_drain_timer_per_link_however_many_packets_wait():
     assert len(loop.timers) == 1
     loop.advance(loop.now + 1)
     assert len(node.links[5].sent) == 30 and loop.timers == []
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2, 4, 5, 7]), st.binary(max_size=64)), max_size=20))
+def test_any_packet_from_any_interface_is_forwarded_dropped_or_counted_never_raises(packets):
+    loop, node, lp = plane(spec(cust={"max_priority_bandwidth": 10, "clear_customer_bit": True},
+                                up={"deprioritize_non_customer": 2}))
+    for index, data in packets:
+        lp.switch_out(index, data)
+        loop.advance(loop.now + 0.01)
+    json.dumps(lp.describe())
