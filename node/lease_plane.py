@@ -1,7 +1,8 @@
 """The PKT lease rules in a running node: glue between node.dataplane.Node and tun_switch.lease_datapath.
 
 One :class:`LeasePlane` per Node, created when the agent config has a "leases" section
-(tun_switch/lease_config.py). It
+(tun_switch/lease_config.py). ``start()`` installs it as the node's ``_switch_out`` (the data plane's hook
+point: link input and our own packets both go through it). It
 
 * opens one extra peer link per paid lease: the same veth addresses as the link's peer, the lease's own UDP
   port (the same at both ends) and its own switch interface, so a label chooses the lease and the receiver
@@ -70,6 +71,7 @@ class LeasePlane:
                 except OSError as e:             # needs CAP_NET_ADMIN for values > 6
                     log.warning("%s: SO_PRIORITY for lease %s: %s", node.name, name, e)
             node.add_link(link)
+        node._switch_out = self.switch_out      # the data plane's hook: every switched packet comes here
 
     # -- packet path -----------------------------------------------------------------------------------------
     def switch_out(self, source, packet):
@@ -124,6 +126,7 @@ class LeasePlane:
         self._drain(link_name)
 
     def close(self):
+        self.node.__dict__.pop("_switch_out", None)
         for timer in self._drain_timers.values():
             if timer is not None:
                 timer.cancel()

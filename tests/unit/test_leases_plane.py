@@ -192,3 +192,15 @@ def test_any_packet_from_any_interface_is_forwarded_dropped_or_counted_never_rai
         lp.switch_out(index, data)
         loop.advance(loop.now + 0.01)
     json.dumps(lp.describe())
+
+
+def test_the_plane_is_the_nodes_switch_out_until_closed():
+    loop, node, lp = plane(spec(cust={"clear_customer_bit": True}, up={"deprioritize_non_customer": 3}))
+    node.receive_from_link(node.links[4], packet(5, 12))             # the data plane's own entry point
+    loop.advance(loop.now + 1)
+    tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
+    assert priority_of(tc) == 3 and not is_customer(tc)
+    lp.close()
+    node.receive_from_link(node.links[4], packet(5, 12))
+    tc = SwitchHeader.unpack(node.links[5].sent[1]).traffic_class      # plain cjdns switch again: unchanged
+    assert priority_of(tc) == 12 and is_customer(tc)
