@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -13,6 +14,9 @@ from rich.table import Table
 
 from testbed import runs
 from testbed.topology import TopologyError, json_schema, load
+
+# modules with a `register(add)` that adds their subcommands
+EXTENSIONS = ["testbed.cli_faults"]
 
 console = Console(stderr=True)
 out = Console()
@@ -290,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
     def add(name, fn, help_):
+        help_ = help_.replace("%", "%%")  # argparse formats help strings; "10%" must stay literal
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(fn=fn)
         return sp
@@ -371,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("doctor", cmd_doctor, "what this kernel offers and what pktlab emulates in userspace instead")
     sp.add_argument("--json", action="store_true")
+
+    for module in EXTENSIONS:  # feature areas that bring their own subcommands
+        importlib.import_module(module).register(add)
     return p
 
 
