@@ -18,7 +18,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
 * **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
   drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
-  and re-queries at once; a server that answers with a label that just failed is asked again after a short wait.
+  and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
+  a server that still answers with a label that just failed is asked again after a short wait.
 * **Failover**: a query unanswered after ``query_timeout_ms``, or a switch error on the way to the server, marks
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
   announcement, and queued look-ups go to it.
@@ -138,7 +139,7 @@ class RouteServerClient(PathProvider):
         self.leases: list = []
         self.cache: dict[bytes, CacheEntry] = {}
         self.wanted: dict[bytes, int] = {}                  # ip6 -> earliest time to ask
-        self.failed_labels: dict[tuple[bytes, int], int] = {}
+        self.failed_labels: dict[bytes, dict[int, int]] = {}     # ip6 -> {label: avoid until}
         self.pending: dict[bytes, _Pending] = {}
         self.acked: list[_Announced] = []                   # what the server holds since our last reset
         self.announced_peers: dict[int, PeerInfo] = {}      # as of the last acknowledged announcement
@@ -245,9 +246,14 @@ class RouteServerClient(PathProvider):
         e = self.cache.get(ip6)
         if e is not None and (label is None or e.label == label):
             if e.label is not None:
-                self.failed_labels[(ip6, e.label)] = now + self.config.failed_label_hold_ms
+                self._note_failed(ip6, e.label, now)
             del self.cache[ip6]
             self.wanted[ip6] = now
+
+    def _note_failed(self, ip6: bytes, label: int, now: int) -> None:
+        for dst in [d for d, f in self.failed_labels.items() if max(f.values()) <= now]:
+            del self.failed_labels[dst]                                  # forget what expired
+        self.failed_labels.setdefault(ip6, {})[label] = now + self.config.failed_label_hold_ms
 
     def flush_cache(self) -> None:
         self.cache.clear()
@@ -292,8 +298,9 @@ class RouteServerClient(PathProvider):
         asking = {p.target for p in self.pending.values() if p.kind == "gr"}
         for ip6, when in list(self.wanted.items()):
             if when <= now and ip6 not in asking:
+                bad = tuple(sorted(l for l, until in self.failed_labels.get(ip6, {}).items() if until > now))
                 out.append(self._query(server, label, "gr", now, target=ip6,
-                                       query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6)))
+                                       query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6, bad=bad[:16])))
         return out
 
     # -- internals ----------------------------------------------------------------------------------------
@@ -346,7 +353,8 @@ class RouteServerClient(PathProvider):
         txid = kind.encode() + self._txid.to_bytes(4, "big") + os.urandom(2)
         foreign = tuple(M.Address(k, l) for k, l in sorted(self.heard.items()) if k != server) \
             if kind == "ann" else ()
-        q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, foreign=foreign)
+        q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, bad=query.bad,
+                    foreign=foreign)
         self.pending[txid] = _Pending(kind, server, now, target, raw, peers)
         self.counters[f"sent_{kind}"] += 1
         return Outgoing("snode", server, label, M.pack_query(q))
@@ -402,7 +410,7 @@ class RouteServerClient(PathProvider):
             if old is None or old.label is None:
                 self.cache[ip6] = CacheEntry(None, None, now, retry_at=now + self.config.retry_ms)
             return
-        if self.failed_labels.get((ip6, found.label), 0) > now:
+        if self.failed_labels.get(ip6, {}).get(found.label, 0) > now:
             # the server has not heard of the failure yet: ask again shortly
             self.counters["path_still_failed"] += 1
             self.wanted[ip6] = now + self.config.retry_ms

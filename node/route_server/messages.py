@@ -13,6 +13,9 @@ target's key and the label from ``src`` to it.
 
 pktlab additions:
 
+* ``bad`` in ``gr`` queries: labels (u64 BE, 8 bytes each) to that target that just failed for the asking node
+  (a switch error or silence); if the cheapest path still has such a label, the server answers with a path
+  that shares no link with it.
 * ``alt`` in ``ann``/``pn`` replies: [Address] of other route servers of the same Cloud ISP, each with the
   label from the asking node to it (failover candidates).
 * ``frs`` in ``ann``/``pn`` queries: [Address] of route servers the node heard about from its peers (GETSNODE
@@ -64,6 +67,7 @@ class Query:
     ann: bytes = b""                       # ann
     src: bytes = b""                       # gr
     tar: bytes = b""                       # gr
+    bad: tuple = ()                        # gr: labels that failed (ints)
     anns: tuple = ()                       # fwd
     foreign: tuple = ()                    # frs: route servers seen through peers (Address)
 
@@ -121,6 +125,8 @@ def pack_query(q: Query) -> bytes:
         d[b"ann"] = q.ann
     elif q.sq == "gr":
         d[b"src"], d[b"tar"] = q.src, q.tar
+        if q.bad:
+            d[b"bad"] = [struct.pack(">Q", label) for label in q.bad]
     elif q.sq == "fwd":
         d[b"anns"] = list(q.anns)
     if q.foreign:
@@ -143,6 +149,9 @@ def parse_query(data) -> Query:
     elif sq == "gr":
         kw["src"] = _get(d, b"src", bytes, 16)
         kw["tar"] = _get(d, b"tar", bytes, 16)
+        bad = _get(d, b"bad", list, required=False) or []
+        _check(len(bad) <= 16 and all(isinstance(b, bytes) and len(b) == 8 for b in bad), "bad: 8-byte labels")
+        kw["bad"] = tuple(struct.unpack(">Q", b)[0] for b in bad)
     elif sq == "fwd":
         anns = _get(d, b"anns", list)
         _check(len(anns) <= MAX_LIST and all(isinstance(a, bytes) for a in anns), "anns: a list of byte strings")

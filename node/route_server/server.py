@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from node.tun_switch import keys
-from node.tun_switch.labels import EncodingScheme, LabelError, build_label, log2
+from node.tun_switch.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
 from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
                            LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
 from .state_hash import state_hash
@@ -280,14 +280,53 @@ class RouteServer:
                 g.add_edge(ip6, link.peer_ip6, **attrs)
                 g.add_edge(link.peer_ip6, ip6, **attrs)
 
-    def route(self, src_ip6: bytes, dst_ip6: bytes) -> Route | None:
-        """Cheapest path and its label from src to dst, or None if there is none."""
+    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=()) -> Route | None:
+        """Cheapest path and its label from src to dst, or None if there is none. ``bad_labels`` failed for the
+        asker: if the cheapest path shares a link with one of them, the cheapest path that does not is
+        preferred (the server may not know yet which link died)."""
+        route = self._route(src_ip6, dst_ip6)
+        if route is None or not bad_labels:
+            return route
+        avoid = set()
+        for label in bad_labels:
+            path = self.path_of_label(src_ip6, label)
+            if path:
+                avoid |= set(zip(path, path[1:])) | set(zip(path[1:], path))
+        if not avoid & set(zip(route.nodes, route.nodes[1:])):
+            return route
+        other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid))
+        self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
+        return other or route
+
+    def path_of_label(self, src_ip6: bytes, label: int) -> list | None:
+        """The nodes a label leads through from src, by the announced peerNums; None if it leaves what we know."""
+        path, ip6 = [bytes(src_ip6)], bytes(src_ip6)
+        for _ in range(64):
+            node = self.nodes.get(ip6)
+            if node is None or node.scheme is None:
+                return None
+            try:
+                form = node.scheme.form_of(label)
+                if label & mask(form.size) == 1:
+                    return path                                   # the self route: arrived
+                hop = convert_label(node.scheme, (label & mask(form.size)) | (1 << form.size), CANONICAL)
+            except LabelError:
+                return None
+            link = next((l for l in node.links.values() if l.peer_num == hop), None)
+            if link is None:
+                return None
+            label >>= form.size
+            ip6 = link.peer_ip6
+            path.append(ip6)
+        return None
+
+    def _route(self, src_ip6: bytes, dst_ip6: bytes, g: nx.DiGraph | None = None) -> Route | None:
         src_ip6, dst_ip6 = bytes(src_ip6), bytes(dst_ip6)
         if src_ip6 not in self.nodes or dst_ip6 not in self.nodes:
             return None
         if src_ip6 == dst_ip6:
             return Route(1, (src_ip6,), (), 0.0)
-        g = self.graph()
+        g = self.graph() if g is None else g
         try:
             cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="weight")
         except nx.NetworkXNoPath:

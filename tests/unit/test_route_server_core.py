@@ -242,3 +242,24 @@ def test_label_too_long_for_cheapest_path_falls_back_to_shortest_label():
     for name in names:
         rs2.handle_announce(lab.ann(name, T0, skip=("Q1", "S") if name in ("S", "Q1") else ()).raw, T0)
     assert rs2.route(ip(lab, "S"), ip(lab, "D")) is None
+
+
+def test_path_of_label_and_routing_around_a_failed_label():
+    # a ring A-B-C-D-A with mixed widths: the label of every route decodes back to its nodes
+    lab = Lab("ABCD", [(("A", 0), ("B", 40)), (("B", 9), ("C", 2)), (("C", 100), ("D", 3)), (("D", 0), ("A", 7))])
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    for src in "ABCD":
+        for dst in "ABCD":
+            if src != dst:
+                route = rs.route(ip(lab, src), ip(lab, dst))
+                assert rs.path_of_label(ip(lab, src), route.label) == list(route.nodes)
+    assert rs.path_of_label(ip(lab, "A"), 0x1) == [ip(lab, "A")]
+    assert rs.path_of_label(ip(lab, "A"), 0x1d) is None             # interface 6 of A: no such link
+    # A->B direct failed: the answer avoids the A-B link and goes round the ring
+    direct = rs.route(ip(lab, "A"), ip(lab, "B"))
+    assert direct.nodes == (ip(lab, "A"), ip(lab, "B"))
+    around = rs.route(ip(lab, "A"), ip(lab, "B"), bad_labels=[direct.label])
+    assert around.nodes == tuple(ip(lab, n) for n in "ADCB")
+    assert lab.deliver("A", around.label) == "B"
+    assert rs.counters["route_avoiding_failed"] == 1
