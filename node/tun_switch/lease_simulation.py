@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .switch_header import make_traffic_class, priority_of
+from .switch_header import is_customer, make_traffic_class, priority_of
 
 
 @dataclass
@@ -75,7 +75,7 @@ def simulate(datapath, flows, duration_s: float, warmup_s: float = 1.0, tick_s: 
                     r.delivered_bytes += sizes[name]
                 in_sample[name] += sizes[name]
                 r.max_priority_on_wire = max(r.max_priority_on_wire, priority_of(tc))
-                r.customer_on_wire += bool(tc != 0xFFFF and tc & 0x0800)
+                r.customer_on_wire += is_customer(tc)
         if step and step % per_sample == 0:
             for name, b in in_sample.items():
                 results[name].series.append(b * 8 / 1000 / (per_sample * tick_s))

@@ -7,10 +7,12 @@ Ingress, per incoming lease (:class:`LeaseIngress`):
   1. clear-customer-bit: the customer bit is cleared (the lease comes from a peer or a provider);
   2. re-prioritisation against max-priority-bandwidth L (priority x kB/s). A :class:`PriorityMeter` (an IIR
      filter) measures M = priority x kB/s of the lease's traffic that flowed through the device (the caller
-     charges a packet when it is forwarded, see below). While M > L every priority is multiplied by L / M, so
-     the priority-bandwidth that flows is held at L, and the relative priorities inside the lease survive.
-     Priorities are 4-bit integers: the scaled value is rounded by error diffusion (the fractional remainder is
-     carried to the next packet), so the mean priority is exact.
+     charges a packet when it is accepted for forwarding, see lease_datapath.py). Every priority of the lease
+     is multiplied by one scale s <= 1, which moves multiplicatively towards holding M at L (and back to 1 when
+     the lease stays under its limit), so the relative priorities inside the lease survive. Priorities are
+     4-bit integers on the wire: the scaled value is rounded by error diffusion (the fractional remainder is
+     carried to the next packet), so the mean priority is exact; the unrounded value orders the packet at
+     this device's egress.
 
   Why the meter counts forwarded rather than offered traffic: with offered traffic a flood that is 99 % dropped
   downstream would still be charged for all of it, and the outcome would depend on who floods harder. Charging
