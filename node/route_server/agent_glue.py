@@ -130,6 +130,14 @@ class RouteServerGlue:
 
     # -- periodic ---------------------------------------------------------------------------------------
     def tick(self) -> None:
+        # the loop's call_every stops rescheduling a callback that raises: never let a bug end the ticks
+        try:
+            self._tick()
+        except Exception:
+            self.counters["tick_errors"] = self.counters.get("tick_errors", 0) + 1
+            log.exception("route server tick failed")
+
+    def _tick(self) -> None:
         now_ms = self.clock_ms()
         node = self.node
         peers = []

@@ -255,6 +255,10 @@ class RouteServerClient(PathProvider):
             del self.failed_labels[dst]                                  # forget what expired
         self.failed_labels.setdefault(ip6, {})[label] = now + self.config.failed_label_hold_ms
 
+    def replace(self, table) -> None:
+        """The static path table of the control API's set_paths does not apply here."""
+        raise ValueError("this node learns its paths from route servers (config \"route_server\")")
+
     def flush_cache(self) -> None:
         self.cache.clear()
 
