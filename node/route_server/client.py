@@ -43,6 +43,8 @@ from . import messages as M
 from .state_hash import state_hash
 
 SELF_LABEL = 1
+MAX_CACHE = 4096                 # cached paths (and not-found entries); the soonest-expiring go first
+MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
 
 
 @dataclass
@@ -223,6 +225,8 @@ class RouteServerClient(PathProvider):
     # -- path provider ------------------------------------------------------------------------------------
     def lookup(self, ip6):
         ip6 = bytes(ip6)
+        if ip6 == self.identity.ip6:
+            return None
         now = self.clock()
         e = self.cache.get(ip6)
         if e is not None and e.label is not None:
@@ -231,9 +235,12 @@ class RouteServerClient(PathProvider):
                 self.counters["refresh"] += 1
             self.counters["cache_hit"] += 1
             return e.public_key, e.label
-        if ip6 not in self.wanted:
-            self.wanted[ip6] = e.retry_at if e is not None else now
         self.counters["cache_miss"] += 1
+        if ip6 not in self.wanted:
+            if len(self.wanted) >= MAX_WANTED:
+                self.counters["lookup_queue_full"] += 1
+                return None
+            self.wanted[ip6] = e.retry_at if e is not None else now
         return None
 
     def report_failure(self, ip6, label):
@@ -244,11 +251,13 @@ class RouteServerClient(PathProvider):
             self._fail_server(now, "switch_error")
             return
         e = self.cache.get(ip6)
-        if e is not None and (label is None or e.label == label):
-            if e.label is not None:
-                self._note_failed(ip6, e.label, now)
-            del self.cache[ip6]
-            self.wanted[ip6] = now
+        if e is not None and label is not None and e.label not in (None, label):
+            return                                   # already replaced by a newer path
+        failed = label if label is not None else (e.label if e is not None else None)
+        if failed is not None:
+            self._note_failed(ip6, failed, now)
+        self.cache.pop(ip6, None)
+        self.wanted[ip6] = now
 
     def _note_failed(self, ip6: bytes, label: int, now: int) -> None:
         for dst in [d for d, f in self.failed_labels.items() if max(f.values()) <= now]:
@@ -412,7 +421,7 @@ class RouteServerClient(PathProvider):
             self.wanted.pop(ip6, None)
             old = self.cache.get(ip6)
             if old is None or old.label is None:
-                self.cache[ip6] = CacheEntry(None, None, now, retry_at=now + self.config.retry_ms)
+                self._store(ip6, CacheEntry(None, None, now, retry_at=now + self.config.retry_ms))
             return
         if self.failed_labels.get(ip6, {}).get(found.label, 0) > now:
             # the server has not heard of the failure yet: ask again shortly
@@ -420,5 +429,11 @@ class RouteServerClient(PathProvider):
             self.wanted[ip6] = now + self.config.retry_ms
             return
         self.wanted.pop(ip6, None)
-        self.cache[ip6] = CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms)
+        self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms))
         self.counters["path_found"] += 1
+
+    def _store(self, ip6: bytes, entry: CacheEntry) -> None:
+        if ip6 not in self.cache and len(self.cache) >= MAX_CACHE:
+            del self.cache[min(self.cache, key=lambda k: self.cache[k].expires_ms)]
+            self.counters["cache_evicted"] += 1
+        self.cache[ip6] = entry

@@ -279,3 +279,12 @@ def test_service_and_client_survive_arbitrary_messages():
         c.poll()
 
     run()
+
+
+def test_client_bounds_its_lookup_queue_and_ignores_itself():
+    from node.route_server.client import MAX_WANTED
+    c, _ = make_client()
+    assert c.lookup(NODES[0].ip6) is None and NODES[0].ip6 not in c.wanted
+    for i in range(MAX_WANTED + 50):
+        assert c.lookup(b"\xfc" + i.to_bytes(15, "big")) is None
+    assert len(c.wanted) == MAX_WANTED and c.counters["lookup_queue_full"] == 50
