@@ -6,7 +6,8 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 
 * Rejections (:class:`Rejected` with ``reason``): ``malformed``, ``bad_signature``, ``wrong_snode``,
   ``clock_skew`` (|now - timestamp| > 10 s), ``old_timestamp`` (older than the node's newest accepted
-  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``, and for
+  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``,
+  ``too_many_announcements`` (256 kept without a reset), and for
   announcements forwarded by a federated route server ``stale`` (older than the 20-minute window).
 * Federation: ``handle_announce(raw, now, via=ip6)`` accepts an announcement forwarded by the federated route
   server ``via`` (the caller checked that it is a peer); it must be addressed to ``via``, and the clock-skew
@@ -40,6 +41,7 @@ MAX_CLOCKSKEW_MS = 10 * 1000
 SLOT_MS = 10 * 1000
 LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
+MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
 LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
 
 
@@ -137,6 +139,8 @@ class RouteServer:
             base = []
             version = scheme = None
         else:
+            if len(node.announcements) >= MAX_ANNOUNCEMENTS_PER_NODE:
+                raise Rejected("too_many_announcements")
             base = list(node.announcements)
             version, scheme = node.version, node.scheme
         version = ann.protocol_version if ann.protocol_version is not None else version

@@ -263,3 +263,16 @@ def test_path_of_label_and_routing_around_a_failed_label():
     assert around.nodes == tuple(ip(lab, n) for n in "ADCB")
     assert lab.deliver("A", around.label) == "B"
     assert rs.counters["route_avoiding_failed"] == 1
+
+
+def test_announcements_per_node_are_bounded_until_a_reset():
+    from node.route_server.server import MAX_ANNOUNCEMENTS_PER_NODE
+    lab = Lab("AB", [(("A", 0), ("B", 0))])
+    rs = RouteServer(SNODE.ip6)
+    for i in range(MAX_ANNOUNCEMENTS_PER_NODE):
+        rs.handle_announce(lab.ann("A", T0 + i, reset=(i == 0)).raw, T0 + i)
+    with pytest.raises(Rejected) as e:
+        rs.handle_announce(lab.ann("A", T0 + 1000, reset=False).raw, T0 + 1000)
+    assert e.value.reason == "too_many_announcements"
+    rs.handle_announce(lab.ann("A", T0 + 1001, reset=True).raw, T0 + 1001)
+    assert len(rs.nodes[ip(lab, "A")].announcements) == 1
