@@ -145,10 +145,19 @@ def resolve_topology(s: dict, seed: int) -> Topology:
 
 
 def reduce_topology(topo: Topology, size: int) -> Topology:
-    """A connected part of `size` nodes: breadth-first from the best-connected node (deterministic)."""
-    g = topo.graph()
-    if size >= len(g):
+    """A connected part of `size` nodes, breadth-first from the best-connected node (deterministic) inside the
+    densest k-core that still has that many nodes, so the part keeps the mesh's cycles (alternative paths)
+    rather than the tree-like fringe around a gateway."""
+    full = topo.graph()
+    if size >= len(full):
         return topo
+    g = full
+    for k in range(2, 64):
+        core = nx.k_core(full, k)
+        if len(core) < size:
+            break
+        g = core
+    g = g.subgraph(max(nx.connected_components(g), key=len))
     start = max(sorted(g.nodes), key=g.degree)
     keep, queue = [start], deque([start])
     while queue and len(keep) < size:
@@ -539,17 +548,24 @@ def reroute(mesh) -> int:
                 i = mesh.run.state["links"].index(rec)
                 if f.downs(mesh, F._end(rec, i, rec["a"])):
                     down.add(frozenset((rec["a"], rec["b"])))
-    adjacency = {}
+    index = {}
     for n in mesh.topo.nodes:
-        peers = mesh.agent(n).call("peers", timeout=3)["peers"]
-        adjacency[n] = {p["peer_name"]: p["switch_index"] for p in peers
-                        if frozenset((n, p["peer_name"])) not in down}
+        for p in mesh.agent(n).call("peers", timeout=3)["peers"]:
+            index[(n, p["ifname"])] = p["switch_index"]
+    # neighbours in link order, as the mesh built the first tables, so equal-length paths break ties alike
+    adjacency = {n: {} for n in mesh.topo.nodes}
+    for rec in mesh.run.state["links"]:
+        if frozenset((rec["a"], rec["b"])) in down:
+            continue
+        adjacency[rec["a"]][rec["b"]] = index[(rec["a"], rec["a_if"])]
+        adjacency[rec["b"]][rec["a"]] = index[(rec["b"], rec["b_if"])]
     changed = 0
     for n in mesh.topo.nodes:
         old = mesh.agent(n).call("config", timeout=3)["config"]["paths"]
         table = {mesh.ip6(d): {"public_key": mesh.identity(d).pubkey_text, "label": labels.label_text(label)}
                  for d, label in static_paths(adjacency, n).items()}
         changed += sum(1 for ip, e in table.items() if (old.get(ip) or {}).get("label") != e["label"])
+        changed += sum(1 for ip in old if ip not in table)      # destinations no longer reachable
         mesh.agent(n).call("set_paths", paths=table, timeout=3)
     return changed
 
