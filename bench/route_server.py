@@ -12,6 +12,12 @@ the real message layer (`RouteServerService.handle` on bencoded messages):
   no answer: this mesh has hubs with up to 138 links (10-bit directors), and when neither the cheapest path nor
   the path with the shortest label fits the 59 usable label bits, the server answers not_found.
 
+Over the mesh, smaller graph: a 5x5 grid of real data-plane Nodes (node.dataplane: switches, CryptoAuth
+sessions) joined by in-memory links, one route-server node, every node's path provider the route-server client
+(node/route_server/agent_glue.py). Measured: simulated time until every node has a route server and the
+server the whole grid, and the wall-clock round trip of a path query (client -> sessions and switches -> route
+server -> back), p50/p99; baseline in the same run: the same query handled in-process.
+
 Writes bench/results/route_server.json.
 """
 from __future__ import annotations
@@ -185,12 +191,139 @@ def run(graph_path=GRAPH, queries=QUERIES, seed=1):
     }
 
 
+class _Loop:
+    """Just enough event loop for Nodes driven by hand."""
+    def __init__(self):
+        self.now = 100.0
+
+    def clock(self):
+        return self.now
+
+    def add_reader(self, *a):
+        pass
+
+    remove_reader = add_reader
+
+    def call_later(self, *a):
+        return None
+
+    call_at = call_every = call_later
+
+
+class _Link:
+    """An in-memory peer link: packets wait in the shared queue until pumped."""
+    def __init__(self, queue, switch_index, ifname, peer_name, peer_key):
+        from node.link_emulation import LinkEmulator
+        self.queue, self.switch_index, self.ifname, self.peer_name = queue, switch_index, ifname, peer_name
+        self.peer_addr, self.peer_public_key, self.emulator = "fd00::1", peer_key, LinkEmulator()
+        self.rx_packets = self.rx_bytes = self.tx_packets = self.pings_sent = 0
+        self.last_pong = self.rtt_ms = None
+        self.was_up = False
+        self.remote = None
+
+    def send(self, packet):
+        self.tx_packets += 1
+        self.queue.append((*self.remote, packet))
+
+    def counters(self):
+        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
+
+
+def run_mesh(n=5, queries=200, seed=2):
+    """The grid over in-memory links; None when the data plane has no route-server hooks."""
+    from collections import deque
+
+    from node.agent_config import parse_config
+    from node.dataplane import Node
+    from node.route_server.agent_glue import RouteServerGlue, parse_settings
+    if not hasattr(Node, "send_content_to"):
+        return None
+    loop, queue = _Loop(), deque()
+    names = [f"{r}{c}" for r in range(n) for c in range(n)]
+    ids = {name: Identity.from_seed(b"bench-rs-mesh", i) for i, name in enumerate(names)}
+    server = names[len(names) // 2]
+    nodes, glues = {}, {}
+    for name in names:
+        cfg = parse_config({"node": name, "private_key": ids[name].private_key.hex(), "control_socket": "/tmp/x",
+                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []})
+        node = Node(cfg, loop, clock=loop.clock)
+        node.deliver = lambda packet: None
+        nodes[name] = node
+        settings = parse_settings({"serve": name == server, "allowed": [ids[server].pubkey_text],
+                                   "announce_interval_s": 1, "hunt_interval_s": 0.5})
+        glues[name] = RouteServerGlue(node, settings, clock_ms=lambda: T0 + int(loop.now * 1000))
+        glues[name].install(loop)
+    for r in range(n):
+        for c in range(n):
+            for dr, dc, mine, theirs in ((0, 1, 0, 2), (1, 0, 3, 4)):
+                if r + dr < n and c + dc < n:
+                    a, b = f"{r}{c}", f"{r + dr}{c + dc}"
+                    la = _Link(queue, mine, f"to{b}", b, ids[b].public_key)
+                    lb = _Link(queue, theirs, f"to{a}", a, ids[a].public_key)
+                    la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
+                    nodes[a].add_link(la)
+                    nodes[b].add_link(lb)
+
+    def pump():
+        while queue:
+            node, link, packet = queue.popleft()
+            node.receive_from_link(link, packet)
+
+    def step():
+        loop.now += 0.1
+        if int(round(loop.now * 10)) % 10 == 0:
+            for node in nodes.values():
+                node.housekeeping()
+        pump()
+        for g in glues.values():
+            g.tick()
+        pump()
+
+    for node in nodes.values():
+        node.housekeeping()
+    started, status = loop.now, None
+    while loop.now - started < 60:
+        step()
+        status = glues[server].service.status()
+        if status["nodes"] == len(names) and all(g.client.server for g in glues.values()):
+            break
+    converged_s = loop.now - started
+    rng = random.Random(seed)
+    rtt, local, unanswered = [], [], 0
+    for _ in range(queries):
+        a, b = rng.sample([x for x in names if x != server], 2)
+        client = glues[a].client
+        client.flush_cache()
+        client.lookup(ids[b].ip6)
+        t = time.perf_counter()
+        for _ in range(20):
+            glues[a].tick()            # sends the query
+            pump()                     # through the switches and sessions, answered, back
+            if client.lookup(ids[b].ip6) is not None:
+                break
+        else:
+            unanswered += 1
+        rtt.append(time.perf_counter() - t)
+        q = M.pack_query(M.Query("gr", b"x", src=ids[a].ip6, tar=ids[b].ip6))
+        t = time.perf_counter()
+        glues[server].service.handle(q, ids[a].public_key, T0)
+        local.append(time.perf_counter() - t)
+    return {"mesh_nodes": len(names), "mesh_converged_simulated_s": round(converged_s, 1),
+            "mesh_graph_edges": status["edges"], "mesh_queries": queries, "mesh_query_unanswered": unanswered,
+            "mesh_query_rtt_p50_ms": round(pct(rtt, 50) * 1000, 3), "mesh_query_rtt_p99_ms": round(pct(rtt, 99) * 1000, 3),
+            "mesh_query_local_p50_ms": round(pct(local, 50) * 1000, 3),
+            "mesh_query_local_p99_ms": round(pct(local, 99) * 1000, 3)}
+
+
 def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
     t = time.perf_counter()
     r = run()
+    mesh = run_mesh()
+    if mesh:
+        r.update(mesh)
     r["total_s"] = round(time.perf_counter() - t, 1)
     table = Table(title=f"Route server, in-process: {Path(r['graph']).name} ({r['nodes']} nodes, {r['links']} links;"
                         f" graph {r['graph_nodes']} nodes / {r['graph_edges']} directed edges)")
@@ -212,6 +345,24 @@ def main() -> int:
                   "-", f"mean {r['query_mean_hops']} hops")
     table.add_row("no label within 59 bits (hub-heavy paths)", f"{r['query_no_label']}/{r['queries']}", "-", "-")
     Console(width=140).print(table)
+    if mesh:
+        t2 = Table(title=f"Over the mesh: {mesh['mesh_nodes']}-node grid of data-plane Nodes (in-memory links, "
+                         f"CryptoAuth sessions), one route server")
+        for col in ("measurement", "value", "baseline (same run)", "ratio"):
+            t2.add_column(col, justify="left" if col == "measurement" else "right")
+        t2.add_row("converged (server knows all, all nodes use it)", f"{mesh['mesh_converged_simulated_s']} s "
+                   "simulated", "-", "-")
+        t2.add_row("path queries answered", f"{mesh['mesh_queries'] - mesh['mesh_query_unanswered']}/"
+                   f"{mesh['mesh_queries']}", "-", "-")
+        t2.add_row("path query round trip p50", f"{mesh['mesh_query_rtt_p50_ms']:.3f} ms",
+                   f"{mesh['mesh_query_local_p50_ms']:.3f} ms (in-process)",
+                   f"{mesh['mesh_query_rtt_p50_ms'] / mesh['mesh_query_local_p50_ms']:.1f}x")
+        t2.add_row("path query round trip p99", f"{mesh['mesh_query_rtt_p99_ms']:.3f} ms",
+                   f"{mesh['mesh_query_local_p99_ms']:.3f} ms (in-process)",
+                   f"{mesh['mesh_query_rtt_p99_ms'] / mesh['mesh_query_local_p99_ms']:.1f}x")
+        Console(width=140).print(t2)
+    else:
+        print("over-the-mesh part skipped: this data plane has no route-server hooks")
     print(f"setup: identities {r['identity_setup_s']} s, announcements {r['announcement_build_s']} s "
           f"(mean {r['announcement_bytes_mean']} B); total {r['total_s']} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
