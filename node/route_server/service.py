@@ -25,7 +25,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from node.tun_switch import keys
+from node.tun_switch import keys, labels
 from node.tun_switch.labels import LabelError, splice
 from . import messages as M
 from .server import AGREED_TIMEOUT_MS, Rejected, RouteServer
@@ -208,6 +208,18 @@ class RouteServerService:
     def _txid(self, prefix: bytes) -> bytes:
         self._txids += 1
         return prefix + self._txids.to_bytes(4, "big") + os.urandom(2)
+
+    def explain(self, src_ip6: bytes, dst_ip6: bytes) -> dict | None:
+        """The path the server would answer, hop by hop (for demos and `rs_route`), or None."""
+        route = self.core.route(src_ip6, dst_ip6)
+        if route is None:
+            return None
+        hops = []
+        for i, ip6 in enumerate(route.nodes[:-1]):
+            hops.append({"node": keys.ip6_text(ip6), "hop_label": labels.label_text(route.hops[i]),
+                         "next": keys.ip6_text(route.nodes[i + 1])})
+        return {"src": keys.ip6_text(src_ip6), "dst": keys.ip6_text(dst_ip6),
+                "label": labels.label_text(route.label), "cost": route.cost, "hops": hops}
 
     # -- status ------------------------------------------------------------------------------------------
     def _housekeeping(self, now_ms: int) -> None:

@@ -288,3 +288,15 @@ def test_client_bounds_its_lookup_queue_and_ignores_itself():
     for i in range(MAX_WANTED + 50):
         assert c.lookup(b"\xfc" + i.to_bytes(15, "big")) is None
     assert len(c.wanted) == MAX_WANTED and c.counters["lookup_queue_full"] == 50
+
+
+def test_explain_lists_the_hops_of_the_answered_label():
+    from node.tun_switch.labels import label_text, splice_path
+    svc = RouteServerService(RS.public_key)
+    line(svc)
+    e = svc.explain(RS.ip6, RS2.ip6)
+    assert [h["node"] for h in e["hops"]] == [i.ip6_text for i in (RS, NODES[0], NODES[1], NODES[2])]
+    assert e["hops"][-1]["next"] == RS2.ip6_text
+    hop_labels = [int(h["hop_label"].replace(".", ""), 16) for h in e["hops"]]
+    assert label_text(splice_path(hop_labels)) == e["label"]
+    assert svc.explain(RS.ip6, FOREIGN.ip6) is None
