@@ -21,7 +21,8 @@ pktlab additions:
 * ``frs`` in ``ann``/``pn`` queries: [Address] of route servers the node heard about from its peers (GETSNODE
   replies) that it does not use itself, with the label from the node to them. This is how a route server
   learns a first path to the route servers of other Cloud ISPs.
-* Federation between route servers: ``{"sq": "sub"}`` (send me the link state you get) and
+* Federation between route servers: ``{"sq": "sub", "cu": 0|1}`` (send me the link state you get; ``cu`` = 1:
+  first send everything you hold, as after our start; it is renewed every minute) and
   ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to the sender);
   replies carry ``recvTime`` and, for ``fwd``, ``acc`` (how many were accepted).
 
@@ -70,6 +71,7 @@ class Query:
     bad: tuple = ()                        # gr: labels that failed (ints)
     anns: tuple = ()                       # fwd
     foreign: tuple = ()                    # frs: route servers seen through peers (Address)
+    catch_up: bool = False                 # sub: send everything held first
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ def pack_query(q: Query) -> bytes:
             d[b"bad"] = [struct.pack(">Q", label) for label in q.bad]
     elif q.sq == "fwd":
         d[b"anns"] = list(q.anns)
+    elif q.sq == "sub":
+        d[b"cu"] = int(q.catch_up)
     if q.foreign:
         d[b"frs"] = [a.pack() for a in q.foreign]
     return bencode.encode(d)
@@ -156,6 +160,8 @@ def parse_query(data) -> Query:
         anns = _get(d, b"anns", list)
         _check(len(anns) <= MAX_LIST and all(isinstance(a, bytes) for a in anns), "anns: a list of byte strings")
         kw["anns"] = tuple(anns)
+    elif sq == "sub":
+        kw["catch_up"] = bool(_get(d, b"cu", int, required=False))
     return Query(sq, txid, version, foreign=_addresses(d, b"frs"), **kw)
 
 

@@ -31,6 +31,7 @@ from . import messages as M
 from .server import AGREED_TIMEOUT_MS, Rejected, RouteServer
 
 SUBSCRIBE_RETRY_MS = 5000
+SUBSCRIBE_REFRESH_MS = 60_000     # renewed, so a peer that restarted (and forgot us) forwards again
 EXPIRE_EVERY_MS = 10_000
 FORWARD_BATCH_BYTES = 16 * 1024
 MAX_QUEUED_FORWARDS = 10_000
@@ -101,7 +102,7 @@ class RouteServerService:
             self.counters["rejected_not_federated"] += 1
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_federated"))
         if q.sq == "sub":
-            if not peer.interested:
+            if q.catch_up or not peer.interested:
                 peer.interested = True
                 peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements
                               if a.snode_ip == self.ip6]
@@ -187,9 +188,11 @@ class RouteServerService:
             label = self._route_label(peer)
             if label is None:
                 continue
-            if not peer.subscribed and now_ms - peer.last_sub_ms >= SUBSCRIBE_RETRY_MS:
+            since = now_ms - peer.last_sub_ms
+            if (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS:
                 peer.last_sub_ms = now_ms
-                out.append((peer.public_key, label, M.pack_query(M.Query("sub", self._txid(b"sub")))))
+                sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
+                out.append((peer.public_key, label, M.pack_query(sub)))
             while peer.interested and peer.queue:
                 batch, size = [], 0
                 while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:

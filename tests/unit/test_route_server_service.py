@@ -300,3 +300,33 @@ def test_explain_lists_the_hops_of_the_answered_label():
     hop_labels = [int(h["hop_label"].replace(".", ""), 16) for h in e["hops"]]
     assert label_text(splice_path(hop_labels)) == e["label"]
     assert svc.explain(RS.ip6, FOREIGN.ip6) is None
+
+
+def test_federation_recovers_when_either_side_restarts():
+    a = RouteServerService(RS.public_key, federation=[FOREIGN.public_key])
+    b = RouteServerService(FOREIGN.public_key, federation=[RS.public_key])
+    line(a)
+    a.peers[FOREIGN.ip6].heard_label = 0x15
+
+    def exchange(src, dst, now):
+        """Deliver src's outbox to dst and the replies back; returns the fwd batches delivered."""
+        fwds = 0
+        for key, _, payload in src.take_outbox(now):
+            fwds += M.parse_query(payload).sq == "fwd"
+            reply = dst.handle(payload, src.public_key, now, path=0x17)
+            if reply is not None:
+                src.handle(reply, dst.public_key, now)
+        return fwds
+
+    exchange(a, b, T0)                                       # a subscribes to b (with catch-up)
+    exchange(b, a, T0)                                       # b subscribes to a: a queues its five announcements
+    exchange(a, b, T0)
+    assert len(b.core.nodes) == 5
+    # b restarts and forgets everything (a still thinks b is subscribed to it)
+    b = RouteServerService(FOREIGN.public_key, federation=[RS.public_key])
+    later = T0 + 61_000
+    assert exchange(a, b, later) == 0                        # a renews its subscription: b learns a path to a
+    assert b.peers[RS.ip6].heard_label == 0x17
+    exchange(b, a, later)                                    # b's first sub asks for a catch-up ...
+    assert exchange(a, b, later) >= 1                        # ... of the announcements a already held
+    assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
