@@ -1,0 +1,202 @@
+"""pytest plugin: a running pktlab mesh as the `mesh` fixture.
+
+    @pytest.mark.mesh("grid:3x3", scope="module", seed=7)
+    def test_reroute(mesh):
+        f = mesh.fault("link-down r1c1--r1c2")
+        assert mesh.ping("r1c1", "r1c2") is None
+        mesh.heal(f)
+        mesh.wait_until(lambda: mesh.ping("r1c1", "r1c2"), within=10)
+
+The topology is the marker's first argument (generator string, bundled name or file) or, with
+`@pytest.mark.parametrize("mesh", ["line:3", "ring:4"], indirect=True)`, the parameter (a string, or a dict with
+spec/scope/seed/wait). `scope` is function (default), class, module or session: tests in that scope with the
+same topology and seed share one mesh; faults a test leaves behind are healed after it. On a test failure the
+report gets the merged per-node agent logs and the run's event log.
+
+Load it with `-p testbed.pytest_plugin` or `pytest_plugins = ["testbed.pytest_plugin"]` (or the entry point).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+SCOPES = ("function", "class", "module", "session")
+LOG_TAIL = 300        # lines of merged agent log attached to a failure report
+EVENT_TAIL = 200
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mesh(spec, scope='function', seed=None, wait=60): the topology of the "
+                                       "`mesh` fixture (testbed.pytest_plugin)")
+
+
+class MeshHandle:
+    """What a test gets: the verbs, plus the underlying testbed.mesh.Mesh as `.mesh` (and its attributes)."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+
+    def __getattr__(self, name):
+        return getattr(self.mesh, name)
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.mesh.topo.nodes)
+
+    def ping(self, a: str, b: str, count: int = 1, timeout: float = 2.0) -> float | None:
+        """End-to-end RTT (ms) from a to b over the fc00::/8 addresses, or None."""
+        return self.mesh.ping(a, b, count=count, timeout=timeout)
+
+    def exec(self, node: str, command, timeout: float = 60.0):
+        return self.mesh.exec(node, command, timeout=timeout)
+
+    def iperf(self, a: str, b: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201) -> float | None:
+        """TCP throughput from a to b (bit/s) with iperf3."""
+        from testbed.faults import iperf
+        return iperf(self.mesh, a, b, seconds=seconds, reverse=reverse, port=port)
+
+    def fault(self, spec, check: bool = True):
+        """Apply a fault (`"loss n1--n2 10%"` or a dict); with check it is measured to take effect."""
+        from testbed.faults import apply_fault
+        return apply_fault(self.mesh, spec, check=check)
+
+    def heal(self, fault=None, check: bool = True):
+        """Heal one fault (the object or its id) or all of them."""
+        from testbed.faults import heal
+        fault_id = getattr(fault, "id", fault)
+        return heal(self.mesh, fault_id, check=check)
+
+    def faults(self):
+        from testbed.faults import active_faults
+        return active_faults(self.mesh)
+
+    def wait_until(self, predicate, within: float = 10.0, interval: float = 0.2, message: str = ""):
+        """Poll predicate until it returns something true (returned) or `within` seconds pass (AssertionError)."""
+        deadline = time.monotonic() + within
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(message or f"condition not met within {within:g} s")
+            time.sleep(interval)
+
+
+def _options(request) -> dict:
+    opts = {"spec": None, "scope": "function", "seed": None, "wait": 60.0}
+    marker = request.node.get_closest_marker("mesh")
+    if marker is not None:
+        if marker.args:
+            opts["spec"] = marker.args[0]
+        opts.update({k: v for k, v in marker.kwargs.items() if k in opts})
+    param = getattr(request, "param", None)
+    if isinstance(param, dict):
+        opts.update({k: v for k, v in param.items() if k in opts})
+    elif param is not None:
+        opts["spec"] = param
+    if not opts["spec"]:
+        raise pytest.UsageError(f"{request.node.nodeid}: the mesh fixture needs a topology: "
+                                '@pytest.mark.mesh("grid:3x3") or indirect parametrization')
+    if opts["scope"] not in SCOPES:
+        raise pytest.UsageError(f"mesh scope {opts['scope']!r}: one of {', '.join(SCOPES)}")
+    return opts
+
+
+def _scope_node(request, scope):
+    item = request.node
+    if scope == "function":
+        return item
+    if scope == "session":
+        return item.session
+    kind = pytest.Class if scope == "class" else pytest.Module
+    return item.getparent(kind) or item.getparent(pytest.Module) or item.session
+
+
+@pytest.fixture
+def mesh(request):
+    if os.geteuid() != 0:
+        pytest.skip("the mesh fixture needs root (network namespaces)")
+    from testbed.mesh import Mesh
+    opts = _options(request)
+    owner = _scope_node(request, opts["scope"])
+    cache = request.config.__dict__.setdefault("_pktlab_meshes", {})
+    key = (owner.nodeid, str(opts["spec"]), opts["seed"])
+    handle = cache.get(key)
+    if handle is None:
+        handle = MeshHandle(Mesh.up(opts["spec"], seed=opts["seed"], wait=float(opts["wait"])))
+        cache[key] = handle
+
+        def down():
+            cache.pop(key, None)
+            handle.mesh.down()
+        if owner is request.node:
+            request.addfinalizer(down)
+        else:
+            owner.addfinalizer(down)
+    request.node._pktlab_mesh = handle
+    yield handle
+    if owner is not request.node and key in cache:
+        # a shared mesh: the next test starts without this test's faults
+        from testbed.faults import FaultError, heal
+        try:
+            heal(handle.mesh, check=False)
+        except (FaultError, OSError):
+            pass
+
+
+# -- failure reports ----------------------------------------------------------------------------------------
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
+
+
+def merged_agent_logs(run, tail: int | None = LOG_TAIL) -> str:
+    """Every node's agent log, lines prefixed with the node and ordered by their timestamp."""
+    lines = []
+    nodes_dir = run.path("nodes")
+    if not nodes_dir.is_dir():
+        return ""
+    for node_dir in sorted(nodes_dir.iterdir()):
+        for name in ("agent.log", "agent.stderr"):
+            path = node_dir / name
+            if not path.is_file():
+                continue
+            last = ""
+            with open(path, errors="replace") as f:
+                for line in f:
+                    m = _STAMP.match(line)
+                    last = m.group(1) if m else last        # continuation lines keep their entry's time
+                    lines.append((last, node_dir.name, line.rstrip("\n")))
+    lines.sort(key=lambda x: x[0])
+    if tail:
+        lines = lines[-tail:]
+    return "\n".join(f"{node:>8} | {text}" for _, node, text in lines)
+
+
+def event_log_text(run, tail: int | None = EVENT_TAIL) -> str:
+    path = run.path("events.jsonl")
+    if not path.is_file():
+        return ""
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    return "\n".join(lines[-tail:] if tail else lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    handle = getattr(item, "_pktlab_mesh", None)
+    if handle is None or not rep.failed or rep.when == "teardown":
+        return
+    run = handle.mesh.run
+    try:
+        logs = merged_agent_logs(run)
+        events = event_log_text(run)
+    except OSError as e:
+        rep.sections.append(("pktlab", f"could not read the run's logs in {run.dir}: {e}"))
+        return
+    rep.sections.append((f"pktlab agent logs (run {run.name}, last {LOG_TAIL} lines, {run.dir}/nodes/*/)", logs))
+    rep.sections.append((f"pktlab events ({run.dir}/events.jsonl)", events or "(no events)"))
