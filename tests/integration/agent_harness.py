@@ -129,7 +129,7 @@ class Mesh:
                 "link_emulation": node.link_emulation}
 
     # -- agents ---------------------------------------------------------------------------------------------
-    def start(self, nodes=None, timeout=15.0):
+    def start(self, nodes=None, timeout=30.0):
         nodes = self.nodes if nodes is None else nodes
         for node in nodes:
             self.start_agent(node, wait=False)
@@ -146,7 +146,7 @@ class Mesh:
         if wait:
             self.wait_healthy(node, require_peers=require_peers)
 
-    def wait_healthy(self, node, timeout=15.0, require_peers=True):
+    def wait_healthy(self, node, timeout=30.0, require_peers=True):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:

@@ -33,7 +33,7 @@ def mesh(tmp_path):
         m.cleanup()
 
 
-def ping6(mesh, src, dst, count=3, interval=0.2, size=56, wait=3):
+def ping6(mesh, src, dst, count=3, interval=0.2, size=56, wait=5):
     r = mesh.run(src, "ping", "-6", "-c", str(count), "-i", str(interval), "-s", str(size), "-W", str(wait),
                  dst.ip6, timeout=count * (interval + wait) + 10)
     m = re.search(r"(\d+) received", r.stdout)
@@ -42,10 +42,10 @@ def ping6(mesh, src, dst, count=3, interval=0.2, size=56, wait=3):
     return received, float(rtt.group(1)) if rtt else None
 
 
-def wait_reachable(mesh, src, dst, timeout=15):
+def wait_reachable(mesh, src, dst, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ping6(mesh, src, dst, count=1, wait=1)[0] == 1:
+        if ping6(mesh, src, dst, count=1, wait=2)[0] == 1:
             return True
     return False
 
@@ -183,6 +183,7 @@ def test_malformed_packets_are_counted_and_forwarding_continues(mesh):
     assert drops.get("session_unknown_handle", 0) >= 1
     assert sum(v for k, v in drops.items() if k.startswith("session_") and k != "session_unknown_handle") >= 1
     assert mesh.client(b).call("status")["healthy"]
+    assert wait_reachable(mesh, a, c)
     assert ping6(mesh, a, c, count=3)[0] == 3
 
 
@@ -212,7 +213,7 @@ def test_link_emulation_through_control_api_bites_and_is_removable(mesh):
     assert mesh.client(a).call("counters")["interfaces"]["l1a"]["emulation"]["lost"] >= 3
     mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
     received, rtt = ping6(mesh, a, b, count=5)
-    assert received == 5 and rtt < base + 50
+    assert received == 5 and rtt < delayed - 50
     assert mesh.client(a).call("peers")["peers"][0]["link_emulation"]["delay_s"] == 0
 
 
@@ -248,6 +249,7 @@ def test_switch_error_from_a_dead_hop_is_counted_and_reported(mesh):
     assert counters["path_failures"].get(c.ip6, 0) >= 2
     # putting the right path back restores traffic
     mesh.client(a).call("set_paths", paths=json.loads(open(a.config_path).read())["paths"])
+    assert wait_reachable(mesh, a, c)
     assert ping6(mesh, a, c, count=2)[0] == 2
 
 
@@ -303,7 +305,7 @@ def test_rate_and_corruption_emulation(mesh):
     mesh.client(a).call("set_link", ifname="l1a", rate_bps=20e6)
     limited = iperf3(mesh, b, a, seconds=3)
     print(f"unlimited {full:.0f} Mbit/s, rate 20 Mbit/s -> {limited:.1f} Mbit/s")
-    assert 5 < limited < 24 and full > 3 * limited
+    assert 2 < limited < 24 and full > 2 * limited
     mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
     # corruption is caught by the end-to-end authentication at the receiver and counted
     # (a flipped bit in a field nobody checks, e.g. the congestion bits, passes: so allow a few through)
@@ -317,6 +319,7 @@ def test_rate_and_corruption_emulation(mesh):
         dropped += sum(v for k, v in counters["switch"].items() if k.startswith("drop"))
     assert dropped >= 7
     mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
+    assert wait_reachable(mesh, a, b)
     assert ping6(mesh, a, b, count=3)[0] == 3
 
 
