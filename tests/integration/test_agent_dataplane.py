@@ -195,8 +195,8 @@ def test_restarted_agent_with_same_identity_restores_connectivity(mesh):
     assert ping6(mesh, a, c, count=2, wait=1)[0] == 0
     mesh.start_agent(c)
     # traffic from the surviving side alone must recover (its old session is stale)
-    assert wait_reachable(mesh, a, c, timeout=20)
-    assert wait_reachable(mesh, c, a, timeout=10)
+    assert wait_reachable(mesh, a, c, timeout=30)
+    assert wait_reachable(mesh, c, a, timeout=20)
     assert mesh.client(c).call("sessions")["sessions"][0]["established"]
 
 
