@@ -322,6 +322,10 @@ class Session:
         if her_temp == bytes(32):
             raise CryptoAuthError("wiseguy", "zero temporary key")
         if her_temp == self.her_temp_pk:
+            # a repeat of the Hello we answer: cjdns keeps the session and delivers the content while it has
+            # not seen data yet (RECEIVED_HELLO / SENT_KEY); past that it is a stale duplicate
+            if self.next_nonce in (State.RECEIVED_HELLO, State.SENT_KEY) and not self.is_established:
+                return content
             raise CryptoAuthError("duplicate_hello")
         if self.next_nonce == State.SENT_HELLO and not self.is_established:
             # crossing Hellos: the lower permanent key gives in

@@ -215,9 +215,6 @@ def test_keepalive_answers_a_silent_receiver():
     assert a.counters["sessions_reset"] == 0     # b's keepalives count as answers
 
 
-@pytest.mark.xfail(reason="node.tun_switch.cryptoauth rejects a RepeatHello that carries the same temporary key "
-                          "as duplicate_hello; cjdns only drops a repeated Hello (nonce 0). A burst sent before "
-                          "the Key comes back then loses all but its first packet.", strict=False)
 def test_burst_of_packets_before_the_key_arrives_is_delivered():
     wire, loop, (a, b) = build_line(2)
     for i in range(5):
