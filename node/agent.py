@@ -22,6 +22,7 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
 """
 
 import logging
+import os
 import signal
 import sys
 
@@ -29,6 +30,7 @@ from node.agent_config import ConfigError, load_config
 from node.control_api import CommandError, ControlServer
 from node.dataplane import Node
 from node.event_loop import EventLoop
+from node.netns import in_netns
 from node.tun_switch import keys
 
 log = logging.getLogger("node.agent")
@@ -42,6 +44,7 @@ class Agent:
         self.loop = loop or EventLoop()
         self.node = Node(config, self.loop)
         self.control = None
+        self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
 
     def start(self):
         self.node.start()
@@ -125,37 +128,109 @@ class Agent:
 
     def cmd_shutdown(self, req, respond):
         respond({"shutting_down": True})
-        self.loop.call_later(0, self.stop)
+        self.loop.call_later(0, self.on_shutdown, self)
         return None
+
+
+USAGE = """usage: python -m node.agent CONFIG.json
+       python -m node.agent --netns NSPATH CONFIG.json [--netns NSPATH CONFIG.json ...]
+
+The second form hosts several nodes in one process on one event loop: each node's TUN device and sockets are made
+inside its network namespace (NSPATH, e.g. /proc/PID/ns/net), so big meshes do not need a Python process per node."""
+
+
+def parse_args(argv):
+    """[(netns path or None, config path)]; a host of several nodes needs a namespace for each."""
+    specs, netns, i = [], None, 0
+    while i < len(argv):
+        if argv[i] == "--netns":
+            if i + 1 >= len(argv):
+                raise ValueError("--netns needs a path")
+            netns, i = argv[i + 1], i + 2
+            continue
+        specs.append((netns, argv[i]))
+        netns, i = None, i + 1
+    if not specs or netns is not None:
+        raise ValueError("give one CONFIG.json, or --netns NSPATH before each CONFIG.json")
+    if len(specs) > 1 and any(ns is None for ns, _ in specs):
+        raise ValueError("a host of several nodes needs --netns NSPATH before each CONFIG.json")
+    return specs
+
+
+class AgentHost:
+    """The agents of one process. `shutdown` of one node closes just that node; the loop ends with the last."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.agents = []
+
+    def add(self, config, netns=None):
+        agent = Agent(config, self.loop)
+        agent.on_shutdown = self.remove
+        try:
+            if netns is None:
+                agent.start()
+            else:
+                fd = os.open(netns, os.O_RDONLY)
+                try:
+                    with in_netns(fd):
+                        agent.start()
+                finally:
+                    os.close(fd)
+        except Exception:
+            agent.close()
+            raise
+        self.agents.append(agent)
+        return agent
+
+    def remove(self, agent):
+        agent.close()
+        self.agents.remove(agent)
+        log.info("node %s stopped", agent.config.node)
+        if not self.agents:
+            self.loop.stop()
+
+    def close(self):
+        for agent in self.agents:
+            agent.close()
+            log.info("node %s stopped", agent.config.node)
+        self.agents.clear()
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m node.agent CONFIG.json", file=sys.stderr)
-        return 2
     try:
-        config = load_config(argv[0])
-    except ConfigError as e:
-        print(f"node agent: bad config: {e}", file=sys.stderr)
+        specs = parse_args(argv)
+    except ValueError as e:
+        print(f"node agent: {e}\n{USAGE}", file=sys.stderr)
         return 2
-    logging.basicConfig(filename=config.log_file, level=logging.INFO,
+    configs = []
+    for netns, path in specs:
+        try:
+            configs.append((netns, load_config(path)))
+        except ConfigError as e:
+            print(f"node agent: bad config: {e}", file=sys.stderr)
+            return 2
+    # one log file per process: the first node's (its messages name the node where it matters)
+    logging.basicConfig(filename=configs[0][1].log_file, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = Agent(config)
-    try:
-        agent.start()
-    except Exception as e:
-        log.exception("node %s failed to start", config.node)
-        print(f"node agent {config.node}: cannot start: {e}", file=sys.stderr)
-        agent.close()
-        return 1
+    loop = EventLoop()
+    host = AgentHost(loop)
+    for netns, config in configs:
+        try:
+            host.add(config, netns)
+        except Exception as e:
+            log.exception("node %s failed to start", config.node)
+            print(f"node agent {config.node}: cannot start: {e}", file=sys.stderr)
+            host.close()
+            return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop())
+        signal.signal(sig, lambda *_: loop.stop())
     try:
-        agent.run()
+        loop.call_every(0.25, lambda: None)  # a short tick: signal handlers only set a flag the loop must see
+        loop.run()
     finally:
-        agent.close()
-        log.info("node %s stopped", config.node)
+        host.close()
     return 0
 
 

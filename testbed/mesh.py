@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -34,6 +35,8 @@ from testbed.topology import Topology, load, save
 
 AGENT_UDP_PORT = 7100
 FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
+SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
+MAX_AGENT_PROCESSES = 32  # bigger meshes share this many multi-node agent hosts
 REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on small ones)
 
 
@@ -61,7 +64,8 @@ class Mesh:
     # -- life cycle -------------------------------------------------------------------------------------------
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
-           progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None) -> "Mesh":
+           progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
+           agents_per_process: int | None = None) -> "Mesh":
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             topo.validate(allow_disconnected)
@@ -81,7 +85,7 @@ class Mesh:
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
-                    mesh._start_agents(progress)
+                    mesh._start_agents(progress, agents_per_process)
                     mesh._start_monitor()
                     mesh._wait_reachable(progress, wait)
                 run.state["status"] = "ready"
@@ -157,42 +161,69 @@ class Mesh:
                           "paths": paths, "link_emulation": emulation}
         return configs
 
-    def _start_agents(self, progress) -> None:
+    def _start_agents(self, progress, per_process: int | None) -> None:
         configs = self._agent_configs()
         self.run.state["addresses"] = {n: Identity.from_private_key(c["private_key"]).ip6_text
                                        for n, c in configs.items()}
-        for i, (n, cfg) in enumerate(configs.items(), 1):
-            self.start_agent(n, cfg)
-            if i % 16 == 0 or i == len(configs):
-                progress("agents", i, len(configs))
+        for n, cfg in configs.items():
+            with open(self.run.path("nodes", n, "agent.json"), "w") as f:
+                json.dump(cfg, f, indent=1)
+        nodes = list(configs)
+        if per_process is None:  # a Python process per node up to a point, then a bounded number of hosts
+            per_process = 1 if len(nodes) <= SOLO_AGENTS_UP_TO else math.ceil(len(nodes) / MAX_AGENT_PROCESSES)
+        for i in range(0, len(nodes), per_process):
+            self.start_agents(nodes[i:i + per_process])
+            progress("agents", min(i + per_process, len(nodes)), len(nodes))
         self.run.save()
-        deadline = time.monotonic() + 30
+        wait = 30 + 0.2 * len(nodes)
+        deadline = time.monotonic() + wait
         pending = set(configs)
         while pending:
             for n in list(pending):
                 if self._agent_healthy(n):
                     pending.discard(n)
             if pending and time.monotonic() > deadline:
-                raise RunError(f"agents not healthy after 30 s: {', '.join(sorted(pending)[:10])} "
+                raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
                                f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
             time.sleep(0.05)
             progress("agents ready", len(configs) - len(pending), len(configs))
 
-    def start_agent(self, node: str, config: dict | None = None) -> int:
-        """Start (or restart) a node's agent with its config; same identity every time."""
-        path = self.run.path("nodes", node, "agent.json")
-        if config is not None:
-            with open(path, "w") as f:
-                json.dump(config, f, indent=1)
-        log = open(self.run.path("nodes", node, "agent.stderr"), "ab")
-        proc = exec_in(self.run, node, [sys.executable, "-m", "node.agent", str(path)],
-                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    def start_agent(self, node: str) -> int:
+        """Start (or restart) a node's agent from its config, in a process of its own; same identity every time."""
+        return self.start_agents([node])
+
+    def start_agents(self, nodes: list[str]) -> int:
+        """One agent process for these nodes: inside the namespace for one node, a multi-node host for several."""
+        configs = [str(self.run.path("nodes", n, "agent.json")) for n in nodes]
+        log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
+        io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        if len(nodes) == 1:
+            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
+        else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
+            argv = [sys.executable, "-m", "node.agent"]
+            for n, cfg in zip(nodes, configs):
+                argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
+            proc = subprocess.Popen(argv, env=dict(os.environ, **{runs.TAG_VAR: self.run.id}), **io)
         log.close()
-        self.run.state["agents"][node] = {"pid": proc.pid, "start": runs.proc_start_time(proc.pid)}
+        start = runs.proc_start_time(proc.pid)
+        for n in nodes:
+            self.run.state["agents"][n] = {"pid": proc.pid, "start": start}
         return proc.pid
 
+    def _shares_process(self, node: str) -> bool:
+        pid = self.run.state["agents"].get(node, {}).get("pid")
+        return sum(rec["pid"] == pid for rec in self.run.state["agents"].values()) > 1
+
     def stop_agent(self, node: str, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop a node's agent; a node hosted with others is shut down alone through its control socket."""
         rec = self.run.state["agents"].get(node)
+        if rec and self._shares_process(node):
+            try:
+                self.agent(node).call("shutdown", timeout=timeout)
+            except (OSError, AgentError, ValueError):
+                pass
+            self.run.state["agents"][node] = {"pid": 0, "start": None}
+            return
         if rec and runs.alive(rec["pid"], rec["start"]):
             os.kill(rec["pid"], sig)
             deadline = time.monotonic() + timeout

@@ -6,13 +6,11 @@ pyroute2 compiles each *kind* of message once (`IPBatch`) and we stamp the per-i
 number) into copies of those bytes; a whole namespace's configuration then goes to the kernel in a few `send` calls
 on one raw netlink socket, and the acknowledgements are read back in bulk.
 
-`in_netns(fd)` switches only the calling thread, so sockets made inside stay bound to that namespace after we
-switch back: the orchestrator can hold one socket per node without forking a process per namespace.
+`in_netns(fd)` (node/netns.py) switches only the calling thread, so sockets made inside stay bound to that namespace
+after we switch back: the orchestrator can hold one socket per node without forking a process per namespace.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
 import socket
@@ -20,7 +18,8 @@ import struct
 
 from pyroute2 import IPBatch
 
-CLONE_NEWNET = 0x40000000
+from node.netns import in_netns  # noqa: F401 (re-exported: the backend and faults enter namespaces with it)
+
 NETLINK_CAP_ACK = 10  # acks carry only the request header, not the whole request
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -30,29 +29,6 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 IFLA_IFNAME = 3
 _PLACEHOLDER6 = "fd00:5eed:5eed:5eed:5eed:5eed:5eed:5eed"
 CHUNK = 32 * 1024  # bytes per send: well under the default socket buffers
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def in_netns(fd: int):
-    """Run the body in the network namespace `fd` (this thread only), always switching back."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        setns(fd)
-        try:
-            yield
-        finally:
-            setns(home)
-    finally:
-        os.close(home)
-
 
 def netlink_socket() -> socket.socket:
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
