@@ -189,7 +189,9 @@ def cmd_ping(args):
             raise runs.RunError(f"run {mesh.run.name} has no node {n!r}")
     rtt = mesh.ping(args.a, args.b, count=args.count)
     if rtt is None:
-        out.print(f"[red]{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply[/]")
+        import networkx as nx
+        why = "" if nx.has_path(mesh.topo.graph(), args.a, args.b) else " (they are in different components of the topology)"
+        out.print(f"[red]{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply{why}[/]")
         sys.exit(1)
     out.print(f"{args.a} -> {args.b} ({mesh.ip6(args.b)}): rtt {rtt:.3f} ms")
 
