@@ -1,0 +1,49 @@
+"""Every bundled scenario passes on real namespaces (or is skipped for a capability the agents do not have yet,
+with the reason); the slow ones are marked slow. A scenario that does not hold fails (the runner can fail)."""
+import os
+
+import pytest
+
+from testbed import scenario as S
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
+
+SLOW = {"lossy-long-rtt", "freifunk-ulm", "node-crash-restart"}
+NEEDS = {"route-server-crash": "route-servers", "congestion-priorities": "leases"}
+
+
+def params():
+    out = []
+    for path in S.bundled():
+        marks = [pytest.mark.slow] if path.stem in SLOW else []
+        out.append(pytest.param(path.stem, marks=marks, id=path.stem))
+    return out
+
+
+def test_library_has_the_required_scenarios():
+    names = {p.stem for p in S.bundled()}
+    assert len(names) >= 8
+    assert {"link-flap", "partition-heal", "route-server-crash", "node-crash-restart", "byzantine-malformed",
+            "lossy-long-rtt", "congestion-priorities", "freifunk-ulm"} <= names
+
+
+@pytest.mark.parametrize("name", params())
+def test_scenario_passes(name):
+    result = S.Runner(name).run()
+    detail = "\n".join(f"{c.at:6.1f} {'ok' if c.ok else 'FAIL'} {c.name}: {c.message}" for c in result.checks)
+    if result.status == "skipped":
+        missing = S.capabilities().get(NEEDS.get(name, ""))
+        assert missing and result.reason == missing, result.reason     # skipped only for a missing capability
+        pytest.skip(result.reason)
+    assert result.status == "passed", f"{result.status} {result.reason}\n{detail}"
+    assert result.checks and all(c.ok for c in result.checks)
+    assert not os.path.exists(result.run_dir)                         # the mesh is gone
+
+
+def test_a_failing_assertion_fails_the_scenario():
+    scenario = {"name": "must-fail", "topology": "line:2", "seed": 3,
+                "timeline": [{"at": 0, "fault": "link-down n1--n2"},
+                             {"at": 0, "expect": {"reachable": {"from": "n1", "to": "n2"}, "within": 1}}]}
+    result = S.Runner(scenario).run()
+    assert result.status == "failed"
+    assert [c.ok for c in result.checks] == [True, False]
