@@ -5,8 +5,6 @@ mesh per topology. Run as root: `.venv/bin/pytest tests/integration/test_example
 """
 import pytest
 
-pytest_plugins = ["testbed.pytest_plugin"]
-
 
 @pytest.mark.mesh("line:3,rate=10mbit", scope="module", seed=5)
 def test_ping_and_exec(mesh):
