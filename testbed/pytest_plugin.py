@@ -13,7 +13,7 @@ spec/scope/seed/wait). `scope` is function (default), class, module or session: 
 same topology and seed share one mesh; faults a test leaves behind are healed after it. On a test failure the
 report gets the merged per-node agent logs and the run's event log.
 
-Load it with `-p testbed.pytest_plugin` or `pytest_plugins = ["testbed.pytest_plugin"]` (or the entry point).
+The package registers it as the `pktlab` pytest11 entry point, so any pytest of the project's venv has it.
 """
 from __future__ import annotations
 

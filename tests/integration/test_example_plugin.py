@@ -1,6 +1,7 @@
 """How to test against pktlab with the `mesh` fixture (testbed.pytest_plugin): only the public fixture is used.
 
-The three tests of the first group share one 3-node line (module scope); the parametrized test gets a fresh
+The plugin is registered as the `pktlab` pytest11 entry point, so the fixture is there in any test run with the
+project's venv. The three tests of the first group share one 3-node line (module scope); the parametrized test gets a fresh
 mesh per topology. Run as root: `.venv/bin/pytest tests/integration/test_example_plugin.py`.
 """
 import pytest
