@@ -114,9 +114,12 @@ class Fault:
         raise NotImplementedError
 
     def describe(self) -> str:
-        params = {k: v for k, v in self.params().items()}
-        extra = " ".join(f"{k}={v}" for k, v in params.items() if v not in (None, ""))
-        return f"{self.kind} {self.target()}" + (f" {extra}" if extra else "")
+        """The fault as one parses it back: `delay n1--n2 20ms jitter=5ms`."""
+        params = self.params()
+        main = params.pop(self.MAIN, None) if self.MAIN else None
+        words = [self.kind, self.target()] + ([str(main)] if main not in (None, "") else [])
+        words += [f"{k}={v}" for k, v in params.items() if v not in (None, "")]
+        return " ".join(words)
 
     def params(self) -> dict:
         skip = {"id", "state", "link", "node", "groups"}

@@ -373,14 +373,21 @@ class Runner:
     def _later(self, t) -> None:
         def go():
             time.sleep(max(0.0, float(body.get("at", 0)) - self.now()))
-            if "iperf" in t:
-                bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 3)),
-                              port=int(body.get("port", 5202)))
-                self.log.append("traffic", body["from"], None, kind="iperf", to=body["to"], bits_per_second=bps)
-            else:
-                r = self.mesh.exec(body["node"], body["run"], timeout=float(body.get("timeout", 60)))
-                self.log.append("traffic", body["node"], None, kind="command", run=body["run"],
-                                returncode=r.returncode)
+            try:
+                if "iperf" in t:
+                    bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 3)),
+                                  port=int(body.get("port", 5202)))
+                    self.log.append("traffic", body["from"], None, type="iperf", to=body["to"],
+                                    bits_per_second=bps)
+                    self._record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, F._mbit(bps))
+                else:
+                    r = self.mesh.exec(body["node"], body["run"], timeout=float(body.get("timeout", 60)))
+                    self.log.append("traffic", body["node"], None, type="command", run=body["run"],
+                                    returncode=r.returncode)
+                    self._record(f"traffic command on {body['node']}", r.returncode == 0 or not body.get("check", True),
+                                 f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[-200:]}")
+            except Exception as e:      # a traffic thread must report, not die silently
+                self._record(f"traffic {t}", False, f"{type(e).__name__}: {e}")
         body = t.get("iperf") or t.get("command")
         th = threading.Thread(target=go, daemon=True)
         th.start()

@@ -47,3 +47,17 @@ def test_a_failing_assertion_fails_the_scenario():
     result = S.Runner(scenario).run()
     assert result.status == "failed"
     assert [c.ok for c in result.checks] == [True, False]
+
+
+def test_background_traffic_and_commands():
+    scenario = {"name": "traffic", "topology": "line:2,rate=10mbit", "seed": 2,
+                "traffic": [{"iperf": {"from": "n1", "to": "n2", "at": 0, "seconds": 2}},
+                            {"command": {"node": "n2", "run": "ip -6 -o addr show dev tun0", "at": 0}}],
+                "timeline": [{"at": 0, "action": {"node": "n1", "run": "test -e /proc/net/if_inet6"}}],
+                "duration": 1}
+    result = S.Runner(scenario).run()
+    checks = {c.name: c for c in result.checks}
+    assert result.status == "passed", result.checks
+    assert 8 < float(checks["traffic iperf n1->n2"].message.split()[0]) < 10.5      # Mbit/s over the 10mbit link
+    assert "fc" in checks["traffic command on n2"].message
+    assert checks["command on n1"].ok
