@@ -117,6 +117,7 @@ class RouteServerGlue:
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
+        self.closed = False
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0}
 
@@ -129,7 +130,13 @@ class RouteServerGlue:
         loop.call_every(TICK_S, self.tick)
 
     # -- periodic ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """The node is closing (an agent host may close one node of a shared loop): stop working."""
+        self.closed = True
+
     def tick(self) -> None:
+        if self.closed:
+            return
         # the loop's call_every stops rescheduling a callback that raises: never let a bug end the ticks
         try:
             self._tick()
