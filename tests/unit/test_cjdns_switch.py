@@ -2,7 +2,7 @@
 import random
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from node.tun_switch import control
 from node.tun_switch import switch_header as SH
@@ -134,6 +134,7 @@ iface_ids = st.integers(0, 256).filter(lambda i: i != 1)
 
 @given(st.lists(st.tuples(iface_ids, iface_ids).filter(lambda t: t[0] != t[1]), min_size=1, max_size=6),
        iface_ids, iface_ids)
+@example(middle=[(0, 33)] * 5, first_out=0, last_in=33)  # wide return directors use up the label shift
 def test_random_chains_deliver_and_return(middle, first_out, last_in):
     """A chain of nodes; middle nodes enter on t[0] and leave on t[1]; build_label re-encodes as needed."""
     ports = [(None, first_out)] + middle + [(last_in, None)]
@@ -144,7 +145,7 @@ def test_random_chains_deliver_and_return(middle, first_out, last_in):
         label, _ = build_label(hops)
     except LabelTooLong:
         assume(False)
-    node, pkt = net.run(0, SwitchHeader(label).pack() + b"x")
+    node, pkt = net.run(0, SwitchHeader(label).pack() + b"xxxx")  # long enough to be quoted in an error
     if node == "dropped":
         # wide return directors can use up the 64 bits of label shift before the packet arrives
         at, packet, src = pkt
@@ -160,7 +161,7 @@ def test_random_chains_deliver_and_return(middle, first_out, last_in):
         return
     assert node == len(ports) - 1
     back = bit_reverse64(SwitchHeader.unpack(pkt).label)
-    node, pkt = net.run(node, SwitchHeader(back).pack() + b"y")
+    node, pkt = net.run(node, SwitchHeader(back).pack() + b"yyyy")
     assert node == 0
 
 
