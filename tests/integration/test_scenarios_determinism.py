@@ -46,7 +46,7 @@ def test_reduced_import_is_connected_with_cycles():
 RANDOM_SCENARIO = {"name": "random-choice", "topology": "ring:5", "seed": 9,
                    "timeline": [{"at": 0, "fault": "link-down {random_link}", "name": "x"},
                                 {"at": 0, "heal": "x"},
-                                {"at": 0, "fault": "crash {random_node}", "name": "y"},
+                                {"at": 0, "fault": "pause {random_node}", "name": "y"},
                                 {"at": 0, "heal": "y"}]}
 
 
