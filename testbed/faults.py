@@ -553,6 +553,8 @@ class Crash(NodeFault):
     kind: ClassVar[str] = "crash"
 
     def apply(self, mesh) -> None:
+        # SIGKILL of the node's own agent process; a node sharing a multi-node agent host (meshes over 60
+        # nodes) is shut down alone through its control socket instead (Mesh.stop_agent does that)
         _check_node(mesh, self.node)
         self.state["pid"] = mesh.run.state["agents"].get(self.node, {}).get("pid")
         mesh.stop_agent(self.node, signal.SIGKILL, timeout=5)
@@ -606,6 +608,10 @@ class Pause(NodeFault):
         rec = mesh.run.state["agents"].get(_check_node(mesh, self.node))
         if not rec or not runs.alive(rec["pid"], rec.get("start")):
             raise FaultError(f"pause {self.node}: no running agent")
+        sharing = [n for n, r in mesh.run.state["agents"].items() if r.get("pid") == rec["pid"] and n != self.node]
+        if sharing:      # big meshes host several nodes per agent process: SIGSTOP would freeze them all
+            raise FaultError(f"pause {self.node}: its agent process also hosts {', '.join(sharing[:5])}; "
+                             "pause needs one process per node (meshes up to 60 nodes, or agents_per_process=1)")
         return rec["pid"]
 
     def apply(self, mesh) -> None:
