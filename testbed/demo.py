@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from node.tun_switch import labels
+from testbed import faults, scenario
 from testbed.backends.netns import exec_in
 from testbed.cli import _Bars
 from testbed.mesh import Mesh
@@ -59,6 +62,60 @@ def iperf(mesh: Mesh, src: str, dst: str, seconds: int = 3) -> float:
         srv.wait()
 
 
+def path_table(mesh: Mesh, src: str, dst: str) -> Table:
+    t = Table("hop", "node", "leaves by", "label on arrival", title=f"{src} -> {dst}")
+    for i, (node, ifname, label) in enumerate(mesh.route(src, dst), 1):
+        t.add_row(str(i), node, ifname, labels.label_text(label))
+    t.add_row("", dst, "(its router: label 0000.0000.0000.0001)", "")
+    return t
+
+
+def link_fault(mesh: Mesh) -> None:
+    """Take down a link on the path between two nodes that have another way round, measure the outage of a
+    10 pings/s probe, let the path move, heal."""
+    g = mesh.topo.graph()
+    bridges = {frozenset(e) for e in nx.bridges(g)}
+    candidates = []
+    for a, b in ((a, b) for a in g for b in g if a < b):
+        hops = mesh.route(a, b)
+        nodes = [h[0] for h in hops] + [b]
+        spare = [(x, y) for x, y in zip(nodes, nodes[1:]) if frozenset((x, y)) not in bridges]
+        if spare:
+            candidates.append((len(hops), a, b, spare[0]))
+    if not candidates:
+        console.print("   (this topology has no link with a way round it)")
+        return
+    _, src, dst, (x, y) = max(candidates)
+    probe = exec_in(mesh.run, src, ["ping", "-6", "-n", "-D", "-i", "0.1", "-w", "12", mesh.ip6(dst)],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(2)
+    before = [h[0] for h in mesh.route(src, dst)] + [dst]
+    fault = faults.apply_fault(mesh, f"link-down {x}--{y}", check=False)
+    console.print(f"   probe {src} -> {dst} on {' -> '.join(before)}; link {x}--{y} down ({fault.id})")
+    deadline = time.monotonic() + 5  # give the mesh's own failover a chance first
+    while time.monotonic() < deadline and frozenset((x, y)) in _links_on(mesh, src, dst):
+        time.sleep(0.2)
+    if frozenset((x, y)) in _links_on(mesh, src, dst):
+        moved = scenario.reroute(mesh)
+        console.print(f"   the orchestrator recomputed the paths around the down link ({moved} entries changed)")
+    after = [h[0] for h in mesh.route(src, dst)] + [dst]
+    console.print(f"   new path: {' -> '.join(after)}")
+    out, _ = probe.communicate()
+    times = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)]
+    gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    console.print(f"   outage (longest gap between replies): [bold]{gap:.2f} s[/]; "
+                  f"{sent.group(1)} probes sent, {sent.group(2)} answered" if sent else f"   outage {gap:.2f} s")
+    faults.heal(mesh, fault.id, check=False)
+    scenario.reroute(mesh)
+    console.print(f"   healed: {x}--{y} up again, {src} -> {dst} rtt {mesh.ping(src, dst):.2f} ms")
+
+
+def _links_on(mesh: Mesh, src: str, dst: str) -> set:
+    nodes = [h[0] for h in mesh.route(src, dst)] + [dst]
+    return {frozenset(p) for p in zip(nodes, nodes[1:])}
+
+
 def main() -> int:
     if os.geteuid() != 0:
         console.print("the demo needs root: sudo make demo")
@@ -90,13 +147,19 @@ def main() -> int:
         console.print(f"4. iperf3 TCP from {src} to {dst} ({hops} hops, through the agents, encrypted end to end)")
         console.print(f"   {iperf(mesh, src, dst):.1f} Mbit/s")
 
+        console.print(f"5. the path {src} uses for {dst}, decoded hop by hop from its switch label:")
+        console.print(path_table(mesh, src, dst))
+
         png = OUT / "topology.png"
         save(mesh.topo, png)
-        console.print(f"5. topology drawn to {png}")
+        console.print(f"6. topology drawn to {png}")
+
+        console.print("7. a fault: a link on the active path goes down under a running ping")
+        link_fault(mesh)
     finally:
         t0 = time.monotonic()
         mesh.down()
-        console.print(f"6. pktlab down: everything removed in {time.monotonic() - t0:.2f} s")
+        console.print(f"8. pktlab down: everything removed in {time.monotonic() - t0:.2f} s")
     return 0
 
 

@@ -247,6 +247,40 @@ class Mesh:
     def ip6(self, node: str) -> str:
         return self.run.state["addresses"][node]
 
+    def label(self, src: str, dst: str) -> int | None:
+        """The switch label src uses for dst now: its live session's, else the one in its path table."""
+        want = self.ip6(dst)
+        try:
+            for sess in self.agent(src).call("sessions", timeout=3)["sessions"]:
+                if sess["ip6"] == want and sess.get("label"):
+                    return labels.parse_label_text(sess["label"])
+        except (OSError, AgentError, ValueError, KeyError):
+            pass
+        entry = json.loads(self.run.path("nodes", src, "agent.json").read_text())["paths"].get(want)
+        return labels.parse_label_text(entry["label"]) if entry else None
+
+    def route(self, src: str, dst: str) -> list[tuple[str, str, int]]:
+        """The hops src's label for dst takes: [(node, interface it leaves by, remaining label)], read by decoding
+        one V358 director per hop against each node's switch interfaces, as the switches do."""
+        label = self.label(src, dst)
+        if label is None:
+            return []
+        ports = {}
+        for n in self.topo.nodes:
+            cfg = json.loads(self.run.path("nodes", n, "agent.json").read_text())
+            ports[n] = {p["switch_index"]: (p["ifname"], p["peer_name"]) for p in cfg["peers"]}
+        hops, node = [], src
+        while label != 1 and len(hops) <= len(self.topo.nodes):
+            bits = labels.bits_for_label(label)
+            index = labels.decompress(label, bits)
+            if index not in ports[node]:
+                break  # a label through a missing interface: the switch would answer MALFORMED_ADDRESS
+            ifname, peer = ports[node][index]
+            hops.append((node, ifname, label))
+            label >>= bits
+            node = peer
+        return hops
+
     # -- using the mesh ---------------------------------------------------------------------------------------
     def exec(self, node: str, command: str | list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
