@@ -6,6 +6,7 @@ run in a child process, is the pure-Python path (PKTLAB_NO_ACCEL=1); validation 
 reference C figure of the issue (0.4 ms per validation on one core). Writes bench/results/packetcrypt.json.
 """
 from __future__ import annotations
+from testbed.paths import VECTORS
 
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-VECTORS = Path("/work/shared/spec/vectors/public.json")
+VECTORS = VECTORS
 RESULTS = Path(__file__).resolve().parent / "results" / "packetcrypt.json"
 C_VALIDATION_MS = 0.4            # reference C validator, one core (issue 4)
 POOL_ANN_BITS = 0x20020000       # pool default announcement target (work 127)

@@ -21,6 +21,7 @@ server -> back), p50/p99; baseline in the same run: the same query handled in-pr
 Writes bench/results/route_server.json.
 """
 from __future__ import annotations
+from testbed.paths import MESHNET_LAB
 
 import json
 import random
@@ -40,7 +41,7 @@ from node.tun_switch.labels import V358, one_hop_label
 from node.tun_switch.switch import Switch
 from node.tun_switch.switch_header import SwitchHeader
 
-GRAPH = Path("/work/shared/data/meshnet-lab/freifunk/freifunk-aachen.json")
+GRAPH = MESHNET_LAB / "freifunk" / "freifunk-aachen.json"
 RESULTS = Path(__file__).resolve().parent / "results" / "route_server.json"
 T0 = 1_700_000_000_000
 QUERIES = 1000

@@ -1,18 +1,18 @@
 """A real community mesh (Freifunk Ulm, 217 nodes, from meshnet-lab) comes up with agents, and goes away cleanly."""
 import json
 import os
-from pathlib import Path
 
 import networkx as nx
 import pytest
 
 from testbed.mesh import Mesh
+from testbed.paths import MESHNET_LAB
 
 from .leaks import assert_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 
-ULM = Path(__file__).resolve().parents[2].parent / "shared/data/meshnet-lab/freifunk/freifunk-ulm.json"
+ULM = MESHNET_LAB / "freifunk" / "freifunk-ulm.json"
 
 
 @pytest.mark.skipif(not ULM.exists(), reason="meshnet-lab data not beside the checkout")

@@ -1,4 +1,5 @@
 """Every cjdns.* vector of the shared public vector file passes through node.tun_switch.vectors."""
+from testbed.paths import VECTORS
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from node.conformance import Mismatch, run_vector
 from node.tun_switch import vectors
 
-PUBLIC = Path("/work/shared/spec/vectors/public.json")
+PUBLIC = VECTORS
 ALL = json.loads(PUBLIC.read_text())["vectors"] if PUBLIC.exists() else []
 CJDNS = [v for v in ALL if v["kind"].startswith("cjdns.")]
 

@@ -1,5 +1,6 @@
 """Announcement tree: public vectors (root, R, the C reference's compressed proofs), proof round trips,
 tamper detection, commitment encoding."""
+from testbed.paths import VECTORS
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from node.chain.packetcrypt import ann_tree as t
 from node.chain.packetcrypt.hashing import h32
 from node.chain.packetcrypt.vectors import check_ann_tree
 
-VECTORS = [v for v in json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+VECTORS = [v for v in json.loads(VECTORS.read_text())["vectors"]
            if v["kind"] == "packetcrypt.ann_tree"]
 
 

@@ -1,5 +1,6 @@
 """Announcements: public vectors (real mainnet and synthetic, valid and tampered), the format, mining then
 validating (fast mode; faithful full-size mining is marked slow), rejection reasons, byte-flip tamper checks."""
+from testbed.paths import VECTORS
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from node.chain.packetcrypt import announcement as A
 from node.chain.packetcrypt.hashing import h32
 from node.chain.packetcrypt.vectors import check_announcement
 
-ALL = json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+ALL = json.loads(VECTORS.read_text())["vectors"]
 VECTORS = [v for v in ALL if v["kind"] in ("packetcrypt.synthetic_announcement", "packetcrypt.real_announcement",
                                            "packetcrypt.real_announcement_tampered")]
 PARENT = h32(b"test parent block")

@@ -1,5 +1,6 @@
 """Block PacketCrypt: public pc-hash vectors, the PacketCryptProof codec, and mining then validating whole block
 proofs (fast-mode announcements on testbed rules) with every rejection rule exercised."""
+from testbed.paths import VECTORS
 import json
 import struct
 from pathlib import Path
@@ -15,7 +16,7 @@ from node.chain.packetcrypt.ann_tree import CoinbaseCommitment
 from node.chain.packetcrypt.hashing import h32
 from node.chain.packetcrypt.vectors import check_block_pc_hash
 
-VECTORS = [v for v in json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+VECTORS = [v for v in json.loads(VECTORS.read_text())["vectors"]
            if v["kind"] == "packetcrypt.block_pc_hash"]
 CHAIN = [h32(b"block %d" % i) for i in range(40)]
 HEIGHT = 12

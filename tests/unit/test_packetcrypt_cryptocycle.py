@@ -1,4 +1,5 @@
 """CryptoCycle: public vectors, RFC 8439 equivalence, the AEAD-length wrap-around, decrypt, smul and final."""
+from testbed.paths import VECTORS
 import json
 import struct
 from pathlib import Path
@@ -13,7 +14,7 @@ from node.chain.packetcrypt import cryptocycle as cc
 from node.chain.packetcrypt.hashing import chacha20_stream, h32
 from node.chain.packetcrypt.vectors import check_cryptocycle
 
-VECTORS = [v for v in json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+VECTORS = [v for v in json.loads(VECTORS.read_text())["vectors"]
            if v["kind"] == "packetcrypt.cryptocycle"]
 
 

@@ -1,4 +1,5 @@
 """Difficulty arithmetic: public vectors, the reference's worked examples, compact encoding properties."""
+from testbed.paths import VECTORS
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from hypothesis import given, strategies as st
 from node.chain.packetcrypt import difficulty as d
 from node.chain.packetcrypt.vectors import check_difficulty
 
-VECTORS = [v for v in json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+VECTORS = [v for v in json.loads(VECTORS.read_text())["vectors"]
            if v["kind"] == "packetcrypt.difficulty"]
 
 

@@ -1,4 +1,5 @@
 """PacketCrypt hash primitives: BLAKE2b sizes and the ChaCha20 `expand` generator."""
+from testbed.paths import VECTORS
 import json
 import struct
 from pathlib import Path
@@ -7,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from node.chain.packetcrypt.hashing import chacha20_stream, expand, h32, h64
 
-VECTORS = Path("/work/shared/spec/vectors/public.json")
+VECTORS = VECTORS
 
 
 def test_h64_is_blake2b_512_rfc7693():

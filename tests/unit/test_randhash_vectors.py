@@ -1,4 +1,5 @@
 """RandGen/RandHash public vectors, on the pure-Python path and (when built) the C accelerator."""
+from testbed.paths import VECTORS
 import copy
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ from node.conformance import Mismatch
 
 KINDS = ("packetcrypt.randgen", "packetcrypt.randhash_program", "packetcrypt.randhash_opcode",
          "packetcrypt.randhash_mkitem2")
-VECTORS = [v for v in json.loads(Path("/work/shared/spec/vectors/public.json").read_text())["vectors"]
+VECTORS = [v for v in json.loads(VECTORS.read_text())["vectors"]
            if v["kind"] in KINDS]
 PATHS = [False] + ([True] if randhash.accel_available() else [])
 

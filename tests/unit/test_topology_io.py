@@ -1,5 +1,6 @@
 """Import and export: every meshnet-lab file, GraphML/GML round trips and foreign files, dot, PNG."""
 
+from testbed.paths import MESHNET_LAB
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from testbed import topology_io
 from testbed.topology import TopologyError, load, save
 
-MESHNET = Path("/work/shared/data/meshnet-lab")
+MESHNET = MESHNET_LAB
 MESHNET_FILES = sorted(MESHNET.glob("*/*.json"))
 
 

@@ -1,5 +1,6 @@
 """The topology model: units, the native file format, validation (one test per error class), round trips."""
 
+from testbed.paths import MESHNET_LAB
 import json
 import textwrap
 
@@ -167,7 +168,7 @@ def test_schema_is_valid_and_accepts_bundled_examples():
     for path in BUNDLED_DIR.glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     jsonschema.validate(small().to_dict(), schema)
-    for spec in ("multi-isp:3,3", "geometric:10,0.5,loss=1%", "/work/shared/data/meshnet-lab/freifunk/freifunk-ulm.json"):
+    for spec in ("multi-isp:3,3", "geometric:10,0.5,loss=1%", str(MESHNET_LAB / "freifunk" / "freifunk-ulm.json")):
         jsonschema.validate(load(spec).to_dict(), schema)
 
 
