@@ -102,6 +102,11 @@ class Node:
         self.tun = None
         self.deliver = None          # writes one rebuilt IPv6 packet to the TUN (set by start())
         self._pings = {}
+        # Hooks for other planes (the route-server glue): handlers for session content types >= 256 (256 =
+        # route server messages), and a hook for switch control messages the data plane does not handle
+        # itself (GETSNODE, RPATH); it returns True when it took the message.
+        self.content_handlers = {}
+        self.control_hook = None
         self._ping_id = self.rng.randrange(1, 0xFFFF)
         self._ping_seq = 0
 
@@ -184,6 +189,18 @@ class Node:
         d.tx_packets += 1
         d.last_tx = now
         self._switch_out(ROUTER, out)
+
+    def send_content_to(self, public_key, label, content_type, payload):
+        """Session content of another type (256: route server messages) to a key, on the given label."""
+        d = self.dests_by_key.get(public_key)
+        if d is None:
+            ip6 = keys.address_for_key(public_key)
+            d = Destination(ip6, public_key, label)
+            self.dests[ip6] = d
+            self.dests_by_key[public_key] = d
+        elif label and d.label != label:
+            d.set_label(label)
+        self._send_content(d, pack_data_header(content_type) + payload, self.clock())
 
     def _send_content(self, d, content, now):
         """Send session content (b"" = a bare handshake or keepalive) to a destination."""
@@ -314,7 +331,11 @@ class Node:
             self.drop("bad_data_header")
             return
         if content_type >= 256:
-            self.drop("unsupported_content_type")
+            handler = self.content_handlers.get(content_type)
+            if handler is None:
+                self.drop("unsupported_content_type")
+            else:
+                handler(d, payload)
             return
         if content_type == ICMPV6 and self._pings and len(payload) >= 8 and payload[0] == 129:
             if self._pong(payload, now):
@@ -356,6 +377,8 @@ class Node:
             back = labels.bit_reverse64(_be64.unpack_from(packet)[0])
             reply = SwitchHeader(label=back).pack() + control.frame(msg.reply(PROTOCOL_VERSION))
             self._switch_out(ROUTER, reply)
+            return
+        if self.control_hook is not None and self.control_hook(msg, packet):
             return
         self.drop("control_ignored")
 

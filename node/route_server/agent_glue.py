@@ -125,9 +125,20 @@ class RouteServerGlue:
     def install(self, loop) -> None:
         """Become the node's path provider and message handler; tick on the loop."""
         self.node.paths = self.client
-        self.node.content_handlers[CJDHT] = self.on_content
-        self.node.control_hook = self.on_control
+        self.node.content_handlers[CJDHT] = self._guarded(self.on_content)
+        self.node.control_hook = self._guarded(self.on_control)
         loop.call_every(TICK_S, self.tick)
+
+    def _guarded(self, fn):
+        """A bug here must cost one message, not the rest of the data plane's read batch."""
+        def call(*args):
+            try:
+                return fn(*args)
+            except Exception:
+                self.counters["handler_errors"] = self.counters.get("handler_errors", 0) + 1
+                log.exception("route server message handler failed")
+                return True
+        return call
 
     # -- periodic ---------------------------------------------------------------------------------------
     def close(self) -> None:

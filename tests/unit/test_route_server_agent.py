@@ -1,0 +1,194 @@
+"""Route servers inside real data-plane Nodes (no root): route server messages travel in CryptoAuth sessions
+(content type 256) over in-memory links, GETSNODE/RPATH as switch control messages; the nodes' path provider is
+the route-server client, and IPv6 packets between all nodes get through on the labels it learns."""
+import struct
+from collections import deque
+
+from node.agent_config import parse_config
+from node.dataplane import Node
+from node.link_emulation import LinkEmulator
+from node.route_server.agent_glue import CJDHT, RouteServerGlue, parse_settings
+from node.tun_switch import keys, labels
+
+T0 = 1_700_000_000_000
+
+
+class FakeLoop:
+    def __init__(self):
+        self.now = 100.0
+
+    def clock(self):
+        return self.now
+
+    def add_reader(self, *a):
+        pass
+
+    def remove_reader(self, *a):
+        pass
+
+    def call_later(self, *a):
+        return None
+
+    call_at = call_every = call_later
+
+
+class Wire:
+    def __init__(self):
+        self.queue = deque()
+        self.cut = set()                    # (node name, ifname) whose packets are lost
+
+    def pump(self, limit=100_000):
+        n = 0
+        while self.queue and n < limit:
+            node, link, packet = self.queue.popleft()
+            node.receive_from_link(link, packet)
+            n += 1
+
+
+class FakeLink:
+    def __init__(self, wire, owner, switch_index, ifname, peer_name, peer_key):
+        self.wire, self.owner = wire, owner
+        self.switch_index, self.ifname, self.peer_name = switch_index, ifname, peer_name
+        self.peer_addr = "fd00::1"
+        self.peer_public_key = peer_key
+        self.emulator = LinkEmulator()
+        self.rx_packets = self.rx_bytes = self.tx_packets = 0
+        self.last_pong = self.rtt_ms = None
+        self.was_up = False
+        self.pings_sent = 0
+        self.remote = None
+
+    def send(self, packet):
+        self.tx_packets += 1
+        if (self.owner, self.ifname) not in self.wire.cut:
+            self.wire.queue.append((*self.remote, packet))
+
+    def counters(self):
+        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
+
+
+def build_grid(n=3, servers=("11",), fast=True):
+    wire, loop = Wire(), FakeLoop()
+    names = [f"{r}{c}" for r in range(n) for c in range(n)]
+    idents = {name: keys.Identity.from_seed(b"rs-agent", i) for i, name in enumerate(names)}
+    server_keys = [idents[s].pubkey_text for s in servers]
+    nodes, glues = {}, {}
+    for name in names:
+        cfg = parse_config({"node": name, "private_key": idents[name].private_key.hex(), "control_socket": "/tmp/x",
+                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []})
+        node = Node(cfg, loop, clock=loop.clock)
+        node.delivered = []
+        node.deliver = node.delivered.append
+        nodes[name] = node
+        settings = parse_settings({"serve": name in servers, "allowed": server_keys,
+                                   "federation": [k for k in server_keys if k != idents[name].pubkey_text],
+                                   "announce_interval_s": 1, "hunt_interval_s": 0.5, "query_timeout_s": 1})
+        glue = RouteServerGlue(node, settings, clock_ms=lambda: T0 + int(loop.now * 1000))
+        glue.install(loop)
+        glues[name] = glue
+    # interfaces 0 east, 2 west, 3 south, 4 north
+    for r in range(n):
+        for c in range(n):
+            for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)):
+                if r + dr < n and c + dc < n:
+                    a, b = f"{r}{c}", f"{r + dr}{c + dc}"
+                    la = FakeLink(wire, a, mine, f"to{b}", b, idents[b].public_key)
+                    lb = FakeLink(wire, b, theirs, f"to{a}", a, idents[a].public_key)
+                    la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
+                    nodes[a].add_link(la)
+                    nodes[b].add_link(lb)
+    return wire, loop, nodes, glues
+
+
+def step(wire, loop, nodes, glues, seconds, dt=0.1):
+    for _ in range(int(round(seconds / dt))):
+        loop.now += dt
+        for node in nodes.values():
+            if int(loop.now * 10) % 10 == 0:
+                node.housekeeping()             # link pings once a second
+        wire.pump()
+        for glue in glues.values():
+            glue.tick()
+        wire.pump()
+
+
+def ip6_packet(src, dst, payload, next_header=17):
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), next_header, 64, src.ip6, dst.ip6) + payload
+
+
+def test_all_pairs_reach_each_other_on_route_server_paths():
+    wire, loop, nodes, glues = build_grid()
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, 6)
+    server = glues["11"].service
+    assert server.status()["nodes"] == 9 and server.status()["edges"] == 24
+    names = sorted(nodes)
+    # like an application that retries: the first packet to a new destination starts the look-up (it is
+    # dropped as no_path), later ones start the session (crossing handshakes may cost a packet or two)
+    for _ in range(4):
+        for a in names:
+            for b in names:
+                if a != b:
+                    nodes[a].send_ip6(ip6_packet(nodes[a].identity, nodes[b].identity, f"{a}>{b}".encode()))
+        step(wire, loop, nodes, glues, 1)
+    for b in names:
+        got = {p[40:].decode() for p in nodes[b].delivered}
+        want = {f"{a}>{b}" for a in names if a != b}
+        assert want <= got, (b, sorted(want - got))
+    for name, glue in glues.items():
+        c = glue.client
+        assert c.server == nodes["11"].identity.public_key, name
+        assert c.counters["ann_accepted"] >= 1
+        if name != "11":
+            assert glue.counters["messages_in"] >= 1               # replies came back inside sessions
+    assert glues["11"].counters["getsnode_answered"] >= 4
+    assert all(len(g.their_labels) == len(nodes[n].links) for n, g in glues.items())
+    assert all(n.drops.get("no_path", 0) <= len(names) - 1 for n in nodes.values())
+
+
+def test_bad_route_server_content_is_counted_not_fatal():
+    wire, loop, nodes, glues = build_grid()
+    step(wire, loop, nodes, glues, 4)
+    rs = nodes["11"].identity.public_key
+    label = glues["00"].client.candidates[rs].label
+    nodes["00"].send_content_to(rs, label, CJDHT, b"\x00not bencode")
+    step(wire, loop, nodes, glues, 0.5)
+    assert glues["11"].counters["bad_messages"] >= 1
+    assert glues["11"].service.counters["bad_message"] == 0        # rejected before the service
+    # still serving
+    before = glues["11"].service.counters["query_ann"]
+    step(wire, loop, nodes, glues, 2)
+    assert glues["11"].service.counters["query_ann"] > before
+
+
+def test_flow_moves_to_a_new_path_when_a_link_on_it_dies_silently():
+    wire, loop, nodes, glues = build_grid()
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, 5)
+    src, dst = nodes["00"], nodes["22"]
+    got = []
+    dst.deliver = got.append
+
+    def send(seconds):
+        for _ in range(int(seconds * 10)):
+            src.send_ip6(ip6_packet(src.identity, dst.identity, b"%.1f" % loop.now))
+            step(wire, loop, nodes, glues, 0.1)
+    send(2)
+    assert got, "no traffic before the cut"
+    label = src.dests[dst.ip6].label
+    # find the first link of the path and cut it both ways (packets vanish, no switch error)
+    first = labels.decompress(label, labels.bits_for_label(label))
+    assert first in src.links
+    peer = src.links[first].peer_name
+    wire.cut |= {("00", src.links[first].ifname), (peer, "to00")}
+    cut_at = loop.now
+    before = len(got)
+    send(10)
+    assert len(got) > before, "the flow never recovered"
+    first_after = float(got[before][40:])
+    print(f"outage after a silent link cut: {first_after - cut_at:.1f} s (simulated)")
+    assert src.dests[dst.ip6].label != label
+    assert first_after - cut_at < 4.0
+    assert glues["00"].counters["silent_paths_reported"] >= 1
