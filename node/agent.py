@@ -19,6 +19,11 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
   set_paths paths={ip6: {"public_key": "....k", "label": "xxxx.xxxx.xxxx.xxxx"}}   replace the path table
   ping      dest, [timeout_s=3], [size=56]    ICMPv6 echo through the mesh -> reachable, rtt_ms
   shutdown                        answer, then stop like SIGTERM
+  leases                          (nodes with "leases" in the config) leases per link, interface table, virtual
+                                  routers, ingress meters and scales, egress schedulers (sent, queued, drops by
+                                  reason), signed-request counters, the HTB plan per paced link
+  lease_config request="<JSON>"   a signed lease configuration request (node/tun_switch/config_request.py);
+                                  the answer is {"ok": true, "lease": ...} or {"ok": false, "error": CODE, ...}
 """
 
 import logging
@@ -30,6 +35,7 @@ from node.agent_config import ConfigError, load_config
 from node.control_api import CommandError, ControlServer
 from node.dataplane import Node
 from node.event_loop import EventLoop
+from node.lease_plane import LeasePlane
 from node.netns import in_netns
 from node.tun_switch import keys
 
@@ -43,11 +49,15 @@ class Agent:
         self.config = config
         self.loop = loop or EventLoop()
         self.node = Node(config, self.loop)
+        self.lease_plane = None      # the PKT lease rules, when the config has "leases"
         self.control = None
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
 
     def start(self):
         self.node.start()
+        if self.config.leases is not None:
+            self.lease_plane = LeasePlane(self.node, self.config.leases)
+            self.lease_plane.start()
         self.control = ControlServer(self.config.control_socket, self.loop, self.handlers())
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
                  self.node.identity.pubkey_text, len(self.node.links))
@@ -55,7 +65,8 @@ class Agent:
     def handlers(self):
         return {"status": self.cmd_status, "peers": self.cmd_peers, "sessions": self.cmd_sessions,
                 "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
-                "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown}
+                "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
+                "leases": self.cmd_leases, "lease_config": self.cmd_lease_config}
 
     def run(self):
         # A short tick: signal handlers only set a flag, and the loop must wake up to see it.
@@ -69,6 +80,8 @@ class Agent:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.lease_plane is not None:
+            self.lease_plane.close()
         self.node.close()
 
     # -- control commands ---------------------------------------------------------------------------------
@@ -125,6 +138,20 @@ class Agent:
             raise CommandError('"size" must be an integer in 0..60000')
         self.node.ping(dest_ip6, lambda result: respond(dict(result, dest=dest)), timeout, size)
         return None
+
+    def _lease_plane(self):
+        if self.lease_plane is None:
+            raise CommandError('this node has no "leases" section in its config')
+        return self.lease_plane
+
+    def cmd_leases(self, req, respond):
+        return self._lease_plane().describe()
+
+    def cmd_lease_config(self, req, respond):
+        plane = self._lease_plane()
+        if not isinstance(req.get("request"), str):
+            raise CommandError('needs "request": the signed request as JSON text')
+        return plane.configure(req["request"])
 
     def cmd_shutdown(self, req, respond):
         respond({"shutting_down": True})

@@ -6,11 +6,14 @@ Every problem raises ConfigError naming the file and the field, so the agent can
 import ipaddress
 import json
 import os
+import time
 from dataclasses import dataclass, field
 
 from node.link_emulation import LinkParams
 from node.path_provider import parse_path_table
 from node.tun_switch import keys
+from node.tun_switch.lease_config import parse_lease_config
+from node.tun_switch.leases import LeaseError
 
 DEFAULT_TUN_MTU = 65000      # fits a 65535 veth MTU with our 100 bytes of handshake overhead + UDP/IPv6
 MIN_TUN_MTU = 1280
@@ -18,7 +21,7 @@ MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation"}
+            "link_emulation", "leases"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
 
@@ -50,6 +53,7 @@ class AgentConfig:
     paths: dict = field(default_factory=dict)            # raw table (validated)
     link_emulation: dict = field(default_factory=dict)   # ifname -> LinkParams
     raw: dict = field(default_factory=dict)
+    leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
 
 
 def load_config(path):
@@ -169,7 +173,7 @@ def parse_config(data, source="config"):
             raise ConfigError(f"{source}: {e}") from None
 
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data)
+                       paths, emulation, data, _leases(data, peers, udp_port, source))
 
 
 def _is_int(v):
@@ -186,3 +190,15 @@ def _string(obj, key, fail, where=None):
 def _check_ifname(name, where, fail):
     if len(name.encode()) > 15 or "/" in name or " " in name:
         fail(where, f"{name!r} is not a valid interface name (at most 15 characters, no '/' or spaces)")
+
+
+def _leases(data, peers, udp_port, source):
+    """The "leases" section (tun_switch/lease_config.py) or None; its Unix expiry times become monotonic."""
+    if "leases" not in data:
+        return None
+    offset = time.monotonic() - time.time()
+    try:
+        return parse_lease_config(data["leases"], {p.ifname: p.switch_index for p in peers},
+                                  wall_to_clock=lambda t: t + offset, reserved_ports={udp_port})
+    except LeaseError as e:
+        raise ConfigError(f"{source}: {e}") from None
