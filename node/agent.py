@@ -24,6 +24,11 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
                                   reason), signed-request counters, the HTB plan per paced link
   lease_config request="<JSON>"   a signed lease configuration request (node/tun_switch/config_request.py);
                                   the answer is {"ok": true, "lease": ...} or {"ok": false, "error": CODE, ...}
+  routes                          (nodes with "route_server" in the config) the route server in use, candidates,
+                                  cached paths, client counters (node/route_server/agent_glue.py)
+  rs_status                       (a route-server node) graph size, announcements accepted, rejections by
+                                  reason, federation peers
+  rs_route  src, dst              (a route-server node) the path it answers, hop by hop with each hop's label
 """
 
 import logging
@@ -51,6 +56,11 @@ class Agent:
         self.node = Node(config, self.loop)
         self.lease_plane = None      # the PKT lease rules, when the config has "leases"
         self.control = None
+        self.route_server = None     # paths from route servers instead of the static table (config "route_server")
+        if config.route_server is not None:
+            from node.route_server.agent_glue import RouteServerGlue
+            self.route_server = RouteServerGlue(self.node, config.route_server)
+            self.route_server.install(self.loop)
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
 
     def start(self):
@@ -66,7 +76,8 @@ class Agent:
         return {"status": self.cmd_status, "peers": self.cmd_peers, "sessions": self.cmd_sessions,
                 "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
                 "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
-                "leases": self.cmd_leases, "lease_config": self.cmd_lease_config}
+                "leases": self.cmd_leases, "lease_config": self.cmd_lease_config,
+                "routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route}
 
     def run(self):
         # A short tick: signal handlers only set a flag, and the loop must wake up to see it.
@@ -77,6 +88,8 @@ class Agent:
         self.loop.stop()
 
     def close(self):
+        if self.route_server is not None:
+            self.route_server.close()
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -152,6 +165,31 @@ class Agent:
         if not isinstance(req.get("request"), str):
             raise CommandError('needs "request": the signed request as JSON text')
         return plane.configure(req["request"])
+
+    def _route_server_role(self):
+        if self.route_server is None or self.route_server.service is None:
+            raise CommandError('this node is not a route server (config "route_server": {"serve": true})')
+        return self.route_server
+
+    def cmd_routes(self, req, respond):
+        if self.route_server is None:
+            raise CommandError('this node has no "route_server" section in its config')
+        return self.route_server.client.describe()
+
+    def cmd_rs_status(self, req, respond):
+        glue = self._route_server_role()
+        return dict(glue.service.status(), glue=glue.counters)
+
+    def cmd_rs_route(self, req, respond):
+        glue = self._route_server_role()
+        try:
+            src, dst = keys.parse_ip6_text(req.get("src")), keys.parse_ip6_text(req.get("dst"))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise CommandError(f'needs "src" and "dst" IPv6 addresses: {e}') from None
+        found = glue.service.explain(src, dst)
+        if found is None:
+            raise CommandError(f"no path from {req['src']} to {req['dst']}")
+        return found
 
     def cmd_shutdown(self, req, respond):
         respond({"shutting_down": True})

@@ -21,7 +21,7 @@ MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases"}
+            "link_emulation", "leases", "route_server"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
 
@@ -54,6 +54,7 @@ class AgentConfig:
     link_emulation: dict = field(default_factory=dict)   # ifname -> LinkParams
     raw: dict = field(default_factory=dict)
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
+    route_server: object = None  # route_server.agent_glue.RouteServerSettings when it has "route_server"
 
 
 def load_config(path):
@@ -172,8 +173,16 @@ def parse_config(data, source="config"):
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
 
+    route_server = None
+    if "route_server" in data:
+        from node.route_server.agent_glue import parse_settings
+        try:
+            route_server = parse_settings(data["route_server"])
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, _leases(data, peers, udp_port, source))
+                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server)
 
 
 def _is_int(v):
