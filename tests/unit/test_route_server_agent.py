@@ -192,3 +192,20 @@ def test_flow_moves_to_a_new_path_when_a_link_on_it_dies_silently():
     assert src.dests[dst.ip6].label != label
     assert first_after - cut_at < 4.0
     assert glues["00"].counters["silent_paths_reported"] >= 1
+
+
+def test_route_server_config_section_is_validated():
+    import pytest
+    from node.agent_config import ConfigError
+    ident = keys.Identity.from_seed(b"rs-agent", 0)
+    base = {"node": "n", "private_key": ident.private_key.hex(), "control_socket": "/tmp/x", "log_file": "/tmp/x.log",
+            "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []}
+    assert parse_config(base).route_server is None
+    cfg = parse_config(dict(base, route_server={"serve": True, "allowed": [ident.pubkey_text], "cache_ttl_s": 5}))
+    assert cfg.route_server.serve and cfg.route_server.allowed == (ident.public_key,)
+    assert cfg.route_server.client_config().cache_ttl_ms == 5000
+    for bad, where in (({"serve": "yes"}, "route_server.serve"), ({"allowed": ["nope"]}, "route_server.allowed[0]"),
+                       ({"hunt_interval_s": 0}, "route_server.hunt_interval_s"), ({"x": 1}, "route_server.x"),
+                       ([], "route_server")):
+        with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
+            parse_config(dict(base, route_server=bad))
