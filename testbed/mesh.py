@@ -29,6 +29,7 @@ from node.tun_switch import labels
 from node.tun_switch.keys import Identity
 from testbed import runs
 from testbed.backends.netns import NetnsBackend, exec_in
+from testbed.leases import add_to_agent_configs as add_lease_configs
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
 from testbed.topology import Topology, load, save
@@ -159,6 +160,7 @@ class Mesh:
                           "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
                           "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                           "paths": paths, "link_emulation": emulation}
+        add_lease_configs(self, configs, adjacency)  # the topology's bandwidth leases (testbed/leases.py)
         return configs
 
     def _start_agents(self, progress, per_process: int | None) -> None:

@@ -228,6 +228,7 @@ class Isp:
     name: str
     relations: dict[str, str] = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
+    leases: list = field(default_factory=list)  # bandwidth leases as written (format and checks: testbed/leases.py)
 
 
 @dataclass
@@ -331,7 +332,11 @@ class Topology:
                 errors.append(f"{src}: node {name}: name too long for interface names: {longest!r} has "
                               f"{len(longest)} characters, Linux allows {IFNAME_MAX}; with {deg} links "
                               f"the name may have at most {allowed} characters")
-        errors += self._isp_errors()
+        isp_errors = self._isp_errors()
+        errors += isp_errors
+        if not isp_errors:
+            from testbed.leases import lease_errors  # the lease rules read the isps' relations
+            errors += [f"{src}: {e}" for e in lease_errors(self)]
         for isp in self.isps.values():
             members = [n for n in self.nodes.values() if n.isp == isp.name]
             if members and not any("route_server" in n.roles for n in members):
@@ -395,6 +400,8 @@ class Topology:
                     entry["relations"] = dict(isp.relations)
                 if isp.attrs:
                     entry["attrs"] = copy.deepcopy(isp.attrs)
+                if isp.leases:
+                    entry["leases"] = copy.deepcopy(isp.leases)
                 d["isps"][isp.name] = entry
         d["nodes"] = {}
         for n in self.nodes.values():
@@ -436,7 +443,7 @@ def _link_to_dict(link: Link, defaults: LinkParams) -> dict:
 TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs")
 NODE_FIELDS = ("name", "roles", "isp", "attrs")
 LINK_FIELDS = ("a", "b", *PARAMS, "a_to_b", "b_to_a", "attrs")
-ISP_FIELDS = ("relations", "attrs")
+ISP_FIELDS = ("relations", "attrs", "leases")
 
 
 class _DupDict(dict):
@@ -532,7 +539,10 @@ class _Reader:
                     self.fail(f"isp {name}: relations: {other}",
                               f"unknown relation {_short(rel)} (known: {', '.join(RELATIONS)})")
                 rels[other] = rel
-            topo.isps[name] = Isp(name, rels, self.attrs(entry.get("attrs"), f"isp {name}"))
+            leases = entry.get("leases") or []
+            if not isinstance(leases, list):
+                self.fail(f"isp {name}: leases", f"expected a list of leases, got {_kind(leases)}")
+            topo.isps[name] = Isp(name, rels, self.attrs(entry.get("attrs"), f"isp {name}"), copy.deepcopy(leases))
         _complete_relations(topo)
         for name, entry in self.node_entries(d.get("nodes")):
             where = f"node {name}"
@@ -784,6 +794,11 @@ def save(topo: Topology, path) -> None:
 
 # --- schema ------------------------------------------------------------------------------------------------
 
+def _lease_schema() -> dict:
+    from testbed.leases import json_schema as lease_schema
+    return lease_schema()
+
+
 def json_schema() -> dict:
     """JSON Schema (draft 2020-12) of the native file format."""
     rate = {"oneOf": [{"type": "null"}, {"const": 0},
@@ -818,7 +833,7 @@ def json_schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "required": ["nodes"],
-        "$defs": {"rate": kinds["rate"], "time": time, "fraction": fraction,
+        "$defs": {"rate": kinds["rate"], "time": time, "fraction": fraction, "lease": _lease_schema(),
                   "params": {"type": "object", "additionalProperties": False, "properties": params}},
         "properties": {
             "name": {"type": "string"},
@@ -829,7 +844,7 @@ def json_schema() -> dict:
             "isps": {"type": "object", "propertyNames": isp_name, "additionalProperties": {
                 "type": ["object", "null"], "additionalProperties": False, "properties": {
                     "relations": {"type": "object", "additionalProperties": {"enum": list(RELATIONS)}},
-                    "attrs": attrs}}},
+                    "attrs": attrs, "leases": {"type": "array", "items": {"$ref": "#/$defs/lease"}}}}},
             "nodes": {"oneOf": [
                 {"type": "object", "propertyNames": name,
                  "additionalProperties": {"oneOf": [{"type": "null"}, node]}},

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mininet.node import Host
 
+from testbed.leases import htb_plans as lease_htb_plans, htb_messages as lease_htb_messages
 from testbed.netlink_batch import Batch, Templates, dump_links, in_netns, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
@@ -183,9 +184,13 @@ class NetnsBackend:
     def _configure(self, progress) -> None:
         """Per namespace: lo and every link up, the link's address, HTB shaping where the link has a rate."""
         by_node: dict[str, list[tuple[str, str, object]]] = {n: [] for n in self.topo.nodes}
-        for rec, link in zip(self.links, self.topo.links):
+        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/leases.py)
+        plans = {}
+        for i, (rec, link) in enumerate(zip(self.links, self.topo.links)):
             by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab))
             by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba))
+            for node, ifname in ((rec.a, rec.a_if), (rec.b, rec.b_if)):
+                plans[(node, ifname)] = lease_plans.get((node, i))
         up, htb = self._tpl.link_up(), self._tpl.htb_root()
         total = len(by_node)
         for done, (node, ifaces) in enumerate(by_node.items(), 1):
@@ -199,7 +204,10 @@ class NetnsBackend:
                     idx = index[ifname]
                     batch.add(up, f"{node}: {ifname} up", idx)
                     batch.add(self._tpl.addr6(addr, 64), f"{node}: {ifname} address {addr}", idx)
-                    if params.rate_bps:
+                    if plans[(node, ifname)]:
+                        for msg, what in lease_htb_messages(self._tpl, plans[(node, ifname)]):
+                            batch.add(msg, f"{node}: {ifname} {what}", idx)
+                    elif params.rate_bps:
                         batch.add(htb, f"{node}: {ifname} htb", idx)
                         batch.add(self._tpl.htb_class(params.rate_bps), f"{node}: {ifname} rate", idx)
                 batch.flush()
