@@ -95,19 +95,22 @@ def link_fault(mesh: Mesh) -> None:
     deadline = time.monotonic() + 5  # give the mesh's own failover a chance first
     while time.monotonic() < deadline and frozenset((x, y)) in _links_on(mesh, src, dst):
         time.sleep(0.2)
-    if frozenset((x, y)) in _links_on(mesh, src, dst):
+    static = mesh.run.state.get("routing") != "route-server"
+    if static and frozenset((x, y)) in _links_on(mesh, src, dst):
         moved = scenario.reroute(mesh)
         console.print(f"   the orchestrator recomputed the paths around the down link ({moved} entries changed)")
     after = [h[0] for h in mesh.route(src, dst)] + [dst]
     console.print(f"   new path: {' -> '.join(after)}")
     out, _ = probe.communicate()
-    times = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)]
+    ended = time.time()
+    times = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)] + [ended]
     gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     console.print(f"   outage (longest gap between replies): [bold]{gap:.2f} s[/]; "
                   f"{sent.group(1)} probes sent, {sent.group(2)} answered" if sent else f"   outage {gap:.2f} s")
     faults.heal(mesh, fault.id, check=False)
-    scenario.reroute(mesh)
+    if static:
+        scenario.reroute(mesh)
     console.print(f"   healed: {x}--{y} up again, {src} -> {dst} rtt {mesh.ping(src, dst):.2f} ms")
 
 

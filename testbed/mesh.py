@@ -66,7 +66,7 @@ class Mesh:
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
-           agents_per_process: int | None = None) -> "Mesh":
+           agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             topo.validate(allow_disconnected)
@@ -77,6 +77,13 @@ class Mesh:
         with _interrupts_as_exceptions():
             try:
                 run.state["seed"] = seed
+                if routing not in ("auto", "static", "route-server"):
+                    raise RunError(f"routing {routing!r}: use auto, static or route-server")
+                if routing == "auto":
+                    routing = "route-server" if topo.nodes_with_role("route_server") else "static"
+                if routing == "route-server" and not topo.nodes_with_role("route_server"):
+                    raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
+                run.state["routing"] = routing
                 save(topo, run.path("topology.yaml"))
                 backend = NetnsBackend(run, topo)
                 try:
@@ -147,8 +154,11 @@ class Mesh:
         for n in self.topo.nodes:
             d = self.run.path("nodes", n)
             d.mkdir(parents=True, exist_ok=True)
-            paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text, "label": labels.label_text(label)}
-                     for dest, label in static_paths(adjacency, n).items()}
+            paths = {}  # with route servers, learned from them, the PKT way
+            if self.run.state.get("routing") != "route-server":
+                paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text,
+                                              "label": labels.label_text(label)}
+                         for dest, label in static_paths(adjacency, n).items()}
             emulation = {}
             for rec, link in zip(self.run.state["links"], self.topo.links):
                 for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
@@ -160,8 +170,25 @@ class Mesh:
                           "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
                           "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                           "paths": paths, "link_emulation": emulation}
+            if self.run.state.get("routing") == "route-server":
+                configs[n]["route_server"] = self._route_server_settings(n, ids)
         add_lease_configs(self, configs, adjacency)  # the topology's bandwidth leases (testbed/leases.py)
         return configs
+
+    def _route_server_settings(self, node: str, ids: dict) -> dict:
+        """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with
+        those of other ISPs and share link state with the others of their own."""
+        servers = self.topo.nodes_with_role("route_server")
+        isp = self.topo.nodes[node].isp
+        own = [s for s in servers if self.topo.nodes[s].isp == isp] or servers
+        key = ids[node].pubkey_text
+        settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
+                    "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+        if node in servers:
+            settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
+            settings["federation"] = [ids[s].pubkey_text for s in servers
+                                      if s not in own and ids[s].pubkey_text != key]
+        return settings
 
     def _start_agents(self, progress, per_process: int | None) -> None:
         configs = self._agent_configs()

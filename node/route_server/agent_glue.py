@@ -117,9 +117,10 @@ class RouteServerGlue:
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
+        self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
         self.closed = False
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
-                         "getsnode_answered": 0, "silent_paths_reported": 0}
+                         "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0}
 
     # -- installation -----------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -184,12 +185,23 @@ class RouteServerGlue:
     def _watch_silence(self) -> None:
         now = self.node.clock()
         for ip6, d in self.node.dests.items():
+            self._watch_return_path(ip6, d)
             if d.unanswered_since is None or d.label is None or now - d.unanswered_since < SILENCE_S:
                 continue
             if now - self.silence_reported.get(ip6, -SILENCE_S) < SILENCE_S:
                 continue
             self.silence_reported[ip6] = now
             self.counters["silent_paths_reported"] += 1
+            self.client.report_failure(ip6, d.label)
+
+    def _watch_return_path(self, ip6, d) -> None:
+        """The other end moved to a new path to us while we still send on a different one: it found a link of
+        the old path broken, and our path may share it (a one-way failure we cannot see, since it still reaches
+        us). Re-query once per move, so both directions leave a dead link together."""
+        moved = d.learned_label is not None and d.learned_label != self.return_seen.get(ip6, d.learned_label)
+        self.return_seen[ip6] = d.learned_label
+        if moved and d.label is not None and labels.bit_reverse64(d.learned_label) != d.label:
+            self.counters["return_path_moves"] += 1
             self.client.report_failure(ip6, d.label)
 
     def _ask_rpath(self, index: int) -> None:
