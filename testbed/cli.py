@@ -16,7 +16,7 @@ from testbed import runs
 from testbed.topology import TopologyError, json_schema, load
 
 # modules with a `register(add)` that adds their subcommands
-EXTENSIONS = ["testbed.cli_faults", "testbed.cli_leases"]
+EXTENSIONS = ["testbed.cli_faults", "testbed.cli_routes", "testbed.cli_leases"]
 
 console = Console(stderr=True)
 out = Console()
