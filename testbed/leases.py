@@ -19,7 +19,8 @@ A mesh turns them into each node's agent "leases" section (node/tun_switch/lease
 link get the lease with the same UDP port (LEASE_PORT_BASE + its number in the topology) and an interface
 number of their own (counting down from 256, clear of the peer links' 0, 2, 3, ...). Holder keys come from
 the run seed like node keys (``holder_identity``). A node's paths go over the leases its own isp holds, so
-a label chooses the lease as on a PKT device. Link ends with a rate get the per-lease HTB plan
+a label chooses the lease as on a PKT device (static routing only: route servers hand out
+paths over the free leases). Link ends with a rate get the per-lease HTB plan
 (node/tun_switch/tc_plan.py) instead of the single shaping class; the agents' lease sockets reach the classes
 through SO_PRIORITY, so no classifier is needed.
 """
@@ -40,6 +41,10 @@ LEASE_FIELDS = ("link", "holder", "id", "guarantee", "max_priority_bandwidth", "
 DEFAULT_DEPRIORITIZE = 4        # a provider's lease to a customer caps non-customer traffic at this priority
 LEASE_PORT_BASE = 7300          # UDP port of lease n (both ends); peer links use 7100
 LAST_INTERFACE = 256            # lease interfaces count down from here
+AGENT_PACE = 0.9                # the agent paces a rated link at this fraction of its rate: its packets are
+                                # smaller than the frames HTB counts (outer IPv6, UDP, Ethernet), and the agent's
+                                # priority-aware queue, not the kernel's FIFO, must be where contention resolves
+ORIGIN_ATTR = "lease_origin"    # node attrs: {"priority": 0..15, "customer": bool} for the node's own packets
 ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 TERM_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _TERM = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([a-z]+)\s*$")
@@ -174,6 +179,16 @@ def parse(topo) -> tuple[list[DeclaredLease], list[str]]:
                               f"from {end} ({rate} bit/s)")
     for n, lease in enumerate(out):
         lease.number = n
+    for node in topo.nodes.values():
+        origin = node.attrs.get(ORIGIN_ATTR) if isinstance(node.attrs, dict) else None
+        if origin is None:
+            continue
+        p = origin.get("priority") if isinstance(origin, dict) else None
+        if not isinstance(origin, dict) or set(origin) - {"priority", "customer"} or isinstance(p, bool) \
+                or not isinstance(p, int) or not 0 <= p <= MAX_PRIORITY \
+                or not isinstance(origin.get("customer", False), bool):
+            errors.append(f"node {node.name}: attrs: {ORIGIN_ATTR}: expected {{priority: 0..{MAX_PRIORITY}, "
+                          f"customer: true|false}}, got {origin!r}")
     if len(out) > LAST_INTERFACE - 100:
         errors.append(f"{len(out)} leases: at most {LAST_INTERFACE - 100} per topology")
     return out, errors
@@ -259,7 +274,7 @@ def agent_sections(topo, links_state: list[dict], seed, started_at: float) -> tu
             ls = sec["links"].setdefault(ifname, {"leases": []})
             rate = link.params_from(end).rate_bps
             if rate:
-                ls["capacity_kbit"] = rate / 1000
+                ls["capacity_kbit"] = rate / 1000 * AGENT_PACE
             ls["leases"].append({
                 "id": lease.id, "interface": index, "udp_port": lease.udp_port,
                 "guarantee_kbit": lease.guarantee_bps / 1000,
@@ -282,8 +297,14 @@ def add_to_agent_configs(mesh, configs: dict, adjacency: dict) -> None:
     import time
     started = mesh.run.state.setdefault("leases_started_at", time.time())
     sections, lease_ifaces = agent_sections(topo, mesh.run.state["links"], mesh.run.state["seed"], started)
+    for node in topo.nodes.values():
+        origin = node.attrs.get(ORIGIN_ATTR)
+        if origin is not None:
+            sections.setdefault(node.name, {"links": {}})["origin"] = dict(origin)
     for node, sec in sections.items():
         configs[node]["leases"] = sec
+    if mesh.run.state.get("routing") == "route-server":
+        return      # paths come from the route servers (over the free leases: they do not know the leases)
     ids = {n: Identity.from_private_key(configs[n]["private_key"]) for n in configs}
     for src, cfg in configs.items():
         isp = topo.nodes[src].isp

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from testbed.leases import LEASE_PORT_BASE
+from testbed.leases import AGENT_PACE, LEASE_PORT_BASE
 from testbed.mesh import Mesh
 
 from .leaks import assert_gone
@@ -25,7 +25,7 @@ def pktlab(*args, env):
 def test_declared_leases_come_up_and_show(tmp_path, monkeypatch):
     monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "runs"))
     env = dict(os.environ)
-    mesh = Mesh.up("leases", name="leases")
+    mesh = Mesh.up("leases", name="leases", routing="static")  # static paths go over the leases
     state, run_dir = json.loads(mesh.run.journal.read_text()), mesh.run.dir
     try:
         r = pktlab("leases", "core1", "--json", env=env)
@@ -42,7 +42,7 @@ def test_declared_leases_come_up_and_show(tmp_path, monkeypatch):
         assert got["a_in"]["deprioritize_non_customer"] == 4 and not got["a_in"]["clear_customer_bit"]
         assert got["p_in"]["clear_customer_bit"] and got["p_in"]["deprioritize_non_customer"] is None
         assert got["uplink"]["guarantee_kbit"] == 500 and 86000 < got["uplink"]["expires_in_s"] <= 86400
-        assert d["links"][ifname["uplink"]]["capacity_kbit"] == 2000
+        assert d["links"][ifname["uplink"]]["capacity_kbit"] == 2000 * AGENT_PACE
         assert d["htb_plans"][ifname["uplink"]]["classes"][-1]["lease"] == "uplink"
 
         # the far end has the same lease; a1's paths go over the lease its isp holds

@@ -118,7 +118,7 @@ def test_agent_sections_are_valid_lease_configs_at_both_ends():
     sections, ifaces = L.agent_sections(t, links_state(t), 3, started_at=1000.0)
     assert set(sections) == {"p1", "c1", "x1"}
     p1 = sections["p1"]["links"]
-    assert p1["p1-e2"]["capacity_kbit"] == 2000 and "capacity_kbit" not in p1["p1-e0"]
+    assert p1["p1-e2"]["capacity_kbit"] == 2000 * L.AGENT_PACE and "capacity_kbit" not in p1["p1-e0"]
     lease = p1["p1-e2"]["leases"][0]
     assert lease["expires_at"] == 1010.0 and lease["guarantee_kbit"] == 500
     assert lease["holder"] == L.holder_identity(3, "prov").pubkey_text
@@ -145,3 +145,12 @@ def test_holder_identity_is_deterministic_per_seed_and_isp():
     assert L.holder_identity(3, "a").pubkey_text == L.holder_identity(3, "a").pubkey_text
     assert L.holder_identity(3, "a").pubkey_text != L.holder_identity(4, "a").pubkey_text
     assert L.holder_identity(3, "a").pubkey_text != L.holder_identity(3, "b").pubkey_text
+
+
+def test_node_origin_attr_is_checked():
+    d = copy.deepcopy(BASE)
+    d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 16}}
+    with pytest.raises(TopologyError, match="lease_origin"):
+        Topology.from_dict(d, "t.yaml").validate()
+    d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 15, "customer": True}}
+    Topology.from_dict(d, "t.yaml").validate()
