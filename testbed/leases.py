@@ -292,7 +292,8 @@ def add_to_agent_configs(mesh, configs: dict, adjacency: dict) -> None:
     ``adjacency``: {node: {neighbour: peer-link switch index}} as the mesh built it."""
     from node.path_provider import static_paths
     topo = mesh.topo
-    if not any(isp.leases for isp in topo.isps.values()):
+    if not any(isp.leases for isp in topo.isps.values()) \
+            and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
         return
     import time
     started = mesh.run.state.setdefault("leases_started_at", time.time())

@@ -20,7 +20,7 @@ A scenario file (YAML)::
     assertions:                           # checked at the end
       - outage: {from: n1, to: n3, at_most: 6}
 
-Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds}, outage {from, to,
+Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss}, outage {from, to,
 at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
 counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
 `counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
@@ -376,7 +376,7 @@ class Runner:
             try:
                 if "iperf" in t:
                     bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 3)),
-                                  port=int(body.get("port", 5202)))
+                                  port=int(body.get("port", 5202)), extra=_iperf_extra(body))
                     self.log.append("traffic", body["from"], None, type="iperf", to=body["to"],
                                     bits_per_second=bps)
                     self._record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, F._mbit(bps))
@@ -486,7 +486,7 @@ class Runner:
         low = parse_rate(str(body["at_least"])) if "at_least" in body else 0
         high = parse_rate(str(body["at_most"])) if "at_most" in body else float("inf")
         bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 2)),
-                      port=int(body.get("port", 5201)))
+                      port=int(body.get("port", 5201)), extra=_iperf_extra(body))
         bounds = ", ".join(f"{k.replace('_', ' ')} {body[k]}" for k in ("at_least", "at_most") if k in body)
         return bps is not None and low <= bps <= high, f"{F._mbit(bps)} ({bounds})"
 
@@ -529,6 +529,16 @@ class Runner:
             return False, f"no answer: {e}"
         ok = st.get("healthy") and st.get("ip6") == self.mesh.ip6(body["node"])
         return bool(ok), f"healthy={st.get('healthy')} ip6={st.get('ip6')}"
+
+
+def _iperf_extra(body) -> list[str]:
+    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets)."""
+    mss = body.get("mss")
+    if mss is None:
+        return []
+    if isinstance(mss, bool) or not isinstance(mss, int) or not 88 <= mss <= 9000:
+        raise ScenarioError(f"iperf mss: expected bytes 88..9000, got {mss!r}")
+    return ["-M", str(mss)]
 
 
 def _counter(c: dict, name: str) -> float:
