@@ -154,3 +154,31 @@ def test_node_origin_attr_is_checked():
         Topology.from_dict(d, "t.yaml").validate()
     d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 15, "customer": True}}
     Topology.from_dict(d, "t.yaml").validate()
+
+
+def test_cli_lease_config_settings_parse_and_reject():
+    from testbed.cli_leases import parse_changes
+    assert parse_changes(["max_priority_bandwidth=500", "clear_customer_bit=true", "virtual_router=vr1",
+                          "deprioritize_non_customer=null"]) == {
+        "max_priority_bandwidth": 500, "clear_customer_bit": True, "virtual_router": "vr1",
+        "deprioritize_non_customer": None}
+    for bad in (["guarantee=5"], ["max_priority_bandwidth"], []):
+        with pytest.raises(RuntimeError):
+            parse_changes(bad)
+
+
+def test_cli_leases_renders_an_agent_answer(capsys, monkeypatch):
+    from rich.console import Console
+
+    from node.tun_switch.lease_datapath import LeaseDataPath
+    from testbed import cli_leases
+    monkeypatch.setattr(cli_leases, "out", Console(width=250))
+    t = topo({"link": "p1--x1", "holder": "prov", "guarantee": "500kbit", "term": "10s"})
+    sections, _ = L.agent_sections(t, links_state(t), 3, started_at=0.0)
+    cfg = parse_lease_config(sections["p1"], {"p1-e0": 0, "p1-e1": 2, "p1-e2": 3})
+    dp = LeaseDataPath(cfg.table)
+    dp.ingress(256, 0xF800, 1000, 1.0)
+    dp.scheduler("p1-e2")
+    cli_leases.render("p1", json.loads(json.dumps(dp.describe(2.0))))
+    text = capsys.readouterr().out
+    assert "prov_1" in text and "p1-e2/prov_1" in text and "256" in text
