@@ -125,7 +125,7 @@ def _parse_one(topo, isp, entry, n, number) -> tuple[DeclaredLease | None, list[
             lease.holder_key = holder
         except ValueError as e:
             errors.append(f"{where}: holder: bad cjdns key: {e}")
-    elif holder in topo.isps:
+    elif isinstance(holder, str) and holder in topo.isps:
         lease.holder_isp = holder
     else:
         errors.append(f"{where}: holder: unknown isp {holder!r} (known: {', '.join(topo.isps)}) and not a key")

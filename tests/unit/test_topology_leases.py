@@ -75,6 +75,10 @@ def test_holder_may_be_a_key():
     ({"link": "c1--p1", "id": "free"}, "id"),
     ({"link": "p1--x1", "holder": "prov", "guarantee": "3mbit"}, "exceed the rate"),
     ("c1--p1", "expected a mapping"),
+    ({"link": "c1--p1", "holder": ["cust"]}, "holder"),
+    ({"link": "c1--p1", "guarantee": {"x": 1}}, "guarantee"),
+    ({"link": "c1--p1", "max_priority_bandwidth": float("nan")}, "max_priority_bandwidth"),
+    ({"link": ["c1", "p1"]}, "link"),
 ])
 def test_bad_leases_are_named(lease, message):
     text = errors(lease)
@@ -182,3 +186,23 @@ def test_cli_leases_renders_an_agent_answer(capsys, monkeypatch):
     cli_leases.render("p1", json.loads(json.dumps(dp.describe(2.0))))
     text = capsys.readouterr().out
     assert "prov_1" in text and "p1-e2/prov_1" in text and "256" in text
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
+                       | st.text(max_size=12) | st.sampled_from(["c1--p1", "p1--x1", "cust", "1mbit", "2h"]),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                   max_size=3), max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(L.LEASE_FIELDS + ("x",)), _values, max_size=6) | _values,
+                max_size=3))
+def test_any_lease_entry_gives_leases_or_a_topology_error(entries):
+    try:
+        t = topo(*entries)
+    except TopologyError:
+        return
+    L.declared_leases(t)
+    L.htb_plans(t)
