@@ -3,6 +3,7 @@
 and a signed `pktlab lease-config` request from the holder changes a lease live (a wrong holder is rejected)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -60,6 +61,10 @@ def test_declared_leases_come_up_and_show(tmp_path, monkeypatch):
         # HTB: one class per lease on core1's rated end, the free lease as default
         tc = mesh.exec("core1", f"tc class show dev {ifname['uplink']}").stdout
         assert "1:a" in tc and "1:b" in tc, tc
+        # backbone holds the uplink lease: core1's packets to sink leave from its socket, SO_PRIORITY = class 1:b
+        assert mesh.ping("core1", "sink", count=3) is not None
+        stats = mesh.exec("core1", f"tc -s class show dev {ifname['uplink']} classid 1:b").stdout
+        assert int(re.search(r"Sent (\d+) bytes", stats).group(1)) > 0, stats
 
         # the holder (shopa) changes its lease; another isp's key is rejected
         r = pktlab("lease-config", "core1", "a_in", "max_priority_bandwidth=500", "--holder", "shopa", "--json",
