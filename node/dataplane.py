@@ -93,6 +93,7 @@ class Node:
         self.switch = Switch()
         self.links = {}              # switch index -> PeerLink
         self.links_by_name = {}      # ifname -> PeerLink
+        self.down_links = set()      # switch indexes of links that stopped answering pings: forwarding answers ERROR
         self.sessions = SessionManager(self.identity)   # CryptoAuth sessions and handles, by her key
         self.dests = {}              # her ip6 -> Destination
         self.dests_by_key = {}       # her public key -> Destination
@@ -222,6 +223,10 @@ class Node:
         now = self.clock()
         for link in self.links.values():
             up = self.link_up(link)
+            if not up and link.last_pong is not None:     # it answered once, and then stopped
+                self.down_links.add(link.switch_index)
+            else:
+                self.down_links.discard(link.switch_index)
             if up != link.was_up:
                 log.info("%s: peer %s on %s is %s", self.name, link.peer_name or link.peer_addr, link.ifname,
                          "up" if up else "down")
@@ -286,8 +291,22 @@ class Node:
                 self._to_router(out)
             else:
                 target = self.links.get(dest)
-                if target is not None:
-                    target.send(out)
+                if target is not None and (dest in self.down_links or target.send(out) is False):
+                    self._undeliverable(source, packet, target)
+
+    def _undeliverable(self, source, packet, link):
+        """The next hop is dead (its veth is down, or it missed its link pings): answer the source with a switch
+        ERROR at once, as cjdns does, so it re-queries its path instead of waiting for silence."""
+        self.drop("next_hop_down")
+        if source == ROUTER and packet[12:16] == CONTROL_FRAME:
+            return                   # our own link pings and control messages: nobody to tell
+        for back, err in self.switch._error(source, packet, "UNDELIVERABLE"):
+            if back == ROUTER:
+                self._to_router(err)
+            else:
+                link_back = self.links.get(back)
+                if link_back is not None:
+                    link_back.send(err)
 
     # -- to our router -----------------------------------------------------------------------------------
     def _to_router(self, packet):

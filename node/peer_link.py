@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 IP_FREEBIND = 15
 SOCKET_BUFFER = 4 * 1024 * 1024
 RECV_SIZE = 65535
+# send errors that mean the link itself is gone (its veth is down: the route to the peer went with it)
+DEAD_LINK_ERRNOS = (errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)
 
 
 class PeerLink:
@@ -69,21 +71,23 @@ class PeerLink:
         self.emulated = params.active
 
     def send(self, packet):
+        """Send or queue one packet; False when the link is dead (the caller answers with a switch error)."""
         if self.emulated:
             loop = self.loop
             for when, pkt in self.emulator.process(packet, loop.clock()):
                 loop.call_at(when, self.send_now, pkt)
-            return
-        self.send_now(packet)
+            return True
+        return self.send_now(packet)
 
     def send_now(self, packet):
         try:
             self._send(packet)
         except OSError as e:
             self.drop(_send_error_reason(e))
-            return
+            return e.errno not in DEAD_LINK_ERRNOS
         self.tx_packets += 1
         self.tx_bytes += len(packet)
+        return True
 
     def counters(self):
         out = {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes, "tx_packets": self.tx_packets,
@@ -104,4 +108,6 @@ def _send_error_reason(e):
         return "peer_unreachable"
     if e.errno == errno.EMSGSIZE:
         return "too_big"
+    if e.errno in DEAD_LINK_ERRNOS:
+        return "link_down"
     return "send_error"
