@@ -150,6 +150,7 @@ class RouteServerClient(PathProvider):
         self.last_ts = 0
         self.next_announce = 0
         self.next_hunt = 0
+        self.snode_answered: set[int] = set()            # peers (our labels to them) that named a route server
         self._txid = 0
 
     # -- host inputs ----------------------------------------------------------------------------------
@@ -171,14 +172,19 @@ class RouteServerClient(PathProvider):
         if not msg.reply or msg.snode_key == bytes(32) or msg.path_to_snode == 0:
             self.counters["getsnode_empty"] += 1
             return
+        self.snode_answered.add(peer_label)
         key = bytes(msg.snode_key)
         if key == self.identity.public_key:
             return
-        try:
-            label = labels.splice(msg.path_to_snode, peer_label)
-        except LabelError:
-            self.counters["getsnode_label_too_long"] += 1
-            return
+        # a route server that is our own peer is reached by the one-hop label, never by a detour through the
+        # peer that named it (its path may even lead back through us)
+        label = next((p.our_label for p in self.peers.values() if p.public_key == key), None)
+        if label is None:
+            try:
+                label = labels.splice(msg.path_to_snode, peer_label)
+            except LabelError:
+                self.counters["getsnode_label_too_long"] += 1
+                return
         if len(self.heard) < self.config.max_foreign_reports or key in self.heard:
             self.heard[key] = min(label, self.heard.get(key, label), key=labels.log2)
         if self.allowed and key not in self.allowed:
@@ -296,8 +302,10 @@ class RouteServerClient(PathProvider):
                 if p.server == self.server:
                     self._fail_server(now, "silence")
         if now >= self.next_hunt and self.peers:
-            working = self._server(now) is not None
-            self.next_hunt = now + (self.config.refresh_interval_ms if working else self.config.hunt_interval_ms)
+            # keep hunting quickly until every peer named its route server: a neighbour in another Cloud ISP
+            # may find its own later than we do, and its answer is how our server reaches the foreign one
+            settled = self._server(now) is not None and all(l in self.snode_answered for l in self.peers)
+            self.next_hunt = now + (self.config.refresh_interval_ms if settled else self.config.hunt_interval_ms)
             for label in sorted(self.peers):
                 out.append(Outgoing("control", self.peers[label].public_key, label,
                                     control.GetSnode(self.version)))
