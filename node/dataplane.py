@@ -291,7 +291,10 @@ class Node:
                 self._to_router(out)
             else:
                 target = self.links.get(dest)
-                if target is not None and (dest in self.down_links or target.send(out) is False):
+                # our own control frames (the link pings) still go out on a link marked down: only a pong can
+                # bring it back up
+                probe = source == ROUTER and packet[12:16] == CONTROL_FRAME
+                if target is not None and ((dest in self.down_links and not probe) or target.send(out) is False):
                     self._undeliverable(source, packet, target)
 
     def _undeliverable(self, source, packet, link):
