@@ -95,7 +95,7 @@ def send(raw):
     until = time.monotonic() + 0.3
     wait(lambda: time.monotonic() > until)
 now = glue.clock_ms()
-good = A.Announcement.build(node.identity, snode, now + 5, entities)
+good = A.Announcement.build(node.identity, snode, now + 3000, entities)   # newer than the client's own
 forged = bytearray(good.raw); forged[-1] ^= 0x01            # a changed entity byte: the signature fails
 send(bytes(forged))
 send(good.raw)
@@ -196,7 +196,7 @@ def test_forged_replayed_and_skewed_announcements_are_rejected_and_counted(grid,
         after = rs_status(grid, ISP2_SERVER)["rejected"]
         grew = {k: after.get(k, 0) - before["rejected"].get(k, 0) for k in after}
         return grew if grew.get("bad_signature", 0) >= 1 and grew.get("clock_skew", 0) >= 1 and \
-            grew.get("replay", 0) + grew.get("old_timestamp", 0) >= 1 else None
+            grew.get("replay", 0) >= 1 else None
     grew = wait_for(counted, 10, "the three rejections counted")
     print(f"rejections counted by reason: {grew}")
     # `pktlab rs` shows the same counters
