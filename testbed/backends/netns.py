@@ -53,19 +53,12 @@ class PktHost(Host):
     `cmd` runs one shell command there and returns its output, as Mininet's `cmd` does.
     """
 
-    def __init__(self, name, run_tag: str, holder_pid: int | None = None, **params):
+    def __init__(self, name, run_tag: str, **params):
         self.run_tag = run_tag
-        self._holder = holder_pid
         super().__init__(name, **params)
 
-    @classmethod
-    def attach(cls, name, run_tag, pid):
-        return cls(name, run_tag, holder_pid=pid)
-
-    def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name)
-        if self._holder is None:
-            self._holder = spawn_holder(self.run_tag, self.name)
-        self.pid = self._holder
+    def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name): the holder stands in for the shell
+        self.pid = spawn_holder(self.run_tag, self.name)
         self.shell = None
 
     def env(self) -> dict:
@@ -221,11 +214,6 @@ class NetnsBackend:
             os.close(fd)
         self._fds.clear()
         self._tpl.close()
-
-
-def attach_hosts(run: Run) -> dict[str, PktHost]:
-    """PktHost objects for a running run's nodes, for commands issued from another process."""
-    return {n: PktHost.attach(n, run.id, rec["pid"]) for n, rec in run.state.get("nodes", {}).items()}
 
 
 def exec_in(run: Run, node: str, argv: list[str], **popen_kwargs) -> subprocess.Popen:
