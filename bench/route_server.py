@@ -192,54 +192,15 @@ def run(graph_path=GRAPH, queries=QUERIES, seed=1):
     }
 
 
-class _Loop:
-    """Just enough event loop for Nodes driven by hand."""
-    def __init__(self):
-        self.now = 100.0
-
-    def clock(self):
-        return self.now
-
-    def add_reader(self, *a):
-        pass
-
-    remove_reader = add_reader
-
-    def call_later(self, *a):
-        return None
-
-    call_at = call_every = call_later
-
-
-class _Link:
-    """An in-memory peer link: packets wait in the shared queue until pumped."""
-    def __init__(self, queue, switch_index, ifname, peer_name, peer_key):
-        from node.link_emulation import LinkEmulator
-        self.queue, self.switch_index, self.ifname, self.peer_name = queue, switch_index, ifname, peer_name
-        self.peer_addr, self.peer_public_key, self.emulator = "fd00::1", peer_key, LinkEmulator()
-        self.rx_packets = self.rx_bytes = self.tx_packets = self.pings_sent = 0
-        self.last_pong = self.rtt_ms = None
-        self.was_up = False
-        self.remote = None
-
-    def send(self, packet):
-        self.tx_packets += 1
-        self.queue.append((*self.remote, packet))
-
-    def counters(self):
-        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
-
-
 def run_mesh(n=5, queries=200, seed=2):
     """The grid over in-memory links; None when the data plane has no route-server hooks."""
-    from collections import deque
-
     from node.agent_config import parse_config
     from node.dataplane import Node
+    from node.memory_links import ManualLoop, MemoryLink, MemoryWire
     from node.route_server.agent_glue import RouteServerGlue, parse_settings
     if not hasattr(Node, "send_content_to"):
         return None
-    loop, queue = _Loop(), deque()
+    loop, wire = ManualLoop(), MemoryWire()
     names = [f"{r}{c}" for r in range(n) for c in range(n)]
     ids = {name: Identity.from_seed(b"bench-rs-mesh", i) for i, name in enumerate(names)}
     server = names[len(names) // 2]
@@ -259,26 +220,18 @@ def run_mesh(n=5, queries=200, seed=2):
             for dr, dc, mine, theirs in ((0, 1, 0, 2), (1, 0, 3, 4)):
                 if r + dr < n and c + dc < n:
                     a, b = f"{r}{c}", f"{r + dr}{c + dc}"
-                    la = _Link(queue, mine, f"to{b}", b, ids[b].public_key)
-                    lb = _Link(queue, theirs, f"to{a}", a, ids[a].public_key)
-                    la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
-                    nodes[a].add_link(la)
-                    nodes[b].add_link(lb)
-
-    def pump():
-        while queue:
-            node, link, packet = queue.popleft()
-            node.receive_from_link(link, packet)
+                    wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, ids[b].public_key),
+                              nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, ids[a].public_key))
 
     def step():
         loop.now += 0.1
         if int(round(loop.now * 10)) % 10 == 0:
             for node in nodes.values():
                 node.housekeeping()
-        pump()
+        wire.pump()
         for g in glues.values():
             g.tick()
-        pump()
+        wire.pump()
 
     for node in nodes.values():
         node.housekeeping()
@@ -299,7 +252,7 @@ def run_mesh(n=5, queries=200, seed=2):
         t = time.perf_counter()
         for _ in range(20):
             glues[a].tick()            # sends the query
-            pump()                     # through the switches and sessions, answered, back
+            wire.pump()                     # through the switches and sessions, answered, back
             if client.lookup(ids[b].ip6) is not None:
                 break
         else:

@@ -2,78 +2,18 @@
 captured TUN. (The same code on real TUN devices and sockets is covered by tests/integration.)"""
 
 import struct
-from collections import deque
 
 import pytest
 
 from node.agent_config import parse_config
 from node.dataplane import UNANSWERED_RESET_S, Node
-from node.link_emulation import LinkEmulator
+from node.memory_links import ManualLoop, MemoryLink, MemoryWire
 from node.path_provider import static_paths
 from node.tun_switch import keys, labels
 
 
-class FakeLoop:
-    def __init__(self):
-        self.now = 100.0
-
-    def clock(self):
-        return self.now
-
-    def add_reader(self, *a):
-        pass
-
-    def remove_reader(self, *a):
-        pass
-
-    def call_later(self, *a):
-        return None
-
-    call_at = call_every = call_later
-
-
-class Wire:
-    """All links of the test mesh: packets wait in one queue until pump()."""
-
-    def __init__(self):
-        self.queue = deque()
-        self.tamper = None
-
-    def pump(self, limit=10000):
-        n = 0
-        while self.queue and n < limit:
-            node, link, packet = self.queue.popleft()
-            if self.tamper:
-                packet = self.tamper(node, packet)
-            node.receive_from_link(link, packet)
-            n += 1
-
-
-class FakeLink:
-    def __init__(self, wire, switch_index, ifname, peer_name):
-        self.wire = wire
-        self.switch_index = switch_index
-        self.ifname = ifname
-        self.peer_name = peer_name
-        self.peer_addr = "fd00::1"
-        self.peer_public_key = None
-        self.emulator = LinkEmulator()
-        self.rx_packets = self.rx_bytes = self.tx_packets = 0
-        self.last_pong = self.rtt_ms = None
-        self.was_up = False
-        self.pings_sent = 0
-        self.remote = None          # (node, link) at the other end
-
-    def send(self, packet):
-        self.tx_packets += 1
-        self.wire.queue.append((*self.remote, packet))
-
-    def counters(self):
-        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
-
-
 def build_line(n, seed=b"dp"):
-    wire, loop = Wire(), FakeLoop()
+    wire, loop = MemoryWire(), ManualLoop()
     idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
     names = [f"n{i}" for i in range(n)]
     adj = {name: {} for name in names}
@@ -90,11 +30,8 @@ def build_line(n, seed=b"dp"):
                             "paths": paths})
         nodes.append(make_node(cfg, loop))
     for a, b in zip(range(n), range(1, n)):
-        la = FakeLink(wire, adj[names[a]][names[b]], f"to{b}", names[b])
-        lb = FakeLink(wire, adj[names[b]][names[a]], f"to{a}", names[a])
-        la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
-        nodes[a].add_link(la)
-        nodes[b].add_link(lb)
+        wire.join(nodes[a], MemoryLink(wire, names[a], adj[names[a]][names[b]], f"to{b}", names[b]),
+                  nodes[b], MemoryLink(wire, names[b], adj[names[b]][names[a]], f"to{a}", names[a]))
     return wire, loop, nodes
 
 

@@ -2,73 +2,18 @@
 (content type 256) over in-memory links, GETSNODE/RPATH as switch control messages; the nodes' path provider is
 the route-server client, and IPv6 packets between all nodes get through on the labels it learns."""
 import struct
-from collections import deque
 
 from node.agent_config import parse_config
 from node.dataplane import Node
-from node.link_emulation import LinkEmulator
+from node.memory_links import ManualLoop, MemoryLink, MemoryWire
 from node.route_server.agent_glue import CJDHT, RouteServerGlue, parse_settings
 from node.tun_switch import keys, labels
 
 T0 = 1_700_000_000_000
 
 
-class FakeLoop:
-    def __init__(self):
-        self.now = 100.0
-
-    def clock(self):
-        return self.now
-
-    def add_reader(self, *a):
-        pass
-
-    def remove_reader(self, *a):
-        pass
-
-    def call_later(self, *a):
-        return None
-
-    call_at = call_every = call_later
-
-
-class Wire:
-    def __init__(self):
-        self.queue = deque()
-        self.cut = set()                    # (node name, ifname) whose packets are lost
-
-    def pump(self, limit=100_000):
-        n = 0
-        while self.queue and n < limit:
-            node, link, packet = self.queue.popleft()
-            node.receive_from_link(link, packet)
-            n += 1
-
-
-class FakeLink:
-    def __init__(self, wire, owner, switch_index, ifname, peer_name, peer_key):
-        self.wire, self.owner = wire, owner
-        self.switch_index, self.ifname, self.peer_name = switch_index, ifname, peer_name
-        self.peer_addr = "fd00::1"
-        self.peer_public_key = peer_key
-        self.emulator = LinkEmulator()
-        self.rx_packets = self.rx_bytes = self.tx_packets = 0
-        self.last_pong = self.rtt_ms = None
-        self.was_up = False
-        self.pings_sent = 0
-        self.remote = None
-
-    def send(self, packet):
-        self.tx_packets += 1
-        if (self.owner, self.ifname) not in self.wire.cut:
-            self.wire.queue.append((*self.remote, packet))
-
-    def counters(self):
-        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
-
-
 def build_grid(n=3, servers=("11",), fast=True):
-    wire, loop = Wire(), FakeLoop()
+    wire, loop = MemoryWire(), ManualLoop()
     names = [f"{r}{c}" for r in range(n) for c in range(n)]
     idents = {name: keys.Identity.from_seed(b"rs-agent", i) for i, name in enumerate(names)}
     server_keys = [idents[s].pubkey_text for s in servers]
@@ -92,11 +37,8 @@ def build_grid(n=3, servers=("11",), fast=True):
             for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)):
                 if r + dr < n and c + dc < n:
                     a, b = f"{r}{c}", f"{r + dr}{c + dc}"
-                    la = FakeLink(wire, a, mine, f"to{b}", b, idents[b].public_key)
-                    lb = FakeLink(wire, b, theirs, f"to{a}", a, idents[a].public_key)
-                    la.remote, lb.remote = (nodes[b], lb), (nodes[a], la)
-                    nodes[a].add_link(la)
-                    nodes[b].add_link(lb)
+                    wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, idents[b].public_key),
+                              nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, idents[a].public_key))
     return wire, loop, nodes, glues
 
 
