@@ -22,10 +22,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "dataplane.json")
-YGG = shutil.which("yggdrasil") or "/usr/sbin/yggdrasil"
-YGG_PORT = 7300
 
 
 def _load_harness():
@@ -93,40 +93,15 @@ def start_yggdrasil(mesh, nodes, workdir):
     # Everyone dials its right-hand neighbour, so start from the right: each listener is up before it is dialled
     # (yggdrasil backs off for a long time after a refused dial).
     for node in reversed(nodes):
-        conf = json.loads(subprocess.run([YGG, "-genconf", "-json"], capture_output=True, text=True,
-                                         check=True).stdout)
         peers = [f"tcp://[{p['peer_addr']}]:{YGG_PORT}" for p in node.peers
                  if p["local_addr"].endswith("::1")]       # dial only to the right: one connection per link
-        conf.update({"Peers": peers, "Listen": [f"tcp://[{p['local_addr']}]:{YGG_PORT}" for p in node.peers],
-                     "MulticastInterfaces": [], "AdminListen": "none", "IfName": "ygg0", "IfMTU": 65535,
-                     "NodeInfoPrivacy": True})
-        path = os.path.join(workdir, f"ygg-{node.name}.json")
-        with open(path, "w") as f:
-            json.dump(conf, f)
-        addrs[node.name] = subprocess.run([YGG, "-useconffile", path, "-address"], capture_output=True,
-                                          text=True, check=True).stdout.strip()
+        path, addrs[node.name] = write_config(workdir, node.name, peers,
+                                              [f"tcp://[{p['local_addr']}]:{YGG_PORT}" for p in node.peers])
         log_path = os.path.join(workdir, f"ygg-{node.name}.log")
         with open(log_path, "w") as log:
             procs.append(mesh.popen(node, YGG, "-useconffile", path, stdout=log, stderr=log))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open(log_path) as f:
-                if f.read().count("TCP listener started") >= len(node.peers):
-                    break
-            time.sleep(0.05)
+        wait_listening(log_path, len(node.peers))
     return procs, addrs
-
-
-def stop_procs(procs):
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
 
 
 def run_hops(harness, hops, seconds, console):

@@ -16,7 +16,6 @@ Issue target: pktlab outage under 1 s.
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
 from testbed import faults
 from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
@@ -33,8 +33,6 @@ from testbed.topology import Isp, Link, Node, Topology
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "reroute.json")
-YGG = shutil.which("yggdrasil") or "/usr/sbin/yggdrasil"
-YGG_PORT = 7300
 FLOW_PORT = 5301
 CHUNK = 8192
 CHUNKS_PER_S = 200          # 1.6 MB/s: a gap shows at 5 ms resolution, and the flow never fills the links
@@ -192,38 +190,13 @@ def start_yggdrasil(mesh: Mesh, workdir: str) -> tuple[list, dict]:
     # a dials b, and b comes later in the grid's order: start from the end, so every listener is up before it is
     # dialled (yggdrasil backs off for a long time after a refused dial)
     for node in reversed(list(mesh.topo.nodes)):
-        conf = json.loads(subprocess.run([YGG, "-genconf", "-json"], capture_output=True, text=True,
-                                         check=True).stdout)
-        conf.update({"Peers": dials[node], "Listen": listens[node], "MulticastInterfaces": [],
-                     "AdminListen": "none", "IfName": "ygg0", "IfMTU": 65535, "NodeInfoPrivacy": True})
-        path = os.path.join(workdir, f"ygg-{node}.json")
-        with open(path, "w") as f:
-            json.dump(conf, f)
-        addrs[node] = subprocess.run([YGG, "-useconffile", path, "-address"], capture_output=True, text=True,
-                                     check=True).stdout.strip()
+        path, addrs[node] = write_config(workdir, node, dials[node], listens[node])
         log_path = os.path.join(workdir, f"ygg-{node}.log")
         with open(log_path, "w") as log:
             procs.append(exec_in(mesh.run, node, [YGG, "-useconffile", path], stdout=log, stderr=log,
                                  start_new_session=True))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open(log_path) as f:
-                if f.read().count("TCP listener started") >= len(listens[node]):
-                    break
-            time.sleep(0.05)
+        wait_listening(log_path, len(listens[node]))
     return procs, addrs
-
-
-def stop_procs(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
 
 
 def wait_ping(mesh: Mesh, src: str, addr: str, timeout: float) -> float | None:
