@@ -14,7 +14,7 @@ import signal
 from pyroute2 import IPRoute
 
 from testbed.backends.netns import spawn_holder
-from testbed.netlink_batch import in_netns
+from node.netns import in_netns
 from testbed.runs import netns_inode
 
 QDISCS = {

@@ -961,7 +961,7 @@ def _netns_fd(mesh, node: str) -> int:
 def set_link_state(mesh, ends: list[End], up: bool) -> None:
     """Set veth ends up or down inside their namespaces (pyroute2)."""
     from pyroute2 import IPRoute
-    from testbed.netlink_batch import in_netns
+    from node.netns import in_netns
     for e in ends:
         fd = _netns_fd(mesh, e.node)
         try:
@@ -1012,7 +1012,7 @@ def restart_agent(mesh, node: str) -> int:
 def send_raw_udp(mesh, node: str, src: str, dst: str, sport: int, dport: int, payloads: list[bytes]) -> None:
     """UDP datagrams with a chosen source port, from a raw socket made inside the node's namespace."""
     fd = _netns_fd(mesh, node)
-    from testbed.netlink_batch import in_netns
+    from node.netns import in_netns
     try:
         with in_netns(fd):
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -133,11 +134,11 @@ class Mesh:
 
     # -- agents -----------------------------------------------------------------------------------------------
     def identity(self, node: str) -> Identity:
-        index = list(self.topo.nodes).index(node)
-        return Identity.from_seed(str(self.run.state["seed"]).encode(), index)
+        """The node's keys, derived from the run seed (the same every time the node starts)."""
+        return _identity(str(self.run.state["seed"]).encode(), list(self.topo.nodes).index(node))
 
     def _agent_configs(self) -> dict[str, dict]:
-        ids = {n: Identity.from_seed(str(self.run.state["seed"]).encode(), i) for i, n in enumerate(self.topo.nodes)}
+        ids = {n: self.identity(n) for n in self.topo.nodes}
         peers = {n: [] for n in self.topo.nodes}
         adjacency = {n: {} for n in self.topo.nodes}
         for rec in self.run.state["links"]:
@@ -375,6 +376,12 @@ class Mesh:
             if pending and time.monotonic() > deadline:
                 shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
                 raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(seed: bytes, index: int) -> Identity:
+    # derivation retries until the address starts with fc (about 256 tries): worth deriving once per node
+    return Identity.from_seed(seed, index)
 
 
 def _needs_emulation(p) -> bool:

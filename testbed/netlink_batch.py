@@ -18,8 +18,6 @@ import struct
 
 from pyroute2 import IPBatch
 
-from node.netns import in_netns  # noqa: F401 (re-exported: the backend and faults enter namespaces with it)
-
 NETLINK_CAP_ACK = 10  # acks carry only the request header, not the whole request
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
