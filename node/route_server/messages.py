@@ -23,7 +23,7 @@ pktlab additions:
   learns a first path to the route servers of other Cloud ISPs.
 * Federation between route servers: ``{"sq": "sub", "cu": 0|1}`` (send me the link state you get; ``cu`` = 1:
   first send everything you hold, as after our start; it is renewed every minute) and
-  ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to the sender);
+  ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to a federated route server);
   replies carry ``recvTime`` and, for ``fwd``, ``acc`` (how many were accepted).
 
 Parsers raise only :class:`MessageError`.

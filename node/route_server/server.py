@@ -10,8 +10,11 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   ``too_many_announcements`` (256 kept without a reset), and for
   announcements forwarded by a federated route server ``stale`` (older than the 20-minute window).
 * Federation: ``handle_announce(raw, now, via=ip6)`` accepts an announcement forwarded by the federated route
-  server ``via`` (the caller checked that it is a peer); it must be addressed to ``via``, and the clock-skew
-  check becomes the 20-minute window, since a catch-up transfer carries announcements up to 20 minutes old.
+  server ``via`` (the caller checked that it is a peer); it must be addressed to a route server of the
+  federation (``via``, us, or one of ``servers``: route servers pass on what they got from each other, so every
+  server ends up with every ISP's state), and the clock-skew check becomes the 20-minute window, since a
+  catch-up transfer carries announcements up to 20 minutes old. A forwarded announcement we already hold
+  (it reached us by two servers) is counted as ``forwarded_duplicate``, not as a rejection.
 * PKT entities: LINK_QUALITY samples feed the link value like LINK_STATE; LEASE entities are kept per lease id
   until they expire.
 * Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
@@ -96,8 +99,9 @@ def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
 
 
 class RouteServer:
-    def __init__(self, snode_ip6: bytes):
+    def __init__(self, snode_ip6: bytes, servers=()):
         self.snode_ip6 = bytes(snode_ip6)
+        self.servers = {self.snode_ip6} | {bytes(s) for s in servers}     # may be named by forwarded announcements
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._graph: nx.DiGraph | None = None                 # built on first use, then kept up to date
@@ -108,7 +112,9 @@ class RouteServer:
         try:
             node = self._accept(bytes(raw), now_ms, via)
         except Rejected as e:
-            self.counters[f"rejected_{e.reason}"] = self.counters.get(f"rejected_{e.reason}", 0) + 1
+            duplicate = via is not None and e.reason in ("replay", "old_timestamp")
+            key = "forwarded_duplicate" if duplicate else f"rejected_{e.reason}"
+            self.counters[key] = self.counters.get(key, 0) + 1
             raise
         key = "accepted" if via is None else "accepted_forwarded"
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -122,7 +128,7 @@ class RouteServer:
             raise Rejected("malformed", str(e)) from None
         if not keys.verify(ann.signing_key, raw[64:], ann.signature):
             raise Rejected("bad_signature")
-        if ann.snode_ip != (self.snode_ip6 if via is None else bytes(via)):
+        if ann.snode_ip != self.snode_ip6 if via is None else ann.snode_ip not in self.servers | {bytes(via)}:
             raise Rejected("wrong_snode")
         if via is not None:
             if not now_ms - AGREED_TIMEOUT_MS <= ann.timestamp_ms <= now_ms + MAX_CLOCKSKEW_MS:

@@ -11,8 +11,11 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
 * ``pn``: ``recvTime``, ``stateHash`` (zeros for an unknown node) and ``alt``.
 * ``gr``: Dijkstra over links announced in both directions; ``n`` holds the target's key and the spliced label.
 * Federation: route servers listed in ``federation`` (public keys of other route servers, ours or other Cloud
-  ISPs) may ``sub``scribe; from then on every announcement we accept that is addressed to us is forwarded to
-  them in ``fwd`` batches, and a subscription first gets a catch-up of all of them. We subscribe to every
+  ISPs) may ``sub``scribe; from then on every announcement we accept, from a node or from another server, is
+  forwarded to them in ``fwd`` batches (not back to the server it came from), and a subscription first gets a
+  catch-up of all we hold. Passing on what other servers sent is what lets a server that has no path to a
+  foreign server yet (it learns the foreign links only by federation) get that state from a server of its own
+  ISP; duplicates (a state that reached us by two servers) are dropped by the core's replay check. We subscribe to every
   federation peer we have a path to. A peer's path comes from our own graph, from a ``frs`` report of one of our
   nodes (a route server its neighbours use), or from the return path of its last message to us.
 
@@ -58,7 +61,6 @@ class RouteServerService:
         belongs to our Cloud ISP (offered to our nodes as failover candidates)."""
         self.public_key = bytes(public_key)
         self.ip6 = keys.address_for_key(self.public_key)
-        self.core = RouteServer(self.ip6)
         self.version = version
         same = {bytes(k) for k in same_isp}
         self.peers: dict[bytes, FederationPeer] = {}
@@ -66,6 +68,7 @@ class RouteServerService:
             k = bytes(k)
             if k != self.public_key and keys.address_for_key(k) not in self.peers:
                 self.peers[keys.address_for_key(k)] = FederationPeer(k, keys.address_for_key(k), k in same)
+        self.core = RouteServer(self.ip6, servers=self.peers)
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None
@@ -104,8 +107,7 @@ class RouteServerService:
         if q.sq == "sub":
             if q.catch_up or not peer.interested:
                 peer.interested = True
-                peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements
-                              if a.snode_ip == self.ip6]
+                peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements]
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms))
         return self._forwarded(q, peer, now_ms)
 
@@ -115,9 +117,7 @@ class RouteServerService:
         try:
             node = self.core.handle_announce(q.ann, now_ms)
             ann_ip6 = node.ip6
-            for peer in self.peers.values():
-                if peer.interested and len(peer.queue) < MAX_QUEUED_FORWARDS:
-                    peer.queue.append(bytes(q.ann))
+            self._pass_on(bytes(q.ann))
         except Rejected as e:
             error = e.reason
         return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error=error,
@@ -140,9 +140,18 @@ class RouteServerService:
             try:
                 self.core.handle_announce(raw, now_ms, via=peer.ip6)    # counted by reason in the core
                 accepted += 1
+                self._pass_on(raw, came_from=peer)
             except Rejected:
                 pass
         return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, accepted=accepted))
+
+    def _pass_on(self, raw: bytes, came_from: FederationPeer | None = None) -> None:
+        for peer in self.peers.values():
+            if peer is not came_from and peer.interested:
+                if len(peer.queue) < MAX_QUEUED_FORWARDS:
+                    peer.queue.append(raw)
+                else:
+                    self.counters["forward_dropped_queue_full"] += 1
 
     def _on_peer_reply(self, reply: M.Reply, src_ip6: bytes) -> None:
         peer = self.peers.get(src_ip6)

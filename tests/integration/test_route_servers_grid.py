@@ -26,10 +26,7 @@ from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
 from testbed.topology import Isp, Link, Node, Topology
 
-# Slow-marked while it fails: the isp2 nodes never reach the isp1 nodes that use isp1's second route server (n4x0),
-# even after 120 s: n4x0 needs a path to isp2's server to federate, and learns isp2's links only through that
-# federation (same-ISP servers do not pass on what they got by federation). Run with -m slow; see issue 5's note.
-pytestmark = [pytest.mark.root, pytest.mark.slow,
+pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
 
 ROWS = COLS = 5

@@ -120,6 +120,36 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     assert b.core.counters["rejected_stale"] == 1
 
 
+def test_servers_pass_on_what_other_servers_forwarded():
+    """isp1 has servers a (RS) and a2 (RS2), isp2 has f (FOREIGN); a2 and f have no path to each other (each
+    learns the other's links only by federation), both reach a: a passes on what each sent it."""
+    a = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
+    a2 = RouteServerService(RS2.public_key, federation=[FOREIGN.public_key], same_isp=[RS.public_key])
+    f = RouteServerService(FOREIGN.public_key, federation=[RS.public_key, RS2.public_key])
+    by_key = {s.public_key: s for s in (a, a2, f)}
+    for x, y in ((a, a2), (a2, a), (a, f), (f, a)):
+        x.peers[y.ip6].heard_label = 0x15
+    query(a2, M.Query("ann", b"0", ann=ann(NODES[0], [], T0, snode=RS2)), NODES[0])
+    query(f, M.Query("ann", b"1", ann=ann(NODES[1], [], T0, snode=FOREIGN)), NODES[1])
+
+    def rounds(now, n=4):
+        for _ in range(n):
+            for src in (a, a2, f):
+                for key, _, payload in src.take_outbox(now):
+                    reply = by_key[key].handle(payload, src.public_key, now, path=0x17)
+                    if reply is not None:
+                        src.handle(reply, key, now)
+    rounds(T0)
+    assert NODES[1].ip6 in a2.core.nodes and NODES[0].ip6 in f.core.nodes
+    assert a.core.counters["accepted_forwarded"] == 2
+    # a later announcement travels the same way; nothing is forwarded back to where it came from
+    query(f, M.Query("ann", b"2", ann=ann(NODES[1], [], T0 + 2000, snode=FOREIGN, reset=False)), NODES[1], T0 + 2000)
+    rounds(T0 + 2000)
+    assert len(a2.core.nodes[NODES[1].ip6].announcements) == 2
+    assert f.core.counters.get("forwarded_duplicate", 0) == 0
+    assert not any(k.startswith("rejected_") for s in (a, a2, f) for k in s.core.counters)
+
+
 def test_link_quality_weights_paths_and_leases_are_kept():
     # square RS-N0-N2 / RS-N1-N2: quality makes the N1 side cheaper
     svc = RouteServerService(RS.public_key)
