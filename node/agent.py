@@ -29,6 +29,12 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
   rs_status                       (a route-server node) graph size, announcements accepted, rejections by
                                   reason, federation peers
   rs_route  src, dst              (a route-server node) the path it answers, hop by hop with each hop's label
+  set_clock offset_s              skew this node's wall clock (what its announcements and lease requests are
+                                  stamped and judged by) by offset_s seconds; 0 restores it
+  rs_service run=true|false       (a route-server node) lose its route server (the node keeps switching) or
+                                  start a fresh one, with empty state like a restarted process
+  rs_inject kind, [count=1]       send bad announcements to this node's route server in its real session:
+                                  forged (bad signature), replayed (the last accepted one again), skewed (+60 s)
 """
 
 import logging
@@ -77,7 +83,8 @@ class Agent:
                 "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
                 "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
                 "leases": self.cmd_leases, "lease_config": self.cmd_lease_config,
-                "routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route}
+                "routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
+                "set_clock": self.cmd_set_clock, "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject}
 
     def run(self):
         # A short tick: signal handlers only set a flag, and the loop must wake up to see it.
@@ -166,15 +173,48 @@ class Agent:
             raise CommandError('needs "request": the signed request as JSON text')
         return plane.configure(req["request"])
 
-    def _route_server_role(self):
-        if self.route_server is None or self.route_server.service is None:
-            raise CommandError('this node is not a route server (config "route_server": {"serve": true})')
-        return self.route_server
-
-    def cmd_routes(self, req, respond):
+    def _route_server_client(self):
         if self.route_server is None:
             raise CommandError('this node has no "route_server" section in its config')
-        return self.route_server.client.describe()
+        return self.route_server
+
+    def _route_server_role(self, running=True):
+        glue = self._route_server_client()
+        if not glue.settings.serve:
+            raise CommandError('this node is not a route server (config "route_server": {"serve": true})')
+        if running and glue.service is None:
+            raise CommandError("this node's route server is not running (rs_service run=true starts it)")
+        return glue
+
+    def cmd_routes(self, req, respond):
+        return self._route_server_client().client.describe()
+
+    def cmd_set_clock(self, req, respond):
+        offset = req.get("offset_s")
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not abs(offset) <= 86400:
+            raise CommandError('"offset_s" must be a number of seconds within a day')
+        self.node.clock_offset_s = float(offset)
+        return {"clock_offset_s": self.node.clock_offset_s}
+
+    def cmd_rs_service(self, req, respond):
+        glue = self._route_server_role(running=False)
+        run = req.get("run")
+        if not isinstance(run, bool):
+            raise CommandError('"run" must be true or false')
+        if run and glue.service is None:
+            glue.start_service()
+        elif not run and glue.service is not None:
+            glue.stop_service()
+        return {"running": glue.service is not None}
+
+    def cmd_rs_inject(self, req, respond):
+        count = req.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
+            raise CommandError('"count" must be an integer in 1..100')
+        try:
+            return self._route_server_client().send_bad_announcements(req.get("kind"), count)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
 
     def cmd_rs_status(self, req, respond):
         glue = self._route_server_role()

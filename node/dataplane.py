@@ -80,7 +80,7 @@ class Destination:
 
 
 class Node:
-    def __init__(self, config, loop, path_provider=None, clock=time.monotonic):
+    def __init__(self, config, loop, path_provider=None, clock=time.monotonic, wall_clock=time.time):
         self.config = config
         self.name = config.node
         self.identity = config.identity
@@ -88,6 +88,8 @@ class Node:
         self.loop = loop
         self.clock = clock
         self.started = clock()
+        self._wall_clock = wall_clock
+        self.clock_offset_s = 0.0    # added to the wall clock this node reports (the clock-skew fault)
         self.rng = random.Random()
         self.paths = path_provider or StaticPathProvider(config.paths)
         self.switch = Switch()
@@ -488,11 +490,16 @@ class Node:
                         "rx_packets": d.rx_packets if d else 0, "tx_packets": d.tx_packets if d else 0})
         return out
 
+    def wall_clock(self) -> float:
+        """This node's idea of the Unix time: what announcements and config requests are stamped and judged by."""
+        return self._wall_clock() + self.clock_offset_s
+
     def status(self):
         return {"node": self.name, "ip6": self.identity.ip6_text, "public_key": self.identity.pubkey_text,
                 "uptime_s": round(self.clock() - self.started, 3), "healthy": self.tun is not None,
                 "peers_up": sum(1 for l in self.links.values() if self.link_up(l)), "peers": len(self.links),
-                "tun": self.config.tun_ifname, "mtu": self.config.tun_mtu}
+                "tun": self.config.tun_ifname, "mtu": self.config.tun_mtu,
+                "clock_offset_s": self.clock_offset_s}
 
     def peers(self):
         return [{"switch_index": l.switch_index, "ifname": l.ifname, "local_addr": l.local_addr,

@@ -26,7 +26,6 @@ scheduler also implements level 1 itself so the rules hold on kernels without HT
 import logging
 import socket
 import struct
-import time
 
 from node.peer_link import PeerLink
 from node.tun_switch.config_request import ConfigRequestHandler
@@ -42,13 +41,13 @@ _tc = struct.Struct(">H")
 
 
 class LeasePlane:
-    def __init__(self, node, lease_config, wall_clock=time.time):
+    def __init__(self, node, lease_config, wall_clock=None):
         self.node = node
         self.config = lease_config
         self.table = lease_config.table
         self.datapath = LeaseDataPath(self.table)
         self.requests = ConfigRequestHandler(self.table)
-        self.wall_clock = wall_clock
+        self.wall_clock = wall_clock or node.wall_clock
         self._drain_timers = {}             # link name -> pending timer
 
     # -- setup -----------------------------------------------------------------------------------------------

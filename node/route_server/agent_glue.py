@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from node.tun_switch import control, keys, labels
 from node.tun_switch.switch_header import SwitchHeader
-from . import messages as M
+from . import announcement as A, messages as M
 from .client import ClientConfig, PeerInfo, RouteServerClient
 from .service import RouteServerService
 
@@ -100,27 +100,26 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
     return s
 
 
-def wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class RouteServerGlue:
-    def __init__(self, node, settings: RouteServerSettings, clock_ms=wall_ms):
+    def __init__(self, node, settings: RouteServerSettings, clock_ms=None):
         self.node = node
         self.settings = settings
-        self.clock_ms = clock_ms
-        self.client = RouteServerClient(node.identity, clock_ms, settings.client_config(), serve_self=settings.serve)
+        # the node's wall clock (it carries the clock-skew fault's offset), in ms: stamps and the server's checks;
+        # the client's timers run on the node's steady clock, so a clock jump does not stall them
+        self.clock_ms = clock_ms or (lambda: int(node.wall_clock() * 1000))
+        self.client = RouteServerClient(node.identity, lambda: int(node.clock() * 1000), settings.client_config(),
+                                        serve_self=settings.serve, wall_clock=self.clock_ms)
         self.service = None
         if settings.serve:
-            self.service = RouteServerService(node.identity.public_key, federation=settings.federation,
-                                              same_isp=settings.same_isp)
+            self.start_service()
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
         self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
         self.closed = False
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
-                         "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0}
+                         "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
+                         "queries_unserved": 0}
 
     # -- installation -----------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -140,6 +139,49 @@ class RouteServerGlue:
                 log.exception("route server message handler failed")
                 return True
         return call
+
+    # -- the route-server role ------------------------------------------------------------------------------
+    def start_service(self) -> None:
+        """Run the route server, with empty state (as a restarted route-server process starts)."""
+        s = self.settings
+        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp)
+        self.client.set_serve_self(True)
+
+    def stop_service(self) -> None:
+        """Lose the route server (the route-server-loss fault): queries go unanswered, the node keeps switching."""
+        self.service = None
+        self.client.set_serve_self(False)
+
+    def send_bad_announcements(self, kind: str, count: int = 1) -> dict:
+        """Byzantine inputs from this node, in its real session with its route server: ``forged`` (a flipped
+        byte after signing), ``replayed`` (the last announcement the server accepted, again) or ``skewed``
+        (stamped a minute ahead). The server must reject each and count the reason."""
+        if kind not in ("forged", "replayed", "skewed"):
+            raise ValueError(f"unknown kind {kind!r} (forged, replayed, skewed)")
+        c = self.client
+        server = c.server
+        if server is None or server == self.node.identity.public_key:
+            raise ValueError("this node has no route server of another node to send to")
+        label = c.candidates[server].label
+        now = self.clock_ms() + c.skew_ms
+        sent = []
+        for i in range(count):
+            if kind == "replayed":
+                if not c.acked:
+                    raise ValueError("no announcement accepted yet to replay")
+                raw = c.acked[-1].raw
+            else:
+                ts = now + (60_000 if kind == "skewed" else 0) + i + 1
+                entities = (A.VersionEntity(c.version), A.EncodingSchemeEntity(c.scheme))
+                raw = A.Announcement.build(self.node.identity, keys.address_for_key(server), ts, entities).raw
+                if kind == "forged":
+                    raw = raw[:-1] + bytes([raw[-1] ^ 1])
+            # sent like any query of ours; the reply (a rejection) is ignored: it answers no query of ours
+            self.send_message(server, label, M.pack_query(M.Query("ann", b"bad" + i.to_bytes(4, "big"), c.version,
+                                                                  ann=raw)))
+            sent.append(raw)
+        self.counters[f"bad_announcements_{kind}"] = self.counters.get(f"bad_announcements_{kind}", 0) + len(sent)
+        return {"server": keys.ip6_text(keys.address_for_key(server)), "kind": kind, "sent": len(sent)}
 
     # -- periodic ---------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -171,7 +213,7 @@ class RouteServerGlue:
             peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), labels.one_hop_label(index), their,
                                   link.peer_public_key, rtt_us=max(rtt_us, 1), capacity_kbps=LINK_CAPACITY_KBPS))
         self.client.set_peers(peers)
-        for out in self.client.poll(now_ms):
+        for out in self.client.poll():
             if out.kind == "control":
                 self._send_control(out.label, out.payload)
             else:
@@ -253,7 +295,7 @@ class RouteServerGlue:
         back = labels.bit_reverse64(d.learned_label) if d.learned_label else None
         if is_query:
             if self.service is None:
-                self.counters["bad_messages"] += 1          # we serve nothing
+                self.counters["queries_unserved"] += 1      # we serve nothing (or lost our route server)
                 return
             reply = self.service.handle(payload, d.public_key, now_ms, path=back)
             if reply is not None:

@@ -107,6 +107,7 @@ class _Pending:
     target: bytes | None = None
     raw: bytes = b""
     peers: dict | None = None          # for an announcement: the peers it listed
+    sent_wall_ms: int = 0
 
 
 @dataclass
@@ -118,11 +119,14 @@ class _Announced:
 
 class RouteServerClient(PathProvider):
     def __init__(self, identity, clock, config: ClientConfig | None = None, scheme=V358,
-                 version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False):
-        """identity: keys.Identity; clock: () -> ms; route_servers: static (public_key, label) candidates;
-        serve_self: this node runs a route server, use it (label 1) and name it in GETSNODE replies."""
+                 version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False, wall_clock=None):
+        """identity: keys.Identity; clock: () -> ms, steady (timers, timeouts, cache); wall_clock: () -> ms, the
+        node's Unix time (announcement stamps; default: clock), which may jump; route_servers: static
+        (public_key, label) candidates; serve_self: this node runs a route server, use it (label 1) and name it
+        in GETSNODE replies."""
         self.identity = identity
         self.clock = clock
+        self.wall_clock = wall_clock or clock
         self.config = config or ClientConfig()
         self.scheme = scheme
         self.version = version
@@ -193,6 +197,19 @@ class RouteServerClient(PathProvider):
         self.counters["getsnode_ok"] += 1
         self._add_candidate(key, label, "peer")
 
+    def set_serve_self(self, on: bool) -> None:
+        """Our own route server came up (use it) or went away (fail over to the ISP's others)."""
+        me = self.identity.public_key
+        self.serve_self = on
+        if on:
+            self.candidates[me] = Candidate(me, SELF_LABEL, "self")
+            if self.server != me:
+                self.server = None
+        else:
+            self.candidates.pop(me, None)
+            if self.server == me:
+                self._fail_server(self.clock(), "lost")
+
     def answer_getsnode(self, msg: control.GetSnode) -> control.GetSnode | None:
         """Our reply to a peer's GETSNODE query: the route server we use and our label to it."""
         if msg.reply:
@@ -218,7 +235,7 @@ class RouteServerClient(PathProvider):
                 self.pending[reply.txid] = p
             return False
         if reply.recv_time is not None:
-            self.skew_ms = reply.recv_time - (p.sent_ms + now) // 2
+            self.skew_ms = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
         for alt in reply.alternatives:
             if not self.allowed or alt.public_key in self.allowed:
                 self._add_candidate(alt.public_key, alt.label, "alt")
@@ -376,7 +393,7 @@ class RouteServerClient(PathProvider):
             if kind == "ann" else ()
         q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, bad=query.bad,
                     foreign=foreign)
-        self.pending[txid] = _Pending(kind, server, now, target, raw, peers)
+        self.pending[txid] = _Pending(kind, server, now, target, raw, peers, self.wall_clock())
         self.counters[f"sent_{kind}"] += 1
         return Outgoing("snode", server, label, M.pack_query(q))
 
@@ -395,7 +412,7 @@ class RouteServerClient(PathProvider):
                 if our_label not in self.peers:
                     entities.append(A.PeerEntity(p.ip6, 0, peer_num=our_label & 0xFFFF))
         entities.extend(self.leases)
-        ts = max(now + self.skew_ms, self.last_ts + 1)
+        ts = max(self.wall_clock() + self.skew_ms, self.last_ts + 1)
         self.last_ts = ts
         ann = A.Announcement.build(self.identity, keys.address_for_key(server), ts, tuple(entities), reset=reset)
         return self._query(server, label, "ann", now, M.Query("ann", b"", ann=ann.raw), raw=ann.raw,
@@ -407,6 +424,9 @@ class RouteServerClient(PathProvider):
         if reply.error is not None:
             self.counters[f"ann_rejected_{reply.error}"] += 1
             self.needs_reset = True
+            # the server holds none of this one: our next stamp need only follow what it accepted (after a
+            # clock-skew rejection the corrected stamp may be earlier than the rejected one)
+            self.last_ts = self.acked[-1].timestamp_ms if self.acked else 0
             self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
             return
         ann = A.Announcement.parse(p.raw, verify=False)

@@ -3,6 +3,8 @@
 the route-server client, and IPv6 packets between all nodes get through on the labels it learns."""
 import struct
 
+import pytest
+
 from node.agent_config import parse_config
 from node.dataplane import Node
 from node.memory_links import ManualLoop, MemoryLink, MemoryWire
@@ -21,14 +23,15 @@ def build_grid(n=3, servers=("11",), fast=True):
     for name in names:
         cfg = parse_config({"node": name, "private_key": idents[name].private_key.hex(), "control_socket": "/tmp/x",
                             "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []})
-        node = Node(cfg, loop, clock=loop.clock)
+        node = Node(cfg, loop, clock=loop.clock, wall_clock=lambda: T0 / 1000 + loop.now)
         node.delivered = []
         node.deliver = node.delivered.append
         nodes[name] = node
         settings = parse_settings({"serve": name in servers, "allowed": server_keys,
                                    "federation": [k for k in server_keys if k != idents[name].pubkey_text],
+                                   "same_isp": [k for k in server_keys if k != idents[name].pubkey_text],
                                    "announce_interval_s": 1, "hunt_interval_s": 0.5, "query_timeout_s": 1})
-        glue = RouteServerGlue(node, settings, clock_ms=lambda: T0 + int(loop.now * 1000))
+        glue = RouteServerGlue(node, settings)         # on the node's wall clock
         glue.install(loop)
         glues[name] = glue
     # interfaces 0 east, 2 west, 3 south, 4 north
@@ -152,3 +155,61 @@ def test_route_server_config_section_is_validated():
                        ([], "route_server")):
         with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
             parse_config(dict(base, route_server=bad))
+
+
+def up(n=3, servers=("11",), seconds=6):
+    wire, loop, nodes, glues = build_grid(n, servers)
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, seconds)
+    return wire, loop, nodes, glues
+
+
+def test_clock_skew_is_rejected_then_the_client_follows_the_server_clock():
+    wire, loop, nodes, glues = up()
+    server, client = glues["11"].service, glues["00"].client
+    accepted = client.counters["ann_accepted"]
+    nodes["00"].clock_offset_s = 60.0                          # the clock-skew fault
+    step(wire, loop, nodes, glues, 4)
+    assert server.core.counters["rejected_clock_skew"] >= 1 and client.counters["ann_rejected_clock_skew"] >= 1
+    assert abs(client.skew_ms + 60_000) < 1000                 # estimated from the server's recvTime
+    assert client.counters["ann_accepted"] > accepted          # stamped in the server's time again
+    nodes["00"].clock_offset_s = 0.0                           # healed: one more rejection, then accepted
+    accepted = client.counters["ann_accepted"]
+    step(wire, loop, nodes, glues, 4)
+    assert abs(client.skew_ms) < 1000 and client.counters["ann_accepted"] > accepted
+
+
+def test_a_lost_route_server_its_nodes_fail_over_and_a_fresh_one_rebuilds_by_federation():
+    wire, loop, nodes, glues = up(servers=("11", "22"))
+    lost = keys.address_for_key(nodes["11"].identity.public_key)
+    users = [n for n, g in glues.items() if g.client.server == nodes["11"].identity.public_key and n != "11"]
+    assert users
+    glues["11"].stop_service()                                 # the route-server-loss fault
+    step(wire, loop, nodes, glues, 6)
+    second = nodes["22"].identity.public_key
+    assert all(glues[n].client.server == second for n in users + ["11"])
+    assert glues["11"].counters["queries_unserved"] >= 1
+    assert glues["11"].client.describe()["route_server"] != keys.ip6_text(lost)
+    glues["11"].start_service()                                # healed: empty state, filled again
+    step(wire, loop, nodes, glues, 8)
+    st = glues["11"].service.status()
+    assert glues["11"].client.server == nodes["11"].identity.public_key
+    assert st["nodes"] == 9 and st["announcements_forwarded_in"] > 0
+
+
+def test_bad_announcements_injected_by_a_node_are_rejected_and_counted():
+    wire, loop, nodes, glues = up()
+    core, glue = glues["11"].service.core, glues["00"]
+    for kind in ("forged", "replayed", "skewed"):
+        assert glue.send_bad_announcements(kind, 2)["sent"] == 2
+    step(wire, loop, nodes, glues, 1)
+    assert core.counters["rejected_bad_signature"] == 2 and core.counters["rejected_replay"] == 2
+    assert core.counters["rejected_clock_skew"] == 2
+    accepted = glue.client.counters["ann_accepted"]
+    step(wire, loop, nodes, glues, 3)                          # the node's own announcements still go through
+    assert glue.client.counters["ann_accepted"] > accepted
+    with pytest.raises(ValueError):
+        glue.send_bad_announcements("bogus")
+    with pytest.raises(ValueError):
+        glues["11"].send_bad_announcements("forged")         # a route server has no other server to lie to
