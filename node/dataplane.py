@@ -18,6 +18,7 @@ into the event loop for bad input.
 One Node object holds all per-node state, so one process could host several nodes.
 """
 
+import errno
 import functools
 import logging
 import os
@@ -274,8 +275,10 @@ class Node:
                 packet = recv(65535)
             except BlockingIOError:
                 return
-            except OSError:
+            except OSError as e:
                 link.drop("recv_error")     # e.g. ECONNREFUSED after the peer's port was closed
+                if e.errno == errno.ECONNREFUSED:
+                    link.refused_at = self.clock()
                 continue
             link.rx_packets += 1
             link.rx_bytes += len(packet)
@@ -297,6 +300,8 @@ class Node:
                 # bring it back up
                 probe = source == ROUTER and packet[12:16] == CONTROL_FRAME
                 if target is not None and ((dest in self.down_links and not probe) or target.send(out) is False):
+                    if not self.link_up(target):
+                        self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
                     self._undeliverable(source, packet, target)
 
     def _undeliverable(self, source, packet, link):
@@ -429,7 +434,10 @@ class Node:
         link.rtt_ms = round((now - sent) * 1000, 3)
 
     def link_up(self, link):
-        return link.last_pong is not None and self.clock() - link.last_pong < LINK_DOWN_AFTER_S
+        """Answered a link ping lately, and its port was not refused since (a dead agent)."""
+        pong = link.last_pong
+        return pong is not None and self.clock() - pong < LINK_DOWN_AFTER_S and \
+            (link.refused_at is None or link.refused_at < pong)
 
     # -- end-to-end ping (ICMPv6 echo through the mesh) ----------------------------------------------------
     def ping(self, dest_ip6, on_result, timeout_s=3.0, size=56):

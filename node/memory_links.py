@@ -60,7 +60,7 @@ class MemoryLink:
         self.peer_public_key = peer_key
         self.emulator = LinkEmulator()
         self.rx_packets = self.rx_bytes = self.tx_packets = self.pings_sent = 0
-        self.last_pong = self.rtt_ms = None
+        self.last_pong = self.rtt_ms = self.refused_at = None
         self.was_up = False
         self.remote = None          # (node, link) at the other end
 

@@ -1,7 +1,10 @@
 """One peer link in overlay mode: a UDP socket bound to the link's local IPv6 address, connected to the peer.
 
 Egress goes through an optional LinkEmulator; when it is inactive packets are sent straight away. Send errors
-(peer down: ECONNREFUSED, full buffers: EAGAIN, no route) are counted as drops, never raised.
+(peer down: ECONNREFUSED, full buffers: EAGAIN, no route) are counted as drops, never raised. ECONNREFUSED (the
+peer's kernel answered port unreachable: its agent is gone) and a missing route mean nobody will forward what we
+send: ``send`` returns False, and ``refused_at`` tells the node the peer was last refused (the link is down until
+it answers a link ping again).
 """
 
 import errno
@@ -34,6 +37,7 @@ class PeerLink:
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
         self.drops = {}
         self.last_pong = self.rtt_ms = None      # link liveness, kept by the node's link pings
+        self.refused_at = None                   # the last ECONNREFUSED (the peer's port is closed)
         self.was_up = False
         self.pings_sent = 0
         self.sock = self._open_socket()
@@ -84,6 +88,9 @@ class PeerLink:
             self._send(packet)
         except OSError as e:
             self.drop(_send_error_reason(e))
+            if e.errno == errno.ECONNREFUSED:
+                self.refused_at = self.loop.clock() if self.loop else 0.0
+                return False
             return e.errno not in DEAD_LINK_ERRNOS
         self.tx_packets += 1
         self.tx_bytes += len(packet)

@@ -139,6 +139,53 @@ def test_link_pings_mark_peers_up():
     assert not a.link_up(link)
 
 
+def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
+    """ECONNREFUSED on a link (the peer's agent died, its kernel answers port unreachable): the sender gets a switch
+    error for that packet at once, the link counts as down until the peer answers a link ping again."""
+    wire, loop, (a, b, c) = build_line(3)
+    for n in (a, b, c):
+        n.housekeeping()
+    wire.pump()
+    to_c = next(l for l in b.links.values() if l.peer_name == "n2")
+    real_send = to_c.send
+
+    def refused(packet):                     # what PeerLink.send_now does on ECONNREFUSED
+        to_c.refused_at = loop.now
+        return False
+    to_c.send = refused
+    loop.now += 0.5
+    a.send_ip6(ip6_packet(a.identity, c.identity, b"lost"))
+    wire.pump()
+    assert not b.link_up(to_c) and to_c.switch_index in b.down_links
+    assert a.counters["switch_errors_received"] == 1 and b.drops["next_hop_down"] == 1
+    b.housekeeping()                         # still refused: stays down
+    wire.pump()
+    assert to_c.switch_index in b.down_links
+    to_c.send = real_send                    # the agent is back: its pong brings the link up
+    loop.now += 0.5
+    b.housekeeping()
+    wire.pump()
+    b.housekeeping()
+    assert b.link_up(to_c) and to_c.switch_index not in b.down_links
+
+
+def test_peer_link_reports_a_refused_send_as_dead():
+    import errno
+    from node.peer_link import PeerLink
+
+    loop = ManualLoop()
+    link = PeerLink(0, "lo", "::1", "::1", 47311, loop=loop)
+    try:
+        def refuse(packet):
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+        link._send = refuse
+        loop.now = 7.0
+        assert link.send_now(b"x") is False and link.refused_at == 7.0
+        assert link.drops == {"peer_unreachable": 1}
+    finally:
+        link.close()
+
+
 def test_keepalive_answers_a_silent_receiver():
     wire, loop, (a, b) = build_line(2)
     a.send_ip6(ip6_packet(a.identity, b.identity, b"one-way"))
