@@ -47,6 +47,8 @@ import yaml
 from node.control_client import AgentError
 from testbed import faults as F
 from testbed.events import EventLog
+from testbed.faults.base import end_of
+from testbed.faults.measure import mbit
 from testbed.topology import Topology, TopologyError, load, parse_rate
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -379,7 +381,7 @@ class Runner:
                                   port=int(body.get("port", 5202)), extra=_iperf_extra(body))
                     self.log.append("traffic", body["from"], None, type="iperf", to=body["to"],
                                     bits_per_second=bps)
-                    self._record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, F._mbit(bps))
+                    self._record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, mbit(bps))
                 else:
                     r = self.mesh.exec(body["node"], body["run"], timeout=float(body.get("timeout", 60)))
                     self.log.append("traffic", body["node"], None, type="command", run=body["run"],
@@ -488,7 +490,7 @@ class Runner:
         bps = F.iperf(self.mesh, body["from"], body["to"], float(body.get("seconds", 2)),
                       port=int(body.get("port", 5201)), extra=_iperf_extra(body))
         bounds = ", ".join(f"{k.replace('_', ' ')} {body[k]}" for k in ("at_least", "at_most") if k in body)
-        return bps is not None and low <= bps <= high, f"{F._mbit(bps)} ({bounds})"
+        return bps is not None and low <= bps <= high, f"{mbit(bps)} ({bounds})"
 
     def _a_outage(self, body):
         probe = self.probes.get((body["from"], body["to"]))
@@ -563,7 +565,7 @@ def reroute(mesh) -> int:
         if isinstance(f, (F.LinkDown, F.Partition)):
             for rec in mesh.run.state["links"]:
                 i = mesh.run.state["links"].index(rec)
-                if f.downs(mesh, F._end(rec, i, rec["a"])):
+                if f.downs(mesh, end_of(rec, i, rec["a"])):
                     down.add(frozenset((rec["a"], rec["b"])))
     index = {}
     for n in mesh.topo.nodes:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from testbed import faults as F
+from testbed import faults as F, runs
 from testbed.mesh import Mesh
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
@@ -80,7 +80,7 @@ def test_flap(mesh, baseline):
     st = F.ping_stats(mesh, "n1", "n2", count=30, interval=0.1, wait=0.5)
     assert 0 < st["received"] < st["sent"], st                  # up part of the time, down part of the time
     F.heal(mesh, f.id)
-    assert not F.runs.alive(f.state["helper"]["pid"], f.state["helper"]["start"])
+    assert not runs.alive(f.state["helper"]["pid"], f.state["helper"]["start"])
     assert F.ping_stats(mesh, "n1", "n2", count=20, interval=0.05)["loss"] == 0
 
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from testbed import faults as F
+from testbed import faults as F, runs
+from testbed.faults import measure
 from testbed.events import read_events
 from testbed.mesh import Mesh
 
@@ -44,7 +45,7 @@ def test_partition_and_heal(mesh):
 def test_crash_and_restart_same_identity(mesh):
     old = dict(mesh.run.state["agents"]["r2c2"])
     f = F.apply_fault(mesh, "crash r2c2")
-    assert not F.runs.alive(old["pid"], old["start"])
+    assert not runs.alive(old["pid"], old["start"])
     assert mesh.ping("r1c2", "r2c2", timeout=1) is None
     F.heal(mesh, f.id)
     new = mesh.run.state["agents"]["r2c2"]
@@ -62,10 +63,10 @@ def test_crash_and_restart_same_identity(mesh):
 def test_pause_and_continue(mesh):
     f = F.apply_fault(mesh, "pause r2c1")
     pid = mesh.run.state["agents"]["r2c1"]["pid"]
-    assert F._proc_state(pid) == "T"
+    assert measure.proc_state(pid) == "T"
     assert mesh.ping("r1c1", "r2c1", timeout=1) is None
     F.heal(mesh, f.id)
-    assert F._proc_state(pid) in ("S", "R")
+    assert measure.proc_state(pid) in ("S", "R")
     assert mesh.ping("r1c1", "r2c1") is not None
 
 
@@ -79,7 +80,7 @@ def test_restart_is_instant(mesh):
 
 def test_malformed_frames_are_counted_drops(mesh):
     def drops(node):
-        return F._drops(mesh, node)
+        return measure.drops(mesh, node)
     before = drops("r1c2") + drops("r1c1") + drops("r2c2")
     rx_before = mesh.agent("r1c2").call("counters")["interfaces"]
     F.apply_fault(mesh, "malformed r1c1->r1c2 count=300")

@@ -1,0 +1,99 @@
+"""Measuring a running mesh from the outside: ping, iperf3, the agents' counters, process states, and waiting
+for a condition."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from node.control_client import AgentError
+from testbed.faults.base import End, FaultError
+
+
+def wait_until(predicate, within: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def ping_stats(mesh, a: str, b: str, count: int = 10, interval: float = 0.2, wait: float = 1.0) -> dict:
+    """ICMPv6 echo from a to b over their fc00::/8 addresses: sent, received, loss, dups, avg and mdev ms."""
+    argv = ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait), mesh.ip6(b)]
+    r = mesh.exec(a, argv, timeout=count * interval + wait + 10)
+    out = r.stdout
+    m = re.search(r"(\d+) packets transmitted, (\d+) received(?:, \+(\d+) duplicates)?", out)
+    sent, received, dups = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else (count, 0, 0)
+    rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    return {"sent": sent, "received": received, "dups": dups, "loss": 1 - received / sent if sent else 1.0,
+            "avg": float(rtt.group(2)) if rtt else None, "mdev": float(rtt.group(4)) if rtt else None}
+
+
+def mean_rtt(mesh, a: str, b: str) -> float | None:
+    """The average RTT of 10 pings (ms)."""
+    return ping_stats(mesh, a, b, count=10, interval=0.05)["avg"]
+
+
+def iperf(mesh, client: str, server: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201,
+          extra: list[str] | None = None) -> float | None:
+    """TCP throughput client -> server (bit/s, as received) with iperf3 over the fc00::/8 addresses."""
+    from testbed.backends.netns import exec_in
+    srv = exec_in(mesh.run, server, ["iperf3", "-s", "-1", "-p", str(port), "-B", mesh.ip6(server)],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(30):
+            r = mesh.exec(client, ["iperf3", "-c", mesh.ip6(server), "-p", str(port), "-t", str(seconds), "-J",
+                                   "-O", "0.5"] + (["-R"] if reverse else []) + (extra or []),
+                          timeout=seconds + 20)
+            try:
+                data = json.loads(r.stdout)
+            except ValueError:
+                data = {}
+            if "error" in data and "connect" in data["error"]:
+                time.sleep(0.1)
+                continue
+            end = data.get("end", {})
+            return end.get("sum_received", {}).get("bits_per_second")
+        return None
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
+
+
+def mbit(bps) -> str:
+    """A throughput for people: `1.25 Mbit/s`, or `nothing` when none was measured."""
+    return "nothing" if bps is None else f"{bps / 1e6:.2f} Mbit/s"
+
+
+def drops(mesh, node: str) -> int:
+    """Every drop a node counted: node-level reasons, per-interface and switch drops."""
+    c = mesh.agent(node).call("counters", timeout=3)
+    total = sum(v for v in (c.get("drops") or {}).values() if isinstance(v, int))
+    for i in (c.get("interfaces") or {}).values():
+        total += sum(v for v in (i.get("drops") or {}).values() if isinstance(v, int))
+    total += sum(v for k, v in (c.get("switch") or {}).items() if "drop" in k and isinstance(v, int))
+    return total
+
+
+def emulation_counter(mesh, end: End, name: str) -> int:
+    """One counter (lost, reordered, ...) of the link emulation on an end's interface."""
+    try:
+        c = mesh.agent(end.node).call("counters", timeout=3)
+    except (OSError, AgentError, ValueError) as e:
+        raise FaultError(f"counters of {end.node}: {e}") from None
+    return (c.get("interfaces", {}).get(end.ifname, {}).get("emulation") or {}).get(name, 0)
+
+
+def proc_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat (R, S, T, ...), `?` if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:].split()[0].decode()
+    except OSError:
+        return "?"
