@@ -7,7 +7,7 @@ A scenario file (YAML)::
     topology: "line:3,rate=10mbit"        # generator, bundled name, or file (relative to the scenario file,
     seed: 7                               #   the working directory or the repository)
     reduce: 30                            # optional: keep a connected part of this many nodes (big imports)
-    requires: [route-servers]             # optional: capabilities; missing ones make the scenario "skipped"
+    requires: [freifunk-data]             # optional: capabilities; missing ones make the scenario "skipped"
     traffic:                              # background traffic for the whole run
       - ping: {from: n1, to: n3, interval: 0.2}      # a probe: reachability over time, used by `outage`
       - iperf: {from: n1, to: n3, at: 2, seconds: 3}
@@ -49,6 +49,7 @@ from testbed import faults as F
 from testbed.events import EventLog
 from testbed.faults.base import end_of
 from testbed.faults.measure import mbit
+from testbed.paths import MESHNET_LAB
 from testbed.topology import Topology, TopologyError, load, parse_rate
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -96,6 +97,10 @@ def _validate(s: dict) -> None:
         raise ScenarioError(f"scenario: unknown key(s) {', '.join(sorted(unknown))}")
     if "topology" not in s:
         raise ScenarioError("scenario: needs a topology")
+    requires = s.get("requires") or []
+    if not isinstance(requires, list) or set(map(str, requires)) - set(capabilities()):
+        raise ScenarioError(f"scenario: requires is a list of capabilities ({', '.join(capabilities())}), "
+                            f"got {requires!r}")
     for i, t in enumerate(s.get("traffic") or []):
         if not isinstance(t, dict) or len(set(t) & {"ping", "iperf", "command"}) != 1:
             raise ScenarioError(f"traffic[{i}]: one of ping, iperf, command")
@@ -179,16 +184,8 @@ def reduce_topology(topo: Topology, size: int) -> Topology:
 
 def capabilities() -> dict[str, str | None]:
     """capability -> None if available, else why not."""
-    from node.agent import Agent
-    names = [n for n in dir(Agent) if n.startswith("cmd_")]
-    out = {}
-    out["route-servers"] = None if any("route" in n for n in names) else \
-        "needs route servers in the node agents (paths are static today)"
-    out["leases"] = None if any("lease" in n for n in names) else \
-        "needs the lease plane wired into the node agents (no `leases` control command yet)"
-    data = REPO.parent / "shared" / "data" / "meshnet-lab" / "freifunk"
-    out["freifunk-data"] = None if data.is_dir() else f"needs the meshnet-lab data in {data}"
-    return out
+    data = MESHNET_LAB / "freifunk"
+    return {"freifunk-data": None if data.is_dir() else f"needs the meshnet-lab data in {data}"}
 
 
 # -- the run ----------------------------------------------------------------------------------------------

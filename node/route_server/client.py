@@ -22,7 +22,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   a server that still answers with a label that just failed is asked again after a short wait.
 * **Failover**: a query unanswered after ``query_timeout_ms``, or a switch error on the way to the server, marks
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
-  announcement, and queued look-ups go to it.
+  announcement, and queued look-ups go to it. With no other candidate, a failed one is tried again after
+  ``lone_retry_ms`` (the failure may have been passing: a neighbour's agent not started yet).
 
 The host (agent or simulation) moves bytes: ``poll(now)`` returns :class:`Outgoing` items (GETSNODE control
 messages to peers, bencoded messages to a route server inside a CryptoAuth session); it hands back GETSNODE
@@ -58,6 +59,7 @@ class ClientConfig:
     failed_label_hold_ms: int = 10_000
     query_timeout_ms: int = 2_000
     fail_hold_ms: int = 30_000
+    lone_retry_ms: int = 2_000               # no other candidate: a failed one is tried again after this
     reset_every: int = 8
     max_foreign_reports: int = 8
     allowed: tuple = ()                      # public keys of acceptable route servers; empty = any
@@ -271,8 +273,11 @@ class RouteServerClient(PathProvider):
         now = self.clock()
         self.counters["failures_reported"] += 1
         if self.server is not None and ip6 == keys.address_for_key(self.server):
-            self._fail_server(now, "switch_error")
-            return
+            # our way to the server broke: find it again; a data path to the server's node (another label,
+            # e.g. the other end moved its return path) is a path like any other
+            if label is None or label == self.candidates[self.server].label:
+                self._fail_server(now, "switch_error")
+                return
         e = self.cache.get(ip6)
         if e is not None and label is not None and e.label not in (None, label):
             return                                   # already replaced by a newer path
@@ -306,6 +311,7 @@ class RouteServerClient(PathProvider):
             "paths": {keys.ip6_text(ip6): {"public_key": keys.pubkey_text(e.public_key),
                                            "label": labels.label_text(e.label)}
                       for ip6, e in self.cache.items() if e.label is not None},
+            "skew_ms": self.skew_ms,            # the server's clock minus ours, from its last reply
             "counters": dict(self.counters),
         }
 
@@ -358,7 +364,9 @@ class RouteServerClient(PathProvider):
     def _server(self, now: int) -> bytes | None:
         if self.server is not None:
             return self.server
-        usable = [c for c in self.candidates.values() if c.failed_until <= now]
+        usable = [c for c in self.candidates.values() if c.failed_until <= now] or \
+            [c for c in self.candidates.values()
+             if c.failed_until - self.config.fail_hold_ms + self.config.lone_retry_ms <= now]
         if not usable:
             return None
         best = min(usable, key=lambda c: (c.source != "self", labels.log2(c.label), c.public_key))

@@ -18,27 +18,33 @@ Kinds (one-way variants write the link as `a->b`: only the egress of a towards b
     restart n3            instant: stop and start the agent again (same identity)
     malformed a->b [count=100]   instant: garbage datagrams to b's peer port from a's link address (raw
                           socket inside a's namespace); b counts them as drops
+    clock-skew n3 60s     the agent's wall clock runs 60 s ahead (-60s: behind); heal sets it true again
+    route-server-loss n3  the node's route server stops (the node keeps switching); heal starts a fresh one
+    forged-announcement n3 [count=1] | replayed-announcement n3 [count=1]   instant: the node sends bad
+                          announcements to its route server in its real session; the server counts them
 
 Link parameters go through the agents' `set_link` (egress of the interface). Healing recomputes an
 interface's parameters from the topology plus the faults still active on it, so faults stack and heal in
 any order. Nothing outside the run's namespaces is touched.
 
-Modules: base (Fault, parsing, the KINDS registry), link, node and byzantine (the kinds), record (apply, heal,
+Modules: base (Fault, parsing, the KINDS registry), link, node, byzantine and route_server (the kinds), record (apply, heal,
 the run's list of active faults), measure (ping, iperf3, counters), netlink (veth ends up/down), helper and
 __main__ (the process behind flap and bursty loss).
 """
 from __future__ import annotations
 
-from testbed.faults.base import KINDS, NOT_AVAILABLE, End, Fault, FaultError, link_ends, parse_fault
+from testbed.faults.base import KINDS, End, Fault, FaultError, link_ends, parse_fault
 # importing the kinds fills KINDS, in this order (the order help texts list them in)
 from testbed.faults.link import (Corrupt, Delay, Duplicate, Flap, Jitter, LinkDown, LinkEmulation, Loss, Partition,
                                  Rate, Reorder)
 from testbed.faults.node import Crash, NodeFault, Pause, Restart
 from testbed.faults.byzantine import Malformed
+from testbed.faults.route_server import ClockSkew, ForgedAnnouncement, ReplayedAnnouncement, RouteServerLoss
 from testbed.faults.measure import iperf, ping_stats, wait_until
 from testbed.faults.record import active_faults, apply_fault, heal
 
-__all__ = ["KINDS", "NOT_AVAILABLE", "End", "Fault", "FaultError", "link_ends", "parse_fault",
+__all__ = ["KINDS", "End", "Fault", "FaultError", "link_ends", "parse_fault",
            "LinkEmulation", "Loss", "Delay", "Jitter", "Reorder", "Duplicate", "Corrupt", "Rate", "LinkDown", "Flap",
-           "Partition", "NodeFault", "Crash", "Restart", "Pause", "Malformed",
+           "Partition", "NodeFault", "Crash", "Restart", "Pause", "Malformed", "ClockSkew", "RouteServerLoss",
+           "ForgedAnnouncement", "ReplayedAnnouncement",
            "apply_fault", "heal", "active_faults", "ping_stats", "iperf", "wait_until"]

@@ -57,12 +57,6 @@ def check_node(mesh, node: str) -> str:
 # -- the fault base class ---------------------------------------------------------------------------------
 
 KINDS: dict[str, type[Fault]] = {}     # filled by the Fault subclasses that name a kind
-NOT_AVAILABLE = {
-    "route-server-loss": "the agents do not use route servers yet (paths are static)",
-    "clock-skew": "the agent has no clock offset setting",
-    "forged-announcement": "the agents exchange no announcements yet",
-    "replayed-announcement": "the agents exchange no announcements yet",
-}
 UNITS = (("loss", parse_fraction), ("duplicate", parse_fraction), ("corrupt", parse_fraction),
          ("reorder", parse_fraction), ("delay", parse_time), ("jitter", parse_time), ("period", parse_time),
          ("burst", parse_time), ("rate", parse_rate))
@@ -167,8 +161,6 @@ def parse_fault(spec) -> Fault:
 
 
 def _kind_class(kind: str) -> type[Fault]:
-    if kind in NOT_AVAILABLE:
-        raise FaultError(f"fault {kind!r} is not available: {NOT_AVAILABLE[kind]}")
     cls = KINDS.get(kind)
     if cls is None:
         raise FaultError(f"unknown fault kind {kind!r} (known: {', '.join(KINDS)})")

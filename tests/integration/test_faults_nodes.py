@@ -113,7 +113,7 @@ def test_faults_listed_from_another_process(mesh):
 
 def test_bad_faults_are_refused(mesh):
     for spec, words in [("loss r1c1--r2c2 10%", "no link"), ("crash nowhere", "no node"),
-                        ("partition r1c1|r1c1", "disjoint"), ("clock-skew r1c1 5s", "not available")]:
+                        ("partition r1c1|r1c1", "disjoint"), ("clock-skew r1c1 5s", "needs a mesh routed by route servers")]:
         with pytest.raises(F.FaultError, match=words):
             F.apply_fault(mesh, spec)
     assert F.active_faults(mesh) == []

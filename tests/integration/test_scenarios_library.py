@@ -1,5 +1,5 @@
-"""Every bundled scenario passes on real namespaces (or is skipped for a capability the agents do not have yet,
-with the reason); the slow ones are marked slow. A scenario that does not hold fails (the runner can fail)."""
+"""Every bundled scenario passes on real namespaces (or is skipped for missing data, with the reason); the slow
+ones are marked slow. A scenario that does not hold fails (the runner can fail)."""
 import os
 
 import pytest
@@ -9,7 +9,7 @@ from testbed import scenario as S
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
 
 SLOW = {"lossy-long-rtt", "freifunk-ulm", "node-crash-restart"}
-NEEDS = {"route-server-crash": "route-servers", "congestion-priorities": "leases"}
+NEEDS = {"freifunk-ulm": "freifunk-data"}
 
 
 def params():
@@ -24,7 +24,8 @@ def test_library_has_the_required_scenarios():
     names = {p.stem for p in S.bundled()}
     assert len(names) >= 8
     assert {"link-flap", "partition-heal", "route-server-crash", "node-crash-restart", "byzantine-malformed",
-            "lossy-long-rtt", "congestion-priorities", "freifunk-ulm"} <= names
+            "lossy-long-rtt", "congestion-priorities", "freifunk-ulm", "route-server-loss", "byzantine-announcements",
+            "clock-skew"} <= names
 
 
 @pytest.mark.parametrize("name", params())

@@ -20,6 +20,10 @@ EXAMPLES = {
     "restart": "restart n3",
     "pause": "pause n3",
     "malformed": "malformed n1->n2 count=50",
+    "clock-skew": "clock-skew n3 -30s",
+    "route-server-loss": "route-server-loss n3",
+    "forged-announcement": "forged-announcement n3 count=4",
+    "replayed-announcement": "replayed-announcement n3 count=2",
 }
 
 
@@ -47,8 +51,8 @@ def test_text_and_mapping_agree():
 @pytest.mark.parametrize("spec, message", [
     ("", "empty fault"),
     ("bogus a--b", "unknown fault kind 'bogus'"),
-    ("clock-skew n1", "is not available"),
-    ({"kind": "route-server-loss"}, "is not available"),
+    ("clock-skew n1 soon", "clock-skew: "),
+    ({"kind": "route-server-loss", "node": "n1", "offset": "1s"}, "unknown parameter(s) offset"),
     ("loss", "what does it apply to"),
     ("loss n1n2 10%", "write it as a--b or a->b"),
     ("loss a--b 10% 20%", "unexpected '20%'"),

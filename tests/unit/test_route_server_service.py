@@ -260,6 +260,19 @@ def test_client_cache_ttl_failure_and_failover_on_silence():
     assert not c.on_reply(M.pack_reply(M.Reply(b"nope")), RS2.public_key)
 
 
+def test_client_with_one_failed_server_tries_it_again_soon_and_keeps_it_for_data_path_failures():
+    c, clock = make_client()
+    c._add_candidate(RS.public_key, 0x13, "static")
+    assert c.poll() and c.server == RS.public_key
+    c.report_failure(RS.ip6, 0x1555)                    # a data path to the server's node: not our way to it
+    assert c.server == RS.public_key and c.counters["server_failed_switch_error"] == 0
+    c.report_failure(RS.ip6, 0x13)                      # our way to it broke
+    assert c.server is None and c.counters["server_failed_switch_error"] == 1
+    assert not [o for o in c.poll() if o.kind == "snode"]          # held ...
+    clock.now += c.config.lone_retry_ms
+    assert [o for o in c.poll() if o.kind == "snode"] and c.server == RS.public_key   # ... alone: again soon
+
+
 def test_incremental_graph_matches_a_full_rebuild():
     import random
     from node.route_server.server import RouteServer

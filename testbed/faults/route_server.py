@@ -1,0 +1,196 @@
+"""Faults of the route-server plane: a node's clock skew, the loss of a route server, bad announcements.
+
+    clock-skew n3 60s            the node's agent clock runs 60 s ahead (negative: behind); its announcements are
+                                 stamped by it until its route-server client re-learns the server's time
+    route-server-loss n0x2       the node's route server stops (its switch keeps forwarding); heal starts a fresh
+                                 one with empty state, which fills again from its nodes and by federation
+    forged-announcement n3 [count=1]     instant: the node sends announcements with a broken signature to its
+    replayed-announcement n3 [count=1]   route server (or its last accepted one again), inside its real session
+
+Each needs a mesh whose agents use route servers (a topology with route_server nodes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from node.control_client import AgentError
+from testbed.faults.base import FaultError, check_node
+from testbed.faults.measure import wait_until
+from testbed.faults.node import NodeFault
+from testbed.topology import parse_time
+
+SKEW_TOLERANCE_S = 2.0        # the client's estimate is the server's recvTime minus our mid-RTT time
+
+
+def _routes(mesh, node: str) -> dict:
+    try:
+        return mesh.agent(node).call("routes", timeout=2)
+    except (OSError, AgentError, ValueError) as e:
+        raise FaultError(f"{node}: no route-server client ({e}); this fault needs a mesh routed by route servers")
+
+
+def _server_of(mesh, node: str) -> str | None:
+    """The node (by name) whose route server this node uses."""
+    ip6 = _routes(mesh, node).get("route_server")
+    return next((n for n in mesh.topo.nodes if mesh.ip6(n) == ip6), None) if ip6 else None
+
+
+def _rs_status(mesh, node: str) -> dict | None:
+    try:
+        return mesh.agent(node).call("rs_status", timeout=2)
+    except (OSError, AgentError, ValueError):
+        return None
+
+
+@dataclass
+class ClockSkew(NodeFault):
+    kind: ClassVar[str] = "clock-skew"
+    MAIN: ClassVar[str] = "offset"
+    offset: str = "60s"
+
+    def seconds(self) -> float:
+        text = str(self.offset).strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        return sign * parse_time(text.lstrip("+-"))
+
+    def validate(self) -> None:
+        self.seconds()
+
+    def baseline(self, mesh) -> None:
+        self.state["before"] = _routes(mesh, check_node(mesh, self.node))["counters"]
+
+    def apply(self, mesh) -> None:
+        mesh.agent(self.node).call("set_clock", offset_s=self.seconds(), timeout=3)
+
+    def heal(self, mesh) -> None:
+        mesh.agent(self.node).call("set_clock", offset_s=0, timeout=3)
+        self.state["healed_from"] = _routes(mesh, self.node)["counters"]
+
+    def _follows(self, mesh, offset_s: float, counters_before: dict) -> dict | None:
+        """The node's clock reads the offset, its client's estimate of the server's clock compensates it and an
+        announcement stamped with it was accepted since."""
+        st = mesh.agent(self.node).call("status", timeout=2)
+        r = _routes(mesh, self.node)
+        ok = abs(st.get("clock_offset_s", 0) - offset_s) < 1e-6 and \
+            abs(r["skew_ms"] / 1000 + offset_s) < SKEW_TOLERANCE_S and \
+            r["counters"].get("ann_accepted", 0) > counters_before.get("ann_accepted", 0)
+        return r if ok else None
+
+    def check(self, mesh) -> str:
+        off = self.seconds()
+        before = self.state["before"]
+        if not wait_until(lambda: self._follows(mesh, off, before), 15):
+            r = _routes(mesh, self.node)
+            raise FaultError(f"clock-skew {self.node}: the client's clock estimate is {r['skew_ms']} ms, "
+                             f"expected about {-off * 1000:.0f} ms")
+        r = _routes(mesh, self.node)
+        rejected = r["counters"].get("ann_rejected_clock_skew", 0) - before.get("ann_rejected_clock_skew", 0)
+        if abs(off) > 10 and rejected < 1:
+            raise FaultError(f"clock-skew {self.node}: {off:+g} s is beyond the 10 s the route server allows, "
+                             "but no announcement was rejected for it")
+        return (f"{self.node}'s clock {off:+g} s: {rejected} announcement(s) rejected for clock skew, then stamped "
+                f"in the server's time (estimate {r['skew_ms'] / 1000:+.1f} s) and accepted again")
+
+    def check_healed(self, mesh) -> str:
+        if not wait_until(lambda: self._follows(mesh, 0.0, self.state.get("healed_from", {})), 15):
+            raise FaultError(f"clock-skew {self.node}: after healing, the node does not follow the server's clock")
+        return f"{self.node}'s clock true again, announcements accepted"
+
+
+@dataclass
+class RouteServerLoss(NodeFault):
+    kind: ClassVar[str] = "route-server-loss"
+
+    def _users(self, mesh) -> list[str]:
+        return [n for n in mesh.topo.nodes if n != self.node and _server_of(mesh, n) == self.node]
+
+    def baseline(self, mesh) -> None:
+        if "route_server" not in mesh.topo.nodes[check_node(mesh, self.node)].roles:
+            raise FaultError(f"route-server-loss {self.node}: not a route server (role route_server)")
+        self.state["users"] = self._users(mesh)
+
+    def apply(self, mesh) -> None:
+        mesh.agent(self.node).call("rs_service", run=False, timeout=3)
+
+    def heal(self, mesh) -> None:
+        mesh.agent(self.node).call("rs_service", run=True, timeout=3)
+
+    def check(self, mesh) -> str:
+        if _rs_status(mesh, self.node) is not None:
+            raise FaultError(f"route-server-loss {self.node}: its route server still answers")
+        users = self.state["users"]
+        isp = mesh.topo.nodes[self.node].isp
+        others = [n for n in mesh.topo.nodes_with_role("route_server") if n != self.node
+                  and mesh.topo.nodes[n].isp == isp]
+        if not others or not users:
+            return f"route server of {self.node} gone; {len(users)} node(s) used it, no other server in its ISP"
+        moved = lambda: all(_server_of(mesh, n) in others for n in users)     # noqa: E731
+        if not wait_until(moved, 15):
+            stuck = [n for n in users if _server_of(mesh, n) not in others]
+            raise FaultError(f"route-server-loss {self.node}: {', '.join(stuck)} did not move to "
+                             f"{' or '.join(others)} within 15 s")
+        return f"route server of {self.node} gone; its {len(users)} node(s) moved to {', '.join(others)}"
+
+    def check_healed(self, mesh) -> str:
+        def rebuilt():
+            st = _rs_status(mesh, self.node)
+            return st if st and st["nodes"] >= 2 and st["edges"] >= 1 else None
+        if not wait_until(rebuilt, 20):
+            raise FaultError(f"route-server-loss {self.node}: the restarted route server holds no graph after 20 s")
+        st = rebuilt()
+        return f"route server of {self.node} back: {st['nodes']} nodes, {st['edges']} links known"
+
+
+@dataclass
+class ForgedAnnouncement(NodeFault):
+    kind: ClassVar[str] = "forged-announcement"
+    instant: ClassVar[bool] = True
+    MAIN: ClassVar[str] = "count"
+    count: int = 1
+    what: ClassVar[str] = "forged"
+    reason: ClassVar[str] = "bad_signature"
+
+    def baseline(self, mesh) -> None:
+        check_node(mesh, self.node)
+        server = None
+        if wait_until(lambda: _server_of(mesh, self.node) not in (None, self.node), 10):
+            server = _server_of(mesh, self.node)
+        if server is None or server == self.node:
+            raise FaultError(f"{self.kind} {self.node}: the node uses no route server of another node "
+                             f"(routes: {_routes(mesh, self.node)})")
+        self.state["server"] = server
+        self.state["before"] = (_rs_status(mesh, server) or {}).get("rejected", {}).get(self.reason, 0)
+        self.state["accepted_before"] = _routes(mesh, self.node)["counters"].get("ann_accepted", 0)
+
+    def apply(self, mesh) -> None:
+        count = int(self.count)
+        if not 1 <= count <= 100:
+            raise FaultError(f"{self.kind} count must be in 1..100")
+        try:
+            mesh.agent(self.node).call("rs_inject", kind=self.what, count=count, timeout=3)
+        except AgentError as e:
+            raise FaultError(f"{self.kind} {self.node}: {e}") from None
+
+    def heal(self, mesh) -> None:
+        pass
+
+    def check(self, mesh) -> str:
+        server, count = self.state["server"], int(self.count)
+
+        def counted():
+            return (_rs_status(mesh, server) or {}).get("rejected", {}).get(self.reason, 0) - self.state["before"]
+        if not wait_until(lambda: counted() >= count, 5):
+            raise FaultError(f"{self.kind} {self.node}: {server} counted {counted()} {self.reason} rejections "
+                             f"for {count} sent")
+        own = lambda: _routes(mesh, self.node)["counters"].get("ann_accepted", 0) > self.state["accepted_before"]  # noqa: E731
+        if not wait_until(own, 10):
+            raise FaultError(f"{self.kind} {self.node}: the node's own announcements are no longer accepted")
+        return (f"{server} rejected {counted()} as {self.reason}; {self.node}'s own announcements still accepted")
+
+
+@dataclass
+class ReplayedAnnouncement(ForgedAnnouncement):
+    kind: ClassVar[str] = "replayed-announcement"
+    what: ClassVar[str] = "replayed"
+    reason: ClassVar[str] = "replay"

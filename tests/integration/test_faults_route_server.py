@@ -1,0 +1,92 @@
+"""Route-server plane faults on real namespaces: a node's clock skew, the loss of a route server (its node keeps
+switching) and forged / replayed announcements sent by a node in its real session. Each is applied with its
+check (it must bite) and healed with its check (the baseline must be back). One 3x3 grid, one Cloud ISP with
+two route servers (n0x0 and n2x2), shared by the module."""
+import os
+
+import pytest
+
+from testbed import faults as F
+from testbed.mesh import Mesh
+from testbed.topology import Isp, Link, Node, Topology
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
+
+SERVERS = ("n0x0", "n2x2")
+
+
+def grid_with_two_route_servers() -> Topology:
+    topo = Topology(name="grid3x3-2rs")
+    topo.isps["isp1"] = Isp("isp1")
+    for r in range(3):
+        for c in range(3):
+            name = f"n{r}x{c}"
+            topo.nodes[name] = Node(name, ["router", "route_server"] if name in SERVERS else ["router"], "isp1", {})
+            if c:
+                topo.links.append(Link(f"n{r}x{c - 1}", name))
+            if r:
+                topo.links.append(Link(f"n{r - 1}x{c}", name))
+    return topo
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    m = Mesh.up(grid_with_two_route_servers(), name=f"rs-faults-{os.getpid()}", seed=31, wait=30)
+    yield m
+    m.down()
+
+
+@pytest.fixture(autouse=True)
+def clean(mesh):
+    yield
+    F.heal(mesh, check=False)
+
+
+def server_of(mesh, node):
+    ip6 = mesh.agent(node).call("routes")["route_server"]
+    return next(n for n in mesh.topo.nodes if mesh.ip6(n) == ip6)
+
+
+def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
+    before = mesh.agent("n1x1").call("routes")["counters"].get("ann_rejected_clock_skew", 0)
+    f = F.apply_fault(mesh, "clock-skew n1x1 45s")              # checked: rejected, then stamped in server time
+    assert mesh.agent("n1x1").call("status")["clock_offset_s"] == 45
+    routes = mesh.agent("n1x1").call("routes")
+    assert routes["counters"]["ann_rejected_clock_skew"] > before and abs(routes["skew_ms"] + 45_000) < 2000
+    assert "rejected for clock skew" in f.state["effect"]
+    assert mesh.ping("n0x2", "n1x1", timeout=2) is not None     # the mesh keeps routing to it
+    [healed] = F.heal(mesh, f.id)
+    assert mesh.agent("n1x1").call("status")["clock_offset_s"] == 0
+    assert abs(mesh.agent("n1x1").call("routes")["skew_ms"]) < 2000, healed.state["healed"]
+    with pytest.raises(F.FaultError):
+        F.parse_fault("clock-skew n1x1 soon")
+
+
+def test_route_server_loss_moves_its_nodes_and_a_fresh_server_rebuilds(mesh):
+    lost = "n0x0"
+    users = [n for n in mesh.topo.nodes if n not in SERVERS and server_of(mesh, n) == lost]
+    f = F.apply_fault(mesh, f"route-server-loss {lost}")        # checked: its users move to n2x2
+    assert "moved to n2x2" in f.state["effect"]
+    assert all(server_of(mesh, n) == "n2x2" for n in users + [lost])
+    assert mesh.agent(lost).call("status")["healthy"]           # the node itself still switches
+    assert mesh.ping("n0x1", "n1x0", timeout=2) is not None
+    with pytest.raises(Exception, match="not running"):
+        mesh.agent(lost).call("rs_status")
+    [healed] = F.heal(mesh, f.id)                              # checked: the fresh server holds a graph again
+    st = mesh.agent(lost).call("rs_status")
+    assert st["nodes"] >= 2 and "back" in healed.state["healed"]
+    with pytest.raises(F.FaultError, match="not a route server"):
+        F.apply_fault(mesh, "route-server-loss n1x1")
+
+
+@pytest.mark.parametrize("kind,reason", [("forged-announcement", "bad_signature"),
+                                         ("replayed-announcement", "replay")])
+def test_bad_announcements_are_rejected_and_counted(mesh, kind, reason):
+    node = "n1x2"
+    server = server_of(mesh, node)
+    before = mesh.agent(server).call("rs_status")["rejected"].get(reason, 0)
+    f = F.apply_fault(mesh, f"{kind} {node} count=3")           # instant; checked: counted, own anns still accepted
+    assert mesh.agent(server).call("rs_status")["rejected"].get(reason, 0) - before >= 3
+    assert "still accepted" in f.state["effect"]
+    assert not F.active_faults(mesh)
+    assert mesh.ping(node, "n0x0", timeout=2) is not None
