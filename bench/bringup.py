@@ -10,7 +10,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 from bench.common import console, previous, ratio, table, write

@@ -117,6 +117,8 @@ class RouteServerGlue:
         self.silence_reported: dict[bytes, float] = {}
         self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
         self.closed = False
+        self.loop = None
+        self._wake_pending = False
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
                          "queries_unserved": 0}
@@ -127,7 +129,20 @@ class RouteServerGlue:
         self.node.paths = self.client
         self.node.content_handlers[CJDHT] = self._guarded(self.on_content)
         self.node.control_hook = self._guarded(self.on_control)
+        self.loop = loop
+        self.client.wake = self._wake
         loop.call_every(TICK_S, self.tick)
+
+    def _wake(self) -> None:
+        """The client has something to send now (a re-query after a switch error, a new look-up): tick as soon
+        as the loop is free instead of up to TICK_S later; a reroute is a few such steps."""
+        if not self._wake_pending and self.loop is not None:
+            self._wake_pending = True
+            self.loop.call_later(0, self._woken)
+
+    def _woken(self) -> None:
+        self._wake_pending = False
+        self.tick()
 
     def _guarded(self, fn):
         """A bug here must cost one message, not the rest of the data plane's read batch."""
@@ -164,7 +179,6 @@ class RouteServerGlue:
             raise ValueError("this node has no route server of another node to send to")
         label = c.candidates[server].label
         now = self.clock_ms() + c.skew_ms
-        sent = []
         for i in range(count):
             if kind == "replayed":
                 if not c.acked:
@@ -179,9 +193,8 @@ class RouteServerGlue:
             # sent like any query of ours; the reply (a rejection) is ignored: it answers no query of ours
             self.send_message(server, label, M.pack_query(M.Query("ann", b"bad" + i.to_bytes(4, "big"), c.version,
                                                                   ann=raw)))
-            sent.append(raw)
-        self.counters[f"bad_announcements_{kind}"] = self.counters.get(f"bad_announcements_{kind}", 0) + len(sent)
-        return {"server": keys.ip6_text(keys.address_for_key(server)), "kind": kind, "sent": len(sent)}
+        self.counters[f"bad_announcements_{kind}"] = self.counters.get(f"bad_announcements_{kind}", 0) + count
+        return {"server": keys.ip6_text(keys.address_for_key(server)), "kind": kind, "sent": count}
 
     # -- periodic ---------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -300,7 +313,9 @@ class RouteServerGlue:
             reply = self.service.handle(payload, d.public_key, now_ms, path=back)
             if reply is not None:
                 self.send_message(d.public_key, d.label or back, reply)
-        elif not self.client.on_reply(payload, d.public_key) and self.service is not None:
+        elif self.client.on_reply(payload, d.public_key):
+            self._push_paths()                          # a new path is used from the next packet on
+        elif self.service is not None:
             self.service.handle(payload, d.public_key, now_ms, path=back)
 
     def on_control(self, msg, packet: bytes) -> bool:

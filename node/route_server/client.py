@@ -24,6 +24,11 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
   announcement, and queued look-ups go to it. With no other candidate, a failed one is tried again after
   ``lone_retry_ms`` (the failure may have been passing: a neighbour's agent not started yet).
+* **A backup path to the server**: once the server holds our announcement, we ask it (a ``gr`` query for the
+  server itself, with our current label as ``bad``) for a second path that shares no link with the first. When
+  the first breaks (a switch error on the way to the server, or silence), queries move to the backup at once,
+  instead of hunting: a link cut under both a flow and the way to the server costs one round trip, not a
+  hunt and a query timeout. Labels that just failed are not taken again from peers' GETSNODE answers.
 
 The host (agent or simulation) moves bytes: ``poll(now)`` returns :class:`Outgoing` items (GETSNODE control
 messages to peers, bencoded messages to a route server inside a CryptoAuth session); it hands back GETSNODE
@@ -91,6 +96,8 @@ class Candidate:
     label: int
     source: str
     failed_until: int = 0
+    backup: int | None = None            # a second label to the server, sharing no link with ``label``
+    backup_asked_ms: int | None = None
 
 
 @dataclass
@@ -157,6 +164,7 @@ class RouteServerClient(PathProvider):
         self.next_announce = 0
         self.next_hunt = 0
         self.snode_answered: set[int] = set()            # peers (our labels to them) that named a route server
+        self.wake = lambda: None    # the host sets it: something waits to be sent, poll soon (not at the next tick)
         self._txid = 0
 
     # -- host inputs ----------------------------------------------------------------------------------
@@ -198,6 +206,8 @@ class RouteServerClient(PathProvider):
             return
         self.counters["getsnode_ok"] += 1
         self._add_candidate(key, label, "peer")
+        if self.server is None:
+            self.wake()
 
     def set_serve_self(self, on: bool) -> None:
         """Our own route server came up (use it) or went away (fail over to the ISP's others)."""
@@ -243,6 +253,8 @@ class RouteServerClient(PathProvider):
                 self._add_candidate(alt.public_key, alt.label, "alt")
         if p.kind == "ann":
             self._on_ann_reply(reply, p)
+        elif p.kind == "bk":
+            self._on_backup_reply(reply, p)
         elif p.kind == "gr":
             self._on_path_reply(reply, p, now)
         return True
@@ -266,6 +278,7 @@ class RouteServerClient(PathProvider):
                 self.counters["lookup_queue_full"] += 1
                 return None
             self.wanted[ip6] = e.retry_at if e is not None else now
+            self.wake()
         return None
 
     def report_failure(self, ip6, label):
@@ -286,6 +299,7 @@ class RouteServerClient(PathProvider):
             self._note_failed(ip6, failed, now)
         self.cache.pop(ip6, None)
         self.wanted[ip6] = now
+        self.wake()
 
     def _note_failed(self, ip6: bytes, label: int, now: int) -> None:
         for dst in [d for d, f in self.failed_labels.items() if max(f.values()) <= now]:
@@ -342,10 +356,24 @@ class RouteServerClient(PathProvider):
         asking = {p.target for p in self.pending.values() if p.kind == "gr"}
         for ip6, when in list(self.wanted.items()):
             if when <= now and ip6 not in asking:
-                bad = tuple(sorted(l for l, until in self.failed_labels.get(ip6, {}).items() if until > now))
                 out.append(self._query(server, label, "gr", now, target=ip6,
-                                       query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6, bad=bad[:16])))
+                                       query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6,
+                                                     bad=self._bad(ip6, now))))
+        c = self.candidates[server]
+        if c.source != "self" and c.backup is None and self.acked and (
+                c.backup_asked_ms is None or now - c.backup_asked_ms >= self.config.announce_interval_ms):
+            c.backup_asked_ms = now
+            server_ip6 = keys.address_for_key(server)
+            out.append(self._query(server, label, "bk", now, target=server_ip6,
+                                   query=M.Query("gr", b"", src=self.identity.ip6, tar=server_ip6,
+                                                 bad=(label,) + self._bad(server_ip6, now)[:15])))
         return out
+
+    def _bad(self, ip6: bytes, now: int) -> tuple:
+        """Labels to ip6 that failed lately, the newest failure first (the server avoids as many as it can)."""
+        held = sorted(((until, l) for l, until in self.failed_labels.get(ip6, {}).items() if until > now),
+                      reverse=True)
+        return tuple(l for _, l in held[:16])
 
     # -- internals ----------------------------------------------------------------------------------------
     def _add_candidate(self, key: bytes, label: int, source: str) -> None:
@@ -355,11 +383,13 @@ class RouteServerClient(PathProvider):
             return
         if c.source == "self" or label == c.label:
             return
+        if self.failed_labels.get(keys.address_for_key(key), {}).get(label, 0) > self.clock():
+            return                                 # it just failed (the peer has not noticed yet)
         if c.failed_until > self.clock():
             c.failed_until = 0                     # it failed on its old label: the new one gets a chance
         elif not (labels.log2(label) < labels.log2(c.label) or (source == "alt" and key != self.server)):
             return                                 # keep the shorter label; a server-computed one wins
-        c.label, c.source = label, source
+        c.label, c.source, c.backup = label, source, None
 
     def _server(self, now: int) -> bytes | None:
         if self.server is not None:
@@ -381,6 +411,22 @@ class RouteServerClient(PathProvider):
 
     def _fail_server(self, now: int, why: str) -> None:
         c = self.candidates.get(self.server)
+        if c is not None and c.source != "self" and why == "switch_error":
+            self._note_failed(keys.address_for_key(c.public_key), c.label, now)    # the way broke, not the node
+        if c is not None and c.backup is not None:
+            # the way to the server broke, not the server (we cannot tell; the backup shares no link with it):
+            # resend what was on the way over the backup at once
+            c.label, c.backup, c.backup_asked_ms = c.backup, None, None
+            self.counters["server_backup_used"] += 1
+            for txid, p in list(self.pending.items()):
+                if p.server == self.server:
+                    del self.pending[txid]
+                    if p.kind == "ann":
+                        self.next_announce = now
+                    elif p.kind == "gr":
+                        self.wanted.setdefault(p.target, now)
+            self.wake()
+            return
         if c is not None and c.source != "self":
             c.failed_until = now + self.config.fail_hold_ms
             self.counters[f"server_failed_{why}"] += 1
@@ -392,6 +438,7 @@ class RouteServerClient(PathProvider):
                     self.wanted.setdefault(p.target, now)
         self.server = None
         self.next_hunt = now                       # ask the peers again: their answers bring fresh labels
+        self.wake()
 
     def _query(self, server: bytes, label: int, kind: str, now: int, query: M.Query, target=None,
                raw=b"", peers=None) -> Outgoing:
@@ -467,6 +514,15 @@ class RouteServerClient(PathProvider):
         self.wanted.pop(ip6, None)
         self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms))
         self.counters["path_found"] += 1
+
+    def _on_backup_reply(self, reply: M.Reply, p: _Pending) -> None:
+        c = self.candidates.get(p.server)
+        found = next((a for a in reply.nodes if a.public_key == p.server), None)
+        if c is None or found is None or found.label < 2 or found.label == c.label:
+            self.counters["backup_none"] += 1          # no second way (the server answered the same one)
+            return
+        c.backup = found.label
+        self.counters["backup_learned"] += 1
 
     def _store(self, ip6: bytes, entry: CacheEntry) -> None:
         if ip6 not in self.cache and len(self.cache) >= MAX_CACHE:

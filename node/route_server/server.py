@@ -292,21 +292,22 @@ class RouteServer:
 
     def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=()) -> Route | None:
         """Cheapest path and its label from src to dst, or None if there is none. ``bad_labels`` failed for the
-        asker: if the cheapest path shares a link with one of them, the cheapest path that does not is
-        preferred (the server may not know yet which link died)."""
+        asker (newest first): if the cheapest path shares a link with them, the cheapest path that avoids every
+        link of all of them is preferred (the server may not know yet which link died), else one that avoids
+        the newest one's links."""
         route = self._route(src_ip6, dst_ip6)
         if route is None or not bad_labels:
             return route
-        avoid = set()
-        for label in bad_labels:
-            path = self.path_of_label(src_ip6, label)
-            if path:
-                avoid |= set(zip(path, path[1:])) | set(zip(path[1:], path))
-        if not avoid & set(zip(route.nodes, route.nodes[1:])):
+        paths = [p for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
+        links = [set(zip(p, p[1:])) | set(zip(p[1:], p)) for p in paths]
+        if not links or not set().union(*links) & set(zip(route.nodes, route.nodes[1:])):
             return route
-        other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid))
-        self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
-        return other or route
+        for avoid in (set().union(*links), links[0]):
+            other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid))
+            if other is not None:
+                self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
+                return other
+        return route
 
     def path_of_label(self, src_ip6: bytes, label: int) -> list | None:
         """The nodes a label leads through from src, by the announced peerNums; None if it leaves what we know."""

@@ -108,7 +108,7 @@ def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t, r
     for i, v in enumerate(vrs):
         vw = f"{where}.virtual_routers[{i}]"
         if not isinstance(v, dict) or not set(v) <= VR_KEYS or not {"id", "holder"} <= set(v):
-            _fail(vw, f"expected an object with id, holder and optionally expires_at")
+            _fail(vw, "expected an object with id, holder and optionally expires_at")
         try:
             table.add_virtual_router(VirtualRouter(v["id"], _holder(v["holder"], f"{vw}.holder"),
                                                    _expiry(v.get("expires_at"), f"{vw}.expires_at", wall_to_clock)))

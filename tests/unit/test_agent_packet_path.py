@@ -3,7 +3,6 @@ captured TUN. (The same code on real TUN devices and sockets is covered by tests
 
 import struct
 
-import pytest
 
 from node.agent_config import parse_config
 from node.dataplane import UNANSWERED_RESET_S, Node

@@ -1,7 +1,6 @@
 """Every cjdns.* vector of the shared public vector file passes through node.tun_switch.vectors."""
 from testbed.paths import VECTORS
 import json
-from pathlib import Path
 
 import pytest
 

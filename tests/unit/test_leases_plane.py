@@ -1,7 +1,6 @@
 """The lease rules inside a running Node (node/lease_plane.py), without root: in-memory links, a fake clock."""
 import json
 
-import pytest
 
 from node.agent_config import parse_config
 from node.dataplane import Node

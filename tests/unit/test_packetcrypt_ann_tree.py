@@ -3,7 +3,6 @@ tamper detection, commitment encoding."""
 from testbed.paths import VECTORS
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -2,7 +2,6 @@
 validating (fast mode; faithful full-size mining is marked slow), rejection reasons, byte-flip tamper checks."""
 from testbed.paths import VECTORS
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -3,7 +3,6 @@ proofs (fast-mode announcements on testbed rules) with every rejection rule exer
 from testbed.paths import VECTORS
 import json
 import struct
-from pathlib import Path
 
 import nacl.signing
 import pytest

@@ -2,7 +2,6 @@
 from testbed.paths import VECTORS
 import json
 import struct
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey

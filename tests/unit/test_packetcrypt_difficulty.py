@@ -1,7 +1,6 @@
 """Difficulty arithmetic: public vectors, the reference's worked examples, compact encoding properties."""
 from testbed.paths import VECTORS
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st

@@ -2,7 +2,6 @@
 from testbed.paths import VECTORS
 import json
 import struct
-from pathlib import Path
 
 from hypothesis import given, strategies as st
 

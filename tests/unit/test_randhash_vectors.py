@@ -2,7 +2,6 @@
 from testbed.paths import VECTORS
 import copy
 import json
-from pathlib import Path
 
 import pytest
 

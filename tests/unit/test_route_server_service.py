@@ -217,13 +217,15 @@ def test_client_state_hash_mismatch_forces_reset():
     [o] = [o for o in c.poll() if o.kind == "snode"]
     c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now))
     clock.now += 1000
-    [o] = [o for o in c.poll() if o.kind == "snode"]
+    [o, backup] = [o for o in c.poll() if o.kind == "snode"]          # the announcement, the backup query
     assert not A.Announcement.parse(M.parse_query(o.payload).ann).reset
+    assert M.parse_query(backup.payload).tar == RS.ip6
+    c.on_reply(svc.handle(backup.payload, NODES[0].public_key, clock.now))
     svc.core.nodes.clear()                                            # the server lost our state
     c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now))
     assert c.counters["state_hash_mismatch"] == 1
     clock.now += 1000
-    [o] = [o for o in c.poll() if o.kind == "snode"]
+    [o] = [o for o in c.poll() if o.kind == "snode" and M.parse_query(o.payload).sq == "ann"]
     assert A.Announcement.parse(M.parse_query(o.payload).ann).reset
 
 
@@ -271,6 +273,61 @@ def test_client_with_one_failed_server_tries_it_again_soon_and_keeps_it_for_data
     assert not [o for o in c.poll() if o.kind == "snode"]          # held ...
     clock.now += c.config.lone_retry_ms
     assert [o for o in c.poll() if o.kind == "snode"] and c.server == RS.public_key   # ... alone: again soon
+
+
+def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
+    """A square RS-N1-N0 / RS-N2-N0: N0 reaches RS by N1 (its label) and learns the backup by N2 from RS itself."""
+    svc = RouteServerService(RS.public_key)
+    square = {RS: [(NODES[1], 2, 0), (NODES[2], 3, 0)], NODES[1]: [(RS, 0, 2), (NODES[0], 2, 0)],
+              NODES[2]: [(RS, 0, 3), (NODES[0], 2, 3)], NODES[0]: [(NODES[1], 0, 2), (NODES[2], 3, 2)]}
+    for ident, peers in square.items():
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0)), ident).error is None
+    c, clock = make_client()
+    c.set_peers([PeerInfo(NODES[1].ip6, one_hop_label(0), one_hop_label(2), NODES[1].public_key),
+                 PeerInfo(NODES[2].ip6, one_hop_label(3), one_hop_label(2), NODES[2].public_key)])
+    clock.now = T0
+    first = svc.core.route(NODES[0].ip6, RS.ip6).label
+    c._add_candidate(RS.public_key, first, "static")
+
+    def exchange():
+        out = [o for o in c.poll() if o.kind == "snode"]
+        for o in out:
+            c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now), RS.public_key)
+        return out
+    exchange()                                          # announced
+    clock.now += 1000
+    exchange()                                          # the backup asked and answered
+    backup = c.candidates[RS.public_key].backup
+    assert backup not in (None, first) and c.counters["backup_learned"] == 1
+    assert set(svc.core.path_of_label(NODES[0].ip6, backup)) & set(svc.core.path_of_label(NODES[0].ip6, first)) \
+        == {NODES[0].ip6, RS.ip6}                       # no node (so no link) in common
+    # a look-up on its way when a switch error says the way to the server broke: resent at once on the backup
+    c.lookup(NODES[2].ip6)
+    [gr] = [o for o in c.poll() if o.kind == "snode"]
+    c.report_failure(RS.ip6, first)
+    assert c.server == RS.public_key and c.candidates[RS.public_key].label == backup
+    assert c.counters["server_backup_used"] == 1 and c.counters["server_failed_switch_error"] == 0
+    out = [o for o in c.poll() if o.kind == "snode"]
+    [again] = [o for o in out if M.parse_query(o.payload).tar == NODES[2].ip6]
+    assert {o.label for o in out} == {backup}          # and a new backup is asked for, on the new way
+    # a peer still offering the broken label does not bring it back
+    c._add_candidate(RS.public_key, first, "peer")
+    assert c.candidates[RS.public_key].label == backup
+
+
+def test_server_avoids_the_newest_failed_path_when_it_cannot_avoid_them_all():
+    svc = RouteServerService(RS.public_key)
+    square = {RS: [(NODES[1], 2, 0), (NODES[2], 3, 0)], NODES[1]: [(RS, 0, 2), (NODES[0], 2, 0)],
+              NODES[2]: [(RS, 0, 3), (NODES[0], 2, 3)], NODES[0]: [(NODES[1], 0, 2), (NODES[2], 3, 2)]}
+    for ident, peers in square.items():
+        query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0)), ident)
+    core = svc.core
+    a = core.route(NODES[0].ip6, RS.ip6)
+    b = core.route(NODES[0].ip6, RS.ip6, (a.label,))
+    assert b.label != a.label
+    # both failed, the newest first: no path avoids both, so the one avoiding the newest (b) is answered
+    assert core.route(NODES[0].ip6, RS.ip6, (b.label, a.label)).label == a.label
+    assert core.route(NODES[0].ip6, RS.ip6, (a.label, b.label)).label == b.label
 
 
 def test_incremental_graph_matches_a_full_rebuild():

@@ -2,7 +2,6 @@
 
 from testbed.paths import MESHNET_LAB
 import json
-from pathlib import Path
 
 import networkx as nx
 import pytest
