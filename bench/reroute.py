@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cols", type=int, default=4)
     parser.add_argument("--before", type=float, default=3.0, help="seconds of flow before the cut")
     parser.add_argument("--after", type=float, default=8.0, help="seconds of flow after the cut")
-    parser.add_argument("--trials", type=int, default=3, help="link cuts per system (median and worst reported)")
+    parser.add_argument("--trials", type=int, default=5, help="link cuts per system (median and worst reported)")
     parser.add_argument("--skip-yggdrasil", action="store_true")
     args = parser.parse_args(argv)
     console = Console()
