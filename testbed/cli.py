@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from testbed import runs
-from testbed.topology import TopologyError, json_schema, load
+from testbed.topology import TopologyError, bundled_examples, json_schema, load
 
 # modules with a `register(add)` that adds their subcommands
 EXTENSIONS = ["testbed.cli_faults", "testbed.cli_routes", "testbed.cli_leases"]
@@ -26,9 +26,9 @@ pktlab builds an emulated PKT Network on this machine: every node a Linux networ
 cjdns-compatible PKT routing device (TUN device, fc00::/8 address, end-to-end encryption, source-routed
 switch), every link a veth pair with real traffic control.
 
-TOPOLOGY is a file (pktlab YAML/JSON, meshnet-lab JSON, GraphML, GML), a bundled example (default, triangle,
-provider-customer, three-tier) or a generator: line:N ring:N star:N grid:RxC grid8:RxC tree:DxF full:N
-random:N,P geometric:N,R smallworld:N,K,P scalefree:N,M multi-isp:I,N  (e.g. grid:5x5,rate=10mbit,delay=5ms).
+TOPOLOGY is a file (pktlab YAML/JSON, meshnet-lab JSON, GraphML, GML), a bundled example
+({bundled}) or a generator: line:N ring:N star:N grid:RxC grid8:RxC tree:DxF
+full:N random:N,P geometric:N,R smallworld:N,K,P scalefree:N,M multi-isp:I,N  (e.g. grid:5x5,rate=10mbit,delay=5ms).
 """
 
 EPILOG = """\
@@ -291,13 +291,13 @@ def cmd_doctor(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pktlab", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="pktlab", description=DESCRIPTION.format(bundled=", ".join(bundled_examples())),
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
     def add(name, fn, help_):
-        help_ = help_.replace("%", "%%")  # argparse formats help strings; "10%" must stay literal
-        sp = sub.add_parser(name, help=help_, description=help_)
+        # argparse %-formats help strings (not descriptions): "10%" must stay literal in both
+        sp = sub.add_parser(name, help=help_.replace("%", "%%"), description=help_)
         sp.set_defaults(fn=fn)
         return sp
 
