@@ -26,9 +26,10 @@ pktlab builds an emulated PKT Network on this machine: every node a Linux networ
 cjdns-compatible PKT routing device (TUN device, fc00::/8 address, end-to-end encryption, source-routed
 switch), every link a veth pair with real traffic control.
 
-TOPOLOGY is a file (pktlab YAML/JSON, meshnet-lab JSON, GraphML, GML), a bundled example
-({bundled}) or a generator: line:N ring:N star:N grid:RxC grid8:RxC tree:DxF
-full:N random:N,P geometric:N,R smallworld:N,K,P scalefree:N,M multi-isp:I,N  (e.g. grid:5x5,rate=10mbit,delay=5ms).
+TOPOLOGY is a file (pktlab YAML/JSON, meshnet-lab JSON, GraphML, GML), a bundled example or a generator:
+  bundled:    {bundled}
+  generators: line:N ring:N star:N grid:RxC grid8:RxC tree:DxF full:N random:N,P geometric:N,R
+              smallworld:N,K,P scalefree:N,M multi-isp:I,N  (e.g. grid:5x5,rate=10mbit,delay=5ms)
 """
 
 EPILOG = """\
