@@ -395,8 +395,9 @@ class Node:
                 for key, peer in self.sessions.peers.items():
                     if peer.her_handle == handle:
                         d = self.dests_by_key.get(key)
-                        if d is not None:
-                            self.paths.report_failure(d.ip6, d.label)
+                        if d is not None and d.label is not None:
+                            dead = Switch.dead_hop_label(d.label, cause) if msg.name == "UNDELIVERABLE" else None
+                            self.paths.report_failure(d.ip6, d.label, dead)
                         break
             return
         if isinstance(msg, control.Ping) and msg.pong:

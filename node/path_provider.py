@@ -1,7 +1,8 @@
 """Where the data plane gets a destination's key and switch label.
 
-A path provider answers `lookup(ip6) -> (public_key32, label) | None` and takes `report_failure(ip6, label)`
-when the switch reports an error for that label. StaticPathProvider serves a fixed table (the agent config's
+A path provider answers `lookup(ip6) -> (public_key32, label) | None` and takes `report_failure(ip6, label,
+dead=None)` when the switch reports an error for that label (``dead``: the label to the far end of the link that
+was undeliverable, when the error says which). StaticPathProvider serves a fixed table (the agent config's
 "paths", replaceable at run time through the control API); a route-server client can replace it later behind
 the same interface.
 
@@ -20,7 +21,7 @@ class PathProvider:
     def lookup(self, ip6):
         raise NotImplementedError
 
-    def report_failure(self, ip6, label):
+    def report_failure(self, ip6, label, dead=None):
         pass
 
     def describe(self):
@@ -42,7 +43,7 @@ class StaticPathProvider(PathProvider):
     def lookup(self, ip6):
         return self.table.get(ip6)
 
-    def report_failure(self, ip6, label):
+    def report_failure(self, ip6, label, dead=None):
         key = keys.ip6_text(ip6)
         self.failures[key] = self.failures.get(key, 0) + 1
 

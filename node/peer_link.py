@@ -38,6 +38,7 @@ class PeerLink:
         self.drops = {}
         self.last_pong = self.rtt_ms = None      # link liveness, kept by the node's link pings
         self.refused_at = None                   # the last ECONNREFUSED (the peer's port is closed)
+        self.dead = False                        # the last send failed for good (no route, refused)
         self.was_up = False
         self.pings_sent = 0
         self.sock = self._open_socket()
@@ -77,10 +78,12 @@ class PeerLink:
     def send(self, packet):
         """Send or queue one packet; False when the link is dead (the caller answers with a switch error)."""
         if self.emulated:
+            # sent later, after the emulated delay: what that send finds out comes too late for this packet,
+            # so a link whose last send failed counts as dead (still queued: a link ping brings it back)
             loop = self.loop
             for when, pkt in self.emulator.process(packet, loop.clock()):
                 loop.call_at(when, self.send_now, pkt)
-            return True
+            return not self.dead
         return self.send_now(packet)
 
     def send_now(self, packet):
@@ -90,8 +93,9 @@ class PeerLink:
             self.drop(_send_error_reason(e))
             if e.errno == errno.ECONNREFUSED:
                 self.refused_at = self.loop.clock() if self.loop else 0.0
-                return False
-            return e.errno not in DEAD_LINK_ERRNOS
+            self.dead = e.errno == errno.ECONNREFUSED or e.errno in DEAD_LINK_ERRNOS
+            return not self.dead
+        self.dead = False
         self.tx_packets += 1
         self.tx_bytes += len(packet)
         return True

@@ -155,6 +155,7 @@ class RouteServerClient(PathProvider):
         self.cache: dict[bytes, CacheEntry] = {}
         self.wanted: dict[bytes, int] = {}                  # ip6 -> earliest time to ask
         self.failed_labels: dict[bytes, dict[int, int]] = {}     # ip6 -> {label: avoid until}
+        self.dead_labels: dict[int, int] = {}               # label to the far end of a dead link -> avoid until
         self.pending: dict[bytes, _Pending] = {}
         self.acked: list[_Announced] = []                   # what the server holds since our last reset
         self.announced_peers: dict[int, PeerInfo] = {}      # as of the last acknowledged announcement
@@ -281,10 +282,12 @@ class RouteServerClient(PathProvider):
             self.wake()
         return None
 
-    def report_failure(self, ip6, label):
+    def report_failure(self, ip6, label, dead=None):
         ip6 = bytes(ip6)
         now = self.clock()
         self.counters["failures_reported"] += 1
+        if dead is not None:                     # a dead link, whatever the destination: every query avoids it
+            self.dead_labels[dead] = now + self.config.failed_label_hold_ms
         if self.server is not None and ip6 == keys.address_for_key(self.server):
             # our way to the server broke: find it again; a data path to the server's node (another label,
             # e.g. the other end moved its return path) is a path like any other
@@ -358,7 +361,7 @@ class RouteServerClient(PathProvider):
             if when <= now and ip6 not in asking:
                 out.append(self._query(server, label, "gr", now, target=ip6,
                                        query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6,
-                                                     bad=self._bad(ip6, now))))
+                                                     bad=self._bad(ip6, now), dead=self._dead(now))))
         c = self.candidates[server]
         if c.source != "self" and c.backup is None and self.acked and (
                 c.backup_asked_ms is None or now - c.backup_asked_ms >= self.config.announce_interval_ms):
@@ -366,8 +369,14 @@ class RouteServerClient(PathProvider):
             server_ip6 = keys.address_for_key(server)
             out.append(self._query(server, label, "bk", now, target=server_ip6,
                                    query=M.Query("gr", b"", src=self.identity.ip6, tar=server_ip6,
-                                                 bad=(label,) + self._bad(server_ip6, now)[:15])))
+                                                 bad=(label,) + self._bad(server_ip6, now)[:15],
+                                                 dead=self._dead(now))))
         return out
+
+    def _dead(self, now: int) -> tuple:
+        for label in [l for l, until in self.dead_labels.items() if until <= now]:
+            del self.dead_labels[label]
+        return tuple(sorted(self.dead_labels, key=self.dead_labels.get, reverse=True)[:16])
 
     def _bad(self, ip6: bytes, now: int) -> tuple:
         """Labels to ip6 that failed lately, the newest failure first (the server avoids as many as it can)."""
@@ -447,7 +456,7 @@ class RouteServerClient(PathProvider):
         foreign = tuple(M.Address(k, l) for k, l in sorted(self.heard.items()) if k != server) \
             if kind == "ann" else ()
         q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, bad=query.bad,
-                    foreign=foreign)
+                    dead=query.dead, foreign=foreign)
         self.pending[txid] = _Pending(kind, server, now, target, raw, peers, self.wall_clock())
         self.counters[f"sent_{kind}"] += 1
         return Outgoing("snode", server, label, M.pack_query(q))

@@ -13,6 +13,9 @@ target's key and the label from ``src`` to it.
 
 pktlab additions:
 
+* ``dead`` in ``gr`` queries: labels (u64 BE) from the asking node to the far end of a link a switch reported
+  dead (UNDELIVERABLE: the erring switch is where the error's cause says the label was, ``label_shift``): the
+  server answers with a path around the last link of each, whatever the target.
 * ``bad`` in ``gr`` queries: labels (u64 BE, 8 bytes each) to that target that just failed for the asking node
   (a switch error or silence); if the cheapest path still has such a label, the server answers with a path
   that shares no link with it.
@@ -69,6 +72,7 @@ class Query:
     src: bytes = b""                       # gr
     tar: bytes = b""                       # gr
     bad: tuple = ()                        # gr: labels that failed (ints)
+    dead: tuple = ()                       # gr: labels to the far end of links reported dead (ints)
     anns: tuple = ()                       # fwd
     foreign: tuple = ()                    # frs: route servers seen through peers (Address)
     catch_up: bool = False                 # sub: send everything held first
@@ -127,8 +131,9 @@ def pack_query(q: Query) -> bytes:
         d[b"ann"] = q.ann
     elif q.sq == "gr":
         d[b"src"], d[b"tar"] = q.src, q.tar
-        if q.bad:
-            d[b"bad"] = [struct.pack(">Q", label) for label in q.bad]
+        for key, values in ((b"bad", q.bad), (b"dead", q.dead)):
+            if values:
+                d[key] = [struct.pack(">Q", label) for label in values]
     elif q.sq == "fwd":
         d[b"anns"] = list(q.anns)
     elif q.sq == "sub":
@@ -153,9 +158,11 @@ def parse_query(data) -> Query:
     elif sq == "gr":
         kw["src"] = _get(d, b"src", bytes, 16)
         kw["tar"] = _get(d, b"tar", bytes, 16)
-        bad = _get(d, b"bad", list, required=False) or []
-        _check(len(bad) <= 16 and all(isinstance(b, bytes) and len(b) == 8 for b in bad), "bad: 8-byte labels")
-        kw["bad"] = tuple(struct.unpack(">Q", b)[0] for b in bad)
+        for key in ("bad", "dead"):
+            items = _get(d, key.encode(), list, required=False) or []
+            _check(len(items) <= 16 and all(isinstance(b, bytes) and len(b) == 8 for b in items),
+                   f"{key}: at most 16 8-byte labels")
+            kw[key] = tuple(struct.unpack(">Q", b)[0] for b in items)
     elif sq == "fwd":
         anns = _get(d, b"anns", list)
         _check(len(anns) <= MAX_LIST and all(isinstance(a, bytes) for a in anns), "anns: a list of byte strings")

@@ -290,20 +290,25 @@ class RouteServer:
                 g.add_edge(ip6, link.peer_ip6, **attrs)
                 g.add_edge(link.peer_ip6, ip6, **attrs)
 
-    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=()) -> Route | None:
-        """Cheapest path and its label from src to dst, or None if there is none. ``bad_labels`` failed for the
-        asker (newest first): if the cheapest path shares a link with them, the cheapest path that avoids every
-        link of all of them is preferred (the server may not know yet which link died), else one that avoids
-        the newest one's links."""
+    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=()) -> Route | None:
+        """Cheapest path and its label from src to dst, or None if there is none, avoiding what failed for the
+        asker (the server may not have heard yet): ``dead_labels`` lead from src to the far end of a link a switch
+        reported dead (that last link is avoided); ``bad_labels`` are whole paths that failed, newest first, the
+        dead link somewhere on them. Tried in turn: around all of it, around the dead links, around the newest
+        bad path; else the cheapest path."""
         route = self._route(src_ip6, dst_ip6)
-        if route is None or not bad_labels:
+        if route is None or not (bad_labels or dead_labels):
             return route
-        paths = [p for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
-        links = [set(zip(p, p[1:])) | set(zip(p[1:], p)) for p in paths]
-        if not links or not set().union(*links) & set(zip(route.nodes, route.nodes[1:])):
+
+        def links(path):
+            return set(zip(path, path[1:])) | set(zip(path[1:], path))
+        bad = [links(p) for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
+        dead = set().union(*(links(p[-2:]) for p in (self.path_of_label(src_ip6, label) for label in dead_labels)
+                             if p and len(p) > 1))
+        if not (dead.union(*bad)) & set(zip(route.nodes, route.nodes[1:])):
             return route
-        for avoid in (set().union(*links), links[0]):
-            other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid))
+        for avoid in (dead.union(*bad), dead, bad[0] if bad else set()):
+            other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid)) if avoid else None
             if other is not None:
                 self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
                 return other

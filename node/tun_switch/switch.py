@@ -109,6 +109,22 @@ class Switch:
         self.counters[f"to_{dest}"] += 1
         return [(dest, out.pack() + bytes(packet[HEADER_SIZE:]))]
 
+    @staticmethod
+    def dead_hop_label(sent_label: int, cause: bytes) -> int | None:
+        """From an UNDELIVERABLE error's cause (the packet's switch header as the erring switch got it) and the
+        label we sent that packet with: the label from us to the far end of the link that switch could not
+        use. The header's label shift says how many bits of our label the switches before it consumed, its
+        label's low director the dead link. None if the cause does not belong to that label."""
+        if len(cause) < HEADER_SIZE:
+            return None
+        header = SwitchHeader.unpack(cause)
+        shift, here = header.label_shift, header.label
+        bits = bits_for_label(here)
+        end = shift + bits
+        if end >= 64 or (sent_label >> shift) & ((1 << bits) - 1) != here & ((1 << bits) - 1):
+            return None
+        return (sent_label & ((1 << end) - 1)) | (1 << end)
+
     def _error(self, source_index: int, cause: bytes, code: str) -> list[tuple[int, bytes]]:
         """Count the drop and build the ERROR message back towards the sender (SwitchCore sendError)."""
         self.counters[f"drop_{code.lower()}"] += 1

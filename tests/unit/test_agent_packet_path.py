@@ -168,19 +168,72 @@ def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
     assert b.link_up(to_c) and to_c.switch_index not in b.down_links
 
 
-def test_peer_link_reports_a_refused_send_as_dead():
+def test_a_switch_error_names_the_dead_link():
+    """n0 - n1 - n2 - n3 - n4: n2's link to n3 is dead. n0's packet to n4 comes back UNDELIVERABLE from n2, and
+    the failure n0 reports names the label from n0 to n3: the far end of the dead link (a route server avoids
+    just that link)."""
+    wire, loop, nodes = build_line(5)
+    for n in nodes:
+        n.housekeeping()
+    wire.pump()
+    n0, n2, n4 = nodes[0], nodes[2], nodes[4]
+    for _ in range(3):                                   # a session both ways: errors name its handle
+        n0.send_ip6(ip6_packet(n0.identity, n4.identity, b"hi"))
+        n4.send_ip6(ip6_packet(n4.identity, n0.identity, b"hi"))
+        wire.pump()
+    to_n3 = next(l for l in n2.links.values() if l.peer_name == "n3")
+    to_n3.send = lambda packet: False                    # ENETDOWN: the veth is down
+    reported = []
+    n0.paths.report_failure = lambda ip6, label, dead=None: reported.append((ip6, label, dead))
+    n0.send_ip6(ip6_packet(n0.identity, n4.identity, b"x"))
+    wire.pump()
+    assert reported, "no failure reported"
+    ip6, label, dead = reported[0]
+    assert ip6 == n4.ip6 and label == n0.paths.lookup(n4.ip6)[1]
+    assert dead == n0.paths.lookup(nodes[3].ip6)[1]
+    # the source's own link dead: the label of that one link
+    to_n1 = next(iter(n0.links.values()))
+    to_n1.send = lambda packet: False
+    n0.send_ip6(ip6_packet(n0.identity, n4.identity, b"y"))
+    wire.pump()
+    assert reported[-1][2] == n0.paths.lookup(nodes[1].ip6)[1]
+
+
+def test_peer_link_reports_a_dead_link_also_behind_emulated_delay():
     import errno
+    from node.link_emulation import LinkParams
     from node.peer_link import PeerLink
 
     loop = ManualLoop()
+    later = []
+    loop.call_at = lambda when, fn, *args: later.append((fn, args))
+
+    def delay_over():
+        while later:
+            fn, args = later.pop(0)
+            fn(*args)
     link = PeerLink(0, "lo", "::1", "::1", 47311, loop=loop)
     try:
-        def refuse(packet):
-            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
-        link._send = refuse
+        failure = [errno.ECONNREFUSED]
+
+        def send(packet):
+            if failure:
+                raise OSError(failure[0], "failed")
+        link._send = send
         loop.now = 7.0
         assert link.send_now(b"x") is False and link.refused_at == 7.0
         assert link.drops == {"peer_unreachable": 1}
+        failure[0] = errno.EAGAIN                       # a full buffer is a drop, not a dead link
+        assert link.send_now(b"x") is True and not link.dead
+        # with emulated delay the send happens later: the packet after a failed one learns the link is dead
+        link.set_params(LinkParams(delay_s=0.003))
+        failure[0] = errno.ENETDOWN                     # the veth went down
+        assert link.send(b"x") is True                  # this one only finds out when it leaves ...
+        delay_over()
+        assert link.dead and link.send(b"y") is False   # ... the next one is refused at once
+        failure.clear()                                 # up again: the next send (a link ping) clears it
+        delay_over()
+        assert not link.dead and link.send(b"w") is True
     finally:
         link.close()
 

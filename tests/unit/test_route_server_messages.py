@@ -71,7 +71,8 @@ def test_query_round_trips():
     src, tar = bytes(range(16)), bytes(range(16, 32))
     addr = M.Address(bytes(32), 0x13)
     for q in (M.Query("ann", b"tx1", ann=b"\x00" * 130), M.Query("pn", b"tx2"),
-              M.Query("gr", b"tx3", src=src, tar=tar), M.Query("sub", b"s"), M.Query("sub", b"s", catch_up=True),
+              M.Query("gr", b"tx3", src=src, tar=tar), M.Query("gr", b"tx4", src=src, tar=tar, bad=(5, 7), dead=(0x13,)),
+              M.Query("sub", b"s"), M.Query("sub", b"s", catch_up=True),
               M.Query("fwd", b"f", anns=(b"a", b"b")), M.Query("ann", b"x", ann=b"y", foreign=(addr,))):
         assert M.parse_query(M.pack_query(q)) == q
         assert M.is_query(M.pack_query(q))

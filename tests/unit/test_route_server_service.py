@@ -330,6 +330,25 @@ def test_server_avoids_the_newest_failed_path_when_it_cannot_avoid_them_all():
     assert core.route(NODES[0].ip6, RS.ip6, (a.label, b.label)).label == b.label
 
 
+def test_server_routes_around_the_dead_link_even_where_the_failed_path_has_a_bridge():
+    """Square RS-N1-N0 / RS-N2-N0 and a tail RS-RS2 (a bridge). N0's path to RS2 by N1 failed because N0-N1 died:
+    avoiding the whole failed path is impossible (the bridge), avoiding the dead link is not."""
+    svc = RouteServerService(RS.public_key)
+    graph = {RS: [(NODES[1], 2, 0), (NODES[2], 3, 0), (RS2, 4, 0)], NODES[1]: [(RS, 0, 2), (NODES[0], 2, 0)],
+             NODES[2]: [(RS, 0, 3), (NODES[0], 2, 3)], NODES[0]: [(NODES[1], 0, 2), (NODES[2], 3, 2)],
+             RS2: [(RS, 0, 4)]}
+    for ident, peers in graph.items():
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0)), ident).error is None
+    core = svc.core
+    by_n1 = core.route(NODES[0].ip6, RS2.ip6)
+    assert by_n1.nodes[1] == NODES[1].ip6
+    dead = core.route(NODES[0].ip6, NODES[1].ip6).label             # to the far end of the dead link N0-N1
+    assert core.route(NODES[0].ip6, RS2.ip6, (by_n1.label,)).label == by_n1.label    # nothing better known
+    r = query(svc, M.Query("gr", b"g", src=NODES[0].ip6, tar=RS2.ip6, bad=(by_n1.label,), dead=(dead,)), NODES[0])
+    [found] = r.nodes
+    assert core.path_of_label(NODES[0].ip6, found.label)[1] == NODES[2].ip6
+
+
 def test_incremental_graph_matches_a_full_rebuild():
     import random
     from node.route_server.server import RouteServer
