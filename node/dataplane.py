@@ -296,13 +296,21 @@ class Node:
                 self._to_router(out)
             else:
                 target = self.links.get(dest)
-                # our own control frames (the link pings) still go out on a link marked down: only a pong can
-                # bring it back up
-                probe = source == ROUTER and packet[12:16] == CONTROL_FRAME
-                if target is not None and ((dest in self.down_links and not probe) or target.send(out) is False):
-                    if not self.link_up(target):
-                        self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
-                    self._undeliverable(source, packet, target)
+                if target is not None:
+                    self._link_out(source, packet, dest, target, out)
+
+    def _link_out(self, source, packet, dest, target, out):
+        """Send a switched packet (``packet`` as it came in, ``out`` as it leaves) on a peer link; a dead link
+        answers the source with UNDELIVERABLE instead."""
+        if self.next_hop_down(source, packet, dest) or target.send(out) is False:
+            if not self.link_up(target):
+                self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
+            self._undeliverable(source, packet, target)
+
+    def next_hop_down(self, source, packet, dest):
+        """dest missed its link pings (or refused): our own control frames (the link pings) still go out on it,
+        only a pong can bring it back up."""
+        return dest in self.down_links and not (source == ROUTER and packet[12:16] == CONTROL_FRAME)
 
     def _undeliverable(self, source, packet, link):
         """The next hop is dead (its veth is down, or it missed its link pings): answer the source with a switch

@@ -102,8 +102,11 @@ class LeasePlane:
                 out = out[:10] + _tc.pack(new_tc) + out[12:]
             lease = dp.egress_lease(dest, ticket, now)
             if lease is None or self.table.links[lease.link].capacity_kbit is None:
-                target.send(out)
+                node._link_out(source, packet, dest, target, out)
                 dp.charge(ticket, len(out), now)         # forwarded at once: charge it now
+                continue
+            if node.next_hop_down(source, packet, dest):
+                node._undeliverable(source, packet, target)    # not queued behind a dead link
                 continue
             reason = dp.enqueue(dest, (target, out), len(out), new_tc, ticket, now)
             if reason is not None:

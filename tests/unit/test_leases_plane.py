@@ -7,9 +7,9 @@ from node.dataplane import Node
 from node.lease_plane import LeasePlane
 from node.link_emulation import LinkEmulator
 from node.tun_switch import config_request as cr
-from node.tun_switch import keys, labels
+from node.tun_switch import control, keys, labels
 from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.switch_header import SwitchHeader, is_customer, make_traffic_class, priority_of
+from node.tun_switch.switch_header import SIZE as HEADER_SIZE, SwitchHeader, is_customer, make_traffic_class, priority_of
 
 HOLDER = keys.Identity.from_seed(b"lease-plane", 9)
 
@@ -203,3 +203,18 @@ def test_the_plane_is_the_nodes_switch_out_until_closed():
     node.receive_from_link(node.links[4], packet(5, 12))
     tc = SwitchHeader.unpack(node.links[5].sent[1]).traffic_class      # plain cjdns switch again: unchanged
     assert priority_of(tc) == 12 and is_customer(tc)
+
+
+def test_a_dead_next_hop_answers_undeliverable_on_both_lease_paths():
+    loop, node, lp = plane(spec())
+    # forwarded at once (eth_in has no capacity, so no scheduler): the send fails, the source hears at once
+    node.links[4].send = lambda packet: False
+    lp.switch_out(5, packet(4, 7))
+    [err] = node.links[5].sent
+    assert isinstance(control.unframe(err[HEADER_SIZE:]), control.Error)
+    # paced (eth_out has a scheduler): a link known down is not queued behind, the source hears at once
+    node.down_links.add(5)
+    lp.switch_out(4, packet(5, 7))
+    loop.advance(loop.now + 1)
+    assert not [p for p in node.links[5].sent if not control.is_control(p[HEADER_SIZE:])]
+    assert node.drops["next_hop_down"] == 2
