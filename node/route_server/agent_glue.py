@@ -252,9 +252,13 @@ class RouteServerGlue:
     def _watch_return_path(self, ip6, d) -> None:
         """The other end moved to a new path to us while we still send on a different one: it found a link of
         the old path broken, and our path may share it (a one-way failure we cannot see, since it still reaches
-        us). Re-query once per move, so both directions leave a dead link together."""
+        us). Re-query once per move, so both directions leave a dead link together. Not for our route server:
+        it answers back the way each query came, so its packets arrive by more than one path, and its own
+        failure detection (timeouts, switch errors, the backup path) covers the way to it."""
         moved = d.learned_label is not None and d.learned_label != self.return_seen.get(ip6, d.learned_label)
         self.return_seen[ip6] = d.learned_label
+        if d.public_key == self.client.server:
+            return
         if moved and d.label is not None and labels.bit_reverse64(d.learned_label) != d.label:
             self.counters["return_path_moves"] += 1
             self.client.report_failure(ip6, d.label)
@@ -312,7 +316,9 @@ class RouteServerGlue:
                 return
             reply = self.service.handle(payload, d.public_key, now_ms, path=back)
             if reply is not None:
-                self.send_message(d.public_key, d.label or back, reply)
+                # back the way the query came (it just worked), as cjdns answers: our own path to the asker
+                # may cross the very link whose failure made it ask
+                self.send_message(d.public_key, back or d.label, reply)
         elif self.client.on_reply(payload, d.public_key):
             self._push_paths()                          # a new path is used from the next packet on
         elif self.service is not None:
