@@ -303,8 +303,10 @@ class RouteServer:
         def links(path):
             return set(zip(path, path[1:])) | set(zip(path[1:], path))
         bad = [links(p) for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
-        dead = set().union(*(links(p[-2:]) for p in (self.path_of_label(src_ip6, label) for label in dead_labels)
-                             if p and len(p) > 1))
+        dead_paths = [self.path_of_label(src_ip6, label) for label in dead_labels]
+        dead = set().union(*(links(p[-2:]) for p in dead_paths if p and len(p) > 1))
+        if len(bad) < len(bad_labels) or len(dead) < 2 * len(dead_labels):
+            self.counters["route_failed_label_unknown"] = self.counters.get("route_failed_label_unknown", 0) + 1
         if not (dead.union(*bad)) & set(zip(route.nodes, route.nodes[1:])):
             return route
         for avoid in (dead.union(*bad), dead, bad[0] if bad else set()):

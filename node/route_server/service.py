@@ -250,6 +250,7 @@ class RouteServerService:
             "announcements_forwarded_in": self.core.counters.get("accepted_forwarded", 0),
             "rejected": rejected,
             "counters": dict(self.counters),
+            "routes": {k: v for k, v in self.core.counters.items() if k.startswith("route_")},
             "federation": {keys.ip6_text(p.ip6): {"same_isp": p.same_isp, "interested": p.interested,
                                                   "subscribed": p.subscribed, "queued": len(p.queue)}
                            for p in self.peers.values()},
