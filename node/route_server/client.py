@@ -427,26 +427,24 @@ class RouteServerClient(PathProvider):
             # resend what was on the way over the backup at once
             c.label, c.backup, c.backup_asked_ms = c.backup, None, None
             self.counters["server_backup_used"] += 1
-            for txid, p in list(self.pending.items()):
-                if p.server == self.server:
-                    del self.pending[txid]
-                    if p.kind == "ann":
-                        self.next_announce = now
-                    elif p.kind == "gr":
-                        self.wanted.setdefault(p.target, now)
-            self.wake()
+            self._resend_pending(now)
             return
         if c is not None and c.source != "self":
             c.failed_until = now + self.config.fail_hold_ms
             self.counters[f"server_failed_{why}"] += 1
-        # queries to the old server are void; their targets are asked again
+        self._resend_pending(now)
+        self.server = None
+        self.next_hunt = now                       # ask the peers again: their answers bring fresh labels
+
+    def _resend_pending(self, now: int) -> None:
+        """What was on its way to the server is void: announce and ask again, soon."""
         for txid, p in list(self.pending.items()):
             if p.server == self.server:
                 del self.pending[txid]
-                if p.target is not None:
+                if p.kind == "ann":
+                    self.next_announce = now
+                elif p.kind == "gr":
                     self.wanted.setdefault(p.target, now)
-        self.server = None
-        self.next_hunt = now                       # ask the peers again: their answers bring fresh labels
         self.wake()
 
     def _query(self, server: bytes, label: int, kind: str, now: int, query: M.Query, target=None,
