@@ -212,7 +212,6 @@ class RouteServerGlue:
             log.exception("route server tick failed")
 
     def _tick(self) -> None:
-        now_ms = self.clock_ms()
         node = self.node
         peers = []
         for index, link in node.links.items():
@@ -232,7 +231,8 @@ class RouteServerGlue:
             else:
                 self.send_message(out.public_key, out.label, out.payload)
         if self.service is not None:
-            for key, label, payload in self.service.take_outbox(now_ms):
+            # subscription timers, on the steady clock like the client's (a skewed clock must not stall them)
+            for key, label, payload in self.service.take_outbox(int(self.node.clock() * 1000)):
                 self.send_message(key, label, payload)
         self._push_paths()
         self._watch_silence()

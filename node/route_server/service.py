@@ -191,7 +191,8 @@ class RouteServerService:
         return peer.heard_label
 
     def take_outbox(self, now_ms: int) -> list[tuple[bytes, int, bytes]]:
-        """Federation messages to send now: (peer public key, label, payload)."""
+        """Federation messages to send now: (peer public key, label, payload). ``now_ms`` only times the
+        subscriptions: any steady clock will do."""
         out = []
         for peer in self.peers.values():
             label = self._route_label(peer)

@@ -62,6 +62,15 @@ def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
         F.parse_fault("clock-skew n1x1 soon")
 
 
+def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
+    users = [n for n in mesh.topo.nodes if n not in SERVERS and server_of(mesh, n) == "n2x2"]
+    assert users
+    f = F.apply_fault(mesh, "clock-skew n2x2 -20s")            # checked: its nodes' estimates read -20 s
+    assert "clients of this route server" in f.state["effect"]
+    assert all(abs(mesh.agent(n).call("routes")["skew_ms"] + 20_000) < 2000 for n in users)
+    F.heal(mesh, f.id)
+
+
 def test_route_server_loss_moves_its_nodes_and_a_fresh_server_rebuilds(mesh):
     lost = "n0x0"
     users = [n for n in mesh.topo.nodes if n not in SERVERS and server_of(mesh, n) == lost]
