@@ -308,16 +308,19 @@ def test_rate_and_corruption_emulation(mesh):
     assert 2 < limited < 24 and full > 2 * limited
     mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
     # corruption is caught by the end-to-end authentication at the receiver and counted
-    # (a flipped bit in a field nobody checks, e.g. the congestion bits, passes: so allow a few through)
+    # (a flipped bit in a field nobody checks, e.g. the congestion or traffic-class bits, passes: about one packet
+    # in ten here, so most, not all, must be stopped)
     mesh.client(a).call("set_link", ifname="l1a", corrupt=1.0)
-    assert ping6(mesh, a, b, count=10, interval=0.1, wait=1)[0] <= 3
+    received = ping6(mesh, a, b, count=30, interval=0.05, wait=1)[0]
+    print(f"{received}/30 echoes through a link that flips one bit of every packet")
+    assert received <= 15
     # dropped at b mostly; a flipped return-path bit can also bounce a packet back to a, which drops it
     dropped = 0
     for node in (a, b):
         counters = mesh.client(node).call("counters")
         dropped += sum(counters["drops"].values())
         dropped += sum(v for k, v in counters["switch"].items() if k.startswith("drop"))
-    assert dropped >= 7
+    assert dropped >= 15
     mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
     assert wait_reachable(mesh, a, b)
     assert ping6(mesh, a, b, count=3)[0] == 3
