@@ -29,7 +29,7 @@ from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_con
 from testbed import faults
 from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
-from testbed.topology import Isp, Link, Node, Topology
+from testbed.topologies.generators import two_isp_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "reroute.json")
@@ -75,27 +75,6 @@ while time.time() < end:
     nxt += step
     time.sleep(max(0.0, nxt - time.time()))
 """
-
-
-def two_isp_grid(rows: int, cols: int) -> Topology:
-    """A rows x cols grid: the left half of the columns is isp1 (route servers at two corners), the rest isp2
-    (one route server); the two ISPs peer."""
-    topo = Topology(name=f"grid{rows}x{cols}-2isp")
-    topo.isps["isp1"] = Isp("isp1", relations={"isp2": "peer"})
-    topo.isps["isp2"] = Isp("isp2", relations={"isp1": "peer"})
-    split = (cols + 1) // 2
-    servers = {(0, split - 1), (rows - 1, 0), (0, cols - 1)}
-    for r in range(rows):
-        for c in range(cols):
-            roles = ["router", "route_server"] if (r, c) in servers else ["router"]
-            topo.nodes[f"n{r}x{c}"] = Node(f"n{r}x{c}", roles, "isp1" if c < split else "isp2", {})
-    for r in range(rows):
-        for c in range(cols):
-            if c + 1 < cols:
-                topo.links.append(Link(f"n{r}x{c}", f"n{r}x{c + 1}"))
-            if r + 1 < rows:
-                topo.links.append(Link(f"n{r}x{c}", f"n{r + 1}x{c}"))
-    return topo
 
 
 def tx_bytes(mesh: Mesh) -> dict:

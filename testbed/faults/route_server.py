@@ -30,10 +30,15 @@ def _routes(mesh, node: str) -> dict:
         raise FaultError(f"{node}: no route-server client ({e}); this fault needs a mesh routed by route servers")
 
 
-def _server_of(mesh, node: str) -> str | None:
+def server_of(mesh, node: str) -> str | None:
     """The node (by name) whose route server this node uses."""
     ip6 = _routes(mesh, node).get("route_server")
     return next((n for n in mesh.topo.nodes if mesh.ip6(n) == ip6), None) if ip6 else None
+
+
+def users_of(mesh, server: str) -> list[str]:
+    """The other nodes whose route server is on ``server``."""
+    return [n for n in mesh.topo.nodes if n != server and server_of(mesh, n) == server]
 
 
 def _rs_status(mesh, node: str) -> dict | None:
@@ -62,10 +67,10 @@ class ClockSkew(NodeFault):
         minus its own reads -offset), or, on a route server that serves itself, up to three of its nodes
         (+offset)."""
         check_node(mesh, self.node)
-        if _server_of(mesh, self.node) != self.node:
+        if server_of(mesh, self.node) != self.node:
             watchers = [(self.node, -1.0)]
         else:
-            watchers = [(n, 1.0) for n in mesh.topo.nodes if n != self.node and _server_of(mesh, n) == self.node][:3]
+            watchers = [(n, 1.0) for n in users_of(mesh, self.node)[:3]]
         self.state["watchers"] = watchers
         self.state["before"] = self._counters(mesh)
 
@@ -119,13 +124,10 @@ class ClockSkew(NodeFault):
 class RouteServerLoss(NodeFault):
     kind: ClassVar[str] = "route-server-loss"
 
-    def _users(self, mesh) -> list[str]:
-        return [n for n in mesh.topo.nodes if n != self.node and _server_of(mesh, n) == self.node]
-
     def baseline(self, mesh) -> None:
         if "route_server" not in mesh.topo.nodes[check_node(mesh, self.node)].roles:
             raise FaultError(f"route-server-loss {self.node}: not a route server (role route_server)")
-        self.state["users"] = self._users(mesh)
+        self.state["users"] = users_of(mesh, self.node)
 
     def apply(self, mesh) -> None:
         mesh.agent(self.node).call("rs_service", run=False, timeout=3)
@@ -142,9 +144,9 @@ class RouteServerLoss(NodeFault):
                   and mesh.topo.nodes[n].isp == isp]
         if not others or not users:
             return f"route server of {self.node} gone; {len(users)} node(s) used it, no other server in its ISP"
-        moved = lambda: all(_server_of(mesh, n) in others for n in users)     # noqa: E731
+        moved = lambda: all(server_of(mesh, n) in others for n in users)     # noqa: E731
         if not wait_until(moved, 15):
-            stuck = [n for n in users if _server_of(mesh, n) not in others]
+            stuck = [n for n in users if server_of(mesh, n) not in others]
             raise FaultError(f"route-server-loss {self.node}: {', '.join(stuck)} did not move to "
                              f"{' or '.join(others)} within 15 s")
         return f"route server of {self.node} gone; its {len(users)} node(s) moved to {', '.join(others)}"
@@ -171,8 +173,8 @@ class ForgedAnnouncement(NodeFault):
     def baseline(self, mesh) -> None:
         check_node(mesh, self.node)
         server = None
-        if wait_until(lambda: _server_of(mesh, self.node) not in (None, self.node), 10):
-            server = _server_of(mesh, self.node)
+        if wait_until(lambda: server_of(mesh, self.node) not in (None, self.node), 10):
+            server = server_of(mesh, self.node)
         if server is None or server == self.node:
             raise FaultError(f"{self.kind} {self.node}: the node uses no route server of another node "
                              f"(routes: {_routes(mesh, self.node)})")

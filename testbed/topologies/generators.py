@@ -328,3 +328,24 @@ FAMILIES: dict[str, Family] = {
 }
 F = FAMILIES
 FORMS = [fam.form for fam in FAMILIES.values()]
+
+
+def two_isp_grid(rows: int, cols: int) -> Topology:
+    """For Python callers (the route-server grid test, bench.reroute): a rows x cols grid, nodes n{row}x{col}; the left half of the columns is isp1 (route servers at two corners), the rest isp2
+    (one route server); the two ISPs peer."""
+    topo = Topology(name=f"grid{rows}x{cols}-2isp")
+    topo.isps["isp1"] = Isp("isp1", relations={"isp2": "peer"})
+    topo.isps["isp2"] = Isp("isp2", relations={"isp1": "peer"})
+    split = (cols + 1) // 2
+    servers = {(0, split - 1), (rows - 1, 0), (0, cols - 1)}
+    for r in range(rows):
+        for c in range(cols):
+            roles = ["router", "route_server"] if (r, c) in servers else ["router"]
+            topo.nodes[f"n{r}x{c}"] = Node(f"n{r}x{c}", roles, "isp1" if c < split else "isp2", {})
+    for r in range(rows):
+        for c in range(cols):
+            if c + 1 < cols:
+                topo.links.append(Link(f"n{r}x{c}", f"n{r}x{c + 1}"))
+            if r + 1 < rows:
+                topo.links.append(Link(f"n{r}x{c}", f"n{r + 1}x{c}"))
+    return topo

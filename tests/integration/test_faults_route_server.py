@@ -7,6 +7,7 @@ import os
 import pytest
 
 from testbed import faults as F
+from testbed.faults.route_server import server_of, users_of
 from testbed.mesh import Mesh
 from testbed.topology import Isp, Link, Node, Topology
 
@@ -42,11 +43,6 @@ def clean(mesh):
     F.heal(mesh, check=False)
 
 
-def server_of(mesh, node):
-    ip6 = mesh.agent(node).call("routes")["route_server"]
-    return next((n for n in mesh.topo.nodes if mesh.ip6(n) == ip6), None)
-
-
 def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
     before = mesh.agent("n1x1").call("routes")["counters"].get("ann_rejected_clock_skew", 0)
     f = F.apply_fault(mesh, "clock-skew n1x1 45s")              # checked: rejected, then stamped in server time
@@ -63,7 +59,7 @@ def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
 
 
 def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
-    users = [n for n in mesh.topo.nodes if n not in SERVERS and server_of(mesh, n) == "n2x2"]
+    users = [n for n in users_of(mesh, "n2x2") if n not in SERVERS]
     assert users
     f = F.apply_fault(mesh, "clock-skew n2x2 -20s")            # checked: its nodes' estimates read -20 s
     assert "clients of this route server" in f.state["effect"]
@@ -73,7 +69,7 @@ def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
 
 def test_route_server_loss_moves_its_nodes_and_a_fresh_server_rebuilds(mesh):
     lost = "n0x0"
-    users = [n for n in mesh.topo.nodes if n not in SERVERS and server_of(mesh, n) == lost]
+    users = [n for n in users_of(mesh, lost) if n not in SERVERS]
     f = F.apply_fault(mesh, f"route-server-loss {lost}")        # checked: its users move to n2x2
     assert "moved to n2x2" in f.state["effect"]
     assert all(server_of(mesh, n) == "n2x2" for n in users)

@@ -7,12 +7,12 @@ Needs root (namespaces, TUN). Uses tests/integration/agent_harness.py, which rem
 import os
 import re
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from agent_harness import Mesh  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -40,17 +40,6 @@ def mesh(tmp_path):
         yield m
     finally:
         m.cleanup()
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s (last: {last!r})")
 
 
 def test_line_learns_paths_from_a_route_server_node(mesh):

@@ -24,7 +24,9 @@ import pytest
 from testbed import faults
 from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
-from testbed.topology import Isp, Link, Node, Topology
+from testbed.topologies.generators import two_isp_grid
+
+from .waiting import wait_for
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -63,24 +65,6 @@ print(json.dumps({t: got.get(socket.inet_pton(socket.AF_INET6, t)) for t in targ
 """
 
 
-def two_isp_grid() -> Topology:
-    topo = Topology(name="grid5x5-2isp")
-    topo.isps["isp1"] = Isp("isp1", relations={"isp2": "peer"})
-    topo.isps["isp2"] = Isp("isp2", relations={"isp1": "peer"})
-    for r in range(ROWS):
-        for c in range(COLS):
-            name = f"n{r}x{c}"
-            roles = ["router", "route_server"] if name in ISP1_SERVERS + (ISP2_SERVER,) else ["router"]
-            topo.nodes[name] = Node(name, roles, "isp1" if c < 3 else "isp2", {})
-    for r in range(ROWS):
-        for c in range(COLS):
-            if c + 1 < COLS:
-                topo.links.append(Link(f"n{r}x{c}", f"n{r}x{c + 1}"))
-            if r + 1 < ROWS:
-                topo.links.append(Link(f"n{r}x{c}", f"n{r + 1}x{c}"))
-    return topo
-
-
 @pytest.fixture(scope="module")
 def grid():
     started = {}
@@ -88,24 +72,15 @@ def grid():
     def progress(step, done, total):      # "up" for this test: the moment the first agent starts
         started.setdefault(step, time.monotonic())
 
-    mesh = Mesh.up(two_isp_grid(), name=f"rs-grid-{os.getpid()}", seed=11, wait=REACH_WITHIN_S,
+    topo = two_isp_grid(ROWS, COLS)
+    assert set(topo.nodes_with_role("route_server")) == set(ISP1_SERVERS + (ISP2_SERVER,))
+    mesh = Mesh.up(topo, name=f"rs-grid-{os.getpid()}", seed=11, wait=REACH_WITHIN_S,
                    progress=progress)
     mesh.up_at = started["agents"]
     try:
         yield mesh
     finally:
         mesh.down()
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout} s (last: {last!r})")
 
 
 def rs_status(mesh, node):
