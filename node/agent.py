@@ -187,7 +187,8 @@ class Agent:
         return glue
 
     def cmd_routes(self, req, respond):
-        return self._route_server_client().client.describe()
+        glue = self._route_server_client()
+        return dict(glue.client.describe(), agent_counters=dict(glue.counters))
 
     def cmd_set_clock(self, req, respond):
         offset = req.get("offset_s")

@@ -250,18 +250,19 @@ class RouteServerGlue:
             self.client.report_failure(ip6, d.label)
 
     def _watch_return_path(self, ip6, d) -> None:
-        """The other end moved to a new path to us while we still send on a different one: it found a link of
-        the old path broken, and our path may share it (a one-way failure we cannot see, since it still reaches
-        us). Re-query once per move, so both directions leave a dead link together. Not for our route server:
-        it answers back the way each query came, so its packets arrive by more than one path, and its own
-        failure detection (timeouts, switch errors, the backup path) covers the way to it."""
+        """The other end moved to a new path to us while we still send on a different one: it may have found a
+        link of the old path dead, and our path may share it (a failure we cannot see while nothing we send
+        crosses it). Ask the server again, once per move; it avoids links reported dead for a while, and it
+        gives both ends the same path, so a move on a healthy path settles after one exchange. Not for our
+        route server: it answers back the way each query came, so its packets arrive by more than one path,
+        and its own failure detection (timeouts, switch errors, the backup path) covers the way to it."""
         moved = d.learned_label is not None and d.learned_label != self.return_seen.get(ip6, d.learned_label)
         self.return_seen[ip6] = d.learned_label
         if d.public_key == self.client.server:
             return
         if moved and d.label is not None and labels.bit_reverse64(d.learned_label) != d.label:
             self.counters["return_path_moves"] += 1
-            self.client.report_failure(ip6, d.label)
+            self.client.refresh(ip6)
 
     def _ask_rpath(self, index: int) -> None:
         now = time.monotonic()

@@ -282,6 +282,15 @@ class RouteServerClient(PathProvider):
             self.wake()
         return None
 
+    def refresh(self, ip6) -> None:
+        """Ask again for a path we hold, using it until the answer comes (the other end of a flow moved: a link
+        of ours may have died under it, which the server has heard of)."""
+        ip6 = bytes(ip6)
+        if ip6 in self.cache and ip6 not in self.wanted:
+            self.wanted[ip6] = self.clock()
+            self.counters["refresh"] += 1
+            self.wake()
+
     def report_failure(self, ip6, label, dead=None):
         ip6 = bytes(ip6)
         now = self.clock()

@@ -22,6 +22,8 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
+* Paths: Dijkstra from the lower of the two addresses, so A->B and B->A are the same path reversed. A link a
+  client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
   label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label). A
   label is refused (no route) when the destination's switch could not fit the return path of a wide incoming
@@ -46,6 +48,7 @@ LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
 MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
 LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
+DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
 
 
 class Rejected(Exception):
@@ -105,6 +108,7 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._graph: nx.DiGraph | None = None                 # built on first use, then kept up to date
+        self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
 
     # -- announcements -----------------------------------------------------------------------------------
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
@@ -290,16 +294,14 @@ class RouteServer:
                 g.add_edge(ip6, link.peer_ip6, **attrs)
                 g.add_edge(link.peer_ip6, ip6, **attrs)
 
-    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=()) -> Route | None:
+    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None) -> Route | None:
         """Cheapest path and its label from src to dst, or None if there is none, avoiding what failed for the
         asker (the server may not have heard yet): ``dead_labels`` lead from src to the far end of a link a switch
         reported dead (that last link is avoided); ``bad_labels`` are whole paths that failed, newest first, the
         dead link somewhere on them. Tried in turn: around all of it, around the dead links, around the newest
-        bad path; else the cheapest path."""
-        route = self._route(src_ip6, dst_ip6)
-        if route is None or not (bad_labels or dead_labels):
-            return route
-
+        bad path; else the cheapest path. With ``now_ms`` the reported dead links are remembered for
+        DEAD_LINK_HOLD_MS and avoided for every asker: the other end of a flow re-asks when it sees the flow move
+        (it cannot see a link die under the packets it sends) and must not get the dead link back."""
         def links(path):
             return set(zip(path, path[1:])) | set(zip(path[1:], path))
         bad = [links(p) for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
@@ -307,7 +309,10 @@ class RouteServer:
         dead = set().union(*(links(p[-2:]) for p in dead_paths if p and len(p) > 1))
         if len(bad) < len(bad_labels) or len(dead) < 2 * len(dead_labels):
             self.counters["route_failed_label_unknown"] = self.counters.get("route_failed_label_unknown", 0) + 1
-        if not (dead.union(*bad)) & set(zip(route.nodes, route.nodes[1:])):
+        if now_ms is not None:
+            dead |= self._remember_dead_links(dead, now_ms)
+        route = self._route(src_ip6, dst_ip6)
+        if route is None or not dead.union(*bad) & set(zip(route.nodes, route.nodes[1:])):
             return route
         for avoid in (dead.union(*bad), dead, bad[0] if bad else set()):
             other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid)) if avoid else None
@@ -315,6 +320,14 @@ class RouteServer:
                 self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
                 return other
         return route
+
+    def _remember_dead_links(self, reported: set, now_ms: int) -> set:
+        """Add the reported links; return every link still held dead."""
+        for link in [l for l, until in self.dead_links.items() if until <= now_ms]:
+            del self.dead_links[link]
+        for link in reported:
+            self.dead_links[link] = now_ms + DEAD_LINK_HOLD_MS
+        return set(self.dead_links)
 
     def path_of_label(self, src_ip6: bytes, label: int) -> list | None:
         """The nodes a label leads through from src, by the announced peerNums; None if it leaves what we know."""
@@ -345,16 +358,21 @@ class RouteServer:
         if src_ip6 == dst_ip6:
             return Route(1, (src_ip6,), (), 0.0)
         g = self.graph() if g is None else g
+        # Searched from the lower address, so both ends of a flow get the same path (reversed) whichever of
+        # several equally cheap paths the search meets first: a node re-asks when the other end moves.
+        a, b = sorted((src_ip6, dst_ip6))
+
+        def cheapest(weight):
+            cost, path = nx.single_source_dijkstra(g, a, b, weight=weight)
+            return path if a == src_ip6 else path[::-1], cost
         try:
-            cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="weight")
+            route = self._labelled(*cheapest("weight"))
         except nx.NetworkXNoPath:
             return None
-        route = self._labelled(path, cost)
         if route is None:
             # the cheapest path's label does not fit in 64 bits (wide directors at big hubs): fall back to
             # the path with the shortest label
-            cost, path = nx.single_source_dijkstra(g, src_ip6, dst_ip6, weight="bits")
-            route = self._labelled(path, cost)
+            route = self._labelled(*cheapest("bits"))
             if route is not None:
                 self.counters["route_shortest_label"] = self.counters.get("route_shortest_label", 0) + 1
         return route

@@ -125,7 +125,7 @@ class RouteServerService:
                                     alternatives=self._alternatives(ann_ip6)))
 
     def _path(self, q: M.Query, now_ms: int) -> bytes:
-        route = self.core.route(q.src, q.tar, q.bad, q.dead)
+        route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms)
         if route is None or route.label >= 1 << 64:
             self.counters["path_not_found"] += 1
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))

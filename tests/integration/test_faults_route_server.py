@@ -59,9 +59,11 @@ def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
 
 
 def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
-    users = [n for n in users_of(mesh, "n2x2") if n not in SERVERS]
+    # a node keeps the first server it found, so which server has the most users varies from run to run
+    server = max(SERVERS, key=lambda s: len(users_of(mesh, s)))
+    users = [n for n in users_of(mesh, server) if n not in SERVERS]
     assert users
-    f = F.apply_fault(mesh, "clock-skew n2x2 -20s")            # checked: its nodes' estimates read -20 s
+    f = F.apply_fault(mesh, f"clock-skew {server} -20s")        # checked: its nodes' estimates read -20 s
     assert "clients of this route server" in f.state["effect"]
     assert all(abs(mesh.agent(n).call("routes")["skew_ms"] + 20_000) < 2000 for n in users)
     F.heal(mesh, f.id)

@@ -151,7 +151,10 @@ def test_route_server_crash_keeps_flows_and_the_second_server_takes_over(grid):
     flow = exec_in(grid.run, src, ["ping", "-6", "-n", "-i", "0.1", "-c", "100", "-W", "1", grid.ip6(dst)],
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3.0)                          # established: echoes go both ways (seq 1..30)
-    print(f"flow {src} -> {dst}: {[h[0] for h in grid.route(src, dst)]} back {[h[0] for h in grid.route(dst, src)]}")
+    # still away from the crashed node: paths on a healthy mesh stay put (both ends get the same path)
+    there, back = [h[0] for h in grid.route(src, dst)], [h[0] for h in grid.route(dst, src)]
+    print(f"flow {src} -> {dst}: {there} back {back}")
+    assert crashed not in there + back, f"the flow's path moved onto {crashed} on a healthy mesh"
     grid.stop_agent(crashed)
     try:
         out, _ = flow.communicate(timeout=30)
