@@ -140,6 +140,24 @@ def test_flow_moves_to_a_new_path_when_a_link_on_it_dies_silently():
     assert c["silent_paths_reported"] + c["return_path_moves"] >= 1
 
 
+def test_a_two_way_flow_on_a_healthy_mesh_settles_on_one_path_without_false_failures():
+    # each end re-asks when the other moves; the server gives both the same path, so nobody reports a failure
+    wire, loop, nodes, glues = build_grid()
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, 5)
+    a, b = nodes["00"], nodes["22"]
+    for _ in range(60):
+        a.send_ip6(ip6_packet(a.identity, b.identity, b"ping"))
+        b.send_ip6(ip6_packet(b.identity, a.identity, b"pong"))
+        step(wire, loop, nodes, glues, 0.1)
+    for x, y in ((a, b), (b, a)):
+        d = x.dests[y.ip6]
+        assert d.label == labels.bit_reverse64(d.learned_label), "both ends on the same path"
+        assert glues[x.name].client.counters["failures_reported"] == 0
+    assert glues["00"].counters["return_path_moves"] + glues["22"].counters["return_path_moves"] <= 2
+
+
 def test_route_server_config_section_is_validated():
     import pytest
     from node.agent_config import ConfigError

@@ -276,3 +276,43 @@ def test_announcements_per_node_are_bounded_until_a_reset():
     assert e.value.reason == "too_many_announcements"
     rs.handle_announce(lab.ann("A", T0 + 1001, reset=True).raw, T0 + 1001)
     assert len(rs.nodes[ip(lab, "A")].announcements) == 1
+
+
+def grid_lab(rows, cols):
+    """A grid (many equally cheap paths between far corners); interface numbers from a shuffled pool."""
+    names = [f"{r}.{c}" for r in range(rows) for c in range(cols)]
+    free = {n: [i for i in range(2, 40)] for n in names}
+    rng = random.Random(5)
+    for n in names:
+        rng.shuffle(free[n])
+    pairs = [(f"{r}.{c}", f"{r}.{c + 1}") for r in range(rows) for c in range(cols - 1)] + \
+        [(f"{r}.{c}", f"{r + 1}.{c}") for r in range(rows - 1) for c in range(cols)]
+    return Lab(names, [((a, free[a].pop()), (b, free[b].pop())) for a, b in pairs])
+
+
+def test_both_ends_of_a_pair_get_the_same_path():
+    # a node re-asks when the other end moves; different equally cheap paths each way would keep them moving
+    lab = grid_lab(4, 4)
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    for a in lab.ids:
+        for b in lab.ids:
+            if a < b:
+                there, back = rs.route(ip(lab, a), ip(lab, b)), rs.route(ip(lab, b), ip(lab, a))
+                assert there.nodes == back.nodes[::-1]
+                assert lab.deliver(a, there.label) == b and lab.deliver(b, back.label) == a
+
+
+def test_a_link_reported_dead_is_avoided_for_every_asker_for_10_s():
+    lab = Lab("ABCD", [(("A", 2), ("B", 3)), (("B", 4), ("C", 5)), (("C", 6), ("D", 7)), (("D", 8), ("A", 9))])
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    direct = rs.route(ip(lab, "A"), ip(lab, "B"))
+    assert direct.nodes == (ip(lab, "A"), ip(lab, "B"))
+    # A's switch found the A-B link dead (its label to the link's far end); B has not heard, and asks later
+    assert rs.route(ip(lab, "A"), ip(lab, "B"), dead_labels=[direct.label], now_ms=T0).nodes == \
+        tuple(ip(lab, n) for n in "ADCB")
+    around = rs.route(ip(lab, "B"), ip(lab, "A"), now_ms=T0 + 9_000)
+    assert around.nodes == tuple(ip(lab, n) for n in "BCDA") and lab.deliver("B", around.label) == "A"
+    assert rs.route(ip(lab, "B"), ip(lab, "A"), now_ms=T0 + 10_000).nodes == (ip(lab, "B"), ip(lab, "A"))
+    assert rs.route(ip(lab, "B"), ip(lab, "A")).nodes == (ip(lab, "B"), ip(lab, "A"))   # no clock: as asked
