@@ -48,6 +48,7 @@ HOP_LIMIT = 64
 # this is how a node notices that its peer restarted and forgot the session (cjdns waits 60 s for this).
 UNANSWERED_RESET_S = 5.0
 KEEPALIVE_S = 1.0
+DOWN_PROBE_S = 0.2           # a link that is down is pinged this often: it is back one round trip after it is
 LINK_DOWN_AFTER_S = 3.5      # a peer that answered none of the last 3 link pings is down
 PROTOCOL_VERSION = 22
 
@@ -123,6 +124,7 @@ class Node:
         self.deliver = functools.partial(os.write, self.tun.fd)
         self.loop.add_reader(self.tun, self._on_tun_readable)
         self.loop.call_every(KEEPALIVE_S, self.housekeeping)
+        self.loop.call_every(DOWN_PROBE_S, self._probe_down_links)
         self.loop.call_later(0, self.housekeeping)
         for p in cfg.peers:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
@@ -441,6 +443,17 @@ class Node:
         now = self.clock()
         link.last_pong = now
         link.rtt_ms = round((now - sent) * 1000, 3)
+        if link.switch_index in self.down_links and self.link_up(link):
+            self.down_links.discard(link.switch_index)           # back now, not at the next housekeeping
+            log.info("%s: peer %s on %s is up", self.name, link.peer_name or link.peer_addr, link.ifname)
+            link.was_up = True
+
+    def _probe_down_links(self):
+        now = self.clock()
+        for index in list(self.down_links):
+            link = self.links.get(index)
+            if link is not None:
+                self.ping_link(link, now)
 
     def link_up(self, link):
         """Answered a link ping lately, and its port was not refused since (a dead agent)."""

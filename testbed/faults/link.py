@@ -274,10 +274,15 @@ class Rate(LinkEmulation):
     def check_healed(self, mesh) -> str:
         self.assert_restored(mesh)
         e = self.ends(mesh)[0]
-        bps = iperf(mesh, e.node, e.peer, seconds=2)
-        if bps is None or (bps <= 1.15 * parse_rate(self.rate) and not _other_faults_on(mesh, self)):
-            raise FaultError(f"{self.describe()}: throughput {mbit(bps)} after heal, still at the limit")
-        return f"throughput {mbit(bps)}"
+        seen = []
+
+        def back():     # a few tries: one slow run on a busy machine is not the limit coming back
+            seen.append(iperf(mesh, e.node, e.peer, seconds=2))
+            return seen[-1] is not None and (seen[-1] > 1.15 * parse_rate(self.rate) or _other_faults_on(mesh, self))
+        if not wait_until(back, 6, 0):
+            raise FaultError(f"{self.describe()}: throughput {', '.join(map(mbit, seen))} after heal, still at the "
+                             "limit")
+        return f"throughput {mbit(seen[-1])}"
 
 
 # -- link down, flap, partition --------------------------------------------------------------------------
@@ -315,10 +320,13 @@ class LinkDown(LinkEmulation):
         return f"{e.node} -> {e.peer}: no answer"
 
     def check_healed(self, mesh) -> str:
+        # the baseline is a link without loss: one answer can come while the link is still coming back (its
+        # agents learn it is up from their next link ping), so a run of answers is waited for
         e = self.ends(mesh)[0]
-        if not wait_until(lambda: ping_stats(mesh, e.node, e.peer, count=1, wait=1)["received"], 15):
-            raise FaultError(f"{self.describe()}: {e.node} does not reach {e.peer} 15 s after heal")
-        return f"{e.node} -> {e.peer}: reachable"
+        if not wait_until(lambda: ping_stats(mesh, e.node, e.peer, count=10, interval=0.05, wait=1)["loss"] == 0,
+                          15):
+            raise FaultError(f"{self.describe()}: {e.node} does not reach {e.peer} without loss 15 s after heal")
+        return f"{e.node} -> {e.peer}: reachable, no loss"
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_a_failing_assertion_fails_the_scenario():
 
 def test_background_traffic_and_commands():
     scenario = {"name": "traffic", "topology": "line:2,rate=10mbit", "seed": 2,
-                "traffic": [{"iperf": {"from": "n1", "to": "n2", "at": 0, "seconds": 2}},
+                "traffic": [{"iperf": {"from": "n1", "to": "n2", "at": 1, "seconds": 2}},     # after the handshakes
                             {"command": {"node": "n2", "run": "ip -6 -o addr show dev tun0", "at": 0}}],
                 "timeline": [{"at": 0, "action": {"node": "n1", "run": "test -e /proc/net/if_inet6"}}],
                 "duration": 1}

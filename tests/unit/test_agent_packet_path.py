@@ -160,12 +160,14 @@ def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
     b.housekeeping()                         # still refused: stays down
     wire.pump()
     assert to_c.switch_index in b.down_links
-    to_c.send = real_send                    # the agent is back: its pong brings the link up
-    loop.now += 0.5
-    b.housekeeping()
+    to_c.send = real_send                    # the agent is back: the next probe of the down link (every
+    loop.now += 0.2                          # DOWN_PROBE_S) is answered, and the pong brings the link up at once
+    b._probe_down_links()
     wire.pump()
-    b.housekeeping()
     assert b.link_up(to_c) and to_c.switch_index not in b.down_links
+    a.send_ip6(ip6_packet(a.identity, c.identity, b"through"))
+    wire.pump()
+    assert c.delivered[-1].endswith(b"through")
 
 
 def test_a_switch_error_names_the_dead_link():
