@@ -172,13 +172,15 @@ class ForgedAnnouncement(NodeFault):
 
     def baseline(self, mesh) -> None:
         check_node(mesh, self.node)
-        server = None
-        if wait_until(lambda: server_of(mesh, self.node) not in (None, self.node), 10):
-            server = server_of(mesh, self.node)
-        if server is None or server == self.node:
+        seen = [None]
+
+        def other_node_serves():
+            seen[0] = server_of(mesh, self.node)
+            return seen[0] not in (None, self.node)
+        if not wait_until(other_node_serves, 10):
             raise FaultError(f"{self.kind} {self.node}: the node uses no route server of another node "
                              f"(routes: {_routes(mesh, self.node)})")
-        self.state["server"] = server
+        self.state["server"] = server = seen[0]
         self.state["before"] = (_rs_status(mesh, server) or {}).get("rejected", {}).get(self.reason, 0)
         self.state["accepted_before"] = _routes(mesh, self.node)["counters"].get("ann_accepted", 0)
 
