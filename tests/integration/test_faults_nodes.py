@@ -1,5 +1,6 @@
 """Partition, node crash / pause / restart and malformed-frame faults on real namespaces, the run-wide fault
-record (`pktlab faults` from another process) and the event log. One 2x2 grid shared by the module."""
+record (`pktlab faults` from another process) and the event log. One 2x2 grid shared by the module (the pytest
+plugin's `mesh` fixture: it heals what a test leaves behind)."""
 import json
 import os
 import subprocess
@@ -10,22 +11,9 @@ import pytest
 from testbed import faults as F, runs
 from testbed.faults import measure
 from testbed.events import read_events
-from testbed.mesh import Mesh
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
-
-
-@pytest.fixture(scope="module")
-def mesh():
-    m = Mesh.up("grid:2x2", seed=22)
-    yield m
-    m.down()
-
-
-@pytest.fixture(autouse=True)
-def clean(mesh):
-    yield
-    F.heal(mesh, check=False)
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
+              pytest.mark.mesh("grid:2x2", scope="module", seed=22)]
 
 
 def reach(mesh, pairs):

@@ -1,61 +1,34 @@
 """Route-server plane faults on real namespaces: a node's clock skew, the loss of a route server (its node keeps
 switching) and forged / replayed announcements sent by a node in its real session. Each is applied with its
-check (it must bite) and healed with its check (the baseline must be back). One 3x3 grid, one Cloud ISP with
-two route servers (n0x0 and n2x2), shared by the module."""
+check (it must bite) and healed with its check (the baseline must be back). The bundled `failover` topology (a
+ring of six with a chord, one Cloud ISP with route servers r1 and r4), shared by the module through the pytest
+plugin's `mesh` fixture, which heals what a test leaves behind."""
 import os
 
 import pytest
 
 from testbed import faults as F
 from testbed.faults.route_server import server_of, users_of
-from testbed.mesh import Mesh
-from testbed.topology import Isp, Link, Node, Topology
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
+              pytest.mark.mesh("failover", scope="module", seed=31, wait=30)]
 
-SERVERS = ("n0x0", "n2x2")
-
-
-def grid_with_two_route_servers() -> Topology:
-    topo = Topology(name="grid3x3-2rs")
-    topo.isps["isp1"] = Isp("isp1")
-    for r in range(3):
-        for c in range(3):
-            name = f"n{r}x{c}"
-            topo.nodes[name] = Node(name, ["router", "route_server"] if name in SERVERS else ["router"], "isp1", {})
-            if c:
-                topo.links.append(Link(f"n{r}x{c - 1}", name))
-            if r:
-                topo.links.append(Link(f"n{r - 1}x{c}", name))
-    return topo
-
-
-@pytest.fixture(scope="module")
-def mesh():
-    m = Mesh.up(grid_with_two_route_servers(), name=f"rs-faults-{os.getpid()}", seed=31, wait=30)
-    yield m
-    m.down()
-
-
-@pytest.fixture(autouse=True)
-def clean(mesh):
-    yield
-    F.heal(mesh, check=False)
+SERVERS = ("r1", "r4")
 
 
 def test_clock_skew_is_rejected_then_followed_and_healed(mesh):
-    before = mesh.agent("n1x1").call("routes")["counters"].get("ann_rejected_clock_skew", 0)
-    f = F.apply_fault(mesh, "clock-skew n1x1 45s")              # checked: rejected, then stamped in server time
-    assert mesh.agent("n1x1").call("status")["clock_offset_s"] == 45
-    routes = mesh.agent("n1x1").call("routes")
+    before = mesh.agent("r3").call("routes")["counters"].get("ann_rejected_clock_skew", 0)
+    f = F.apply_fault(mesh, "clock-skew r3 45s")              # checked: rejected, then stamped in server time
+    assert mesh.agent("r3").call("status")["clock_offset_s"] == 45
+    routes = mesh.agent("r3").call("routes")
     assert routes["counters"]["ann_rejected_clock_skew"] > before and abs(routes["skew_ms"] + 45_000) < 2000
     assert "rejected for clock skew" in f.state["effect"]
-    assert mesh.ping("n0x2", "n1x1", timeout=2) is not None     # the mesh keeps routing to it
+    assert mesh.ping("r5", "r3", timeout=2) is not None     # the mesh keeps routing to it
     [healed] = F.heal(mesh, f.id)
-    assert mesh.agent("n1x1").call("status")["clock_offset_s"] == 0
-    assert abs(mesh.agent("n1x1").call("routes")["skew_ms"]) < 2000, healed.state["healed"]
+    assert mesh.agent("r3").call("status")["clock_offset_s"] == 0
+    assert abs(mesh.agent("r3").call("routes")["skew_ms"]) < 2000, healed.state["healed"]
     with pytest.raises(F.FaultError):
-        F.parse_fault("clock-skew n1x1 soon")
+        F.parse_fault("clock-skew r3 soon")
 
 
 def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
@@ -70,31 +43,31 @@ def test_clock_skew_of_a_route_server_is_followed_by_its_nodes(mesh):
 
 
 def test_route_server_loss_moves_its_nodes_and_a_fresh_server_rebuilds(mesh):
-    lost = "n0x0"
+    lost = "r1"
     users = [n for n in users_of(mesh, lost) if n not in SERVERS]
-    f = F.apply_fault(mesh, f"route-server-loss {lost}")        # checked: its users move to n2x2
-    assert "moved to n2x2" in f.state["effect"]
-    assert all(server_of(mesh, n) == "n2x2" for n in users)
-    assert F.wait_until(lambda: server_of(mesh, lost) == "n2x2", 10)    # the node itself uses the other one too
+    f = F.apply_fault(mesh, f"route-server-loss {lost}")        # checked: its users move to r4
+    assert "moved to r4" in f.state["effect"]
+    assert all(server_of(mesh, n) == "r4" for n in users)
+    assert F.wait_until(lambda: server_of(mesh, lost) == "r4", 10)    # the node itself uses the other one too
     assert mesh.agent(lost).call("status")["healthy"]           # the node itself still switches
-    assert mesh.ping("n0x1", "n1x0", timeout=2) is not None
+    assert mesh.ping("r2", "r6", timeout=2) is not None
     with pytest.raises(Exception, match="not running"):
         mesh.agent(lost).call("rs_status")
     [healed] = F.heal(mesh, f.id)                              # checked: the fresh server holds a graph again
     st = mesh.agent(lost).call("rs_status")
     assert st["nodes"] >= 2 and "back" in healed.state["healed"]
     with pytest.raises(F.FaultError, match="not a route server"):
-        F.apply_fault(mesh, "route-server-loss n1x1")
+        F.apply_fault(mesh, "route-server-loss r3")
 
 
 @pytest.mark.parametrize("kind,reason", [("forged-announcement", "bad_signature"),
                                          ("replayed-announcement", "replay")])
 def test_bad_announcements_are_rejected_and_counted(mesh, kind, reason):
-    node = "n1x2"
+    node = "r3"
     server = server_of(mesh, node)
     before = mesh.agent(server).call("rs_status")["rejected"].get(reason, 0)
     f = F.apply_fault(mesh, f"{kind} {node} count=3")           # instant; checked: counted, own anns still accepted
     assert mesh.agent(server).call("rs_status")["rejected"].get(reason, 0) - before >= 3
     assert "still accepted" in f.state["effect"]
     assert not F.active_faults(mesh)
-    assert mesh.ping(node, "n0x0", timeout=2) is not None
+    assert mesh.ping(node, "r1", timeout=2) is not None
