@@ -29,12 +29,14 @@ class MemoryWire:
     """All links of an in-memory mesh: frames wait in one queue until pump().
 
     `cut` holds (owner, ifname) link ends whose frames are lost; `tamper(node, packet)`, if set, rewrites each
-    frame as it is delivered."""
+    frame as it is delivered; every callable in `taps` is then called with (sending link, packet), a capture
+    point on the wire that sees each frame as its receiver gets it."""
 
     def __init__(self):
         self.queue = deque()
         self.cut = set()
         self.tamper = None
+        self.taps = []
 
     def pump(self, limit=100_000):
         n = 0
@@ -42,6 +44,8 @@ class MemoryWire:
             node, link, packet = self.queue.popleft()
             if self.tamper:
                 packet = self.tamper(node, packet)
+            for tap in self.taps:
+                tap(link.remote[1], packet)
             node.receive_from_link(link, packet)
             n += 1
 

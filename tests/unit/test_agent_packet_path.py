@@ -1,44 +1,16 @@
 """The data plane's packet logic without root: Node objects joined by in-memory links, a fake clock and a
 captured TUN. (The same code on real TUN devices and sockets is covered by tests/integration.)"""
 
+import os
 import struct
+import sys
 
+from node.dataplane import UNANSWERED_RESET_S
+from node.memory_links import ManualLoop
+from node.tun_switch import keys
 
-from node.agent_config import parse_config
-from node.dataplane import UNANSWERED_RESET_S, Node
-from node.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.path_provider import static_paths
-from node.tun_switch import keys, labels
-
-
-def build_line(n, seed=b"dp"):
-    wire, loop = MemoryWire(), ManualLoop()
-    idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
-    names = [f"n{i}" for i in range(n)]
-    adj = {name: {} for name in names}
-    for a, b in zip(names, names[1:]):
-        adj[a][b] = 0 if a == "n0" else 2
-        adj[b][a] = 0
-    nodes = []
-    for i, name in enumerate(names):
-        paths = {idents[names.index(d)].ip6_text: {"public_key": idents[names.index(d)].pubkey_text,
-                                                   "label": labels.label_text(label)}
-                 for d, label in static_paths(adj, name).items()}
-        cfg = parse_config({"node": name, "private_key": idents[i].private_key.hex(), "control_socket": "/tmp/x",
-                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": [],
-                            "paths": paths})
-        nodes.append(make_node(cfg, loop))
-    for a, b in zip(range(n), range(1, n)):
-        wire.join(nodes[a], MemoryLink(wire, names[a], adj[names[a]][names[b]], f"to{b}", names[b]),
-                  nodes[b], MemoryLink(wire, names[b], adj[names[b]][names[a]], f"to{a}", names[a]))
-    return wire, loop, nodes
-
-
-def make_node(cfg, loop):
-    node = Node(cfg, loop, clock=loop.clock)
-    node.delivered = []
-    node.deliver = node.delivered.append
-    return node
+sys.path.insert(0, os.path.dirname(__file__))
+from meshes import build_line, make_node  # noqa: E402
 
 
 def ip6_packet(src, dst, payload, next_header=17, hop_limit=64):

@@ -1,105 +1,40 @@
 """A ping between real data planes (node.dataplane.Node) on a 4-node line, every frame on every link captured into a
 pcap and dissected: the echo crosses three hops, each hop rewrites only the label (and label shift), and the
 dissection shows it. No root: nodes are joined by in-memory links and run on a fake clock."""
+import os
 import struct
-from collections import deque
+import sys
 
 from scapy.all import IPv6, UDP, Raw, wrpcap
 
-from node.agent_config import parse_config
-from node.dataplane import Node
-from node.link_emulation import LinkEmulator
-from node.path_provider import static_paths
-from node.tun_switch import control, keys, labels, switch_header as SH
+from node.event_loop import Timer
+from node.tun_switch import control, labels, switch_header as SH
 from testbed import dissect as D
+
+sys.path.insert(0, os.path.dirname(__file__))
+from meshes import build_line  # noqa: E402
 
 PORT = D.PEER_LINK_PORT
 
 
-class Timer:
-    def cancel(self):
-        pass
+def capture(wire):
+    """Record every frame the wire delivers as (sender address, receiver address, frame)."""
+    captured = []
+    wire.taps.append(lambda link, frame: captured.append((link_addr(link), link_addr(link.remote[1]), frame)))
+    return captured
 
 
-class Loop:
-    def __init__(self):
-        self.now = 50.0
-
-    def clock(self):
-        return self.now
-
-    def add_reader(self, *a):
-        pass
-
-    def remove_reader(self, *a):
-        pass
-
-    def call_later(self, *a):
-        return Timer()
-
-    call_at = call_every = call_later
+def link_addr(link):
+    """The IPv6 address of a link end: the link n_i - n_i+1 is fd00:<i+1>::/64, ::1 on n_i and ::2 on n_i+1."""
+    mine, theirs = int(link.owner[1:]), int(link.ifname[2:])
+    return f"fd00:{min(mine, theirs) + 1}::{1 if mine < theirs else 2}"
 
 
-class Link:
-    """One end of an in-memory link; frames wait on the shared queue and are recorded as they are delivered."""
-
-    def __init__(self, queue, switch_index, ifname, addr):
-        self.queue, self.switch_index, self.ifname, self.addr = queue, switch_index, ifname, addr
-        self.peer_name, self.peer_addr, self.peer_public_key = "", "", None
-        self.emulator = LinkEmulator()
-        self.rx_packets = self.rx_bytes = self.tx_packets = 0
-        self.last_pong = self.rtt_ms = None
-        self.was_up = False
-        self.pings_sent = 0
-        self.remote = None
-
-    def send(self, packet):
-        self.tx_packets += 1
-        self.queue.append((self, packet))
-
-    def counters(self):
-        return {}
-
-
-def build_line(n):
-    queue, loop = deque(), Loop()
-    ids = [keys.Identity.from_seed(b"capture", i) for i in range(n)]
-    names = [f"n{i}" for i in range(n)]
-    adj = {name: {} for name in names}
-    for a, b in zip(names, names[1:]):
-        adj[a][b] = 0 if a == "n0" else 2
-        adj[b][a] = 0
-    nodes = []
-    for i, name in enumerate(names):
-        paths = {ids[names.index(d)].ip6_text: {"public_key": ids[names.index(d)].pubkey_text,
-                                                "label": labels.label_text(label)}
-                 for d, label in static_paths(adj, name).items()}
-        cfg = parse_config({"node": name, "private_key": ids[i].private_key.hex(), "control_socket": "/tmp/x",
-                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": PORT, "peers": [],
-                            "paths": paths})
-        node = Node(cfg, loop, clock=loop.clock)
-        node.delivered = []
-        node.deliver = node.delivered.append
-        nodes.append(node)
-    for i in range(n - 1):
-        la = Link(queue, adj[names[i]][names[i + 1]], f"to{i + 1}", f"fd00:{i + 1}::1")
-        lb = Link(queue, adj[names[i + 1]][names[i]], f"to{i}", f"fd00:{i + 1}::2")
-        la.remote, lb.remote = (nodes[i + 1], lb), (nodes[i], la)
-        nodes[i].add_link(la)
-        nodes[i + 1].add_link(lb)
-    return queue, loop, nodes
-
-
-def pump(queue, captured, loop, nodes=()):
-    """Deliver queued frames (recording each one) until the mesh is quiet; echo requests that reach a node's
-    TUN are answered like its kernel would."""
-    while queue:
-        while queue:
-            link, packet = queue.popleft()
-            node, far = link.remote
-            captured.append((link.addr, far.addr, packet))
-            loop.now += 0.001
-            node.receive_from_link(far, packet)
+def pump(wire, nodes=()):
+    """Deliver queued frames until the mesh is quiet; echo requests that reach a node's TUN are answered like its
+    kernel would."""
+    while wire.queue:
+        wire.pump()
         for node in nodes:
             for pkt in node.delivered:
                 if pkt[6] == 58 and pkt[40] == 128:
@@ -116,12 +51,14 @@ def echo_reply(request):
 
 
 def test_ping_across_three_hops_dissected(tmp_path):
-    queue, loop, nodes = build_line(4)
+    wire, loop, nodes = build_line(4, seed=b"capture", udp_port=PORT)
     a, d = nodes[0], nodes[3]
-    captured, results = [], []
+    # a ping's timeout needs a handle the pong can cancel (ManualLoop returns None); it never fires here
+    loop.call_later = lambda delay, fn, *args: Timer(loop.now + delay, fn, args)
+    captured, results = capture(wire), []
     for _ in range(3):                     # Hello/Key, then established data packets
         a.ping(d.ip6, results.append)
-        pump(queue, captured, loop, nodes)
+        pump(wire, nodes)
     assert [r["reachable"] for r in results] == [True, True, True]
 
     pcap = tmp_path / "ping.pcap"
@@ -160,10 +97,10 @@ def test_ping_across_three_hops_dissected(tmp_path):
 
 
 def test_link_pings_are_control_frames_with_the_link_ping_payload(tmp_path):
-    queue, loop, nodes = build_line(2)
-    captured = []
+    wire, loop, nodes = build_line(2, seed=b"capture", udp_port=PORT)
+    captured = capture(wire)
     nodes[0].housekeeping()
-    pump(queue, captured, loop)
+    pump(wire)
     wrpcap(str(tmp_path / "lp.pcap"), [IPv6(src=s, dst=d) / UDP(sport=PORT, dport=PORT) / Raw(f)
                                        for s, d, f in captured])
     ping, pong = D.dissect_pcap(tmp_path / "lp.pcap")

@@ -1,0 +1,40 @@
+"""In-memory meshes of real data-plane Nodes for unit tests: a line of nodes on node.memory_links, a hand-driven
+clock and a captured TUN (each node's `delivered` list)."""
+from node.agent_config import parse_config
+from node.dataplane import Node
+from node.memory_links import ManualLoop, MemoryLink, MemoryWire
+from node.path_provider import static_paths
+from node.tun_switch import keys, labels
+
+
+def build_line(n, seed=b"dp", udp_port=1):
+    """n0 - n1 - ... with static paths between all nodes; link n_i -> n_i+1 is "to<i+1>" on n_i and "to<i>" on
+    n_i+1. Returns (wire, loop, nodes)."""
+    wire, loop = MemoryWire(), ManualLoop()
+    idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
+    names = [f"n{i}" for i in range(n)]
+    adj = {name: {} for name in names}
+    for a, b in zip(names, names[1:]):
+        adj[a][b] = 0 if a == "n0" else 2
+        adj[b][a] = 0
+    nodes = []
+    for i, name in enumerate(names):
+        paths = {idents[names.index(d)].ip6_text: {"public_key": idents[names.index(d)].pubkey_text,
+                                                   "label": labels.label_text(label)}
+                 for d, label in static_paths(adj, name).items()}
+        cfg = parse_config({"node": name, "private_key": idents[i].private_key.hex(), "control_socket": "/tmp/x",
+                            "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": udp_port,
+                            "peers": [], "paths": paths})
+        nodes.append(make_node(cfg, loop))
+    for a, b in zip(range(n), range(1, n)):
+        wire.join(nodes[a], MemoryLink(wire, names[a], adj[names[a]][names[b]], f"to{b}", names[b]),
+                  nodes[b], MemoryLink(wire, names[b], adj[names[b]][names[a]], f"to{a}", names[a]))
+    return wire, loop, nodes
+
+
+def make_node(cfg, loop):
+    """A Node whose TUN output is collected in `node.delivered`."""
+    node = Node(cfg, loop, clock=loop.clock)
+    node.delivered = []
+    node.deliver = node.delivered.append
+    return node
