@@ -8,7 +8,8 @@
 One mesh from a topology with declared leases (testbed/leases.py); between experiments the holders change their
 leases live with signed configuration requests, as a PKT lease holder would. a1, b1 and g1 send priority 15
 with the customer bit ("lease_origin"), g1 priority 1; f1 is unclassed on the free tier. Every flood sends
-900-byte UDP datagrams at ~2.2 mbit/s per sender; the sink counts bytes per second per source.
+900-byte UDP datagrams at ~2.2 mbit/s per sender; the sink counts bytes per second per source
+(testbed/udp_receiver.py).
 
     baseline  a1 alone: the goodput the congested link delivers (what "capacity" means below)
     1a        a1 + b1, max-priority-bandwidth 2000 : 200      -> shares 10:1 (within 20 %)
@@ -23,6 +24,7 @@ bench/results/priority.json and bench/results/priority_<experiment>.png (through
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -65,23 +67,6 @@ TOPOLOGY = {
     "links": ["a1--core1", "b1--core1", "g1--core1", "f1--core1", {"a": "core1", "b": "sink", "rate": f"{RATE_KBIT}kbit"}],
 }
 
-RECEIVER = r"""
-import json, socket, sys, time
-duration = float(sys.argv[1])
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind(("::", %d)); s.settimeout(0.2)
-buckets = {}; start = time.monotonic()
-while time.monotonic() - start < duration:
-    try:
-        data, addr = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    sec = int(time.monotonic() - start)
-    per = buckets.setdefault(addr[0], [0] * int(duration + 1))
-    per[min(sec, len(per) - 1)] += len(data)
-print(json.dumps(buckets))
-""" % PORT
-
 SENDER = r"""
 import socket, sys, time
 dest, pps, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
@@ -101,8 +86,8 @@ while time.monotonic() - start < duration:
 def flood(mesh, senders: list[str]) -> dict[str, list[float]]:
     """kbit/s per second per sender, as the sink received it."""
     from testbed.backends.netns import exec_in
-    rx = exec_in(mesh.run, "sink", [sys.executable, "-c", RECEIVER, str(FLOOD_S + 0.5)], stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
+    rx = exec_in(mesh.run, "sink", [sys.executable, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S + 0.5)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
     tx = [exec_in(mesh.run, s, [sys.executable, "-c", SENDER, mesh.ip6("sink"), str(PPS), str(FLOOD_S)],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in senders]
@@ -187,6 +172,8 @@ def run_experiments(mesh) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    argparse.ArgumentParser(prog="python -m bench.priority", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     if os.geteuid() != 0:
         console.print("bench.priority needs root (network namespaces)")
         return 1

@@ -28,6 +28,7 @@ from agent_harness import PYTHON, Mesh  # noqa: E402
 
 from node.tun_switch import config_request as cr  # noqa: E402
 from node.tun_switch import keys, labels  # noqa: E402
+from testbed.udp_receiver import kbit_after  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -36,22 +37,6 @@ HOLDER = keys.Identity.from_seed(b"pktlab-lease-it", 99)
 CAPACITY_KBIT = 2000
 PORT = 9000
 FLOOD_S, WARMUP_S = 8.0, 3.0
-
-RECEIVER = r"""
-import json, socket, sys, time
-duration, warmup = float(sys.argv[1]), float(sys.argv[2])
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind(("::", %d)); s.settimeout(0.2)
-counts = {}; start = time.monotonic()
-while time.monotonic() - start < duration:
-    try:
-        data, addr = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    if time.monotonic() - start >= warmup:
-        counts[addr[0]] = counts.get(addr[0], 0) + len(data)
-print(json.dumps({a: b * 8 / 1000 / (duration - warmup) for a, b in counts.items()}))
-""" % PORT
 
 SENDER = r"""
 import socket, sys, time
@@ -148,7 +133,8 @@ def build(mesh, limit_a, limit_b):
 
 
 def flood(mesh, senders, receiver, pps=300):
-    rx = mesh.popen(receiver, PYTHON, "-c", RECEIVER, str(FLOOD_S), str(WARMUP_S), stdout=subprocess.PIPE,
+    """kbit/s per source address received after the warm-up."""
+    rx = mesh.popen(receiver, PYTHON, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S), stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
     tx = [mesh.popen(s, PYTHON, "-c", SENDER, receiver.ip6, str(pps), str(FLOOD_S)) for s in senders]
@@ -158,7 +144,8 @@ def flood(mesh, senders, receiver, pps=300):
         for p in tx:
             p.wait(timeout=10)
     assert rx.returncode == 0, err
-    return {ipaddress.ip_address(addr).compressed: kbit for addr, kbit in json.loads(out).items()}
+    return {ipaddress.ip_address(addr).compressed: kbit_after(per_second, WARMUP_S, FLOOD_S)
+            for addr, per_second in json.loads(out).items()}
 
 
 def warm_up(mesh, a, b, c):
