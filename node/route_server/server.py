@@ -327,6 +327,8 @@ class RouteServer:
             del self.dead_links[link]
         for link in reported:
             self.dead_links[link] = now_ms + DEAD_LINK_HOLD_MS
+        if reported:
+            self.counters["route_dead_link_reports"] = self.counters.get("route_dead_link_reports", 0) + 1
         return set(self.dead_links)
 
     def path_of_label(self, src_ip6: bytes, label: int) -> list | None:

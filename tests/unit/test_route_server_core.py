@@ -312,6 +312,7 @@ def test_a_link_reported_dead_is_avoided_for_every_asker_for_10_s():
     # A's switch found the A-B link dead (its label to the link's far end); B has not heard, and asks later
     assert rs.route(ip(lab, "A"), ip(lab, "B"), dead_labels=[direct.label], now_ms=T0).nodes == \
         tuple(ip(lab, n) for n in "ADCB")
+    assert rs.counters["route_dead_link_reports"] == 1
     around = rs.route(ip(lab, "B"), ip(lab, "A"), now_ms=T0 + 9_000)
     assert around.nodes == tuple(ip(lab, n) for n in "BCDA") and lab.deliver("B", around.label) == "A"
     assert rs.route(ip(lab, "B"), ip(lab, "A"), now_ms=T0 + 10_000).nodes == (ip(lab, "B"), ip(lab, "A"))
