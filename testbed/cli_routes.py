@@ -45,6 +45,10 @@ def cmd_routes(args):
         hops = " -> ".join([h[0] for h in mesh.route(args.node, dst)] + [dst]) if dst in mesh.topo.nodes else ""
         t.add_row(dst, ip6, entry["label"], hops)
     out.print(t)
+    c, a = info.get("counters", {}), info.get("agent_counters", {})
+    out.print(f"look-ups answered {c.get('path_found', 0)}, failures reported {c.get('failures_reported', 0)}, "
+              f"re-asked after the other end moved {a.get('return_path_moves', 0)}, "
+              f"silent paths {a.get('silent_paths_reported', 0)}, server failovers {c.get('failovers', 0)}")
 
 
 def cmd_rs(args):

@@ -132,6 +132,12 @@ def test_forged_replayed_and_skewed_announcements_are_rejected_and_counted(grid)
                          capture_output=True, text=True, timeout=30, env=dict(os.environ, COLUMNS="300"))
     assert cli.returncode == 0, cli.stderr
     assert "bad_signature" in cli.stdout and "clock_skew" in cli.stdout, cli.stdout
+    # and `pktlab routes` the node's side: its route server, its cached paths hop by hop, its counters
+    cli = subprocess.run([sys.executable, "-m", "testbed.cli", "routes", attacker, "--run", grid.run.name],
+                         capture_output=True, text=True, timeout=30, env=dict(os.environ, COLUMNS="300"))
+    assert cli.returncode == 0, cli.stderr
+    assert f"uses route server {ISP2_SERVER}" in cli.stdout and "look-ups answered" in cli.stdout, cli.stdout
+    assert re.search(rf"{attacker} -> \S+ -> ", cli.stdout), cli.stdout
 
 
 def test_route_server_crash_keeps_flows_and_the_second_server_takes_over(grid):
