@@ -304,7 +304,8 @@ class Node:
     def _link_out(self, source, packet, dest, target, out):
         """Send a switched packet (``packet`` as it came in, ``out`` as it leaves) on a peer link; a dead link
         answers the source with UNDELIVERABLE instead."""
-        if self.next_hop_down(source, packet, dest) or target.send(out) is False:
+        on_fail = functools.partial(self._undeliverable, source, packet, target) if target.emulated else None
+        if self.next_hop_down(source, packet, dest) or target.send(out, on_fail) is False:
             if not self.link_up(target):
                 self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
             self._undeliverable(source, packet, target)

@@ -68,7 +68,9 @@ class MemoryLink:
         self.was_up = False
         self.remote = None          # (node, link) at the other end
 
-    def send(self, packet):
+    emulated = False
+
+    def send(self, packet, on_fail=None):
         self.tx_packets += 1
         if (self.owner, self.ifname) not in self.wire.cut:
             self.wire.queue.append((*self.remote, packet))

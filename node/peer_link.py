@@ -75,16 +75,22 @@ class PeerLink:
         self.emulator.set_params(params)
         self.emulated = params.active
 
-    def send(self, packet):
-        """Send or queue one packet; False when the link is dead (the caller answers with a switch error)."""
+    def send(self, packet, on_fail=None):
+        """Send or queue one packet; False when the link is dead (the caller answers with a switch error).
+        Behind emulated delay the send happens later: ``on_fail()`` is called then if the link turned out dead,
+        so that packet's sender still gets its switch error."""
         if self.emulated:
-            # sent later, after the emulated delay: what that send finds out comes too late for this packet,
-            # so a link whose last send failed counts as dead (still queued: a link ping brings it back)
             loop = self.loop
+            alive = not self.dead          # a link whose last send failed counts as dead (a link ping revives it)
             for when, pkt in self.emulator.process(packet, loop.clock()):
-                loop.call_at(when, self.send_now, pkt)
-            return not self.dead
+                loop.call_at(when, self._send_delayed, pkt, on_fail if alive else None)
+                on_fail = None             # one error for a duplicated packet
+            return alive
         return self.send_now(packet)
+
+    def _send_delayed(self, packet, on_fail):
+        if not self.send_now(packet) and on_fail is not None:
+            on_fail()
 
     def send_now(self, packet):
         try:

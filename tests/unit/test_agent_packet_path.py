@@ -120,7 +120,7 @@ def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
     to_c = next(l for l in b.links.values() if l.peer_name == "n2")
     real_send = to_c.send
 
-    def refused(packet):                     # what PeerLink.send_now does on ECONNREFUSED
+    def refused(packet, on_fail=None):       # what PeerLink.send_now does on ECONNREFUSED
         to_c.refused_at = loop.now
         return False
     to_c.send = refused
@@ -156,7 +156,7 @@ def test_a_switch_error_names_the_dead_link():
         n4.send_ip6(ip6_packet(n4.identity, n0.identity, b"hi"))
         wire.pump()
     to_n3 = next(l for l in n2.links.values() if l.peer_name == "n3")
-    to_n3.send = lambda packet: False                    # ENETDOWN: the veth is down
+    to_n3.send = lambda packet, on_fail=None: False                    # ENETDOWN: the veth is down
     reported = []
     n0.paths.report_failure = lambda ip6, label, dead=None: reported.append((ip6, label, dead))
     n0.send_ip6(ip6_packet(n0.identity, n4.identity, b"x"))
@@ -167,7 +167,7 @@ def test_a_switch_error_names_the_dead_link():
     assert dead == n0.paths.lookup(nodes[3].ip6)[1]
     # the source's own link dead: the label of that one link
     to_n1 = next(iter(n0.links.values()))
-    to_n1.send = lambda packet: False
+    to_n1.send = lambda packet, on_fail=None: False
     n0.send_ip6(ip6_packet(n0.identity, n4.identity, b"y"))
     wire.pump()
     assert reported[-1][2] == n0.paths.lookup(nodes[1].ip6)[1]
@@ -202,10 +202,16 @@ def test_peer_link_reports_a_dead_link_also_behind_emulated_delay():
         # with emulated delay the send happens later: the packet after a failed one learns the link is dead
         link.set_params(LinkParams(delay_s=0.003))
         failure[0] = errno.ENETDOWN                     # the veth went down
-        assert link.send(b"x") is True                  # this one only finds out when it leaves ...
+        failed = []
+        assert link.send(b"x", lambda: failed.append("x")) is True    # this one only finds out when it leaves,
+        assert not failed
         delay_over()
-        assert link.dead and link.send(b"y") is False   # ... the next one is refused at once
+        assert failed == ["x"]                                        # and tells its sender then ...
+        assert link.dead and link.send(b"y", lambda: failed.append("y")) is False   # ... the next one at once
+        delay_over()
+        assert failed == ["x"]                                        # (answered by the caller, not twice)
         failure.clear()                                 # up again: the next send (a link ping) clears it
+        link.send(b"ping")
         delay_over()
         assert not link.dead and link.send(b"w") is True
     finally:

@@ -61,7 +61,9 @@ class RecordingLink:
         self.pings_sent = 0
         self.sent = []
 
-    def send(self, packet):
+    emulated = False
+
+    def send(self, packet, on_fail=None):
         self.tx_packets += 1
         self.sent.append(packet)
 
@@ -208,7 +210,7 @@ def test_the_plane_is_the_nodes_switch_out_until_closed():
 def test_a_dead_next_hop_answers_undeliverable_on_both_lease_paths():
     loop, node, lp = plane(spec())
     # forwarded at once (eth_in has no capacity, so no scheduler): the send fails, the source hears at once
-    node.links[4].send = lambda packet: False
+    node.links[4].send = lambda packet, on_fail=None: False
     lp.switch_out(5, packet(4, 7))
     [err] = node.links[5].sent
     assert isinstance(control.unframe(err[HEADER_SIZE:]), control.Error)
