@@ -27,6 +27,7 @@ import logging
 import socket
 import struct
 
+from node.dataplane import CONTROL_FRAME
 from node.peer_link import PeerLink
 from node.tun_switch.config_request import ConfigRequestHandler
 from node.tun_switch.lease_datapath import LeaseDataPath
@@ -95,6 +96,11 @@ class LeasePlane:
                 continue
             target = node.links.get(dest)
             if target is None:
+                continue
+            if source == ROUTER and out[12:16] == CONTROL_FRAME:
+                # our link pings and control messages are never queued behind data: a congested lease must
+                # not look dead (missed link pings take the link down for everyone on it)
+                node._link_out(source, packet, dest, target, out)
                 continue
             tc = _tc.unpack_from(out, 10)[0]
             new_tc = dp.egress_class(dest, tc, now, ticket)

@@ -139,6 +139,20 @@ def test_egress_is_paced_at_the_link_capacity_and_drops_lowest_priority():
     assert node.drops.get("lease_queue_full", 0) + node.drops.get("lease_pushed_out", 0) > 0
 
 
+def test_link_pings_are_not_queued_behind_a_congested_lease():
+    # a flood of priority-9 traffic fills eth_out's queue; the node's link ping on the leased interface leaves at
+    # once (queued at the back, or dropped as the lowest priority, it would take the lease down for everyone)
+    loop, node, lp = plane(spec())
+    start = loop.now
+    for i in range(100):
+        loop.advance(start + i * 0.002)
+        lp.switch_out(4, packet(5, 9))
+    before = len(node.links[5].sent)
+    node.ping_link(node.links[5], loop.now)
+    pings = [p for p in node.links[5].sent[before:] if p[12:16] == b"\xff\xff\xff\xff"]
+    assert len(pings) == 1 and node.links[5].sent[-1] == pings[0]
+
+
 def test_leases_command_describes_leases_meters_and_plans():
     loop, node, lp = plane(spec(cust={"max_priority_bandwidth": 500}))
     lp.switch_out(4, packet(5, 12))
