@@ -30,7 +30,7 @@ from node.tun_switch import config_request as cr  # noqa: E402
 from node.tun_switch import keys, labels  # noqa: E402
 from testbed.udp_receiver import kbit_after  # noqa: E402
 
-pytestmark = [pytest.mark.root, pytest.mark.slow,
+pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
 
 HOLDER = keys.Identity.from_seed(b"pktlab-lease-it", 99)
