@@ -2,6 +2,7 @@
 sockets, for simulations (bench.route_server) and tests. A MemoryLink has what a Node reads from a PeerLink."""
 from collections import deque
 
+from node.event_loop import Timer
 from node.link_emulation import LinkEmulator
 
 
@@ -19,10 +20,13 @@ class ManualLoop:
 
     remove_reader = add_reader
 
-    def call_later(self, *a):
-        return None
+    def call_later(self, delay, fn, *args):
+        return Timer(self.now + delay, fn, args)     # a handle to cancel, like the real loop's
 
-    call_at = call_every = call_later
+    def call_at(self, when, fn, *args):
+        return Timer(when, fn, args)
+
+    call_every = call_later
 
 
 class MemoryWire:

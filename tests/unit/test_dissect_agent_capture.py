@@ -7,7 +7,6 @@ import sys
 
 from scapy.all import IPv6, UDP, Raw, wrpcap
 
-from node.event_loop import Timer
 from node.tun_switch import control, labels, switch_header as SH
 from testbed import dissect as D
 
@@ -53,8 +52,6 @@ def echo_reply(request):
 def test_ping_across_three_hops_dissected(tmp_path):
     wire, loop, nodes = build_line(4, seed=b"capture", udp_port=PORT)
     a, d = nodes[0], nodes[3]
-    # a ping's timeout needs a handle the pong can cancel (ManualLoop returns None); it never fires here
-    loop.call_later = lambda delay, fn, *args: Timer(loop.now + delay, fn, args)
     captured, results = capture(wire), []
     for _ in range(3):                     # Hello/Key, then established data packets
         a.ping(d.ip6, results.append)
