@@ -331,8 +331,9 @@ FORMS = [fam.form for fam in FAMILIES.values()]
 
 
 def two_isp_grid(rows: int, cols: int) -> Topology:
-    """For Python callers (the route-server grid test, bench.reroute): a rows x cols grid, nodes n{row}x{col}; the left half of the columns is isp1 (route servers at two corners), the rest isp2
-    (one route server); the two ISPs peer."""
+    """For Python callers (the route-server grid test, bench.reroute): a rows x cols grid, nodes n{row}x{col};
+    the left half of the columns is isp1 (route servers at two corners), the rest isp2 (one route server); the
+    two ISPs peer."""
     topo = Topology(name=f"grid{rows}x{cols}-2isp")
     topo.isps["isp1"] = Isp("isp1", relations={"isp2": "peer"})
     topo.isps["isp2"] = Isp("isp2", relations={"isp1": "peer"})

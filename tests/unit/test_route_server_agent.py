@@ -57,15 +57,20 @@ def step(wire, loop, nodes, glues, seconds, dt=0.1):
         wire.pump()
 
 
+def up(n=3, servers=("11",), seconds=6):
+    wire, loop, nodes, glues = build_grid(n, servers)
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, seconds)
+    return wire, loop, nodes, glues
+
+
 def ip6_packet(src, dst, payload, next_header=17):
     return struct.pack(">IHBB16s16s", 0x60000000, len(payload), next_header, 64, src.ip6, dst.ip6) + payload
 
 
 def test_all_pairs_reach_each_other_on_route_server_paths():
-    wire, loop, nodes, glues = build_grid()
-    for node in nodes.values():
-        node.housekeeping()
-    step(wire, loop, nodes, glues, 6)
+    wire, loop, nodes, glues = up()
     server = glues["11"].service
     assert server.status()["nodes"] == 9 and server.status()["edges"] == 24
     names = sorted(nodes)
@@ -108,10 +113,7 @@ def test_bad_route_server_content_is_counted_not_fatal():
 
 
 def test_flow_moves_to_a_new_path_when_a_link_on_it_dies_silently():
-    wire, loop, nodes, glues = build_grid()
-    for node in nodes.values():
-        node.housekeeping()
-    step(wire, loop, nodes, glues, 5)
+    wire, loop, nodes, glues = up(seconds=5)
     src, dst = nodes["00"], nodes["22"]
     got = []
     dst.deliver = got.append
@@ -142,10 +144,7 @@ def test_flow_moves_to_a_new_path_when_a_link_on_it_dies_silently():
 
 def test_a_two_way_flow_on_a_healthy_mesh_settles_on_one_path_without_false_failures():
     # each end re-asks when the other moves; the server gives both the same path, so nobody reports a failure
-    wire, loop, nodes, glues = build_grid()
-    for node in nodes.values():
-        node.housekeeping()
-    step(wire, loop, nodes, glues, 5)
+    wire, loop, nodes, glues = up(seconds=5)
     a, b = nodes["00"], nodes["22"]
     for _ in range(60):
         a.send_ip6(ip6_packet(a.identity, b.identity, b"ping"))
@@ -173,14 +172,6 @@ def test_route_server_config_section_is_validated():
                        ([], "route_server")):
         with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
             parse_config(dict(base, route_server=bad))
-
-
-def up(n=3, servers=("11",), seconds=6):
-    wire, loop, nodes, glues = build_grid(n, servers)
-    for node in nodes.values():
-        node.housekeeping()
-    step(wire, loop, nodes, glues, seconds)
-    return wire, loop, nodes, glues
 
 
 def test_clock_skew_is_rejected_then_the_client_follows_the_server_clock():
