@@ -1,10 +1,10 @@
-"""Where the project's shared material lives: `../shared` beside the checkout (spec, test vectors, meshnet-lab data).
+"""Where the data the tests, benches and scenarios use lives: all of it inside the repository.
 
-CI clones the repository with shared/ beside it, as the development machines have it; PKTLAB_SHARED overrides.
+The public test vectors are in tests/vectors/ (a checkout's, not installed); the meshnet-lab data sets are bundled
+with the package (testbed/topologies/meshnet-lab/, MIT, see its README).
 """
-import os
 from pathlib import Path
 
-SHARED = Path(os.environ.get("PKTLAB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-VECTORS = SHARED / "spec" / "vectors" / "public.json"
-MESHNET_LAB = SHARED / "data" / "meshnet-lab"
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT / "tests" / "vectors" / "public.json"
+MESHNET_LAB = ROOT / "testbed" / "topologies" / "meshnet-lab"

@@ -705,6 +705,14 @@ def bundled_examples() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
 
+REAL_MESHES_DIR = BUNDLED_DIR / "meshnet-lab"
+
+
+def real_meshes() -> dict[str, Path]:
+    """The bundled meshnet-lab data sets by file stem ("freifunk-ulm", "two_hop", ...)."""
+    return {p.stem: p for p in sorted(REAL_MESHES_DIR.glob("*/*.json"))}
+
+
 def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None = None) -> Topology:
     """Load a topology from a file path, a generator string ("grid:3x3,delay=5ms") or a bundled example name
     ("default"), validate it and return it (warnings in ``topo.warnings``). ``seed`` overrides the file's
@@ -722,14 +730,16 @@ def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None 
             topo.seed = seed
     elif generators.looks_like_generator(spec):
         topo = generators.generate(spec, seed=seed)
-    elif "/" not in spec and _is_file(BUNDLED_DIR / f"{spec}.yaml"):
-        topo = _load_file(BUNDLED_DIR / f"{spec}.yaml", spec)
+    elif "/" not in spec and (_is_file(BUNDLED_DIR / f"{spec}.yaml") or spec in real_meshes()):
+        bundled = BUNDLED_DIR / f"{spec}.yaml"
+        topo = _load_file(bundled if _is_file(bundled) else real_meshes()[spec], spec)
         if seed is not None:
             topo.seed = seed
     else:
         raise TopologyError(
             f"{spec}: no such file, generator or bundled example; generators: "
-            f"{', '.join(generators.FORMS)}; bundled examples: {', '.join(bundled_examples())}")
+            f"{', '.join(generators.FORMS)}; bundled examples: {', '.join(bundled_examples())}; "
+            f"real meshes: {', '.join(real_meshes())}")
     topo.warnings = list(topo.warnings) + topo.validate(allow_disconnected=allow_disconnected)
     return topo
 

@@ -43,6 +43,14 @@ def check_cryptocycle(vector: dict) -> None:
         result = out if i["decrypt"] else out + bytes(s[16:32])
         _compare(vector, {"result": result.hex(), "state_after_b2b256": h32(bytes(s)).hex()})
         return
+    if "data_word" in i:
+        # one crypt() on a raw state: expand(2048, seed, 0) with any data word (bit-fields the miners never write)
+        s = bytearray(expand(cryptocycle.STATE_SIZE, bytes.fromhex(i["seed"]), 0))
+        s[12:16] = int(i["data_word"], 16).to_bytes(4, "little")
+        cryptocycle.crypt(s)
+        _compare(vector, {"data_word_after": "%08x" % int.from_bytes(s[12:16], "little"),
+                          "poly1305_tag": bytes(s[16:32]).hex(), "state_after_b2b256": h32(bytes(s)).hex()})
+        return
     s = cryptocycle.init(bytes.fromhex(i["seed"]), int(i["nonce_u64_hex"], 16))
     got = {"state_after_init_b2b256": h32(bytes(s)).hex(), "state_after_init_first64": s[:64].hex(),
            "item_no_after_init_u64_hex": "%016x" % cryptocycle.get_item_no(s)}
