@@ -67,7 +67,8 @@ def cmd_up(args):
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
-                       progress=_Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected)
+                       progress=_Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
+                       **_backend_args(args))
     for w in mesh.topo.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if args.json:
@@ -78,18 +79,23 @@ def cmd_up(args):
         console.print(f"next: pktlab status --run {mesh.run.name} | pktlab down --run {mesh.run.name}")
 
 
+def _backend_args(args) -> dict:
+    """--hosts INVENTORY means the ssh backend; --backend says it explicitly (vagrant: VMs)."""
+    backend = args.backend or ("ssh" if args.hosts else "netns")
+    return {"backend": backend, **({"hosts": args.hosts} if args.hosts else {})}
+
+
 def _status(run) -> dict:
-    up, total = run.nodes_alive()
-    agents = run.state.get("agents", {})
+    from testbed.backends.base import for_run
+    states = for_run(run).node_states()
     return {
         "run": run.name, "id": run.id, "status": run.condition(), "dir": str(run.dir),
         "source": run.state.get("source"), "seed": run.state.get("seed"), "prefix": run.state.get("prefix"),
-        "nodes": {n: {"alive": runs.alive(rec["pid"], rec["start"]), "pid": rec["pid"],
-                      "ip6": run.state.get("addresses", {}).get(n),
-                      "agent": runs.alive(agents[n]["pid"], agents[n]["start"]) if n in agents else None}
+        "backend": run.state.get("backend", "netns"),
+        "nodes": {n: dict(states[n], pid=rec["pid"], ip6=run.state.get("addresses", {}).get(n))
                   for n, rec in run.state.get("nodes", {}).items()},
         "links": run.state.get("links", []),
-        "nodes_alive": up, "nodes_total": total,
+        "nodes_alive": sum(bool(st["alive"]) for st in states.values()), "nodes_total": len(states),
     }
 
 
@@ -100,15 +106,16 @@ def cmd_status(args):
         print(json.dumps(st, indent=1))
         return
     out.print(f"run [bold]{st['run']}[/] ({st['status']}), {st['nodes_alive']}/{st['nodes_total']} nodes alive, "
-              f"from {st['source']}, seed {st['seed']}, underlay {st['prefix']}")
-    t = Table("node", "fc00::/8 address", "agent", "links")
+              f"from {st['source']}, seed {st['seed']}, underlay {st['prefix']}, backend {st['backend']}")
+    hosts = any(rec["host"] for rec in st["nodes"].values())
+    t = Table("node", *(["host"] if hosts else []), "fc00::/8 address", "agent", "links")
     links_of = {}
     for rec in st["links"]:
         links_of.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']}")
         links_of.setdefault(rec["b"], []).append(f"{rec['b_if']} {rec['b_addr']}")
     for n, rec in st["nodes"].items():
         agent = {True: "[green]running[/]", False: "[red]down[/]", None: "-"}[rec["agent"]]
-        t.add_row(n, rec["ip6"] or "-", agent, "\n".join(links_of.get(n, [])))
+        t.add_row(n, *([rec["host"]] if hosts else []), rec["ip6"] or "-", agent, "\n".join(links_of.get(n, [])))
     out.print(t)
 
 
@@ -154,31 +161,28 @@ def cmd_cleanup(args):
         console.print("nothing to clean up")
 
 
-def _node_pid(run, node):
-    rec = run.state.get("nodes", {}).get(node)
-    if rec is None:
+def _check_node(run, node):
+    if node not in run.state.get("nodes", {}):
         raise runs.RunError(f"run {run.name} has no node {node!r} (nodes: {', '.join(list(run.state['nodes'])[:10])}...)")
-    return rec["pid"]
 
 
 def cmd_exec(args):
     _need_root()
+    from testbed.backends.netns import exec_in
     run = runs.pick_run(args.run)
-    pid = _node_pid(run, args.node)
+    _check_node(run, args.node)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise SystemExit("pktlab exec: give the command after --, e.g. pktlab exec n1 -- ip -6 addr")
-    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": args.node})
-    sys.exit(subprocess.call(["mnexec", "-a", str(pid)] + command, env=env))
+    sys.exit(exec_in(run, args.node, command).wait())
 
 
 def cmd_shell(args):
     _need_root()
+    from testbed.backends.netns import exec_in
     run = runs.pick_run(args.run)
-    pid = _node_pid(run, args.node)
-    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": args.node,
-                              "PS1": f"{args.node}@{run.name}# "})
-    sys.exit(subprocess.call(["mnexec", "-a", str(pid), "bash", "--norc"], env=env))
+    _check_node(run, args.node)
+    sys.exit(exec_in(run, args.node, ["env", f"PS1={args.node}@{run.name}# ", "bash", "--norc"], tty=True).wait())
 
 
 def cmd_ping(args):
@@ -212,15 +216,16 @@ def _interface(run, spec: str) -> tuple[str, str]:
 def cmd_capture(args):
     _need_root()
     run = runs.pick_run(args.run)
+    from testbed.backends.netns import exec_in
     node, ifname = _interface(run, args.where)
-    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", os.path.abspath(args.output)]
+    # the pcap comes back on stdout, so it lands here whichever machine the node is on
+    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", "-"]
     if args.count:
         argv += ["-c", str(args.count)]
-    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node})
     console.print(f"capturing on {node}:{ifname} into {args.output} "
                   f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})")
-    proc = subprocess.Popen(["mnexec", "-a", str(_node_pid(run, node))] + argv, env=env,
-                            stderr=subprocess.DEVNULL)
+    with open(args.output, "wb") as pcap:
+        proc = exec_in(run, node, argv, stdout=pcap, stderr=subprocess.DEVNULL)
     try:
         proc.wait(timeout=args.duration)
     except subprocess.TimeoutExpired:
@@ -314,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
                     help="accept a topology that falls apart in several components")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
+    sp.add_argument("--hosts", metavar="INVENTORY", help="spread the nodes over the SSH hosts of this inventory "
+                                                         "(YAML; see vagrant/README.md)")
+    sp.add_argument("--backend", choices=("netns", "ssh", "vagrant"),
+                    help="where the nodes live: namespaces here (default), SSH hosts (--hosts), Vagrant VMs")
 
     sp = add("down", cmd_down, "stop a run and remove everything it created")
     run_opt(sp)

@@ -29,7 +29,8 @@ from node.path_provider import static_paths
 from node.tun_switch import labels
 from node.tun_switch.keys import Identity
 from testbed import runs
-from testbed.backends.netns import NetnsBackend, exec_in
+from testbed.backends import base as backends
+from testbed.backends.netns import exec_in
 from testbed.leases import add_to_agent_configs as add_lease_configs
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
@@ -62,12 +63,23 @@ class Mesh:
     def __init__(self, run: Run, topo: Topology):
         self.run = run
         self.topo = topo
+        self._backend = None
+
+    @property
+    def backend(self) -> backends.Backend:
+        """What the nodes live on (testbed/backends/base.py), as the journal says."""
+        if self._backend is None:
+            self._backend = backends.for_run(self.run, self.topo)
+        return self._backend
 
     # -- life cycle -------------------------------------------------------------------------------------------
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
-           agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
+           agents_per_process: int | None = None, routing: str = "auto", backend: str = "netns",
+           **backend_options) -> "Mesh":
+        """Build and start a mesh. `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the
+        backend's options (hosts=..., see testbed/backends/) go with it."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             topo.validate(allow_disconnected)
@@ -86,11 +98,11 @@ class Mesh:
                     raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
                 run.state["routing"] = routing
                 save(topo, run.path("topology.yaml"))
-                backend = NetnsBackend(run, topo)
+                mesh._backend = backends.create(backend, run, topo, **backend_options)
                 try:
-                    backend.build(progress)
+                    mesh.backend.build(progress)
                 finally:
-                    backend.close()
+                    mesh.backend.close()
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
@@ -100,8 +112,11 @@ class Mesh:
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
-            except BaseException:
-                runs.destroy(run)
+            except BaseException as e:
+                try:
+                    runs.destroy(run)
+                except RunError as cleanup:  # a host that cannot be reached: say so with what went wrong first
+                    raise RunError(f"{e}; then cleaning up: {cleanup}") from e
                 raise
         return mesh
 
@@ -117,6 +132,7 @@ class Mesh:
         except OSError:
             pass
         if archive is not None:
+            self.backend.collect_logs()
             runs.archive(self.run, Path(archive))
         runs.destroy(self.run)
 
@@ -201,9 +217,7 @@ class Mesh:
         nodes = list(configs)
         if per_process is None:  # a Python process per node up to a point, then a bounded number of hosts
             per_process = 1 if len(nodes) <= SOLO_AGENTS_UP_TO else math.ceil(len(nodes) / MAX_AGENT_PROCESSES)
-        for i in range(0, len(nodes), per_process):
-            self.start_agents(nodes[i:i + per_process])
-            progress("agents", min(i + per_process, len(nodes)), len(nodes))
+        self.backend.start_agents([nodes[i:i + per_process] for i in range(0, len(nodes), per_process)], progress)
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
         deadline = time.monotonic() + wait
@@ -224,21 +238,8 @@ class Mesh:
 
     def start_agents(self, nodes: list[str]) -> int:
         """One agent process for these nodes: inside the namespace for one node, a multi-node host for several."""
-        configs = [str(self.run.path("nodes", n, "agent.json")) for n in nodes]
-        log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
-        io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        if len(nodes) == 1:
-            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
-        else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
-            argv = [sys.executable, "-m", "node.agent"]
-            for n, cfg in zip(nodes, configs):
-                argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
-            proc = subprocess.Popen(argv, env=dict(os.environ, **{runs.TAG_VAR: self.run.id}), **io)
-        log.close()
-        start = runs.proc_start_time(proc.pid)
-        for n in nodes:
-            self.run.state["agents"][n] = {"pid": proc.pid, "start": start}
-        return proc.pid
+        self.backend.start_agents([nodes])
+        return self.run.state["agents"][nodes[0]]["pid"]
 
     def _shares_process(self, node: str) -> bool:
         pid = self.run.state["agents"].get(node, {}).get("pid")
@@ -254,15 +255,7 @@ class Mesh:
                 pass
             self.run.state["agents"][node] = {"pid": 0, "start": None}
             return
-        if rec and runs.alive(rec["pid"], rec["start"]):
-            os.kill(rec["pid"], sig)
-            deadline = time.monotonic() + timeout
-            while runs.alive(rec["pid"], rec["start"]) and time.monotonic() < deadline:
-                try:
-                    os.waitpid(rec["pid"], os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.02)
+        self.backend.stop_agent(node, sig, timeout)
 
     def agent(self, node: str) -> AgentClient:
         return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
@@ -331,16 +324,18 @@ class Mesh:
 
     def ping_link_ends(self) -> dict[str, float | None]:
         """Ping both directions of every link over the underlay addresses, concurrently."""
-        procs = {}
-        for rec in self.run.state["links"]:
-            for src, dst in ((rec["a"], rec["b_addr"]), (rec["b"], rec["a_addr"])):
-                procs[(rec["name"], src)] = exec_in(self.run, src, ["ping", "-6", "-n", "-c", "1", "-W", "2", dst],
-                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        todo = [(rec["name"], src, dst) for rec in self.run.state["links"]
+                for src, dst in ((rec["a"], rec["b_addr"]), (rec["b"], rec["a_addr"]))]
         result = {}
-        for (name, src), p in procs.items():
-            out, _ = p.communicate()
-            m = re.search(r"time=([\d.]+)", out)
-            result[f"{name} from {src}"] = float(m.group(1)) if p.returncode == 0 and m else None
+        step = self.backend.parallel_execs
+        for start in range(0, len(todo), step):
+            procs = {(name, src): exec_in(self.run, src, ["ping", "-6", "-n", "-c", "1", "-W", "2", dst],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     for name, src, dst in todo[start:start + step]}
+            for (name, src), p in procs.items():
+                out, _ = p.communicate()
+                m = re.search(r"time=([\d.]+)", out)
+                result[f"{name} from {src}"] = float(m.group(1)) if p.returncode == 0 and m else None
         return result
 
     def pairs(self, sample: int | None = REACH_SAMPLE) -> list[tuple[str, str]]:
@@ -356,11 +351,12 @@ class Mesh:
         """Ping each pair end to end concurrently (a few dozen at a time)."""
         pairs = self.pairs() if pairs is None else pairs
         ok = {}
-        for start in range(0, len(pairs), 64):
+        step = self.backend.parallel_execs
+        for start in range(0, len(pairs), step):
             procs = {pair: exec_in(self.run, pair[0], ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout),
                                                         "-i", "0.2", self.ip6(pair[1])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for pair in pairs[start:start + 64]}
+                     for pair in pairs[start:start + step]}
             for pair, p in procs.items():
                 ok[pair] = p.wait() == 0
         return ok

@@ -53,6 +53,12 @@ def alive(pid: int, start: int | None) -> bool:
     return bool(fields) and int(fields[19]) == start and fields[0] not in (b"Z", b"X")
 
 
+def proc_state(pid: int) -> str:
+    """The state letter (R, S, T, ...) of a process, `?` if there is no such process."""
+    fields = _stat(pid) if pid > 0 else None
+    return fields[0].decode() if fields else "?"
+
+
 def netns_inode(pid: int) -> int | None:
     try:
         return os.stat(f"/proc/{pid}/ns/net").st_ino
@@ -101,18 +107,20 @@ class Run:
         return alive(owner.get("pid", 0), owner.get("start"))
 
     def nodes_alive(self) -> tuple[int, int]:
-        nodes = self.state.get("nodes", {})
-        up = sum(alive(n["pid"], n["start"]) for n in nodes.values())
+        nodes = _here(self.state.get("nodes", {}).values())
+        up = sum(alive(n["pid"], n["start"]) for n in nodes)
         return up, len(nodes)
 
     def condition(self) -> str:
-        """ready, building, stopping, or stale (the orchestrator died mid-way, or the namespaces are gone)."""
+        """ready, building, stopping, or stale (the orchestrator died mid-way, or the namespaces are gone; for nodes
+        on other hosts: the local process that forwards their control sockets is gone)."""
         st = self.state.get("status", "building")
         if st in ("building", "stopping") and not self.owner_alive():
             return "stale"
         if st == "ready":
             up, total = self.nodes_alive()
-            if up < total:
+            forwarder = self.state.get("forwarder")
+            if up < total or (forwarder and not alive(forwarder["pid"], forwarder.get("start"))):
                 return "stale"
         return st
 
@@ -121,10 +129,11 @@ class Run:
         """Every live process of this run: named in the journal, tagged with the run id, or inside its namespaces."""
         me = os.getpid()
         tag = f"{TAG_VAR}={self.id}".encode()
-        inodes = {n.get("netns") for n in self.state.get("nodes", {}).values()} - {None}
+        nodes = _here(self.state.get("nodes", {}).values())
+        inodes = {n.get("netns") for n in nodes} - {None}
         found = set()
-        extra = [self.state["monitor"]] if self.state.get("monitor") else []
-        for entry in list(self.state.get("nodes", {}).values()) + list(self.state.get("agents", {}).values()) + extra:
+        extra = [self.state[k] for k in ("monitor", "forwarder") if self.state.get(k)]
+        for entry in nodes + _here(self.state.get("agents", {}).values()) + extra:
             if alive(entry["pid"], entry.get("start")):
                 found.add(entry["pid"])
         for pid in _all_pids():
@@ -134,6 +143,11 @@ class Run:
                 found.add(pid)
         found.discard(me)
         return sorted(found)
+
+
+def _here(entries) -> list[dict]:
+    """Journal entries of processes on this machine (those on SSH hosts and VMs name their "host")."""
+    return [e for e in entries if not e.get("host")]
 
 
 def new_run(name: str | None, base: str, source: str) -> Run:
@@ -222,15 +236,20 @@ def archive(run: Run, dest: Path) -> Path:
 
 
 def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
-    """Stop every process of the run, wait for its namespaces to disappear, remove its directory."""
+    """Stop every process of the run, wait for its namespaces to disappear, remove its directory. A run with nodes on
+    other hosts first has each host remove its part (RunError naming the hosts that could not, and the run is kept
+    so that `pktlab cleanup` can try again)."""
     run.state["status"] = "stopping"
     run.state["owner"] = {"pid": os.getpid(), "start": proc_start_time(os.getpid())}
     try:
         run.save()
     except OSError:
         pass
+    if run.state.get("hosts"):
+        from testbed.backends.ssh import clean_hosts
+        clean_hosts(run)
     # agents first, gently: they remove their own TUN devices and sockets
-    agents = [a["pid"] for a in run.state.get("agents", {}).values() if alive(a["pid"], a.get("start"))]
+    agents = [a["pid"] for a in _here(run.state.get("agents", {}).values()) if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while agents and time.monotonic() < deadline:

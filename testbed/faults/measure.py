@@ -9,6 +9,7 @@ import time
 
 from node.control_client import AgentError
 from testbed.faults.base import End, FaultError
+from testbed.runs import proc_state  # noqa: F401 (tests read a process's state through here)
 
 
 def wait_until(predicate, within: float, interval: float = 0.2) -> bool:
@@ -87,13 +88,3 @@ def emulation_counter(mesh, end: End, name: str) -> int:
     except (OSError, AgentError, ValueError) as e:
         raise FaultError(f"counters of {end.node}: {e}") from None
     return (c.get("interfaces", {}).get(end.ifname, {}).get("emulation") or {}).get(name, 0)
-
-
-def proc_state(pid: int) -> str:
-    """The state letter of /proc/<pid>/stat (R, S, T, ...), `?` if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[0].decode()
-    except OSError:
-        return "?"

@@ -2,8 +2,6 @@
 (instant stop and start) and pause (SIGSTOP, heal sends SIGCONT)."""
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -12,9 +10,8 @@ from typing import ClassVar
 import networkx as nx
 
 from node.control_client import AgentError
-from testbed import runs
 from testbed.faults.base import Fault, FaultError, check_node
-from testbed.faults.measure import ping_stats, proc_state, wait_until
+from testbed.faults.measure import ping_stats, wait_until
 
 
 @dataclass
@@ -49,8 +46,7 @@ class Crash(NodeFault):
         restart_agent(mesh, self.node)
 
     def check(self, mesh) -> str:
-        rec = mesh.run.state["agents"].get(self.node, {})
-        if runs.alive(rec.get("pid", 0), rec.get("start")) or self._agent_answers(mesh):
+        if mesh.backend.agent_state(self.node) is not None or self._agent_answers(mesh):
             raise FaultError(f"crash {self.node}: the agent still runs")
         return f"agent of {self.node} (pid {self.state.get('pid')}) gone"
 
@@ -92,7 +88,7 @@ class Pause(NodeFault):
 
     def _pid(self, mesh) -> int:
         rec = mesh.run.state["agents"].get(check_node(mesh, self.node))
-        if not rec or not runs.alive(rec["pid"], rec.get("start")):
+        if not rec or mesh.backend.agent_state(self.node) is None:
             raise FaultError(f"pause {self.node}: no running agent")
         sharing = [n for n, r in mesh.run.state["agents"].items() if r.get("pid") == rec["pid"] and n != self.node]
         if sharing:      # big meshes host several nodes per agent process: SIGSTOP would freeze them all
@@ -101,15 +97,15 @@ class Pause(NodeFault):
         return rec["pid"]
 
     def apply(self, mesh) -> None:
-        os.kill(self._pid(mesh), signal.SIGSTOP)
+        self._pid(mesh)
+        mesh.backend.signal_agent(self.node, signal.SIGSTOP)
 
     def heal(self, mesh) -> None:
-        rec = mesh.run.state["agents"].get(self.node)
-        if rec and runs.alive(rec["pid"], rec.get("start")):
-            os.kill(rec["pid"], signal.SIGCONT)
+        mesh.backend.signal_agent(self.node, signal.SIGCONT)
 
     def check(self, mesh) -> str:
-        if proc_state(self._pid(mesh)) != "T" or self._agent_answers(mesh, timeout=0.5):
+        self._pid(mesh)
+        if mesh.backend.agent_state(self.node) != "T" or self._agent_answers(mesh, timeout=0.5):
             raise FaultError(f"pause {self.node}: the agent is not stopped")
         return f"agent of {self.node} stopped, control API silent"
 
@@ -120,14 +116,11 @@ class Pause(NodeFault):
 
 
 def restart_agent(mesh, node: str) -> int:
-    """Start a node's agent again from its saved config: same key, same address."""
-    rec = mesh.run.state["agents"].get(node)
-    if rec and runs.alive(rec["pid"], rec.get("start")):
-        os.kill(rec["pid"], signal.SIGCONT)
+    """Start a node's agent again from its saved config: same key, same address (a killed agent's stale socket
+    file is replaced by the new agent's)."""
+    if mesh.backend.agent_state(node) is not None:
+        mesh.backend.signal_agent(node, signal.SIGCONT)
         mesh.stop_agent(node, signal.SIGKILL, timeout=5)
-    sock = mesh.run.path("nodes", node, "agent.sock")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)      # a killed agent leaves its socket file behind
     pid = mesh.start_agent(node)
     mesh.run.save()
     return pid
