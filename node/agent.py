@@ -74,7 +74,8 @@ class Agent:
         if self.config.leases is not None:
             self.lease_plane = LeasePlane(self.node, self.config.leases)
             self.lease_plane.start()
-        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers())
+        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(),
+                                     self.config.control_socket_owner)
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
                  self.node.identity.pubkey_text, len(self.node.links))
 

@@ -20,8 +20,8 @@ MIN_TUN_MTU = 1280
 MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 
-TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases", "route_server"}
+TOP_KEYS = {"node", "private_key", "control_socket", "control_socket_owner", "log_file", "tun", "udp_port", "peers",
+            "paths", "link_emulation", "leases", "route_server"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
 
@@ -55,6 +55,7 @@ class AgentConfig:
     raw: dict = field(default_factory=dict)
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
     route_server: object = None  # route_server.agent_glue.RouteServerSettings when it has "route_server"
+    control_socket_owner: int | None = None  # uid the socket is handed to (the SSH user reaching it from afar)
 
 
 def load_config(path):
@@ -97,6 +98,9 @@ def parse_config(data, source="config"):
         fail("control_socket", "a Unix socket path must be shorter than 108 bytes")
     if not os.path.isdir(os.path.dirname(os.path.abspath(control_socket))):
         fail("control_socket", f"directory {os.path.dirname(os.path.abspath(control_socket))} does not exist")
+    owner = data.get("control_socket_owner")
+    if owner is not None and (not _is_int(owner) or not 0 <= owner < 1 << 32):
+        fail("control_socket_owner", f"expected a user id (integer), got {owner!r}")
     log_file = _string(data, "log_file", fail)
     if not os.path.isdir(os.path.dirname(os.path.abspath(log_file))):
         fail("log_file", f"directory {os.path.dirname(os.path.abspath(log_file))} does not exist")
@@ -182,7 +186,7 @@ def parse_config(data, source="config"):
             raise ConfigError(f"{source}: {e}") from None
 
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server)
+                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server, owner)
 
 
 def _is_int(v):

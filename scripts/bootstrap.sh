@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="mininet iproute2 iputils-ping iperf3 tcpdump procps psmisc ethtool graphviz yggdrasil libsodium-dev"
+# the SSH-hosts backend's CI lab (testbed/backends/ssh_lab.py): sshd in namespaces, reached through socat; the hosts
+# run the agent with Debian's Python and these libraries, as a Debian host of a real lab would
+APT_PACKAGES="$APT_PACKAGES openssh-server socat sudo python3-nacl python3-pyroute2 python3-networkx"
 PY=${PYTHON:-python3}
 
 missing=""
@@ -19,6 +22,16 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# the lab's users other than root: one with passwordless sudo, one without (`*`: no password, yet not locked, so
+# sshd lets the key in); nothing else on this machine lets them log in
+for u in pktlab-ops pktlab-nosudo; do
+    id -u "$u" >/dev/null 2>&1 || { useradd -m -s /bin/bash "$u" && usermod -p '*' "$u"; }
+done
+if [ ! -f /etc/sudoers.d/pktlab-ops ]; then
+    echo "pktlab-ops ALL=(ALL) NOPASSWD: ALL" > /etc/sudoers.d/pktlab-ops
+    chmod 440 /etc/sudoers.d/pktlab-ops
+fi
+
 stamp=.venv/.pktlab-installed
 if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
@@ -27,6 +40,6 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing pktlab into .venv"
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e '.[dev,remote]'
     touch "$stamp"
 fi

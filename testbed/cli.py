@@ -141,7 +141,7 @@ def cmd_down(args):
     targets = runs.list_runs() if args.all else [runs.pick_run(args.run)]
     for r in targets:
         archive = None if args.archive is None else (os.path.join(args.archive, r.name) if args.all else args.archive)
-        Mesh(r, None).down(archive=archive)
+        Mesh(r, None).down(archive=archive, skip_unreachable=args.skip_unreachable)
         console.print(f"run {r.name} removed" + (f"; its records are in {archive}" if archive else ""))
 
 
@@ -155,7 +155,7 @@ def cmd_cleanup(args):
     else:  # --stale is the default: never touch a healthy run unasked
         targets = [r for r in all_runs if r.condition() == "stale"]
     for r in targets:
-        runs.destroy(r)
+        runs.destroy(r, skip_unreachable=args.skip_unreachable)
         console.print(f"run {r.name} removed")
     if not targets:
         console.print("nothing to clean up")
@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="every run on this machine")
 
     sp.add_argument("--archive", metavar="DIR", help="first copy the run's journal, events, counters and logs to DIR")
+    sp.add_argument("--skip-unreachable", action="store_true",
+                    help="SSH hosts that cannot be reached: give up their part of the run (warned about)")
 
     sp = add("status", cmd_status, "nodes, addresses and agents of a run")
     run_opt(sp)
@@ -357,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stale", action="store_true", help="runs whose orchestrator died or whose nodes are gone "
                                                           "(the default)")
     sp.add_argument("--all", action="store_true", help="every pktlab run on this machine")
+    sp.add_argument("--skip-unreachable", action="store_true",
+                    help="SSH hosts that cannot be reached: give up their part of the run (warned about)")
 
     sp = add("validate", cmd_validate, "check a topology file or generator string without building it")
     sp.add_argument("topology", metavar="TOPOLOGY")

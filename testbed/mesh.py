@@ -125,8 +125,9 @@ class Mesh:
         run = runs.pick_run(name)
         return cls(run, load(str(run.path("topology.yaml"))))
 
-    def down(self, archive: str | os.PathLike | None = None) -> None:
-        """Remove the run; with `archive`, first copy its journal, events, counters and logs there."""
+    def down(self, archive: str | os.PathLike | None = None, skip_unreachable: bool = False) -> None:
+        """Remove the run; with `archive`, first copy its journal, events, counters and logs there. SSH hosts that
+        cannot be reached fail the call (RunError naming them; the run is kept) unless skip_unreachable."""
         try:
             EventLog(self.run.path(EVENTS_FILE)).append(DOWN)
         except OSError:
@@ -134,7 +135,7 @@ class Mesh:
         if archive is not None:
             self.backend.collect_logs()
             runs.archive(self.run, Path(archive))
-        runs.destroy(self.run)
+        runs.destroy(self.run, skip_unreachable=skip_unreachable)
 
     def _start_monitor(self) -> None:
         """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""

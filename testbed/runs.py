@@ -235,10 +235,10 @@ def archive(run: Run, dest: Path) -> Path:
     return dest
 
 
-def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
+def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0, skip_unreachable: bool = False) -> None:
     """Stop every process of the run, wait for its namespaces to disappear, remove its directory. A run with nodes on
     other hosts first has each host remove its part (RunError naming the hosts that could not, and the run is kept
-    so that `pktlab cleanup` can try again)."""
+    so that `pktlab cleanup` can try again; with skip_unreachable they are given up with a warning)."""
     run.state["status"] = "stopping"
     run.state["owner"] = {"pid": os.getpid(), "start": proc_start_time(os.getpid())}
     try:
@@ -247,7 +247,7 @@ def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
         pass
     if run.state.get("hosts"):
         from testbed.backends.ssh import clean_hosts
-        clean_hosts(run)
+        clean_hosts(run, skip_unreachable)
     # agents first, gently: they remove their own TUN devices and sockets
     agents = [a["pid"] for a in _here(run.state.get("agents", {}).values()) if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)
