@@ -14,6 +14,7 @@ inventory name (OpenSSH HostKeyAlias), so a proxy or a port changes nothing.
 """
 from __future__ import annotations
 
+import logging
 import shlex
 import socket
 import subprocess
@@ -25,6 +26,9 @@ import paramiko
 from testbed.backends.remote_inventory import Host
 
 CONNECT_TIMEOUT = 10.0
+# paramiko logs a traceback from its transport thread when a proxy or peer goes away at close; every failure that
+# matters reaches us as an exception and becomes a message naming the host
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 CONTROL_PERSIST_S = 600   # an idle shared connection ends by itself; cleanup ends them at once (stop_masters)
 MIN_PYTHON = (3, 11)
 

@@ -123,6 +123,9 @@ class SshBackend(Backend):
         problems = problems or check_hosts(list(hosts.values()), known, accept_new=not source)
         if problems:
             raise BackendError("; ".join(problems))
+        for h in self.run.state["hosts"].values():
+            h["reached"] = True    # from here on a host may hold something of the run: cleanup goes there
+        self.run.save()
         progress("hosts", len(hosts), len(hosts))
         self.run.state["prefix"] = str(run_prefix(self.run.id))
         links = plan_links(self.run.id, self.topo)
@@ -297,13 +300,8 @@ def clean_hosts(run, skip_unreachable: bool = False) -> None:
     backend = SshBackend(run)
     hosts = backend.hosts()
     write_config(run, hosts)
-    known = run.path("ssh", "known_hosts")
-    contacted = set()
-    if known.exists():   # a host whose key we never took was never touched: nothing to clean there
-        import paramiko
-        keys = paramiko.HostKeys(str(known))
-        contacted = {h for h in hosts if keys.lookup(h)}
-    todo = [h for h in hosts if h in contacted]
+    # hosts are touched only once every one of them passed the checks; before that there is nothing to clean
+    todo = [name for name, h in run.state["hosts"].items() if h.get("reached")]
     results = run_playbook(run, "down.yml", [hosts[h] for h in todo], backend._hostvars()) if todo else {}
     stop_masters(run, hosts)
     failed = [f"host {hosts[h].where()}: {r.error}" for h, r in results.items() if not r.ok]
