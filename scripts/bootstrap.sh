@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pktlab needs on a fresh Debian machine: system packages, then a .venv with the project.
 # Idempotent and quick when already done: each step checks before it acts.
+#   scripts/bootstrap.sh --vm   also what VMs need (`make vm`): libvirt, QEMU, debootstrap for scripts/build-box.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,11 @@ APT_PACKAGES="mininet iproute2 iputils-ping iperf3 tcpdump procps psmisc ethtool
 # the SSH-hosts backend's CI lab (testbed/backends/ssh_lab.py): sshd in namespaces, reached through socat; the hosts
 # run the agent with Debian's Python and these libraries, as a Debian host of a real lab would
 APT_PACKAGES="$APT_PACKAGES openssh-server socat sudo python3-nacl python3-pyroute2 python3-networkx"
+# Vagrant and its libvirt provider, enough for `vagrant validate` of vagrant/Vagrantfile
+APT_PACKAGES="$APT_PACKAGES vagrant vagrant-libvirt"
+# running VMs (the slow-marked tests, bench.backends): only with --vm
+VM_PACKAGES="libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base debootstrap"
+if [ "${1:-}" = "--vm" ]; then APT_PACKAGES="$APT_PACKAGES $VM_PACKAGES"; fi
 PY=${PYTHON:-python3}
 
 missing=""

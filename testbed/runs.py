@@ -245,9 +245,9 @@ def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0, skip_unreachabl
         run.save()
     except OSError:
         pass
-    if run.state.get("hosts"):
-        from testbed.backends.ssh import clean_hosts
-        clean_hosts(run, skip_unreachable)
+    if run.state.get("backend") in ("ssh", "vagrant"):
+        from testbed.backends.base import clean_elsewhere
+        clean_elsewhere(run, skip_unreachable)
     # agents first, gently: they remove their own TUN devices and sockets
     agents = [a["pid"] for a in _here(run.state.get("agents", {}).values()) if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)

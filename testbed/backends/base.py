@@ -115,3 +115,14 @@ def for_run(run: Run, topo=None) -> Backend:
         from testbed.backends.ssh import SshBackend
         return SshBackend(run, topo)
     raise BackendError(f"run {run.name}: unknown backend {kind!r} in its journal")
+
+
+def clean_elsewhere(run: Run, skip_unreachable: bool = False) -> None:
+    """What a run has beyond this machine's own processes and namespaces: its VMs, or its part on SSH hosts
+    (called by runs.destroy before it stops the local processes)."""
+    if run.state.get("backend") == "vagrant":
+        from testbed.backends.vm import destroy_vms
+        destroy_vms(run)          # the VMs go, and with them everything the run had on them
+    elif run.state.get("hosts"):
+        from testbed.backends.ssh import clean_hosts
+        clean_hosts(run, skip_unreachable)
