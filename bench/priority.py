@@ -32,7 +32,7 @@ import sys
 import time
 
 from bench.common import RESULTS, console, table, write
-from node.tun_switch import config_request as cr
+from node.leases import requests as cr
 
 NAME = "priority"
 RATE_KBIT = 2000

@@ -1,7 +1,7 @@
 """`pktlab leases NODE` and `pktlab lease-config NODE LEASE key=value ...`.
 
 `leases` shows a node's leases, ingress meters, egress schedulers and counters live, from the agent's `leases`
-control command. `lease-config` sends a signed configuration request (node/tun_switch/config_request.py) as the
+control command. `lease-config` sends a signed configuration request (node/leases/requests.py) as the
 lease's holder would: the holder key of a topology isp comes from the run seed (testbed/leases.py), or give
 `--key HEX` (a 32-byte private key). cli.py plugs these in with `register(add)`.
 """
@@ -27,7 +27,7 @@ def _mesh(args):
 
 
 def _agent_call(mesh, node, cmd, **kw):
-    from node.control_client import AgentError
+    from node.agent.control_client import AgentError
     if node not in mesh.topo.nodes:
         raise RuntimeError(f"no node {node!r} in run {mesh.run.id} (nodes: {', '.join(list(mesh.topo.nodes)[:20])})")
     try:
@@ -106,7 +106,7 @@ def parse_changes(pairs: list[str]) -> dict:
 
 
 def cmd_lease_config(args):
-    from node.tun_switch import config_request as cr
+    from node.leases import requests as cr
     from testbed.leases import holder_identity
     mesh = _mesh(args)
     if args.key:

@@ -6,7 +6,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed import runs
 
 out = Console()

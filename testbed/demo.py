@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.tun_switch import labels
+from node.cjdns import labels
 from testbed import faults, scenario
 from testbed.backends.netns import exec_in
 from testbed.cli import _Bars

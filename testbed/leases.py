@@ -30,11 +30,11 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from node.tun_switch import labels
-from node.tun_switch.keys import Identity, parse_pubkey_text
-from node.tun_switch.leases import FREE, Lease
-from node.tun_switch.switch_header import MAX_PRIORITY
-from node.tun_switch.tc_plan import htb_plan
+from node.cjdns import labels
+from node.cjdns.keys import Identity, parse_pubkey_text
+from node.leases.table import FREE, Lease
+from node.cjdns.switch_header import MAX_PRIORITY
+from node.leases.tc_plan import htb_plan
 
 LEASE_FIELDS = ("link", "holder", "id", "guarantee", "max_priority_bandwidth", "clear_customer_bit",
                 "deprioritize_non_customer", "term")
@@ -243,7 +243,7 @@ def htb_plans(topo) -> dict:
 
 def htb_messages(templates, plan: dict):
     """(netlink message, description) pairs that install ``plan`` on one interface (ifindex stamped later)."""
-    from node.tun_switch.tc_plan import handle_text
+    from node.leases.tc_plan import handle_text
     root = plan["root"]
     yield templates.htb_root(default_class=root["default"]), "htb (lease plan)"
     for c in plan["classes"]:
@@ -290,7 +290,7 @@ def agent_sections(topo, links_state: list[dict], seed, started_at: float) -> tu
 def add_to_agent_configs(mesh, configs: dict, adjacency: dict) -> None:
     """Put the leases into the agents' configs; paths of a node go over the leases its isp holds.
     ``adjacency``: {node: {neighbour: peer-link switch index}} as the mesh built it."""
-    from node.path_provider import static_paths
+    from node.cjdns.paths import static_paths
     topo = mesh.topo
     if not any(isp.leases for isp in topo.isps.values()) \
             and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import networkx as nx
 
-from node.control_client import AgentClient, AgentError
-from node.path_provider import static_paths
-from node.tun_switch import labels
-from node.tun_switch.keys import Identity
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns.paths import static_paths
+from node.cjdns import labels
+from node.cjdns.keys import Identity
 from testbed import runs
 from testbed.backends.netns import NetnsBackend, exec_in
 from testbed.leases import add_to_agent_configs as add_lease_configs
@@ -228,9 +228,9 @@ class Mesh:
         log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
         io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         if len(nodes) == 1:
-            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
+            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent.agent", configs[0]], **io)
         else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
-            argv = [sys.executable, "-m", "node.agent"]
+            argv = [sys.executable, "-m", "node.agent.agent"]
             for n, cfg in zip(nodes, configs):
                 argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
             proc = subprocess.Popen(argv, env=dict(os.environ, **{runs.TAG_VAR: self.run.id}), **io)

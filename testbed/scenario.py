@@ -44,7 +44,7 @@ from pathlib import Path
 import networkx as nx
 import yaml
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed import faults as F
 from testbed.events import EventLog
 from testbed.faults.base import end_of
@@ -555,8 +555,8 @@ def _counter(c: dict, name: str) -> float:
 def reroute(mesh) -> int:
     """Recompute every node's path table around links that are down (link-down and partition faults) and push
     it through set_paths. The orchestrator stands in for route servers, which the agents do not run yet."""
-    from node.path_provider import static_paths
-    from node.tun_switch import labels
+    from node.cjdns.paths import static_paths
+    from node.cjdns import labels
     down = set()
     for f in F.active_faults(mesh):
         if isinstance(f, (F.LinkDown, F.Partition)):

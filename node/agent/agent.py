@@ -1,10 +1,10 @@
 """The pktlab node agent: `python -m node.agent CONFIG.json`.
 
 Runs inside the node's network namespace (the orchestrator starts it there), hosts the node's data plane
-(node.dataplane.Node) and serves the control API on config["control_socket"]. SIGTERM/SIGINT stop it cleanly:
+(node.tun_switch.node.Node) and serves the control API on config["control_socket"]. SIGTERM/SIGINT stop it cleanly:
 the TUN device goes away with its file descriptor and the socket file is removed.
 
-Control API (JSON lines, node/control_api.py; client: node.control_client.AgentClient(path).call(cmd, **args)):
+Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_client.AgentClient(path).call(cmd, **args)):
 
   status                          node, ip6, public_key, uptime_s, healthy, peers, peers_up, tun, mtu
   peers                           per link: switch_index, ifname, addresses, peer name/key, one-hop label,
@@ -22,10 +22,10 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
   leases                          (nodes with "leases" in the config) leases per link, interface table, virtual
                                   routers, ingress meters and scales, egress schedulers (sent, queued, drops by
                                   reason), signed-request counters, the HTB plan per paced link
-  lease_config request="<JSON>"   a signed lease configuration request (node/tun_switch/config_request.py);
+  lease_config request="<JSON>"   a signed lease configuration request (node/leases/requests.py);
                                   the answer is {"ok": true, "lease": ...} or {"ok": false, "error": CODE, ...}
   routes                          (nodes with "route_server" in the config) the route server in use, candidates,
-                                  cached paths, client counters (node/route_server/agent_glue.py)
+                                  cached paths, client counters (node/tun_switch/route_server_plane.py)
   rs_status                       (a route-server node) graph size, announcements accepted, rejections by
                                   reason, federation peers
   rs_route  src, dst              (a route-server node) the path it answers, hop by hop with each hop's label
@@ -42,15 +42,15 @@ import os
 import signal
 import sys
 
-from node.agent_config import ConfigError, load_config
-from node.control_api import CommandError, ControlServer
-from node.dataplane import Node
-from node.event_loop import EventLoop
-from node.lease_plane import LeasePlane
-from node.netns import in_netns
-from node.tun_switch import keys
+from node.agent.config import ConfigError, load_config
+from node.agent.control_api import CommandError, ControlServer
+from node.tun_switch.node import Node
+from node.agent.event_loop import EventLoop
+from node.tun_switch.lease_plane import LeasePlane
+from node.agent.netns import in_netns
+from node.cjdns import keys
 
-log = logging.getLogger("node.agent")
+log = logging.getLogger("node.agent.agent")
 
 
 class Agent:
@@ -64,7 +64,7 @@ class Agent:
         self.control = None
         self.route_server = None     # paths from route servers instead of the static table (config "route_server")
         if config.route_server is not None:
-            from node.route_server.agent_glue import RouteServerGlue
+            from node.tun_switch.route_server_plane import RouteServerGlue
             self.route_server = RouteServerGlue(self.node, config.route_server)
             self.route_server.install(self.loop)
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
@@ -338,7 +338,3 @@ def main(argv=None):
     finally:
         host.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

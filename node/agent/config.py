@@ -9,11 +9,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from node.link_emulation import LinkParams
-from node.path_provider import parse_path_table
-from node.tun_switch import keys
-from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.leases import LeaseError
+from node.tun_switch.link_emulation import LinkParams
+from node.cjdns.paths import parse_path_table
+from node.cjdns import keys
+from node.leases.config import parse_lease_config
+from node.leases.table import LeaseError
 
 DEFAULT_TUN_MTU = 65000      # fits a 65535 veth MTU with our 100 bytes of handshake overhead + UDP/IPv6
 MIN_TUN_MTU = 1280
@@ -54,7 +54,7 @@ class AgentConfig:
     link_emulation: dict = field(default_factory=dict)   # ifname -> LinkParams
     raw: dict = field(default_factory=dict)
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
-    route_server: object = None  # route_server.agent_glue.RouteServerSettings when it has "route_server"
+    route_server: object = None  # tun_switch.route_server_plane.RouteServerSettings when it has "route_server"
 
 
 def load_config(path):
@@ -175,7 +175,7 @@ def parse_config(data, source="config"):
 
     route_server = None
     if "route_server" in data:
-        from node.route_server.agent_glue import parse_settings
+        from node.tun_switch.route_server_plane import parse_settings
         try:
             route_server = parse_settings(data["route_server"])
         except ValueError as e:

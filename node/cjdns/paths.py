@@ -12,7 +12,7 @@ each path the splice of the one-hop labels of its links.
 
 from collections import deque
 
-from node.tun_switch import keys, labels
+from node.cjdns import keys, labels
 
 
 class PathProvider:

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import keys
-from .leases import Lease, LeaseError, LeaseTable, VirtualRouter
-from .switch_header import MAX_PRIORITY, make_traffic_class
+from node.cjdns import keys
+from .table import Lease, LeaseError, LeaseTable, VirtualRouter
+from node.cjdns.switch_header import MAX_PRIORITY, make_traffic_class
 
 LINK_KEYS = {"capacity_kbit", "leases"}
 LEASE_KEYS = {"id", "interface", "udp_port", "guarantee_kbit", "max_priority_bandwidth", "clear_customer_bit",

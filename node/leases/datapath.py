@@ -20,10 +20,10 @@ where the label says.
 """
 from __future__ import annotations
 
-from .egress_scheduler import EgressScheduler
-from .leases import ROUTER_INTERFACE, LeaseTable
+from .scheduler import EgressScheduler
+from .table import ROUTER_INTERFACE, LeaseTable
 from .priority import DEFAULT_TAU_S, LeaseIngress, capped_priority, deprioritize_non_customer
-from .switch_header import priority_of
+from node.cjdns.switch_header import priority_of
 
 
 class Ticket:

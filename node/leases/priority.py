@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from .switch_header import MAX_PRIORITY, UNCLASSED, is_classed, is_customer, make_traffic_class, priority_of
+from node.cjdns.switch_header import MAX_PRIORITY, UNCLASSED, is_classed, is_customer, make_traffic_class, priority_of
 
 DEFAULT_TAU_S = 0.3
 

@@ -41,8 +41,8 @@ import json
 import os
 import re
 
-from . import keys
-from .leases import LeaseError, LeaseTable, check_max_priority_bandwidth, check_priority_cap
+from node.cjdns import keys
+from .table import LeaseError, LeaseTable, check_max_priority_bandwidth, check_priority_cap
 
 VERSION = 1
 DOMAIN = b"pktlab-lease-config-v1\n"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 
-from .switch_header import MAX_PRIORITY
+from node.cjdns.switch_header import MAX_PRIORITY
 
 TIER_FREE, TIER_EXCESS, TIER_GUARANTEED = 0, 1, 2
 TIER_NAMES = {TIER_FREE: "free", TIER_EXCESS: "excess", TIER_GUARANTEED: "guaranteed"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .switch_header import is_customer, make_traffic_class, priority_of
+from node.cjdns.switch_header import is_customer, make_traffic_class, priority_of
 
 
 @dataclass

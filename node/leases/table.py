@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .keys import pubkey_text
-from .switch_header import MAX_PRIORITY
+from node.cjdns.keys import pubkey_text
+from node.cjdns.switch_header import MAX_PRIORITY
 
 FREE = "free"                   # id of the free lease of every link and of the free virtual router
 ROUTER_INTERFACE = 1            # cjdns: interface 1 is our own router, never a link

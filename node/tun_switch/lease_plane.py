@@ -1,4 +1,4 @@
-"""The PKT lease rules in a running node: glue between node.dataplane.Node and tun_switch.lease_datapath.
+"""The PKT lease rules in a running node: glue between node.tun_switch.node.Node and leases.datapath.
 
 One :class:`LeasePlane` per Node, created when the agent config has a "leases" section
 (tun_switch/lease_config.py). ``start()`` installs it as the node's ``_switch_out`` (the data plane's hook
@@ -27,12 +27,12 @@ import logging
 import socket
 import struct
 
-from node.dataplane import CONTROL_FRAME
-from node.peer_link import PeerLink
-from node.tun_switch.config_request import ConfigRequestHandler
-from node.tun_switch.lease_datapath import LeaseDataPath
-from node.tun_switch.switch_header import SIZE as HEADER_SIZE
-from node.tun_switch.tc_plan import htb_plan, so_priority
+from node.tun_switch.node import CONTROL_FRAME
+from node.tun_switch.peer_link import PeerLink
+from node.leases.requests import ConfigRequestHandler
+from node.leases.datapath import LeaseDataPath
+from node.cjdns.switch_header import SIZE as HEADER_SIZE
+from node.leases.tc_plan import htb_plan, so_priority
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 sockets, for simulations (bench.route_server) and tests. A MemoryLink has what a Node reads from a PeerLink."""
 from collections import deque
 
-from node.event_loop import Timer
-from node.link_emulation import LinkEmulator
+from node.agent.event_loop import Timer
+from node.tun_switch.link_emulation import LinkEmulator
 
 
 class ManualLoop:

@@ -27,15 +27,15 @@ import socket
 import struct
 import time
 
-from node.link_emulation import LinkParams
-from node.path_provider import StaticPathProvider
-from node.peer_link import PeerLink
-from node.tun import Tun
-from node.tun_switch import control, keys, labels
-from node.tun_switch.cryptoauth import CryptoAuthError, State
-from node.tun_switch.session_manager import SessionManager, pack_data_header, parse_data_header
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.tun_switch.link_emulation import LinkParams
+from node.cjdns.paths import StaticPathProvider
+from node.tun_switch.peer_link import PeerLink
+from node.tun_switch.tun import Tun
+from node.cjdns import control, keys, labels
+from node.cjdns.cryptoauth import CryptoAuthError, State
+from node.cjdns.sessions import SessionManager, pack_data_header, parse_data_header
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import errno
 import logging
 import socket
 
-from node.link_emulation import LinkEmulator, LinkParams
+from node.tun_switch.link_emulation import LinkEmulator, LinkParams
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Route servers inside the node agent: the client as the data plane's path provider, and the route-server role.
 
 :class:`RouteServerGlue` connects the pure :class:`~.client.RouteServerClient` (and, on a node whose config has
-``"route_server": {"serve": true}``, a :class:`~.service.RouteServerService`) to a ``node.dataplane.Node``:
+``"route_server": {"serve": true}``, a :class:`~.service.RouteServerService`) to a ``node.tun_switch.node.Node``:
 
 * Route server messages travel inside the nodes' end-to-end CryptoAuth sessions as session content of type
   256 (cjdns ``ContentType_CJDHT``); the data plane hands such content to :meth:`on_content`, and
@@ -28,11 +28,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from node.tun_switch import control, keys, labels
-from node.tun_switch.switch_header import SwitchHeader
-from . import announcement as A, messages as M
-from .client import ClientConfig, PeerInfo, RouteServerClient
-from .service import RouteServerService
+from node.cjdns import control, keys, labels
+from node.cjdns.switch_header import SwitchHeader
+from node.route_server import announcement as A, messages as M
+from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
+from node.route_server.service import RouteServerService
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from mininet.node import Host
 
 from testbed.leases import htb_plans as lease_htb_plans, htb_messages as lease_htb_messages
-from node.netns import in_netns
+from node.agent.netns import in_netns
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import End, Fault, FaultError, check_node, end_of, link_ends
 from testbed.faults.helper import start_helper, stop_helper
 from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats, wait_until

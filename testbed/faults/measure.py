@@ -7,7 +7,7 @@ import re
 import subprocess
 import time
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import End, FaultError
 
 

@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
-from node.control_client import AgentClient, AgentError
-from node.path_provider import static_paths
-from node.tun_switch import keys, labels
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns.paths import static_paths
+from node.cjdns import keys, labels
 
 PYTHON = sys.executable
 UDP_PORT = 7100
@@ -140,7 +140,7 @@ class Mesh:
         with open(node.config_path, "w") as f:
             json.dump(self.config_for(node), f, indent=1)
         err = open(os.path.join(self.dir, f"{node.name}.stderr"), "a")
-        node.proc = subprocess.Popen(["ip", "netns", "exec", node.ns, PYTHON, "-m", "node.agent",
+        node.proc = subprocess.Popen(["ip", "netns", "exec", node.ns, PYTHON, "-m", "node.agent.agent",
                                       node.config_path], stdout=err, stderr=err, start_new_session=True)
         err.close()
         if wait:

@@ -7,9 +7,9 @@ from scapy.all import IPv6, UDP, Raw, wrpcap
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.tun_switch import control, keys, labels, switch_header as SH
-from node.tun_switch.session_manager import SessionManager, pack_data_header
-from node.tun_switch.switch import Switch
+from node.cjdns import control, keys, labels, switch_header as SH
+from node.cjdns.sessions import SessionManager, pack_data_header
+from node.cjdns.switch import Switch
 from testbed import dissect as D
 
 PORT = D.PEER_LINK_PORT

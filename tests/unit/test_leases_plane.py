@@ -1,15 +1,15 @@
-"""The lease rules inside a running Node (node/lease_plane.py), without root: in-memory links, a fake clock."""
+"""The lease rules inside a running Node (node/tun_switch/lease_plane.py), without root: in-memory links, a fake clock."""
 import json
 
 
-from node.agent_config import parse_config
-from node.dataplane import Node
-from node.lease_plane import LeasePlane
-from node.link_emulation import LinkEmulator
-from node.tun_switch import config_request as cr
-from node.tun_switch import control, keys, labels
-from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.switch_header import SIZE as HEADER_SIZE, SwitchHeader, is_customer, make_traffic_class, priority_of
+from node.agent.config import parse_config
+from node.tun_switch.node import Node
+from node.tun_switch.lease_plane import LeasePlane
+from node.tun_switch.link_emulation import LinkEmulator
+from node.leases import requests as cr
+from node.cjdns import control, keys, labels
+from node.leases.config import parse_lease_config
+from node.cjdns.switch_header import SIZE as HEADER_SIZE, SwitchHeader, is_customer, make_traffic_class, priority_of
 
 HOLDER = keys.Identity.from_seed(b"lease-plane", 9)
 

@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
-from node.tun_switch.lease_config import parse_lease_config
+from node.leases.config import parse_lease_config
 from testbed import leases as L
 from testbed.topology import Topology, TopologyError, json_schema, load
 
@@ -54,7 +54,7 @@ def test_explicit_values_override_defaults():
 
 
 def test_holder_may_be_a_key():
-    from node.tun_switch.keys import Identity
+    from node.cjdns.keys import Identity
     key = Identity.from_seed(b"t", 1).pubkey_text
     (l,) = L.declared_leases(topo({"link": "p1--x1", "holder": key}))
     assert l.holder_key == key and l.holder_isp is None
@@ -174,7 +174,7 @@ def test_cli_lease_config_settings_parse_and_reject():
 def test_cli_leases_renders_an_agent_answer(capsys, monkeypatch):
     from rich.console import Console
 
-    from node.tun_switch.lease_datapath import LeaseDataPath
+    from node.leases.datapath import LeaseDataPath
     from testbed import cli_leases
     monkeypatch.setattr(cli_leases, "out", Console(width=250))
     t = topo({"link": "p1--x1", "holder": "prov", "guarantee": "500kbit", "term": "10s"})
