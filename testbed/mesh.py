@@ -228,9 +228,9 @@ class Mesh:
         log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
         io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         if len(nodes) == 1:
-            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent.agent", configs[0]], **io)
+            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
         else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
-            argv = [sys.executable, "-m", "node.agent.agent"]
+            argv = [sys.executable, "-m", "node.agent"]
             for n, cfg in zip(nodes, configs):
                 argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
             proc = subprocess.Popen(argv, env=dict(os.environ, **{runs.TAG_VAR: self.run.id}), **io)

@@ -50,7 +50,7 @@ from node.tun_switch.lease_plane import LeasePlane
 from node.agent.netns import in_netns
 from node.cjdns import keys
 
-log = logging.getLogger("node.agent.agent")
+log = logging.getLogger("node.agent")
 
 
 class Agent:

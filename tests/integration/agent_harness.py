@@ -140,7 +140,7 @@ class Mesh:
         with open(node.config_path, "w") as f:
             json.dump(self.config_for(node), f, indent=1)
         err = open(os.path.join(self.dir, f"{node.name}.stderr"), "a")
-        node.proc = subprocess.Popen(["ip", "netns", "exec", node.ns, PYTHON, "-m", "node.agent.agent",
+        node.proc = subprocess.Popen(["ip", "netns", "exec", node.ns, PYTHON, "-m", "node.agent",
                                       node.config_path], stdout=err, stderr=err, start_new_session=True)
         err.close()
         if wait:

@@ -256,7 +256,7 @@ def test_switch_error_from_a_dead_hop_is_counted_and_reported(mesh):
 def test_bad_config_exits_with_clear_error(mesh, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"node": "x"}))
-    r = subprocess.run([sys.executable, "-m", "node.agent.agent", str(bad)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "node.agent", str(bad)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and "missing required field" in r.stderr
 
