@@ -22,7 +22,7 @@ from rich.table import Table
 from node.cjdns import labels
 from testbed import faults, scenario
 from testbed.backends.netns import exec_in
-from testbed.cli import _Bars
+from testbed.cli.common import Bars
 from testbed.mesh import Mesh
 from testbed.topology import save
 
@@ -129,7 +129,7 @@ def main() -> int:
     t0 = time.monotonic()
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=_Bars(progress))
+        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=Bars(progress))
     console.print(f"   ready in {time.monotonic() - t0:.1f} s (every node reaches every other end to end)")
     try:
         console.print(summary(mesh))

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -25,18 +24,14 @@ from pathlib import Path
 import networkx as nx
 
 from node.agent.control_client import AgentClient, AgentError
-from node.cjdns.paths import static_paths
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import runs
+from testbed import agent_configs, runs
 from testbed.backends.netns import NetnsBackend, exec_in
-from testbed.leases import add_to_agent_configs as add_lease_configs
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
-from testbed.topology import Topology, load, save
+from testbed.topology import Topology, load, save, validate
 
-AGENT_UDP_PORT = 7100
-FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
 MAX_AGENT_PROCESSES = 32  # bigger meshes share this many multi-node agent hosts
 REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on small ones)
@@ -70,7 +65,7 @@ class Mesh:
            agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
-            topo.validate(allow_disconnected)
+            validate(topo, allow_disconnected)
         if seed is None:
             seed = topo.seed if topo.seed is not None else random.SystemRandom().randrange(1 << 31)
         run = runs.new_run(name, topo.name, topo.source)
@@ -135,67 +130,18 @@ class Mesh:
     # -- agents -----------------------------------------------------------------------------------------------
     def identity(self, node: str) -> Identity:
         """The node's keys, derived from the run seed (the same every time the node starts)."""
-        return _identity(str(self.run.state["seed"]).encode(), list(self.topo.nodes).index(node))
-
-    def _agent_configs(self) -> dict[str, dict]:
-        ids = {n: self.identity(n) for n in self.topo.nodes}
-        peers = {n: [] for n in self.topo.nodes}
-        adjacency = {n: {} for n in self.topo.nodes}
-        for rec in self.run.state["links"]:
-            for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
-                                                          (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
-                if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
-                    raise RunError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
-                index = FIRST_SWITCH_INDEXES[len(peers[me])]
-                peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
-                                  "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
-                                  "peer_name": other})
-                adjacency[me][other] = index
-        configs = {}
-        for n in self.topo.nodes:
-            d = self.run.path("nodes", n)
-            d.mkdir(parents=True, exist_ok=True)
-            paths = {}  # with route servers, learned from them, the PKT way
-            if self.run.state.get("routing") != "route-server":
-                paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text,
-                                              "label": labels.label_text(label)}
-                         for dest, label in static_paths(adjacency, n).items()}
-            emulation = {}
-            for rec, link in zip(self.run.state["links"], self.topo.links):
-                for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
-                    if end == n and _needs_emulation(params):
-                        emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = {
-                            "delay_s": params.delay_s, "jitter_s": params.jitter_s, "loss": params.loss,
-                            "duplicate": params.duplicate, "reorder": params.reorder, "corrupt": params.corrupt}
-            configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
-                          "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
-                          "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
-                          "paths": paths, "link_emulation": emulation}
-            if self.run.state.get("routing") == "route-server":
-                configs[n]["route_server"] = self._route_server_settings(n, ids)
-        add_lease_configs(self, configs, adjacency)  # the topology's bandwidth leases (testbed/leases.py)
-        return configs
-
-    def _route_server_settings(self, node: str, ids: dict) -> dict:
-        """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with
-        those of other ISPs and share link state with the others of their own."""
-        servers = self.topo.nodes_with_role("route_server")
-        isp = self.topo.nodes[node].isp
-        own = [s for s in servers if self.topo.nodes[s].isp == isp] or servers
-        key = ids[node].pubkey_text
-        settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
-                    "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
-        if node in servers:
-            settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
-            settings["federation"] = [ids[s].pubkey_text for s in servers
-                                      if s not in own and ids[s].pubkey_text != key]
-        return settings
+        return agent_configs.identity(self.topo, self.run.state["seed"], node)
 
     def _start_agents(self, progress, per_process: int | None) -> None:
-        configs = self._agent_configs()
+        self.run.state.setdefault("leases_started_at", time.time())  # lease terms count from here
+        try:
+            configs = agent_configs.agent_configs(self.topo, self.run.state, self.run.dir)
+        except agent_configs.ConfigError as e:
+            raise RunError(str(e)) from None
         self.run.state["addresses"] = {n: Identity.from_private_key(c["private_key"]).ip6_text
                                        for n, c in configs.items()}
         for n, cfg in configs.items():
+            self.run.path("nodes", n).mkdir(parents=True, exist_ok=True)
             with open(self.run.path("nodes", n, "agent.json"), "w") as f:
                 json.dump(cfg, f, indent=1)
         nodes = list(configs)
@@ -376,13 +322,3 @@ class Mesh:
             if pending and time.monotonic() > deadline:
                 shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
                 raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
-
-
-@functools.lru_cache(maxsize=None)
-def _identity(seed: bytes, index: int) -> Identity:
-    # derivation retries until the address starts with fc (about 256 tries): worth deriving once per node
-    return Identity.from_seed(seed, index)
-
-
-def _needs_emulation(p) -> bool:
-    return any((p.delay_s, p.jitter_s, p.loss, p.duplicate, p.reorder, p.corrupt))

@@ -50,7 +50,7 @@ from testbed.events import EventLog
 from testbed.faults.base import end_of
 from testbed.faults.measure import mbit
 from testbed.paths import MESHNET_LAB
-from testbed.topology import Topology, TopologyError, load, parse_rate
+from testbed.topology import Topology, TopologyError, from_dict, load, parse_rate, validate
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 REPO = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def _assertion_kind(a, where: str) -> str:
 def resolve_topology(s: dict, seed: int) -> Topology:
     ref = s["topology"]
     if isinstance(ref, dict):
-        topo = Topology.from_dict(ref, source=s.get("name", "scenario"))
+        topo = from_dict(ref, source=s.get("name", "scenario"))
     else:
         spec = str(ref)
         for base in ([Path(s["_file"]).parent] if s.get("_file") else []) + [Path.cwd(), REPO]:
@@ -176,7 +176,7 @@ def reduce_topology(topo: Topology, size: int) -> Topology:
     out = dataclasses.replace(topo, nodes={n: topo.nodes[n] for n in topo.nodes if n in kept},
                               links=[l for l in topo.links if l.a in kept and l.b in kept],
                               name=f"{topo.name}-{size}", warnings=[])
-    out.validate()
+    validate(out)
     return out
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from mininet.node import Host
 
-from testbed.leases import htb_plans as lease_htb_plans, htb_messages as lease_htb_messages
+from testbed.agent_configs import htb_messages as lease_htb_messages, htb_plans as lease_htb_plans
 from node.agent.netns import in_netns
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
@@ -178,7 +178,7 @@ class NetnsBackend:
     def _configure(self, progress) -> None:
         """Per namespace: lo and every link up, the link's address, HTB shaping where the link has a rate."""
         by_node: dict[str, list[tuple[str, str, object]]] = {n: [] for n in self.topo.nodes}
-        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/leases.py)
+        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
         plans = {}
         for i, (rec, link) in enumerate(zip(self.links, self.topo.links)):
             by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab))

@@ -1,8 +1,7 @@
 """`pktlab fault`, `pktlab heal`, `pktlab faults` and `pktlab run SCENARIO`.
 
-cli.py plugs these in with `cli_faults.register(add)` inside build_parser(), where `add(name, fn, help)` returns
-an argparse subparser whose `fn` is called with the parsed arguments. Errors are raised as RuntimeError (exit 1)
-or SystemExit; `pktlab run` exits with 0 if the scenario passed or was skipped, 1 if it failed.
+Errors are raised as RuntimeError (exit 1) or SystemExit; `pktlab run` exits with 0 if the scenario passed or was
+skipped, 1 if it failed.
 """
 from __future__ import annotations
 
@@ -10,23 +9,14 @@ import json
 import os
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
-out = Console()
-
-
-def _mesh(args):
-    if os.geteuid() != 0:
-        raise SystemExit("pktlab: this command needs root (network namespaces): run it with sudo")
-    from testbed.mesh import Mesh
-    return Mesh.attach(args.run)
+from testbed.cli.common import attach, console, out, run_option
 
 
 def cmd_fault(args):
     from testbed import faults as F
-    mesh = _mesh(args)
+    mesh = attach(args)
     try:
         fault = F.apply_fault(mesh, " ".join(args.fault), check=not args.no_check)
     except F.FaultError as e:
@@ -42,7 +32,7 @@ def cmd_fault(args):
 
 def cmd_heal(args):
     from testbed import faults as F
-    mesh = _mesh(args)
+    mesh = attach(args)
     try:
         healed = F.heal(mesh, args.fault, check=not args.no_check)
     except F.FaultError as e:
@@ -56,7 +46,7 @@ def cmd_heal(args):
 
 def cmd_faults(args):
     from testbed import faults as F
-    mesh = _mesh(args)
+    mesh = attach(args)
     active = F.active_faults(mesh)
     if args.json:
         print(json.dumps([f.to_dict() for f in active]))
@@ -96,19 +86,19 @@ def register(add) -> None:
     from testbed.faults import KINDS
     sp = add("fault", cmd_fault, "apply a fault to a running mesh and check that it bites: pktlab fault loss "
                                  "n1--n2 10%")
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    run_option(sp)
     sp.add_argument("fault", nargs="+", metavar="FAULT",
                     help=f"KIND TARGET [VALUE] [key=value ...]; kinds: {', '.join(KINDS)}")
     sp.add_argument("--no-check", action="store_true", help="do not measure that the fault takes effect")
     sp.add_argument("--json", action="store_true")
 
     sp = add("heal", cmd_heal, "remove one active fault (by id) or all of them, and check the baseline is back")
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    run_option(sp)
     sp.add_argument("fault", nargs="?", metavar="FAULT_ID")
     sp.add_argument("--no-check", action="store_true", help="do not measure that the fault is gone")
 
     sp = add("faults", cmd_faults, "the active faults of a run")
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    run_option(sp)
     sp.add_argument("--json", action="store_true")
 
     sp = add("run", cmd_run, "run a scenario (file or bundled name) on a fresh mesh; exit 1 if it fails")
@@ -117,28 +107,3 @@ def register(add) -> None:
     sp.add_argument("--keep", action="store_true", help="leave the mesh running afterwards")
     sp.add_argument("--list", action="store_true", help="list the bundled scenarios")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def main(argv=None) -> int:
-    """Standalone entry until cli.py calls register(): `python -m testbed.cli_faults run link-flap`."""
-    import argparse
-    from testbed.runs import RunError
-    p = argparse.ArgumentParser(prog="pktlab")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    def add(name, fn, help_):
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.set_defaults(fn=fn)
-        return sp
-    register(add)
-    args = p.parse_args(argv)
-    try:
-        args.fn(args)
-    except (RunError, RuntimeError) as e:
-        console.print(f"[red]pktlab: error:[/] {e}", highlight=False)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,28 +2,19 @@
 
 `leases` shows a node's leases, ingress meters, egress schedulers and counters live, from the agent's `leases`
 control command. `lease-config` sends a signed configuration request (node/leases/requests.py) as the
-lease's holder would: the holder key of a topology isp comes from the run seed (testbed/leases.py), or give
-`--key HEX` (a 32-byte private key). cli.py plugs these in with `register(add)`.
+lease's holder would: the holder key of a topology isp comes from the run seed (testbed/topology/leases.py), or give
+`--key HEX` (a 32-byte private key).
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
-out = Console()
+from testbed.cli.common import attach, out, run_option
+
 SETTABLE = {"max_priority_bandwidth", "clear_customer_bit", "deprioritize_non_customer", "virtual_router"}
-
-
-def _mesh(args):
-    if os.geteuid() != 0:
-        raise SystemExit("pktlab: this command needs root (network namespaces): run it with sudo")
-    from testbed.mesh import Mesh
-    return Mesh.attach(args.run)
 
 
 def _agent_call(mesh, node, cmd, **kw):
@@ -77,7 +68,7 @@ def render(node: str, d: dict) -> None:
 
 
 def cmd_leases(args):
-    mesh = _mesh(args)
+    mesh = attach(args)
     answer = _agent_call(mesh, args.node, "leases")
     if not answer.get("ok"):
         raise RuntimeError(f"{args.node}: {answer.get('error')}")
@@ -107,8 +98,8 @@ def parse_changes(pairs: list[str]) -> dict:
 
 def cmd_lease_config(args):
     from node.leases import requests as cr
-    from testbed.leases import holder_identity
-    mesh = _mesh(args)
+    from testbed.topology.leases import holder_identity
+    mesh = attach(args)
     if args.key:
         try:
             key = bytes.fromhex(args.key)
@@ -133,7 +124,7 @@ def cmd_lease_config(args):
 def register(add) -> None:
     sp = add("leases", cmd_leases, "a node's bandwidth leases, meters and counters, live from its agent")
     sp.add_argument("node", metavar="NODE")
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    run_option(sp)
     sp.add_argument("--json", action="store_true")
 
     sp = add("lease-config", cmd_lease_config, "send a signed lease configuration request as the lease holder: "
@@ -145,5 +136,5 @@ def register(add) -> None:
     holder = sp.add_mutually_exclusive_group(required=True)
     holder.add_argument("--holder", metavar="ISP", help="sign with this isp's holder key (from the run seed)")
     holder.add_argument("--key", metavar="HEX", help="sign with this private key")
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    run_option(sp)
     sp.add_argument("--json", action="store_true")

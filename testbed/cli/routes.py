@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Console
 from rich.table import Table
 
 from node.agent.control_client import AgentError
 from testbed import runs
-
-out = Console()
+from testbed.cli.common import attach, out, run_option
 
 
 def _mesh(args):
-    from testbed.mesh import Mesh
-    mesh = Mesh.attach(args.run)
+    mesh = attach(args)
     if mesh.run.state.get("routing") != "route-server":
         raise runs.RunError(f"run {mesh.run.name} routes statically (its topology has no route_server nodes)")
     return mesh
@@ -79,10 +76,10 @@ def cmd_rs(args):
 
 def register(add):
     sp = add("routes", cmd_routes, "a node's route server and the paths it learned, hop by hop")
-    sp.add_argument("--run", metavar="NAME")
+    run_option(sp)
     sp.add_argument("node")
     sp.add_argument("--json", action="store_true")
     sp = add("rs", cmd_rs, "route servers: graph size, announcements, rejections by reason, queries")
-    sp.add_argument("--run", metavar="NAME")
+    run_option(sp)
     sp.add_argument("node", nargs="?", help="one route server (default: all)")
     sp.add_argument("--json", action="store_true")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import networkx as nx
 
-from testbed.topology import (IFNAME_MAX, NAME_RE, PARAMS, Link, LinkParams, Node, Topology, TopologyError,
-                              params_to_dict)
+from testbed.topology.model import IFNAME_MAX, NAME_RE, PARAMS, Link, LinkParams, Node, Topology, params_to_dict
+from testbed.topology.reader import from_dict
+from testbed.topology.units import TopologyError
 
 # --- naming imported nodes ---------------------------------------------------------------------------------
 
@@ -266,7 +267,7 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
         if attrs:
             entry["attrs"] = attrs
         d["links"].append(entry)
-    return Topology.from_dict(d, source)
+    return from_dict(d, source)
 
 
 def _from_foreign_networkx(g: nx.Graph, source: str) -> Topology:

@@ -17,7 +17,8 @@ from typing import Callable
 
 import networkx as nx
 
-from testbed.topology import PARAMS, Isp, Link, LinkParams, Node, Topology, TopologyError
+from testbed.topology.model import PARAMS, Isp, Link, LinkParams, Node, Topology
+from testbed.topology.units import TopologyError
 
 MAX_NODES = 5000
 MAX_LINKS = 100_000

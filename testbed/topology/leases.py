@@ -15,14 +15,12 @@ A Cloud ISP lists the leases it sells on links of its own devices (format in tes
             deprioritize_non_customer: 4 # default: 4 when the holder is a customer of this isp, else null
             term: 1h                     # the lease expires this long after `up`; default null = never
 
-A mesh turns them into each node's agent "leases" section (node/tun_switch/lease_config.py): both ends of the
-link get the lease with the same UDP port (LEASE_PORT_BASE + its number in the topology) and an interface
-number of their own (counting down from 256, clear of the peer links' 0, 2, 3, ...). Holder keys come from
-the run seed like node keys (``holder_identity``). A node's paths go over the leases its own isp holds, so
-a label chooses the lease as on a PKT device (static routing only: route servers hand out
-paths over the free leases). Link ends with a rate get the per-lease HTB plan
-(node/tun_switch/tc_plan.py) instead of the single shaping class; the agents' lease sockets reach the classes
-through SO_PRIORITY, so no classifier is needed.
+testbed/agent_configs.py turns them into each node's agent "leases" section (node/leases/config.py): both ends
+of the link get the lease with the same UDP port (LEASE_PORT_BASE + its number in the topology). Holder keys come
+from the run seed like node keys (``holder_identity``). A node's paths go over the leases its own isp holds, so a
+label chooses the lease as on a PKT device. Link ends with a rate get the per-lease HTB plan
+(node/leases/tc_plan.py) instead of the single shaping class; the agents' lease sockets reach the classes through
+SO_PRIORITY, so no classifier is needed.
 """
 from __future__ import annotations
 
@@ -30,11 +28,10 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from node.cjdns import labels
 from node.cjdns.keys import Identity, parse_pubkey_text
-from node.leases.table import FREE, Lease
+from node.leases.table import FREE
 from node.cjdns.switch_header import MAX_PRIORITY
-from node.leases.tc_plan import htb_plan
+from testbed.topology.units import TopologyError, parse_rate
 
 LEASE_FIELDS = ("link", "holder", "id", "guarantee", "max_priority_bandwidth", "clear_customer_bit",
                 "deprioritize_non_customer", "term")
@@ -87,7 +84,6 @@ def parse_term(value) -> float | None:
 
 
 def _parse_one(topo, isp, entry, n, number) -> tuple[DeclaredLease | None, list[str]]:
-    from testbed.topology import TopologyError, parse_rate
     where = f"isp {isp.name}: leases[{n}]"
     if not isinstance(entry, dict):
         return None, [f"{where}: expected a mapping with at least 'link', got {type(entry).__name__}"]
@@ -199,7 +195,6 @@ def lease_errors(topo) -> list[str]:
 
 
 def declared_leases(topo) -> list[DeclaredLease]:
-    from testbed.topology import TopologyError
     leases, errors = parse(topo)
     if errors:
         raise TopologyError(errors)
@@ -217,109 +212,3 @@ def json_schema() -> dict:
         "deprioritize_non_customer": {"oneOf": [{"type": "null"},
                                                 {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY}]},
         "term": {"oneOf": [{"type": "null"}, {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]*)?\s*(s|m|min|h|d)\s*$"}]}}}
-
-
-# --- what a mesh makes of them ------------------------------------------------------------------------------
-
-def htb_plans(topo) -> dict:
-    """{(node, link number): HTB plan (tc_plan.htb_plan)} for every link end with a rate and leases. Slots
-    follow the order the leases enter the agent's table (topology order, as in agent_sections)."""
-    if not any(isp.leases for isp in topo.isps.values()):
-        return {}
-    by_link = {}
-    for lease in declared_leases(topo):
-        by_link.setdefault(lease.link_index, []).append(lease)
-    plans = {}
-    for i, mine in by_link.items():
-        link = topo.links[i]
-        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_kbit=l.guarantee_bps / 1000, slot=n + 1)
-                                             for n, l in enumerate(mine)]
-        for node in (link.a, link.b):
-            rate = link.params_from(node).rate_bps
-            if rate:
-                plans[(node, i)] = htb_plan(rate / 1000, objs)
-    return plans
-
-
-def htb_messages(templates, plan: dict):
-    """(netlink message, description) pairs that install ``plan`` on one interface (ifindex stamped later)."""
-    from node.leases.tc_plan import handle_text
-    root = plan["root"]
-    yield templates.htb_root(default_class=root["default"]), "htb (lease plan)"
-    for c in plan["classes"]:
-        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
-        key = ("lease-class", c["rate_bps"], c["ceil_bps"], classid, parent, c["prio"])
-        msg = templates._compile(key, lambda b, c=c, classid=classid, parent=parent: b.tc(
-            "add-class", "htb", index=1, handle=classid, parent=parent, rate=f"{c['rate_bps']}bit",
-            ceil=f"{c['ceil_bps']}bit", prio=c["prio"]))
-        yield msg, f"class {classid} ({c['lease'] or 'link'})"
-
-
-def agent_sections(topo, links_state: list[dict], seed, started_at: float) -> tuple[dict, dict]:
-    """({node: agent "leases" section}, {node: {(neighbour): [(lease, interface)]}}) for a mesh.
-    ``links_state``: the run's link records (a, b, a_if, b_if), in topology order."""
-    leases = declared_leases(topo)
-    sections, lease_ifaces = {}, {}
-    next_if = {}
-    for lease in leases:
-        link = topo.links[lease.link_index]
-        ends = (link.a, link.b)
-        rec = links_state[lease.link_index]
-        holder = lease.holder_key or holder_identity(seed, lease.holder_isp).pubkey_text
-        for end in ends:
-            ifname = rec["a_if"] if end == rec["a"] else rec["b_if"]
-            index = next_if.get(end, LAST_INTERFACE)
-            next_if[end] = index - 1
-            sec = sections.setdefault(end, {"links": {}})
-            ls = sec["links"].setdefault(ifname, {"leases": []})
-            rate = link.params_from(end).rate_bps
-            if rate:
-                ls["capacity_kbit"] = rate / 1000 * AGENT_PACE
-            ls["leases"].append({
-                "id": lease.id, "interface": index, "udp_port": lease.udp_port,
-                "guarantee_kbit": lease.guarantee_bps / 1000,
-                "max_priority_bandwidth": lease.max_priority_bandwidth,
-                "clear_customer_bit": lease.clear_customer_bit,
-                "deprioritize_non_customer": lease.deprioritize_non_customer, "holder": holder,
-                "expires_at": None if lease.term_s is None else started_at + lease.term_s})
-            other = ends[1] if end == ends[0] else ends[0]
-            lease_ifaces.setdefault(end, {}).setdefault(other, []).append((lease, index))
-    return sections, lease_ifaces
-
-
-def add_to_agent_configs(mesh, configs: dict, adjacency: dict) -> None:
-    """Put the leases into the agents' configs; paths of a node go over the leases its isp holds.
-    ``adjacency``: {node: {neighbour: peer-link switch index}} as the mesh built it."""
-    from node.cjdns.paths import static_paths
-    topo = mesh.topo
-    if not any(isp.leases for isp in topo.isps.values()) \
-            and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
-        return
-    import time
-    started = mesh.run.state.setdefault("leases_started_at", time.time())
-    sections, lease_ifaces = agent_sections(topo, mesh.run.state["links"], mesh.run.state["seed"], started)
-    for node in topo.nodes.values():
-        origin = node.attrs.get(ORIGIN_ATTR)
-        if origin is not None:
-            sections.setdefault(node.name, {"links": {}})["origin"] = dict(origin)
-    for node, sec in sections.items():
-        configs[node]["leases"] = sec
-    if mesh.run.state.get("routing") == "route-server":
-        return      # paths come from the route servers (over the free leases: they do not know the leases)
-    ids = {n: Identity.from_private_key(configs[n]["private_key"]) for n in configs}
-    for src, cfg in configs.items():
-        isp = topo.nodes[src].isp
-        if isp is None:
-            continue
-        adj = {n: dict(nbrs) for n, nbrs in adjacency.items()}
-        changed = False
-        for node, nbrs in lease_ifaces.items():
-            for other, held in nbrs.items():
-                for lease, index in held:
-                    if lease.holder_isp == isp:
-                        adj[node][other] = index
-                        changed = True
-                        break
-        if changed:
-            cfg["paths"] = {ids[d].ip6_text: {"public_key": ids[d].pubkey_text, "label": labels.label_text(label)}
-                            for d, label in static_paths(adj, src).items()}

@@ -87,12 +87,12 @@ def test_faults_listed_from_another_process(mesh):
     f1 = F.apply_fault(mesh, "delay r1c1--r1c2 10ms", check=False)
     f2 = F.apply_fault(mesh, "link-down r2c1--r2c2", check=False)
     env = dict(os.environ, PKTLAB_HOME=str(mesh.run.dir.parent))
-    out = subprocess.run([sys.executable, "-m", "testbed.cli_faults", "faults", "--run", mesh.run.name, "--json"],
+    out = subprocess.run([sys.executable, "-m", "testbed.cli", "faults", "--run", mesh.run.name, "--json"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
     assert [(d["id"], d["kind"]) for d in listed] == [(f1.id, "delay"), (f2.id, "link-down")]
-    heal = subprocess.run([sys.executable, "-m", "testbed.cli_faults", "heal", "--run", mesh.run.name],
+    heal = subprocess.run([sys.executable, "-m", "testbed.cli", "heal", "--run", mesh.run.name],
                           capture_output=True, text=True, env=env, timeout=120)
     assert heal.returncode == 0, heal.stderr
     assert F.active_faults(mesh) == []

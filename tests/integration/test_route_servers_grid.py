@@ -24,7 +24,7 @@ import pytest
 from testbed import faults
 from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
-from testbed.topologies.generators import two_isp_grid
+from testbed.topology.generators import two_isp_grid
 
 from .waiting import wait_for
 

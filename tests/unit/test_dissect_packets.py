@@ -184,5 +184,5 @@ def test_truncated_frames_of_each_kind_never_raise(first, rest):
 
 
 def test_default_peer_port_is_the_mesh_agents_port():
-    from testbed import mesh
-    assert mesh.AGENT_UDP_PORT in D.PEER_PORTS
+    from testbed import agent_configs
+    assert agent_configs.AGENT_UDP_PORT in D.PEER_PORTS
