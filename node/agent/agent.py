@@ -37,6 +37,7 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
                                   forged (bad signature), replayed (the last accepted one again), skewed (+60 s)
 """
 
+import functools
 import logging
 import os
 import signal
@@ -44,11 +45,12 @@ import sys
 
 from node.agent.config import ConfigError, load_config
 from node.agent.control_api import CommandError, ControlServer
-from node.tun_switch.node import Node
 from node.agent.event_loop import EventLoop
-from node.tun_switch.lease_plane import LeasePlane
 from node.agent.netns import in_netns
 from node.cjdns import keys
+from node.tun_switch.lease_plane import LeasePlane
+from node.tun_switch.node import Node
+from node.tun_switch.route_server_plane import RouteServerGlue
 
 log = logging.getLogger("node.agent")
 
@@ -64,7 +66,6 @@ class Agent:
         self.control = None
         self.route_server = None     # paths from route servers instead of the static table (config "route_server")
         if config.route_server is not None:
-            from node.tun_switch.route_server_plane import RouteServerGlue
             self.route_server = RouteServerGlue(self.node, config.route_server)
             self.route_server.install(self.loop)
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
@@ -79,12 +80,17 @@ class Agent:
                  self.node.identity.pubkey_text, len(self.node.links))
 
     def handlers(self):
-        return {"status": self.cmd_status, "peers": self.cmd_peers, "sessions": self.cmd_sessions,
-                "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
-                "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
-                "leases": self.cmd_leases, "lease_config": self.cmd_lease_config,
-                "routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
-                "set_clock": self.cmd_set_clock, "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject}
+        """The agent's own commands, then each plane's: a plane the config does not have answers why not."""
+        handlers = {"status": self.cmd_status, "peers": self.cmd_peers, "sessions": self.cmd_sessions,
+                    "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
+                    "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
+                    "set_clock": self.cmd_set_clock}
+        for kind, plane in ((LeasePlane, self.lease_plane), (RouteServerGlue, self.route_server)):
+            if plane is not None:
+                handlers.update(plane.commands())
+            else:
+                handlers.update({name: functools.partial(_absent, kind.ABSENT) for name in kind.COMMANDS})
+        return handlers
 
     def run(self):
         # A short tick: signal handlers only set a flag, and the loop must wake up to see it.
@@ -159,37 +165,6 @@ class Agent:
         self.node.ping(dest_ip6, lambda result: respond(dict(result, dest=dest)), timeout, size)
         return None
 
-    def _lease_plane(self):
-        if self.lease_plane is None:
-            raise CommandError('this node has no "leases" section in its config')
-        return self.lease_plane
-
-    def cmd_leases(self, req, respond):
-        return self._lease_plane().describe()
-
-    def cmd_lease_config(self, req, respond):
-        plane = self._lease_plane()
-        if not isinstance(req.get("request"), str):
-            raise CommandError('needs "request": the signed request as JSON text')
-        return plane.configure(req["request"])
-
-    def _route_server_client(self):
-        if self.route_server is None:
-            raise CommandError('this node has no "route_server" section in its config')
-        return self.route_server
-
-    def _route_server_role(self, running=True):
-        glue = self._route_server_client()
-        if not glue.settings.serve:
-            raise CommandError('this node is not a route server (config "route_server": {"serve": true})')
-        if running and glue.service is None:
-            raise CommandError("this node's route server is not running (rs_service run=true starts it)")
-        return glue
-
-    def cmd_routes(self, req, respond):
-        glue = self._route_server_client()
-        return dict(glue.client.describe(), agent_counters=dict(glue.counters))
-
     def cmd_set_clock(self, req, respond):
         offset = req.get("offset_s")
         if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not abs(offset) <= 86400:
@@ -197,45 +172,14 @@ class Agent:
         self.node.clock_offset_s = float(offset)
         return {"clock_offset_s": self.node.clock_offset_s}
 
-    def cmd_rs_service(self, req, respond):
-        glue = self._route_server_role(running=False)
-        run = req.get("run")
-        if not isinstance(run, bool):
-            raise CommandError('"run" must be true or false')
-        if run and glue.service is None:
-            glue.start_service()
-        elif not run and glue.service is not None:
-            glue.stop_service()
-        return {"running": glue.service is not None}
-
-    def cmd_rs_inject(self, req, respond):
-        count = req.get("count", 1)
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
-            raise CommandError('"count" must be an integer in 1..100')
-        try:
-            return self._route_server_client().send_bad_announcements(req.get("kind"), count)
-        except ValueError as e:
-            raise CommandError(str(e)) from None
-
-    def cmd_rs_status(self, req, respond):
-        glue = self._route_server_role()
-        return dict(glue.service.status(), glue=glue.counters)
-
-    def cmd_rs_route(self, req, respond):
-        glue = self._route_server_role()
-        try:
-            src, dst = keys.parse_ip6_text(req.get("src")), keys.parse_ip6_text(req.get("dst"))
-        except (ValueError, TypeError, AttributeError) as e:
-            raise CommandError(f'needs "src" and "dst" IPv6 addresses: {e}') from None
-        found = glue.service.explain(src, dst)
-        if found is None:
-            raise CommandError(f"no path from {req['src']} to {req['dst']}")
-        return found
-
     def cmd_shutdown(self, req, respond):
         respond({"shutting_down": True})
         self.loop.call_later(0, self.on_shutdown, self)
         return None
+
+
+def _absent(why, req, respond):
+    raise CommandError(why)
 
 
 USAGE = """usage: python -m node.agent CONFIG.json

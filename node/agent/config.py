@@ -9,11 +9,12 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from node.tun_switch.link_emulation import LinkParams
-from node.cjdns.paths import parse_path_table
 from node.cjdns import keys
+from node.cjdns.paths import parse_path_table
 from node.leases.config import parse_lease_config
 from node.leases.table import LeaseError
+from node.tun_switch.link_emulation import LinkParams
+from node.tun_switch.route_server_plane import parse_settings
 
 DEFAULT_TUN_MTU = 65000      # fits a 65535 veth MTU with our 100 bytes of handshake overhead + UDP/IPv6
 MIN_TUN_MTU = 1280
@@ -175,7 +176,6 @@ def parse_config(data, source="config"):
 
     route_server = None
     if "route_server" in data:
-        from node.tun_switch.route_server_plane import parse_settings
         try:
             route_server = parse_settings(data["route_server"])
         except ValueError as e:

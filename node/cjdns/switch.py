@@ -81,20 +81,20 @@ class Switch:
         source_bits = bits_for_number(source_index)
 
         if dest == ROUTER and (label & 0xF) != 1:
-            return self._error(source_index, packet, "MALFORMED_ADDRESS")
+            return self.error(source_index, packet, "MALFORMED_ADDRESS")
         if source_bits > bits:
             if dest == ROUTER:
                 # the return path must fit in the zeros left of our self route
                 if (label ^ 1) & (UINT64_MAX >> (64 - source_bits - 4)):
-                    return self._error(source_index, packet, "RETURN_PATH_INVALID")
+                    return self.error(source_index, packet, "RETURN_PATH_INVALID")
                 bits = source_bits
             elif source_index == ROUTER:
                 if label >> (bits + 64 - source_bits):
-                    return self._error(source_index, packet, "MALFORMED_ADDRESS")
+                    return self.error(source_index, packet, "MALFORMED_ADDRESS")
             else:
-                return self._error(source_index, packet, "MALFORMED_ADDRESS")
+                return self.error(source_index, packet, "MALFORMED_ADDRESS")
         if dest not in self.interfaces:
-            return self._error(source_index, packet, "MALFORMED_ADDRESS")
+            return self.error(source_index, packet, "MALFORMED_ADDRESS")
 
         label_shift = header.label_shift + bits
         if label_shift > 63:
@@ -125,7 +125,7 @@ class Switch:
             return None
         return (sent_label & ((1 << end) - 1)) | (1 << end)
 
-    def _error(self, source_index: int, cause: bytes, code: str) -> list[tuple[int, bytes]]:
+    def error(self, source_index: int, cause: bytes, code: str) -> list[tuple[int, bytes]]:
         """Count the drop and build the ERROR message back towards the sender (SwitchCore sendError)."""
         self.counters[f"drop_{code.lower()}"] += 1
         header = SwitchHeader.unpack(cause)

@@ -83,6 +83,22 @@ def split(packet: bytes) -> tuple[SwitchHeader, bytes]:
     return SwitchHeader.unpack(packet), bytes(packet[SIZE:])
 
 
+_TC = struct.Struct(">H")
+_TC_AT = 10
+
+
+def traffic_class_of(packet: bytes) -> int:
+    """The traffic class of a switched packet (at least SIZE bytes), without unpacking the whole header."""
+    return _TC.unpack_from(packet, _TC_AT)[0]
+
+
+def with_traffic_class(packet: bytes, tc: int) -> bytes:
+    """The packet with its traffic class replaced (the same bytes when it is unchanged)."""
+    if traffic_class_of(packet) == tc:
+        return packet
+    return packet[:_TC_AT] + _TC.pack(tc) + packet[_TC_AT + 2:]
+
+
 def make_traffic_class(priority: int = DEFAULT_PRIORITY, customer: bool = False) -> int:
     if not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
         raise SwitchHeaderError(f"priority must be 0..{MAX_PRIORITY}")

@@ -4,7 +4,7 @@
       -> ingress lease = interface table[i] (expired -> the link's free lease)
       -> LeaseIngress.apply: clear-customer-bit, re-prioritise against max-priority-bandwidth   (ingress())
       -> [the cjdns switch picks the outgoing interface o from the label]
-      -> egress lease = interface table[o]; deprioritize-non-customer                           (egress_class())
+      -> egress lease = interface table[o]; deprioritize-non-customer                           (egress())
       -> the outgoing link's EgressScheduler: 2-level token bucket                              (enqueue())
       -> on the wire when the link is free                                                      (dequeue())
 
@@ -34,6 +34,15 @@ class Ticket:
 
     def __init__(self, ingress, priority):
         self.ingress, self.priority, self.egress_priority = ingress, priority, priority
+
+
+class Egress:
+    """Where a packet leaves: the lease, its traffic class on the wire, its scheduling priority, and whether the
+    lease's link is paced by a scheduler (False: it is sent at once)."""
+    __slots__ = ("lease", "tc", "priority", "paced")
+
+    def __init__(self, lease, tc, priority, paced):
+        self.lease, self.tc, self.priority, self.paced = lease, tc, priority, paced
 
 
 class LeaseDataPath:
@@ -74,32 +83,28 @@ class LeaseDataPath:
         if ticket is not None:
             ticket.ingress.charge(ticket.priority, size, now)
 
-    def egress_lease(self, index: int, ticket, now: float):
-        """The lease a packet leaves on through interface ``index`` (None: unbound interface)."""
+    def egress(self, index: int, tc: int, ticket, now: float) -> "Egress | None":
+        """The way out through interface ``index``: its lease (resolved once per packet), the traffic class after
+        the lease's deprioritize-non-customer and the priority the packet is scheduled with. None: the interface
+        has no lease (a link without leases: the packet leaves as it is)."""
         lease = self.table.resolve(index, now)
-        if lease is not None and not lease.is_free and ticket is not None and ticket.ingress.lease.is_free:
+        if lease is None:
+            return None
+        if not lease.is_free and ticket is not None and ticket.ingress.lease.is_free:
             lease = self.table.links[lease.link].free
-        return lease
-
-    def egress_class(self, index: int, tc: int, now: float, ticket=None) -> int:
-        """The traffic class after the outgoing lease's deprioritize-non-customer (also caps the ticket's)."""
-        lease = self.egress_lease(index, ticket, now)
-        if lease is None:
-            return tc
-        if ticket is not None:
-            ticket.egress_priority = capped_priority(tc, ticket.priority, lease.deprioritize_non_customer)
-        return deprioritize_non_customer(tc, lease.deprioritize_non_customer)
-
-    def enqueue(self, index: int, item, size: int, tc: int, ticket, now: float) -> str | None:
-        """Queue ``item`` for interface ``index``; None, or the drop reason (see egress_scheduler)."""
-        lease = self.egress_lease(index, ticket, now)
-        if lease is None:
-            self.counters["unbound_interface"] += 1
-            return "unbound_interface"
-        if ticket is not None and ticket.ingress.lease.is_free and lease is not self.table.resolve(index, now):
             self.counters["free_tier_kept_free"] += 1
-        priority = ticket.egress_priority if ticket is not None else priority_of(tc)
-        reason = self.scheduler(lease.link).enqueue((item, size, ticket), size, lease, priority, now)
+        cap = lease.deprioritize_non_customer
+        if ticket is not None:
+            ticket.egress_priority = priority = capped_priority(tc, ticket.priority, cap)
+        else:
+            priority = priority_of(deprioritize_non_customer(tc, cap))
+        return Egress(lease, deprioritize_non_customer(tc, cap), priority,
+                      self.table.links[lease.link].capacity_kbit is not None)
+
+    def enqueue(self, egress: "Egress", item, size: int, ticket, now: float) -> str | None:
+        """Queue ``item`` on the egress lease's link; None, or the drop reason (see scheduler)."""
+        reason = self.scheduler(egress.lease.link).enqueue((item, size, ticket), size, egress.lease,
+                                                           egress.priority, now)
         if reason is None and ticket is not None:
             ticket.ingress.charge(ticket.priority, size, now)
         return reason
@@ -124,4 +129,4 @@ class LeaseDataPath:
         return d
 
 
-__all__ = ["LeaseDataPath", "Ticket", "ROUTER_INTERFACE"]
+__all__ = ["LeaseDataPath", "Egress", "Ticket", "ROUTER_INTERFACE"]

@@ -2,7 +2,7 @@
 
 Used by the unit tests and benchmarks to show the lease rules at work on a congested link without sockets:
 each flow offers constant-rate packets on an ingress interface towards an egress interface; every tick the
-packets are run through ingress -> egress_class -> enqueue, then every link sends what its capacity allows.
+packets are run through ingress -> egress -> enqueue, then every link sends what its capacity allows.
 The result has, per flow, the bytes delivered in the measurement window, a throughput time series and the
 traffic classes seen on the wire.
 """
@@ -63,8 +63,9 @@ def simulate(datapath, flows, duration_s: float, warmup_s: float = 1.0, tick_s: 
                 r.offered_bytes += f.size
                 tc = f.traffic_class if f.traffic_class is not None else make_traffic_class(f.priority, f.customer)
                 tc, ticket = datapath.ingress(f.ingress, tc, f.size, now)
-                tc = datapath.egress_class(f.egress, tc, now, ticket)
-                reason = datapath.enqueue(f.egress, (f.name, tc), f.size, tc, ticket, now)
+                out = datapath.egress(f.egress, tc, ticket, now)
+                reason = "unbound_interface" if out is None else \
+                    datapath.enqueue(out, (f.name, out.tc), f.size, ticket, now)
                 if reason is not None:
                     r.dropped[reason] = r.dropped.get(reason, 0) + 1
         for link in links:

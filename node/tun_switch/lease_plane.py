@@ -1,8 +1,8 @@
 """The PKT lease rules in a running node: glue between node.tun_switch.node.Node and leases.datapath.
 
-One :class:`LeasePlane` per Node, created when the agent config has a "leases" section
-(tun_switch/lease_config.py). ``start()`` installs it as the node's ``_switch_out`` (the data plane's hook
-point: link input and our own packets both go through it). It
+One :class:`LeasePlane` per Node, created when the agent config has a "leases" section (node/leases/config.py).
+``start()`` puts it in the place of the node's Forwarder (forwarding.py: link input and our own packets both go
+through it) and it builds on that Forwarder's public face. It
 
 * opens one extra peer link per paid lease: the same veth addresses as the link's peer, the lease's own UDP
   port (the same at both ends) and its own switch interface, so a label chooses the lease and the receiver
@@ -13,8 +13,8 @@ point: link input and our own packets both go through it). It
   timer at the link's pace; links without a capacity send at once (no queue, so no priority drops);
 * marks this node's own unclassed packets with the configured "origin" traffic class (the customer's device
   declares its priority and customer bit);
-* answers the control API commands ``leases`` (leases, meters, schedulers, counters) and ``lease_config``
-  (a signed configuration request, tun_switch/config_request.py).
+* brings the control API commands ``leases`` (leases, meters, schedulers, counters) and ``lease_config``
+  (a signed configuration request, node/leases/requests.py).
 
 Split with Linux traffic control (DESIGN.md §3): HTB can give each lease its guarantee (rate) and let it borrow
 up to the link (ceil), and is reached without filters through SO_PRIORITY. It cannot see the 4-bit PKT
@@ -25,23 +25,23 @@ scheduler also implements level 1 itself so the rules hold on kernels without HT
 
 import logging
 import socket
-import struct
 
-from node.tun_switch.node import CONTROL_FRAME
-from node.tun_switch.peer_link import PeerLink
-from node.leases.requests import ConfigRequestHandler
+from node.cjdns.switch_header import SIZE as HEADER_SIZE, UNCLASSED, traffic_class_of, with_traffic_class
 from node.leases.datapath import LeaseDataPath
-from node.cjdns.switch_header import SIZE as HEADER_SIZE
+from node.leases.requests import ConfigRequestHandler
 from node.leases.tc_plan import htb_plan, so_priority
+from node.tun_switch.forwarding import ROUTER, is_own_control
+from node.tun_switch.peer_link import PeerLink
 
 log = logging.getLogger(__name__)
 
-ROUTER = 1
 SO_PRIORITY = getattr(socket, "SO_PRIORITY", 12)
-_tc = struct.Struct(">H")
 
 
 class LeasePlane:
+    COMMANDS = ("leases", "lease_config")
+    ABSENT = 'this node has no "leases" section in its config'
+
     def __init__(self, node, lease_config, wall_clock=None):
         self.node = node
         self.config = lease_config
@@ -49,11 +49,13 @@ class LeasePlane:
         self.datapath = LeaseDataPath(self.table)
         self.requests = ConfigRequestHandler(self.table)
         self.wall_clock = wall_clock or node.wall_clock
+        self.base = node.forwarder          # the way out we build on
         self._drain_timers = {}             # link name -> pending timer
 
     # -- setup -----------------------------------------------------------------------------------------------
     def start(self, make_link=None):
-        """Open the per-lease peer links next to each peer link (``make_link`` replaces PeerLink in tests)."""
+        """Open the per-lease peer links next to each peer link (``make_link`` replaces PeerLink in tests) and
+        take the Forwarder's place."""
         node = self.node
         base = {link.ifname: link for link in node.links.values()}
         for (ifname, lease_id), port in self.config.ports.items():
@@ -71,53 +73,61 @@ class LeasePlane:
                 except OSError as e:             # needs CAP_NET_ADMIN for values > 6
                     log.warning("%s: SO_PRIORITY for lease %s: %s", node.name, name, e)
             node.add_link(link)
-        node._switch_out = self.switch_out      # the data plane's hook: every switched packet comes here
+        node.use_forwarder(self)
 
-    # -- packet path -----------------------------------------------------------------------------------------
-    def switch_out(self, source, packet):
-        """Node._switch_out with the lease rules: ``packet`` came from switch interface ``source``."""
-        node = self.node
-        now = node.clock()
-        dp = self.datapath
+    # -- packet path (the Forwarder's face, with the lease rules) ----------------------------------------------
+    def forward(self, source, packet):
+        """Switch ``packet``, which came from switch interface ``source``, through the lease rules."""
+        base, dp = self.base, self.datapath
+        now = self.node.clock()
         ticket = None
-        if source == ROUTER:
-            origin = self.config.origin_tc
-            if origin is not None and len(packet) >= HEADER_SIZE and packet[10:12] == b"\xff\xff":
-                packet = packet[:10] + _tc.pack(origin) + packet[12:]
-        elif len(packet) >= HEADER_SIZE:
-            tc = _tc.unpack_from(packet, 10)[0]
-            new_tc, ticket = dp.ingress(source, tc, len(packet), now)
-            if new_tc != tc:
-                packet = packet[:10] + _tc.pack(new_tc) + packet[12:]
-        for dest, out in node.switch.receive(source, packet):
+        if len(packet) >= HEADER_SIZE:
+            tc = traffic_class_of(packet)
+            if source == ROUTER:
+                if self.config.origin_tc is not None and tc == UNCLASSED:
+                    packet = with_traffic_class(packet, self.config.origin_tc)
+            else:
+                new_tc, ticket = dp.ingress(source, tc, len(packet), now)
+                packet = with_traffic_class(packet, new_tc)
+        for dest, out in base.switch.receive(source, packet):
             if dest == ROUTER:
                 dp.charge(ticket, len(out), now)
-                node._to_router(out)
+                base.to_router(out)
                 continue
-            target = node.links.get(dest)
+            target = base.links.get(dest)
             if target is None:
                 continue
-            if source == ROUTER and out[12:16] == CONTROL_FRAME:
+            if is_own_control(source, out):
                 # our link pings and control messages are never queued behind data: a congested lease must
                 # not look dead (missed link pings take the link down for everyone on it)
-                node._link_out(source, packet, dest, target, out)
+                base.send_on_link(source, packet, dest, target, out)
                 continue
-            tc = _tc.unpack_from(out, 10)[0]
-            new_tc = dp.egress_class(dest, tc, now, ticket)
-            if new_tc != tc:
-                out = out[:10] + _tc.pack(new_tc) + out[12:]
-            lease = dp.egress_lease(dest, ticket, now)
-            if lease is None or self.table.links[lease.link].capacity_kbit is None:
-                node._link_out(source, packet, dest, target, out)
+            egress = dp.egress(dest, traffic_class_of(out), ticket, now)
+            if egress is not None:
+                out = with_traffic_class(out, egress.tc)
+            if egress is None or not egress.paced:
+                base.send_on_link(source, packet, dest, target, out)
                 dp.charge(ticket, len(out), now)         # forwarded at once: charge it now
                 continue
-            if node.next_hop_down(source, packet, dest):
-                node._undeliverable(source, packet, target)    # not queued behind a dead link
+            if base.next_hop_down(source, packet, dest):
+                base.undeliverable(source, packet, target)    # not queued behind a dead link
                 continue
-            reason = dp.enqueue(dest, (target, out), len(out), new_tc, ticket, now)
+            reason = dp.enqueue(egress, (target, out), len(out), ticket, now)
             if reason is not None:
-                node.drop(f"lease_{reason}")
-            self._drain(lease.link)
+                self.node.drop(f"lease_{reason}")
+            self._drain(egress.lease.link)
+
+    def send_on_link(self, *args):
+        self.base.send_on_link(*args)
+
+    def undeliverable(self, *args):
+        self.base.undeliverable(*args)
+
+    def next_hop_down(self, *args):
+        return self.base.next_hop_down(*args)
+
+    def to_router(self, packet):
+        self.base.to_router(packet)
 
     def _drain(self, link_name):
         """Send what the link's scheduler allows now; make sure a timer comes back for the rest."""
@@ -134,13 +144,23 @@ class LeasePlane:
         self._drain(link_name)
 
     def close(self):
-        self.node.__dict__.pop("_switch_out", None)
+        if self.node.forwarder is self:
+            self.node.use_forwarder(self.base)
         for timer in self._drain_timers.values():
             if timer is not None:
                 timer.cancel()
         self._drain_timers.clear()
 
     # -- control API -----------------------------------------------------------------------------------------
+    def commands(self) -> dict:
+        """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
+        return {"leases": lambda req, respond: self.describe(), "lease_config": self.cmd_lease_config}
+
+    def cmd_lease_config(self, req, respond):
+        if not isinstance(req.get("request"), str):
+            raise ValueError('needs "request": the signed request as JSON text')
+        return self.configure(req["request"])
+
     def describe(self):
         now = self.node.clock()
         d = self.datapath.describe(now)

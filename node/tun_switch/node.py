@@ -27,21 +27,20 @@ import socket
 import struct
 import time
 
-from node.tun_switch.link_emulation import LinkParams
-from node.cjdns.paths import StaticPathProvider
-from node.tun_switch.peer_link import PeerLink
-from node.tun_switch.tun import Tun
 from node.cjdns import control, keys, labels
 from node.cjdns.cryptoauth import CryptoAuthError, State
+from node.cjdns.paths import StaticPathProvider
 from node.cjdns.sessions import SessionManager, pack_data_header, parse_data_header
 from node.cjdns.switch import Switch
 from node.cjdns.switch_header import SwitchHeader
+from node.tun_switch.forwarding import CONTROL_FRAME, ROUTER, Forwarder
+from node.tun_switch.link_emulation import LinkParams
+from node.tun_switch.peer_link import PeerLink
+from node.tun_switch.tun import Tun
 
 log = logging.getLogger(__name__)
 
-ROUTER = 1
 READ_BATCH = 64
-CONTROL_FRAME = b"\xff\xff\xff\xff"
 ICMPV6 = 58
 HOP_LIMIT = 64
 # An established session that keeps sending without hearing anything back is restarted with a fresh Hello:
@@ -112,6 +111,7 @@ class Node:
         # itself (GETSNODE, RPATH); it returns True when it took the message.
         self.content_handlers = {}
         self.control_hook = None
+        self.forwarder = Forwarder(self.switch, self.links, self.down_links, self.link_up, self.to_router, self.drop)
         self._ping_id = self.rng.randrange(1, 0xFFFF)
         self._ping_seq = 0
 
@@ -130,6 +130,10 @@ class Node:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
                             p.peer_public_key, p.peer_name, self.loop, cfg.link_emulation.get(p.ifname))
             self.add_link(link)
+
+    def use_forwarder(self, forwarder):
+        """A plane takes the Forwarder's place (and gives it back on close): every switched packet goes to it."""
+        self.forwarder = forwarder
 
     def add_link(self, link):
         self.links[link.switch_index] = link
@@ -194,7 +198,7 @@ class Node:
             return
         d.tx_packets += 1
         d.last_tx = now
-        self._switch_out(ROUTER, out)
+        self.forwarder.forward(ROUTER, out)
 
     def send_content_to(self, public_key, label, content_type, payload):
         """Session content of another type (256: route server messages) to a key, on the given label."""
@@ -218,7 +222,7 @@ class Node:
             self.drop("encrypt_" + e.reason)
             return
         d.last_tx = now
-        self._switch_out(ROUTER, out)
+        self.forwarder.forward(ROUTER, out)
 
     def housekeeping(self):
         """Every KEEPALIVE_S: a switch PING to every peer (link liveness and RTT; it also resolves the
@@ -270,7 +274,7 @@ class Node:
     # -- switching ---------------------------------------------------------------------------------------
     def _on_link_readable(self, link):
         recv = link.recv
-        switch_out = self._switch_out       # looked up per batch: a lease plane may replace it on the instance
+        forward = self.forwarder.forward    # looked up per batch: a plane may have taken the forwarder's place
         index = link.switch_index
         for _ in range(READ_BATCH):
             try:
@@ -284,53 +288,17 @@ class Node:
                 continue
             link.rx_packets += 1
             link.rx_bytes += len(packet)
-            switch_out(index, packet)
+            forward(index, packet)
 
     def receive_from_link(self, link, packet):
         """One packet from a peer link (what the readable handler does for each packet it reads)."""
         link.rx_packets += 1
         link.rx_bytes += len(packet)
-        self._switch_out(link.switch_index, packet)
-
-    def _switch_out(self, source, packet):
-        for dest, out in self.switch.receive(source, packet):
-            if dest == ROUTER:
-                self._to_router(out)
-            else:
-                target = self.links.get(dest)
-                if target is not None:
-                    self._link_out(source, packet, dest, target, out)
-
-    def _link_out(self, source, packet, dest, target, out):
-        """Send a switched packet (``packet`` as it came in, ``out`` as it leaves) on a peer link; a dead link
-        answers the source with UNDELIVERABLE instead."""
-        on_fail = functools.partial(self._undeliverable, source, packet, target) if target.emulated else None
-        if self.next_hop_down(source, packet, dest) or target.send(out, on_fail) is False:
-            if not self.link_up(target):
-                self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
-            self._undeliverable(source, packet, target)
-
-    def next_hop_down(self, source, packet, dest):
-        """dest missed its link pings (or refused): our own control frames (the link pings) still go out on it,
-        only a pong can bring it back up."""
-        return dest in self.down_links and not (source == ROUTER and packet[12:16] == CONTROL_FRAME)
-
-    def _undeliverable(self, source, packet, link):
-        """The next hop is dead (its veth is down, or it missed its link pings): answer the source with a switch
-        ERROR at once, as cjdns does, so it re-queries its path instead of waiting for silence."""
-        self.drop("next_hop_down")
-        if source == ROUTER and packet[12:16] == CONTROL_FRAME:
-            return                   # our own link pings and control messages: nobody to tell
-        for back, err in self.switch._error(source, packet, "UNDELIVERABLE"):
-            if back == ROUTER:
-                self._to_router(err)
-            else:
-                link_back = self.links.get(back)
-                if link_back is not None:
-                    link_back.send(err)
+        self.forwarder.forward(link.switch_index, packet)
 
     # -- to our router -----------------------------------------------------------------------------------
-    def _to_router(self, packet):
+    def to_router(self, packet):
+        """A switched packet for this node's own router: a control message, or session traffic for us."""
         if len(packet) < 16:
             self.drop("runt")
             return
@@ -417,7 +385,7 @@ class Node:
         if isinstance(msg, control.Ping) and not msg.pong:
             back = labels.bit_reverse64(_be64.unpack_from(packet)[0])
             reply = SwitchHeader(label=back).pack() + control.frame(msg.reply(PROTOCOL_VERSION))
-            self._switch_out(ROUTER, reply)
+            self.forwarder.forward(ROUTER, reply)
             return
         if self.control_hook is not None and self.control_hook(msg, packet):
             return
@@ -430,7 +398,7 @@ class Node:
         packet = SwitchHeader(label=labels.one_hop_label(link.switch_index)).pack() + \
             control.frame(control.Ping(PROTOCOL_VERSION, data))
         link.pings_sent += 1
-        self._switch_out(ROUTER, packet)
+        self.forwarder.forward(ROUTER, packet)
 
     def _link_pong(self, msg):
         if len(msg.data) != _link_ping.size:

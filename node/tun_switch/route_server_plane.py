@@ -101,6 +101,9 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
 
 
 class RouteServerGlue:
+    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject")
+    ABSENT = 'this node has no "route_server" section in its config'
+
     def __init__(self, node, settings: RouteServerSettings, clock_ms=None):
         self.node = node
         self.settings = settings
@@ -281,7 +284,7 @@ class RouteServerGlue:
 
     # -- sending ------------------------------------------------------------------------------------------
     def _send_control(self, label: int, msg) -> None:
-        self.node._switch_out(ROUTER, SwitchHeader(label=label).pack() + control.frame(msg))
+        self.node.forwarder.forward(ROUTER, SwitchHeader(label=label).pack() + control.frame(msg))
 
     def send_message(self, public_key: bytes, label: int, payload: bytes) -> None:
         self.counters["messages_out"] += 1
@@ -356,3 +359,50 @@ class RouteServerGlue:
         if self.service is not None:
             out["service"] = self.service.status()
         return out
+
+    # -- control API -------------------------------------------------------------------------------------
+    def commands(self) -> dict:
+        """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
+        return {"routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
+                "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject}
+
+    def _server(self, running=True):
+        if not self.settings.serve:
+            raise ValueError('this node is not a route server (config "route_server": {"serve": true})')
+        if running and self.service is None:
+            raise ValueError("this node's route server is not running (rs_service run=true starts it)")
+        return self.service
+
+    def cmd_routes(self, req, respond):
+        return dict(self.client.describe(), agent_counters=dict(self.counters))
+
+    def cmd_rs_service(self, req, respond):
+        self._server(running=False)
+        run = req.get("run")
+        if not isinstance(run, bool):
+            raise ValueError('"run" must be true or false')
+        if run and self.service is None:
+            self.start_service()
+        elif not run and self.service is not None:
+            self.stop_service()
+        return {"running": self.service is not None}
+
+    def cmd_rs_inject(self, req, respond):
+        count = req.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
+            raise ValueError('"count" must be an integer in 1..100')
+        return self.send_bad_announcements(req.get("kind"), count)
+
+    def cmd_rs_status(self, req, respond):
+        return dict(self._server().status(), glue=self.counters)
+
+    def cmd_rs_route(self, req, respond):
+        service = self._server()
+        try:
+            src, dst = keys.parse_ip6_text(req.get("src")), keys.parse_ip6_text(req.get("dst"))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f'needs "src" and "dst" IPv6 addresses: {e}') from None
+        found = service.explain(src, dst)
+        if found is None:
+            raise ValueError(f"no path from {req['src']} to {req['dst']}")
+        return found
