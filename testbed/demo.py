@@ -25,6 +25,7 @@ from testbed.backends.netns import exec_in
 from testbed.cli.common import Bars
 from testbed.mesh import Mesh
 from testbed.topology import save
+from testbed.waiting import wait_until
 
 console = Console(width=120)
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
@@ -92,9 +93,7 @@ def link_fault(mesh: Mesh) -> None:
     before = [h[0] for h in mesh.route(src, dst)] + [dst]
     fault = faults.apply_fault(mesh, f"link-down {x}--{y}", check=False)
     console.print(f"   probe {src} -> {dst} on {' -> '.join(before)}; link {x}--{y} down ({fault.id})")
-    deadline = time.monotonic() + 5  # give the mesh's own failover a chance first
-    while time.monotonic() < deadline and frozenset((x, y)) in _links_on(mesh, src, dst):
-        time.sleep(0.2)
+    wait_until(lambda: frozenset((x, y)) not in _links_on(mesh, src, dst), 5)  # the mesh's own failover first
     static = mesh.run.state.get("routing") != "route-server"
     if static and frozenset((x, y)) in _links_on(mesh, src, dst):
         moved = scenario.reroute(mesh)

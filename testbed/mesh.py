@@ -1,11 +1,14 @@
 """A running mesh: the Python API behind `pktlab up/down/exec/ping` and the pytest plugin.
 
-    mesh = Mesh.up("grid:3x3")          # namespaces, links, agents; returns when every node reaches every other
-    mesh.ping("r1c1", "r3c3")            # end to end over the nodes' fc00::/8 addresses
-    mesh.exec("r1c1", "ip -6 addr")
-    mesh.down()
+    with Mesh.up("grid:3x3") as mesh:    # namespaces, links, agents; returns when every node reaches every other
+        mesh.ping("r1c1", "r3c3")        # end to end over the nodes' fc00::/8 addresses
+        mesh.exec("r1c1", "ip -6 addr")
+        f = mesh.fault("loss r1c1--r1c2 10%")
+        mesh.heal(f)
+                                         # leaving the block is mesh.down()
 
-`Mesh.attach(name)` gives the same object for a run started by another process.
+`Mesh.attach(name)` gives the same object for a run started by another process; the pytest plugin's `mesh`
+fixture is one too.
 """
 from __future__ import annotations
 
@@ -26,11 +29,12 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, runs
+from testbed import agent_configs, faults, runs
 from testbed.backends.netns import NetnsBackend, exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
 from testbed.topology import Topology, load, save, validate
+from testbed.waiting import wait_until
 
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
 MAX_AGENT_PROCESSES = 32  # bigger meshes share this many multi-node agent hosts
@@ -100,6 +104,12 @@ class Mesh:
                 raise
         return mesh
 
+    def __enter__(self) -> "Mesh":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
     @classmethod
     def attach(cls, name: str | None = None) -> "Mesh":
         run = runs.pick_run(name)
@@ -152,17 +162,15 @@ class Mesh:
             progress("agents", min(i + per_process, len(nodes)), len(nodes))
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
-        deadline = time.monotonic() + wait
         pending = set(configs)
-        while pending:
-            for n in list(pending):
-                if self._agent_healthy(n):
-                    pending.discard(n)
-            if pending and time.monotonic() > deadline:
-                raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
-                               f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
-            time.sleep(0.05)
+
+        def all_healthy():
+            pending.difference_update([n for n in pending if self._agent_healthy(n)])
             progress("agents ready", len(configs) - len(pending), len(configs))
+            return not pending
+        if not wait_until(all_healthy, wait, interval=0.05):
+            raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
+                           f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
 
     def start_agent(self, node: str) -> int:
         """Start (or restart) a node's agent from its config, in a process of its own; same identity every time."""
@@ -202,13 +210,14 @@ class Mesh:
             return
         if rec and runs.alive(rec["pid"], rec["start"]):
             os.kill(rec["pid"], sig)
-            deadline = time.monotonic() + timeout
-            while runs.alive(rec["pid"], rec["start"]) and time.monotonic() < deadline:
+
+            def gone():
                 try:
-                    os.waitpid(rec["pid"], os.WNOHANG)
+                    os.waitpid(rec["pid"], os.WNOHANG)      # reap it if it is our child
                 except ChildProcessError:
                     pass
-                time.sleep(0.02)
+                return not runs.alive(rec["pid"], rec["start"])
+            wait_until(gone, timeout, interval=0.02)
 
     def agent(self, node: str) -> AgentClient:
         return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
@@ -258,6 +267,30 @@ class Mesh:
         return hops
 
     # -- using the mesh ---------------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.topo.nodes)
+
+    def fault(self, spec, check: bool = True):
+        """Apply a fault (`"loss n1--n2 10%"` or a dict); with check it is measured to take effect."""
+        return faults.apply_fault(self, spec, check=check)
+
+    def heal(self, fault=None, check: bool = True):
+        """Heal one fault (the object or its id) or all of them."""
+        return faults.heal(self, getattr(fault, "id", fault), check=check)
+
+    def faults(self):
+        return faults.active_faults(self)
+
+    def iperf(self, a: str, b: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201) -> float | None:
+        """TCP throughput from a to b (bit/s) with iperf3."""
+        return faults.iperf(self, a, b, seconds=seconds, reverse=reverse, port=port)
+
+    @staticmethod
+    def wait_until(predicate, within: float, what: str | None = None, interval: float = 0.2):
+        """testbed.waiting.wait_until: the predicate's first true value; on timeout, TimedOut naming `what`."""
+        return wait_until(predicate, within, what, interval)
+
     def exec(self, node: str, command: str | list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         proc = exec_in(self.run, node, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -313,12 +346,12 @@ class Mesh:
 
     def _wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()
-        deadline = time.monotonic() + wait
-        pending = pairs
-        while pending:
-            result = self.reachability(pending)
-            pending = [p for p, good in result.items() if not good]
+        pending = list(pairs)
+
+        def all_reached():
+            pending[:] = [p for p, good in self.reachability(pending).items() if not good]
             progress("reachability", len(pairs) - len(pending), len(pairs))
-            if pending and time.monotonic() > deadline:
-                shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
-                raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
+            return not pending
+        if not wait_until(all_reached, wait, interval=0):
+            shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
+            raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")

@@ -51,6 +51,7 @@ from testbed.faults.base import end_of
 from testbed.faults.measure import mbit
 from testbed.paths import MESHNET_LAB
 from testbed.topology import Topology, TopologyError, from_dict, load, parse_rate, validate
+from testbed.waiting import wait_until
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 REPO = Path(__file__).resolve().parent.parent
@@ -455,13 +456,14 @@ class Runner:
         within = float(a.get("within", 0))
         name = a.get("name") or f"{kind} " + " ".join(f"{k}={v}" for k, v in body.items())
         test = getattr(self, f"_a_{kind}")
-        deadline = time.monotonic() + within
         started = self.now()
-        while True:
-            ok, msg = test(body)
-            if ok or time.monotonic() >= deadline:
-                break
-            time.sleep(0.3)
+        outcome = []
+
+        def holds():
+            outcome[:] = test(body)
+            return outcome[0]
+        wait_until(holds, within, interval=0.3)
+        ok, msg = outcome
         if within:
             msg += f" (after {self.now() - started:.1f}s, within {within:g}s)"
         self._record(name, ok, msg)

@@ -24,6 +24,7 @@ from node.agent.netns import in_netns
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
+from testbed.waiting import wait_until
 
 MNEXEC = "mnexec"
 DEFAULT_MTU = 65535  # the agents size their TUN MTU to fit one frame of this underlay
@@ -142,13 +143,17 @@ class NetnsBackend:
         deadline = time.monotonic() + timeout
         for n in names:
             pid = self.hosts[n].pid
-            while True:
+
+            failed = BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
+
+            def its_own(pid=pid):
                 ino = netns_inode(pid)
-                if ino is not None and ino != mine:
-                    break
-                if ino is None or time.monotonic() > deadline:
-                    raise BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
-                time.sleep(0.001)
+                if ino is None:          # the holder is gone
+                    raise failed
+                return ino if ino != mine else 0
+            ino = wait_until(its_own, max(0.0, deadline - time.monotonic()), interval=0.001)
+            if not ino:
+                raise failed
             self._fds[n] = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
             self.run.state["nodes"][n] = {"pid": pid, "start": proc_start_time(pid), "netns": ino}
 

@@ -14,10 +14,11 @@ from typing import ClassVar
 from node.agent.control_client import AgentError
 from testbed.faults.base import End, Fault, FaultError, check_node, end_of, link_ends
 from testbed.faults.helper import start_helper, stop_helper
-from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats, wait_until
+from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats
 from testbed.faults.netlink import set_link_state
 from testbed.faults.record import active_faults
 from testbed.topology import parse_fraction, parse_rate, parse_time
+from testbed.waiting import wait_until
 
 
 # -- link emulation --------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ class Delay(LinkEmulation):
             seen.append(mean_rtt(mesh, e.node, e.peer))
             return seen[-1] is not None and base is not None and (
                 seen[-1] - base <= max(0.5 * self._added_ms(mesh), 5.0) or _other_faults_on(mesh, self))
-        if not wait_until(back, 5, 0.5):
+        if not wait_until(back, 5, interval=0.5):
             raise FaultError(f"{self.describe()}: RTT {seen} ms after heal (baseline {base} ms)")
         return f"RTT {seen[-1]:.1f} ms (baseline {base:.1f} ms)"
 
@@ -178,7 +179,7 @@ class Jitter(Delay):
             seen.append(ping_stats(mesh, e.node, e.peer, count=30, interval=0.02)["mdev"])
             return seen[-1] is not None and (seen[-1] <= parse_time(self.jitter) * 1000 / 4
                                              or _other_faults_on(mesh, self))
-        if not wait_until(back, 5, 0.5):
+        if not wait_until(back, 5, interval=0.5):
             raise FaultError(f"{self.describe()}: RTT deviation {seen} ms after heal")
         return f"RTT deviation {seen[-1]:.1f} ms"
 
@@ -279,7 +280,7 @@ class Rate(LinkEmulation):
         def back():     # a few tries: one slow run on a busy machine is not the limit coming back
             seen.append(iperf(mesh, e.node, e.peer, seconds=2))
             return seen[-1] is not None and (seen[-1] > 1.15 * parse_rate(self.rate) or _other_faults_on(mesh, self))
-        if not wait_until(back, 6, 0):
+        if not wait_until(back, 6, interval=0):
             raise FaultError(f"{self.describe()}: throughput {', '.join(map(mbit, seen))} after heal, still at the "
                              "limit")
         return f"throughput {mbit(seen[-1])}"

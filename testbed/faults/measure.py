@@ -11,16 +11,6 @@ from node.agent.control_client import AgentError
 from testbed.faults.base import End, FaultError
 
 
-def wait_until(predicate, within: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + within
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def ping_stats(mesh, a: str, b: str, count: int = 10, interval: float = 0.2, wait: float = 1.0) -> dict:
     """ICMPv6 echo from a to b over their fc00::/8 addresses: sent, received, loss, dups, avg and mdev ms."""
     argv = ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait), mesh.ip6(b)]

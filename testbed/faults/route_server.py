@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from node.agent.control_client import AgentError
 from testbed.faults.base import FaultError, check_node
-from testbed.faults.measure import wait_until
+from testbed.waiting import wait_until
 from testbed.faults.node import NodeFault
 from testbed.topology import parse_time
 

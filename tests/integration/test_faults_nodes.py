@@ -11,6 +11,7 @@ import pytest
 from testbed import faults as F, runs
 from testbed.faults import measure
 from testbed.events import read_events
+from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
               pytest.mark.mesh("grid:2x2", scope="module", seed=22)]
@@ -44,7 +45,7 @@ def test_crash_and_restart_same_identity(mesh):
     kinds = [e["kind"] for e in read_events(mesh.run.path("events.jsonl"), node="r2c2", kind=("fault", "heal"))]
     assert kinds[-2:] == ["fault", "heal"], kinds
     # the run monitor (one sample a second) notices the restart by the agent's uptime going back
-    assert F.wait_until(lambda: any(e["kind"] == "agent_restart" for e in
+    assert wait_until(lambda: any(e["kind"] == "agent_restart" for e in
                                     read_events(mesh.run.path("events.jsonl"), node="r2c2")), 5)
 
 
@@ -80,7 +81,7 @@ def test_malformed_frames_are_counted_drops(mesh):
     assert mesh.agent("r1c2").call("status")["healthy"]
     # The frames carry r1c1's address, so r1c2's switch errors about them go to r1c1, which may reset its
     # session once (a legitimate reaction to an error for a path it uses): traffic is back within seconds.
-    assert F.wait_until(lambda: mesh.ping("r1c1", "r2c2", timeout=1) is not None, 5)
+    assert wait_until(lambda: mesh.ping("r1c1", "r2c2", timeout=1) is not None, 5)
 
 
 def test_faults_listed_from_another_process(mesh):
