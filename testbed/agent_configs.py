@@ -14,7 +14,7 @@ from node.cjdns import labels
 from node.cjdns.keys import Identity
 from node.cjdns.paths import static_paths
 from node.leases.table import FREE, Lease
-from node.leases.tc_plan import handle_text, htb_plan
+from node.leases.tc_plan import htb_plan
 from testbed.topology.leases import AGENT_PACE, LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
@@ -178,16 +178,3 @@ def htb_plans(topo: Topology) -> dict:
             if rate:
                 plans[(node, i)] = htb_plan(rate / 1000, objs)
     return plans
-
-
-def htb_messages(templates, plan: dict):
-    """(netlink message, description) pairs that install ``plan`` on one interface (ifindex stamped later)."""
-    root = plan["root"]
-    yield templates.htb_root(default_class=root["default"]), "htb (lease plan)"
-    for c in plan["classes"]:
-        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
-        key = ("lease-class", c["rate_bps"], c["ceil_bps"], classid, parent, c["prio"])
-        msg = templates._compile(key, lambda b, c=c, classid=classid, parent=parent: b.tc(
-            "add-class", "htb", index=1, handle=classid, parent=parent, rate=f"{c['rate_bps']}bit",
-            ceil=f"{c['ceil_bps']}bit", prio=c["prio"]))
-        yield msg, f"class {classid} ({c['lease'] or 'link'})"

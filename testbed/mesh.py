@@ -93,9 +93,9 @@ class Mesh:
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
-                    mesh._start_agents(progress, agents_per_process)
-                    mesh._start_monitor()
-                    mesh._wait_reachable(progress, wait)
+                    mesh.start_all_agents(progress, agents_per_process)
+                    mesh.start_monitor()
+                    mesh.wait_reachable(progress, wait)
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
@@ -125,7 +125,7 @@ class Mesh:
             runs.archive(self.run, Path(archive))
         runs.destroy(self.run)
 
-    def _start_monitor(self) -> None:
+    def start_monitor(self) -> None:
         """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""
         interval = max(1.0, len(self.topo.nodes) / 50)
         env = dict(os.environ, **{runs.TAG_VAR: self.run.id})
@@ -142,7 +142,7 @@ class Mesh:
         """The node's keys, derived from the run seed (the same every time the node starts)."""
         return agent_configs.identity(self.topo, self.run.state["seed"], node)
 
-    def _start_agents(self, progress, per_process: int | None) -> None:
+    def start_all_agents(self, progress, per_process: int | None) -> None:
         self.run.state.setdefault("leases_started_at", time.time())  # lease terms count from here
         try:
             configs = agent_configs.agent_configs(self.topo, self.run.state, self.run.dir)
@@ -344,7 +344,7 @@ class Mesh:
                 ok[pair] = p.wait() == 0
         return ok
 
-    def _wait_reachable(self, progress, wait: float) -> None:
+    def wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()
         pending = list(pairs)
 

@@ -24,6 +24,8 @@ import re
 import pytest
 
 SCOPES = ("function", "class", "module", "session")
+MESH_KEY = pytest.StashKey()          # item -> the mesh its test used (for the failure report)
+MESHES_KEY = pytest.StashKey()        # config -> {(scope owner, spec, seed): shared mesh}
 LOG_TAIL = 300        # lines of merged agent log attached to a failure report
 EVENT_TAIL = 200
 
@@ -70,7 +72,7 @@ def mesh(request):
     from testbed.mesh import Mesh
     opts = _options(request)
     owner = _scope_node(request, opts["scope"])
-    cache = request.config.__dict__.setdefault("_pktlab_meshes", {})
+    cache = request.config.stash.setdefault(MESHES_KEY, {})
     key = (owner.nodeid, str(opts["spec"]), opts["seed"])
     handle = cache.get(key)
     if handle is None:
@@ -84,7 +86,7 @@ def mesh(request):
             request.addfinalizer(down)
         else:
             owner.addfinalizer(down)
-    request.node._pktlab_mesh = handle
+    request.node.stash[MESH_KEY] = handle
     yield handle
     if owner is not request.node and key in cache:
         # a shared mesh: the next test starts without this test's faults
@@ -136,7 +138,7 @@ def event_log_text(run, tail: int | None = EVENT_TAIL) -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    handle = getattr(item, "_pktlab_mesh", None)
+    handle = item.stash.get(MESH_KEY, None)
     if handle is None or not rep.failed or rep.when == "teardown":
         return
     run = handle.run

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from mininet.node import Host
 
-from testbed.agent_configs import htb_messages as lease_htb_messages, htb_plans as lease_htb_plans
+from node.leases.tc_plan import handle_text
+from testbed.agent_configs import htb_plans as lease_htb_plans
 from node.agent.netns import in_netns
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
@@ -229,3 +230,13 @@ def exec_in(run: Run, node: str, argv: list[str], **popen_kwargs) -> subprocess.
         raise BackendError(f"run {run.name} has no node {node!r}")
     env = dict(os.environ, **{TAG_VAR: run.id, "PKTLAB_NODE": node})
     return subprocess.Popen([MNEXEC, "-a", str(rec["pid"])] + argv, env=env, **popen_kwargs)
+
+
+def lease_htb_messages(templates: Templates, plan: dict):
+    """(netlink message, description) pairs that install a lease HTB plan (tc_plan.htb_plan) on one interface
+    (ifindex stamped later)."""
+    yield templates.htb_root(default_class=plan["root"]["default"]), "htb (lease plan)"
+    for c in plan["classes"]:
+        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
+        yield (templates.htb_class(c["rate_bps"], c["ceil_bps"], classid, parent, prio=c["prio"]),
+               f"class {classid} ({c['lease'] or 'link'})")
