@@ -12,6 +12,7 @@ Semantics follow netem/tbf where they overlap:
   (netem's "reorder": it overtakes the delayed ones).
 """
 
+import math
 import random
 from dataclasses import asdict, dataclass, fields
 
@@ -20,21 +21,41 @@ MIN_BURST_BYTES = 65536
 QUEUE_LIMIT_S = 0.2
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+_TIMES = ("delay_s", "jitter_s")
 
 
 @dataclass
 class LinkParams:
+    """One direction of a link: its capacity and what it does to packets. The one LinkParams of pktlab: the
+    topology model, the agent config, set_link and the shapers all use it, in one unit per quantity (bit/s,
+    seconds, fractions 0..1). The kernel shapes ``rate_bps`` (HTB) where the testbed builds the link; the agent
+    emulates the rest, and the rate too where it is asked to (set_link, the rate fault)."""
+    rate_bps: int | None = None      # None: unshaped
     delay_s: float = 0.0
     jitter_s: float = 0.0
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
     corrupt: float = 0.0
-    rate_bps: float = 0.0
+
+    def problems(self) -> list[str]:
+        """What is out of range, field by field (empty: the parameters are usable)."""
+        out = []
+        r = self.rate_bps
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r <= 0):
+            out.append(f"rate_bps: must be a positive whole number of bit/s or None, got {r!r}")
+        for key in _TIMES + _PROBABILITIES:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                out.append(f"{key}: must be a number >= 0, got {v!r}")
+            elif key in _PROBABILITIES and v > 1:
+                out.append(f"{key}: a probability must be in [0, 1], got {v}")
+        return out
 
     @classmethod
     def from_dict(cls, data, where="link_emulation"):
-        """Validate a mapping of parameters; unknown keys or bad values raise ValueError naming the field."""
+        """Validate a JSON mapping of parameters (rate_bps null or 0: unshaped); unknown keys or bad values raise
+        ValueError naming the field."""
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -42,15 +63,15 @@ class LinkParams:
         for key, value in data.items():
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown parameter (known: {', '.join(sorted(known))})")
+            if key == "rate_bps" and value in (None, 0):
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
-            value = float(value)
-            if value != value or value < 0:
-                raise ValueError(f"{where}.{key}: must be >= 0, got {value}")
-            if key in _PROBABILITIES and value > 1:
-                raise ValueError(f"{where}.{key}: a probability must be in [0, 1], got {value}")
-            values[key] = value
-        return cls(**values)
+            values[key] = round(value) if key == "rate_bps" and math.isfinite(value) else float(value)
+        params = cls(**values)
+        for problem in params.problems():
+            raise ValueError(f"{where}.{problem}")
+        return params
 
     def merged(self, changes, where="link_emulation"):
         """A copy with the given fields replaced (validated)."""
@@ -58,12 +79,21 @@ class LinkParams:
         data.update(changes)
         return LinkParams.from_dict(data, where)
 
+    def emulated(self) -> bool:
+        """Has something besides the rate (which the kernel shapes where the testbed built the link)."""
+        return any((self.delay_s, self.jitter_s, self.loss, self.duplicate, self.reorder, self.corrupt))
+
     @property
     def active(self):
-        return any(getattr(self, f.name) for f in fields(self))
+        """The agent has something to do on this direction."""
+        return self.emulated() or self.rate_bps is not None
 
     def to_dict(self):
         return asdict(self)
+
+    def emulation_dict(self) -> dict:
+        """The agent config's "link_emulation" entry: everything but the rate."""
+        return {k: v for k, v in asdict(self).items() if k != "rate_bps"}
 
 
 class LinkEmulator:

@@ -433,7 +433,7 @@ def interface_params(mesh, end: End, faults: list[Fault]) -> dict:
     link = mesh.topo.links[end.link_index]
     p = link.ab if end.side == "ab" else link.ba
     out = {"delay_s": p.delay_s, "jitter_s": p.jitter_s, "loss": p.loss, "duplicate": p.duplicate,
-           "reorder": p.reorder, "corrupt": p.corrupt, "rate_bps": 0.0}
+           "reorder": p.reorder, "corrupt": p.corrupt, "rate_bps": None}
     for f in faults:
         if isinstance(f, LinkEmulation) and not isinstance(f, Flap):
             if isinstance(f, LinkDown) and not link_ends(mesh, f.link)[1]:

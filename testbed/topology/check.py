@@ -3,30 +3,12 @@
 """
 from __future__ import annotations
 
-import math
 
 import networkx as nx
 
 from testbed.topology.leases import lease_errors
-from testbed.topology.model import _OPPOSITE, IFNAME_MAX, NAME_RE, PARAMS, RELATIONS, ROLES, LinkParams, Topology
+from testbed.topology.model import _OPPOSITE, IFNAME_MAX, NAME_RE, RELATIONS, ROLES, Topology
 from testbed.topology.units import TopologyError
-
-
-def params_problems(p: LinkParams) -> list[str]:
-    """Range checks for LinkParams built in code (files are checked while parsing)."""
-    problems = []
-    if p.rate_bps is not None and (isinstance(p.rate_bps, bool) or not isinstance(p.rate_bps, int)
-                                   or p.rate_bps <= 0):
-        problems.append(f"rate: must be a positive whole number of bit/s or None, got {p.rate_bps!r}")
-    for key in ("delay", "jitter"):
-        v = getattr(p, PARAMS[key][0])
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            problems.append(f"{key}: must be a time >= 0, got {v!r}")
-    for key in ("loss", "duplicate", "reorder", "corrupt"):
-        v = getattr(p, key)
-        if not isinstance(v, (int, float)) or not 0 <= v <= 1:
-            problems.append(f"{key}: must be a fraction between 0 and 1, got {v!r}")
-    return problems
 
 
 def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str]:
@@ -73,8 +55,8 @@ def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str
             if end in degree:
                 degree[end] += 1
         for label, p in (("a_to_b", link.ab), ("b_to_a", link.ba)):
-            errors += [f"{where}: {label}: {problem}" for problem in params_problems(p)]
-    errors += [f"{src}: defaults: {problem}" for problem in params_problems(topo.defaults)]
+            errors += [f"{where}: {label}: {problem}" for problem in p.problems()]
+    errors += [f"{src}: defaults: {problem}" for problem in topo.defaults.problems()]
     for name, deg in degree.items():
         longest = f"{name}-eth{max(deg - 1, 0)}"
         if len(longest) > IFNAME_MAX:

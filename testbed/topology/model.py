@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from node.tun_switch.link_emulation import LinkParams
 from testbed.topology.units import (format_fraction, format_rate, format_time, parse_fraction, parse_rate,
                                     parse_time)
 
@@ -17,27 +18,6 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ROLES = ("router", "route_server", "miner", "pool", "chain", "issuer")
 RELATIONS = ("customer", "provider", "peer")
 _OPPOSITE = {"customer": "provider", "provider": "customer", "peer": "peer"}
-
-
-@dataclass
-class LinkParams:
-    """Emulation parameters for one direction of a link."""
-    rate_bps: int | None = None  # None = unshaped
-    delay_s: float = 0
-    jitter_s: float = 0
-    loss: float = 0  # fractions 0..1
-    duplicate: float = 0
-    reorder: float = 0
-    corrupt: float = 0
-
-    def emulated(self) -> bool:
-        """Has something the agent emulates (HTB shapes the rate in the kernel)."""
-        return any((self.delay_s, self.jitter_s, self.loss, self.duplicate, self.reorder, self.corrupt))
-
-    def emulation_dict(self) -> dict:
-        """The agent config's "link_emulation" entry for this direction."""
-        return {"delay_s": self.delay_s, "jitter_s": self.jitter_s, "loss": self.loss,
-                "duplicate": self.duplicate, "reorder": self.reorder, "corrupt": self.corrupt}
 
 
 # file key -> (LinkParams attribute, parser, formatter)

@@ -371,8 +371,8 @@ def test_params_built_in_code_are_checked():
                  links=[Link("a", "b", LinkParams(rate_bps=-5), LinkParams(loss=2.0))])
     with pytest.raises(TopologyError) as e:
         validate(t)
-    assert "t: link a--b: a_to_b: rate: must be a positive whole number" in str(e.value)
-    assert "t: link a--b: b_to_a: loss: must be a fraction between 0 and 1" in str(e.value)
+    assert "t: link a--b: a_to_b: rate_bps: must be a positive whole number" in str(e.value)
+    assert "t: link a--b: b_to_a: loss: a probability must be in [0, 1]" in str(e.value)
 
 
 def test_empty_topology_is_an_error():
