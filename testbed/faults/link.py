@@ -57,7 +57,8 @@ class LinkEmulation(Fault):
             want = interface_params(mesh, e, others)
             peers = {p["ifname"]: p for p in mesh.agent(e.node).call("peers", timeout=3)["peers"]}
             have = peers[e.ifname]["link_emulation"]
-            if any(abs(have.get(k, 0) - v) > 1e-9 for k, v in want.items() if k != "loss" or not _bursty(others)):
+            if any(abs((have.get(k) or 0) - (v or 0)) > 1e-9 for k, v in want.items()      # rate None: unshaped
+                   if k != "loss" or not _bursty(others)):
                 raise FaultError(f"{self.describe()}: {e.node}:{e.ifname} emulation is {have} after heal, "
                                  f"expected {want}")
 
