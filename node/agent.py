@@ -11,7 +11,9 @@ Control API (JSON lines, node/control_api.py; client: node.control_client.AgentC
                                   up (answered a link ping in the last 3.5 s), rtt_ms, link_emulation
   sessions                        per CryptoAuth session: ip6, key, state, handles, label, return_label, packets
   counters                        tun rx/tx, per interface rx/tx packets/bytes and drops, node drops by reason,
-                                  switch counters, path_failures (switch errors reported per destination)
+                                  switch counters, path_failures (switch errors reported per destination),
+                                  handler_errors (exceptions caught at this node's handler edges, by
+                                  "handler:ExceptionType"), loop_errors (the same for the process's event loop)
   config                          the running config (no private key), current paths and link emulation
   set_link  ifname, <params> | params={...}   change emulation (delay_s, jitter_s, loss, duplicate, reorder,
                                   corrupt, rate_bps); unspecified fields keep their value; "reset": true first
@@ -74,7 +76,7 @@ class Agent:
         if self.config.leases is not None:
             self.lease_plane = LeasePlane(self.node, self.config.leases)
             self.lease_plane.start()
-        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers())
+        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(), self.node.errors)
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
                  self.node.identity.pubkey_text, len(self.node.links))
 
@@ -115,7 +117,7 @@ class Agent:
         return {"sessions": self.node.describe_sessions()}
 
     def cmd_counters(self, req, respond):
-        return self.node.all_counters()
+        return dict(self.node.all_counters(), loop_errors=dict(self.loop.errors.counts))
 
     def cmd_config(self, req, respond):
         raw = dict(self.config.raw)

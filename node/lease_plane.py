@@ -127,7 +127,8 @@ class LeasePlane:
             target.send(out)
         when = self.datapath.scheduler(link_name).next_send_time()
         if when is not None and link_name not in self._drain_timers:
-            self._drain_timers[link_name] = self.node.loop.call_at(when, self._on_drain_timer, link_name)
+            self._drain_timers[link_name] = self.node.loop.call_at(
+                when, self.node.errors.guard("lease_drain", self._on_drain_timer), link_name)
 
     def _on_drain_timer(self, link_name):
         self._drain_timers.pop(link_name, None)

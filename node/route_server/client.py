@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.path_provider import PathProvider
 from node.tun_switch import control, keys, labels
@@ -51,6 +51,14 @@ from .state_hash import state_hash
 SELF_LABEL = 1
 MAX_CACHE = 4096                 # cached paths (and not-found entries); the soonest-expiring go first
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
+U32_MAX = 0xFFFFFFFF
+
+
+def _u32(v) -> int:
+    """A link metric as an announcement carries it: clamped into 0..2^32-1, 0 (unknown) if not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        return 0
+    return int(min(max(v, 0), U32_MAX))
 
 
 @dataclass
@@ -170,14 +178,23 @@ class RouteServerClient(PathProvider):
 
     # -- host inputs ----------------------------------------------------------------------------------
     def set_peers(self, peers) -> None:
-        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed."""
-        new = {p.our_label: p for p in peers}
+        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed. Link metrics
+        outside what LINK_QUALITY carries (u32) are clamped into it and counted."""
+        new = {p.our_label: self._checked_metrics(p) for p in peers}
         if {k: (p.ip6, p.their_label) for k, p in new.items()} != \
                 {k: (p.ip6, p.their_label) for k, p in self.peers.items()}:
             self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
             if not self.peers and new:
                 self.next_hunt = 0
         self.peers = new
+
+    def _checked_metrics(self, p: PeerInfo) -> PeerInfo:
+        metrics = {name: getattr(p, name) for name in ("rtt_us", "loss_ppm", "capacity_kbps")}
+        fixed = {name: _u32(v) for name, v in metrics.items()}
+        if fixed == metrics and all(type(v) is int for v in metrics.values()):
+            return p
+        self.counters["peer_metric_clamped"] += 1
+        return replace(p, **fixed)
 
     def set_leases(self, leases) -> None:
         self.leases = list(leases)
