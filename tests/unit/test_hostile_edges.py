@@ -148,6 +148,7 @@ def test_control_command_that_raises_is_counted_in_the_agents_counters(tmp_path)
     handlers = agent.handlers()
     handlers["explode"] = lambda req, respond: 1 / 0      # a command with a bug
     server = ControlServer(agent.config.control_socket, agent.loop, handlers, agent.node.errors)
+    agent.loop.call_every(0.02, lambda: None)    # wakes the loop to see the stop from the test's thread
     thread = threading.Thread(target=agent.loop.run, daemon=True)
     thread.start()
     try:
