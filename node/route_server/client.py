@@ -14,7 +14,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   us, our label to it as peerNum), a LINK_QUALITY entity per measured link and our leases; peers that went away
   are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
-  estimate from ``recvTime``).
+  estimate from ``recvTime``). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
+  about clocks: it is counted (``bad_recv_time``) and ignored.
 * **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
   drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
@@ -52,6 +53,7 @@ SELF_LABEL = 1
 MAX_CACHE = 4096                 # cached paths (and not-found entries); the soonest-expiring go first
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
 U32_MAX = 0xFFFFFFFF
+MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
 
 
 def _u32(v) -> int:
@@ -265,7 +267,11 @@ class RouteServerClient(PathProvider):
                 self.pending[reply.txid] = p
             return False
         if reply.recv_time is not None:
-            self.skew_ms = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            skew = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            if abs(skew) <= MAX_SKEW_MS:
+                self.skew_ms = skew
+            else:
+                self.counters["bad_recv_time"] += 1
         for alt in reply.alternatives:
             if not self.allowed or alt.public_key in self.allowed:
                 self._add_candidate(alt.public_key, alt.label, "alt")
