@@ -50,6 +50,7 @@ from node.dataplane import Node
 from node.event_loop import EventLoop
 from node.lease_plane import LeasePlane
 from node.netns import in_netns
+from node.replay_state import ReplayState
 from node.tun_switch import keys
 
 log = logging.getLogger("node.agent")
@@ -62,19 +63,21 @@ class Agent:
         self.config = config
         self.loop = loop or EventLoop()
         self.node = Node(config, self.loop)
+        # replay protection that must survive a restart and a clock step (route server, lease requests)
+        self.replay_state = ReplayState(os.path.join(config.state_dir, "replay.sqlite") if config.state_dir else None)
         self.lease_plane = None      # the PKT lease rules, when the config has "leases"
         self.control = None
         self.route_server = None     # paths from route servers instead of the static table (config "route_server")
         if config.route_server is not None:
             from node.route_server.agent_glue import RouteServerGlue
-            self.route_server = RouteServerGlue(self.node, config.route_server)
+            self.route_server = RouteServerGlue(self.node, config.route_server, replay_state=self.replay_state)
             self.route_server.install(self.loop)
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
 
     def start(self):
         self.node.start()
         if self.config.leases is not None:
-            self.lease_plane = LeasePlane(self.node, self.config.leases)
+            self.lease_plane = LeasePlane(self.node, self.config.leases, replay_state=self.replay_state)
             self.lease_plane.start()
         self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(), self.node.errors)
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
@@ -105,6 +108,7 @@ class Agent:
         if self.lease_plane is not None:
             self.lease_plane.close()
         self.node.close()
+        self.replay_state.close()
 
     # -- control commands ---------------------------------------------------------------------------------
     def cmd_status(self, req, respond):

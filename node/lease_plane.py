@@ -42,12 +42,12 @@ _tc = struct.Struct(">H")
 
 
 class LeasePlane:
-    def __init__(self, node, lease_config, wall_clock=None):
+    def __init__(self, node, lease_config, wall_clock=None, replay_state=None):
         self.node = node
         self.config = lease_config
         self.table = lease_config.table
         self.datapath = LeaseDataPath(self.table)
-        self.requests = ConfigRequestHandler(self.table)
+        self.requests = ConfigRequestHandler(self.table, replay_state=replay_state)
         self.wall_clock = wall_clock or node.wall_clock
         self._drain_timers = {}             # link name -> pending timer
 

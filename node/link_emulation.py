@@ -20,6 +20,10 @@ MIN_BURST_BYTES = 65536
 QUEUE_LIMIT_S = 0.2
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+# upper bounds, as for topology files (testbed/topology.py): beyond them a value is a typo or an attack
+MAX_TIME_S = 3600.0
+MAX_RATE_BPS = 1e15
+_MAXIMA = {"delay_s": MAX_TIME_S, "jitter_s": MAX_TIME_S, "rate_bps": MAX_RATE_BPS}
 
 
 @dataclass
@@ -43,13 +47,11 @@ class LinkParams:
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown parameter (known: {', '.join(sorted(known))})")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
-            value = float(value)
-            if value != value or value < 0:
-                raise ValueError(f"{where}.{key}: must be >= 0, got {value}")
-            if key in _PROBABILITIES and value > 1:
-                raise ValueError(f"{where}.{key}: a probability must be in [0, 1], got {value}")
-            values[key] = value
+                raise ValueError(f"{where}.{key}: expected a number, got {_short(value)}")
+            limit = 1.0 if key in _PROBABILITIES else _MAXIMA[key]
+            if not 0 <= value <= limit:          # NaN, infinities and 400-digit integers too (no float() first)
+                raise ValueError(f"{where}.{key}: must be a number in [0, {limit:g}], got {_short(value)}")
+            values[key] = float(value)
         return cls(**values)
 
     def merged(self, changes, where="link_emulation"):
@@ -64,6 +66,11 @@ class LinkParams:
 
     def to_dict(self):
         return asdict(self)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 class LinkEmulator:

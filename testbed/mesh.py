@@ -169,6 +169,7 @@ class Mesh:
                             "duplicate": params.duplicate, "reorder": params.reorder, "corrupt": params.corrupt}
             configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
                           "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
+                          "state_dir": str(d),
                           "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                           "paths": paths, "link_emulation": emulation}
             if self.run.state.get("routing") == "route-server":

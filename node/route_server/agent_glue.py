@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from node.replay_state import ReplayState
 from node.tun_switch import control, keys, labels
 from node.tun_switch.switch_header import SwitchHeader
 from . import announcement as A, messages as M
@@ -99,9 +100,12 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
 
 
 class RouteServerGlue:
-    def __init__(self, node, settings: RouteServerSettings, clock_ms=None):
+    def __init__(self, node, settings: RouteServerSettings, clock_ms=None, replay_state=None):
         self.node = node
         self.settings = settings
+        # the route server's replay high-water marks outlive the service (rs_service restarts it) and, with a
+        # state directory, the process
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
         # the node's wall clock (it carries the clock-skew fault's offset), in ms: stamps and the server's checks;
         # the client's timers run on the node's steady clock, so a clock jump does not stall them
         self.clock_ms = clock_ms or (lambda: int(node.wall_clock() * 1000))
@@ -146,9 +150,11 @@ class RouteServerGlue:
 
     # -- the route-server role ------------------------------------------------------------------------------
     def start_service(self) -> None:
-        """Run the route server, with empty state (as a restarted route-server process starts)."""
+        """Run the route server, with empty state (as a restarted route-server process starts) but for the replay
+        high-water marks, which a restarted process reads back from its state directory."""
         s = self.settings
-        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp)
+        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
+                                          replay_state=self.replay_state)
         self.client.set_serve_self(True)
 
     def stop_service(self) -> None:

@@ -23,8 +23,6 @@ def device(replay_state=None):
     t.add_link("eth1", 10000)
     t.add_lease(Lease("L1", "eth1", guarantee_kbit=1000, holder=HOLDER))
     t.add_lease(Lease("L2", "eth1", guarantee_kbit=1000, holder=HOLDER))
-    if replay_state is None:
-        return t, cr.ConfigRequestHandler(t)
     return t, cr.ConfigRequestHandler(t, replay_state=replay_state)
 
 
