@@ -112,3 +112,46 @@ def test_handshake_without_a_handle_leaves_an_existing_session_alone():
         mb.unwrap(carol.encrypt(b"ab"))                                         # 2 bytes: no handle
     assert e.value.reason == "runt"
     assert snapshot(session) == before
+
+
+def test_a_hello_replayed_from_an_earlier_session_costs_seconds_not_the_session():
+    """Someone who saw a Hello of an earlier session (any switch on the path) replays it: it is a real Hello
+    from the peer with a new temporary key, so the session restarts, as in cjdns (nothing in a Hello tells an
+    old one from a new one). The session must come back on its own: the sender, hearing nothing, restarts it
+    after UNANSWERED_RESET_S."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from meshes import build_line
+    from node.dataplane import UNANSWERED_RESET_S
+
+    wire, loop, (n0, n1) = build_line(2)
+    frames = []
+    wire.taps.append(lambda link, packet: frames.append(packet))
+
+    def exchange(tag):
+        n0.send_ip6(ip6(n0, n1, tag))
+        wire.pump()
+        n1.send_ip6(ip6(n1, n0, tag + b" back"))
+        wire.pump()
+
+    exchange(b"first")
+    old_hello = next(f for f in frames if f[12:16] == bytes(4))
+    n0.sessions.peers[n1.identity.public_key].session.reset()        # n0 restarted its session since
+    exchange(b"second")
+    exchange(b"third")
+    assert n1.delivered[-1].endswith(b"third")
+    n1.receive_from_link(next(iter(n1.links.values())), old_hello)     # the replay
+    wire.pump()
+    delivered = len(n1.delivered)
+    for i in range(int(UNANSWERED_RESET_S) + 3):
+        loop.now += 1.0
+        n0.send_ip6(ip6(n0, n1, b"later %d" % i))
+        wire.pump()
+    assert len(n1.delivered) > delivered and n1.delivered[-1].endswith(b"later %d" % i)
+    exchange(b"fine again")
+    assert n1.delivered[-1].endswith(b"fine again") and n0.delivered[-1].endswith(b"fine again back")
+
+
+def ip6(src, dst, payload):
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), 17, 64, src.identity.ip6, dst.identity.ip6) + payload
