@@ -5,7 +5,8 @@ control API) with one hypothesis-drawn input per call and asserts what must hold
 documented error types, state unchanged on rejection, counters consistent.
 
 ``@harness(strategy)`` turns such a function into a pytest test with two budgets: the CI one (``ci`` inputs,
-a few seconds) and ``-m slow`` (SLOW_INPUTS each). Inputs and crashes are counted per harness; with
+a few seconds, the same inputs on every run so CI is repeatable) and ``-m slow`` (SLOW_INPUTS each, new random
+inputs on every run). Inputs and crashes are counted per harness; with
 ``PKTLAB_FUZZ_STATS=FILE`` each run appends ``{"harness", "budget", "inputs", "crashes", "seconds"}`` as a JSON
 line, from which the README's reliability table is made::
 
@@ -28,7 +29,8 @@ def harness(strategy, ci: int = 200):
         def test(budget):
             stats = {"inputs": 0}
 
-            @settings(max_examples=budget, deadline=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=budget, deadline=None, suppress_health_check=list(HealthCheck),
+                      derandomize=budget != SLOW_INPUTS)
             @given(strategy)
             def run(value):
                 stats["inputs"] += 1
