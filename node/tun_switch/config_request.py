@@ -27,7 +27,7 @@ The device checks, in this order, and answers the first failure as ``{"ok": fals
     lease_expired      the lease expired (its traffic is on the free tier)
     wrong_key          the signer's key is not the lease holder's key
     bad_signature      the signature does not verify
-    stale              timestamp more than FRESHNESS_S away from the device clock, or more than FRESHNESS_S older
+    stale              timestamp more than FRESHNESS_S away from the device clock, or FRESHNESS_S or more older
                        than the newest request accepted from the same signer
     replayed_nonce     the signer already used the nonce (nonces are kept while their request is within
                        FRESHNESS_S of the signer's newest)

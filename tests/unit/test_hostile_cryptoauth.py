@@ -7,9 +7,12 @@ import struct
 import pytest
 from nacl import bindings as nacl
 
+from node.dataplane import UNANSWERED_RESET_S
 from node.tun_switch.cryptoauth import CryptoAuthError, Session, State
 from node.tun_switch.keys import Identity
 from node.tun_switch.session_manager import SessionManager
+
+from meshes import build_line
 
 ALICE = Identity.from_seed(b"alice", 0)
 BOB = Identity.from_seed(b"bob", 0)
@@ -100,7 +103,8 @@ def test_session_manager_counts_the_low_order_hello_and_keeps_no_session():
 def test_handshake_without_a_handle_leaves_an_existing_session_alone():
     """The session manager needs 4 bytes of handle in a handshake's content: an authenticated Hello without
     them is rejected, and so it must not restart the session it was addressed to."""
-    ma, mb = SessionManager(ALICE, rng=random.Random(6).randbytes), SessionManager(BOB, rng=random.Random(7).randbytes)
+    ma = SessionManager(ALICE, rng=random.Random(6).randbytes)
+    mb = SessionManager(BOB, rng=random.Random(7).randbytes)
     for i in range(3):
         mb.unwrap(ma.wrap(BOB.public_key, b"ping %d" % i))
         ma.unwrap(mb.wrap(ALICE.public_key, b"pong %d" % i))
@@ -119,12 +123,6 @@ def test_a_hello_replayed_from_an_earlier_session_costs_seconds_not_the_session(
     from the peer with a new temporary key, so the session restarts, as in cjdns (nothing in a Hello tells an
     old one from a new one). The session must come back on its own: the sender, hearing nothing, restarts it
     after UNANSWERED_RESET_S."""
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(__file__))
-    from meshes import build_line
-    from node.dataplane import UNANSWERED_RESET_S
-
     wire, loop, (n0, n1) = build_line(2)
     frames = []
     wire.taps.append(lambda link, packet: frames.append(packet))
