@@ -12,10 +12,12 @@ import argparse
 
 from testbed.runs import RunError
 from testbed.cli import faults, inspect, leases, nodes, routes, runs, topology
+from testbed.cli import ui
 from testbed.cli.common import console
 from testbed.topology import TopologyError, bundled_examples
 
 GROUPS = (runs, nodes, topology, inspect, faults, routes, leases)
+GROUPS += (ui,)
 
 DESCRIPTION = """\
 pktlab builds an emulated PKT Network on this machine: every node a Linux network namespace running a
