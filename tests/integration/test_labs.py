@@ -116,3 +116,40 @@ def test_lab1_address_and_label(tmp_path):
     r = pktlab("lab", "answer", "1", "nosuch=1")
     assert r.returncode != 0 and "takes no answer 'nosuch'" in r.stderr
     assert pktlab("lab", "stop").returncode == 0
+
+
+def test_lab2_splicing():
+    run = start(2)
+    assert_unsolved(2, "answer label")
+    via = labels.parse_label_text(run.facts["label r1c1 uses for r2c2"])
+    go = labels.parse_label_text(run.facts["label r2c2 uses for r1c3"])
+    answer(2, label=labels.label_text(via))           # a label that stops at r2c2
+    got = assert_unsolved(2, "label")
+    assert "r1c1 -> " in got["label"]["detail"] and got["label"]["detail"].split(" -> ")[-1].startswith("r2c2")
+    n = via.bit_length() - 1
+    answer(2, label=labels.label_text((go << n) | (via - (1 << n))))     # the README's splice
+    got = assert_solved(2)
+    assert "rtt" in got["ping over your label"]["detail"]
+
+
+def test_lab3_route_server_failover():
+    run = start(3)
+    mesh = run.mesh
+    got = assert_unsolved(3, "r1 killed")
+    assert "pktlab fault crash r1" in got["r1 killed"]["hint"]
+
+    def server(node):
+        ip6 = mesh.agent(node).call("routes")["route_server"]
+        return next(n for n in mesh.topo.nodes if mesh.ip6(n) == ip6)
+    users = [n for n in mesh.topo.nodes if n != "r1" and server(n) == "r1"]
+    assert users, "nobody uses r1: the lab teaches nothing"
+    assert pktlab("fault", "crash", "r1", "--run", "lab").returncode == 0
+    answer(3, moved=",".join(users), server="r1", path="r6,r1,r2")
+    got = assert_unsolved(3, "server", "path")
+    assert got["moved"]["ok"] and got["failover"]["ok"]
+    mesh.wait_until(lambda: all(server(n) == "r4" for n in users), 15)
+    mesh.ping("r6", "r2", count=2)
+    path = [h[0] for h in mesh.route("r6", "r2")] + ["r2"]
+    assert "r1" not in path
+    answer(3, server=server(users[0]), path=",".join(path))
+    assert_solved(3)
