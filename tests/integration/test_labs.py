@@ -153,3 +153,56 @@ def test_lab3_route_server_failover():
     assert "r1" not in path
     answer(3, server=server(users[0]), path=",".join(path))
     assert_solved(3)
+
+
+def find_link_fault(mesh) -> tuple[str, str]:
+    """What lab 7 asks, with its tools: who can nobody reach? else which neighbours lose pings?"""
+    from testbed.faults import ping_stats
+    ok = mesh.reachability(mesh.pairs(sample=None), count=2, timeout=1)
+    cut = [n for n in mesh.topo.nodes if not any(good for (a, b), good in ok.items() if n in (a, b))]
+    if cut:
+        return "partition", ",".join(cut)
+    loss = {f"{l.a}--{l.b}": ping_stats(mesh, l.a, l.b, count=30, interval=0.01, wait=0.5)["loss"]
+            for l in mesh.topo.links}
+    worst = max(loss, key=loss.get)
+    assert loss[worst] > 0.1 and sorted(loss.values())[-2] < loss[worst] / 2, loss
+    return "loss", worst
+
+
+@pytest.mark.parametrize("seed,kind", [(2, "loss"), (3, "partition")])
+def test_lab7_hidden_link_fault(seed, kind):
+    run = start(7, "--seed", str(seed))
+    assert pktlab("faults", "--run", "lab", "--json").stdout.strip() == "[]"      # hidden from the fault list
+    assert_unsolved(7, "answer kind", "answer where")
+    other = "partition" if kind == "loss" else "loss"
+    answer(7, kind=other, where="r1c1--r1c2")
+    got = assert_unsolved(7, "kind", "where")
+    assert "not what is wrong" in got["kind"]["detail"]
+    found_kind, where = find_link_fault(run.mesh)
+    assert found_kind == kind
+    answer(7, kind=found_kind, where=where)
+    assert_solved(7)
+
+
+def find_route_server_fault(mesh) -> tuple[str, str]:
+    """What lab 8 asks: the route servers' rejections by reason, then the nodes' clock differences."""
+    rs = json.loads(pktlab("rs", "--run", "lab", "--json").stdout)
+    forged = [n for n, st in rs.items() if st.get("rejected", {}).get("bad_signature")]
+    if forged:
+        return "forged-announcement", forged[0]
+    assert any(st.get("rejected", {}).get("clock_skew") for st in rs.values()), rs
+    skew = {n: json.loads(pktlab("routes", n, "--run", "lab", "--json").stdout)["skew_ms"] for n in mesh.topo.nodes}
+    return "clock-skew", max(skew, key=lambda n: abs(skew[n]))
+
+
+@pytest.mark.parametrize("seed,kind", [(2, "clock-skew"), (1, "forged-announcement")])
+def test_lab8_hidden_route_server_fault(seed, kind):
+    run = start(8, "--seed", str(seed))
+    assert_unsolved(8, "answer kind", "answer node")
+    answer(8, kind=kind, node="r2")
+    got = assert_unsolved(8, "node")
+    assert got["kind"]["ok"] and got["node"]["hint"]
+    found_kind, node = find_route_server_fault(run.mesh)
+    assert found_kind == kind
+    answer(8, kind=found_kind, node=node)
+    assert_solved(8)
