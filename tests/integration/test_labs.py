@@ -206,3 +206,61 @@ def test_lab8_hidden_route_server_fault(seed, kind):
     assert found_kind == kind
     answer(8, kind=found_kind, node=node)
     assert_solved(8)
+
+
+def measured_ratio() -> float:
+    r = pktlab("lab", "measure", "--from", "a1,b1", "--to", "sink", "--seconds", "8")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[1]: float(line.split()[3]) for line in r.stdout.splitlines()
+            if line.split()[1:2] in (["a1"], ["b1"])}
+    return rows["a1"] / rows["b1"]
+
+
+def test_lab4_priority_shares():
+    start(4)
+    answer(4, ratio=1, measured=1, new_ratio=1)
+    got = assert_unsolved(4, "prediction", "b_in changed on core1")
+    assert "core1: a_in 2000, b_in 200" in got["b_in changed on core1"]["detail"]
+    first = measured_ratio()
+    answer(4, ratio=10, measured=f"{first:.2f}")
+    r = pktlab("lease-config", "core1", "b_in", "max_priority_bandwidth=1000", "--holder", "shopb", "--run", "lab")
+    assert r.returncode == 0, r.stderr
+    answer(4, new_ratio=f"{measured_ratio():.2f}")
+    assert_solved(4)
+
+
+def test_lab5_customer_bit():
+    from testbed.labs.checking import traffic_classes
+    run = start(5)
+    answer(5, c1="15/1", c2="15/0", p1="15/1", u1="15/1")          # believing every bit
+    got = assert_unsolved(5, "c2", "p1", "u1")
+    assert got["c1"]["ok"]
+    seen = traffic_classes(run.mesh, "t2", ["c1", "c2", "p1", "u1"])      # the capture the README asks for
+    assert seen == {"c1": {(15, 1)}, "c2": {(4, 0)}, "p1": {(15, 0)}, "u1": {(15, 0)}}, seen
+    answer(5, **{s: "/".join(map(str, next(iter(c)))) for s, c in seen.items()})
+    assert_solved(5)
+
+
+def test_lab6_free_tier_and_fail_open():
+    start(6)
+    got = assert_unsolved(6, "answer free_alone", "a_in cut to 0")
+    assert "max_priority_bandwidth=0 --holder shopa" in got["a_in cut to 0"]["hint"]
+
+    def measure(*senders):
+        r = pktlab("lab", "measure", "--from", ",".join(senders), "--to", "sink", "--seconds", "8")
+        assert r.returncode == 0, r.stderr
+        return {line.split()[1]: float(line.split()[3]) for line in r.stdout.splitlines()
+                if line.split()[1:2] and line.split()[1] in senders}
+    alone = measure("f1")["f1"]
+    contended = measure("f1", "a1")["f1"]
+    assert pktlab("lease-config", "core1", "a_in", "max_priority_bandwidth=0", "--holder", "shopa",
+                  "--run", "lab").returncode == 0
+    answer(6, free_alone=f"{alone:.0f}", free_contended=f"{contended:.0f}", zero_alone=f"{measure('a1')['a1']:.0f}")
+    assert_solved(6)
+
+
+def test_lab9_says_it_needs_the_chain_and_market():
+    r = pktlab("lab", "start", "9")
+    assert r.returncode != 0
+    assert "needs the chain, pool, miner, issuer role(s)" in r.stderr and "the other labs do not need them" in r.stderr
+    assert pktlab("list", "--json").stdout.strip() == "[]"        # nothing left behind
