@@ -124,8 +124,8 @@ print(json.dumps(seen))
 """
 
 
-def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -> dict[str, set]:
-    """{sender: {(priority, customer), ...}} of the switch headers reaching `node` while each sender pings it,
+def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -> dict[str, dict]:
+    """{sender: {(priority, customer): frames}} of the switch headers reaching `node` while each sender pings it,
     read from a raw capture on the node's veths (frames from the previous hop: a sender's packets are those of
     its CryptoAuth session, so pings go one sender at a time)."""
     from node.cjdns import switch_header
@@ -140,10 +140,11 @@ def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -
         time.sleep(0.3)
         mesh.ping(s, node, count=5)
         seen, _ = cap.communicate(timeout=seconds + 10)
-        classes = set()
+        classes = {}
         for _src, tc in json.loads(seen or "[]"):
             if tc == switch_header.UNCLASSED:
                 continue      # link pings and control messages: the device's own, unclassed
-            classes.add((tc >> 12, (tc >> 11) & 1))
+            key = (tc >> 12, (tc >> 11) & 1)
+            classes[key] = classes.get(key, 0) + 1
         out[s] = classes
     return out
