@@ -12,10 +12,12 @@ import argparse
 
 from testbed.runs import RunError
 from testbed.cli import faults, inspect, leases, nodes, routes, runs, topology
+from testbed.cli import labs, ui  # issue 18
 from testbed.cli.common import console
 from testbed.topology import TopologyError, bundled_examples
 
 GROUPS = (runs, nodes, topology, inspect, faults, routes, leases)
+GROUPS += (labs, ui)
 
 DESCRIPTION = """\
 pktlab builds an emulated PKT Network on this machine: every node a Linux network namespace running a
