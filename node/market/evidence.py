@@ -18,13 +18,16 @@ chain does not show. pktlab makes them checkable with two signed messages:
      "at_height": h1,          # its PKT height when it signed this attestation (>= h0)
      "length": n, "head": <digest of the issuer's update n-1, zeros if n = 0>}  # the issuer chain it held then
 
-  One message serves both faults: as a *witness* (the subject was public at h0) and, once h1 >= h0 + ACT_WITHIN,
-  as a *refusal* statement (h1 - h0 blocks passed and the issuer's chain, up to update n-1, did not act on it).
+  One message serves both faults: as a *witness* (the subject was public at h0) and, once the issuer's time to
+  act is over, as a *refusal* statement (at h1 the issuer's chain, up to update n-1, had not acted on it). The
+  time to act (faults.refusal_due): a lock request by h0 + ACT_WITHIN (its timeout must lie beyond that); a
+  reveal seen before its lock's timeout by that timeout + ACT_WITHIN (until then the issuer may still transfer,
+  so an issuer that was briefly down is not discredited).
 
 A verifier counts an attestation only from a replicator of its :class:`Policy`, and needs ``quorum`` distinct
 ones. That is the limit of faults 4 and 5: they rest on the word of ``quorum`` replicators the verifier trusts
 (their PKT heights and what they received), where faults 1 to 3 rest on the issuer's signature alone. A quorum
-of colluding replicators can frame an issuer; fewer cannot. An issuer that is offline for ACT_WITHIN blocks is
+of colluding replicators can frame an issuer; fewer cannot. An issuer offline past its time to act is
 indistinguishable from one that refuses, and is discredited the same way: serving requests is its duty.
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import ClassVar
 
 from .wire import HASH, ID16, KEY, SIG, Message, UInt
 
-ACT_WITHIN = 3          # PKT blocks an issuer has to act on a valid lock request or reveal
+ACT_WITHIN = 3          # PKT blocks an issuer has to act on a lock request (on a reveal: after the lock timeout)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,6 @@ class Attestation(Message):
     length: int
     head: bytes
     sig: bytes = b""
-
-    @property
-    def is_refusal(self) -> bool:
-        return self.at_height >= self.seen_height + ACT_WITHIN
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ believes). A node that accepts a proof refuses that issuer from then on. ::
     4 unlock_after_reveal          the chain from height 0; the   the reveal; quorum attestations of it with
                                    last update unlocks its lock   seen_height < the lock's timeout
     5 refused_request              the chain from height 0 up to  the lock request or reveal; quorum
-                                   the highest attested head      attestations with at_height >= seen_height
-                                                                  + ACT_WITHIN, each naming a head on that chain
+                                   the highest attested head      attestations made when the time to act was
+                                                                  over (refusal_due), each naming a head on
+                                                                  that chain
 
 For 5, the request must still be actionable after the whole segment (a lock request: signed by the token's
 owner, token free, request unused, timeout > seen_height + ACT_WITHIN; a reveal: lock pending, preimage right,
 seen before the timeout), so an issuer that acted in time, or a request it could rightly refuse, never makes a
-proof. A proof carries the issuer's chain from height 0: its size grows with the chain (fine for a testbed; a
-real deployment would add signed checkpoints).
+proof. The time to act is a lock request's seen_height + ACT_WITHIN, and a reveal's lock timeout + ACT_WITHIN.
+A proof carries the issuer's chain from height 0: its size grows with the chain (fine for a testbed; a real
+deployment would add signed checkpoints).
 """
 from __future__ import annotations
 
@@ -66,6 +68,15 @@ class Discredit(Message):
     updates: tuple
     subject: LockRequest | Reveal | None = None
     attestations: tuple = ()
+
+
+def refusal_due(subject, a: Attestation, lock_timeout: int | None = None) -> bool:
+    """Whether attestation ``a`` of ``subject`` was made after the issuer's time to act was over (and the subject
+    was timely): a lock request must be locked within ACT_WITHIN blocks, a reveal seen before its lock's timeout
+    must be honoured by that timeout + ACT_WITHIN (``lock_timeout``)."""
+    if isinstance(subject, LockRequest):
+        return subject.timeout > a.seen_height + ACT_WITHIN and a.at_height >= a.seen_height + ACT_WITHIN
+    return a.seen_height < lock_timeout and a.at_height >= lock_timeout + ACT_WITHIN
 
 
 def fault_for(rule_code: str) -> str:
@@ -179,23 +190,19 @@ def _verify_refusal(proof: Discredit, policy: Policy) -> None:
     def on_chain(a: Attestation) -> bool:
         return 0 < a.length <= len(chain) and chain[a.length - 1].digest() == a.head
 
+    lock_timeout = None
     if isinstance(subject, LockRequest):
         try:
             state.check_lock_request(subject, 0)
         except RuleError as e:
             raise ProofError("not_a_fault", f"the issuer may refuse this request: {e}") from None
-
-        def timely(a: Attestation) -> bool:
-            return subject.timeout > a.seen_height + ACT_WITHIN
     else:
         lock = state.locks.get(subject.lock)
         if lock is None or lock.state != PENDING or sha256(subject.preimage) != lock.hash:
             raise ProofError("not_a_fault", "the reveal does not open a lock still pending")
-
-        def timely(a: Attestation) -> bool:
-            return a.seen_height < lock.timeout
+        lock_timeout = lock.timeout
     counted = policy.counted(proof.attestations, proof.issuer, subject.digest(),
-                             lambda a: a.is_refusal and on_chain(a) and timely(a))
+                             lambda a: on_chain(a) and refusal_due(subject, a, lock_timeout))
     if not policy.enough(counted):
         raise ProofError("no_quorum", f"{len(counted)} trusted refusal attestations, {policy.quorum} needed")
     if max(a.length for a in counted) != len(chain):

@@ -10,8 +10,9 @@ is a ChainView.
   filled. A *different* update at a height we hold is fault 1; an update that breaks a rule is fault 2, 3 or
   ``invalid_update``. The issuer chain never forks here, so the longest valid chain is the one we hold.
 * **Lock requests and reveals** are *subjects*: we note the PKT height we first saw each valid one at. A reveal is
-  attested at once (a witness: the preimage is published). Once ACT_WITHIN blocks passed and the issuer's chain
-  has not acted on a subject that is still actionable, we attest that too (a refusal statement).
+  attested at once (a witness: the preimage is published). Once the issuer's time to act is over
+  (faults.refusal_due) and its chain has not acted on a subject that is still actionable, we attest that too
+  (a refusal statement).
 * **Faults 4 and 5** are proven from attestations (ours and gossiped ones) once ``policy.quorum`` trusted
   replicators agree: an unlock of a lock whose reveal was witnessed before its timeout, or a subject the issuer
   has not acted on.
@@ -29,7 +30,7 @@ from node.tun_switch import keys
 
 from . import faults
 from .chain_view import ChainView
-from .evidence import ACT_WITHIN, Attestation, Policy, Reveal
+from .evidence import Attestation, Policy, Reveal
 from .faults import Discredit, ProofError
 from .token_chain import CHAIN_CODES, GENESIS_PREV, PENDING, TRANSFERRED, LockRequest, RuleError, TokenState, \
     Unlock, Update
@@ -112,7 +113,7 @@ class Replicator:
             return []
 
     def tick(self) -> list:
-        """Attest subjects the issuers left unanswered for ACT_WITHIN blocks; prove faults that now have quorum."""
+        """Attest subjects the issuers left unanswered past their time to act; prove faults that now have quorum."""
         out = []
         for digest, seen in list(self.subjects.items()):
             issuer = seen.msg.issuer
@@ -121,8 +122,7 @@ class Replicator:
             if self._resolved(seen):
                 del self.subjects[digest]
                 continue
-            if (self.key is not None and not seen.refusal_attested
-                    and self.chain.height() >= seen.height + ACT_WITHIN and self._actionable(seen)):
+            if self.key is not None and not seen.refusal_attested and self._overdue(seen):
                 seen.refusal_attested = True
                 out += self._attest(digest, seen)
             out += self._prove(digest)
@@ -226,19 +226,18 @@ class Replicator:
             return seen.msg.lock_id in state.locks
         return state.locks[seen.msg.lock].state == TRANSFERRED
 
-    def _actionable(self, seen: Seen) -> bool:
-        """The issuer had to act on the subject, and still could."""
-        state = self.state(seen.msg.issuer)
+    def _overdue(self, seen: Seen) -> bool:
+        """The issuer's time to act on the subject is over, and it still could act (faults.refusal_due)."""
+        state, now = self.state(seen.msg.issuer), self.chain.height()
+        probe = Attestation(self.key, seen.msg.issuer, b"", seen.height, now, 0, b"")
         if isinstance(seen.msg, LockRequest):
-            if seen.msg.timeout <= seen.height + ACT_WITHIN:
-                return False
             try:
                 state.check_lock_request(seen.msg, 0)
             except RuleError:
                 return False
-            return True
+            return faults.refusal_due(seen.msg, probe)
         lock = state.locks[seen.msg.lock]
-        return lock.state == PENDING and seen.height < lock.timeout
+        return lock.state == PENDING and faults.refusal_due(seen.msg, probe, lock.timeout)
 
     # -- proofs -------------------------------------------------------------------------------------------------
 
@@ -255,7 +254,9 @@ class Replicator:
                     return self._prove_unlock(issuer, seen.msg.lock, n + 1)
             return []
         chain = self.chains.get(issuer, [])
-        refusals = [a for a in self.attestations.get(digest, {}).values() if a.is_refusal]
+        lock = self.state(issuer).locks.get(seen.msg.lock) if isinstance(seen.msg, Reveal) else None
+        refusals = [a for a in self.attestations.get(digest, {}).values()
+                    if faults.refusal_due(seen.msg, a, lock and lock.timeout)]
         if any(a.length > len(chain) for a in refusals):
             return []                       # an attester holds more of the chain than we do: wait
         refusals = [a for a in refusals if 0 < a.length and chain[a.length - 1].digest() == a.head]

@@ -94,15 +94,18 @@ class FakeChain:
             self.blocks.append((self._hash(height, self._salt), tuple(txs)))
             self.mempool = [tx for tx in self.mempool if tx not in txs and self._may_become_valid(tx)]
 
-    def reorg(self, depth: int, empty_blocks: int = 0) -> None:
-        """Replace the last ``depth`` blocks by a longer branch: ``empty_blocks`` blocks without the orphaned
-        transactions first, then blocks that take them again; the branch is one block longer than the old one."""
+    def reorg(self, depth: int, empty_blocks: int = 0, drop: str | None = None) -> None:
+        """Replace the last ``depth`` blocks by a branch one block longer: ``empty_blocks`` blocks without the
+        orphaned transactions first, then blocks that take them again. ``drop`` ("fund" or "claim") loses the
+        orphaned transactions of that kind for good (a payer that double-spent its funding, a censored claim)."""
         depth = min(depth, self.height())
-        orphaned = [tx for _, txs in self.blocks[len(self.blocks) - depth:] for tx in txs]
+        kinds = {"fund": Fund, "claim": Claim, None: ()}[drop]
+        orphaned = [tx for _, txs in self.blocks[len(self.blocks) - depth:] for tx in txs
+                    if not isinstance(tx, kinds)]
         del self.blocks[len(self.blocks) - depth:]
         self._states = {}
         self._salt += 1
-        self.mempool = orphaned + self.mempool
+        self.mempool = orphaned + [tx for tx in self.mempool if not isinstance(tx, kinds)]
         empty = min(empty_blocks, depth + 1)
         self.mine(empty, include=False)
         self.mine(depth + 1 - empty)
@@ -167,3 +170,161 @@ class LaggingView:
 
     def htlcs_for(self, hash: bytes) -> list:
         return self.chain.htlcs_for(hash, at=self.height())
+
+
+# -- a world for swap tests: chain, issuer, replicators, buyer and seller, with fault switches -------------------
+
+from node.market import swap as sw                                  # noqa: E402
+from node.market.evidence import Policy, Reveal                    # noqa: E402
+from node.market.issuer import Issuer                              # noqa: E402
+from node.market.replicator import Replicator                      # noqa: E402
+from node.market.token_chain import LockRequest                    # noqa: E402
+from node.market.wire import message_type                          # noqa: E402
+from node.tun_switch import keys                                   # noqa: E402
+
+ISSUER_SK = bytes(range(1, 33))
+BUYER_SK = bytes(range(40, 72))
+RESELLER_SK = bytes(range(140, 172))
+REPLICATOR_SKS = [bytes([200 + i]) * 32 for i in range(3)]
+BUYER_ADDR, SELLER_ADDR = b"buyer-address", b"seller-address"
+FUNDS, PRICE, TOKEN = 10_000, 500, "lease-eth1-1"
+
+
+def key(sk: bytes) -> bytes:
+    return keys.signing_public_key(sk)
+
+
+POLICY = Policy(frozenset(key(sk) for sk in REPLICATOR_SKS), quorum=2)
+
+
+class SwapWorld:
+    """One swap on a fresh world. Switches: ``alive`` (a dead party neither ticks nor receives; a dead seller that
+    is the issuing device takes the issuer down too), ``partitioned`` (swap messages between buyer and seller are
+    lost), ``views[role].lag`` (a party's PKT chain view lags), ``refuse_locks`` (the issuer ignores lock
+    requests), ``chain.reorg``."""
+
+    def __init__(self, reseller: bool = False, params: sw.SwapParams = sw.SwapParams(), seed: int = 0):
+        self.chain = FakeChain({BUYER_ADDR: FUNDS})
+        self.chain.mine(3)
+        self.issuer = Issuer(ISSUER_SK, self.chain, confirmations=params.confirmations)
+        self.reps = [Replicator(self.chain, POLICY, sk) for sk in REPLICATOR_SKS]
+        self.alive = {"buyer": True, "seller": True, "issuer": True}
+        self.partitioned = False
+        self.refuse_locks = False
+        self.reseller = reseller
+        self.views = {"buyer": LaggingView(self.chain), "seller": LaggingView(self.chain)}
+        self.gossip(self.issuer.issue_lease(TOKEN, "L1", "eth1", 1000, 0, 2_000_000_000, PRICE))
+        seller_sk = ISSUER_SK
+        if reseller:                    # the issuer first hands the token to a reseller (lock + transfer)
+            seller_sk, p = RESELLER_SK, b"g" * 32
+            req = LockRequest(self.issuer.key, TOKEN, b"", key(RESELLER_SK), sw.sha256(p), 1000,
+                              b"r" * 16).signed(ISSUER_SK)
+            self.gossip([req.encode()])
+            self.gossip([Reveal(self.issuer.key, req.lock_id, p).signed(RESELLER_SK).encode()])
+        self.seller_key = key(seller_sk)
+        swap_id = seed.to_bytes(16, "big")
+        secret = sw.sha256(b"secret" + swap_id)
+        self.buyer = sw.BuyerSwap(BUYER_SK, BUYER_ADDR, self.issuer.key, TOKEN, PRICE, self.views["buyer"],
+                                  self.reps[0], swap_id, params)
+        self.seller = sw.SellerSwap(seller_sk, SELLER_ADDR, self.issuer.key, TOKEN, PRICE, self.views["seller"],
+                                    self.reps[1], secret, swap_id, params)
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    def kill(self, role: str, dead: bool = True) -> None:
+        self.alive[role] = not dead
+        if role == "seller" and not self.reseller:
+            self.alive["issuer"] = not dead
+
+    def gossip(self, datas, origin=None) -> None:
+        """Flood messages to the replicators and (lock requests, reveals) to the live issuer."""
+        queue = [(d, origin) for d in datas]
+        seen = set()
+        while queue:
+            data, src = queue.pop(0)
+            kind, _ = message_type(data)
+            nodes = list(self.reps)
+            if self.alive["issuer"] and (kind == "reveal" or (kind == "lock_request" and not self.refuse_locks)):
+                nodes.append(self.issuer)
+            for node in nodes:
+                if node is src or (id(node), data) in seen:
+                    continue
+                seen.add((id(node), data))
+                queue += [(out, node) for out in node.receive(data)]
+
+    def party(self, role: str):
+        return self.buyer if role == "buyer" else self.seller
+
+    def act(self, role: str, actions) -> None:
+        other = "seller" if role == "buyer" else "buyer"
+        for a in actions:
+            if isinstance(a, sw.Send):
+                if not self.partitioned and self.alive[other]:
+                    self.act(other, self.party(other).receive(a.data))
+            elif isinstance(a, sw.Publish):
+                self.gossip([a.data])
+            elif isinstance(a, sw.FundHtlc):
+                outpoint = self.chain.fund_htlc(BUYER_ADDR, a.amount, a.hash, a.pay_to, a.refund_to, a.refund_height)
+                self.act(role, self.buyer.funded(outpoint))
+            elif isinstance(a, sw.ClaimHtlc):
+                self.chain.claim(a.outpoint, a.preimage)
+            elif isinstance(a, sw.RefundHtlc):
+                self.chain.refund(a.outpoint)
+            else:
+                raise AssertionError(f"unknown action {a!r}")
+
+    def step(self) -> None:
+        """Everyone reacts to the current tip, then a block is mined (the buyer proposes in the first step)."""
+        if self.buyer.phase == "start" and self.alive["buyer"]:
+            self.act("buyer", self.buyer.start())
+        if self.alive["issuer"]:
+            self.gossip(self.issuer.tick(), self.issuer)
+        for r in self.reps:
+            self.gossip(r.tick(), r)
+        for role in ("seller", "buyer"):
+            if self.alive[role]:
+                self.act(role, self.party(role).tick())
+        self.chain.mine()
+
+    def heal(self) -> None:
+        for role in ("buyer", "seller"):
+            self.kill(role, False)
+        self.partitioned = self.refuse_locks = False
+        for v in self.views.values():
+            v.lag = 0
+
+    def finish(self, max_steps: int = 80) -> None:
+        """Heal every fault and run until both parties are done, and a few blocks more."""
+        self.heal()
+        for _ in range(max_steps):
+            if self.buyer.outcome and (self.seller.outcome or self.seller.phase == "start"):
+                break
+            self.step()
+        for _ in range(3):
+            self.step()
+
+    # -- what the tests check ---------------------------------------------------------------------------------
+
+    def holdings(self) -> dict:
+        """Money on the chain (spendable, and still locked in open HTLCs) and the token owner in every view."""
+        open_htlcs = sum(h.amount for h in self.chain.state_at(self.chain.height())[0].values() if h.state == "open")
+        owners = {"issuer": self.issuer.state.tokens[TOKEN]}
+        owners.update({f"replicator{i}": r.token(self.issuer.key, TOKEN) for i, r in enumerate(self.reps)})
+        return {"buyer": self.chain.balance(BUYER_ADDR), "seller": self.chain.balance(SELLER_ADDR),
+                "open": open_htlcs, "tokens": owners}
+
+    def check_settled(self) -> str:
+        """Both sides fully settled or both fully refunded, on the PKT chain and on the issuer chain."""
+        seller = self.seller.outcome or (sw.REFUNDED_OUTCOME if self.seller.phase == "start" else None)
+        assert self.buyer.outcome is not None and self.buyer.outcome == seller, (self.buyer.phase, self.seller.phase)
+        h = self.holdings()
+        assert h["open"] == 0 and h["buyer"] + h["seller"] == FUNDS, h
+        if self.buyer.outcome == sw.COMPLETED:
+            want_owner, want = key(BUYER_SK), (FUNDS - PRICE, PRICE)
+        else:
+            want_owner, want = self.seller_key, (FUNDS, 0)
+        assert (h["buyer"], h["seller"]) == want, h
+        for view, token in h["tokens"].items():
+            if view == "issuer" or not self.reps[int(view[-1])].is_discredited(self.issuer.key):
+                assert token.owner == want_owner and token.lock is None, (view, token)
+        return self.buyer.outcome
