@@ -4,7 +4,9 @@ The property everywhere: the swap ends with both parties fully settled (the sell
 chain, the buyer the token in every view of the issuer chain) or both fully refunded, and no PKT is lost.
 """
 import dataclasses
+import os
 import random
+import sys
 
 import pytest
 from hypothesis import settings, strategies as st
@@ -15,7 +17,8 @@ from node.market.evidence import Reveal
 from node.market.replicator import Replicator
 from node.market.wire import sha256
 
-from market_fakes import BUYER_SK, FUNDS, ISSUER_SK, POLICY, PRICE, REPLICATOR_SKS, TOKEN, SwapWorld, key
+sys.path.insert(0, os.path.dirname(__file__))
+from market_fakes import BUYER_SK, FUNDS, ISSUER_SK, POLICY, PRICE, TOKEN, SwapWorld, key  # noqa: E402
 
 FAULTS = ("none", "kill_buyer", "kill_seller", "partition", "lag_buyer", "lag_seller", "reorg", "refuse_lock")
 
