@@ -17,6 +17,7 @@ import sys
 CHECK_MODULES = {
     "cjdns.": "node.tun_switch.vectors",
     "packetcrypt.": "node.chain.packetcrypt.vectors",
+    "market.": "node.market.vectors",
 }
 
 
