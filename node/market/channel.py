@@ -30,10 +30,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from .wire import ID16, KEY, OUTPOINT, SIG, Message, UInt, WireError, decode_as
+from .wire import BAD_SIGNATURE, ID16, KEY, OUTPOINT, SIG, Message, UInt, WireError, decode_as
 
 # rejection reasons
-BAD_SIGNATURE = "bad_signature"
 WRONG_CHANNEL = "wrong_channel"
 REPLAYED = "replayed"
 OUT_OF_ORDER = "out_of_order"

@@ -37,6 +37,7 @@ from typing import ClassVar
 
 from .wire import HASH, ID16, KEY, SIG, Message, UInt
 
+BAD_PREIMAGE = "bad_preimage"          # a reveal whose preimage does not open its lock
 ACT_WITHIN = 3          # PKT blocks an issuer has to act on a lock request (on a reveal: after the lock timeout)
 
 

@@ -15,12 +15,13 @@ from collections import Counter
 from node.tun_switch import keys
 
 from .chain_view import CLAIMED, ChainView, depth
-from .evidence import Reveal
-from .token_chain import (PENDING, IssueLease, IssueRouter, Lock, LockRequest, RuleError, TokenState, Transfer,
-                          Unlock, make_update)
-from .wire import WireError, decode_as, sha256
+from .evidence import BAD_PREIMAGE, Reveal
+from .token_chain import (LOCK_NOT_PENDING, PENDING, WRONG_ISSUER, IssueLease, IssueRouter, Lock, LockRequest,
+                          RuleError, TokenState, Transfer, Unlock, make_update)
+from .wire import BAD_SIGNATURE, WireError, decode_as, sha256
 
 TYPES = {c.TYPE: c for c in (LockRequest, Reveal)}
+PKT_CHAIN_BEHIND = "pkt_chain_behind"       # the PKT chain is below our last update (a reorg): wait
 
 
 class Issuer:
@@ -44,17 +45,17 @@ class Issuer:
         try:
             msg = decode_as(TYPES, data)
             if msg.issuer != self.key:
-                raise WireError("wrong_issuer", "addressed to another issuer")
+                raise WireError(WRONG_ISSUER, "addressed to another issuer")
             if not msg.signature_ok():
-                raise WireError("bad_signature", f"{msg.TYPE} signature does not verify")
+                raise WireError(BAD_SIGNATURE, f"{msg.TYPE} signature does not verify")
             if isinstance(msg, LockRequest):
                 self.state.check_lock_request(msg, self.chain.height())
                 return self._commit([Lock(msg)])
             lock = self.state.locks.get(msg.lock)
             if lock is None or lock.state != PENDING:
-                raise WireError("lock_not_pending", "no pending lock with that id")
+                raise WireError(LOCK_NOT_PENDING, "no pending lock with that id")
             if sha256(msg.preimage) != lock.hash:
-                raise WireError("bad_preimage", "the preimage does not open the lock")
+                raise WireError(BAD_PREIMAGE, "the preimage does not open the lock")
             return self._commit([Transfer(lock.id, msg.preimage, lock.to)])
         except (WireError, RuleError) as e:
             self.rejected[e.code] += 1
@@ -82,7 +83,7 @@ class Issuer:
     def _commit(self, ops) -> list:
         height = self.chain.height()
         if height < self.state.pkt_height:       # the PKT chain went back (reorg): wait until it is past us
-            self.rejected["pkt_chain_behind"] += 1
+            self.rejected[PKT_CHAIN_BEHIND] += 1
             return []
         last = self.updates[-1].digest() if self.updates else bytes(32)
         u = make_update(self._private_key, len(self.updates), last, height, self.chain.block_hash(height), ops)

@@ -30,23 +30,21 @@ from node.tun_switch import keys
 
 from . import faults
 from .chain_view import ChainView
-from .evidence import Attestation, Policy, Reveal
+from .evidence import BAD_PREIMAGE, Attestation, Policy, Reveal
 from .faults import Discredit, ProofError
-from .token_chain import CHAIN_CODES, GENESIS_PREV, PENDING, TRANSFERRED, LockRequest, RuleError, TokenState, \
-    Unlock, Update
-from .wire import WireError, decode_as, sha256
+from .token_chain import (CHAIN_CODES, GENESIS_PREV, LOCK_NOT_PENDING, PENDING, TRANSFERRED, UNKNOWN_LOCK,
+                          LockRequest, RuleError, TokenState, Unlock, Update)
+from .wire import BAD_SIGNATURE, WireError, decode_as, sha256
 
 MAX_ORPHANS = 256
 TYPES = {c.TYPE: c for c in (Update, LockRequest, Reveal, Attestation, Discredit)}
 
-# rejection reasons (besides wire.MALFORMED and the token_chain rule codes)
-BAD_SIGNATURE = "bad_signature"
+# rejection reasons (besides wire.MALFORMED, wire.BAD_SIGNATURE, evidence.BAD_PREIMAGE and the rule codes)
 ISSUER_DISCREDITED = "issuer_discredited"
 DUPLICATE = "duplicate"
 UNKNOWN_PKT_BLOCK = "unknown_pkt_block"
 ORPHAN_OVERFLOW = "orphan_overflow"
 UNKNOWN_ISSUER = "unknown_issuer"
-BAD_PREIMAGE = "bad_preimage"
 UNTRUSTED = "untrusted_attestation"
 
 
@@ -186,11 +184,11 @@ class Replicator:
         else:
             lock = state.locks.get(msg.lock)
             if lock is None:
-                raise WireError("unknown_lock", f"no lock {msg.lock.hex()}")
+                raise WireError(UNKNOWN_LOCK, f"no lock {msg.lock.hex()}")
             if sha256(msg.preimage) != lock.hash:
                 raise WireError(BAD_PREIMAGE, "the preimage does not open the lock")
             if lock.state != PENDING:
-                raise WireError("lock_not_pending", f"lock is {lock.state}")
+                raise WireError(LOCK_NOT_PENDING, f"lock is {lock.state}")
         seen = Seen(msg, self.chain.height())
         self.subjects[digest] = seen
         self.accepted[msg.TYPE] += 1
@@ -259,7 +257,8 @@ class Replicator:
                     if faults.refusal_due(seen.msg, a, lock and lock.timeout)]
         if any(a.length > len(chain) for a in refusals):
             return []                       # an attester holds more of the chain than we do: wait
-        refusals = [a for a in refusals if 0 < a.length and chain[a.length - 1].digest() == a.head]
+        refusals = [a for a in refusals if a.replicator in self.policy.replicators
+                    and 0 < a.length and chain[a.length - 1].digest() == a.head]
         if not self.policy.enough(refusals):
             return []
         proof = faults.refused_request(chain[:max(a.length for a in refusals)], issuer, seen.msg, refusals)
@@ -267,9 +266,13 @@ class Replicator:
 
     def _prove_unlock(self, issuer: bytes, lock_id: bytes, length: int) -> list:
         """Fault 4 if a reveal of ``lock_id`` was witnessed before its timeout; the unlock is update length-1."""
+        timeout = self.state(issuer).locks[lock_id].timeout
         for digest, seen in list(self.subjects.items()):
             if isinstance(seen.msg, Reveal) and seen.msg.issuer == issuer and seen.msg.lock == lock_id:
-                held = list(self.attestations.get(digest, {}).values())
+                held = [a for a in self.attestations.get(digest, {}).values()
+                        if a.replicator in self.policy.replicators and a.seen_height < timeout]
+                if not self.policy.enough(held):
+                    continue
                 out = self._discredit(faults.unlock_after_reveal(self.chains[issuer][:length], seen.msg, held),
                                       quiet=True)
                 if out:

@@ -56,12 +56,12 @@ from node.tun_switch import keys
 from .chain_view import CLAIMED, OPEN, REFUNDED, ChainView, depth
 from .evidence import ACT_WITHIN, Reveal
 from .token_chain import PENDING, TRANSFERRED, UNLOCKED, LockRequest
-from .wire import ADDRESS, HASH, ID16, KEY, OUTPOINT, SIG, Message, Name, UInt, WireError, decode_as, sha256
+from .wire import (ADDRESS, BAD_SIGNATURE, HASH, ID16, KEY, OUTPOINT, SIG, Message, Name, UInt, WireError,
+                   decode_as, sha256)
 
 COMPLETED, REFUNDED_OUTCOME = "completed", "refunded"
 
 # rejection reasons
-BAD_SIGNATURE = "bad_signature"
 WRONG_SWAP = "wrong_swap"
 WRONG_SENDER = "wrong_sender"
 UNEXPECTED = "unexpected"
@@ -74,6 +74,7 @@ UNSAFE_TIMEOUTS = "unsafe_timeouts"
 TOO_LATE = "too_late"
 TIMEOUT_TOO_FAR = "timeout_too_far"
 BAD_LOCK = "bad_lock"
+NO_ANSWER = "no_answer"         # a cancel reason only
 
 
 @dataclass(frozen=True)
@@ -279,8 +280,9 @@ class SellerSwap(_Role):
     def _payment(self):
         """A confirmed HTLC that pays us the price under our hash with the agreed refund height."""
         for h in self.chain.htlcs_for(self.hash):
-            if (h.amount >= self.propose.price and h.pay_to == self.pay_to and h.refund_height == self.accept.htlc_refund
-                    and h.state == OPEN and depth(self.chain, h.funded_height) >= self.params.confirmations):
+            if (h.amount >= self.propose.price and h.pay_to == self.pay_to and h.state == OPEN
+                    and h.refund_height == self.accept.htlc_refund
+                    and depth(self.chain, h.funded_height) >= self.params.confirmations):
                 return h
         return None
 
@@ -375,8 +377,7 @@ class BuyerSwap(_Role):
         height = self.chain.height()
         if self.phase == "proposed":
             if height >= self.started + self.params.answer_within:
-                self._end(REFUNDED_OUTCOME)                 # nobody answered; nothing was spent
-                return []
+                return self._cancel(self.propose.swap, NO_ANSWER)      # nothing was spent
             return [Send(self.propose.encode())]
         if self.phase == "accepted":
             if self.tokens.is_discredited(self.issuer):
@@ -404,7 +405,8 @@ class BuyerSwap(_Role):
             return [Publish(Reveal(self.issuer, lock.id, self.preimage).signed(self._sk).encode())]
         if htlc is None:
             if height >= self.accept.htlc_refund + self.params.confirmations:
-                return self._end(REFUNDED_OUTCOME)          # the funding never made it into a block
+                return self._end(REFUNDED_OUTCOME)          # the funding never made it into a block (the driver
+                #                                             must abandon that transaction)
             return []
         if htlc.state == REFUNDED:
             if depth(self.chain, htlc.spent_height) >= self.params.confirmations:

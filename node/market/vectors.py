@@ -28,7 +28,7 @@ def _data(v: dict) -> bytes:
 def _decode(v: dict):
     msg = wire.decode_as(MESSAGES, _data(v))
     if msg.SIGNER and not msg.signature_ok():
-        raise wire.WireError("bad_signature", f"{msg.TYPE} signature does not verify")
+        raise wire.WireError(wire.BAD_SIGNATURE, f"{msg.TYPE} signature does not verify")
     return msg
 
 

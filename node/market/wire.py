@@ -35,6 +35,7 @@ MAX_UINT = (1 << 63) - 1
 MAX_MESSAGE_BYTES = 1 << 20            # every message but a discredit proof
 MAX_PROOF_BYTES = 16 << 20             # a proof carries an issuer chain segment
 MALFORMED = "malformed"
+BAD_SIGNATURE = "bad_signature"
 
 _HEX = re.compile(r"\A(?:[0-9a-f]{2})*\Z")
 
