@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from node.tun_switch import keys
+from node.cjdns import keys
 
 from .chain_view import CLAIMED, ChainView, depth
 from .evidence import BAD_PREIMAGE, Reveal

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from node.tun_switch import keys
+from node.cjdns import keys
 
 from . import faults
 from .chain_view import ChainView

@@ -42,8 +42,15 @@ would hold both. reveal_margin must exceed the buyer's detection lag plus gossip
 Other rules that keep either both sides settled or both refunded: the seller claims only after the funding is
 p.confirmations deep (a shallower reorg cannot take the payment back once x is public) and publishes its own
 reveal only once its claim is that deep; a buyer that has seen a claim never refunds (it has x, so it takes the
-token); a claim dropped by a reorg is claimed again. Limits: reorgs deeper than p.confirmations, and a party whose
-chain view lags by reveal_margin - 1 blocks or more, are outside what these timeouts protect.
+token); a claim dropped by a reorg is claimed again (unless the token has gone back to the seller).
+
+What the timeouts assume of the PKT chain (chain liveness): a reorg is shallower than p.confirmations, every
+transaction is in a block that stays in the best chain within D blocks of being broadcast, a party's view of the
+chain lags by at most L blocks, and **L + D + p.confirmations <= p.reveal_margin + 2** (defaults 2 and 5: L + D
+<= 5). Derivation: the seller broadcasts its claim at the latest at T_htlc - 2 + L, it is mined by T_htlc - 1 + L
++ D and p.confirmations deep by T_htlc - 2 + L + D + p.confirmations, which must not be after T_lock, where the
+issuer would unlock instead of transferring from the chain. A chain that censors a claim for longer (or a party
+that is offline past its timeouts) can leave one side paid and the other not, as in any HTLC swap.
 """
 from __future__ import annotations
 
@@ -51,7 +58,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.tun_switch import keys
+from node.cjdns import keys
 
 from .chain_view import CLAIMED, OPEN, REFUNDED, ChainView, depth
 from .evidence import ACT_WITHIN, Reveal
@@ -306,6 +313,8 @@ class SellerSwap(_Role):
         # claimed: get paid, then see the token transferred
         htlc = self.chain.htlc(self.outpoint)
         if htlc is None or htlc.state == OPEN:
+            if lock.state == UNLOCKED:
+                return []                                   # our claim came too late: never take both
             return [ClaimHtlc(self.outpoint, self.secret)]  # not mined yet, or a reorg dropped it
         if htlc.state == REFUNDED:
             return self._end(REFUNDED_OUTCOME) if lock.state == UNLOCKED else []

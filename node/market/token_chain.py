@@ -214,69 +214,76 @@ class TokenState:
             raise RuleError(BAD_PREV, f"prev {update.prev.hex()[:16]}.. is not the head {self.head.hex()[:16]}..")
         if update.pkt_height < self.pkt_height:
             raise RuleError(PKT_HEIGHT_DECREASED, f"pkt_height {update.pkt_height} < {self.pkt_height}")
-        nxt = TokenState(self.issuer, self.length + 1, update.digest(), update.pkt_height, dict(self.tokens),
-                         dict(self.locks))
+        tokens, locks = dict(self.tokens), dict(self.locks)        # the next state's, changed op by op
         for i, op in enumerate(update.ops):
             try:
-                nxt._apply_op(op, update.pkt_height)
+                _apply_op(self.issuer, tokens, locks, op, update.pkt_height)
             except RuleError as e:
                 raise RuleError(e.code, f"op {i} ({op.TYPE}): {e.detail}") from None
-        return nxt
-
-    def _apply_op(self, op, pkt_height: int) -> None:
-        if isinstance(op, (IssueLease, IssueRouter)):
-            if op.token in self.tokens:
-                raise RuleError(DUPLICATE_TOKEN, f"token {op.token} already issued")
-            if op.end <= op.start or (isinstance(op, IssueLease) and op.kbps == 0):
-                raise RuleError(BAD_TERMS, "the term must end after it starts and a lease must guarantee > 0")
-            self.tokens[op.token] = Token(op.token, op, self.issuer)
-        elif isinstance(op, Lock):
-            self.check_lock_request(op.request, pkt_height)
-            r = op.request
-            self.tokens[r.token] = dataclasses.replace(self.tokens[r.token], lock=r.lock_id)
-            self.locks[r.lock_id] = LockState(r.lock_id, r.token, r.owner, r.to, r.hash, r.timeout)
-        elif isinstance(op, Transfer):
-            lock = self._pending(op.lock)
-            if sha256(op.preimage) != lock.hash:
-                raise RuleError(BAD_TRANSFER, "the preimage does not hash to the lock's hash")
-            if op.to != lock.to:
-                raise RuleError(BAD_TRANSFER, "transfer to a key other than the lock's recipient")
-            self._close(lock, TRANSFERRED, lock.to)
-        elif isinstance(op, Unlock):
-            lock = self._pending(op.lock)
-            if pkt_height < lock.timeout:
-                raise RuleError(UNLOCK_BEFORE_TIMEOUT, f"unlock at PKT height {pkt_height} < timeout {lock.timeout}")
-            self._close(lock, UNLOCKED, lock.owner)
-        else:  # the codec only builds OPS
-            raise RuleError(BAD_TERMS, f"unknown operation {op!r}")
+        return TokenState(self.issuer, self.length + 1, update.digest(), update.pkt_height, tokens, locks)
 
     def check_lock_request(self, r: LockRequest, pkt_height: int) -> None:
         """RuleError unless ``r`` may lock now: the owner signed it, the token is free and the timeout is ahead."""
-        if r.issuer != self.issuer or not r.signature_ok():
-            raise RuleError(LOCK_WITHOUT_OWNER_SIGNATURE, "the request is not signed for this issuer")
-        token = self.tokens.get(r.token)
-        if token is None:
-            raise RuleError(UNKNOWN_TOKEN, f"no token {r.token}")
-        if r.owner != token.owner:
-            raise RuleError(LOCK_WITHOUT_OWNER_SIGNATURE, f"the request is not signed by the owner of {r.token}")
-        if r.lock_id in self.locks:
-            raise RuleError(REPLAYED_REQUEST, "this request was already used")
-        if token.lock is not None:
-            raise RuleError(TOKEN_LOCKED, f"token {r.token} is locked")
-        if r.timeout <= pkt_height:
-            raise RuleError(EXPIRED_REQUEST, f"timeout {r.timeout} is not after PKT height {pkt_height}")
+        _check_lock_request(self.issuer, self.tokens, self.locks, r, pkt_height)
 
-    def _pending(self, lock_id: bytes) -> LockState:
-        lock = self.locks.get(lock_id)
-        if lock is None:
-            raise RuleError(UNKNOWN_LOCK, f"no lock {lock_id.hex()}")
-        if lock.state != PENDING:
-            raise RuleError(LOCK_NOT_PENDING, f"lock {lock_id.hex()} is {lock.state}")
-        return lock
 
-    def _close(self, lock: LockState, state: str, new_owner: bytes) -> None:
-        self.locks[lock.id] = dataclasses.replace(lock, state=state)
-        self.tokens[lock.token] = dataclasses.replace(self.tokens[lock.token], owner=new_owner, lock=None)
+def _check_lock_request(issuer: bytes, tokens: dict, locks: dict, r: LockRequest, pkt_height: int) -> None:
+    if r.issuer != issuer or not r.signature_ok():
+        raise RuleError(LOCK_WITHOUT_OWNER_SIGNATURE, "the request is not signed for this issuer")
+    token = tokens.get(r.token)
+    if token is None:
+        raise RuleError(UNKNOWN_TOKEN, f"no token {r.token}")
+    if r.owner != token.owner:
+        raise RuleError(LOCK_WITHOUT_OWNER_SIGNATURE, f"the request is not signed by the owner of {r.token}")
+    if r.lock_id in locks:
+        raise RuleError(REPLAYED_REQUEST, "this request was already used")
+    if token.lock is not None:
+        raise RuleError(TOKEN_LOCKED, f"token {r.token} is locked")
+    if r.timeout <= pkt_height:
+        raise RuleError(EXPIRED_REQUEST, f"timeout {r.timeout} is not after PKT height {pkt_height}")
+
+
+def _apply_op(issuer: bytes, tokens: dict, locks: dict, op, pkt_height: int) -> None:
+    """Apply one operation to ``tokens`` and ``locks`` in place (RuleError if it breaks a rule)."""
+    if isinstance(op, (IssueLease, IssueRouter)):
+        if op.token in tokens:
+            raise RuleError(DUPLICATE_TOKEN, f"token {op.token} already issued")
+        if op.end <= op.start or (isinstance(op, IssueLease) and op.kbps == 0):
+            raise RuleError(BAD_TERMS, "the term must end after it starts and a lease must guarantee > 0")
+        tokens[op.token] = Token(op.token, op, issuer)
+    elif isinstance(op, Lock):
+        r = op.request
+        _check_lock_request(issuer, tokens, locks, r, pkt_height)
+        tokens[r.token] = dataclasses.replace(tokens[r.token], lock=r.lock_id)
+        locks[r.lock_id] = LockState(r.lock_id, r.token, r.owner, r.to, r.hash, r.timeout)
+    elif isinstance(op, Transfer):
+        lock = _pending(locks, op.lock)
+        if sha256(op.preimage) != lock.hash:
+            raise RuleError(BAD_TRANSFER, "the preimage does not hash to the lock's hash")
+        if op.to != lock.to:
+            raise RuleError(BAD_TRANSFER, "transfer to a key other than the lock's recipient")
+        _close(tokens, locks, lock, TRANSFERRED, lock.to)
+    elif isinstance(op, Unlock):
+        lock = _pending(locks, op.lock)
+        if pkt_height < lock.timeout:
+            raise RuleError(UNLOCK_BEFORE_TIMEOUT, f"unlock at PKT height {pkt_height} < timeout {lock.timeout}")
+        _close(tokens, locks, lock, UNLOCKED, lock.owner)
+    else:  # the codec only builds OPS
+        raise RuleError(BAD_TERMS, f"unknown operation {op!r}")
+
+
+def _pending(locks: dict, lock_id: bytes) -> LockState:
+    lock = locks.get(lock_id)
+    if lock is None:
+        raise RuleError(UNKNOWN_LOCK, f"no lock {lock_id.hex()}")
+    if lock.state != PENDING:
+        raise RuleError(LOCK_NOT_PENDING, f"lock {lock_id.hex()} is {lock.state}")
+    return lock
+
+
+def _close(tokens: dict, locks: dict, lock: LockState, state: str, new_owner: bytes) -> None:
+    locks[lock.id] = dataclasses.replace(lock, state=state)
+    tokens[lock.token] = dataclasses.replace(tokens[lock.token], owner=new_owner, lock=None)
 
 
 def replay(issuer: bytes, updates) -> TokenState:

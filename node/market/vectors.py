@@ -7,7 +7,7 @@ canonically); byte strings are lowercase hex.
 from __future__ import annotations
 
 from node.conformance import Mismatch, expect
-from node.tun_switch import keys
+from node.cjdns import keys
 
 from . import wire
 from .auction import auction, auto_bid

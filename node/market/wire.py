@@ -8,7 +8,7 @@ PKT leaves the TokenStrike formats open (pkt-reference.md §7), so pktlab define
   names (token ids, lease ids, fault codes) match ``[A-Za-z0-9._:-]{1,64}``; an outpoint is
   ``<64 hex digits>:<output index>``.
 * The object must have exactly its type's fields (no missing, extra or duplicated keys).
-* A signed message has a ``"sig"`` field: a cjdns Ed25519 signature (node/tun_switch/keys.py: the node's
+* A signed message has a ``"sig"`` field: a cjdns Ed25519 signature (node/cjdns/keys.py: the node's
   Curve25519 key used as the Ed25519 scalar, so a market key *is* a node identity) by the key in the type's
   signer field, over ``b"pktlab-market-v1\\n"`` + the canonical JSON of the object without ``"sig"`` (sorted keys,
   separators ``,`` and ``:``, ASCII only). The type is inside the signed object, so one signature can never be
@@ -27,7 +27,7 @@ import json
 import re
 from typing import ClassVar
 
-from node.tun_switch import keys
+from node.cjdns import keys
 
 VERSION = 1
 DOMAIN = b"pktlab-market-v1\n"

@@ -110,6 +110,11 @@ class FakeChain:
         self.mine(empty, include=False)
         self.mine(depth + 1 - empty)
 
+    def rewind(self, blocks: int) -> None:
+        """Drop the last ``blocks`` blocks (a node that switched to a shorter branch, for a while)."""
+        del self.blocks[len(self.blocks) - blocks:]
+        self._states = {}
+
     def state_at(self, height: int):
         """(htlcs by outpoint, balances) after block ``height`` of the best chain."""
         key = (self._salt, height, self.blocks[min(height, self.height())][0])
@@ -180,7 +185,7 @@ from node.market.issuer import Issuer                              # noqa: E402
 from node.market.replicator import Replicator                      # noqa: E402
 from node.market.token_chain import LockRequest                    # noqa: E402
 from node.market.wire import message_type                          # noqa: E402
-from node.tun_switch import keys                                   # noqa: E402
+from node.cjdns import keys                                   # noqa: E402
 
 ISSUER_SK = bytes(range(1, 33))
 BUYER_SK = bytes(range(40, 72))

@@ -186,8 +186,7 @@ def test_issuer_transfers_when_the_preimage_is_deep_on_the_pkt_chain():
 def test_issuer_waits_when_the_pkt_chain_went_back():
     w = IssuerWorld()
     w.issuer.issue_lease("t2", "L2", "eth1", 1000, 100, 200, 500)
-    w.chain.blocks.pop()                             # the tip vanished under the issuer's last update
-    w.chain._states.clear()
+    w.chain.rewind(1)                                # the tip vanished under the issuer's last update
     assert w.issuer.issue_lease("t3", "L3", "eth1", 1, 1, 2, 1) == []
     assert w.issuer.rejected["pkt_chain_behind"] == 1
 

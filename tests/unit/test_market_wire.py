@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from node.market import wire
 from node.market.evidence import Reveal
 from node.market.token_chain import LockRequest
-from node.tun_switch import keys
+from node.cjdns import keys
 
 SK = bytes(range(1, 33))
 REVEAL = Reveal(b"\x01" * 32, b"\x02" * 16, b"\x03" * 32).signed(SK, random32=bytes(32))

@@ -16,7 +16,7 @@ from node.market.evidence import Attestation, Reveal
 from node.market.faults import Discredit
 from node.market.swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
 from node.market.token_chain import IssueLease, IssueRouter, Lock, LockRequest, Transfer, Unlock, Update
-from node.tun_switch import keys
+from node.cjdns import keys
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("market.json")
 
