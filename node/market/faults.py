@@ -70,13 +70,13 @@ class Discredit(Message):
     attestations: tuple = ()
 
 
-def refusal_due(subject, a: Attestation, lock_timeout: int | None = None) -> bool:
-    """Whether attestation ``a`` of ``subject`` was made after the issuer's time to act was over (and the subject
-    was timely): a lock request must be locked within ACT_WITHIN blocks, a reveal seen before its lock's timeout
-    must be honoured by that timeout + ACT_WITHIN (``lock_timeout``)."""
+def refusal_due(subject, seen_height: int, at_height: int, lock_timeout: int | None = None) -> bool:
+    """Whether, for ``subject`` first seen at PKT height ``seen_height``, the issuer's time to act is over at
+    ``at_height`` (and the subject was timely): a lock request must be locked within ACT_WITHIN blocks, a reveal
+    seen before its lock's timeout (``lock_timeout``) must be honoured by that timeout + ACT_WITHIN."""
     if isinstance(subject, LockRequest):
-        return subject.timeout > a.seen_height + ACT_WITHIN and a.at_height >= a.seen_height + ACT_WITHIN
-    return a.seen_height < lock_timeout and a.at_height >= lock_timeout + ACT_WITHIN
+        return subject.timeout > seen_height + ACT_WITHIN and at_height >= seen_height + ACT_WITHIN
+    return seen_height < lock_timeout and at_height >= lock_timeout + ACT_WITHIN
 
 
 def fault_for(rule_code: str) -> str:
@@ -202,7 +202,7 @@ def _verify_refusal(proof: Discredit, policy: Policy) -> None:
             raise ProofError("not_a_fault", "the reveal does not open a lock still pending")
         lock_timeout = lock.timeout
     counted = policy.counted(proof.attestations, proof.issuer, subject.digest(),
-                             lambda a: on_chain(a) and refusal_due(subject, a, lock_timeout))
+                             lambda a: on_chain(a) and refusal_due(subject, a.seen_height, a.at_height, lock_timeout))
     if not policy.enough(counted):
         raise ProofError("no_quorum", f"{len(counted)} trusted refusal attestations, {policy.quorum} needed")
     if max(a.length for a in counted) != len(chain):

@@ -227,15 +227,14 @@ class Replicator:
     def _overdue(self, seen: Seen) -> bool:
         """The issuer's time to act on the subject is over, and it still could act (faults.refusal_due)."""
         state, now = self.state(seen.msg.issuer), self.chain.height()
-        probe = Attestation(self.key, seen.msg.issuer, b"", seen.height, now, 0, b"")
         if isinstance(seen.msg, LockRequest):
             try:
                 state.check_lock_request(seen.msg, 0)
             except RuleError:
                 return False
-            return faults.refusal_due(seen.msg, probe)
+            return faults.refusal_due(seen.msg, seen.height, now)
         lock = state.locks[seen.msg.lock]
-        return lock.state == PENDING and faults.refusal_due(seen.msg, probe, lock.timeout)
+        return lock.state == PENDING and faults.refusal_due(seen.msg, seen.height, now, lock.timeout)
 
     # -- proofs -------------------------------------------------------------------------------------------------
 
@@ -254,7 +253,7 @@ class Replicator:
         chain = self.chains.get(issuer, [])
         lock = self.state(issuer).locks.get(seen.msg.lock) if isinstance(seen.msg, Reveal) else None
         refusals = [a for a in self.attestations.get(digest, {}).values()
-                    if faults.refusal_due(seen.msg, a, lock and lock.timeout)]
+                    if faults.refusal_due(seen.msg, a.seen_height, a.at_height, lock and lock.timeout)]
         if any(a.length > len(chain) for a in refusals):
             return []                       # an attester holds more of the chain than we do: wait
         refusals = [a for a in refusals if a.replicator in self.policy.replicators
