@@ -106,13 +106,16 @@ class TxChecker:
     def __init__(self, tx: Transaction, index: int):
         self.tx = tx
         self.index = index
+        self.failed_signatures = 0         # non-empty signatures that did not verify (to name a failure)
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
         if not sig:
             return False
         # consensus takes any hash-type byte (strict hash types are relay policy in Bitcoin and btcd)
         digest = self.tx.signature_hash(self.index, script_code, sig[-1], sig)
-        return verify_ecdsa(pubkey, sig[:-1], digest)
+        ok = verify_ecdsa(pubkey, sig[:-1], digest)
+        self.failed_signatures += not ok
+        return ok
 
     def check_lock_time(self, lock_time: int) -> None:
         tx_lock = self.tx.lock_time
