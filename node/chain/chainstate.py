@@ -8,8 +8,10 @@ persisted in a ChainStore directory so a restarted node reopens its chain.
 
 A block is checked up to its PacketCrypt proof when it arrives (consensus.py steps 1-5); when its branch has more
 work than the tip, the node disconnects down to the fork and connects the branch in one SQL transaction (step 6).
-A block that fails to connect rolls that transaction back and is marked invalid with its descendants; the node then
-moves to the best remaining branch. Work per block is work(bits) of the header target (a fork choice only: the
+A block that fails to connect rolls that transaction back and is marked invalid with its descendants (what fails
+there is covered by the header hash: transactions through the merkle root); the node then moves to the best
+remaining branch. Blocks that fail before (header, structure, proof) are rejected without being remembered: the
+header hash does not cover the PacketCrypt proof, so remembering them would let a forged proof ban a good block. Work per block is work(bits) of the header target (a fork choice only: the
 PacketCrypt effective target decides validity, not work). Orphans (unknown parent) wait in memory, at most
 `max_orphans`, oldest dropped first. Every rejection is counted in `rejections` by reason.
 """
@@ -211,10 +213,8 @@ class Chain:
             consensus.check_proof(block, height, self.params,
                                   lambda x: self.ancestor(parent, x).hash if 0 <= x <= parent.height else None)
         except Rejected as e:
-            entry.status, entry.reason = INVALID, e.reason.value
-            with self.store.transaction():
-                self.store.put_block(entry, None)
-            self.index[h] = entry
+            # not remembered as invalid: the header hash does not cover the PacketCrypt proof, so a block that
+            # failed here with a forged proof may still arrive with a valid one
             return self._reject(h, e.reason, e.detail)
         with self.store.transaction():
             self.store.put_block(entry, block.raw)
