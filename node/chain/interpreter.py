@@ -288,7 +288,7 @@ class _Machine:
                 raise ScriptError(ScriptReason.NEGATIVE_LOCKTIME)
             self.checker.check_lock_time(lock)
         else:
-            name = Op(op).name if op in Op._value2member_map_ else f"0x{op:02x}"
+            name = Op(op).name if op in set(Op) else f"0x{op:02x}"
             raise ScriptError(ScriptReason.UNSUPPORTED_OPCODE, name)
 
     def _check_sig(self, sig: bytes, pubkey: bytes, script: bytes) -> bool:
