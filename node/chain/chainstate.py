@@ -271,7 +271,7 @@ class Chain:
                 self.reorgs.append(reorg)
                 result.reorgs.append(reorg)
             self._update_mempool(out_blocks, in_blocks, now)
-            target = self._best_valid()
+            target = None               # it had the most work when chosen
 
     def _connect(self, entry: IndexEntry) -> Block:
         block = Block.parse(self.store.block_raw(entry.hash))
@@ -325,6 +325,8 @@ class Chain:
         if out_blocks:
             readd = [t for b in reversed(out_blocks) for t in b.txs]
             self.mempool.revalidate(self, self.height + 1, now, now, readd)
+        else:
+            self.mempool.expire(self.height + 1)
 
     # --- transactions --------------------------------------------------------------------------------------------
     def accept_tx(self, tx: Transaction | bytes, now: int) -> int:

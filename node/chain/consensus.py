@@ -183,8 +183,9 @@ def check_block_sanity(block: Block, params: ChainParams, now: int) -> None:
         raise Rejected(Reason.MISSING_PROOF, "block carries no PacketCrypt proof")
     if not block.txs:
         raise Rejected(Reason.NO_TRANSACTIONS)
-    if len(block.raw) > params.max_block_size + len(block.proof.encode()) + 80:
-        raise Rejected(Reason.BLOCK_TOO_BIG, f"{len(block.raw)} bytes")
+    tx_bytes = sum(t.size for t in block.txs)
+    if tx_bytes > params.max_block_size:          # the transactions; header and proof are not counted
+        raise Rejected(Reason.BLOCK_TOO_BIG, f"transactions of {tx_bytes} bytes")
     if not block.txs[0].is_coinbase:
         raise Rejected(Reason.BAD_COINBASE, "first transaction is not a coinbase")
     if any(t.is_coinbase for t in block.txs[1:]):

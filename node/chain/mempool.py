@@ -24,7 +24,8 @@ UNCONFIRMED_HEIGHT = 0x7FFFFFFF     # btcd's height for coins of mempool transac
 class MempoolEntry:
     tx: Transaction
     fee: int
-    added: int          # the caller's clock when it entered
+    added: int                  # the caller's clock when it entered
+    coins: tuple[Coin, ...]     # what its inputs spend
 
     @property
     def fee_rate(self) -> float:
@@ -77,10 +78,11 @@ class Mempool:
                                f"{other[::-1].hex()}")
         view = CoinView(_WithMempool(coins, self))
         fee = consensus.check_tx_inputs(tx, next_height, view, self.params)
-        consensus.check_tx_scripts(tx, [view.get_coin(i.prevout) for i in tx.inputs])
+        spent = tuple(view.get_coin(i.prevout) for i in tx.inputs)
+        consensus.check_tx_scripts(tx, list(spent))
         if fee * 1000 < self.min_fee_per_kb * tx.size:
             raise Rejected(Reason.FEE_TOO_LOW, f"fee {fee} for {tx.size} bytes")
-        self.entries[tx.txid] = MempoolEntry(tx, fee, now)
+        self.entries[tx.txid] = MempoolEntry(tx, fee, now, spent)
         for txin in tx.inputs:
             self.spenders[txin.prevout] = tx.txid
         return fee
@@ -114,6 +116,14 @@ class Mempool:
                 if other is not None:
                     removed += self.remove(other)
         return removed
+
+    def expire(self, next_height: int) -> list[Transaction]:
+        """Drop what the block at `next_height` could no longer include: spends of steward payments that have
+        passed the burn depth while waiting (the only rule that gets stricter as the chain grows)."""
+        depth = self.params.steward_burn_depth
+        late = [e.tx.txid for e in self.entries.values()
+                if any(c.steward and next_height - c.height > depth for c in e.coins)]
+        return [t for txid in late for t in self.remove(txid)]
 
     def revalidate(self, coins: CoinSource, next_height: int, block_time: int, now: int,
                    readd=()) -> list[Transaction]:

@@ -114,15 +114,20 @@ def test_steward_outputs_older_than_the_burn_depth_cannot_be_spent(tmp_path):
     extend(chain, 4)
     coin = chain.get_coin(_steward_spend(chain, 1).inputs[0].prevout)
     assert coin.steward and coin.value == BURN.steward_payout(1)
-    # next block 5: the height-1 payment is 4 blocks old, exactly the burn depth: still spendable
-    ok = _steward_spend(chain, 1)
-    _accept(chain, ok)
-    extend(chain, 2)                                          # mined at 5; tip 6
-    assert Wallet(BURN, [CAROL]).balance(chain).spendable == BURN.steward_payout(1)
-    # next block 7: the height-2 payment is 5 blocks old: burned, in the mempool and in a block
-    late = _steward_spend(chain, 2)
-    assert _rejected(chain, late) is Reason.STEWARD_BURNED
-    t = template(chain, txs=[late])
+    # next block 5: the height-1 payment is 4 blocks old, exactly the burn depth: still spendable ...
+    waiting = _steward_spend(chain, 1)
+    _accept(chain, waiting)
+    # ... but block 5 leaves it out: at 6 it would be 5 blocks old, so the mempool drops it rather than let a
+    # template carry it into an invalid block
+    extend(chain, 1, txs=[])
+    assert waiting.txid not in chain.mempool
+    assert _rejected(chain, waiting) is Reason.STEWARD_BURNED
+    # next block 6: the height-2 payment is 4 blocks old: spent and mined
+    _accept(chain, _steward_spend(chain, 2))
+    extend(chain, 1)
+    assert Wallet(BURN, [CAROL]).balance(chain).spendable == BURN.steward_payout(2)
+    # a block carrying a spend of the height-1 payment (now 6 blocks old) is rejected
+    t = template(chain, txs=[waiting])
     block = craft(t, anns_for(chain, t.height))
     r = chain.process_block(block, block.header.time)
     assert (r.status, r.reason) == (REJECTED, Reason.STEWARD_BURNED)
