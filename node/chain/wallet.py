@@ -78,6 +78,14 @@ def htlc_refund(tx: Transaction, index: int, htlc_script: bytes, key: Key) -> Tr
     return with_script_sig(tx, index, S.push_data(sig) + bytes([S.Op.OP_0]))
 
 
+def htlc_lock(chain, payment_hash: bytes, redeem_pubkey: bytes, refund_pubkey: bytes,
+              lock_blocks: int | None = None) -> tuple[bytes, int]:
+    """An HTLC output script refundable `lock_blocks` (default: the params' lock length) after the next block;
+    returns (script, lock height)."""
+    lock = chain.height + 1 + (chain.params.lock_blocks if lock_blocks is None else lock_blocks)
+    return S.htlc(payment_hash, redeem_pubkey, refund_pubkey, lock), lock
+
+
 def spend_tx(prevouts: list[OutPoint], outputs: list[TxOut], *, lock_time: int = 0) -> Transaction:
     """An unsigned transaction; with a lock time its inputs get a non-final sequence so the lock applies."""
     seq = SEQUENCE_FINAL - 1 if lock_time else SEQUENCE_FINAL
