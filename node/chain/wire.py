@@ -48,9 +48,6 @@ class Reader:
     def i32(self) -> int:
         return struct.unpack("<i", self.read(4))[0]
 
-    def u64(self) -> int:
-        return struct.unpack("<Q", self.read(8))[0]
-
     def i64(self) -> int:
         return struct.unpack("<q", self.read(8))[0]
 

@@ -100,6 +100,12 @@ def test_retarget_ran_with_the_real_algorithm(chain30):
     assert bits[9] != bits[8] and bits[19] != bits[18]
 
 
+def test_locator_from_the_tip_back_to_genesis(chain30):
+    chain, _ = chain30
+    heights = [chain.index[h].height for h in chain.locator()]
+    assert heights == [30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 19, 15, 7, 0]
+
+
 def test_persisted_chain_reopens(chain30, tmp_path):
     chain, _ = chain30
     reopened = Chain(chain.store.directory, PARAMS)

@@ -107,6 +107,9 @@ def test_usable_announcements_drop_wrong_parents_and_immature(fast_chain):
 def test_solve_gives_up_after_its_tries(fast_chain):
     anns = mining.mine_announcements(fast_chain, 0, 2, WEAK, hard_nonce=20, fast_depth=3)
     t = mining.make_template(fast_chain, b"\x51", fast_chain.params.genesis_time + 100)
+    easy = mining.solve(t, anns)
+    assert easy.hashes >= 1 and easy.ann_count == 2
+    assert easy.effective_target == D.effective_target(t.bits, easy.block.commitment().ann_least_work_target, 2)
     hard = mining.BlockTemplate(**{**t.__dict__, "bits": 0x1A00FFFF})
     assert mining.solve(hard, anns, max_tries=3) is None
     stop = mining.solve(hard, anns, should_stop=lambda: True, max_tries=10_000)

@@ -58,6 +58,7 @@ def test_bitcoin_genesis_header_and_merkle():
     assert h.hash_hex == "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
     assert hash_hex(h.merkle_root) == "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
     assert (h.time, h.bits, h.nonce) == (1231006505, 0x1D00FFFF, 2083236893)
+    assert hash_from_hex(h.hash_hex) == h.hash
     assert h.serialize() == BITCOIN_GENESIS_HEADER
     assert blocks.merkle_root([h.merkle_root]) == h.merkle_root
 
