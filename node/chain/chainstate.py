@@ -11,8 +11,9 @@ work than the tip, the node disconnects down to the fork and connects the branch
 A block that fails to connect rolls that transaction back and is marked invalid with its descendants (what fails
 there is covered by the header hash: transactions through the merkle root); the node then moves to the best
 remaining branch. Blocks that fail before (header, structure, proof) are rejected without being remembered: the
-header hash does not cover the PacketCrypt proof, so remembering them would let a forged proof ban a good block. Work per block is work(bits) of the header target (a fork choice only: the
-PacketCrypt effective target decides validity, not work). Orphans (unknown parent) wait in memory, at most
+header hash does not cover the PacketCrypt proof, so remembering them would let a forged proof ban a good block.
+Work per block is work(bits) of the header target (a fork choice only: the PacketCrypt effective target decides
+validity, not work). Orphans (unknown parent) wait in memory, at most
 `max_orphans`, oldest dropped first. Every rejection is counted in `rejections` by reason.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ from node.chain.packetcrypt import announcement as A
 from node.chain.packetcrypt import block as pc_block
 from node.chain.packetcrypt.ann_tree import AnnTree, CoinbaseCommitment, sort_and_dedupe
 from node.chain.packetcrypt.hashing import h32
-from node.chain.script import Op, op_return, p2pkh
+from node.chain.script import op_return, p2pkh
 from node.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from node.chain.wallet import Wallet, spend_tx
 
@@ -354,7 +354,8 @@ def test_invalid_parent(chain30):
     t = template(chain, txs=[])
     bad = craft(replace(t, subsidy=t.subsidy + 1), anns_for(chain, t.height))
     _expect(chain, bad, Reason.WRONG_SUBSIDY)
-    child_t = replace(t, height=t.height + 1, prev_hash=bad.hash, time=t.time + 20, subsidy=PARAMS.subsidy(t.height + 1))
+    child_t = replace(t, height=t.height + 1, prev_hash=bad.hash, time=t.time + 20,
+                      subsidy=PARAMS.subsidy(t.height + 1))
     child = craft(child_t, anns_for(chain, t.height))
     _expect(chain, child, Reason.INVALID_PARENT)
     assert _submit(chain, bad).reason is Reason.WRONG_SUBSIDY      # a known-invalid block stays rejected

@@ -10,7 +10,7 @@ import pytest
 
 from node.chain import election, params as P
 from node.chain import script as S
-from node.chain.chainstate import ACCEPTED, REJECTED, Chain
+from node.chain.chainstate import REJECTED, Chain
 from node.chain.consensus import Reason, Rejected
 from node.chain.keys import Key
 from node.chain.tx import OutPoint, TxOut
@@ -153,7 +153,7 @@ def test_steward_outputs_older_than_the_burn_depth_cannot_be_spent(tmp_path):
     chain.close()
 
 
-# --- HTLC --------------------------------------------------------------------------------------------------------------
+# --- HTLC ------------------------------------------------------------------------------------------------------------
 
 HTLC_P = P.regtest(coinbase_maturity=2, lock_blocks=3)
 PREIMAGE = b"payment preimage"

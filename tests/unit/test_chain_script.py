@@ -206,30 +206,30 @@ def _plain(script_sig, script_pubkey):
 
 
 def test_conditionals_and_failures():
-    O = S.Op
-    _plain(b"", bytes([O.OP_1, O.OP_IF, O.OP_1, O.OP_ELSE, O.OP_0, O.OP_ENDIF]))
+    Op = S.Op
+    _plain(b"", bytes([Op.OP_1, Op.OP_IF, Op.OP_1, Op.OP_ELSE, Op.OP_0, Op.OP_ENDIF]))
     with pytest.raises(ScriptError, match="EVAL_FALSE"):
-        _plain(b"", bytes([O.OP_0, O.OP_IF, O.OP_1, O.OP_ELSE, O.OP_0, O.OP_ENDIF]))
+        _plain(b"", bytes([Op.OP_0, Op.OP_IF, Op.OP_1, Op.OP_ELSE, Op.OP_0, Op.OP_ENDIF]))
     with pytest.raises(ScriptError, match="UNBALANCED"):
-        _plain(b"", bytes([O.OP_1, O.OP_IF, O.OP_1]))
+        _plain(b"", bytes([Op.OP_1, Op.OP_IF, Op.OP_1]))
     with pytest.raises(ScriptError, match="UNBALANCED"):
-        _plain(b"", bytes([O.OP_1, O.OP_ENDIF]))
+        _plain(b"", bytes([Op.OP_1, Op.OP_ENDIF]))
     with pytest.raises(ScriptError, match="OP_RETURN"):
-        _plain(b"", bytes([O.OP_1, O.OP_RETURN]))
+        _plain(b"", bytes([Op.OP_1, Op.OP_RETURN]))
     with pytest.raises(ScriptError, match="DISABLED"):                  # even where it is not executed
-        _plain(b"", bytes([O.OP_1, O.OP_0, O.OP_IF, O.OP_CAT, O.OP_ENDIF]))
+        _plain(b"", bytes([Op.OP_1, Op.OP_0, Op.OP_IF, Op.OP_CAT, Op.OP_ENDIF]))
     with pytest.raises(ScriptError, match="UNSUPPORTED"):
-        _plain(b"", bytes([O.OP_1, 0x93]))                              # OP_ADD is not implemented here
+        _plain(b"", bytes([Op.OP_1, 0x93]))                              # OP_ADD is not implemented here
     with pytest.raises(ScriptError, match="BAD_FORMAT"):
         _plain(b"", bytes([5, 1, 2]))                                   # push past the end
     with pytest.raises(ScriptError, match="PUSH_SIZE"):
         _plain(b"", S.push_data(b"x" * 521))
     with pytest.raises(ScriptError, match="TOO_MANY_OPS"):
-        _plain(b"", bytes([O.OP_1]) + bytes([O.OP_NOP]) * 202)
+        _plain(b"", bytes([Op.OP_1]) + bytes([Op.OP_NOP]) * 202)
     with pytest.raises(ScriptError, match="NEGATIVE_LOCKTIME"):
-        _plain(b"", bytes([O.OP_1NEGATE, O.OP_CHECKLOCKTIMEVERIFY]))
-    _plain(S.push_data(b"abc"), bytes([O.OP_SIZE]) + S.push_int(3) + bytes([O.OP_EQUALVERIFY, O.OP_DROP, O.OP_1]))
-    _plain(b"", bytes([O.OP_0, O.OP_NOT]))
+        _plain(b"", bytes([Op.OP_1NEGATE, Op.OP_CHECKLOCKTIMEVERIFY]))
+    _plain(S.push_data(b"abc"), bytes([Op.OP_SIZE]) + S.push_int(3) + bytes([Op.OP_EQUALVERIFY, Op.OP_DROP, Op.OP_1]))
+    _plain(b"", bytes([Op.OP_0, Op.OP_NOT]))
     with pytest.raises(ScriptError, match="EVAL_FALSE"):
         _plain(b"", S.push_data(b"\x80"))                                # negative zero is false
 

@@ -17,7 +17,7 @@ from node.chain.tx import TxOut
 from node.chain.wallet import Wallet, spend_tx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from chain_helpers import MINER, anns_for, block_time, craft, extend, next_block, template  # noqa: E402
+from chain_helpers import MINER, anns_for, craft, extend, next_block, template  # noqa: E402
 
 PARAMS = P.regtest(coinbase_maturity=3)
 ALICE, BOB = Key.from_seed("alice"), Key.from_seed("bob")
