@@ -86,8 +86,6 @@ def test_fuzz_packetcrypt_block_proof(case):
         assert len(header) != B.HEADER_SIZE, e
 
 
-@pytest.mark.xfail(raises=ZeroDivisionError, strict=True,
-                   reason="issue 13 item 4 (difficulty.py), fixed on another branch: drop this mark once merged")
 def test_header_bits_of_a_negative_target_are_a_validation_error():
     """A block header from the network with compact bits 0x01810000 (the target -1) reaches the difficulty code."""
     data, header, commitment = block_inputs([], ("bits", 0x01810000), [])
