@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
+from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "dataplane.json")
@@ -43,12 +44,8 @@ def ping_rtt(mesh, src, dst_addr, count=10):
 
 
 def wait_ping(mesh, src, dst_addr, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if mesh.run(src, "ping", "-6", "-c", "1", "-W", "1", dst_addr, timeout=10).returncode == 0:
-            return True
-        time.sleep(0.2)
-    return False
+    return wait_until(lambda: mesh.run(src, "ping", "-6", "-c", "1", "-W", "1", dst_addr, timeout=10).returncode == 0,
+                      timeout)
 
 
 def iperf(mesh, server, client, addr, seconds):

@@ -5,7 +5,7 @@
     g1 (shopg) --g_in--/     |
     f1 (no isp) --free------/
 
-One mesh from a topology with declared leases (testbed/leases.py); between experiments the holders change their
+One mesh from a topology with declared leases (testbed/topology/leases.py); between experiments the holders change their
 leases live with signed configuration requests, as a PKT lease holder would. a1, b1 and g1 send priority 15
 with the customer bit ("lease_origin"), g1 priority 1; f1 is unclassed on the free tier. Every flood sends
 900-byte UDP datagrams at ~2.2 mbit/s per sender; the sink counts bytes per second per source
@@ -32,7 +32,7 @@ import sys
 import time
 
 from bench.common import RESULTS, console, table, write
-from node.tun_switch import config_request as cr
+from node.leases import requests as cr
 
 NAME = "priority"
 RATE_KBIT = 2000
@@ -111,7 +111,7 @@ def steady(series: list[float]) -> float:
 
 
 def configure(mesh, holder_isp: str, lease: str, changes: dict) -> None:
-    from testbed.leases import holder_identity
+    from testbed.topology.leases import holder_identity
     key = holder_identity(mesh.run.state["seed"], holder_isp).private_key
     answer = mesh.agent("core1").request({"cmd": "lease_config", "request": cr.make_request(
         key, lease, changes, time.time()).decode()}, timeout=5)
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
         console.print("bench.priority needs root (network namespaces)")
         return 1
     from testbed.mesh import Mesh
-    from testbed.topology import Topology
-    topo = Topology.from_dict(TOPOLOGY, "bench/priority.py")
+    from testbed.topology import from_dict
+    topo = from_dict(TOPOLOGY, "bench/priority.py")
     start = time.monotonic()
     mesh = Mesh.up(topo, name="bench-priority")
     try:

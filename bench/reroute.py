@@ -29,7 +29,7 @@ from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_con
 from testbed import faults
 from testbed.backends.netns import exec_in
 from testbed.mesh import Mesh
-from testbed.topologies.generators import two_isp_grid
+from testbed.topology.generators import two_isp_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "reroute.json")

@@ -6,7 +6,7 @@ Replay checks that compare a message's timestamp with the receiver's clock, and 
 memory, reopen their window twice: when the process restarts (its memory is gone, the timestamp is still fresh)
 and when the receiver's clock steps back (an old timestamp is fresh again, and what was forgotten as too old is
 accepted again). A high-water mark per signer closes both: it never goes down, it survives the process, and it
-does not depend on the receiver's clock. Its users (route_server/server.py, tun_switch/config_request.py) say
+does not depend on the receiver's clock. Its users (route_server/server.py, leases/requests.py) say
 what they accept relative to it.
 
 Values are stored as given (ints stay ints, floats floats). Every change is committed at once (WAL journal): a

@@ -19,12 +19,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.tun_switch import labels
+from node.cjdns import labels
 from testbed import faults, scenario
 from testbed.backends.netns import exec_in
-from testbed.cli import _Bars
+from testbed.cli.common import Bars
 from testbed.mesh import Mesh
 from testbed.topology import save
+from testbed.waiting import wait_until
 
 console = Console(width=120)
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
@@ -92,9 +93,7 @@ def link_fault(mesh: Mesh) -> None:
     before = [h[0] for h in mesh.route(src, dst)] + [dst]
     fault = faults.apply_fault(mesh, f"link-down {x}--{y}", check=False)
     console.print(f"   probe {src} -> {dst} on {' -> '.join(before)}; link {x}--{y} down ({fault.id})")
-    deadline = time.monotonic() + 5  # give the mesh's own failover a chance first
-    while time.monotonic() < deadline and frozenset((x, y)) in _links_on(mesh, src, dst):
-        time.sleep(0.2)
+    wait_until(lambda: frozenset((x, y)) not in _links_on(mesh, src, dst), 5)  # the mesh's own failover first
     static = mesh.run.state.get("routing") != "route-server"
     if static and frozenset((x, y)) in _links_on(mesh, src, dst):
         moved = scenario.reroute(mesh)
@@ -129,7 +128,7 @@ def main() -> int:
     t0 = time.monotonic()
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=_Bars(progress))
+        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=Bars(progress))
     console.print(f"   ready in {time.monotonic() - t0:.1f} s (every node reaches every other end to end)")
     try:
         console.print(summary(mesh))

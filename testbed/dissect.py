@@ -35,7 +35,7 @@ from scapy.packet import Packet, Padding
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.tun_switch import control, cryptoauth, keys, labels, switch_header
+from node.cjdns import control, cryptoauth, keys, labels, switch_header
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
 PEER_PORTS = set()             # UDP ports bound to each layer (bind_*_port)

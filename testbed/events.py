@@ -30,7 +30,7 @@ import re
 import threading
 import time
 
-from node.control_client import AgentClient
+from node.agent.control_client import AgentClient
 
 log = logging.getLogger(__name__)
 

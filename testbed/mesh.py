@@ -1,15 +1,17 @@
 """A running mesh: the Python API behind `pktlab up/down/exec/ping` and the pytest plugin.
 
-    mesh = Mesh.up("grid:3x3")          # namespaces, links, agents; returns when every node reaches every other
-    mesh.ping("r1c1", "r3c3")            # end to end over the nodes' fc00::/8 addresses
-    mesh.exec("r1c1", "ip -6 addr")
-    mesh.down()
+    with Mesh.up("grid:3x3") as mesh:    # namespaces, links, agents; returns when every node reaches every other
+        mesh.ping("r1c1", "r3c3")        # end to end over the nodes' fc00::/8 addresses
+        mesh.exec("r1c1", "ip -6 addr")
+        f = mesh.fault("loss r1c1--r1c2 10%")
+        mesh.heal(f)
+                                         # leaving the block is mesh.down()
 
-`Mesh.attach(name)` gives the same object for a run started by another process.
+`Mesh.attach(name)` gives the same object for a run started by another process; the pytest plugin's `mesh`
+fixture is one too.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -24,19 +26,16 @@ from pathlib import Path
 
 import networkx as nx
 
-from node.control_client import AgentClient, AgentError
-from node.path_provider import static_paths
-from node.tun_switch import labels
-from node.tun_switch.keys import Identity
-from testbed import runs
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns import labels
+from node.cjdns.keys import Identity
+from testbed import agent_configs, faults, runs
 from testbed.backends.netns import NetnsBackend, exec_in
-from testbed.leases import add_to_agent_configs as add_lease_configs
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.runs import Run, RunError
-from testbed.topology import Topology, load, save
+from testbed.topology import Topology, load, save, validate
+from testbed.waiting import wait_until
 
-AGENT_UDP_PORT = 7100
-FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
 MAX_AGENT_PROCESSES = 32  # bigger meshes share this many multi-node agent hosts
 REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on small ones)
@@ -70,7 +69,7 @@ class Mesh:
            agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
-            topo.validate(allow_disconnected)
+            validate(topo, allow_disconnected)
         if seed is None:
             seed = topo.seed if topo.seed is not None else random.SystemRandom().randrange(1 << 31)
         run = runs.new_run(name, topo.name, topo.source)
@@ -94,9 +93,9 @@ class Mesh:
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
-                    mesh._start_agents(progress, agents_per_process)
-                    mesh._start_monitor()
-                    mesh._wait_reachable(progress, wait)
+                    mesh.start_all_agents(progress, agents_per_process)
+                    mesh.start_monitor()
+                    mesh.wait_reachable(progress, wait)
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
@@ -104,6 +103,12 @@ class Mesh:
                 runs.destroy(run)
                 raise
         return mesh
+
+    def __enter__(self) -> "Mesh":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
 
     @classmethod
     def attach(cls, name: str | None = None) -> "Mesh":
@@ -120,7 +125,7 @@ class Mesh:
             runs.archive(self.run, Path(archive))
         runs.destroy(self.run)
 
-    def _start_monitor(self) -> None:
+    def start_monitor(self) -> None:
         """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""
         interval = max(1.0, len(self.topo.nodes) / 50)
         env = dict(os.environ, **{runs.TAG_VAR: self.run.id})
@@ -135,68 +140,18 @@ class Mesh:
     # -- agents -----------------------------------------------------------------------------------------------
     def identity(self, node: str) -> Identity:
         """The node's keys, derived from the run seed (the same every time the node starts)."""
-        return _identity(str(self.run.state["seed"]).encode(), list(self.topo.nodes).index(node))
+        return agent_configs.identity(self.topo, self.run.state["seed"], node)
 
-    def _agent_configs(self) -> dict[str, dict]:
-        ids = {n: self.identity(n) for n in self.topo.nodes}
-        peers = {n: [] for n in self.topo.nodes}
-        adjacency = {n: {} for n in self.topo.nodes}
-        for rec in self.run.state["links"]:
-            for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
-                                                          (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
-                if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
-                    raise RunError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
-                index = FIRST_SWITCH_INDEXES[len(peers[me])]
-                peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
-                                  "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
-                                  "peer_name": other})
-                adjacency[me][other] = index
-        configs = {}
-        for n in self.topo.nodes:
-            d = self.run.path("nodes", n)
-            d.mkdir(parents=True, exist_ok=True)
-            paths = {}  # with route servers, learned from them, the PKT way
-            if self.run.state.get("routing") != "route-server":
-                paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text,
-                                              "label": labels.label_text(label)}
-                         for dest, label in static_paths(adjacency, n).items()}
-            emulation = {}
-            for rec, link in zip(self.run.state["links"], self.topo.links):
-                for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
-                    if end == n and _needs_emulation(params):
-                        emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = {
-                            "delay_s": params.delay_s, "jitter_s": params.jitter_s, "loss": params.loss,
-                            "duplicate": params.duplicate, "reorder": params.reorder, "corrupt": params.corrupt}
-            configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
-                          "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
-                          "state_dir": str(d),
-                          "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
-                          "paths": paths, "link_emulation": emulation}
-            if self.run.state.get("routing") == "route-server":
-                configs[n]["route_server"] = self._route_server_settings(n, ids)
-        add_lease_configs(self, configs, adjacency)  # the topology's bandwidth leases (testbed/leases.py)
-        return configs
-
-    def _route_server_settings(self, node: str, ids: dict) -> dict:
-        """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with
-        those of other ISPs and share link state with the others of their own."""
-        servers = self.topo.nodes_with_role("route_server")
-        isp = self.topo.nodes[node].isp
-        own = [s for s in servers if self.topo.nodes[s].isp == isp] or servers
-        key = ids[node].pubkey_text
-        settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
-                    "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
-        if node in servers:
-            settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
-            settings["federation"] = [ids[s].pubkey_text for s in servers
-                                      if s not in own and ids[s].pubkey_text != key]
-        return settings
-
-    def _start_agents(self, progress, per_process: int | None) -> None:
-        configs = self._agent_configs()
+    def start_all_agents(self, progress, per_process: int | None) -> None:
+        self.run.state.setdefault("leases_started_at", time.time())  # lease terms count from here
+        try:
+            configs = agent_configs.agent_configs(self.topo, self.run.state, self.run.dir)
+        except agent_configs.ConfigError as e:
+            raise RunError(str(e)) from None
         self.run.state["addresses"] = {n: Identity.from_private_key(c["private_key"]).ip6_text
                                        for n, c in configs.items()}
         for n, cfg in configs.items():
+            self.run.path("nodes", n).mkdir(parents=True, exist_ok=True)
             with open(self.run.path("nodes", n, "agent.json"), "w") as f:
                 json.dump(cfg, f, indent=1)
         nodes = list(configs)
@@ -207,17 +162,15 @@ class Mesh:
             progress("agents", min(i + per_process, len(nodes)), len(nodes))
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
-        deadline = time.monotonic() + wait
         pending = set(configs)
-        while pending:
-            for n in list(pending):
-                if self._agent_healthy(n):
-                    pending.discard(n)
-            if pending and time.monotonic() > deadline:
-                raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
-                               f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
-            time.sleep(0.05)
+
+        def all_healthy():
+            pending.difference_update([n for n in pending if self._agent_healthy(n)])
             progress("agents ready", len(configs) - len(pending), len(configs))
+            return not pending
+        if not wait_until(all_healthy, wait, interval=0.05):
+            raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
+                           f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
 
     def start_agent(self, node: str) -> int:
         """Start (or restart) a node's agent from its config, in a process of its own; same identity every time."""
@@ -257,13 +210,14 @@ class Mesh:
             return
         if rec and runs.alive(rec["pid"], rec["start"]):
             os.kill(rec["pid"], sig)
-            deadline = time.monotonic() + timeout
-            while runs.alive(rec["pid"], rec["start"]) and time.monotonic() < deadline:
+
+            def gone():
                 try:
-                    os.waitpid(rec["pid"], os.WNOHANG)
+                    os.waitpid(rec["pid"], os.WNOHANG)      # reap it if it is our child
                 except ChildProcessError:
                     pass
-                time.sleep(0.02)
+                return not runs.alive(rec["pid"], rec["start"])
+            wait_until(gone, timeout, interval=0.02)
 
     def agent(self, node: str) -> AgentClient:
         return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
@@ -313,6 +267,30 @@ class Mesh:
         return hops
 
     # -- using the mesh ---------------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.topo.nodes)
+
+    def fault(self, spec, check: bool = True):
+        """Apply a fault (`"loss n1--n2 10%"` or a dict); with check it is measured to take effect."""
+        return faults.apply_fault(self, spec, check=check)
+
+    def heal(self, fault=None, check: bool = True):
+        """Heal one fault (the object or its id) or all of them."""
+        return faults.heal(self, getattr(fault, "id", fault), check=check)
+
+    def faults(self):
+        return faults.active_faults(self)
+
+    def iperf(self, a: str, b: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201) -> float | None:
+        """TCP throughput from a to b (bit/s) with iperf3."""
+        return faults.iperf(self, a, b, seconds=seconds, reverse=reverse, port=port)
+
+    @staticmethod
+    def wait_until(predicate, within: float, what: str | None = None, interval: float = 0.2):
+        """testbed.waiting.wait_until: the predicate's first true value; on timeout, TimedOut naming `what`."""
+        return wait_until(predicate, within, what, interval)
+
     def exec(self, node: str, command: str | list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         proc = exec_in(self.run, node, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -366,24 +344,14 @@ class Mesh:
                 ok[pair] = p.wait() == 0
         return ok
 
-    def _wait_reachable(self, progress, wait: float) -> None:
+    def wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()
-        deadline = time.monotonic() + wait
-        pending = pairs
-        while pending:
-            result = self.reachability(pending)
-            pending = [p for p, good in result.items() if not good]
+        pending = list(pairs)
+
+        def all_reached():
+            pending[:] = [p for p, good in self.reachability(pending).items() if not good]
             progress("reachability", len(pairs) - len(pending), len(pairs))
-            if pending and time.monotonic() > deadline:
-                shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
-                raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
-
-
-@functools.lru_cache(maxsize=None)
-def _identity(seed: bytes, index: int) -> Identity:
-    # derivation retries until the address starts with fc (about 256 tries): worth deriving once per node
-    return Identity.from_seed(seed, index)
-
-
-def _needs_emulation(p) -> bool:
-    return any((p.delay_s, p.jitter_s, p.loss, p.duplicate, p.reorder, p.corrupt))
+            return not pending
+        if not wait_until(all_reached, wait, interval=0):
+            shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
+            raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")

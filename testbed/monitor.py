@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from node.control_client import AgentClient
+from node.agent.control_client import AgentClient
 from testbed.events import AGENT_RESTART, CountersSampler, EventLog
 
 COUNTERS_FILE = "counters.jsonl"

@@ -68,11 +68,13 @@ class Templates:
         return self._compile(("htb", default_class),
                              lambda b: b.tc("add", "htb", index=1, handle="1:", default=default_class))
 
-    def htb_class(self, rate_bps: int, ceil_bps: int | None = None, classid: str = "1:1", parent: str = "1:") -> bytes:
+    def htb_class(self, rate_bps: int, ceil_bps: int | None = None, classid: str = "1:1", parent: str = "1:",
+                  prio: int | None = None) -> bytes:
         ceil_bps = ceil_bps or rate_bps
-        return self._compile(("class", rate_bps, ceil_bps, classid, parent),
+        extra = {} if prio is None else {"prio": prio}
+        return self._compile(("class", rate_bps, ceil_bps, classid, parent, prio),
                              lambda b: b.tc("add-class", "htb", index=1, handle=classid, parent=parent,
-                                            rate=f"{rate_bps}bit", ceil=f"{ceil_bps}bit"))
+                                            rate=f"{rate_bps}bit", ceil=f"{ceil_bps}bit", **extra))
 
     def addr6(self, address: str, prefixlen: int) -> bytes:
         """The address is stamped too: wherever the template's placeholder address stands (IFA_ADDRESS, IFA_LOCAL)."""

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.waiting import wait_until
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 TAG_VAR = "PKTLAB_RUN"
 
@@ -232,20 +234,15 @@ def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
     # agents first, gently: they remove their own TUN devices and sockets
     agents = [a["pid"] for a in run.state.get("agents", {}).values() if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while agents and time.monotonic() < deadline:
-        agents = [p for p in agents if alive(p, proc_start_time(p))]
-        time.sleep(0.02)
-    deadline = time.monotonic() + timeout
-    while True:
+    wait_until(lambda: not any(alive(p, proc_start_time(p)) for p in agents), grace, interval=0.02)
+
+    def all_killed():
         pids = run.processes()
-        if not pids:
-            break
-        if time.monotonic() > deadline:
-            raise RunError(f"run {run.name}: processes {pids[:10]} did not stop")
         _signal_all(pids, signal.SIGKILL)
         _reap(pids)
-        time.sleep(0.02)
+        return not pids
+    if not wait_until(all_killed, timeout, interval=0.02):
+        raise RunError(f"run {run.name}: processes {run.processes()[:10]} did not stop")
     shutil.rmtree(run.dir, ignore_errors=True)
 
 

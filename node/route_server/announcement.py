@@ -34,8 +34,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from node.tun_switch import keys
-from node.tun_switch.labels import EncodingScheme, LabelError
+from node.cjdns import keys
+from node.cjdns.labels import EncodingScheme, LabelError
 
 HEADER_SIZE = 120
 HEADER_VERSION = 1

@@ -42,9 +42,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from node.path_provider import PathProvider
-from node.tun_switch import control, keys, labels
-from node.tun_switch.labels import LabelError, V358
+from node.cjdns.paths import PathProvider
+from node.cjdns import control, keys, labels
+from node.cjdns.labels import LabelError, V358
 from . import announcement as A
 from . import messages as M
 from .state_hash import state_hash

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from node.cjdns import keys
+from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
 from node.replay_state import ReplayState
-from node.tun_switch import keys
-from node.tun_switch.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
 from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
                            LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
 from .state_hash import state_hash

@@ -28,8 +28,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from node.tun_switch import keys, labels
-from node.tun_switch.labels import LabelError, splice
+from node.cjdns import keys, labels
+from node.cjdns.labels import LabelError, splice
 from . import messages as M
 from .server import AGREED_TIMEOUT_MS, Rejected, RouteServer
 

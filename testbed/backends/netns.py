@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 from mininet.node import Host
 
-from testbed.leases import htb_plans as lease_htb_plans, htb_messages as lease_htb_messages
-from node.netns import in_netns
+from node.leases.tc_plan import handle_text
+from testbed.agent_configs import htb_plans as lease_htb_plans
+from node.agent.netns import in_netns
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
+from testbed.waiting import wait_until
 
 MNEXEC = "mnexec"
 DEFAULT_MTU = 65535  # the agents size their TUN MTU to fit one frame of this underlay
@@ -142,13 +144,17 @@ class NetnsBackend:
         deadline = time.monotonic() + timeout
         for n in names:
             pid = self.hosts[n].pid
-            while True:
+
+            failed = BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
+
+            def its_own(pid=pid):
                 ino = netns_inode(pid)
-                if ino is not None and ino != mine:
-                    break
-                if ino is None or time.monotonic() > deadline:
-                    raise BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
-                time.sleep(0.001)
+                if ino is None:          # the holder is gone
+                    raise failed
+                return ino if ino != mine else 0
+            ino = wait_until(its_own, max(0.0, deadline - time.monotonic()), interval=0.001)
+            if not ino:
+                raise failed
             self._fds[n] = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
             self.run.state["nodes"][n] = {"pid": pid, "start": proc_start_time(pid), "netns": ino}
 
@@ -178,7 +184,7 @@ class NetnsBackend:
     def _configure(self, progress) -> None:
         """Per namespace: lo and every link up, the link's address, HTB shaping where the link has a rate."""
         by_node: dict[str, list[tuple[str, str, object]]] = {n: [] for n in self.topo.nodes}
-        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/leases.py)
+        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
         plans = {}
         for i, (rec, link) in enumerate(zip(self.links, self.topo.links)):
             by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab))
@@ -224,3 +230,13 @@ def exec_in(run: Run, node: str, argv: list[str], **popen_kwargs) -> subprocess.
         raise BackendError(f"run {run.name} has no node {node!r}")
     env = dict(os.environ, **{TAG_VAR: run.id, "PKTLAB_NODE": node})
     return subprocess.Popen([MNEXEC, "-a", str(rec["pid"])] + argv, env=env, **popen_kwargs)
+
+
+def lease_htb_messages(templates: Templates, plan: dict):
+    """(netlink message, description) pairs that install a lease HTB plan (tc_plan.htb_plan) on one interface
+    (ifindex stamped later)."""
+    yield templates.htb_root(default_class=plan["root"]["default"]), "htb (lease plan)"
+    for c in plan["classes"]:
+        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
+        yield (templates.htb_class(c["rate_bps"], c["ceil_bps"], classid, parent, prio=c["prio"]),
+               f"class {classid} ({c['lease'] or 'link'})")

@@ -40,11 +40,11 @@ from testbed.faults.link import (Corrupt, Delay, Duplicate, Flap, Jitter, LinkDo
 from testbed.faults.node import Crash, NodeFault, Pause, Restart
 from testbed.faults.byzantine import Malformed
 from testbed.faults.route_server import ClockSkew, ForgedAnnouncement, ReplayedAnnouncement, RouteServerLoss
-from testbed.faults.measure import iperf, ping_stats, wait_until
+from testbed.faults.measure import iperf, ping_stats
 from testbed.faults.record import active_faults, apply_fault, heal
 
 __all__ = ["KINDS", "End", "Fault", "FaultError", "link_ends", "parse_fault",
            "LinkEmulation", "Loss", "Delay", "Jitter", "Reorder", "Duplicate", "Corrupt", "Rate", "LinkDown", "Flap",
            "Partition", "NodeFault", "Crash", "Restart", "Pause", "Malformed", "ClockSkew", "RouteServerLoss",
            "ForgedAnnouncement", "ReplayedAnnouncement",
-           "apply_fault", "heal", "active_faults", "ping_stats", "iperf", "wait_until"]
+           "apply_fault", "heal", "active_faults", "ping_stats", "iperf"]

@@ -8,10 +8,11 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
-from node.netns import in_netns
+from node.agent.control_client import AgentError
+from node.agent.netns import in_netns
 from testbed.faults.base import End, Fault, FaultError, link_ends
-from testbed.faults.measure import drops, wait_until
+from testbed.faults.measure import drops
+from testbed.waiting import wait_until
 from testbed.faults.netlink import netns_fd
 
 PEER_PORT = 7100

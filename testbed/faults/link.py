@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import End, Fault, FaultError, check_node, end_of, link_ends
 from testbed.faults.helper import start_helper, stop_helper
-from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats, wait_until
+from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats
 from testbed.faults.netlink import set_link_state
 from testbed.faults.record import active_faults
 from testbed.topology import parse_fraction, parse_rate, parse_time
+from testbed.waiting import wait_until
 
 
 # -- link emulation --------------------------------------------------------------------------------------
@@ -56,7 +57,8 @@ class LinkEmulation(Fault):
             want = interface_params(mesh, e, others)
             peers = {p["ifname"]: p for p in mesh.agent(e.node).call("peers", timeout=3)["peers"]}
             have = peers[e.ifname]["link_emulation"]
-            if any(abs(have.get(k, 0) - v) > 1e-9 for k, v in want.items() if k != "loss" or not _bursty(others)):
+            if any(abs((have.get(k) or 0) - (v or 0)) > 1e-9 for k, v in want.items()      # rate None: unshaped
+                   if k != "loss" or not _bursty(others)):
                 raise FaultError(f"{self.describe()}: {e.node}:{e.ifname} emulation is {have} after heal, "
                                  f"expected {want}")
 
@@ -145,7 +147,7 @@ class Delay(LinkEmulation):
             seen.append(mean_rtt(mesh, e.node, e.peer))
             return seen[-1] is not None and base is not None and (
                 seen[-1] - base <= max(0.5 * self._added_ms(mesh), 5.0) or _other_faults_on(mesh, self))
-        if not wait_until(back, 5, 0.5):
+        if not wait_until(back, 5, interval=0.5):
             raise FaultError(f"{self.describe()}: RTT {seen} ms after heal (baseline {base} ms)")
         return f"RTT {seen[-1]:.1f} ms (baseline {base:.1f} ms)"
 
@@ -178,7 +180,7 @@ class Jitter(Delay):
             seen.append(ping_stats(mesh, e.node, e.peer, count=30, interval=0.02)["mdev"])
             return seen[-1] is not None and (seen[-1] <= parse_time(self.jitter) * 1000 / 4
                                              or _other_faults_on(mesh, self))
-        if not wait_until(back, 5, 0.5):
+        if not wait_until(back, 5, interval=0.5):
             raise FaultError(f"{self.describe()}: RTT deviation {seen} ms after heal")
         return f"RTT deviation {seen[-1]:.1f} ms"
 
@@ -279,7 +281,7 @@ class Rate(LinkEmulation):
         def back():     # a few tries: one slow run on a busy machine is not the limit coming back
             seen.append(iperf(mesh, e.node, e.peer, seconds=2))
             return seen[-1] is not None and (seen[-1] > 1.15 * parse_rate(self.rate) or _other_faults_on(mesh, self))
-        if not wait_until(back, 6, 0):
+        if not wait_until(back, 6, interval=0):
             raise FaultError(f"{self.describe()}: throughput {', '.join(map(mbit, seen))} after heal, still at the "
                              "limit")
         return f"throughput {mbit(seen[-1])}"
@@ -432,7 +434,7 @@ def interface_params(mesh, end: End, faults: list[Fault]) -> dict:
     link = mesh.topo.links[end.link_index]
     p = link.ab if end.side == "ab" else link.ba
     out = {"delay_s": p.delay_s, "jitter_s": p.jitter_s, "loss": p.loss, "duplicate": p.duplicate,
-           "reorder": p.reorder, "corrupt": p.corrupt, "rate_bps": 0.0}
+           "reorder": p.reorder, "corrupt": p.corrupt, "rate_bps": None}
     for f in faults:
         if isinstance(f, LinkEmulation) and not isinstance(f, Flap):
             if isinstance(f, LinkDown) and not link_ends(mesh, f.link)[1]:

@@ -7,18 +7,8 @@ import re
 import subprocess
 import time
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import End, FaultError
-
-
-def wait_until(predicate, within: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + within
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def ping_stats(mesh, a: str, b: str, count: int = 10, interval: float = 0.2, wait: float = 1.0) -> dict:

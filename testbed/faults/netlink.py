@@ -5,7 +5,7 @@ import contextlib
 import os
 import socket
 
-from node.netns import in_netns
+from node.agent.netns import in_netns
 from testbed import runs
 from testbed.faults.base import End, FaultError
 

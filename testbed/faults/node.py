@@ -11,10 +11,11 @@ from typing import ClassVar
 
 import networkx as nx
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed import runs
 from testbed.faults.base import Fault, FaultError, check_node
-from testbed.faults.measure import ping_stats, proc_state, wait_until
+from testbed.faults.measure import ping_stats, proc_state
+from testbed.waiting import wait_until
 
 
 @dataclass

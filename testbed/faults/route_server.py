@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import FaultError, check_node
-from testbed.faults.measure import wait_until
+from testbed.waiting import wait_until
 from testbed.faults.node import NodeFault
 from testbed.topology import parse_time
 

@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
-from node.control_client import AgentClient, AgentError
-from node.path_provider import static_paths
-from node.tun_switch import keys, labels
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns.paths import static_paths
+from node.cjdns import keys, labels
 
 PYTHON = sys.executable
 UDP_PORT = 7100

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from agent_harness import UDP_PORT, Mesh  # noqa: E402
 
-from node.control_client import AgentError  # noqa: E402
+from node.agent.control_client import AgentError  # noqa: E402
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -236,7 +236,7 @@ def test_switch_error_from_a_dead_hop_is_counted_and_reported(mesh):
     mesh.start()
     assert wait_reachable(mesh, a, c)
     # b's interface towards c disappears (as if that link died): b's switch answers with an error
-    from node.tun_switch import labels
+    from node.cjdns import labels
     # a -> b over a's interface 0, then b's interface 7, which does not exist
     bad_label = labels.label_text(labels.splice(labels.one_hop_label(7), labels.one_hop_label(0)))
     mesh.client(a).call("set_paths", paths={c.ip6: {"public_key": c.identity.pubkey_text, "label": bad_label}})

@@ -26,8 +26,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from agent_harness import PYTHON, Mesh  # noqa: E402
 
-from node.tun_switch import config_request as cr  # noqa: E402
-from node.tun_switch import keys, labels  # noqa: E402
+from node.leases import requests as cr  # noqa: E402
+from node.cjdns import keys, labels  # noqa: E402
 from testbed.udp_receiver import kbit_after  # noqa: E402
 
 pytestmark = [pytest.mark.root,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from testbed.leases import AGENT_PACE, LEASE_PORT_BASE
+from testbed.topology.leases import AGENT_PACE, LEASE_PORT_BASE
 from testbed.mesh import Mesh
 
 from .leaks import assert_gone

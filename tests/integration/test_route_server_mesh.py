@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from agent_harness import Mesh  # noqa: E402
-from waiting import wait_for  # noqa: E402
+from testbed.waiting import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -48,9 +48,9 @@ def test_line_learns_paths_from_a_route_server_node(mesh):
     mesh.start()
     server_ip6 = nodes[1].ip6
     for n in nodes:
-        wait_for(lambda n=n: mesh.client(n).call("routes")["route_server"] == server_ip6, 15,
+        wait_until(lambda n=n: mesh.client(n).call("routes")["route_server"] == server_ip6, 15,
                  f"{n.name} uses the route server")
-    status = wait_for(lambda: (lambda s: s if s["nodes"] == 4 and s["edges"] == 6 else None)(
+    status = wait_until(lambda: (lambda s: s if s["nodes"] == 4 and s["edges"] == 6 else None)(
         mesh.client(nodes[1]).call("rs_status")), 15, "the route server knows the line")
     assert status["announcements_accepted"] >= 4
     r = mesh.run(nodes[0], "ping", "-6", "-c", "6", "-i", "0.3", "-W", "2", nodes[3].ip6, timeout=30)

@@ -36,7 +36,7 @@ def test_random_generators_follow_the_seed():
 
 
 def test_reduced_import_is_connected_with_cycles():
-    topo = S.reduce_topology(load("../shared/data/meshnet-lab/freifunk/freifunk-ulm.json"), 24)
+    topo = S.reduce_topology(load("freifunk-ulm"), 24)
     g = topo.graph()
     import networkx as nx
     assert len(g) == 24 and nx.is_connected(g)

@@ -1,10 +1,10 @@
-"""In-memory meshes of real data-plane Nodes for unit tests: a line of nodes on node.memory_links, a hand-driven
+"""In-memory meshes of real data-plane Nodes for unit tests: a line of nodes on node.tun_switch.memory_links, a hand-driven
 clock and a captured TUN (each node's `delivered` list)."""
-from node.agent_config import parse_config
-from node.dataplane import Node
-from node.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.path_provider import static_paths
-from node.tun_switch import keys, labels
+from node.agent.config import parse_config
+from node.tun_switch.node import Node
+from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
+from node.cjdns.paths import static_paths
+from node.cjdns import keys, labels
 
 
 def build_line(n, seed=b"dp", udp_port=1):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from node.agent_config import DEFAULT_TUN_MTU, ConfigError, load_config, parse_config
-from node.tun_switch import keys
+from node.agent.config import DEFAULT_TUN_MTU, ConfigError, load_config, parse_config
+from node.cjdns import keys
 
 ME = keys.Identity.from_seed(b"cfg", 0)
 PEER = keys.Identity.from_seed(b"cfg", 1)

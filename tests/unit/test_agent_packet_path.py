@@ -5,9 +5,9 @@ import os
 import struct
 import sys
 
-from node.dataplane import UNANSWERED_RESET_S
-from node.memory_links import ManualLoop
-from node.tun_switch import keys
+from node.tun_switch.node import UNANSWERED_RESET_S
+from node.tun_switch.memory_links import ManualLoop
+from node.cjdns import keys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from meshes import build_line, make_node  # noqa: E402
@@ -175,8 +175,8 @@ def test_a_switch_error_names_the_dead_link():
 
 def test_peer_link_reports_a_dead_link_also_behind_emulated_delay():
     import errno
-    from node.link_emulation import LinkParams
-    from node.peer_link import PeerLink
+    from node.tun_switch.link_emulation import LinkParams
+    from node.tun_switch.peer_link import PeerLink
 
     loop = ManualLoop()
     later = []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from node.path_provider import StaticPathProvider, static_paths
-from node.tun_switch import keys, labels
+from node.cjdns.paths import StaticPathProvider, static_paths
+from node.cjdns import keys, labels
 
 
 def test_worked_example_from_reference():
@@ -75,7 +75,7 @@ def test_static_provider_lookup_replace_and_errors():
 
 def _walk(adj, switches, source, label):
     """Send a packet from source's router through the pure switches; return (node, label) where it lands."""
-    from node.tun_switch.switch_header import SwitchHeader
+    from node.cjdns.switch_header import SwitchHeader
     node, index, packet = source, 1, SwitchHeader(label=label).pack() + b"payload"
     for _ in range(20):
         (dest, out), = switches[node].receive(index, packet)
@@ -88,7 +88,7 @@ def _walk(adj, switches, source, label):
 
 @pytest.mark.parametrize("indexes", [(0, 2), (5, 40), (40, 2), (200, 3)])
 def test_static_labels_route_through_real_switches_and_back(indexes):
-    from node.tun_switch.switch import Switch
+    from node.cjdns.switch import Switch
     left, right = indexes
     names = [f"n{i}" for i in range(6)]
     adj = {n: {} for n in names}

@@ -1,4 +1,4 @@
-"""A ping between real data planes (node.dataplane.Node) on a 4-node line, every frame on every link captured into a
+"""A ping between real data planes (node.tun_switch.node.Node) on a 4-node line, every frame on every link captured into a
 pcap and dissected: the echo crosses three hops, each hop rewrites only the label (and label shift), and the
 dissection shows it. No root: nodes are joined by in-memory links and run on a fake clock."""
 import os
@@ -7,7 +7,7 @@ import sys
 
 from scapy.all import IPv6, UDP, Raw, wrpcap
 
-from node.tun_switch import control, labels, switch_header as SH
+from node.cjdns import control, labels, switch_header as SH
 from testbed import dissect as D
 
 sys.path.insert(0, os.path.dirname(__file__))

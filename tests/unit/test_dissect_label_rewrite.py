@@ -12,9 +12,9 @@ frame came in on at the top, and adds the director width to the label shift. The
 """
 from scapy.all import IPv6, UDP, Raw, wrpcap
 
-from node.tun_switch import keys, labels, switch_header as SH
-from node.tun_switch.session_manager import SessionManager, pack_data_header
-from node.tun_switch.switch import ROUTER, Switch
+from node.cjdns import keys, labels, switch_header as SH
+from node.cjdns.sessions import SessionManager, pack_data_header
+from node.cjdns.switch import ROUTER, Switch
 from testbed import dissect as D
 
 PORT = D.PEER_LINK_PORT

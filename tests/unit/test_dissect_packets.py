@@ -7,9 +7,9 @@ from scapy.all import IPv6, UDP, Raw, wrpcap
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.tun_switch import control, keys, labels, switch_header as SH
-from node.tun_switch.session_manager import SessionManager, pack_data_header
-from node.tun_switch.switch import Switch
+from node.cjdns import control, keys, labels, switch_header as SH
+from node.cjdns.sessions import SessionManager, pack_data_header
+from node.cjdns.switch import Switch
 from testbed import dissect as D
 
 PORT = D.PEER_LINK_PORT
@@ -184,5 +184,5 @@ def test_truncated_frames_of_each_kind_never_raise(first, rest):
 
 
 def test_default_peer_port_is_the_mesh_agents_port():
-    from testbed import mesh
-    assert mesh.AGENT_UDP_PORT in D.PEER_PORTS
+    from testbed import agent_configs
+    assert agent_configs.AGENT_UDP_PORT in D.PEER_PORTS

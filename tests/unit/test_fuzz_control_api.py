@@ -9,14 +9,14 @@ import tempfile
 
 from hypothesis import strategies as st
 
-from node.agent import Agent
-from node.agent_config import parse_config
-from node.control_api import ControlServer
-from node.lease_plane import LeasePlane
-from node.memory_links import ManualLoop
-from node.peer_link import PeerLink
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys
+from node.agent.agent import Agent
+from node.agent.config import parse_config
+from node.agent.control_api import ControlServer
+from node.tun_switch.lease_plane import LeasePlane
+from node.tun_switch.memory_links import ManualLoop
+from node.tun_switch.peer_link import PeerLink
+from node.leases import requests as cr
+from node.cjdns import keys
 
 from fuzzing import harness
 

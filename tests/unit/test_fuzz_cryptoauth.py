@@ -11,9 +11,9 @@ import struct
 from hypothesis import strategies as st
 from nacl import bindings as nacl
 
-from node.tun_switch.cryptoauth import CryptoAuthError, Session
-from node.tun_switch.keys import Identity
-from node.tun_switch.session_manager import SessionManager
+from node.cjdns.cryptoauth import CryptoAuthError, Session
+from node.cjdns.keys import Identity
+from node.cjdns.sessions import SessionManager
 
 from fuzzing import harness
 from test_hostile_cryptoauth import LOW_ORDER, handshake_packet, snapshot

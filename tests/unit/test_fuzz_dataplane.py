@@ -11,8 +11,8 @@ import struct
 
 from hypothesis import strategies as st
 
-from node.tun_switch import control, labels
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns import control, labels
+from node.cjdns.switch_header import SwitchHeader
 
 from fuzzing import harness
 from meshes import build_line

@@ -1,4 +1,4 @@
-"""Fuzz: signed lease configuration requests (node/tun_switch/config_request.py) against a device's lease table.
+"""Fuzz: signed lease configuration requests (node/leases/requests.py) against a device's lease table.
 
 Requests are built from a valid one: fields replaced by arbitrary JSON values, signed by the holder (so they get
 past the signature) or not, at any clock, then the raw text mutated. Must hold: every request gets an answer
@@ -8,9 +8,9 @@ import json
 
 from hypothesis import strategies as st
 
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys
-from node.tun_switch.leases import Lease, LeaseTable, VirtualRouter
+from node.leases import requests as cr
+from node.cjdns import keys
+from node.leases.table import Lease, LeaseTable, VirtualRouter
 
 from fuzzing import harness
 from test_fuzz_cryptoauth import mutate, mutation

@@ -13,8 +13,8 @@ from node.route_server import bencode
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, RouteServerClient
 from node.route_server.service import RouteServerService
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
 
 from fuzzing import harness
 from test_fuzz_cryptoauth import mutate, mutation

@@ -7,10 +7,10 @@ switch answers every packet with exactly one counted outcome (forwarded, or one 
 packet: the forwarded one (same length, a known interface) or an ERROR back out of the interface it came from."""
 from hypothesis import strategies as st
 
-from node.tun_switch import control, labels
-from node.tun_switch.labels import CANONICAL, LabelError, SCHEMES, EncodingScheme
-from node.tun_switch.switch import FORWARDED, ROUTER, Switch
-from node.tun_switch.switch_header import SIZE, SwitchHeader, SwitchHeaderError
+from node.cjdns import control, labels
+from node.cjdns.labels import CANONICAL, LabelError, SCHEMES, EncodingScheme
+from node.cjdns.switch import FORWARDED, ROUTER, Switch
+from node.cjdns.switch_header import SIZE, SwitchHeader, SwitchHeaderError
 
 from fuzzing import harness
 

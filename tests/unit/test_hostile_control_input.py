@@ -6,14 +6,14 @@ import threading
 
 import pytest
 
-from node.agent import Agent
-from node.agent_config import parse_config
-from node.control_api import ControlServer
-from node.control_client import AgentClient
-from node.event_loop import EventLoop
-from node.link_emulation import LinkParams
-from node.peer_link import PeerLink
-from node.tun_switch import keys
+from node.agent.agent import Agent
+from node.agent.config import parse_config
+from node.agent.control_api import ControlServer
+from node.agent.control_client import AgentClient
+from node.agent.event_loop import EventLoop
+from node.tun_switch.link_emulation import LinkParams
+from node.tun_switch.peer_link import PeerLink
+from node.cjdns import keys
 
 
 def free_port():

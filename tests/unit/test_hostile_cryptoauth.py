@@ -7,10 +7,10 @@ import struct
 import pytest
 from nacl import bindings as nacl
 
-from node.dataplane import UNANSWERED_RESET_S
-from node.tun_switch.cryptoauth import CryptoAuthError, Session, State
-from node.tun_switch.keys import Identity
-from node.tun_switch.session_manager import SessionManager
+from node.tun_switch.node import UNANSWERED_RESET_S
+from node.cjdns.cryptoauth import CryptoAuthError, Session, State
+from node.cjdns.keys import Identity
+from node.cjdns.sessions import SessionManager
 
 from meshes import build_line
 

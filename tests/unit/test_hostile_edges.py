@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
-from node.agent import Agent
-from node.agent_config import parse_config
-from node.control_api import ControlServer
-from node.control_client import AgentClient, AgentError
-from node.event_loop import EventLoop
-from node.handler_errors import HandlerErrors
-from node.memory_links import ManualLoop
+from node.agent.agent import Agent
+from node.agent.config import parse_config
+from node.agent.control_api import ControlServer
+from node.agent.control_client import AgentClient, AgentError
+from node.agent.event_loop import EventLoop
+from node.agent.handler_errors import HandlerErrors
+from node.tun_switch.memory_links import ManualLoop
 
 from test_hostile_link_pong import two_nodes
 
@@ -134,7 +134,7 @@ def test_route_server_tick_that_raises_is_counted_and_the_next_tick_runs():
 
 
 def agent_config(tmp_path):
-    from node.tun_switch import keys
+    from node.cjdns import keys
     ident = keys.Identity.from_seed(b"edge", 0)
     return parse_config({"node": "e", "private_key": ident.private_key.hex(),
                          "control_socket": str(tmp_path / "agent.sock"), "log_file": str(tmp_path / "agent.log"),

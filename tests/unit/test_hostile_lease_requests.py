@@ -9,9 +9,9 @@ import json
 import pytest
 
 from node.replay_state import ReplayState
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys
-from node.tun_switch.leases import Lease, LeaseError, LeaseTable, check_max_priority_bandwidth
+from node.leases import requests as cr
+from node.cjdns import keys
+from node.leases.table import Lease, LeaseError, LeaseTable, check_max_priority_bandwidth
 
 HOLDER_SK = bytes(range(1, 33))
 HOLDER = keys.public_key_for(HOLDER_SK)

@@ -6,12 +6,12 @@ import struct
 
 import pytest
 
-from node.agent_config import parse_config
-from node.dataplane import LINK_DOWN_AFTER_S, PROTOCOL_VERSION, Node
-from node.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.route_server.agent_glue import RouteServerGlue, parse_settings
-from node.tun_switch import control, keys, labels
-from node.tun_switch.switch_header import SwitchHeader
+from node.agent.config import parse_config
+from node.tun_switch.node import LINK_DOWN_AFTER_S, PROTOCOL_VERSION, Node
+from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
+from node.tun_switch.route_server_plane import RouteServerGlue, parse_settings
+from node.cjdns import control, keys, labels
+from node.cjdns.switch_header import SwitchHeader
 
 T0 = 1_700_000_000
 

@@ -6,16 +6,16 @@ Item 5: a route server that has just restarted must not accept a replayed announ
 (less than 10 s old): the per-node high-water mark survives the restart (node/replay_state.py)."""
 import pytest
 
-from node.agent import Agent
-from node.agent_config import parse_config
-from node.memory_links import ManualLoop
+from node.agent.agent import Agent
+from node.agent.config import parse_config
+from node.tun_switch.memory_links import ManualLoop
 from node.replay_state import ReplayState
 from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import MAX_SKEW_MS, ClientConfig, RouteServerClient
 from node.route_server.service import RouteServerService
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
 
 T0 = 1_700_000_000_000
 RS = Identity.from_seed(b"hostile-rs", 0)
@@ -122,8 +122,9 @@ def test_the_route_server_fault_restart_keeps_the_replay_state():
     glue = agent.route_server
     raw = ann(T0)
     assert send(glue.service, raw, T0).error is None
-    agent.cmd_rs_service({"run": False}, None)
-    agent.cmd_rs_service({"run": True}, None)
+    rs_service = agent.handlers()["rs_service"]
+    rs_service({"run": False}, None)
+    rs_service({"run": True}, None)
     assert send(glue.service, raw, T0 + 3000).error == "replay"
 
 

@@ -1,9 +1,9 @@
 """The agent config's "leases" section (tun_switch/lease_config.py)."""
 import pytest
 
-from node.tun_switch import keys
-from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.leases import LeaseError
+from node.cjdns import keys
+from node.leases.config import parse_lease_config
+from node.leases.table import LeaseError
 
 ALICE = keys.Identity.from_seed(b"lease-config", 0)
 BOB = keys.Identity.from_seed(b"lease-config", 1)

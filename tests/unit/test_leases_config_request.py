@@ -4,9 +4,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys
-from node.tun_switch.leases import Lease, LeaseTable, VirtualRouter
+from node.leases import requests as cr
+from node.cjdns import keys
+from node.leases.table import Lease, LeaseTable, VirtualRouter
 
 ALICE_SK = bytes(range(1, 33))
 MALLORY_SK = bytes(range(101, 133))

@@ -1,8 +1,8 @@
 """The 2-level token bucket egress scheduler (egress_scheduler.py) packet by packet."""
 import pytest
 
-from node.tun_switch.egress_scheduler import BAD_PACKET, PUSHED_OUT, QUEUE_FULL, EgressScheduler
-from node.tun_switch.leases import Lease, LinkLeases
+from node.leases.scheduler import BAD_PACKET, PUSHED_OUT, QUEUE_FULL, EgressScheduler
+from node.leases.table import Lease, LinkLeases
 
 KEY = bytes([7]) * 32
 

@@ -2,9 +2,9 @@
 re-prioritisation, customer bit, deprioritize-non-customer, 2-level token bucket): the PKT paper's claims."""
 import pytest
 
-from node.tun_switch.lease_datapath import LeaseDataPath
-from node.tun_switch.lease_simulation import Flow, simulate
-from node.tun_switch.leases import FREE, Lease, LeaseTable
+from node.leases.datapath import LeaseDataPath
+from node.leases.simulation import Flow, simulate
+from node.leases.table import FREE, Lease, LeaseTable
 
 CAP = 8000          # kbit/s of the congested link "up"
 KEY = bytes([9]) * 32

@@ -1,7 +1,7 @@
-"""Leases, the free lease, virtual routers and the interface table (node/tun_switch/leases.py)."""
+"""Leases, the free lease, virtual routers and the interface table (node/leases/table.py)."""
 import pytest
 
-from node.tun_switch.leases import FREE, Lease, LeaseError, LeaseTable, VirtualRouter
+from node.leases.table import FREE, Lease, LeaseError, LeaseTable, VirtualRouter
 
 ALICE = bytes([1]) * 32
 BOB = bytes([2]) * 32

@@ -1,8 +1,8 @@
 """HTB class plan of a link's leases (tc_plan.py)."""
 import pytest
 
-from node.tun_switch.leases import Lease, LinkLeases
-from node.tun_switch.tc_plan import FREE_PRIO, PAID_PRIO, handle_text, htb_plan, so_priority
+from node.leases.table import Lease, LinkLeases
+from node.leases.tc_plan import FREE_PRIO, PAID_PRIO, handle_text, htb_plan, so_priority
 
 KEY = bytes([3]) * 32
 

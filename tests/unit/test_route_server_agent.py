@@ -5,11 +5,11 @@ import struct
 
 import pytest
 
-from node.agent_config import parse_config
-from node.dataplane import Node
-from node.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.route_server.agent_glue import CJDHT, RouteServerGlue, parse_settings
-from node.tun_switch import keys, labels
+from node.agent.config import parse_config
+from node.tun_switch.node import Node
+from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
+from node.tun_switch.route_server_plane import CJDHT, RouteServerGlue, parse_settings
+from node.cjdns import keys, labels
 
 T0 = 1_700_000_000_000
 
@@ -159,7 +159,7 @@ def test_a_two_way_flow_on_a_healthy_mesh_settles_on_one_path_without_false_fail
 
 def test_route_server_config_section_is_validated():
     import pytest
-    from node.agent_config import ConfigError
+    from node.agent.config import ConfigError
     ident = keys.Identity.from_seed(b"rs-agent", 0)
     base = {"node": "n", "private_key": ident.private_key.hex(), "control_socket": "/tmp/x", "log_file": "/tmp/x.log",
             "tun": {"ifname": "tun0"}, "udp_port": 1, "peers": []}

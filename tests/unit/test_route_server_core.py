@@ -6,10 +6,10 @@ import pytest
 from node.route_server import announcement as A
 from node.route_server.server import AGREED_TIMEOUT_MS, Rejected, RouteServer
 from node.route_server.state_hash import state_hash
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 SNODE = Identity.from_seed(b"snode", 0)
 T0 = 1_700_000_000_000

@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from node.route_server import announcement as A
 from node.route_server import bencode, messages as M
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358
 
 values = st.recursive(
     st.integers(min_value=-2**64, max_value=2**64) | st.binary(max_size=40),

@@ -5,9 +5,9 @@ from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
 from node.route_server.service import RouteServerService
 from node.route_server.state_hash import state_hash
-from node.tun_switch import control
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
+from node.cjdns import control
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
 
 T0 = 1_700_000_000_000
 RS = Identity.from_seed(b"svc", 0)
@@ -410,7 +410,7 @@ def test_client_bounds_its_lookup_queue_and_ignores_itself():
 
 
 def test_explain_lists_the_hops_of_the_answered_label():
-    from node.tun_switch.labels import label_text, splice_path
+    from node.cjdns.labels import label_text, splice_path
     svc = RouteServerService(RS.public_key)
     line(svc)
     e = svc.explain(RS.ip6, RS2.ip6)

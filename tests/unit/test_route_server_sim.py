@@ -14,11 +14,11 @@ from node.route_server import messages as M
 from node.route_server import announcement as A
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.service import RouteServerService
-from node.tun_switch import control, keys
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import bit_reverse64, one_hop_label
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns import control, keys
+from node.cjdns.keys import Identity
+from node.cjdns.labels import bit_reverse64, one_hop_label
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 HOP_MS = 2
 TICK_MS = 100

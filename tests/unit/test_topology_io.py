@@ -6,7 +6,7 @@ import json
 import networkx as nx
 import pytest
 
-from testbed import topology_io
+from testbed.topology import formats as topology_io
 from testbed.topology import TopologyError, load, save
 
 MESHNET = MESHNET_LAB

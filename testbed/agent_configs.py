@@ -1,0 +1,180 @@
+"""Topology + run state -> one agent config per node (the JSON each `python -m node.agent` reads).
+
+The run state supplies what building the mesh decided (the seed, each link's interface names and underlay
+addresses, the routing mode); the topology supplies the rest: peers, emulated link parameters, static paths or
+route-server settings, and bandwidth leases (testbed/topology/leases.py declares them; here they become the agents'
+"leases" sections). Node keys derive from the run seed, so a node has the same identity every time it starts.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from node.cjdns import labels
+from node.cjdns.keys import Identity
+from node.cjdns.paths import static_paths
+from node.leases.table import FREE, Lease
+from node.leases.tc_plan import htb_plan
+from testbed.topology.leases import AGENT_PACE, LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
+from testbed.topology.model import Topology
+
+AGENT_UDP_PORT = 7100
+FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
+
+
+class ConfigError(ValueError):
+    """The topology cannot be turned into agent configs (e.g. a node with more links than it can number)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(seed: bytes, index: int) -> Identity:
+    # derivation retries until the address starts with fc (about 256 tries): worth deriving once per node
+    return Identity.from_seed(seed, index)
+
+
+def identity(topo: Topology, seed, node: str) -> Identity:
+    """The node's keys, derived from the run seed (the same every time the node starts)."""
+    return _identity(str(seed).encode(), list(topo.nodes).index(node))
+
+
+def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]:
+    """{node: agent config}; ``state`` is the run journal (seed, links, routing, leases_started_at)."""
+    ids = {n: identity(topo, state["seed"], n) for n in topo.nodes}
+    peers = {n: [] for n in topo.nodes}
+    adjacency = {n: {} for n in topo.nodes}
+    for rec in state["links"]:
+        for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
+                                                      (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
+            if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
+                raise ConfigError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
+            index = FIRST_SWITCH_INDEXES[len(peers[me])]
+            peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
+                              "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
+                              "peer_name": other})
+            adjacency[me][other] = index
+    route_servers = state.get("routing") == "route-server"
+    configs = {}
+    for n in topo.nodes:
+        d = run_dir / "nodes" / n
+        paths = {}  # with route servers, learned from them, the PKT way
+        if not route_servers:
+            paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text, "label": labels.label_text(label)}
+                     for dest, label in static_paths(adjacency, n).items()}
+        emulation = {}
+        for rec, link in zip(state["links"], topo.links):
+            for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
+                if end == n and params.emulated():
+                    emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = params.emulation_dict()
+        configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
+                      "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
+                      "state_dir": str(d), "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
+                      "paths": paths, "link_emulation": emulation}
+        if route_servers:
+            configs[n]["route_server"] = _route_server_settings(topo, n, ids)
+    _add_leases(topo, state, configs, adjacency)
+    return configs
+
+
+def _route_server_settings(topo: Topology, node: str, ids: dict) -> dict:
+    """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with those of
+    other ISPs and share link state with the others of their own."""
+    servers = topo.nodes_with_role("route_server")
+    isp = topo.nodes[node].isp
+    own = [s for s in servers if topo.nodes[s].isp == isp] or servers
+    key = ids[node].pubkey_text
+    settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
+                "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+    if node in servers:
+        settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
+        settings["federation"] = [ids[s].pubkey_text for s in servers if s not in own and ids[s].pubkey_text != key]
+    return settings
+
+
+# --- bandwidth leases -------------------------------------------------------------------------------------------
+
+def lease_sections(topo: Topology, links_state: list[dict], seed, started_at: float) -> tuple[dict, dict]:
+    """({node: agent "leases" section}, {node: {neighbour: [(lease, interface)]}}) for a mesh.
+    ``links_state``: the run's link records (a, b, a_if, b_if), in topology order.
+
+    Both ends of a leased link get the lease with the same UDP port and an interface number of their own
+    (counting down from 256, clear of the peer links' 0, 2, 3, ...)."""
+    sections, lease_ifaces = {}, {}
+    next_if = {}
+    for lease in declared_leases(topo):
+        link = topo.links[lease.link_index]
+        ends = (link.a, link.b)
+        rec = links_state[lease.link_index]
+        holder = lease.holder_key or holder_identity(seed, lease.holder_isp).pubkey_text
+        for end in ends:
+            ifname = rec["a_if"] if end == rec["a"] else rec["b_if"]
+            index = next_if.get(end, LAST_INTERFACE)
+            next_if[end] = index - 1
+            sec = sections.setdefault(end, {"links": {}})
+            ls = sec["links"].setdefault(ifname, {"leases": []})
+            rate = link.params_from(end).rate_bps
+            if rate:
+                ls["capacity_kbit"] = rate / 1000 * AGENT_PACE
+            ls["leases"].append({
+                "id": lease.id, "interface": index, "udp_port": lease.udp_port,
+                "guarantee_kbit": lease.guarantee_bps / 1000,
+                "max_priority_bandwidth": lease.max_priority_bandwidth,
+                "clear_customer_bit": lease.clear_customer_bit,
+                "deprioritize_non_customer": lease.deprioritize_non_customer, "holder": holder,
+                "expires_at": None if lease.term_s is None else started_at + lease.term_s})
+            other = ends[1] if end == ends[0] else ends[0]
+            lease_ifaces.setdefault(end, {}).setdefault(other, []).append((lease, index))
+    return sections, lease_ifaces
+
+
+def _add_leases(topo: Topology, state: dict, configs: dict, adjacency: dict) -> None:
+    """Put the leases into the agents' configs; paths of a node go over the leases its isp holds (static routing
+    only: route servers hand out paths over the free leases). ``adjacency``: {node: {neighbour: switch index}}."""
+    if not any(isp.leases for isp in topo.isps.values()) \
+            and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
+        return
+    sections, lease_ifaces = lease_sections(topo, state["links"], state["seed"], state["leases_started_at"])
+    for node in topo.nodes.values():
+        origin = node.attrs.get(ORIGIN_ATTR)
+        if origin is not None:
+            sections.setdefault(node.name, {"links": {}})["origin"] = dict(origin)
+    for node, sec in sections.items():
+        configs[node]["leases"] = sec
+    if state.get("routing") == "route-server":
+        return
+    ids = {n: Identity.from_private_key(configs[n]["private_key"]) for n in configs}
+    for src, cfg in configs.items():
+        isp = topo.nodes[src].isp
+        if isp is None:
+            continue
+        adj = {n: dict(nbrs) for n, nbrs in adjacency.items()}
+        changed = False
+        for node, nbrs in lease_ifaces.items():
+            for other, held in nbrs.items():
+                for lease, index in held:
+                    if lease.holder_isp == isp:
+                        adj[node][other] = index
+                        changed = True
+                        break
+        if changed:
+            cfg["paths"] = {ids[d].ip6_text: {"public_key": ids[d].pubkey_text, "label": labels.label_text(label)}
+                            for d, label in static_paths(adj, src).items()}
+
+
+def htb_plans(topo: Topology) -> dict:
+    """{(node, link number): HTB plan (tc_plan.htb_plan)} for every link end with a rate and leases. Slots follow
+    the order the leases enter the agent's table (topology order, as in lease_sections)."""
+    if not any(isp.leases for isp in topo.isps.values()):
+        return {}
+    by_link = {}
+    for lease in declared_leases(topo):
+        by_link.setdefault(lease.link_index, []).append(lease)
+    plans = {}
+    for i, mine in by_link.items():
+        link = topo.links[i]
+        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_kbit=l.guarantee_bps / 1000, slot=n + 1)
+                                             for n, l in enumerate(mine)]
+        for node in (link.a, link.b):
+            rate = link.params_from(node).rate_bps
+            if rate:
+                plans[(node, i)] = htb_plan(rate / 1000, objs)
+    return plans

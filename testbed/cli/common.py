@@ -1,0 +1,49 @@
+"""What every group of `pktlab` verbs shares: the two consoles, the root check, progress bars, the --run option,
+attaching to a run."""
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+from rich.progress import Progress
+
+from testbed import runs
+
+console = Console(stderr=True, emoji=False)   # messages to the user
+out = Console(emoji=False)                    # data: tables, results
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise SystemExit("pktlab: this command needs root (network namespaces, veth, tc): run it with sudo")
+
+
+class Bars:
+    """One rich progress bar per build step."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks = {}
+
+    def __call__(self, step, done, total):
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def run_option(sp):
+    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+
+
+def attach(args):
+    """The Mesh of the run the user named (or the only one)."""
+    need_root()
+    from testbed.mesh import Mesh    # the mesh pulls in the backends: only for verbs that need a running mesh
+    return Mesh.attach(args.run)
+
+
+def node_pid(run, node):
+    rec = run.state.get("nodes", {}).get(node)
+    if rec is None:
+        raise runs.RunError(f"run {run.name} has no node {node!r} (nodes: {', '.join(list(run.state['nodes'])[:10])}...)")
+    return rec["pid"]
