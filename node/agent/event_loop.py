@@ -3,7 +3,7 @@
 The data plane runs every packet through here, so it stays minimal: one callback per file descriptor (bound
 methods, no per-event allocation beyond what selectors does) and a heap of (when, seq, fn, args) timers.
 
-Each callback runs behind the edge (handler_errors.py): one that raises is counted in ``errors`` by its
+Each callback runs behind the edge (node/agent/handler_errors.py): one that raises is counted in ``errors`` by its
 name and exception type, logged once, and the loop goes on with the next; a periodic timer is rescheduled before
 it runs, so one that raises keeps its period. A timer far in the future never makes the loop wait longer than
 MAX_WAIT_S at a time (epoll refuses huge timeouts).

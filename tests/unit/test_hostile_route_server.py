@@ -122,9 +122,8 @@ def test_the_route_server_fault_restart_keeps_the_replay_state():
     glue = agent.route_server
     raw = ann(T0)
     assert send(glue.service, raw, T0).error is None
-    rs_service = agent.handlers()["rs_service"]
-    rs_service({"run": False}, None)
-    rs_service({"run": True}, None)
+    agent.route_server.cmd_rs_service({"run": False}, None)
+    agent.route_server.cmd_rs_service({"run": True}, None)
     assert send(glue.service, raw, T0 + 3000).error == "replay"
 
 
