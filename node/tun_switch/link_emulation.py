@@ -14,7 +14,7 @@ Semantics follow netem/tbf where they overlap:
 
 import math
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 BURST_S = 0.005
 MIN_BURST_BYTES = 65536
@@ -25,7 +25,6 @@ _TIMES = ("delay_s", "jitter_s")
 # upper bounds, as for topology files (testbed/topology/units.py): beyond them a value is a typo or an attack
 MAX_TIME_S = 3600.0
 MAX_RATE_BPS = 10**15
-_MAXIMA = {"delay_s": MAX_TIME_S, "jitter_s": MAX_TIME_S, "rate_bps": MAX_RATE_BPS}
 
 
 @dataclass
@@ -46,14 +45,16 @@ class LinkParams:
         """What is out of range, field by field (empty: the parameters are usable)."""
         out = []
         r = self.rate_bps
-        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r <= 0):
-            out.append(f"rate_bps: must be a positive whole number of bit/s or None, got {r!r}")
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or not 0 < r <= MAX_RATE_BPS):
+            out.append(f"rate_bps: must be a positive whole number of bit/s up to {MAX_RATE_BPS:g} or None, "
+                       f"got {_short(r)}")
         for key in _TIMES + _PROBABILITIES:
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                out.append(f"{key}: must be a number >= 0, got {v!r}")
-            elif key in _PROBABILITIES and v > 1:
-                out.append(f"{key}: a probability must be in [0, 1], got {v}")
+            # compared as they are (no float() first): NaN, infinities and 400-digit integers fail by name
+            if key in _PROBABILITIES and not _within(v, 1.0):
+                out.append(f"{key}: a probability must be in [0, 1], got {_short(v)}")
+            elif key in _TIMES and not _within(v, MAX_TIME_S):
+                out.append(f"{key}: must be a number of seconds in [0, {MAX_TIME_S:g}], got {_short(v)}")
         return out
 
     @classmethod
@@ -71,14 +72,12 @@ class LinkParams:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{where}.{key}: expected a number, got {_short(value)}")
-            limit = 1.0 if key in _PROBABILITIES else _MAXIMA[key]
-            if not 0 <= value <= limit:          # NaN, infinities and 400-digit integers too (no float() first)
-                raise ValueError(f"{where}.{key}: must be a number in [0, {limit:g}], got {_short(value)}")
-            values[key] = round(value) if key == "rate_bps" else float(value)
+            values[key] = round(value) if key == "rate_bps" and isinstance(value, float) and math.isfinite(value) \
+                else value
         params = cls(**values)
         for problem in params.problems():
             raise ValueError(f"{where}.{problem}")
-        return params
+        return replace(params, **{k: float(v) for k, v in values.items() if k != "rate_bps"})   # in range now
 
     def merged(self, changes, where="link_emulation"):
         """A copy with the given fields replaced (validated)."""
@@ -101,6 +100,10 @@ class LinkParams:
     def emulation_dict(self) -> dict:
         """The agent config's "link_emulation" entry: everything but the rate."""
         return {k: v for k, v in asdict(self).items() if k != "rate_bps"}
+
+
+def _within(v, limit) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= limit
 
 
 def _short(value) -> str:

@@ -100,3 +100,12 @@ def test_link_params_have_upper_bounds(params, field):
     """A delay beyond what a timer can wait for, or a rate beyond any link, is refused by name."""
     with pytest.raises(ValueError, match=field):
         LinkParams.from_dict(params)
+
+
+@pytest.mark.parametrize("value", [BIG, float("nan"), float("inf"), 1e300])
+def test_link_params_problems_name_huge_and_non_finite_values(value):
+    """LinkParams.problems() is the one place of the range checks (the topology check uses it for parameters
+    built in code): a 400-digit integer is a problem named by field, not an OverflowError, and so is a delay no
+    timer can wait for."""
+    problems = LinkParams(delay_s=value, loss=value).problems()
+    assert [p.split(":")[0] for p in problems] == ["delay_s", "loss"]
