@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import networkx as nx
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,11 +22,12 @@ from node.cjdns import labels
 from testbed import faults, scenario
 from testbed.backends.netns import exec_in
 from testbed.cli.common import Bars
+from testbed.console import make_console, styled
 from testbed.mesh import Mesh
 from testbed.topology import save
 from testbed.waiting import wait_until
 
-console = Console(width=120)
+console = make_console(width=120)
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
 
 
@@ -47,7 +47,7 @@ def matrix(mesh: Mesh, ok: dict) -> Table:
     nodes = list(mesh.topo.nodes)
     t = Table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
     for a in nodes:
-        t.add_row(a, *("·" if a == b else ("[green]✓[/]" if ok[(a, b)] else "[red]✗[/]") for b in nodes))
+        t.add_row(a, *("·" if a == b else (styled(("✓", "green")) if ok[(a, b)] else styled(("✗", "red"))) for b in nodes))
     return t
 
 
@@ -105,8 +105,8 @@ def link_fault(mesh: Mesh) -> None:
     times = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)] + [ended]
     gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    console.print(f"   outage (longest gap between replies): [bold]{gap:.2f} s[/]; "
-                  f"{sent.group(1)} probes sent, {sent.group(2)} answered" if sent else f"   outage {gap:.2f} s")
+    console.print(styled("   outage (longest gap between replies): ", (f"{gap:.2f} s", "bold"),
+                         f"; {sent.group(1)} probes sent, {sent.group(2)} answered" if sent else ""))
     faults.heal(mesh, fault.id, check=False)
     if static:
         scenario.reroute(mesh)
@@ -137,7 +137,7 @@ def main() -> int:
         pings = mesh.ping_link_ends()
         t = Table("link end", "rtt (ms)")
         for k, v in pings.items():
-            t.add_row(k, "[red]no reply[/]" if v is None else f"{v:.3f}")
+            t.add_row(k, styled(("no reply", "red")) if v is None else f"{v:.3f}")
         console.print(t)
 
         console.print("3. end-to-end reachability (CryptoAuth sessions over source-routed labels)")

@@ -596,14 +596,14 @@ def bundled() -> list[Path]:
 
 def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
     """Run a scenario with a live status line (rich) and print the pass/fail table."""
-    from rich.console import Console
-    console = console or Console(stderr=True)
+    from testbed.console import make_console
+    console = console or make_console(stderr=True)
     status = console.status("starting")
 
     def progress(text):
         status.update(text)
         if text.startswith("t="):
-            console.log(text, highlight=False)
+            console.log(text)
     with status:
         result = Runner(ref, seed=seed, progress=progress, keep=keep).run()
     print_result(result, console)
@@ -612,13 +612,14 @@ def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
 
 def print_result(result: Result, console) -> None:
     from rich.table import Table
+    from testbed.console import styled
     t = Table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
     t.add_column("t (s)", justify="right")
     t.add_column("check")
     t.add_column("result")
     t.add_column("measured", overflow="fold")
     for c in result.checks:
-        t.add_row(f"{c.at:.1f}", c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.message)
+        t.add_row(f"{c.at:.1f}", c.name, styled(("pass", "green")) if c.ok else styled(("FAIL", "red")), c.message)
     console.print(t)
     if result.reason:
-        console.print(f"{result.status}: {result.reason}", highlight=False)
+        console.print(f"{result.status}: {result.reason}")

@@ -13,6 +13,7 @@ import argparse
 from testbed.runs import RunError
 from testbed.cli import faults, inspect, leases, nodes, routes, runs, topology
 from testbed.cli.common import console
+from testbed.console import styled
 from testbed.topology import TopologyError, bundled_examples
 
 GROUPS = (runs, nodes, topology, inspect, faults, routes, leases)
@@ -60,12 +61,12 @@ def main(argv=None) -> int:
     try:
         args.fn(args)
     except (TopologyError, RunError) as e:
-        console.print(f"[red]pktlab: error:[/] {e}", highlight=False)
+        console.print(styled(("pktlab: error: ", "red"), e))
         return 2
     except KeyboardInterrupt:
         console.print("pktlab: interrupted; nothing of this run is left behind")
         return 130
     except RuntimeError as e:  # backend and netlink failures carry their own explanation
-        console.print(f"[red]pktlab: error:[/] {e}", highlight=False)
+        console.print(styled(("pktlab: error: ", "red"), e))
         return 1
     return 0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from rich.console import Console
 from rich.progress import Progress
 
 from testbed import runs
+from testbed.console import make_console
 
-console = Console(stderr=True, emoji=False)   # messages to the user
-out = Console(emoji=False)                    # data: tables, results
+console = make_console(stderr=True)   # messages to the user
+out = make_console()                  # data: tables, results
 
 
 def need_root():

@@ -12,6 +12,7 @@ import sys
 from rich.table import Table
 
 from testbed.cli.common import attach, console, out, run_option
+from testbed.console import styled
 
 
 def cmd_fault(args):
@@ -24,10 +25,9 @@ def cmd_fault(args):
     if args.json:
         print(json.dumps(fault.to_dict()))
         return
-    console.print(f"[yellow]{fault.id}[/] {fault.describe()}" + (" (done)" if fault.instant else ""),
-                  highlight=False)
+    console.print(styled((fault.id, "yellow"), f" {fault.describe()}" + (" (done)" if fault.instant else "")))
     if "effect" in fault.state:
-        console.print(f"  takes effect: {fault.state['effect']}", highlight=False)
+        console.print(f"  takes effect: {fault.state['effect']}")
 
 
 def cmd_heal(args):
@@ -40,8 +40,8 @@ def cmd_heal(args):
     if not healed:
         console.print("no active faults")
     for f in healed:
-        console.print(f"[green]healed[/] {f.id} {f.describe()}"
-                      + (f": {f.state['healed']}" if f.state.get("healed") else ""), highlight=False)
+        console.print(styled(("healed", "green"), f" {f.id} {f.describe()}"
+                             + (f": {f.state['healed']}" if f.state.get("healed") else "")))
 
 
 def cmd_faults(args):
@@ -64,7 +64,7 @@ def cmd_run(args):
     if args.list:
         for p in S.bundled():
             s = S.load_scenario(str(p))
-            out.print(f"[bold]{p.stem}[/]: {' '.join(str(s.get('description', '')).split())}", highlight=False)
+            out.print(styled((p.stem, "bold"), f": {' '.join(str(s.get('description', '')).split())}"))
         return
     if not args.scenario:
         raise SystemExit("pktlab run: give a SCENARIO (file or bundled name; --list shows them)")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from testbed import runs
 from testbed.cli.common import console, need_root, node_pid, out, run_option
+from testbed.console import styled
 
 
 def _interface(run, spec: str) -> tuple[str, str]:
@@ -69,7 +70,7 @@ def cmd_doctor(args):
     if args.json:
         print(json.dumps(rep, indent=1))
         return
-    yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"
+    yes = lambda v: styled(("yes", "green")) if v else styled(("no", "red"))  # noqa: E731
     t = Table("check", "result", title="pktlab doctor")
     t.add_row("kernel", rep["kernel"])
     t.add_row("root", yes(rep["root"]))
@@ -81,7 +82,7 @@ def cmd_doctor(args):
     t.add_row("open files (soft/hard)", "/".join(map(str, rep["ulimit_nofile"])))
     t.add_row("processes (soft/hard)", "/".join(map(str, rep["ulimit_nproc"])))
     for tool, path in rep["tools"].items():
-        t.add_row(f"tool {tool}", path or "[red]missing[/]")
+        t.add_row(f"tool {tool}", path or styled(("missing", "red")))
     out.print(t)
     for line in rep["emulated_in_userspace"]:
         out.print(f"emulated in userspace: {line}")

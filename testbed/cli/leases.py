@@ -13,6 +13,7 @@ import time
 from rich.table import Table
 
 from testbed.cli.common import attach, out, run_option
+from testbed.console import styled
 
 SETTABLE = {"max_priority_bandwidth", "clear_customer_bit", "deprioritize_non_customer", "virtual_router"}
 
@@ -63,8 +64,7 @@ def render(node: str, d: dict) -> None:
         e.add_row(link, _value(s["capacity_kbit"]), f"{s['queued_packets']} / {s['queued_bytes']} B",
                   str(s["sent"]["packets"]), json.dumps(s["drops"]), json.dumps(s["sent_bytes_by_lease"]))
     out.print(e)
-    out.print("counters:", json.dumps(d.get("counters", {})), " requests:", json.dumps(d.get("requests", {})),
-              highlight=False)
+    out.print("counters:", json.dumps(d.get("counters", {})), " requests:", json.dumps(d.get("requests", {})))
 
 
 def cmd_leases(args):
@@ -115,8 +115,7 @@ def cmd_lease_config(args):
     if args.json:
         print(json.dumps(answer))
     elif answer.get("ok"):
-        out.print(f"[green]ok[/] lease {args.lease} on {args.node}: {json.dumps(answer.get('lease'))}",
-                  highlight=False)
+        out.print(styled(("ok", "green"), f" lease {args.lease} on {args.node}: {json.dumps(answer.get('lease'))}"))
     if not answer.get("ok"):
         raise RuntimeError(f"{args.node}: rejected: {answer.get('error')} {answer.get('detail', '')}")
 

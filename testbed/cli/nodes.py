@@ -39,7 +39,7 @@ def cmd_ping(args):
     if rtt is None:
         import networkx as nx
         why = "" if nx.has_path(mesh.topo.graph(), args.a, args.b) else " (they are in different components of the topology)"
-        out.print(f"[red]{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply{why}[/]")
+        out.print(f"{args.a} -> {args.b} ({mesh.ip6(args.b)}): no reply{why}", style="red")
         sys.exit(1)
     out.print(f"{args.a} -> {args.b} ({mesh.ip6(args.b)}): rtt {rtt:.3f} ms")
 

@@ -8,6 +8,7 @@ from rich.table import Table
 from node.agent.control_client import AgentError
 from testbed import runs
 from testbed.cli.common import attach, out, run_option
+from testbed.console import styled
 
 
 def _mesh(args):
@@ -64,7 +65,7 @@ def cmd_rs(args):
               "queries (path found/not)")
     for n, st in rows.items():
         if "error" in st:
-            t.add_row(n, mesh.topo.nodes[n].isp or "-", f"[red]{st['error']}[/]", "", "", "", "", "")
+            t.add_row(n, mesh.topo.nodes[n].isp or "-", styled((st['error'], "red")), "", "", "", "", "")
             continue
         c = st.get("counters", {})
         rejected = ", ".join(f"{k} {v}" for k, v in st.get("rejected", {}).items()) or "none"

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from testbed import runs
 from testbed.cli.common import Bars, console, need_root, out, run_option
+from testbed.console import styled
 
 
 def cmd_up(args):
@@ -19,12 +20,12 @@ def cmd_up(args):
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
                        progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected)
     for w in mesh.topo.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(styled(("warning: ", "yellow"), w))
     if args.json:
         print(json.dumps(_status(mesh.run)))
     else:
-        console.print(f"[green]run {mesh.run.name} is up[/]: {len(mesh.topo.nodes)} nodes, {len(mesh.topo.links)} "
-                      f"links; run directory {mesh.run.dir}")
+        console.print(styled((f"run {mesh.run.name} is up", "green"), f": {len(mesh.topo.nodes)} nodes, "
+                             f"{len(mesh.topo.links)} links; run directory {mesh.run.dir}"))
         console.print(f"next: pktlab status --run {mesh.run.name} | pktlab down --run {mesh.run.name}")
 
 
@@ -49,15 +50,15 @@ def cmd_status(args):
     if args.json:
         print(json.dumps(st, indent=1))
         return
-    out.print(f"run [bold]{st['run']}[/] ({st['status']}), {st['nodes_alive']}/{st['nodes_total']} nodes alive, "
-              f"from {st['source']}, seed {st['seed']}, underlay {st['prefix']}")
+    out.print(styled("run ", (st["run"], "bold"), f" ({st['status']}), {st['nodes_alive']}/{st['nodes_total']} nodes "
+                     f"alive, from {st['source']}, seed {st['seed']}, underlay {st['prefix']}"))
     t = Table("node", "fc00::/8 address", "agent", "links")
     links_of = {}
     for rec in st["links"]:
         links_of.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']}")
         links_of.setdefault(rec["b"], []).append(f"{rec['b_if']} {rec['b_addr']}")
     for n, rec in st["nodes"].items():
-        agent = {True: "[green]running[/]", False: "[red]down[/]", None: "-"}[rec["agent"]]
+        agent = {True: styled(("running", "green")), False: styled(("down", "red")), None: "-"}[rec["agent"]]
         t.add_row(n, rec["ip6"] or "-", agent, "\n".join(links_of.get(n, [])))
     out.print(t)
 

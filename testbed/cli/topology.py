@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 
 from testbed.cli.common import console, out
+from testbed.console import styled
 from testbed.topology import json_schema, load, save
 
 
 def cmd_validate(args):
     topo = load(args.topology, seed=args.seed, allow_disconnected=args.allow_disconnected)
     for w in topo.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(styled(("warning: ", "yellow"), w))
     out.print(f"{topo.source}: ok, {len(topo.nodes)} nodes, {len(topo.links)} links, {len(topo.isps)} Cloud ISPs")
 
 
