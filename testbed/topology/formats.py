@@ -119,6 +119,10 @@ def from_meshnet_lab(data: dict, source: str) -> Topology:
     for a, b, _ in raw_links:
         degree[a] = degree.get(a, 0) + 1
         degree[b] = degree.get(b, 0) + 1
+    for key, e in raw_nodes.items():
+        if e.get("name") is not None and not isinstance(e["name"], str):
+            raise TopologyError(f"{source}: node {key!r}: name must be a string, got {type(e['name']).__name__} "
+                                f"{str(e['name'])[:40]}")
     names = assign_names([(key, e.get("name")) for key, e in raw_nodes.items()], degree)
     topo = Topology(name=Path(source).stem, source=source, allow_disconnected=True)
     for key, entry in raw_nodes.items():
@@ -242,8 +246,9 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
         if key in g.graph:
             try:
                 d[key] = json.loads(g.graph[key])
-            except ValueError:
-                raise TopologyError(f"{source}: graph attribute {key}: not valid JSON") from None
+            except (TypeError, ValueError):   # TypeError: a number or list where a JSON text belongs
+                raise TopologyError(f"{source}: graph attribute {key}: expected a JSON text, got "
+                                    f"{str(g.graph[key])[:40]}") from None
     d["nodes"] = {}
     for name, data in g.nodes(data=True):
         entry: dict = {"roles": str(data.get("roles", "router")).split()}
@@ -253,6 +258,10 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
         if attrs:
             entry["attrs"] = attrs
         d["nodes"][str(name)] = entry
+    for u, v, data in g.edges(data=True):
+        index = data.get("index", 0)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TopologyError(f"{source}: edge {u}--{v}: index must be a whole number, got {str(index)[:40]}")
     edges = sorted(g.edges(data=True), key=lambda e: e[2].get("index", 0))
     d["links"] = []
     for u, v, data in edges:
