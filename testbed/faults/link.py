@@ -7,12 +7,13 @@ any order."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import ClassVar
 
 from node.agent.control_client import AgentError
-from testbed.faults.base import End, Fault, FaultError, check_node, end_of, link_ends
+from testbed.faults.base import End, Fault, FaultError, end_of, link_ends
 from testbed.faults.helper import start_helper, stop_helper
 from testbed.faults.measure import emulation_counter, iperf, mbit, mean_rtt, ping_stats
 from testbed.faults.netlink import set_link_state
@@ -362,18 +363,25 @@ class Flap(LinkDown):
 class Partition(Fault):
     kind: ClassVar[str] = "partition"
     TARGET: ClassVar[str] = "groups"
-    groups: str = ""         # "a,b|c,d" or "a,b" (against every other node)
+    groups: str = ""         # "a,b|c,d" or "a,b/c,d" (no quoting needed), or "a,b" (against every other node)
+
+    def split(self, nodes) -> tuple[set[str], set[str]]:
+        """The two sides among `nodes` (FaultError naming an unknown node or overlapping sides)."""
+        parts = [set(filter(None, (n.strip() for n in g.split(",")))) for g in re.split(r"[|/]", self.groups)]
+        if len(parts) == 1:
+            parts.append(set(nodes) - parts[0])
+        if len(parts) != 2 or not parts[0] or not parts[1] or parts[0] & parts[1]:
+            raise FaultError(f"partition {self.groups!r}: give two disjoint node sets, a,b/c,d (or 'a,b|c,d')")
+        unknown = sorted((parts[0] | parts[1]) - set(nodes))
+        if unknown:
+            raise FaultError(f"partition {self.groups}: no node {', '.join(map(repr, unknown))}")
+        return parts[0], parts[1]
 
     def sides(self, mesh) -> tuple[set[str], set[str]]:
-        parts = [set(filter(None, (n.strip() for n in g.split(",")))) for g in self.groups.split("|")]
-        nodes = set(mesh.run.state["nodes"])
-        if len(parts) == 1:
-            parts.append(nodes - parts[0])
-        if len(parts) != 2 or not parts[0] or not parts[1] or parts[0] & parts[1]:
-            raise FaultError(f"partition {self.groups!r}: give two disjoint node sets, a,b|c,d")
-        for n in parts[0] | parts[1]:
-            check_node(mesh, n)
-        return parts[0], parts[1]
+        return self.split(mesh.run.state["nodes"])
+
+    def check_topology(self, topo) -> None:
+        self.split(topo.nodes)
 
     def cut(self, mesh) -> list[tuple[End, End]]:
         left, right = self.sides(mesh)

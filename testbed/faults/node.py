@@ -13,7 +13,7 @@ import networkx as nx
 
 from node.agent.control_client import AgentError
 from testbed import runs
-from testbed.faults.base import Fault, FaultError, check_node
+from testbed.faults.base import Fault, FaultError, check_node, topology_node
 from testbed.faults.measure import ping_stats, proc_state
 from testbed.waiting import wait_until
 
@@ -23,6 +23,9 @@ class NodeFault(Fault):
     """A fault on one node's agent."""
     TARGET: ClassVar[str] = "node"
     node: str = ""
+
+    def check_topology(self, topo) -> None:
+        topology_node(topo, self.node)
 
     def _agent_answers(self, mesh, timeout=1.0) -> dict | None:
         try:
