@@ -8,6 +8,7 @@ never by formatting a value into a markup string.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 
@@ -18,3 +19,11 @@ def make_console(stderr: bool = False, **kwargs) -> Console:
 def styled(*parts) -> Text:
     """Text from plain strings and (string, style) pairs, e.g. styled(("error: ", "red"), message)."""
     return Text.assemble(*((str(p), "") if not isinstance(p, tuple) else (str(p[0]), p[1]) for p in parts))
+
+
+def data_table(*headers, **kwargs) -> Table:
+    """A rich Table whose cells fold onto more lines rather than end in '…': an address is shown whole."""
+    t = Table(**kwargs)
+    for h in headers:
+        t.add_column(h, overflow="fold")
+    return t

@@ -22,7 +22,7 @@ from node.cjdns import labels
 from testbed import faults, scenario
 from testbed.backends.netns import exec_in
 from testbed.cli.common import Bars
-from testbed.console import make_console, styled
+from testbed.console import data_table, make_console, styled
 from testbed.mesh import Mesh
 from testbed.topology import save
 from testbed.waiting import wait_until
@@ -32,7 +32,7 @@ OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
 
 
 def summary(mesh: Mesh) -> Table:
-    t = Table("node", "roles", "ISP", "fc00::/8 address", "links (interface, underlay address)",
+    t = data_table("node", "roles", "ISP", "fc00::/8 address", "links (interface, underlay address)",
               title=f"run {mesh.run.name}: {len(mesh.topo.nodes)} nodes, {len(mesh.topo.links)} links")
     ends = {}
     for rec in mesh.run.state["links"]:
@@ -45,7 +45,7 @@ def summary(mesh: Mesh) -> Table:
 
 def matrix(mesh: Mesh, ok: dict) -> Table:
     nodes = list(mesh.topo.nodes)
-    t = Table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
+    t = data_table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
     for a in nodes:
         t.add_row(a, *("·" if a == b else (styled(("✓", "green")) if ok[(a, b)] else styled(("✗", "red"))) for b in nodes))
     return t
@@ -64,7 +64,7 @@ def iperf(mesh: Mesh, src: str, dst: str, seconds: int = 3) -> float:
 
 
 def path_table(mesh: Mesh, src: str, dst: str) -> Table:
-    t = Table("hop", "node", "leaves by", "label on arrival", title=f"{src} -> {dst}")
+    t = data_table("hop", "node", "leaves by", "label on arrival", title=f"{src} -> {dst}")
     for i, (node, ifname, label) in enumerate(mesh.route(src, dst), 1):
         t.add_row(str(i), node, ifname, labels.label_text(label))
     t.add_row("", dst, "(its router: label 0000.0000.0000.0001)", "")
@@ -135,7 +135,7 @@ def main() -> int:
 
         console.print("2. every link's two ends ping each other over the underlay")
         pings = mesh.ping_link_ends()
-        t = Table("link end", "rtt (ms)")
+        t = data_table("link end", "rtt (ms)")
         for k, v in pings.items():
             t.add_row(k, styled(("no reply", "red")) if v is None else f"{v:.3f}")
         console.print(t)

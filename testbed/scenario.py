@@ -49,6 +49,7 @@ from testbed.events import EventLog
 from testbed.faults.base import end_of
 from testbed.faults.measure import mbit
 from testbed.paths import MESHNET_LAB
+from testbed.runs import keep_records
 from testbed.scenario_check import ASSERTION_KINDS, ScenarioError, check_against, check_shape
 from testbed.topology import Topology, TopologyError, from_dict, load, parse_rate, parse_text, validate
 from testbed.waiting import wait_until
@@ -216,6 +217,8 @@ class Result:
     reason: str = ""
     run_dir: str = ""
     timeline: list[dict] = dataclasses.field(default_factory=list)
+    kept_run: str = ""           # the run left running (keep=True)
+    records: str = ""            # where a run that did not pass left its journal, events and logs
 
     @property
     def ok(self) -> bool:
@@ -313,19 +316,33 @@ class Runner:
             self.result.status, self.result.reason = "error", f"{type(e).__name__}: {e}"
         finally:
             self._stop_traffic()
+            if self.result.status == "running":
+                self.result.status = "passed" if all(c.ok for c in self.result.checks) else "failed"
             if self.mesh is not None:
-                try:
-                    F.heal(self.mesh, check=False)
-                except (F.FaultError, OSError):
-                    pass
-                if self.log:
-                    self.log.append("run_end", scenario=self.result.name, status=self.result.status)
-                    self.log.close()
-                if self.own_mesh and not self.keep:
-                    self.mesh.down()
-        if self.result.status == "running":
-            self.result.status = "passed" if all(c.ok for c in self.result.checks) else "failed"
+                self._finish()
         return self.result
+
+    def _finish(self) -> None:
+        """Heal what is left, close the event log; a mesh of our own is kept (--keep) or removed, and the records
+        of a run that did not pass are kept first (testbed/runs.keep_records)."""
+        try:
+            F.heal(self.mesh, check=False)
+        except (F.FaultError, OSError):
+            pass
+        if self.log:
+            self.log.append("run_end", scenario=self.result.name, status=self.result.status)
+            self.log.close()
+        if not self.own_mesh:
+            return
+        if self.keep:
+            self.result.kept_run = self.mesh.run.name
+            return
+        if self.result.status != "passed":
+            try:
+                self.result.records = str(keep_records(self.mesh.run, "scenarios"))
+            except OSError:
+                pass
+        self.mesh.down()
 
     def _execute(self) -> None:
         traffic, timeline, assertions = self.plan["traffic"], self.plan["timeline"], self.plan["assertions"]
@@ -610,13 +627,11 @@ def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
 
 
 def print_result(result: Result, console) -> None:
-    from rich.table import Table
-    from testbed.console import styled
-    t = Table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
+    from testbed.console import data_table, styled
+    t = data_table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
     t.add_column("t (s)", justify="right")
-    t.add_column("check")
-    t.add_column("result")
-    t.add_column("measured", overflow="fold")
+    for col in ("check", "result", "measured"):
+        t.add_column(col, overflow="fold")
     for c in result.checks:
         t.add_row(f"{c.at:.1f}", c.name, styled(("pass", "green")) if c.ok else styled(("FAIL", "red")), c.message)
     console.print(t)

@@ -13,6 +13,11 @@ class FaultError(RuntimeError):
     """A fault that cannot be parsed, applied, or that did not take effect / did not go away."""
 
 
+class FaultCheckFailed(FaultError):
+    """The fault was applied but its check did not see it bite (it was healed again); the message says what was
+    measured against what tolerance, and what else may explain it."""
+
+
 # -- where a fault acts -----------------------------------------------------------------------------------
 
 @dataclass
