@@ -13,6 +13,7 @@ from rich.text import Text
 
 
 def make_console(stderr: bool = False, **kwargs) -> Console:
+    kwargs.setdefault("soft_wrap", True)       # a message is one line (the terminal wraps it), a table fits the width
     return Console(stderr=stderr, emoji=False, markup=False, highlight=False, **kwargs)
 
 

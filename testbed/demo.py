@@ -24,11 +24,16 @@ from testbed.backends.netns import exec_in
 from testbed.cli.common import Bars
 from testbed.console import data_table, make_console, styled
 from testbed.mesh import Mesh
-from testbed.topology import save
+from testbed.topology import RUNNING_ROLES, save
 from testbed.waiting import wait_until
 
 console = make_console(width=120)
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
+
+
+def shown_roles(roles) -> str:
+    """The roles the node agent runs (a role it does not run yet is not shown as a feature)."""
+    return ", ".join(r for r in roles if r in RUNNING_ROLES)
 
 
 def summary(mesh: Mesh) -> Table:
@@ -39,7 +44,7 @@ def summary(mesh: Mesh) -> Table:
         ends.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']} -> {rec['b']}")
         ends.setdefault(rec["b"], []).append(f"{rec['b_if']} {rec['b_addr']} -> {rec['a']}")
     for name, node in mesh.topo.nodes.items():
-        t.add_row(name, ",".join(node.roles), node.isp or "-", mesh.ip6(name), "\n".join(ends.get(name, [])))
+        t.add_row(name, shown_roles(node.roles), node.isp or "-", mesh.ip6(name), "\n".join(ends.get(name, [])))
     return t
 
 

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as e:   # also while the modules load; a run being built says what became of it
-        print(f"pktlab: {e or 'interrupted'}", file=sys.stderr)
+        print(f"pktlab: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
 
 
