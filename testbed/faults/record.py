@@ -31,6 +31,9 @@ def apply_fault(mesh, spec, check: bool = True) -> Fault:
             with contextlib.suppress(Exception):     # undo whatever part of it was applied
                 fault.heal(mesh)
             raise
+    except FaultError as e:
+        _release_id(mesh, fault.id)
+        raise FaultError(f"{e}{suspects(mesh, fault)}") from None
     except BaseException:
         _release_id(mesh, fault.id)
         raise
