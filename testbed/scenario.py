@@ -463,11 +463,11 @@ class Runner:
         else:       # scenario_check refuses these before anything is built
             raise ScenarioError(f"unknown action {action!r} (reroute, restart NODE, {{node:, run:}})")
 
-    def record(self, name, ok, message) -> None:
+    def record(self, name, ok, message, **details) -> None:
         check = Check(name, bool(ok), str(message), round(self.now(), 2))
         self.result.checks.append(check)
         if self.log:
-            self.log.append("assertion", name=name, ok=check.ok, message=check.message, at=check.at)
+            self.log.append("assertion", name=name, ok=check.ok, message=check.message, at=check.at, **details)
         self.progress(f"t={check.at:5.1f}s {'ok ' if ok else 'FAIL'} {name}: {message}")
 
     # -- assertions --
@@ -484,10 +484,10 @@ class Runner:
             outcome[:] = test(body)
             return outcome[0]
         wait_until(holds, within, interval=0.3)
-        ok, msg = outcome
+        ok, msg, *details = outcome
         if within:
             msg += f" (after {self.now() - started:.1f}s, within {within:g}s)"
-        self.record(name, ok, msg)
+        self.record(name, ok, msg, **(details[0] if details else {}))
 
     def _pairs(self, body):
         srcs = body["from"] if isinstance(body["from"], list) else [body["from"]]
@@ -497,12 +497,14 @@ class Runner:
     def _a_reachable(self, body):
         res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
         bad = [f"{s}->{d}" for (s, d), ok in res.items() if not ok]
-        return not bad, f"unreachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) reachable"
+        return (not bad, f"unreachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) reachable",
+                {"reach": _reach(res)})
 
     def _a_unreachable(self, body):
         res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
         bad = [f"{s}->{d}" for (s, d), ok in res.items() if ok]
-        return not bad, f"still reachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) unreachable"
+        return (not bad, f"still reachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) unreachable",
+                {"reach": _reach(res)})
 
     def _a_throughput(self, body):
         low = parse_rate(str(body["at_least"])) if "at_least" in body else 0
@@ -553,6 +555,11 @@ class Runner:
         return bool(ok), f"healthy={st.get('healthy')} ip6={st.get('ip6')}"
 
 
+def _reach(res: dict) -> dict:
+    """What a reachability check saw, pair by pair, for the event log (the report's reachability plot)."""
+    return {f"{s} -> {d}": ok for (s, d), ok in res.items()}
+
+
 def _iperf_extra(body) -> list[str]:
     """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets)."""
     return ["-M", str(body["mss"])] if body.get("mss") else []
@@ -571,8 +578,8 @@ def _counter(c: dict, name: str) -> float:
 
 
 def reroute(mesh) -> int:
-    """Recompute every node's path table around links that are down (link-down and partition faults) and push
-    it through set_paths. The orchestrator stands in for route servers, which the agents do not run yet."""
+    """Recompute every node's static path table around links that are down (link-down and partition faults) and
+    push it through set_paths: what route servers do by themselves on meshes that have them."""
     from node.cjdns.paths import static_paths
     from node.cjdns import labels
     down = set()

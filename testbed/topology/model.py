@@ -33,6 +33,8 @@ def idle_roles(nodes) -> dict[str, list[str]]:
             if role in ROLES and role not in RUNNING_ROLES:
                 out.setdefault(role, []).append(n.name)
     return out
+
+
 RELATIONS = ("customer", "provider", "peer")
 _OPPOSITE = {"customer": "provider", "provider": "customer", "peer": "peer"}
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from testbed import faults as F
 from testbed import scenario as S
 from testbed.topology import TopologyError, load
 
@@ -136,3 +137,18 @@ def test_a_traffic_thread_that_dies_fails_the_scenario(tmp_path):
     assert [c.name for c in died] == ["traffic ping n1->n3"]
     assert "died: OSError: mnexec: node n1 is gone" in died[0].message
     assert not [t for t in threading.enumerate() if isinstance(t, S.Probe)]
+
+
+def test_bundled_descriptions_say_what_the_scenarios_do():
+    """Issue 15 item 10: link-flap described a period it did not use; reroute-around-link-down said the agents do
+    not run route servers."""
+    from testbed.topology import parse_time
+    for path in S.bundled():
+        s = S.load_scenario(str(path))
+        text = " ".join(s["description"].split())
+        assert "do not run yet" not in text, path
+        for step in s.get("timeline") or []:
+            fault = F.parse_fault(step["fault"]) if isinstance(step.get("fault"), str) and "{" not in step["fault"] \
+                else None
+            if isinstance(fault, F.Flap):
+                assert f"period of {parse_time(fault.period):g} s" in text, path
