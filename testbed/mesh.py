@@ -12,6 +12,7 @@ fixture is one too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -95,7 +96,9 @@ class Mesh:
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
-           agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
+           agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True) -> "Mesh":
+        """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
+        again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault)."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             validate(topo, allow_disconnected)
@@ -114,6 +117,7 @@ class Mesh:
                 mesh = cls(run, topo)
                 run.state["seed"] = seed
                 run.state["routing"] = routing
+                run.state["restart_agents"] = bool(restart_agents)
                 save(topo, run.path("topology.yaml"))
                 backend = NetnsBackend(run, topo)
                 try:
@@ -234,15 +238,30 @@ class Mesh:
         pid = self.run.state["agents"].get(node, {}).get("pid")
         return sum(rec["pid"] == pid for rec in self.run.state["agents"].values()) > 1
 
+    def restart_agents(self, nodes: list[str]) -> int:
+        """Start these nodes' agents again (one process, as start_agents) from their saved configs: same key,
+        same address; the sockets a killed agent left behind are removed first."""
+        for n in nodes:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.run.path("nodes", n, "agent.sock"))
+        pid = self.start_agents(nodes)
+        self.run.save()
+        return pid
+
     def stop_agent(self, node: str, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Stop a node's agent; a node hosted with others is shut down alone through its control socket."""
+        """Stop a node's agent on purpose (the run monitor's restart policy leaves it down until start_agent);
+        a node hosted with others is shut down alone through its control socket."""
         rec = self.run.state["agents"].get(node)
+        if rec:
+            rec["stopped"] = True
+            self.run.save()      # before the kill, so the monitor never takes it for a death to repair
         if rec and self._shares_process(node):
             try:
                 self.agent(node).call("shutdown", timeout=timeout)
             except (OSError, AgentError, ValueError):
                 pass
-            self.run.state["agents"][node] = {"pid": 0, "start": None}
+            self.run.state["agents"][node] = {"pid": 0, "start": None, "stopped": True}
+            self.run.save()
             return
         if rec and runs.alive(rec["pid"], rec["start"]):
             os.kill(rec["pid"], sig)

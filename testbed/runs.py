@@ -117,8 +117,13 @@ class Run:
         up = sum(alive(n["pid"], n["start"]) for n in nodes.values())
         return up, len(nodes)
 
+    def agents_down(self) -> list[str]:
+        """Nodes whose agent is not running (died, or stopped on purpose by a crash fault)."""
+        return [n for n, a in self.state.get("agents", {}).items() if not alive(a.get("pid", 0), a.get("start"))]
+
     def condition(self) -> str:
-        """ready, building, stopping, or stale (the orchestrator died mid-way, or the namespaces are gone)."""
+        """ready; degraded (ready, but agents are down); building, stopping; or stale (the orchestrator died
+        mid-way, or the namespaces are gone)."""
         st = self.state.get("status", "building")
         if st in ("building", "stopping") and not self.owner_alive():
             return "stale"
@@ -126,6 +131,8 @@ class Run:
             up, total = self.nodes_alive()
             if up < total:
                 return "stale"
+            if self.agents_down():
+                return "degraded"
         return st
 
     # -- process discovery --------------------------------------------------------------------------------

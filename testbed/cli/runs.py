@@ -18,7 +18,8 @@ def cmd_up(args):
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
-                       progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected)
+                       progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
+                       restart_agents=not args.no_restart)
     for w in mesh.topo.warnings:
         console.print(styled(("warning: ", "yellow"), w))
     if args.json:
@@ -61,7 +62,8 @@ def _status(run) -> dict:
         "routing": run.state.get("routing"),
         "nodes": {n: node_info(n, rec) for n, rec in run.state.get("nodes", {}).items()},
         "links": run.state.get("links", []),
-        "faults": faults_of_run(run),
+        "faults": faults_of_run(run), "agents_down": run.agents_down(),
+        "restart_agents": run.state.get("restart_agents", False),
         "nodes_alive": up, "nodes_total": total,
     }
 
@@ -72,9 +74,14 @@ def cmd_status(args):
     if args.json:
         print(json.dumps(st, indent=1))
         return
-    out.print(styled("run ", (st["run"], "bold"), f" ({st['status']}), {st['nodes_alive']}/{st['nodes_total']} nodes "
-                     f"alive, from {st['source']}, seed {st['seed']}, routing {st['routing'] or '-'}, "
+    condition = (st["status"], "red" if st["status"] in ("degraded", "stale") else "")
+    out.print(styled("run ", (st["run"], "bold"), " (", condition, f"), {st['nodes_alive']}/{st['nodes_total']} "
+                     f"nodes alive, from {st['source']}, seed {st['seed']}, routing {st['routing'] or '-'}, "
                      f"underlay {st['prefix']}"))
+    if st["agents_down"]:
+        out.print(f"agents down: {', '.join(st['agents_down'])}"
+                  + ("; the monitor restarts an agent that died (not one a crash fault stopped)"
+                     if st["restart_agents"] else "; no restart policy (up --no-restart)"), style="red")
     t = data_table("node", "roles", "ISP", "fc00::/8 address", "agent", "peers", "links (interface, underlay address)")
     links_of = {}
     for rec in st["links"]:
@@ -153,6 +160,8 @@ def register(add) -> None:
     sp.add_argument("--name", help="run name (default: derived from the topology; NAME-2 ... if taken)")
     sp.add_argument("--seed", type=int, help="seed for random topologies and node keys (recorded in the run)")
     sp.add_argument("--no-agents", action="store_true", help="only namespaces and links, no node agents")
+    sp.add_argument("--no-restart", action="store_true", help="leave an agent that dies down (by default the run "
+                                                               "monitor starts it again, same identity)")
     sp.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for reachability")
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
                     help="accept a topology that falls apart in several components")

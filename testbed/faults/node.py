@@ -2,7 +2,6 @@
 (instant stop and start) and pause (SIGSTOP, heal sends SIGCONT)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -129,9 +128,4 @@ def restart_agent(mesh, node: str) -> int:
     if rec and runs.alive(rec["pid"], rec.get("start")):
         os.kill(rec["pid"], signal.SIGCONT)
         mesh.stop_agent(node, signal.SIGKILL, timeout=5)
-    sock = mesh.run.path("nodes", node, "agent.sock")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)      # a killed agent leaves its socket file behind
-    pid = mesh.start_agent(node)
-    mesh.run.save()
-    return pid
+    return mesh.restart_agents([node])
