@@ -8,7 +8,6 @@ bench/results/dataplane.json. Issue target: pktlab >= 0.5 x yggdrasil's 1-hop th
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -23,37 +22,30 @@ from testbed.console import make_console
 from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
+from testbed.backends.netns import exec_in
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "dataplane.json")
 
 
-def _load_harness():
-    spec = importlib.util.spec_from_file_location(
-        "agent_harness", os.path.join(ROOT, "tests", "integration", "agent_harness.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def ping_rtt(mesh, src, dst_addr, count=10):
-    r = mesh.run(src, "ping", "-6", "-c", str(count), "-i", "0.2", "-W", "2", dst_addr, timeout=60)
+    r = mesh.exec(src, ["ping", "-6", "-c", str(count), "-i", "0.2", "-W", "2", dst_addr], timeout=60)
     m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
     return float(m.group(1)) if m else None
 
 
 def wait_ping(mesh, src, dst_addr, timeout=30):
-    return wait_until(lambda: mesh.run(src, "ping", "-6", "-c", "1", "-W", "1", dst_addr, timeout=10).returncode == 0,
+    return wait_until(lambda: mesh.exec(src, ["ping", "-6", "-c", "1", "-W", "1", dst_addr], timeout=10).returncode == 0,
                       timeout)
 
 
 def iperf(mesh, server, client, addr, seconds):
-    srv = mesh.popen(server, "iperf3", "-s", "-1", "-B", addr, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)
+    srv = exec_in(mesh.run, server, ["iperf3", "-s", "-1", "-B", addr], stdout=subprocess.DEVNULL,
+                  stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(0.5)
-        r = mesh.run(client, "iperf3", "-c", addr, "-t", str(seconds), "-J", timeout=seconds + 60)
+        r = mesh.exec(client, ["iperf3", "-c", addr, "-t", str(seconds), "-J"], timeout=seconds + 60)
         data = json.loads(r.stdout or "{}")
         if "end" not in data:
             return None
@@ -71,59 +63,66 @@ def measure(mesh, first, last, addr, seconds):
 
 
 # -- (a) raw veth with kernel forwarding ---------------------------------------------------------------------
-def setup_raw_routes(mesh, nodes):
-    n = len(nodes)
-    for i, node in enumerate(nodes):
-        mesh.run(node, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", check=True)
-        for k in range(1, n):          # link k joins nodes k-1 (::1) and k (::2)
-            if k > i + 1:
-                mesh.run(node, "ip", "-6", "route", "add", f"fd00:{k:x}::/64", "via", f"fd00:{i + 1:x}::2",
-                         check=True)
-            elif k < i:
-                mesh.run(node, "ip", "-6", "route", "add", f"fd00:{k:x}::/64", "via", f"fd00:{i:x}::1",
-                         check=True)
+def setup_raw_routes(mesh):
+    """Kernel IPv6 forwarding along the line, over the links' underlay /64s (routes inside the run's namespaces)."""
+    links = mesh.run.state["links"]                         # link k joins n(k+1) (a, ::1) and n(k+2) (b, ::2)
+    nets = [rec["a_addr"].rsplit("::", 1)[0] + "::/64" for rec in links]
+    for i, node in enumerate(mesh.nodes):
+        assert mesh.exec(node, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]).returncode == 0
+        for k, net in enumerate(nets):
+            if k > i:          # to the right: via the next node's address on my right-hand link
+                via = links[i]["b_addr"]
+            elif k < i - 1:    # to the left: via the previous node's address on my left-hand link
+                via = links[i - 1]["a_addr"]
+            else:
+                continue
+            assert mesh.exec(node, ["ip", "-6", "route", "add", net, "via", via]).returncode == 0
 
 
 # -- (c) yggdrasil --------------------------------------------------------------------------------------------
-def start_yggdrasil(mesh, nodes, workdir):
+def start_yggdrasil(mesh, workdir):
     procs, addrs = [], {}
+    links = mesh.run.state["links"]
     # Everyone dials its right-hand neighbour, so start from the right: each listener is up before it is dialled
     # (yggdrasil backs off for a long time after a refused dial).
-    for node in reversed(nodes):
-        peers = [f"tcp://[{p['peer_addr']}]:{YGG_PORT}" for p in node.peers
-                 if p["local_addr"].endswith("::1")]       # dial only to the right: one connection per link
-        path, addrs[node.name] = write_config(workdir, node.name, peers,
-                                              [f"tcp://[{p['local_addr']}]:{YGG_PORT}" for p in node.peers])
-        log_path = os.path.join(workdir, f"ygg-{node.name}.log")
+    for i in reversed(range(len(mesh.nodes))):
+        node = mesh.nodes[i]
+        mine = [rec["a_addr"] for rec in links if rec["a"] == node] + [rec["b_addr"] for rec in links if rec["b"] == node]
+        peers = [f"tcp://[{rec['b_addr']}]:{YGG_PORT}" for rec in links if rec["a"] == node]   # dial to the right
+        path, addrs[node] = write_config(workdir, node, peers, [f"tcp://[{a}]:{YGG_PORT}" for a in mine])
+        log_path = os.path.join(workdir, f"ygg-{node}.log")
         with open(log_path, "w") as log:
-            procs.append(mesh.popen(node, YGG, "-useconffile", path, stdout=log, stderr=log))
-        wait_listening(log_path, len(node.peers))
+            procs.append(exec_in(mesh.run, node, [YGG, "-useconffile", path], stdout=log, stderr=log,
+                                 start_new_session=True))
+        wait_listening(log_path, len(mine))
     return procs, addrs
 
 
-def run_hops(harness, hops, seconds, console):
+def run_hops(hops, seconds, console):
+    """The three systems on one run's namespaces and veths: a line of hops + 1 nodes."""
+    from testbed.mesh import Mesh
     results = {}
-    with tempfile.TemporaryDirectory(prefix="pktlab-bench-") as workdir:
-        mesh = harness.Mesh(workdir, seed=b"bench-dataplane")
-        try:
-            nodes = mesh.line(hops + 1)
-            first, last = nodes[0], nodes[-1]
-            console.log(f"{hops} hop(s): raw veth")
-            setup_raw_routes(mesh, nodes)
-            results["raw"] = measure(mesh, first, last, f"fd00:{hops:x}::2", seconds)
-            console.log(f"{hops} hop(s): pktlab agents")
-            mesh.start(timeout=30)
-            results["pktlab"] = measure(mesh, first, last, last.ip6, seconds)
-            for node in nodes:
-                mesh.stop_agent(node)
-            console.log(f"{hops} hop(s): yggdrasil")
-            procs, addrs = start_yggdrasil(mesh, nodes, workdir)
+    mesh = Mesh.up(f"line:{hops + 1}", name=f"bench-dataplane-{hops}", seed=1, agents=False)
+    try:
+        first, last = mesh.nodes[0], mesh.nodes[-1]
+        console.log(f"{hops} hop(s): raw veth")
+        setup_raw_routes(mesh)
+        results["raw"] = measure(mesh, first, last, mesh.run.state["links"][-1]["b_addr"], seconds)
+        console.log(f"{hops} hop(s): pktlab agents")
+        mesh.start_all_agents(lambda *a: None, None)
+        mesh.wait_reachable(lambda *a: None, 30)
+        results["pktlab"] = measure(mesh, first, last, mesh.ip6(last), seconds)
+        for node in mesh.nodes:
+            mesh.stop_agent(node)
+        console.log(f"{hops} hop(s): yggdrasil")
+        with tempfile.TemporaryDirectory(prefix="pktlab-bench-") as workdir:
+            procs, addrs = start_yggdrasil(mesh, workdir)
             try:
-                results["yggdrasil"] = measure(mesh, first, last, addrs[last.name], seconds)
+                results["yggdrasil"] = measure(mesh, first, last, addrs[last], seconds)
             finally:
                 stop_procs(procs)
-        finally:
-            mesh.cleanup()
+    finally:
+        mesh.down()
     return results
 
 
@@ -140,10 +139,9 @@ def main(argv=None):
         if not shutil.which(tool):
             console.print(f"missing {tool}", style="red")
             return 1
-    harness = _load_harness()
     all_results = {}
     for hops in args.hops:
-        all_results[str(hops)] = run_hops(harness, hops, args.seconds, console)
+        all_results[str(hops)] = run_hops(hops, args.seconds, console)
 
     table = Table(title="pktlab data plane vs yggdrasil (TCP via iperf3, RTT via ping)")
     for col in ("hops", "system", "Mbit/s", "x yggdrasil", "RTT ms", "RTT x yggdrasil"):
@@ -169,8 +167,9 @@ def main(argv=None):
     with open(RESULTS, "w") as f:
         json.dump({"seconds": args.seconds, "results": all_results,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "note": "same namespaces and veths for all three; MTU 65535 on veths, pktlab TUN MTU "
-                           "default, yggdrasil IfMTU 65535"}, f, indent=2)
+                   "note": "same run's namespaces and veths for all three (pktlab up line:N --no-agents, then each "
+                           "system in turn); MTU 65535 on veths, pktlab TUN MTU default, yggdrasil IfMTU 65535"},
+                  f, indent=2)
     console.print(f"wrote {RESULTS}")
     return 0
 

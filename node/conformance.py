@@ -17,6 +17,7 @@ import sys
 CHECK_MODULES = {
     "cjdns.": "node.cjdns.vectors",
     "packetcrypt.": "node.chain.packetcrypt.vectors",
+    "market.": "node.market.vectors",
 }
 
 

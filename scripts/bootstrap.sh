@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="mininet iproute2 iputils-ping iperf3 tcpdump procps psmisc ethtool graphviz yggdrasil libsodium-dev"
+# the live view's browser test (tests/integration/test_ui_browser.py): headless chromium driven by selenium
+APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"
 PY=${PYTHON:-python3}
 
 missing=""

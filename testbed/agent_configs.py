@@ -67,6 +67,7 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                     emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = params.emulation_dict()
         configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
                       "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
+                      "state_dir": str(d),
                       "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                       "paths": paths, "link_emulation": emulation}
         if route_servers:

@@ -11,7 +11,9 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
                                   up (answered a link ping in the last 3.5 s), rtt_ms, link_emulation
   sessions                        per CryptoAuth session: ip6, key, state, handles, label, return_label, packets
   counters                        tun rx/tx, per interface rx/tx packets/bytes and drops, node drops by reason,
-                                  switch counters, path_failures (switch errors reported per destination)
+                                  switch counters, path_failures (switch errors reported per destination),
+                                  handler_errors (exceptions caught at this node's handler edges, by
+                                  "handler:ExceptionType"), loop_errors (the same for the process's event loop)
   config                          the running config (no private key), current paths and link emulation
   set_link  ifname, <params> | params={...}   change emulation (delay_s, jitter_s, loss, duplicate, reorder,
                                   corrupt, rate_bps); unspecified fields keep their value; "reset": true first
@@ -48,6 +50,7 @@ from node.agent.control_api import CommandError, ControlServer
 from node.agent.event_loop import EventLoop
 from node.agent.netns import in_netns
 from node.cjdns import keys
+from node.replay_state import ReplayState
 from node.tun_switch.lease_plane import LeasePlane
 from node.tun_switch.node import Node
 from node.tun_switch.route_server_plane import RouteServerGlue
@@ -62,20 +65,22 @@ class Agent:
         self.config = config
         self.loop = loop or EventLoop()
         self.node = Node(config, self.loop)
+        # replay protection that must survive a restart and a clock step (route server, lease requests)
+        self.replay_state = ReplayState(os.path.join(config.state_dir, "replay.sqlite") if config.state_dir else None)
         self.lease_plane = None      # the PKT lease rules, when the config has "leases"
         self.control = None
         self.route_server = None     # paths from route servers instead of the static table (config "route_server")
         if config.route_server is not None:
-            self.route_server = RouteServerGlue(self.node, config.route_server)
+            self.route_server = RouteServerGlue(self.node, config.route_server, replay_state=self.replay_state)
             self.route_server.install(self.loop)
         self.on_shutdown = lambda agent: agent.stop()  # an AgentHost closes just this node instead
 
     def start(self):
         self.node.start()
         if self.config.leases is not None:
-            self.lease_plane = LeasePlane(self.node, self.config.leases)
+            self.lease_plane = LeasePlane(self.node, self.config.leases, replay_state=self.replay_state)
             self.lease_plane.start()
-        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers())
+        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(), self.node.errors)
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
                  self.node.identity.pubkey_text, len(self.node.links))
 
@@ -109,6 +114,7 @@ class Agent:
         if self.lease_plane is not None:
             self.lease_plane.close()
         self.node.close()
+        self.replay_state.close()
 
     # -- control commands ---------------------------------------------------------------------------------
     def cmd_status(self, req, respond):
@@ -121,7 +127,7 @@ class Agent:
         return {"sessions": self.node.describe_sessions()}
 
     def cmd_counters(self, req, respond):
-        return self.node.all_counters()
+        return dict(self.node.all_counters(), loop_errors=dict(self.loop.errors.counts))
 
     def cmd_config(self, req, respond):
         raw = dict(self.config.raw)

@@ -1,6 +1,9 @@
 """The node agent's configuration file (JSON, written by the orchestrator): load and validate.
 
 Every problem raises ConfigError naming the file and the field, so the agent can exit with a clear message.
+
+``state_dir`` (optional): an existing directory where the node keeps what must outlive its process (the replay
+high-water marks of node/replay_state.py, in ``replay.sqlite``). Without it that state lives in memory only.
 """
 
 import ipaddress
@@ -22,7 +25,7 @@ MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases", "route_server"}
+            "link_emulation", "leases", "route_server", "state_dir"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
 
@@ -56,6 +59,7 @@ class AgentConfig:
     raw: dict = field(default_factory=dict)
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
     route_server: object = None  # tun_switch.route_server_plane.RouteServerSettings when it has "route_server"
+    state_dir: str | None = None  # where state that must outlive the process is kept (None: in memory)
 
 
 def load_config(path):
@@ -181,8 +185,14 @@ def parse_config(data, source="config"):
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
 
+    state_dir = None
+    if "state_dir" in data:
+        state_dir = _string(data, "state_dir", fail)
+        if not os.path.isdir(state_dir):
+            fail("state_dir", f"directory {state_dir} does not exist")
+
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server)
+                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server, state_dir)
 
 
 def _is_int(v):

@@ -5,14 +5,17 @@ Response: {"ok": true, ...} or {"ok": false, "error": "<message>"}
 
 Handlers are registered by name. A handler is called as handler(request, respond) and either returns the
 response body (a dict) or returns None and calls respond(body) later (for example `ping`, which waits for the
-echo reply). Raising ValueError/KeyError/TypeError gives {"ok": false, "error": ...}; a bad request never stops
-the agent.
+echo reply). Raising CommandError/ValueError/KeyError/TypeError gives {"ok": false, "error": ...}; a bad request
+never stops the agent. Anything else a handler raises is a bug: it is answered as "internal error", counted in
+``errors`` (node/agent/handler_errors.py) under ``control.<cmd>`` and logged once.
 """
 
 import json
 import logging
 import os
 import socket
+
+from node.agent.handler_errors import HandlerErrors
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,11 @@ class CommandError(Exception):
 
 
 class ControlServer:
-    def __init__(self, path, loop, handlers):
+    def __init__(self, path, loop, handlers, errors=None):
         self.path = path
         self.loop = loop
         self.handlers = handlers
+        self.errors = errors if errors is not None else HandlerErrors(log)
         self.clients = {}
         if os.path.exists(path):
             os.unlink(path)     # a stale socket from a crashed run of the same node
@@ -74,30 +78,31 @@ class ControlServer:
     def _handle(self, conn, line):
         def respond(body):
             self._send(conn, dict({"ok": True}, **body) if "ok" not in body else body)
+        answer = self.answer(line, respond)
+        if answer is not None:
+            respond(answer)
+
+    def answer(self, line, respond):
+        """The answer to one request line (a dict), or None when the handler answers later through ``respond``."""
         try:
             request = json.loads(line)
         except (ValueError, UnicodeDecodeError) as e:
-            self._send(conn, {"ok": False, "error": f"invalid JSON: {e}"})
-            return
+            return {"ok": False, "error": f"invalid JSON: {e}"}
+        except RecursionError:
+            return {"ok": False, "error": "invalid JSON: nested too deeply"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            self._send(conn, {"ok": False, "error": 'request must be an object with a string "cmd"'})
-            return
-        handler = self.handlers.get(request["cmd"])
+            return {"ok": False, "error": 'request must be an object with a string "cmd"'}
+        cmd = request["cmd"]
+        handler = self.handlers.get(cmd)
         if handler is None:
-            self._send(conn, {"ok": False, "error": f"unknown command {request['cmd']!r}; "
-                                                    f"known: {', '.join(sorted(self.handlers))}"})
-            return
+            return {"ok": False, "error": f"unknown command {cmd!r}; known: {', '.join(sorted(self.handlers))}"}
         try:
-            body = handler(request, respond)
+            return handler(request, respond)
         except (CommandError, ValueError, KeyError, TypeError) as e:
-            self._send(conn, {"ok": False, "error": f"{request['cmd']}: {e}"})
-            return
+            return {"ok": False, "error": f"{cmd}: {e}"}
         except Exception as e:
-            log.exception("control command %s failed", request["cmd"])
-            self._send(conn, {"ok": False, "error": f"{request['cmd']}: internal error: {e}"})
-            return
-        if body is not None:
-            respond(body)
+            self.errors.record(f"control.{cmd}", e)
+            return {"ok": False, "error": f"{cmd}: internal error: {e}"}
 
     def _send(self, conn, body):
         if conn not in self.clients:

@@ -2,6 +2,11 @@
 
 The data plane runs every packet through here, so it stays minimal: one callback per file descriptor (bound
 methods, no per-event allocation beyond what selectors does) and a heap of (when, seq, fn, args) timers.
+
+Each callback runs behind the edge (node/agent/handler_errors.py): one that raises is counted in ``errors`` by its
+name and exception type, logged once, and the loop goes on with the next; a periodic timer is rescheduled before
+it runs, so one that raises keeps its period. A timer far in the future never makes the loop wait longer than
+MAX_WAIT_S at a time (epoll refuses huge timeouts).
 """
 
 import heapq
@@ -10,7 +15,11 @@ import logging
 import selectors
 import time
 
+from node.agent.handler_errors import HandlerErrors
+
 log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 3600.0
 
 
 class Timer:
@@ -35,6 +44,7 @@ class EventLoop:
         self._timers = []
         self._seq = itertools.count()
         self._running = False
+        self.errors = HandlerErrors(log)
 
     # -- file descriptors -------------------------------------------------------------------------------------
     def add_reader(self, fileobj, callback):
@@ -49,6 +59,8 @@ class EventLoop:
 
     # -- timers -----------------------------------------------------------------------------------------------
     def call_at(self, when, fn, *args):
+        if when != when:
+            raise ValueError("a timer at NaN would block every timer after it")
         timer = Timer(when, fn, args)
         heapq.heappush(self._timers, (when, next(self._seq), timer))
         return timer
@@ -57,10 +69,11 @@ class EventLoop:
         return self.call_at(self.clock() + delay, fn, *args)
 
     def call_every(self, period, fn):
-        """Call fn() every period seconds until the loop stops."""
+        """Call fn() every period seconds until the loop stops (also when a call raises)."""
         def tick():
-            fn()
             self.call_later(period, tick)
+            fn()
+        tick.__qualname__ = getattr(fn, "__qualname__", "periodic")
         return self.call_later(period, tick)
 
     # -- running ----------------------------------------------------------------------------------------------
@@ -72,22 +85,34 @@ class EventLoop:
         select = self.selector.select
         timers = self._timers
         clock = self.clock
+        record = self.errors.record
         while self._running:
-            timeout = None
+            timeout = MAX_WAIT_S
             if timers:
-                timeout = max(0.0, timers[0][0] - clock())
+                timeout = min(max(0.0, timers[0][0] - clock()), MAX_WAIT_S)
             try:
-                for key, _ in select(timeout):
+                ready = select(timeout)
+            except Exception as e:
+                record("event_loop.select", e)
+                ready = ()
+            for key, _ in ready:
+                try:
                     key.data()
-                if timers:
-                    now = clock()
-                    while timers and timers[0][0] <= now:
-                        timer = heapq.heappop(timers)[2]
-                        if not timer.cancelled:
+                except Exception as e:
+                    record(_name(key.data), e)
+            if timers:
+                now = clock()
+                while timers and timers[0][0] <= now:
+                    timer = heapq.heappop(timers)[2]
+                    if not timer.cancelled:
+                        try:
                             timer.fn(*timer.args)
-            except Exception:
-                # A bug in one handler must not stop forwarding: log it and keep going.
-                log.exception("unexpected error in event loop callback")
+                        except Exception as e:
+                            record(_name(timer.fn), e)
 
     def close(self):
         self.selector.close()
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", type(fn).__name__)

@@ -20,7 +20,12 @@ Crossing Hellos (both sides sent a Hello): a node that receives a Hello from a n
 key resets and answers it; the other node ignores the Hello it receives (crypto_auth.rs). Sessions reset after 60 s
 without authenticated traffic when established and 10 s during setup (never while only a Hello was sent).
 Time is passed in (``now``, seconds); nothing here reads a clock or does I/O. Every rejected packet raises
-:class:`CryptoAuthError` with a ``reason``; the session state is never changed by a rejected packet.
+:class:`CryptoAuthError` with a ``reason``; the session state is never changed by a rejected packet (beyond the
+inactivity reset that is due at that time anyway): a packet is checked in full, every secret computed, before the
+session takes anything from it.
+
+A temporary key that is a low-order Curve25519 point makes every shared secret all zero. libsodium refuses it
+(cjdns ignores the error and goes on with the zero secret); here such a Hello or Key is rejected as ``bad_key``.
 """
 from __future__ import annotations
 
@@ -258,8 +263,9 @@ class Session:
         return packet
 
     # -- receiving -----------------------------------------------------------------------------------------
-    def decrypt(self, packet: bytes, now: float | None = None) -> bytes:
-        """Authenticate and decrypt ``packet``; returns the content or raises CryptoAuthError."""
+    def decrypt(self, packet: bytes, now: float | None = None, min_content: int = 0) -> bytes:
+        """Authenticate and decrypt ``packet``; returns the content or raises CryptoAuthError. A handshake whose
+        content is shorter than ``min_content`` bytes is rejected (``runt``) like any other bad packet."""
         try:
             if now is not None:
                 self.check_timeout(now)
@@ -268,7 +274,7 @@ class Session:
                 raise CryptoAuthError("runt", f"{len(packet)} bytes")
             nonce = struct.unpack_from(">I", packet)[0]
             if nonce < FIRST_DATA_NONCE:
-                content = self._decrypt_handshake(nonce, packet)
+                content = self._decrypt_handshake(nonce, packet, min_content)
             else:
                 content = self._decrypt_data(nonce, packet)
         except CryptoAuthError:
@@ -291,7 +297,7 @@ class Session:
                 self.next_nonce = FIRST_DATA_NONCE   # the responder may now send data
         return content
 
-    def _decrypt_handshake(self, kind: int, packet: bytes) -> bytes:
+    def _decrypt_handshake(self, kind: int, packet: bytes, min_content: int) -> bytes:
         if len(packet) < HANDSHAKE_SIZE:
             raise CryptoAuthError("runt", f"handshake of {len(packet)} bytes")
         challenge = packet[4:16]
@@ -302,8 +308,8 @@ class Session:
         if her_perm == self.my_public_key:
             raise CryptoAuthError("wrong_key", "handshake from ourselves")
         if kind in (HELLO, REPEAT_HELLO):
-            return self._on_hello(challenge, nonce24, her_perm, packet[72:])
-        return self._on_key(nonce24, her_perm, packet[72:])
+            return self._on_hello(challenge, nonce24, her_perm, packet[72:], min_content)
+        return self._on_key(nonce24, her_perm, packet[72:], min_content)
 
     def _hello_password(self, challenge: bytes) -> bytes | None:
         auth_type = challenge[0]
@@ -315,12 +321,20 @@ class Session:
             raise CryptoAuthError("unknown_auth", f"auth type {auth_type}")
         return self.pw_hash
 
-    def _on_hello(self, challenge: bytes, nonce24: bytes, her_perm: bytes, boxed: bytes) -> bytes:
-        pw_hash = self._hello_password(challenge)
-        plain = _unbox(_shared(self.my_private_key, her_perm, pw_hash), nonce24, boxed)
+    @staticmethod
+    def _open_handshake(secret: bytes, nonce24: bytes, boxed: bytes, min_content: int) -> tuple[bytes, bytes]:
+        plain = _unbox(secret, nonce24, boxed)
         her_temp, content = plain[:32], plain[32:]
         if her_temp == bytes(32):
             raise CryptoAuthError("wiseguy", "zero temporary key")
+        if len(content) < min_content:
+            raise CryptoAuthError("runt", f"handshake content of {len(content)} bytes")
+        return her_temp, content
+
+    def _on_hello(self, challenge: bytes, nonce24: bytes, her_perm: bytes, boxed: bytes, min_content: int) -> bytes:
+        pw_hash = self._hello_password(challenge)
+        her_temp, content = self._open_handshake(_shared(self.my_private_key, her_perm, pw_hash), nonce24, boxed,
+                                                 min_content)
         if her_temp == self.her_temp_pk:
             # a repeat of the Hello we answer: cjdns keeps the session and delivers the content while it has
             # not seen data yet (RECEIVED_HELLO / SENT_KEY); past that it is a stale duplicate
@@ -331,28 +345,30 @@ class Session:
             # crossing Hellos: the lower permanent key gives in
             if not her_perm < self.my_public_key:
                 raise CryptoAuthError("crossing_hello", "we keep our own Hello")
+        my_temp_sk = self._rng(32)
+        data_secret = _shared(my_temp_sk, her_temp, None)      # bad_key for a low-order temporary key
+        # accepted: from here on the session changes
         if self.next_nonce != 0 or self.is_established:
             self.reset()        # a new Hello from the peer restarts the session
         self.her_public_key = her_perm
         self.her_temp_pk = her_temp
         self.pw_hash = pw_hash
         self.initiator = False
-        self._new_temp_key()
-        self.data_secret = nacl.crypto_box_beforenm(self.her_temp_pk, self.my_temp_sk)
+        self.my_temp_sk, self.my_temp_pk = my_temp_sk, nacl.crypto_scalarmult_base(my_temp_sk)
+        self.data_secret = data_secret
         self.next_nonce = KEY
         return content
 
-    def _on_key(self, nonce24: bytes, her_perm: bytes, boxed: bytes) -> bytes:
+    def _on_key(self, nonce24: bytes, her_perm: bytes, boxed: bytes, min_content: int) -> bytes:
         if self.my_temp_sk is None or not self.initiator or self.next_nonce < State.SENT_HELLO:
             raise CryptoAuthError("unexpected_key", "Key packet without our Hello")
-        plain = _unbox(_shared(self.my_temp_sk, her_perm, self.pw_hash), nonce24, boxed)
-        her_temp, content = plain[:32], plain[32:]
-        if her_temp == bytes(32):
-            raise CryptoAuthError("wiseguy", "zero temporary key")
+        her_temp, content = self._open_handshake(_shared(self.my_temp_sk, her_perm, self.pw_hash), nonce24, boxed,
+                                                 min_content)
         if her_temp != self.her_temp_pk:
             # first Key, or the responder restarted with a new temporary key
+            data_secret = _shared(self.my_temp_sk, her_temp, None)     # bad_key for a low-order temporary key
             self.her_temp_pk = her_temp
-            self.data_secret = _shared(self.my_temp_sk, her_temp, None)
+            self.data_secret = data_secret
             self.replay = ReplayProtector()
             self.is_established = False
             self.next_nonce = FIRST_DATA_NONCE

@@ -108,9 +108,7 @@ class SessionManager:
         fresh = p is None
         if fresh:
             p = self._new_peer(her_key, now, False)
-        content = p.session.decrypt(data, now)
-        if len(content) < 4:
-            raise SessionManagerError("runt", "handshake content without a handle")
+        content = p.session.decrypt(data, now, min_content=4)    # the sender's handle, checked before it counts
         p.her_handle = struct.unpack_from(">I", content)[0]
         if fresh:
             self._add(her_key, p)

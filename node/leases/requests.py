@@ -27,11 +27,18 @@ The device checks, in this order, and answers the first failure as ``{"ok": fals
     lease_expired      the lease expired (its traffic is on the free tier)
     wrong_key          the signer's key is not the lease holder's key
     bad_signature      the signature does not verify
-    stale              timestamp more than FRESHNESS_S away from the device clock
-    replayed_nonce     the nonce was already used within the freshness window
+    stale              timestamp more than FRESHNESS_S away from the device clock, or FRESHNESS_S or more older
+                       than the newest request accepted from the same signer
+    replayed_nonce     the signer already used the nonce (nonces are kept while their request is within
+                       FRESHNESS_S of the signer's newest)
     bad_value          a "set" value is out of range, or the virtual router cannot be joined
 
 On success it applies every "set" field at once and answers ``{"ok": true, "lease": <lease description>}``.
+
+Replay protection does not lean on the device clock alone: per signer the newest accepted timestamp (a
+high-water mark) and the nonces within FRESHNESS_S of it are kept in a node/replay_state.py store (the agent's
+state directory), so neither a clock that steps back nor a restart makes an old request acceptable again.
+Requests of one signer may still arrive out of order within the window (two made at once, sent to two leases).
 The holder key of a lease is the holder's cjdns Curve25519 public key; the signer key must be its Ed25519
 counterpart (keys.curve25519_from_signing_key), as for cjdns announcements.
 """
@@ -42,11 +49,14 @@ import os
 import re
 
 from node.cjdns import keys
+from node.replay_state import ReplayState
 from .table import LeaseError, LeaseTable, check_max_priority_bandwidth, check_priority_cap
 
 VERSION = 1
 DOMAIN = b"pktlab-lease-config-v1\n"
 FRESHNESS_S = 30.0
+MAX_TIMESTAMP_S = 1e12          # beyond any plausible clock, and well inside a float
+REPLAY_SCOPE = "lease_config.signer"
 SETTABLE = ("max_priority_bandwidth", "clear_customer_bit", "deprioritize_non_customer", "virtual_router")
 _FIELDS = {"v", "lease", "set", "nonce", "timestamp", "signer", "signature"}
 _HEX = re.compile(r"\A[0-9a-f]*\Z")
@@ -105,8 +115,8 @@ def parse(data: bytes) -> dict:
     if not isinstance(changes, dict) or not changes or not set(changes) <= set(SETTABLE):
         raise RequestError(MALFORMED, f"set must be a non-empty object with keys among {list(SETTABLE)}")
     ts = body["timestamp"]
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts != ts:
-        raise RequestError(MALFORMED, "timestamp must be a number")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts <= MAX_TIMESTAMP_S:
+        raise RequestError(MALFORMED, f"timestamp must be seconds since the Unix epoch (0..{MAX_TIMESTAMP_S:g})")
     _hex_field(body, "nonce", 16)
     _hex_field(body, "signer", 32)
     _hex_field(body, "signature", 64)
@@ -114,12 +124,13 @@ def parse(data: bytes) -> dict:
 
 
 class ConfigRequestHandler:
-    """Checks and applies requests against a device's LeaseTable; remembers nonces for FRESHNESS_S."""
+    """Checks and applies requests against a device's LeaseTable; ``replay_state`` keeps each signer's high-water
+    mark and recent nonces (default: in memory)."""
 
-    def __init__(self, table: LeaseTable, freshness_s: float = FRESHNESS_S):
+    def __init__(self, table: LeaseTable, freshness_s: float = FRESHNESS_S, replay_state: ReplayState | None = None):
         self.table = table
         self.freshness_s = freshness_s
-        self._seen: dict[str, float] = {}       # nonce -> request timestamp
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
         self.counters = {"applied": 0}
 
     def handle(self, data: bytes, now: float, wall_time: float) -> dict:
@@ -148,14 +159,22 @@ class ConfigRequestHandler:
             raise RequestError(WRONG_KEY, f"the signer does not hold lease {lease.id}")
         if not keys.verify(signer, signed_bytes(body), bytes.fromhex(body["signature"])):
             raise RequestError(BAD_SIGNATURE, "signature does not verify")
-        if abs(body["timestamp"] - wall_time) > self.freshness_s:
-            raise RequestError(STALE, f"timestamp is {body['timestamp'] - wall_time:+.1f} s from the device clock"
+        ts = float(body["timestamp"])
+        if abs(ts - wall_time) > self.freshness_s:
+            raise RequestError(STALE, f"timestamp is {ts - wall_time:+.1f} s from the device clock"
                                       f" (allowed +/-{self.freshness_s:g} s)")
-        self._forget_old(wall_time)
-        if body["nonce"] in self._seen:
+        state, nonce = self.replay_state, bytes.fromhex(body["nonce"])
+        newest = state.high_water(REPLAY_SCOPE, signer)
+        if newest is not None and ts <= newest - self.freshness_s:
+            raise RequestError(STALE, f"timestamp is {newest - ts:.1f} s older than this signer's newest accepted "
+                                      f"request (allowed {self.freshness_s:g} s)")
+        if state.seen(REPLAY_SCOPE, signer, nonce):
             raise RequestError(REPLAYED_NONCE, "nonce already used")
         updates = self._validate(lease, body["set"], now)
-        self._seen[body["nonce"]] = body["timestamp"]
+        state.remember(REPLAY_SCOPE, signer, nonce, ts)
+        state.raise_high_water(REPLAY_SCOPE, signer, ts)
+        # a nonce further back than the window cannot come again: the high-water check refuses its request
+        state.forget_tokens(REPLAY_SCOPE, signer, max(ts, newest or ts) - self.freshness_s)
         for name, value in updates.items():
             if name == "virtual_router":
                 self.table.join(lease, value)
@@ -188,8 +207,3 @@ class ConfigRequestHandler:
             raise RequestError(BAD_VALUE, str(e)) from None
         return out
 
-    def _forget_old(self, wall_time: float) -> None:
-        # a nonce older than the window cannot be replayed: its timestamp would be stale
-        old = [n for n, ts in self._seen.items() if ts < wall_time - self.freshness_s]
-        for n in old:
-            del self._seen[n]

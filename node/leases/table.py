@@ -45,12 +45,21 @@ def check_priority_cap(value, what: str = "deprioritize_non_customer") -> int | 
     return value
 
 
+def finite_nonnegative(value, what: str, expected: str = "a finite number >= 0") -> float:
+    """``value`` as a float, or LeaseError naming ``what`` (also for integers no float can hold)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    text = repr(value)
+    raise LeaseError(f"{what}: must be {expected}, got {text if len(text) <= 40 else text[:20] + '...'}")
+
+
 def check_max_priority_bandwidth(value, what: str = "max_priority_bandwidth") -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-        raise LeaseError(f"{what}: must be null (unlimited) or a finite number >= 0, got {value!r}")
-    return float(value)
+    return finite_nonnegative(value, what, "null (unlimited) or a finite number >= 0")
 
 
 @dataclass
@@ -70,10 +79,7 @@ class Lease:
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id:
             raise LeaseError("lease id must be a non-empty string")
-        if isinstance(self.guarantee_kbit, bool) or not isinstance(self.guarantee_kbit, (int, float)) \
-                or not 0 <= self.guarantee_kbit < float("inf"):
-            raise LeaseError(f"lease {self.id}: guarantee_kbit must be a finite number >= 0")
-        self.guarantee_kbit = float(self.guarantee_kbit)
+        self.guarantee_kbit = finite_nonnegative(self.guarantee_kbit, f"lease {self.id}: guarantee_kbit")
         self.max_priority_bandwidth = check_max_priority_bandwidth(self.max_priority_bandwidth,
                                                                    f"lease {self.id}: max_priority_bandwidth")
         self.deprioritize_non_customer = check_priority_cap(self.deprioritize_non_customer,

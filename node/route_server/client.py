@@ -14,7 +14,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   us, our label to it as peerNum), a LINK_QUALITY entity per measured link and our leases; peers that went away
   are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
-  estimate from ``recvTime``).
+  estimate from ``recvTime``). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
+  about clocks: it is counted (``bad_recv_time``) and ignored.
 * **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
   drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.cjdns.paths import PathProvider
 from node.cjdns import control, keys, labels
@@ -51,6 +52,15 @@ from .state_hash import state_hash
 SELF_LABEL = 1
 MAX_CACHE = 4096                 # cached paths (and not-found entries); the soonest-expiring go first
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
+U32_MAX = 0xFFFFFFFF
+MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
+
+
+def _u32(v) -> int:
+    """A link metric as an announcement carries it: clamped into 0..2^32-1, 0 (unknown) if not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        return 0
+    return int(min(max(v, 0), U32_MAX))
 
 
 @dataclass
@@ -170,14 +180,23 @@ class RouteServerClient(PathProvider):
 
     # -- host inputs ----------------------------------------------------------------------------------
     def set_peers(self, peers) -> None:
-        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed."""
-        new = {p.our_label: p for p in peers}
+        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed. Link metrics
+        outside what LINK_QUALITY carries (u32) are clamped into it and counted."""
+        new = {p.our_label: self._checked_metrics(p) for p in peers}
         if {k: (p.ip6, p.their_label) for k, p in new.items()} != \
                 {k: (p.ip6, p.their_label) for k, p in self.peers.items()}:
             self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
             if not self.peers and new:
                 self.next_hunt = 0
         self.peers = new
+
+    def _checked_metrics(self, p: PeerInfo) -> PeerInfo:
+        metrics = {name: getattr(p, name) for name in ("rtt_us", "loss_ppm", "capacity_kbps")}
+        fixed = {name: _u32(v) for name, v in metrics.items()}
+        if fixed == metrics and all(type(v) is int for v in metrics.values()):
+            return p
+        self.counters["peer_metric_clamped"] += 1
+        return replace(p, **fixed)
 
     def set_leases(self, leases) -> None:
         self.leases = list(leases)
@@ -248,7 +267,11 @@ class RouteServerClient(PathProvider):
                 self.pending[reply.txid] = p
             return False
         if reply.recv_time is not None:
-            self.skew_ms = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            skew = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            if abs(skew) <= MAX_SKEW_MS:
+                self.skew_ms = skew
+            else:
+                self.counters["bad_recv_time"] += 1
         for alt in reply.alternatives:
             if not self.allowed or alt.public_key in self.allowed:
                 self._add_candidate(alt.public_key, alt.label, "alt")

@@ -6,7 +6,8 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 
 * Rejections (:class:`Rejected` with ``reason``): ``malformed``, ``bad_signature``, ``wrong_snode``,
   ``clock_skew`` (|now - timestamp| > 10 s), ``old_timestamp`` (older than the node's newest accepted
-  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``,
+  announcement), ``replay`` (the same announcement again, or one not newer than the node's high-water mark, see
+  below), ``no_encoding_scheme``, ``no_version``,
   ``too_many_announcements`` (256 kept without a reset), and for
   announcements forwarded by a federated route server ``stale`` (older than the 20-minute window).
 * Federation: ``handle_announce(raw, now, via=ip6)`` accepts an announcement forwarded by the federated route
@@ -15,6 +16,14 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   server ends up with every ISP's state), and the clock-skew check becomes the 20-minute window, since a
   catch-up transfer carries announcements up to 20 minutes old. A forwarded announcement we already hold
   (it reached us by two servers) is counted as ``forwarded_duplicate``, not as a rejection.
+* Replay across a restart: the newest timestamp accepted per node (a high-water mark) is kept in a
+  :class:`~node.replay_state.ReplayState`, which the agent stores in the node's state directory, so it outlives
+  the process. A direct announcement that is not newer than the mark, while the announcements held in memory do
+  not reach it (after a restart they are gone), is a ``replay``: without it a restarted server accepts any
+  announcement of the last 10 s again. (Refusing everything stamped before the server started would do for a
+  restart, but not when the server's clock steps back; the mark does not depend on the server's clock.)
+  Forwarded announcements are exempt: they come from a federated server, and after our restart its catch-up
+  (older than what we held) is what rebuilds our state.
 * PKT entities: LINK_QUALITY samples feed the link value like LINK_STATE; LEASE entities are kept per lease id
   until they expire.
 * Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
@@ -37,6 +46,7 @@ import networkx as nx
 
 from node.cjdns import keys
 from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
+from node.replay_state import ReplayState
 from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
                            LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
 from .state_hash import state_hash
@@ -49,6 +59,7 @@ MIN_VALUE = 1e-20
 MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
 LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
 DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
+REPLAY_SCOPE = "route_server.announcement"
 
 
 class Rejected(Exception):
@@ -102,8 +113,9 @@ def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
 
 
 class RouteServer:
-    def __init__(self, snode_ip6: bytes, servers=()):
+    def __init__(self, snode_ip6: bytes, servers=(), replay_state: ReplayState | None = None):
         self.snode_ip6 = bytes(snode_ip6)
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
         self.servers = {self.snode_ip6} | {bytes(s) for s in servers}     # may be named by forwarded announcements
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
@@ -122,6 +134,7 @@ class RouteServer:
             raise
         key = "accepted" if via is None else "accepted_forwarded"
         self.counters[key] = self.counters.get(key, 0) + 1
+        self.replay_state.raise_high_water(REPLAY_SCOPE, node.ip6, node.timestamp_ms)
         self._update_graph(node.ip6)
         return node
 
@@ -140,6 +153,10 @@ class RouteServer:
         elif abs(now_ms - ann.timestamp_ms) > MAX_CLOCKSKEW_MS:
             raise Rejected("clock_skew", f"{now_ms - ann.timestamp_ms} ms")
         node = self.nodes.get(ann.ip6)
+        if via is None:
+            high = self.replay_state.high_water(REPLAY_SCOPE, ann.ip6)
+            if high is not None and ann.timestamp_ms <= high and (node is None or node.timestamp_ms < high):
+                raise Rejected("replay", "not newer than the newest announcement accepted before a restart")
         if node is not None:
             if any(a.raw == raw for a in node.announcements):
                 raise Rejected("replay")

@@ -56,9 +56,11 @@ class FederationPeer:
 
 
 class RouteServerService:
-    def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION):
+    def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION,
+                 replay_state=None):
         """federation: public keys of route servers to exchange link state with; same_isp: the subset that
-        belongs to our Cloud ISP (offered to our nodes as failover candidates)."""
+        belongs to our Cloud ISP (offered to our nodes as failover candidates); replay_state: where the core
+        keeps its replay high-water marks (node/replay_state.py; default in memory)."""
         self.public_key = bytes(public_key)
         self.ip6 = keys.address_for_key(self.public_key)
         self.version = version
@@ -68,7 +70,7 @@ class RouteServerService:
             k = bytes(k)
             if k != self.public_key and keys.address_for_key(k) not in self.peers:
                 self.peers[keys.address_for_key(k)] = FederationPeer(k, keys.address_for_key(k), k in same)
-        self.core = RouteServer(self.ip6, servers=self.peers)
+        self.core = RouteServer(self.ip6, servers=self.peers, replay_state=replay_state)
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None

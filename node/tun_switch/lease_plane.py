@@ -42,12 +42,12 @@ class LeasePlane:
     COMMANDS = ("leases", "lease_config")
     ABSENT = 'this node has no "leases" section in its config'
 
-    def __init__(self, node, lease_config, wall_clock=None):
+    def __init__(self, node, lease_config, wall_clock=None, replay_state=None):
         self.node = node
         self.config = lease_config
         self.table = lease_config.table
         self.datapath = LeaseDataPath(self.table)
-        self.requests = ConfigRequestHandler(self.table)
+        self.requests = ConfigRequestHandler(self.table, replay_state=replay_state)
         self.wall_clock = wall_clock or node.wall_clock
         self.base = node.forwarder          # the way out we build on
         self._drain_timers = {}             # link name -> pending timer
@@ -137,7 +137,8 @@ class LeasePlane:
             target.send(out)
         when = self.datapath.scheduler(link_name).next_send_time()
         if when is not None and link_name not in self._drain_timers:
-            self._drain_timers[link_name] = self.node.loop.call_at(when, self._on_drain_timer, link_name)
+            self._drain_timers[link_name] = self.node.loop.call_at(
+                when, self.node.errors.guard("lease_drain", self._on_drain_timer), link_name)
 
     def _on_drain_timer(self, link_name):
         self._drain_timers.pop(link_name, None)

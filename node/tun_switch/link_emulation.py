@@ -22,6 +22,10 @@ QUEUE_LIMIT_S = 0.2
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
 _TIMES = ("delay_s", "jitter_s")
+# upper bounds, as for topology files (testbed/topology/units.py): beyond them a value is a typo or an attack
+MAX_TIME_S = 3600.0
+MAX_RATE_BPS = 10**15
+_MAXIMA = {"delay_s": MAX_TIME_S, "jitter_s": MAX_TIME_S, "rate_bps": MAX_RATE_BPS}
 
 
 @dataclass
@@ -66,8 +70,11 @@ class LinkParams:
             if key == "rate_bps" and value in (None, 0):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
-            values[key] = round(value) if key == "rate_bps" and math.isfinite(value) else float(value)
+                raise ValueError(f"{where}.{key}: expected a number, got {_short(value)}")
+            limit = 1.0 if key in _PROBABILITIES else _MAXIMA[key]
+            if not 0 <= value <= limit:          # NaN, infinities and 400-digit integers too (no float() first)
+                raise ValueError(f"{where}.{key}: must be a number in [0, {limit:g}], got {_short(value)}")
+            values[key] = round(value) if key == "rate_bps" else float(value)
         params = cls(**values)
         for problem in params.problems():
             raise ValueError(f"{where}.{problem}")
@@ -94,6 +101,11 @@ class LinkParams:
     def emulation_dict(self) -> dict:
         """The agent config's "link_emulation" entry: everything but the rate."""
         return {k: v for k, v in asdict(self).items() if k != "rate_bps"}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 class LinkEmulator:

@@ -3,6 +3,7 @@ sockets, for simulations (bench.route_server) and tests. A MemoryLink has what a
 from collections import deque
 
 from node.agent.event_loop import Timer
+from node.agent.handler_errors import HandlerErrors
 from node.tun_switch.link_emulation import LinkEmulator
 
 
@@ -11,6 +12,7 @@ class ManualLoop:
 
     def __init__(self, now=100.0):
         self.now = now
+        self.errors = HandlerErrors()      # like the real loop's (nothing runs behind it here)
 
     def clock(self):
         return self.now

@@ -13,7 +13,9 @@ Packet path (DESIGN.md §3, pkt-reference.md §2-§3):
     -> decrypt -> rebuild the IPv6 header -> TUN write
 
 Every malformed, unauthenticated or undeliverable packet is counted in `drops` by reason; nothing here raises
-into the event loop for bad input.
+into the event loop for bad input. The node's handlers (TUN and link input, its timers, the planes' message
+handlers) run behind the edge of node/agent/handler_errors.py: an exception costs one call and is counted in
+`errors` (the agent's counters: handler_errors).
 
 One Node object holds all per-node state, so one process could host several nodes.
 """
@@ -27,6 +29,7 @@ import socket
 import struct
 import time
 
+from node.agent.handler_errors import HandlerErrors
 from node.cjdns import control, keys, labels
 from node.cjdns.cryptoauth import CryptoAuthError, State
 from node.cjdns.paths import StaticPathProvider
@@ -101,6 +104,7 @@ class Node:
         self.dests = {}              # her ip6 -> Destination
         self.dests_by_key = {}       # her public key -> Destination
         self.drops = {}
+        self.errors = HandlerErrors(log)   # exceptions caught at this node's handler edges, by reason
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
                          "switch_errors_received": 0, "sessions_reset": 0}
         self.tun = None
@@ -122,10 +126,11 @@ class Node:
         self._tun_read = os.read
         self._tun_fd = self.tun.fd
         self.deliver = functools.partial(os.write, self.tun.fd)
-        self.loop.add_reader(self.tun, self._on_tun_readable)
-        self.loop.call_every(KEEPALIVE_S, self.housekeeping)
-        self.loop.call_every(DOWN_PROBE_S, self._probe_down_links)
-        self.loop.call_later(0, self.housekeeping)
+        guard = self.errors.guard
+        self.loop.add_reader(self.tun, guard("tun_rx", self._on_tun_readable))
+        self.loop.call_every(KEEPALIVE_S, guard("housekeeping", self.housekeeping))
+        self.loop.call_every(DOWN_PROBE_S, guard("probe_down_links", self._probe_down_links))
+        self.loop.call_later(0, guard("housekeeping", self.housekeeping))
         for p in cfg.peers:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
                             p.peer_public_key, p.peer_name, self.loop, cfg.link_emulation.get(p.ifname))
@@ -139,7 +144,7 @@ class Node:
         self.links[link.switch_index] = link
         self.links_by_name[link.ifname] = link
         self.switch.add_interface(link.switch_index)
-        self.loop.add_reader(link, lambda link=link: self._on_link_readable(link))
+        self.loop.add_reader(link, self.errors.guard("link_rx", lambda link=link: self._on_link_readable(link)))
 
     def close(self):
         for link in self.links.values():
@@ -380,7 +385,7 @@ class Node:
                         break
             return
         if isinstance(msg, control.Ping) and msg.pong:
-            self._link_pong(msg)
+            self._link_pong(msg, _be64.unpack_from(packet)[0])
             return
         if isinstance(msg, control.Ping) and not msg.pong:
             back = labels.bit_reverse64(_be64.unpack_from(packet)[0])
@@ -400,7 +405,11 @@ class Node:
         link.pings_sent += 1
         self.forwarder.forward(ROUTER, packet)
 
-    def _link_pong(self, msg):
+    def _link_pong(self, msg, label):
+        """A PONG echoes what our link ping carried (our link index, our send time). The peer can write anything
+        there: it counts only when it came in on the link it names, with a send time we can have used lately
+        (NaN, infinite, future or stale times are dropped), so a forged pong neither marks a link up nor
+        poisons its RTT."""
         if len(msg.data) != _link_ping.size:
             self.drop("pong_unknown")
             return
@@ -409,7 +418,13 @@ class Node:
         if link is None:
             self.drop("pong_unknown")
             return
+        if labels.bit_reverse64(label) != labels.one_hop_label(index):
+            self.drop("pong_wrong_link")
+            return
         now = self.clock()
+        if not 0 <= now - sent <= LINK_DOWN_AFTER_S:
+            self.drop("pong_bad_time")
+            return
         link.last_pong = now
         link.rtt_ms = round((now - sent) * 1000, 3)
         if link.switch_index in self.down_links and self.link_up(link):
@@ -438,7 +453,7 @@ class Node:
         body = body[:2] + struct.pack(">H", _icmp6_checksum(self.ip6, dest_ip6, body)) + body[4:]
         packet = _ip6_head.pack(0x60000000, len(body), ICMPV6, HOP_LIMIT, self.ip6, dest_ip6) + body
         started = self.clock()
-        timer = self.loop.call_later(timeout_s, self._ping_timeout, seq)
+        timer = self.loop.call_later(timeout_s, self.errors.guard("ping_timeout", self._ping_timeout), seq)
         self._pings[seq] = (started, on_result, timer)
         self.send_ip6(packet)
 
@@ -512,7 +527,8 @@ class Node:
         switch_counters = getattr(self.switch, "counters", {})
         return {"tun": dict(self.counters), "interfaces": {l.ifname: l.counters() for l in self.links.values()},
                 "drops": dict(self.drops), "switch": dict(switch_counters),
-                "path_failures": dict(getattr(self.paths, "failures", {}))}
+                "path_failures": dict(getattr(self.paths, "failures", {})),
+                "handler_errors": dict(self.errors.counts)}
 
 
 def _icmp6_checksum(src, dst, body):

@@ -24,17 +24,15 @@ Configuration (the ``route_server`` object of the agent config; all optional)::
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
 from node.cjdns import control, keys, labels
 from node.cjdns.switch_header import SwitchHeader
+from node.replay_state import ReplayState
 from node.route_server import announcement as A, messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.service import RouteServerService
-
-log = logging.getLogger(__name__)
 
 CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
 TICK_S = 0.1
@@ -42,6 +40,7 @@ RPATH_RETRY_S = 1.0
 SILENCE_S = 2.0                  # a destination we send to that answers nothing for this long: re-query its path
 ROUTER = 1
 LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
+MAX_RTT_MS = 0xFFFFFFFF / 1000   # LINK_QUALITY carries the RTT as u32 microseconds
 
 
 @dataclass
@@ -104,9 +103,12 @@ class RouteServerGlue:
     COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject")
     ABSENT = 'this node has no "route_server" section in its config'
 
-    def __init__(self, node, settings: RouteServerSettings, clock_ms=None):
+    def __init__(self, node, settings: RouteServerSettings, clock_ms=None, replay_state=None):
         self.node = node
         self.settings = settings
+        # the route server's replay high-water marks outlive the service (rs_service restarts it) and, with a
+        # state directory, the process
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
         # the node's wall clock (it carries the clock-skew fault's offset), in ms: stamps and the server's checks;
         # the client's timers run on the node's steady clock, so a clock jump does not stall them
         self.clock_ms = clock_ms or (lambda: int(node.wall_clock() * 1000))
@@ -122,6 +124,7 @@ class RouteServerGlue:
         self.closed = False
         self.loop = None
         self._wake_pending = False
+        self._guarded_tick = node.errors.guard("route_server.tick", self._tick)   # a bug costs one tick
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
                          "queries_unserved": 0}
@@ -130,8 +133,9 @@ class RouteServerGlue:
     def install(self, loop) -> None:
         """Become the node's path provider and message handler; tick on the loop."""
         self.node.paths = self.client
-        self.node.content_handlers[CJDHT] = self._guarded(self.on_content)
-        self.node.control_hook = self._guarded(self.on_control)
+        guard = self.node.errors.guard
+        self.node.content_handlers[CJDHT] = guard("route_server.on_content", self.on_content)
+        self.node.control_hook = guard("route_server.on_control", self.on_control, result=True)
         self.loop = loop
         self.client.wake = self._wake
         loop.call_every(TICK_S, self.tick)
@@ -147,22 +151,13 @@ class RouteServerGlue:
         self._wake_pending = False
         self.tick()
 
-    def _guarded(self, fn):
-        """A bug here must cost one message, not the rest of the data plane's read batch."""
-        def call(*args):
-            try:
-                return fn(*args)
-            except Exception:
-                self.counters["handler_errors"] = self.counters.get("handler_errors", 0) + 1
-                log.exception("route server message handler failed")
-                return True
-        return call
-
     # -- the route-server role ------------------------------------------------------------------------------
     def start_service(self) -> None:
-        """Run the route server, with empty state (as a restarted route-server process starts)."""
+        """Run the route server, with empty state (as a restarted route-server process starts) but for the replay
+        high-water marks, which a restarted process reads back from its state directory."""
         s = self.settings
-        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp)
+        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
+                                          replay_state=self.replay_state)
         self.client.set_serve_self(True)
 
     def stop_service(self) -> None:
@@ -207,12 +202,7 @@ class RouteServerGlue:
     def tick(self) -> None:
         if self.closed:
             return
-        # the loop's call_every stops rescheduling a callback that raises: never let a bug end the ticks
-        try:
-            self._tick()
-        except Exception:
-            self.counters["tick_errors"] = self.counters.get("tick_errors", 0) + 1
-            log.exception("route server tick failed")
+        self._guarded_tick()
 
     def _tick(self) -> None:
         node = self.node
@@ -224,9 +214,13 @@ class RouteServerGlue:
             if their is None:
                 self._ask_rpath(index)
                 continue
-            rtt_us = int((link.rtt_ms or 0) * 1000)
+            rtt = link.rtt_ms
+            if rtt is not None and not 0 <= rtt <= MAX_RTT_MS:     # NaN too: announced as unmeasured, counted
+                self.counters["bad_link_rtt"] = self.counters.get("bad_link_rtt", 0) + 1
+                rtt = None
             peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), labels.one_hop_label(index), their,
-                                  link.peer_public_key, rtt_us=max(rtt_us, 1), capacity_kbps=LINK_CAPACITY_KBPS))
+                                  link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
+                                  capacity_kbps=LINK_CAPACITY_KBPS))
         self.client.set_peers(peers)
         for out in self.client.poll():
             if out.kind == "control":

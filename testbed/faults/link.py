@@ -350,10 +350,17 @@ class LinkDown(LinkEmulation):
         return not one_way and ends[0].link_index == end.link_index
 
     def check(self, mesh) -> str:
-        e = self.ends(mesh)[0]
-        if ping_stats(mesh, e.node, e.peer, count=3, interval=0.2, wait=1)["received"]:
-            raise FaultError(f"{self.describe()}: {e.node} still reaches {e.peer}")
-        return f"{e.node} -> {e.peer}: no answer"
+        ends, one_way = link_ends(mesh, self.link)
+        e = ends[0]
+        if one_way:         # the agents drop a->b: end to end, over the (static) path that crosses the link
+            if ping_stats(mesh, e.node, e.peer, count=3, interval=0.2, wait=1)["received"]:
+                raise FaultError(f"{self.describe()}: {e.node} still reaches {e.peer}")
+            return f"{e.node} -> {e.peer}: no answer"
+        # the veths are down: ping across the link itself (end to end, route servers may already route around it)
+        r = mesh.exec(e.node, ["ping", "-6", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", e.peer_addr], timeout=10)
+        if r.returncode == 0:
+            raise FaultError(f"{self.describe()}: {e.node} still reaches {e.peer} over the link")
+        return f"{e.node} -> {e.peer} over the link ({e.peer_addr}): no answer"
 
     def check_healed(self, mesh) -> str:
         # the baseline is a link without loss: one answer can come while the link is still coming back (its
