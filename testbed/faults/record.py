@@ -102,8 +102,8 @@ def heal(mesh, fault_id: str | None = None, check: bool = True) -> list[Fault]:
         where = _event_fields(fault)
         with _event_log(mesh) as log:
             log.append("heal", where["node"], where["link"], id=fault.id, type=fault.kind)
-    if check:
-        for fault in faults:
+    if check:      # in the order of the heals: a node brought back first is waited for before links are measured
+        for fault in reversed(faults):
             try:
                 fault.state["healed"] = fault.check_healed(mesh)
             except FaultError as e:
