@@ -52,7 +52,7 @@ def matrix(mesh: Mesh, ok: dict) -> Table:
     nodes = list(mesh.topo.nodes)
     t = data_table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
     for a in nodes:
-        t.add_row(a, *("·" if a == b else (styled(("✓", "green")) if ok[(a, b)] else styled(("✗", "red"))) for b in nodes))
+        t.add_row(a, *("·" if a == b else styled(("✓", "green") if ok[(a, b)] else ("✗", "red")) for b in nodes))
     return t
 
 

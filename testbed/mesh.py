@@ -64,7 +64,7 @@ def _remove_failed(run: Run, error: BaseException):
     if isinstance(error, KeyboardInterrupt):
         raise runs.Interrupted(f"interrupted while building run {run.name}: removed, nothing of it is left "
                                "behind") from None
-    if kept and isinstance(error, (RunError, faults.FaultError, OSError, RuntimeError)):
+    if kept and isinstance(error, (OSError, RuntimeError)):      # RunError, FaultError, backend errors
         raise RunError(f"{error}\nrun {run.name} was removed; its journal and agent logs are kept in {kept}") \
             from error
     raise error
@@ -405,17 +405,9 @@ class Mesh:
         return random.Random(self.run.state["seed"]).sample(all_pairs, sample)
 
     def reachability(self, pairs=None, count: int = 1, timeout: float = 2.0) -> dict[tuple[str, str], bool]:
-        """Ping each pair end to end concurrently (a few dozen at a time)."""
+        """Whether each pair (default: a sample, see pairs()) got an answer, pinged concurrently."""
         pairs = self.pairs() if pairs is None else pairs
-        ok = {}
-        for start in range(0, len(pairs), 64):
-            procs = {pair: exec_in(self.run, pair[0], ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout),
-                                                        "-i", "0.2", self.ip6(pair[1])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for pair in pairs[start:start + 64]}
-            for pair, p in procs.items():
-                ok[pair] = p.wait() == 0
-        return ok
+        return {pair: st["received"] > 0 for pair, st in self.pingall(pairs, count=count, wait=timeout).items()}
 
     def wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()

@@ -58,8 +58,6 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 REPO = Path(__file__).resolve().parent.parent
 MAX_FILE_BYTES = 1 << 20
 
-__all__ = ["ScenarioError", "ASSERTION_KINDS", "load_scenario", "plan", "Runner", "Result", "Check", "bundled"]
-
 
 # -- loading ----------------------------------------------------------------------------------------------
 
@@ -104,6 +102,10 @@ def load_scenario(ref) -> dict:
         check_shape(data, where)
     except RecursionError:
         raise ScenarioError(f"{where}: nested too deeply") from None
+    unknown = sorted(set(data.get("requires") or []) - set(capabilities()))
+    if unknown:
+        raise ScenarioError(f"{where}: requires: unknown capabilities {', '.join(unknown)} (known: "
+                            f"{', '.join(capabilities())})")
     data["_file"] = file
     return data
 

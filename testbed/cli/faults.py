@@ -11,7 +11,6 @@ import re
 import stat
 import sys
 
-
 from testbed.cli.common import attach, console, out, run_option
 from testbed.console import data_table, styled
 
@@ -33,7 +32,7 @@ def shell_cut(words: list[str], json_out: bool) -> str | None:
     """Why the fault words look cut by the shell, or None: an unquoted `a->b` becomes `a-` plus an output
     redirection to a file b; an unquoted `a,b|c,d` becomes `a,b` piped into a command c,d."""
     where, path = _stdout_kind()
-    if any(w.endswith("-") and len(w) > 1 for w in words[1:2]):
+    if len(words) > 1 and len(words[1]) > 1 and words[1].endswith("-"):
         made = f" (the shell made the file {path}: remove it)" if where == "file" and path else ""
         return (f"{words[1]!r} looks cut by the shell: unquoted, `{words[1]}>NODE` sends pktlab's output to a "
                 f"file named NODE{made}. Quote it, '{words[1]}>NODE', or write it without quotes as "
@@ -92,9 +91,7 @@ def cmd_faults(args):
     if args.json:
         print(json.dumps([f.to_dict() for f in active]))
         return
-    t = data_table(title=f"active faults of run {mesh.run.name}")
-    for col in ("id", "fault", "takes effect"):
-        t.add_column(col, overflow="fold")
+    t = data_table("id", "fault", "takes effect", title=f"active faults of run {mesh.run.name}")
     for f in active:
         t.add_row(f.id, f.describe(), f.state.get("effect", ""))
     out.print(t)

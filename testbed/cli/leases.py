@@ -34,10 +34,8 @@ def _value(v):
 
 
 def render(node: str, d: dict) -> None:
-    t = data_table(title=f"{node}: leases")
-    for col in ("link", "lease", "holder", "guarantee kbit/s", "max prio bw", "clear cust", "deprio P",
-                "expires in", "slot", "ifaces"):
-        t.add_column(col, overflow="fold")
+    t = data_table("link", "lease", "holder", "guarantee kbit/s", "max prio bw", "clear cust", "deprio P",
+                   "expires in", "slot", "ifaces", title=f"{node}: leases")
     ifaces = {}
     for num, entry in d.get("interfaces", {}).items():
         ifaces.setdefault((entry["link"], entry["lease"]), []).append(num)
@@ -49,16 +47,14 @@ def render(node: str, d: dict) -> None:
                       "yes" if l["clear_customer_bit"] else "no", _value(l["deprioritize_non_customer"]),
                       expires, str(l["slot"]), ",".join(ifaces.get((link, l["id"]), [])))
     out.print(t)
-    m = data_table(title="ingress meters")
-    for col in ("lease", "packets", "bytes", "meter prio x kB/s", "scale", "reprioritized", "customer bit cleared"):
-        m.add_column(col, overflow="fold")
+    m = data_table("lease", "packets", "bytes", "meter prio x kB/s", "scale", "reprioritized",
+                   "customer bit cleared", title="ingress meters")
     for name, st in d.get("ingress", {}).items():
         m.add_row(name, str(st["packets"]), str(st["bytes"]), f"{st['meter_priority_kBps']:.1f}",
                   f"{st['scale']:.3f}", str(st["reprioritized"]), str(st["customer_bit_cleared"]))
     out.print(m)
-    e = data_table(title="egress schedulers")
-    for col in ("link", "capacity kbit/s", "queued", "sent pkts", "drops", "bytes by lease"):
-        e.add_column(col, overflow="fold")
+    e = data_table("link", "capacity kbit/s", "queued", "sent pkts", "drops", "bytes by lease",
+                   title="egress schedulers")
     for link, s in d.get("egress", {}).items():
         e.add_row(link, _value(s["capacity_kbit"]), f"{s['queued_packets']} / {s['queued_bytes']} B",
                   str(s["sent"]["packets"]), json.dumps(s["drops"]), json.dumps(s["sent_bytes_by_lease"]))

@@ -44,7 +44,8 @@ from testbed.faults.route_server import ClockSkew, ForgedAnnouncement, ReplayedA
 from testbed.faults.measure import iperf, ping_stats
 from testbed.faults.record import active_faults, apply_fault, heal
 
-__all__ = ["KINDS", "LINK_FORMS", "End", "Fault", "FaultError", "FaultCheckFailed", "link_ends", "parse_fault", "parse_link",
+__all__ = ["KINDS", "LINK_FORMS", "End", "Fault", "FaultError", "FaultCheckFailed", "link_ends", "parse_fault",
+           "parse_link",
            "LinkEmulation", "Loss", "Delay", "Jitter", "Reorder", "Duplicate", "Corrupt", "Rate", "LinkDown", "Flap",
            "Partition", "NodeFault", "Crash", "Restart", "Pause", "Malformed", "ClockSkew", "RouteServerLoss",
            "ForgedAnnouncement", "ReplayedAnnouncement",

@@ -23,5 +23,5 @@ from testbed.topology.units import (TopologyError, format_fraction, format_rate,
 
 __all__ = ["TopologyError", "LinkParams", "Node", "Link", "Isp", "Topology", "load", "save", "dumps", "validate",
            "from_dict", "parse_text", "json_schema", "parse_rate", "parse_time", "parse_fraction", "format_rate",
-           "format_time", "format_fraction", "bundled_examples", "real_meshes", "ROLES", "RUNNING_ROLES", "idle_roles", "RELATIONS",
-           "PARAMS"]
+           "format_time", "format_fraction", "bundled_examples", "real_meshes", "ROLES", "RUNNING_ROLES", "idle_roles",
+           "RELATIONS", "PARAMS"]

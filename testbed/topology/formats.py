@@ -555,6 +555,6 @@ def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | N
     figure(topo, title=title, labels=labels).savefig(str(path), format="png")
 
 
-__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "write_meshnet_lab", "to_networkx", "from_networkx",
-           "read_graphml", "write_graphml", "read_gml", "write_gml", "to_dot", "write_dot", "layout", "figure",
-           "draw_png", "isp_relations", "node_label"]
+__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "write_meshnet_lab", "to_networkx",
+           "from_networkx", "read_graphml", "write_graphml", "read_gml", "write_gml", "to_dot", "write_dot", "layout",
+           "figure", "draw_png", "isp_relations", "node_label"]

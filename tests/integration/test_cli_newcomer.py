@@ -13,7 +13,6 @@ import pytest
 
 from testbed import runs
 from testbed.mesh import Mesh
-from testbed.waiting import wait_until
 
 from .leaks import assert_gone
 

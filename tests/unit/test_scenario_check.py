@@ -1,7 +1,6 @@
 """A scenario is checked in full before anything is built (issue 13 item 9, issue 15 item 2): what used to crash
 while loading, crash after the mesh was built, or pass with a dead traffic thread is a ScenarioError naming the
 field, or a failed scenario. No root needed: nothing here builds a mesh."""
-import json
 import threading
 from types import SimpleNamespace
 
@@ -9,7 +8,7 @@ import pytest
 
 from testbed import faults as F
 from testbed import scenario as S
-from testbed.topology import TopologyError, load
+from testbed.topology import load
 
 
 def load_text(tmp_path, text, name="s.yaml"):
@@ -35,6 +34,7 @@ LOAD_TIME = [      # each used to raise something other than ScenarioError while
     (BASE + "assertions: x\n", "assertions: expected array, got 'x'"),
     (BASE + "reduce: x\n", "reduce: expected integer, got 'x'"),
     (BASE + "requires: x\n", "requires: expected array, got 'x'"),
+    (BASE + "requires: [warp-drive]\n", "requires: unknown capabilities warp-drive (known: freifunk-data)"),
     (BASE + "duration: .nan\n", "duration: nan is not a finite number"),
     (BASE + "wait: soon\n", "wait: expected number, got 'soon'"),
     (BASE + "timeline: [{at: x, heal: all}]\n", "timeline[0].at: expected number, got 'x'"),
