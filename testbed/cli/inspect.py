@@ -86,10 +86,18 @@ def cmd_dissect(args):
             if args.run:
                 raise
     try:
-        print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, limit=args.limit,
-                   relative=not args.absolute, names=names)
+        if args.output in (None, "-"):
+            print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, limit=args.limit,
+                       relative=not args.absolute, names=names)
+            return
+        with open(args.output, "w") as f:
+            n = print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, out=f, limit=args.limit,
+                           relative=not args.absolute, names=names)
     except NotACapture as e:
         raise runs.RunError(str(e)) from None
+    except OSError as e:
+        raise runs.RunError(f"cannot write {args.output}: {e.strerror}") from None
+    console.print(f"wrote {n} packets to {args.output}")
 
 
 def cmd_report(args):
@@ -150,6 +158,7 @@ def register(add) -> None:
     sp.add_argument("pcap", help="pcap file, or - for stdin")
     sp.add_argument("--limit", type=int, help="only the first N packets")
     sp.add_argument("--absolute", action="store_true", help="times as captured (seconds since 1970)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the dissection there (default, and -: stdout)")
     run_option(sp)
 
     sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or of an archived run "

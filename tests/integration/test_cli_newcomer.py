@@ -94,6 +94,19 @@ def test_ctrl_c_during_ping_or_exec_leaves_the_run_alone(tri, argv):
     assert st["status"] == "ready" and st["nodes_alive"] == 3
 
 
+def test_capture_to_stdout_into_dissect(tri, tmp_path):
+    """`capture -o -` writes the pcap to stdout (it wrote a file named `-`), `dissect -` reads it and names the
+    nodes, with times from the first packet; `dissect -o FILE` writes the dissection to a file."""
+    r = subprocess.run(f"{sys.executable} -m testbed.cli capture a:b -o - --count 6 --duration 20 | "
+                       f"{sys.executable} -m testbed.cli dissect - -o {tmp_path / 'out.txt'}", shell=True,
+                       env=tri, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "-").exists()
+    text = (tmp_path / "out.txt").read_text()
+    assert text.startswith("#1 +0.000000 ") and "cjdns switch: label=" in text, text[:500]
+    assert "a:a-eth0 [" in text and "b:b-eth0 [" in text
+
+
 def test_status_shows_roles_isp_peers_and_faults(tri):
     r = pktlab(tri, "fault", "loss", "a-b", "20%")
     assert r.returncode == 0, r.stderr
