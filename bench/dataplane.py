@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from rich.console import Console
+from testbed.console import make_console
 from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
@@ -131,13 +131,13 @@ def main(argv=None):
     parser.add_argument("--hops", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--seconds", type=int, default=5, help="iperf3 duration per measurement")
     args = parser.parse_args(argv)
-    console = Console()
+    console = make_console()
     if os.geteuid() != 0:
-        console.print("[red]bench.dataplane needs root (network namespaces, TUN)[/red]")
+        console.print("bench.dataplane needs root (network namespaces, TUN)", style="red")
         return 1
     for tool in ("iperf3", "ping", YGG):
         if not shutil.which(tool):
-            console.print(f"[red]missing {tool}[/red]")
+            console.print(f"missing {tool}", style="red")
             return 1
     all_results = {}
     for hops in args.hops:

@@ -270,7 +270,7 @@ def run_mesh(n=5, queries=200, seed=2):
 
 
 def main() -> int:
-    from rich.console import Console
+    from testbed.console import make_console
     from rich.table import Table
 
     t = time.perf_counter()
@@ -298,7 +298,7 @@ def main() -> int:
     table.add_row("answered, label delivered through switches", f"{answered - r['query_wrong']}/{answered}",
                   "-", f"mean {r['query_mean_hops']} hops")
     table.add_row("no label within 59 bits (hub-heavy paths)", f"{r['query_no_label']}/{r['queries']}", "-", "-")
-    Console(width=140).print(table)
+    make_console(width=140).print(table)
     if mesh:
         t2 = Table(title=f"Over the mesh: {mesh['mesh_nodes']}-node grid of data-plane Nodes (in-memory links, "
                          f"CryptoAuth sessions), one route server")
@@ -314,7 +314,7 @@ def main() -> int:
         t2.add_row("path query round trip p99", f"{mesh['mesh_query_rtt_p99_ms']:.3f} ms",
                    f"{mesh['mesh_query_local_p99_ms']:.3f} ms (in-process)",
                    f"{mesh['mesh_query_rtt_p99_ms'] / mesh['mesh_query_local_p99_ms']:.1f}x")
-        Console(width=140).print(t2)
+        make_console(width=140).print(t2)
     else:
         print("over-the-mesh part skipped: this data plane has no route-server hooks")
     print(f"setup: identities {r['identity_setup_s']} s, announcements {r['announcement_build_s']} s "

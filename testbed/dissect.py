@@ -23,11 +23,14 @@ prints them. A malformed frame never raises: its summary carries an ``error`` no
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 import struct
 import sys
 from dataclasses import dataclass, field
 
 from scapy.all import IPv6, UDP, Raw, PcapReader, bind_layers
+from scapy.error import Scapy_Exception
 from scapy.fields import (BitField, ByteEnumField, ByteField, IntEnumField, IntField, IP6Field, LEIntField,
                           LEThreeBytesField, ShortEnumField, ShortField, StrField, StrFixedLenField, XIntField,
                           XLEIntField, XLongField, XShortField)
@@ -36,8 +39,10 @@ from scapy.packet import Packet, Padding
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
 from node.cjdns import control, cryptoauth, keys, labels, switch_header
+from testbed.topology.leases import LEASE_PORT_BASE
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
+LEASE_PORTS = range(LEASE_PORT_BASE, LEASE_PORT_BASE + 2000)   # paid leases carry switch frames on ports of their own
 PEER_PORTS = set()             # UDP ports bound to each layer (bind_*_port)
 ROUTE_SERVER_PORTS = set()
 PACKETCRYPT_PORTS = set()
@@ -414,8 +419,10 @@ class PacketSummary:
         return {"index": self.index, "time": self.time, "length": self.length, "src": self.src,
                 "dst": self.dst, "layers": [{"layer": n, **d} for n, d in self.layers], "notes": self.notes}
 
-    def text(self) -> str:
-        head = f"#{self.index} {self.time:.6f} {self.src} -> {self.dst} len {self.length}"
+    def text(self, t0: float | None = None) -> str:
+        """Printed as `pktlab dissect` shows it; with t0, times are seconds since t0 (the first packet)."""
+        when = f"{self.time:.6f}" if t0 is None else f"+{self.time - t0:.6f}"
+        head = f"#{self.index} {when} {self.src} -> {self.dst} len {self.length}"
         lines = [head]
         depth = 1
         for name, d in self.layers:
@@ -484,6 +491,8 @@ def _classify_udp(udp, ports):
         return RouteAnnouncement
     if udp.sport in PACKETCRYPT_PORTS or udp.dport in PACKETCRYPT_PORTS:
         return PacketCryptAnn
+    if udp.sport == udp.dport and udp.sport in LEASE_PORTS:      # a lease's socket: same port at both ends
+        return CjdnsSwitch
     if len(payload) >= rs_ann.HEADER_SIZE and _is_signed_announcement(payload):
         return RouteAnnouncement
     return None
@@ -518,11 +527,19 @@ def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
     return s
 
 
+class NotACapture(ValueError):
+    """The input is not a pcap or pcapng capture."""
+
+
 def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
-    """One PacketSummary per packet of a pcap/pcapng file (the first ``limit`` packets if given).
-    ``peer_ports`` overrides the bound peer ports."""
+    """One PacketSummary per packet of a pcap/pcapng file, or a binary file object such as stdin (the first
+    ``limit`` packets if given). ``peer_ports`` overrides the bound peer ports."""
     out = []
-    with PcapReader(str(path)) as reader:
+    try:
+        reader = PcapReader(path if hasattr(path, "read") else str(path))
+    except Scapy_Exception as e:
+        raise NotACapture(f"{getattr(path, 'name', path)}: not a pcap or pcapng capture ({e})") from None
+    with reader:
         for i, pkt in enumerate(reader, 1):
             if limit is not None and i > limit:
                 break
@@ -530,14 +547,39 @@ def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
     return out
 
 
-def format_summaries(summaries) -> str:
-    return "\n".join(s.text() for s in summaries)
+def format_summaries(summaries, relative: bool = False, names: dict[str, str] | None = None) -> str:
+    """The summaries as text; relative: times since the first packet; names: {address: node name}, shown after
+    each address they name (underlay link ends, fc00::/8 node addresses)."""
+    t0 = summaries[0].time if relative and summaries else None
+    text = "\n".join(s.text(t0) for s in summaries)
+    if names:
+        known = {ipaddress.ip_address(a).compressed: n for a, n in names.items()}
+        def endpoint(m):         # n1 [fd..::1]:7100
+            name = _name(m.group(1), known)
+            return f"{name} {m.group(0)}" if name else m.group(0)
+
+        def address(m):          # fc12::1 (n3)
+            name = _name(m.group(0), known)
+            return f"{m.group(0)} ({name})" if name else m.group(0)
+        text = _ADDRESS.sub(address, _ENDPOINT.sub(endpoint, text))
+    return text
 
 
-def print_pcap(path, out=None, peer_ports=None, limit=None) -> int:
+_ENDPOINT = re.compile(r"\[([0-9a-fA-F:]+)\]:\d+")                    # [address]:port, as packets' ends print
+_ADDRESS = re.compile(r"(?<![\[0-9a-fA-F:])[0-9a-fA-F:]*:[0-9a-fA-F:]*:[0-9a-fA-F:]*(?![\]0-9a-fA-F:])")
+
+
+def _name(addr: str, known: dict[str, str]) -> str | None:
+    try:
+        return known.get(ipaddress.ip_address(addr).compressed)
+    except ValueError:       # a time, a label: something that only looks like an address
+        return None
+
+
+def print_pcap(path, out=None, peer_ports=None, limit=None, relative: bool = True, names=None) -> int:
     """Print a dissected pcap (what ``pktlab dissect`` shows); returns the number of packets."""
     summaries = dissect_pcap(path, peer_ports, limit)
-    print(format_summaries(summaries), file=out or sys.stdout)
+    print(format_summaries(summaries, relative, names), file=out or sys.stdout)
     return len(summaries)
 
 

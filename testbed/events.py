@@ -38,8 +38,9 @@ FILENAME = "events.jsonl"
 FAULT, HEAL, ROUTE_CHANGE, AGENT_RESTART, ASSERTION, COUNTERS, UP, DOWN, PING = (
     "fault", "heal", "route_change", "agent_restart", "assertion", "counters", "up", "down", "ping")
 RUN_START, RUN_END, SAMPLER_ERROR = "run_start", "run_end", "sampler_error"
+AGENT_DIED, RESTART_GAVE_UP = "agent_died", "restart_gave_up"      # written by the run monitor
 KINDS = (FAULT, HEAL, ROUTE_CHANGE, AGENT_RESTART, ASSERTION, COUNTERS, UP, DOWN, PING, RUN_START, RUN_END,
-         SAMPLER_ERROR)
+         SAMPLER_ERROR, AGENT_DIED, RESTART_GAVE_UP)
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 

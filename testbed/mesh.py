@@ -12,6 +12,7 @@ fixture is one too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,9 +30,10 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, faults, runs
+from testbed import agent_configs, faults, hosts, runs
 from testbed.backends.netns import NetnsBackend, exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
+from testbed.faults.measure import parse_ping
 from testbed.runs import Run, RunError
 from testbed.topology import Topology, load, save, validate
 from testbed.waiting import wait_until
@@ -43,6 +45,29 @@ REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on smal
 
 def _no_progress(step, done, total):
     pass
+
+
+def _remove_failed(run: Run, error: BaseException):
+    """A build that failed: keep the run's records (journal, topology, agent logs) where `down` and `cleanup`
+    do not reach, then remove the run; Ctrl-C removes it without keeping anything. Raises what stopped it."""
+    kept = None
+    if not isinstance(error, KeyboardInterrupt):
+        try:
+            kept = runs.keep_records(run, "failed")
+        except OSError:
+            pass
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not leave half a run
+    try:
+        runs.destroy(run)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if isinstance(error, KeyboardInterrupt):
+        raise runs.Interrupted(f"interrupted while building run {run.name}: removed, nothing of it is left "
+                               "behind") from None
+    if kept and isinstance(error, (OSError, RuntimeError)):      # RunError, FaultError, backend errors
+        raise RunError(f"{error}\nrun {run.name} was removed; its journal and agent logs are kept in {kept}") \
+            from error
+    raise error
 
 
 @contextmanager
@@ -57,6 +82,11 @@ def _interrupts_as_exceptions():
         signal.signal(signal.SIGTERM, old)
 
 
+def _shown(names, limit: int = 12) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 class Mesh:
     def __init__(self, run: Run, topo: Topology):
         self.run = run
@@ -66,30 +96,39 @@ class Mesh:
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
-           agents_per_process: int | None = None, routing: str = "auto") -> "Mesh":
+           agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True) -> "Mesh":
+        """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
+        again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault)."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             validate(topo, allow_disconnected)
+        if routing not in ("auto", "static", "route-server"):
+            raise RunError(f"routing {routing!r}: use auto, static or route-server")
+        if routing == "auto":
+            routing = "route-server" if topo.nodes_with_role("route_server") else "static"
+        if routing == "route-server" and not topo.nodes_with_role("route_server"):
+            raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
         if seed is None:
             seed = topo.seed if topo.seed is not None else random.SystemRandom().randrange(1 << 31)
-        run = runs.new_run(name, topo.name, topo.source)
-        mesh = cls(run, topo)
+        run = None
         with _interrupts_as_exceptions():
             try:
+                run = runs.new_run(name, topo.name, topo.source)
+                mesh = cls(run, topo)
                 run.state["seed"] = seed
-                if routing not in ("auto", "static", "route-server"):
-                    raise RunError(f"routing {routing!r}: use auto, static or route-server")
-                if routing == "auto":
-                    routing = "route-server" if topo.nodes_with_role("route_server") else "static"
-                if routing == "route-server" and not topo.nodes_with_role("route_server"):
-                    raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
                 run.state["routing"] = routing
+                run.state["restart_agents"] = bool(restart_agents)
                 save(topo, run.path("topology.yaml"))
                 backend = NetnsBackend(run, topo)
                 try:
                     backend.build(progress)
                 finally:
                     backend.close()
+                run.state["addresses"] = {n: mesh.identity(n).ip6_text for n in topo.nodes}
+                hosts.write_and_mount(run.path("hosts"), run.name, run.state["addresses"],
+                                      [rec["pid"] for rec in run.state["nodes"].values()],
+                                      env=dict(os.environ, **{runs.TAG_VAR: run.id}))
+                run.save()
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
@@ -99,9 +138,10 @@ class Mesh:
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
-            except BaseException:
-                runs.destroy(run)
-                raise
+            except BaseException as e:
+                if run is None:
+                    raise
+                _remove_failed(run, e)
         return mesh
 
     def __enter__(self) -> "Mesh":
@@ -198,15 +238,30 @@ class Mesh:
         pid = self.run.state["agents"].get(node, {}).get("pid")
         return sum(rec["pid"] == pid for rec in self.run.state["agents"].values()) > 1
 
+    def restart_agents(self, nodes: list[str]) -> int:
+        """Start these nodes' agents again (one process, as start_agents) from their saved configs: same key,
+        same address; the sockets a killed agent left behind are removed first."""
+        for n in nodes:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.run.path("nodes", n, "agent.sock"))
+        pid = self.start_agents(nodes)
+        self.run.save()
+        return pid
+
     def stop_agent(self, node: str, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Stop a node's agent; a node hosted with others is shut down alone through its control socket."""
+        """Stop a node's agent on purpose (the run monitor's restart policy leaves it down until start_agent);
+        a node hosted with others is shut down alone through its control socket."""
         rec = self.run.state["agents"].get(node)
+        if rec:
+            rec["stopped"] = True
+            self.run.save()      # before the kill, so the monitor never takes it for a death to repair
         if rec and self._shares_process(node):
             try:
                 self.agent(node).call("shutdown", timeout=timeout)
             except (OSError, AgentError, ValueError):
                 pass
-            self.run.state["agents"][node] = {"pid": 0, "start": None}
+            self.run.state["agents"][node] = {"pid": 0, "start": None, "stopped": True}
+            self.run.save()
             return
         if rec and runs.alive(rec["pid"], rec["start"]):
             os.kill(rec["pid"], sig)
@@ -230,7 +285,10 @@ class Mesh:
         return bool(st.get("healthy")) and st.get("peers_up") == st.get("peers")
 
     def ip6(self, node: str) -> str:
-        return self.run.state["addresses"][node]
+        try:
+            return self.run.state["addresses"][node]
+        except KeyError:
+            raise RunError(f"run {self.run.name} has no node {node!r} (nodes: {_shown(self.topo.nodes)})") from None
 
     def label(self, src: str, dst: str) -> int | None:
         """The switch label src uses for dst now: its live session's, else the one in its path table."""
@@ -302,11 +360,26 @@ class Mesh:
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def ping(self, a: str, b: str, count: int = 1, timeout: float = 2.0) -> float | None:
-        """RTT in ms of an ICMPv6 echo from a to b's fc00::/8 address, or None if nothing came back."""
-        r = self.exec(a, ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout), "-i", "0.2", self.ip6(b)],
-                      timeout=timeout * count + 5)
-        m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
-        return float(m.group(1)) if r.returncode == 0 and m else None
+        """Average RTT in ms of ICMPv6 echoes from a to b's fc00::/8 address, or None if nothing came back."""
+        return self.ping_stats(a, b, count=count, wait=timeout)["avg"]
+
+    def ping_stats(self, a: str, b: str, count: int = 3, interval: float = 0.2, wait: float = 2.0) -> dict:
+        """sent, received, loss (fraction), dups and min/avg/max/mdev RTT in ms (None without a reply)."""
+        self.ip6(a)      # an unknown node is a RunError naming it
+        return faults.ping_stats(self, a, b, count=count, interval=interval, wait=wait)
+
+    def pingall(self, pairs=None, count: int = 3, interval: float = 0.2, wait: float = 1.0) -> dict:
+        """ping_stats of every ordered pair (or of `pairs`), a few dozen pings running at a time."""
+        pairs = [(a, b) for a in self.topo.nodes for b in self.topo.nodes if a != b] if pairs is None else pairs
+        out = {}
+        for start in range(0, len(pairs), 64):
+            procs = {(a, b): exec_in(self.run, a, ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval),
+                                                   "-W", str(wait), self.ip6(b)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     for a, b in pairs[start:start + 64]}
+            for pair, proc in procs.items():
+                out[pair] = parse_ping(proc.communicate()[0], count)
+        return out
 
     def ping_link_ends(self) -> dict[str, float | None]:
         """Ping both directions of every link over the underlay addresses, concurrently."""
@@ -332,17 +405,9 @@ class Mesh:
         return random.Random(self.run.state["seed"]).sample(all_pairs, sample)
 
     def reachability(self, pairs=None, count: int = 1, timeout: float = 2.0) -> dict[tuple[str, str], bool]:
-        """Ping each pair end to end concurrently (a few dozen at a time)."""
+        """Whether each pair (default: a sample, see pairs()) got an answer, pinged concurrently."""
         pairs = self.pairs() if pairs is None else pairs
-        ok = {}
-        for start in range(0, len(pairs), 64):
-            procs = {pair: exec_in(self.run, pair[0], ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout),
-                                                        "-i", "0.2", self.ip6(pair[1])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for pair in pairs[start:start + 64]}
-            for pair, p in procs.items():
-                ok[pair] = p.wait() == 0
-        return ok
+        return {pair: st["received"] > 0 for pair, st in self.pingall(pairs, count=count, wait=timeout).items()}
 
     def wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()

@@ -29,6 +29,16 @@ class RunError(RuntimeError):
     pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) while a run was being built; the message says what became of it."""
+
+
+def records_home() -> Path:
+    """Where pktlab keeps what outlives a run (failed builds, reports): not under the runs' home, so `down` and
+    `cleanup` never remove it. $PKTLAB_RECORDS, default /var/tmp/pktlab (kept across reboots)."""
+    return Path(os.environ.get("PKTLAB_RECORDS", "/var/tmp/pktlab"))
+
+
 def home() -> Path:
     return Path(os.environ.get("PKTLAB_HOME", "/run/pktlab"))
 
@@ -107,8 +117,13 @@ class Run:
         up = sum(alive(n["pid"], n["start"]) for n in nodes.values())
         return up, len(nodes)
 
+    def agents_down(self) -> list[str]:
+        """Nodes whose agent is not running (died, or stopped on purpose by a crash fault)."""
+        return [n for n, a in self.state.get("agents", {}).items() if not alive(a.get("pid", 0), a.get("start"))]
+
     def condition(self) -> str:
-        """ready, building, stopping, or stale (the orchestrator died mid-way, or the namespaces are gone)."""
+        """ready; degraded (ready, but agents are down); building, stopping; or stale (the orchestrator died
+        mid-way, or the namespaces are gone)."""
         st = self.state.get("status", "building")
         if st in ("building", "stopping") and not self.owner_alive():
             return "stale"
@@ -116,6 +131,8 @@ class Run:
             up, total = self.nodes_alive()
             if up < total:
                 return "stale"
+            if self.agents_down():
+                return "degraded"
         return st
 
     # -- process discovery --------------------------------------------------------------------------------
@@ -138,6 +155,11 @@ class Run:
         return sorted(found)
 
 
+def default_name(base: str) -> str:
+    """A run's name when none is given: from its topology's name (`grid:3x3` -> grid-3x3)."""
+    return re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:20] or "run"
+
+
 def new_run(name: str | None, base: str, source: str) -> Run:
     """Create the run directory and journal before any kernel object exists, so a crash can always be cleaned."""
     root = home()
@@ -148,7 +170,7 @@ def new_run(name: str | None, base: str, source: str) -> Run:
                            "letter or digit")
         candidates = [name]
     else:
-        stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:20] or "run"
+        stem = default_name(base)
         candidates = [stem] + [f"{stem}-{i}" for i in range(2, 1000)]
     for cand in candidates:
         d = root / cand
@@ -163,15 +185,20 @@ def new_run(name: str | None, base: str, source: str) -> Run:
             "status": "building",
             "source": source,
             "owner": {"pid": os.getpid(), "start": proc_start_time(os.getpid())},
+            "shell": this_shell(),
             "nodes": {},
             "agents": {},
         })
         run.save()
         return run
-    raise RunError(f"a run named {name!r} exists already: pick another --name, or `pktlab down --run {name}`")
+    raise RunError(f"a run named {name!r} exists already: pick another --name, or `pktlab down --run {name}`"
+                   if name else f"runs {stem} to {stem}-999 exist already: remove some (`pktlab list`)")
 
 
 def load_run(name: str) -> Run:
+    if not NAME_RE.match(str(name)):
+        raise RunError(f"no run named {str(name)[:60]!r}: run names are 1-24 lower-case letters, digits or '-' "
+                       "(see `pktlab list`)")
     d = home() / name
     try:
         with open(d / "state.json") as f:
@@ -196,16 +223,57 @@ def list_runs() -> list[Run]:
     return runs
 
 
-def pick_run(name: str | None) -> Run:
-    """The named run, or the only one there is."""
-    if name:
-        return load_run(name)
+SHELLS = {"bash", "zsh", "sh", "dash", "fish", "ksh", "mksh", "tcsh", "csh", "ash", "busybox", "xonsh", "nu"}
+
+
+def _comm_and_parent(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
+    return comm, int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def this_shell(pid: int | None = None) -> dict | None:
+    """The nearest interactive shell above this process (past sudo, env, make, python ...): which terminal
+    session a run was started from, so that a later command there finds it. None when there is none (CI)."""
+    pid = os.getppid() if pid is None else pid
+    for _ in range(64):
+        info = _comm_and_parent(pid)
+        if info is None or pid <= 1:
+            return None
+        comm, parent = info
+        if comm in SHELLS:
+            return {"pid": pid, "start": proc_start_time(pid)}
+        pid = parent
+    return None
+
+
+def current_run_name() -> tuple[str | None, str]:
+    """The run a command without --run means, and why: $PKTLAB_RUN (a run name or id: set inside the nodes'
+    shells and commands too), else the most recent run started from this shell, else the only run."""
+    env = os.environ.get(TAG_VAR)
+    if env:
+        name = env.split(".", 1)[0] if "." in env else env
+        return name, f"${TAG_VAR}"
     runs = list_runs()
+    shell = this_shell()
+    mine = [r for r in runs if shell and r.state.get("shell") == shell]
+    if mine:
+        return max(mine, key=lambda r: r.state.get("created", 0)).name, "the last run started from this shell"
     if len(runs) == 1:
-        return runs[0]
+        return runs[0].name, "the only run"
     if not runs:
         raise RunError("no pktlab run exists (start one with `pktlab up TOPOLOGY`)")
-    raise RunError(f"several runs exist ({', '.join(r.name for r in runs)}): choose one with --run NAME")
+    raise RunError(f"several runs exist ({', '.join(r.name for r in runs)}) and none was started from this "
+                   f"shell: choose one with --run NAME (or set {TAG_VAR}=NAME)")
+
+
+def pick_run(name: str | None) -> Run:
+    """The named run, else the current one (current_run_name)."""
+    return load_run(name or current_run_name()[0])
 
 
 def _signal_all(pids, sig) -> None:
@@ -221,6 +289,12 @@ def archive(run: Run, dest: Path) -> Path:
     shutil.copytree(run.dir, dest, ignore=lambda d, names: [n for n in names if n.endswith(".sock")],
                     dirs_exist_ok=True)
     return dest
+
+
+def keep_records(run: Run, kind: str) -> Path:
+    """Copy a run's records to records_home()/kind/NAME-YYYYmmdd-HHMMSS (a failed build, a failed scenario)."""
+    dest = records_home() / kind / f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return archive(run, dest)
 
 
 def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:

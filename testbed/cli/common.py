@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 
-from rich.console import Console
 from rich.progress import Progress
 
 from testbed import runs
+from testbed.console import make_console
 
-console = Console(stderr=True, emoji=False)   # messages to the user
-out = Console(emoji=False)                    # data: tables, results
+console = make_console(stderr=True)   # messages to the user
+out = make_console()                  # data: tables, results
+
+RUN_HELP = f"which run (default: ${runs.TAG_VAR}, else the last run started from this shell, else the only one)"
 
 
 def need_root():
@@ -32,11 +34,11 @@ class Bars:
 
 
 def run_option(sp):
-    sp.add_argument("--run", metavar="NAME", help="which run (default: the only one)")
+    sp.add_argument("--run", metavar="NAME", help=RUN_HELP)
 
 
 def attach(args):
-    """The Mesh of the run the user named (or the only one)."""
+    """The Mesh of the run the user named (or the current one)."""
     need_root()
     from testbed.mesh import Mesh    # the mesh pulls in the backends: only for verbs that need a running mesh
     return Mesh.attach(args.run)
@@ -45,5 +47,7 @@ def attach(args):
 def node_pid(run, node):
     rec = run.state.get("nodes", {}).get(node)
     if rec is None:
-        raise runs.RunError(f"run {run.name} has no node {node!r} (nodes: {', '.join(list(run.state['nodes'])[:10])}...)")
+        names = list(run.state.get("nodes", {}))
+        raise runs.RunError(f"run {run.name} has no node {node!r} (nodes: {', '.join(names[:12])}"
+                            + (" ..." if len(names) > 12 else "") + ")")
     return rec["pid"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
-from rich.table import Table
 
 from testbed import runs
 from testbed.cli.common import console, need_root, node_pid, out, run_option
+from testbed.console import data_table, styled
 
 
 def _interface(run, spec: str) -> tuple[str, str]:
@@ -23,43 +24,99 @@ def _interface(run, spec: str) -> tuple[str, str]:
     raise runs.RunError(f"{spec!r}: node {node} has no interface or peer {link!r}")
 
 
+def address_names(run) -> dict[str, str]:
+    """{address: name} of a run: link ends (`n1:n1-eth0`) and fc00::/8 node addresses (`n1`)."""
+    names = {addr: node for node, addr in run.state.get("addresses", {}).items()}
+    for rec in run.state.get("links", []):
+        names[rec["a_addr"]] = f"{rec['a']}:{rec['a_if']}"
+        names[rec["b_addr"]] = f"{rec['b']}:{rec['b_if']}"
+    return names
+
+
+def names_file(pcap: str) -> str:
+    """Beside a capture: the run's address -> name map, so `dissect` names the nodes after the run is gone."""
+    return pcap + ".names.json"
+
+
 def cmd_capture(args):
     need_root()
     run = runs.pick_run(args.run)
     node, ifname = _interface(run, args.where)
-    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", os.path.abspath(args.output)]
+    to_stdout = args.output == "-"
+    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w",
+            "-" if to_stdout else os.path.abspath(args.output)]
     if args.count:
         argv += ["-c", str(args.count)]
+    if not to_stdout:
+        parent = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(parent):
+            raise runs.RunError(f"cannot write {args.output}: no directory {parent}")
+        with open(names_file(args.output), "w") as f:
+            json.dump(address_names(run), f)
     env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node})
-    console.print(f"capturing on {node}:{ifname} into {args.output} "
+    console.print(f"capturing on {node}:{ifname} into {'stdout' if to_stdout else args.output} "
                   f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})")
     proc = subprocess.Popen(["mnexec", "-a", str(node_pid(run, node))] + argv, env=env,
+                            stdout=sys.stdout.buffer if to_stdout else subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         proc.wait(timeout=args.duration)
-    except subprocess.TimeoutExpired:
-        pass
-    except KeyboardInterrupt:
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
         pass
     finally:
         if proc.poll() is None:
             proc.send_signal(2)
             proc.wait()
-    console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}")
+    if not to_stdout:
+        console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}")
 
 
 def cmd_dissect(args):
-    from testbed.dissect import print_pcap
-    if not os.path.isfile(args.pcap):
+    from testbed.dissect import NotACapture, print_pcap
+    if args.pcap != "-" and not os.path.isfile(args.pcap):
         raise runs.RunError(f"{args.pcap}: no such file")
-    print_pcap(args.pcap, limit=args.limit)
+    names = None
+    if args.pcap != "-" and os.path.isfile(names_file(args.pcap)):
+        with open(names_file(args.pcap)) as f:
+            names = json.load(f)
+    elif args.run or runs.list_runs():
+        try:
+            names = address_names(runs.pick_run(args.run))
+        except runs.RunError:
+            if args.run:
+                raise
+    try:
+        if args.output in (None, "-"):
+            print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, limit=args.limit,
+                       relative=not args.absolute, names=names)
+            return
+        with open(args.output, "w") as f:
+            n = print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, out=f, limit=args.limit,
+                           relative=not args.absolute, names=names)
+    except NotACapture as e:
+        raise runs.RunError(str(e)) from None
+    except OSError as e:
+        raise runs.RunError(f"cannot write {args.output}: {e.strerror}") from None
+    console.print(f"wrote {n} packets to {args.output}")
 
 
 def cmd_report(args):
-    from testbed.report import render_report
-    run_dir = args.source if args.source and os.path.isdir(args.source) else str(runs.pick_run(args.source).dir)
-    out_dir = args.output or os.path.join(run_dir, "report")
-    result = render_report(run_dir, out_dir)
+    from testbed.report import ReportError, render_report
+    if args.dir and args.run:
+        raise SystemExit("pktlab report: give --run NAME or an archive DIR, not both")
+    if args.dir:
+        if not os.path.isdir(args.dir):
+            raise runs.RunError(f"{args.dir}: no such directory (an archive from `pktlab down --archive DIR`; "
+                                f"for a running run use --run NAME)")
+        run_dir, name = args.dir, os.path.basename(os.path.abspath(args.dir))
+    else:
+        run = runs.pick_run(args.run)
+        run_dir, name = str(run.dir), run.name
+    out_dir = args.output or str(runs.records_home() / "reports" / name)
+    try:
+        result = render_report(run_dir, out_dir)
+    except ReportError as e:
+        raise runs.RunError(str(e)) from None
     out.print(f"report written to {result['index']}")
 
 
@@ -69,8 +126,8 @@ def cmd_doctor(args):
     if args.json:
         print(json.dumps(rep, indent=1))
         return
-    yes = lambda v: "[green]yes[/]" if v else "[red]no[/]"
-    t = Table("check", "result", title="pktlab doctor")
+    yes = lambda v: styled(("yes", "green")) if v else styled(("no", "red"))  # noqa: E731
+    t = data_table("check", "result", title="pktlab doctor")
     t.add_row("kernel", rep["kernel"])
     t.add_row("root", yes(rep["root"]))
     t.add_row("/dev/net/tun", yes(rep["tun"]))
@@ -81,28 +138,36 @@ def cmd_doctor(args):
     t.add_row("open files (soft/hard)", "/".join(map(str, rep["ulimit_nofile"])))
     t.add_row("processes (soft/hard)", "/".join(map(str, rep["ulimit_nproc"])))
     for tool, path in rep["tools"].items():
-        t.add_row(f"tool {tool}", path or "[red]missing[/]")
+        t.add_row(f"tool {tool}", path or styled(("missing", "red")))
     out.print(t)
     for line in rep["emulated_in_userspace"]:
         out.print(f"emulated in userspace: {line}")
 
 
 def register(add) -> None:
-    sp = add("capture", cmd_capture, "write a pcap of one link end: pktlab capture NODE:LINK -o file.pcap")
+    sp = add("capture", cmd_capture, "write a pcap of one link end: pktlab capture NODE:LINK -o file.pcap "
+                                     "(-o - writes it to stdout: pktlab capture n1:n2 -o - | pktlab dissect -)")
     run_option(sp)
     sp.add_argument("where", metavar="NODE:LINK", help="interface (n1:n1-eth0) or the peer at the other end (n1:n2)")
-    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("-o", "--output", required=True, help="pcap file, or - for stdout")
     sp.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
     sp.add_argument("--count", type=int, help="stop after this many packets")
 
-    sp = add("dissect", cmd_dissect, "print a pcap with pktlab's protocols decoded (switch header, CryptoAuth, ...)")
-    sp.add_argument("pcap")
+    sp = add("dissect", cmd_dissect, "print a pcap with pktlab's protocols decoded (switch header, CryptoAuth, "
+                                     "leases' ports, ...), times since the first packet, addresses with node names")
+    sp.add_argument("pcap", help="pcap file, or - for stdin")
     sp.add_argument("--limit", type=int, help="only the first N packets")
+    sp.add_argument("--absolute", action="store_true", help="times as captured (seconds since 1970)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the dissection there (default, and -: stdout)")
+    run_option(sp)
 
-    sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or an archived run directory)")
-    sp.add_argument("source", nargs="?", metavar="RUN|DIR", help="run name or archive directory (default: the "
-                                                                 "only run)")
-    sp.add_argument("-o", "--output", metavar="DIR", help="where to write (default: RUN_DIR/report)")
+    sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or of an archived run "
+                                   "directory); written where `down` does not remove it")
+    run_option(sp)
+    sp.add_argument("dir", nargs="?", metavar="DIR", help="an archived run directory (pktlab down --archive DIR) "
+                                                          "instead of a run")
+    sp.add_argument("-o", "--output", metavar="DIR", help=f"where to write (default: {runs.records_home()}/"
+                                                          "reports/RUN)")
 
     sp = add("doctor", cmd_doctor, "what this kernel offers and what pktlab emulates in userspace instead")
     sp.add_argument("--json", action="store_true")

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from testbed.cli.common import Bars, console, need_root, out
+from testbed.console import styled
 
 
 def _labs():
@@ -27,8 +28,7 @@ def _show_task(run_or_lab, facts=None) -> None:
         for k, v in facts.items():
             t.add_row(k, str(v))
         out.print(t)
-    out.print(f"answers this lab takes: " + ", ".join(f"{k} ({v})" for k, v in lab.answers.items()),
-              highlight=False)
+    out.print("answers this lab takes: " + ", ".join(f"{k} ({v})" for k, v in lab.answers.items()))
 
 
 def cmd_lab(args):
@@ -61,13 +61,13 @@ def lab_show(args, catalog, session):
 def lab_start(args, catalog, session):
     need_root()
     lab = catalog.get(args.number)
-    console.print(f"lab {lab.number}: {lab.title}: building its mesh", highlight=False)
+    console.print(f"lab {lab.number}: {lab.title}: building its mesh")
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         run = session.start(lab.number, seed=args.seed, progress=Bars(progress))
     _show_task(run, run.facts)
-    console.print(f"[green]lab {lab.number} is running[/] (run {run.mesh.run.name}, seed {run.seed}); "
-                  f"pktlab lab check {lab.number} says how far you are", highlight=False)
+    console.print(styled((f"lab {lab.number} is running", "green"), f" (run {run.mesh.run.name}, seed {run.seed}); "
+                         f"pktlab lab check {lab.number} says how far you are"))
 
 
 def lab_answer(args, catalog, session):
@@ -98,10 +98,11 @@ def lab_check(args, catalog, session):
     else:
         t = Table("", "check", "seen", "hint", title=f"lab {run.lab.number}: {run.lab.title}")
         for c in results:
-            t.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", c.name, c.detail, "" if c.ok else c.hint)
+            t.add_row(styled(("✓", "green")) if c.ok else styled(("✗", "red")), c.name, c.detail,
+                      "" if c.ok else c.hint)
         out.print(t)
         passed = sum(c.ok for c in results)
-        out.print(f"[green]lab {run.lab.number} solved[/]" if passed == len(results) else
+        out.print(styled((f"lab {run.lab.number} solved", "green")) if passed == len(results) else
                   f"{passed} of {len(results)} checks pass")
     if not all(c.ok for c in results):
         sys.exit(1)

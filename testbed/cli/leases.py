@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import time
 
-from rich.table import Table
 
 from testbed.cli.common import attach, out, run_option
+from testbed.console import data_table, styled
 
 SETTABLE = {"max_priority_bandwidth", "clear_customer_bit", "deprioritize_non_customer", "virtual_router"}
 
@@ -34,10 +34,8 @@ def _value(v):
 
 
 def render(node: str, d: dict) -> None:
-    t = Table(title=f"{node}: leases")
-    for col in ("link", "lease", "holder", "guarantee kbit/s", "max prio bw", "clear cust", "deprio P",
-                "expires in", "slot", "ifaces"):
-        t.add_column(col)
+    t = data_table("link", "lease", "holder", "guarantee kbit/s", "max prio bw", "clear cust", "deprio P",
+                   "expires in", "slot", "ifaces", title=f"{node}: leases")
     ifaces = {}
     for num, entry in d.get("interfaces", {}).items():
         ifaces.setdefault((entry["link"], entry["lease"]), []).append(num)
@@ -49,22 +47,19 @@ def render(node: str, d: dict) -> None:
                       "yes" if l["clear_customer_bit"] else "no", _value(l["deprioritize_non_customer"]),
                       expires, str(l["slot"]), ",".join(ifaces.get((link, l["id"]), [])))
     out.print(t)
-    m = Table(title="ingress meters")
-    for col in ("lease", "packets", "bytes", "meter prio x kB/s", "scale", "reprioritized", "customer bit cleared"):
-        m.add_column(col)
+    m = data_table("lease", "packets", "bytes", "meter prio x kB/s", "scale", "reprioritized",
+                   "customer bit cleared", title="ingress meters")
     for name, st in d.get("ingress", {}).items():
         m.add_row(name, str(st["packets"]), str(st["bytes"]), f"{st['meter_priority_kBps']:.1f}",
                   f"{st['scale']:.3f}", str(st["reprioritized"]), str(st["customer_bit_cleared"]))
     out.print(m)
-    e = Table(title="egress schedulers")
-    for col in ("link", "capacity kbit/s", "queued", "sent pkts", "drops", "bytes by lease"):
-        e.add_column(col)
+    e = data_table("link", "capacity kbit/s", "queued", "sent pkts", "drops", "bytes by lease",
+                   title="egress schedulers")
     for link, s in d.get("egress", {}).items():
         e.add_row(link, _value(s["capacity_kbit"]), f"{s['queued_packets']} / {s['queued_bytes']} B",
                   str(s["sent"]["packets"]), json.dumps(s["drops"]), json.dumps(s["sent_bytes_by_lease"]))
     out.print(e)
-    out.print("counters:", json.dumps(d.get("counters", {})), " requests:", json.dumps(d.get("requests", {})),
-              highlight=False)
+    out.print("counters:", json.dumps(d.get("counters", {})), " requests:", json.dumps(d.get("requests", {})))
 
 
 def cmd_leases(args):
@@ -115,8 +110,7 @@ def cmd_lease_config(args):
     if args.json:
         print(json.dumps(answer))
     elif answer.get("ok"):
-        out.print(f"[green]ok[/] lease {args.lease} on {args.node}: {json.dumps(answer.get('lease'))}",
-                  highlight=False)
+        out.print(styled(("ok", "green"), f" lease {args.lease} on {args.node}: {json.dumps(answer.get('lease'))}"))
     if not answer.get("ok"):
         raise RuntimeError(f"{args.node}: rejected: {answer.get('error')} {answer.get('detail', '')}")
 

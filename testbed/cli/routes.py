@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-from rich.table import Table
 
 from node.agent.control_client import AgentError
 from testbed import runs
 from testbed.cli.common import attach, out, run_option
+from testbed.console import data_table, styled
 
 
 def _mesh(args):
@@ -27,7 +27,7 @@ def cmd_routes(args):
         raise runs.RunError(f"run {mesh.run.name} has no node {args.node!r}")
     try:
         info = mesh.agent(args.node).call("routes", timeout=5)
-    except (OSError, AgentError) as e:
+    except (OSError, AgentError, ValueError) as e:
         raise runs.RunError(f"{args.node}: agent did not answer: {e}") from None
     if args.json:
         print(json.dumps(info, indent=1))
@@ -36,7 +36,7 @@ def cmd_routes(args):
     rs = info.get("route_server")
     out.print(f"{args.node} uses route server {names.get(rs, rs) or '(none found yet)'} "
               f"via label {info.get('route_server_label')}")
-    t = Table("destination", "address", "label", "hops", title=f"paths cached by {args.node}")
+    t = data_table("destination", "address", "label", "hops", title=f"paths cached by {args.node}")
     for ip6, entry in sorted(info.get("paths", {}).items(), key=lambda kv: names.get(kv[0], kv[0])):
         dst = names.get(ip6, "?")
         hops = " -> ".join([h[0] for h in mesh.route(args.node, dst)] + [dst]) if dst in mesh.topo.nodes else ""
@@ -50,21 +50,28 @@ def cmd_routes(args):
 
 def cmd_rs(args):
     mesh = _mesh(args)
-    servers = [args.node] if args.node else mesh.topo.nodes_with_role("route_server")
+    all_servers = mesh.topo.nodes_with_role("route_server")
+    if args.node and args.node not in all_servers:
+        what = "is not a route server" if args.node in mesh.topo.nodes else "is no node of it"
+        raise runs.RunError(f"{args.node} {what} in run {mesh.run.name}; its route servers: "
+                            f"{', '.join(all_servers)}")
+    servers = [args.node] if args.node else all_servers
     rows = {}
     for n in servers:
         try:
             rows[n] = mesh.agent(n).call("rs_status", timeout=5)
-        except (OSError, AgentError) as e:
+        except (OSError, AgentError, ValueError) as e:
+            if args.node:
+                raise runs.RunError(f"{n}: its agent did not answer rs_status: {e}") from None
             rows[n] = {"error": str(e)}
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    t = Table("route server", "ISP", "graph nodes", "edges", "announcements", "forwarded in", "rejected by reason",
+    t = data_table("route server", "ISP", "graph nodes", "edges", "announcements", "forwarded in", "rejected by reason",
               "queries (path found/not)")
     for n, st in rows.items():
         if "error" in st:
-            t.add_row(n, mesh.topo.nodes[n].isp or "-", f"[red]{st['error']}[/]", "", "", "", "", "")
+            t.add_row(n, mesh.topo.nodes[n].isp or "-", styled((st['error'], "red")), "", "", "", "", "")
             continue
         c = st.get("counters", {})
         rejected = ", ".join(f"{k} {v}" for k, v in st.get("rejected", {}).items()) or "none"

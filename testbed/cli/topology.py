@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 from testbed.cli.common import console, out
+from testbed.console import styled
+from testbed.runs import RunError
 from testbed.topology import json_schema, load, save
 
 
 def cmd_validate(args):
     topo = load(args.topology, seed=args.seed, allow_disconnected=args.allow_disconnected)
     for w in topo.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(styled(("warning: ", "yellow"), w))
     out.print(f"{topo.source}: ok, {len(topo.nodes)} nodes, {len(topo.links)} links, {len(topo.isps)} Cloud ISPs")
 
 
@@ -20,7 +23,13 @@ def cmd_schema(args):
 
 def cmd_graph(args):
     topo = load(args.topology, seed=args.seed, allow_disconnected=True)
-    save(topo, args.output)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(parent):
+        raise RunError(f"cannot write {args.output}: no directory {parent}")
+    try:
+        save(topo, args.output)
+    except OSError as e:
+        raise RunError(f"cannot write {args.output}: {e.strerror}") from None
     out.print(f"wrote {args.output}")
 
 

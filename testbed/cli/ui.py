@@ -5,6 +5,7 @@ import signal
 import threading
 
 from testbed.cli.common import attach, console, run_option
+from testbed.console import styled
 
 
 def cmd_ui(args):
@@ -16,10 +17,10 @@ def cmd_ui(args):
     except RuntimeError as e:
         raise SystemExit(f"pktlab ui: {e}") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who reaches this port can inject "
-                      "faults into the run", highlight=False)
+        console.print(styled(("warning: ", "yellow"), f"listening on {args.host}: anyone who reaches this port can "
+                             "inject faults into the run"))
     print(url, flush=True)
-    console.print(f"live view of run {mesh.run.name}; Ctrl-C stops it", highlight=False)
+    console.print(f"live view of run {mesh.run.name}; Ctrl-C stops it")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

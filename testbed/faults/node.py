@@ -2,7 +2,6 @@
 (instant stop and start) and pause (SIGSTOP, heal sends SIGCONT)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -13,7 +12,7 @@ import networkx as nx
 
 from node.agent.control_client import AgentError
 from testbed import runs
-from testbed.faults.base import Fault, FaultError, check_node
+from testbed.faults.base import Fault, FaultError, check_node, topology_node
 from testbed.faults.measure import ping_stats, proc_state
 from testbed.waiting import wait_until
 
@@ -23,6 +22,9 @@ class NodeFault(Fault):
     """A fault on one node's agent."""
     TARGET: ClassVar[str] = "node"
     node: str = ""
+
+    def check_topology(self, topo) -> None:
+        topology_node(topo, self.node)
 
     def _agent_answers(self, mesh, timeout=1.0) -> dict | None:
         try:
@@ -126,9 +128,4 @@ def restart_agent(mesh, node: str) -> int:
     if rec and runs.alive(rec["pid"], rec.get("start")):
         os.kill(rec["pid"], signal.SIGCONT)
         mesh.stop_agent(node, signal.SIGKILL, timeout=5)
-    sock = mesh.run.path("nodes", node, "agent.sock")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock)      # a killed agent leaves its socket file behind
-    pid = mesh.start_agent(node)
-    mesh.run.save()
-    return pid
+    return mesh.restart_agents([node])

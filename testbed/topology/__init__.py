@@ -14,7 +14,8 @@ Imports go down this list only. The names below are the package's public face.
 """
 from testbed.topology.check import validate
 from testbed.topology.load import bundled_examples, dumps, load, real_meshes, save
-from testbed.topology.model import PARAMS, RELATIONS, ROLES, Isp, Link, LinkParams, Node, Topology
+from testbed.topology.model import (PARAMS, RELATIONS, ROLES, RUNNING_ROLES, Isp, Link, LinkParams, Node, Topology,
+                                    idle_roles)
 from testbed.topology.reader import from_dict, parse_text
 from testbed.topology.schema import json_schema
 from testbed.topology.units import (TopologyError, format_fraction, format_rate, format_time, parse_fraction,
@@ -22,4 +23,5 @@ from testbed.topology.units import (TopologyError, format_fraction, format_rate,
 
 __all__ = ["TopologyError", "LinkParams", "Node", "Link", "Isp", "Topology", "load", "save", "dumps", "validate",
            "from_dict", "parse_text", "json_schema", "parse_rate", "parse_time", "parse_fraction", "format_rate",
-           "format_time", "format_fraction", "bundled_examples", "real_meshes", "ROLES", "RELATIONS", "PARAMS"]
+           "format_time", "format_fraction", "bundled_examples", "real_meshes", "ROLES", "RUNNING_ROLES", "idle_roles",
+           "RELATIONS", "PARAMS"]

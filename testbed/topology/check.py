@@ -7,7 +7,8 @@ from __future__ import annotations
 import networkx as nx
 
 from testbed.topology.leases import lease_errors
-from testbed.topology.model import _OPPOSITE, IFNAME_MAX, NAME_RE, RELATIONS, ROLES, Topology
+from testbed.topology.model import (_OPPOSITE, IFNAME_MAX, NAME_RE, RELATIONS, ROLES, RUNNING_ROLES, Topology,
+                                    idle_roles)
 from testbed.topology.units import TopologyError
 
 
@@ -68,6 +69,12 @@ def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str
     errors += isp_errors
     if not isp_errors:
         errors += [f"{src}: {e}" for e in lease_errors(topo)]
+    idle = idle_roles(topo.nodes.values())
+    if idle:
+        listed = "; ".join(f"{role} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})"
+                           for role, names in idle.items())
+        warnings.append(f"{src}: roles with no effect yet (the node agent runs only "
+                        f"{', '.join(RUNNING_ROLES)}): {listed}")
     for isp in topo.isps.values():
         members = [n for n in topo.nodes.values() if n.isp == isp.name]
         if members and not any("route_server" in n.roles for n in members):

@@ -119,6 +119,10 @@ def from_meshnet_lab(data: dict, source: str) -> Topology:
     for a, b, _ in raw_links:
         degree[a] = degree.get(a, 0) + 1
         degree[b] = degree.get(b, 0) + 1
+    for key, e in raw_nodes.items():
+        if e.get("name") is not None and not isinstance(e["name"], str):
+            raise TopologyError(f"{source}: node {key!r}: name must be a string, got {type(e['name']).__name__} "
+                                f"{str(e['name'])[:40]}")
     names = assign_names([(key, e.get("name")) for key, e in raw_nodes.items()], degree)
     topo = Topology(name=Path(source).stem, source=source, allow_disconnected=True)
     for key, entry in raw_nodes.items():
@@ -242,8 +246,9 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
         if key in g.graph:
             try:
                 d[key] = json.loads(g.graph[key])
-            except ValueError:
-                raise TopologyError(f"{source}: graph attribute {key}: not valid JSON") from None
+            except (TypeError, ValueError):   # TypeError: a number or list where a JSON text belongs
+                raise TopologyError(f"{source}: graph attribute {key}: expected a JSON text, got "
+                                    f"{str(g.graph[key])[:40]}") from None
     d["nodes"] = {}
     for name, data in g.nodes(data=True):
         entry: dict = {"roles": str(data.get("roles", "router")).split()}
@@ -253,6 +258,10 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
         if attrs:
             entry["attrs"] = attrs
         d["nodes"][str(name)] = entry
+    for u, v, data in g.edges(data=True):
+        index = data.get("index", 0)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TopologyError(f"{source}: edge {u}--{v}: index must be a whole number, got {str(index)[:40]}")
     edges = sorted(g.edges(data=True), key=lambda e: e[2].get("index", 0))
     d["links"] = []
     for u, v, data in edges:
@@ -462,23 +471,43 @@ def _looks_geographic(nodes: list) -> bool:
     return all(-90 <= x <= 90 for x in xs) and all(-180 <= y <= 180 for y in ys)
 
 
-def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | None = None) -> None:
-    """Draw the topology headless (Agg): nodes coloured by Cloud ISP, route servers as large stars with a
-    black edge, labels only for small graphs."""
+def isp_relations(topo: Topology) -> list[str]:
+    """Each pair of related Cloud ISPs once, in words: `alpha is the provider of beta`, `x peers with y`."""
+    out, seen = [], set()
+    for isp in topo.isps.values():
+        for other, rel in isp.relations.items():
+            if frozenset((isp.name, other)) in seen:
+                continue
+            seen.add(frozenset((isp.name, other)))
+            out.append(f"{isp.name} peers with {other}" if rel == "peer" else f"{other} is the {rel} of {isp.name}")
+    return out
+
+
+def node_label(n: Node) -> str:
+    """The name and the roles beyond router; a role the agent does not run yet is marked with '*'."""
+    from testbed.topology.model import RUNNING_ROLES
+    extra = [r + ("" if r in RUNNING_ROLES else "*") for r in n.roles if r != "router"]
+    return n.name + ("\n" + " ".join(extra) if extra else "")
+
+
+def figure(topo: Topology, *, title: str | None = None, labels: bool | None = None):
+    """The topology drawn headless (Agg): nodes coloured by Cloud ISP, route servers as large stars, and for small
+    graphs node names with their roles, links with rate and delay (a->b / b->a when they differ) and the ISPs'
+    relations, in a box."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     pos = layout(topo)
     big = len(topo.nodes) > LABEL_LIMIT
     labels = (not big) if labels is None else labels
-    fig = Figure(figsize=(10, 8) if big else (7, 6), dpi=100)
+    fig = Figure(figsize=(10, 8) if big else (8, 7), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_axis_off()
     ax.set_title(title or f"{topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links", fontsize=11)
     segments = [(pos[link.a], pos[link.b]) for link in topo.links if link.a in pos and link.b in pos]
-    from matplotlib.collections import LineCollection
     ax.add_collection(LineCollection(segments, colors="#888888", linewidths=0.4 if big else 1.2, zorder=1))
     colour = {isp: PALETTE[i % len(PALETTE)] for i, isp in enumerate(topo.isps)}
     size = 12 if big else 400
@@ -492,19 +521,40 @@ def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | N
                    edgecolors="black" if rs else "white", linewidths=1.2 if rs else 0.5, zorder=3 if rs else 2)
     if labels:
         for n in topo.nodes.values():
-            x, y = pos[n.name]
-            ax.annotate(n.name, (x, y), ha="center", va="center", fontsize=8, zorder=4)
+            name, _, roles = node_label(n).partition("\n")
+            ax.annotate(name, pos[n.name], ha="center", va="center", fontsize=8, zorder=4)
+            if roles:      # under the marker, not over it
+                ax.annotate(roles, pos[n.name], xytext=(0, -17), textcoords="offset points", ha="center",
+                            va="top", fontsize=7, color="#333333", zorder=4)
+        for link in topo.links:
+            text = _link_label(link)
+            if text and link.a in pos and link.b in pos:
+                (xa, ya), (xb, yb) = pos[link.a], pos[link.b]
+                ax.annotate(text, ((xa + xb) / 2, (ya + yb) / 2), ha="center", va="center", fontsize=6,
+                            color="#444444", zorder=4,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=isp, markersize=8)
                for isp, c in colour.items()]
     if topo.nodes_with_role("route_server"):
         handles.append(Line2D([], [], marker="*", linestyle="", color="white", markeredgecolor="black",
                               label="route server", markersize=12))
     if handles:
-        ax.legend(handles=handles, loc="best", fontsize=8, frameon=False)
+        ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+    notes = isp_relations(topo) if labels else []
+    if labels and any("*" in node_label(n) for n in topo.nodes.values()):
+        notes.append("* role with no effect yet")
+    if notes:
+        ax.text(0.99, 0.01, "\n".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                bbox={"boxstyle": "round", "fc": "#f4f4f4", "ec": "#cccccc"})
     ax.autoscale_view()
-    ax.margins(0.08)
-    fig.savefig(str(path), format="png")
+    ax.margins(0.1)
+    return fig
 
 
-__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "write_meshnet_lab", "to_networkx", "from_networkx",
-           "read_graphml", "write_graphml", "read_gml", "write_gml", "to_dot", "write_dot", "layout", "draw_png"]
+def draw_png(topo: Topology, path, *, title: str | None = None, labels: bool | None = None) -> None:
+    figure(topo, title=title, labels=labels).savefig(str(path), format="png")
+
+
+__all__ = ["assign_names", "is_meshnet_lab", "from_meshnet_lab", "to_meshnet_lab", "write_meshnet_lab", "to_networkx",
+           "from_networkx", "read_graphml", "write_graphml", "read_gml", "write_gml", "to_dot", "write_dot", "layout",
+           "figure", "draw_png", "isp_relations", "node_label"]

@@ -225,6 +225,8 @@ def _random(args, seed, spec):
     n = _int(n_text, "N", spec, fam)
     p = _float(p_text, "P", spec, fam, 0.0, 1.0)
     _check_size(n, int(p * n * (n - 1) / 2), spec, fam)
+    if 1.0 - p == 1.0:   # below float resolution networkx divides by log(1 - p) = 0: no edge is drawn anyway
+        p = 0.0
     g = nx.fast_gnp_random_graph(n, p, seed=seed)  # O(n + m), same distribution as G(n,p)
     _connect(g, random.Random(seed))
     return _numbered(g)

@@ -58,6 +58,11 @@ class _Reader:
             return {}
         if not isinstance(value, dict):
             self.fail(where, f"attrs: expected a mapping, got {_kind(value)}")
+        bad = _non_string_keys(value)
+        if bad:
+            bad_key = bad[0]
+            self.fail(where, f"attrs: keys must be strings, got {_kind(bad_key)} {_short(bad_key)}"
+                      + (" (quote it in YAML)" if isinstance(bad_key, (bool, int, float)) else ""))
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -193,6 +198,21 @@ def _complete_relations(topo: Topology):
                 topo.isps[other].relations.setdefault(isp.name, _OPPOSITE[rel])
 
 
+def _non_string_keys(value) -> list:
+    """[the first mapping key anywhere in value that is not a string] (JSON would turn 1 into "1"), or []."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    return [k]
+                stack.append(item)
+        elif isinstance(v, list):
+            stack.extend(v)
+    return []
+
+
 def _kind(value) -> str:
     if value is None:
         return "nothing"
@@ -215,9 +235,39 @@ def _close(key, allowed) -> str:
 
 # --- reading and writing files -----------------------------------------------------------------------------
 
+MAX_YAML_NODES = 1_000_000     # a document's nodes with every alias copied out (a file of real data has fewer)
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2-like booleans (only true/false: a node named 'y' or 'no' stays a string) and duplicate-key
-    tracking."""
+    """YAML 1.2-like booleans (only true/false: a node named 'y' or 'no' stays a string), duplicate-key
+    tracking, and a bound on alias expansion: a 500-byte file of nested aliases ("billion laughs") would
+    otherwise become gigabytes once anything walks it."""
+
+    def construct_document(self, node):
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)
+
+
+def _expanded_size(node, memo: dict, active: set) -> int:
+    """Nodes under `node` with aliases copied out (the composed graph shares them), up to MAX_YAML_NODES."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise yaml.constructor.ConstructorError(None, None, "an alias refers to its own anchor", node.start_mark)
+    active.add(key)
+    children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    size = 1
+    for child in children:
+        size += _expanded_size(child, memo, active)
+        if size > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand to more than {MAX_YAML_NODES} values", node.start_mark)
+    active.discard(key)
+    memo[key] = size
+    return size
+
 
 
 _Loader.yaml_implicit_resolvers = {

@@ -1,6 +1,5 @@
 """The scenario seed fixes the topology, node keys and every random choice; `--seed` replays a run's timeline."""
 import os
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,8 +10,7 @@ from testbed.topology import load
 def fill(name, seed):
     s = S.load_scenario(name)
     topo = S.resolve_topology(s, seed)
-    runner = S.Runner(name, seed=seed, mesh=SimpleNamespace(topo=topo))
-    return topo, runner._fill(s["timeline"])
+    return topo, S.plan(s, topo, seed)["timeline"]
 
 
 def test_same_seed_same_topology_and_choices():

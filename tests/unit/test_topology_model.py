@@ -138,7 +138,7 @@ def test_save_load_round_trip(tmp_path, ext):
 @pytest.mark.parametrize("name", bundled_examples())
 def test_bundled_examples_load_and_round_trip(tmp_path, name):
     t = load(name)
-    assert t.warnings == []
+    assert [w for w in t.warnings if "roles with no effect yet" not in w] == []
     save(t, tmp_path / "t.yaml")
     again = load(str(tmp_path / "t.yaml"))
     again.source = t.source
