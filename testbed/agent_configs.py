@@ -15,7 +15,7 @@ from node.cjdns.keys import Identity
 from node.cjdns.paths import static_paths
 from node.leases.table import FREE, Lease
 from node.leases.tc_plan import htb_plan
-from testbed.topology.leases import AGENT_PACE, LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
+from testbed.topology.leases import LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
 AGENT_UDP_PORT = 7100
@@ -114,10 +114,10 @@ def lease_sections(topo: Topology, links_state: list[dict], seed, started_at: fl
             ls = sec["links"].setdefault(ifname, {"leases": []})
             rate = link.params_from(end).rate_bps
             if rate:
-                ls["capacity_kbit"] = rate / 1000 * AGENT_PACE
+                ls["capacity_bps"] = rate
             ls["leases"].append({
                 "id": lease.id, "interface": index, "udp_port": lease.udp_port,
-                "guarantee_kbit": lease.guarantee_bps / 1000,
+                "guarantee_bps": lease.guarantee_bps,
                 "max_priority_bandwidth": lease.max_priority_bandwidth,
                 "clear_customer_bit": lease.clear_customer_bit,
                 "deprioritize_non_customer": lease.deprioritize_non_customer, "holder": holder,
@@ -172,10 +172,10 @@ def htb_plans(topo: Topology) -> dict:
     plans = {}
     for i, mine in by_link.items():
         link = topo.links[i]
-        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_kbit=l.guarantee_bps / 1000, slot=n + 1)
+        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_bps=l.guarantee_bps, slot=n + 1)
                                              for n, l in enumerate(mine)]
         for node in (link.a, link.b):
             rate = link.params_from(node).rate_bps
             if rate:
-                plans[(node, i)] = htb_plan(rate / 1000, objs)
+                plans[(node, i)] = htb_plan(rate, objs)
     return plans

@@ -2,7 +2,7 @@
 
 Pure logic with the clock passed in. The caller enqueues a packet with the lease it leaves on and its (already
 re-prioritised and deprioritised) priority, and dequeues whenever it can send; ``dequeue(now)`` paces the link at
-its capacity (``capacity_kbit=None`` = no pacing, when the kernel's HTB shapes instead, see tc_plan.py).
+``pace_bps`` bit/s (None = no pacing, when the kernel's HTB shapes instead, see tc_plan.py).
 
 Level 1, the outgoing lease's guarantee: a token bucket per lease at its guaranteed rate. A packet that finds
 tokens is *guaranteed*; the rest of the lease's traffic is *excess*. The free lease (guarantee 0) is its own,
@@ -63,14 +63,15 @@ class _Bucket:
 
 
 class EgressScheduler:
-    def __init__(self, capacity_kbit: float | None, queue_limit_bytes: int | None = None,
+    def __init__(self, pace_bps: float | None, queue_limit_bytes: int | None = None,
                  burst_s: float = DEFAULT_BURST_S, on_push_out=None):
-        if capacity_kbit is not None and not capacity_kbit > 0:
-            raise ValueError("capacity_kbit must be > 0 or None")
-        self.capacity = None if capacity_kbit is None else capacity_kbit * 1000 / 8     # bytes/s
+        if pace_bps is not None and not pace_bps > 0:
+            raise ValueError("pace_bps must be > 0 or None")
+        self.pace_bps = pace_bps
+        self.bytes_per_s = None if pace_bps is None else pace_bps / 8      # bytes/s
         if queue_limit_bytes is None:
-            queue_limit_bytes = MIN_QUEUE_BYTES if self.capacity is None \
-                else max(MIN_QUEUE_BYTES, int(self.capacity * DEFAULT_QUEUE_S))
+            queue_limit_bytes = MIN_QUEUE_BYTES if self.bytes_per_s is None \
+                else max(MIN_QUEUE_BYTES, int(self.bytes_per_s * DEFAULT_QUEUE_S))
         self.queue_limit = int(queue_limit_bytes)
         self.burst_s = burst_s
         self.on_push_out = on_push_out          # on_push_out(item, now): a queued packet was dropped
@@ -137,7 +138,7 @@ class EgressScheduler:
 
     def dequeue(self, now: float):
         """The next packet to put on the wire at ``now``, or None (queue empty, or the link still busy)."""
-        if self.capacity is not None and self.busy_until > now:
+        if self.bytes_per_s is not None and self.busy_until > now:
             return None
         if not self._nonempty:
             return None
@@ -146,9 +147,9 @@ class EgressScheduler:
         if not q:
             self._nonempty.pop()
         self.queued_bytes -= size
-        if self.capacity is not None:
+        if self.bytes_per_s is not None:
             # a backlogged link sends back to back; an idle one starts when the backlog began
-            self.busy_until = max(self.busy_until, self._backlog_since) + size / self.capacity
+            self.busy_until = max(self.busy_until, self._backlog_since) + size / self.bytes_per_s
         self.sent["packets"] += 1
         self.sent["bytes"] += size
         self.sent_by_lease[lease_id] = self.sent_by_lease.get(lease_id, 0) + size
@@ -159,13 +160,13 @@ class EgressScheduler:
         """When ``dequeue`` can next return a packet (None: nothing queued)."""
         if not self.queued_bytes:
             return None
-        return self.busy_until if self.capacity is not None else float("-inf")
+        return self.busy_until if self.bytes_per_s is not None else float("-inf")
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._classes)
 
     def describe(self) -> dict:
-        return {"capacity_kbit": None if self.capacity is None else self.capacity * 8 / 1000,
+        return {"pace_bps": self.pace_bps,
                 "queue_limit_bytes": self.queue_limit, "queued_packets": len(self),
                 "queued_bytes": self.queued_bytes, "sent": dict(self.sent), "drops": dict(self.drops),
                 "sent_bytes_by_lease": dict(self.sent_by_lease), "sent_bytes_by_tier": dict(self.sent_by_tier)}

@@ -38,9 +38,6 @@ LEASE_FIELDS = ("link", "holder", "id", "guarantee", "max_priority_bandwidth", "
 DEFAULT_DEPRIORITIZE = 4        # a provider's lease to a customer caps non-customer traffic at this priority
 LEASE_PORT_BASE = 7300          # UDP port of lease n (both ends); peer links use 7100
 LAST_INTERFACE = 256            # lease interfaces count down from here
-AGENT_PACE = 0.9                # the agent paces a rated link at this fraction of its rate: its packets are
-                                # smaller than the frames HTB counts (outer IPv6, UDP, Ethernet), and the agent's
-                                # priority-aware queue, not the kernel's FIFO, must be where contention resolves
 ORIGIN_ATTR = "lease_origin"    # node attrs: {"priority": 0..15, "customer": bool} for the node's own packets
 ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 TERM_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}

@@ -123,9 +123,10 @@ def test_agent_sections_are_valid_lease_configs_at_both_ends():
     sections, ifaces = agent_configs.lease_sections(t, links_state(t), 3, started_at=1000.0)
     assert set(sections) == {"p1", "c1", "x1"}
     p1 = sections["p1"]["links"]
-    assert p1["p1-e2"]["capacity_kbit"] == 2000 * L.AGENT_PACE and "capacity_kbit" not in p1["p1-e0"]
+    # the link's capacity as the topology gives it (2mbit); the agent applies its pace (lease_plane.AGENT_PACE)
+    assert p1["p1-e2"]["capacity_bps"] == 2_000_000 and "capacity_bps" not in p1["p1-e0"]
     lease = p1["p1-e2"]["leases"][0]
-    assert lease["expires_at"] == 1010.0 and lease["guarantee_kbit"] == 500
+    assert lease["expires_at"] == 1010.0 and lease["guarantee_bps"] == 500_000
     assert lease["holder"] == L.holder_identity(3, "prov").pubkey_text
     assert [l["interface"] for ll in p1.values() for l in ll["leases"]] == [256, 255]
     assert sections["c1"]["links"]["c1-e0"]["leases"][0]["udp_port"] == p1["p1-e0"]["leases"][0]["udp_port"]
