@@ -53,6 +53,7 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                               "peer_name": other})
             adjacency[me][other] = index
     route_servers = state.get("routing") == "route-server"
+    holder_keys = _lease_holder_keys(topo, state["seed"]) if route_servers else {}
     configs = {}
     for n in topo.nodes:
         d = run_dir / "nodes" / n
@@ -71,20 +72,28 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                       "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                       "paths": paths, "link_emulation": emulation}
         if route_servers:
-            configs[n]["route_server"] = _route_server_settings(topo, n, ids)
+            configs[n]["route_server"] = _route_server_settings(topo, n, ids, holder_keys)
     _add_leases(topo, state, configs, adjacency)
     return configs
 
 
-def _route_server_settings(topo: Topology, node: str, ids: dict) -> dict:
-    """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with those of
-    other ISPs and share link state with the others of their own."""
+def _lease_holder_keys(topo: Topology, seed) -> dict:
+    """{isp: its lease holder key} for every isp that holds a declared lease."""
+    held = {lease.holder_isp for lease in declared_leases(topo) if lease.holder_isp is not None}
+    return {isp: holder_identity(seed, isp).pubkey_text for isp in sorted(held)}
+
+
+def _route_server_settings(topo: Topology, node: str, ids: dict, holder_keys: dict) -> dict:
+    """A node uses its Cloud ISP's route servers (any, if its ISP has none) and asks them for paths over its ISP's
+    leases; route servers federate with those of other ISPs and share link state with the others of their own."""
     servers = topo.nodes_with_role("route_server")
     isp = topo.nodes[node].isp
     own = [s for s in servers if topo.nodes[s].isp == isp] or servers
     key = ids[node].pubkey_text
     settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
                 "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+    if isp in holder_keys:
+        settings["lease_holders"] = [holder_keys[isp]]
     if node in servers:
         settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
         settings["federation"] = [ids[s].pubkey_text for s in servers if s not in own and ids[s].pubkey_text != key]
@@ -128,8 +137,9 @@ def lease_sections(topo: Topology, links_state: list[dict], seed, started_at: fl
 
 
 def _add_leases(topo: Topology, state: dict, configs: dict, adjacency: dict) -> None:
-    """Put the leases into the agents' configs; paths of a node go over the leases its isp holds (static routing
-    only: route servers hand out paths over the free leases). ``adjacency``: {node: {neighbour: switch index}}."""
+    """Put the leases into the agents' configs; with static routing a node's paths go over the leases its isp
+    holds (with route servers, the servers hand out such paths: the agents announce their leases and name their
+    isp's holder key in path queries). ``adjacency``: {node: {neighbour: switch index}}."""
     if not any(isp.leases for isp in topo.isps.values()) \
             and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
         return

@@ -245,6 +245,18 @@ class LeaseTable:
             return None
         return self.lease(bound[0], bound[1], now)
 
+    def interface_of(self, link: str, lease_id: str = FREE) -> int | None:
+        """The switch interface bound to (link, lease), or None."""
+        return next((i for i, bound in self.interfaces.items() if bound == (link, lease_id)), None)
+
+    def lease_interfaces(self) -> set:
+        """The switch interfaces bound to paid leases (a lease's own peer link, not a link of its own)."""
+        return {i for i, (_, lease_id) in self.interfaces.items() if lease_id != FREE}
+
+    def paid(self, now: float) -> list:
+        """Every paid lease in force, link by link."""
+        return [lease for ll in self.links.values() for lease in ll.active(now) if not lease.is_free]
+
     def find(self, lease_id: str) -> Lease | None:
         """A paid lease by id (ids are unique per device; the free leases are per link and not found here)."""
         for ll in self.links.values():

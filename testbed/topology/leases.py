@@ -18,7 +18,8 @@ A Cloud ISP lists the leases it sells on links of its own devices (format in tes
 testbed/agent_configs.py turns them into each node's agent "leases" section (node/leases/config.py): both ends
 of the link get the lease with the same UDP port (LEASE_PORT_BASE + its number in the topology). Holder keys come
 from the run seed like node keys (``holder_identity``). A node's paths go over the leases its own isp holds, so a
-label chooses the lease as on a PKT device. Link ends with a rate get the per-lease HTB plan
+label chooses the lease as on a PKT device: computed by testbed/agent_configs.py with static routing, handed out by
+the route servers otherwise (node/route_server/server.py). Link ends with a rate get the per-lease HTB plan
 (node/leases/tc_plan.py) instead of the single shaping class; the agents' lease sockets reach the classes through
 SO_PRIORITY, so no classifier is needed.
 """

@@ -117,7 +117,8 @@ def test_message_parsers_raise_only_message_error(data):
 def test_link_quality_and_lease_entities_round_trip_signed():
     ident = Identity.from_seed(b"ent", 0)
     q = A.LinkQualityEntity(0x13, rtt_us=2500, loss_ppm=10_000, capacity_kbps=50_000)
-    lease = A.LeaseEntity(lease_id=2**63 + 5, peer_num=0x15, kbps=1000, expires_s=1_900_000_000, price=7)
+    lease = A.LeaseEntity("shop_in.2:x-y", peer_num=0x15, lease_num=0x1ff, guarantee_bps=2**40 + 5,
+                          expires_s=1_900_000_000, price=7, holder=bytes(range(32)))
     ann = A.Announcement.build(ident, bytes(16), 1000, (A.VersionEntity(22), A.EncodingSchemeEntity(V358), q, lease))
     back = A.Announcement.parse(ann.raw)
     assert back.link_qualities == [q] and back.leases == [lease]
@@ -125,6 +126,6 @@ def test_link_quality_and_lease_entities_round_trip_signed():
     raw = bytearray(A.encode_entities([q]))
     assert raw[0] == A.LINK_QUALITY_SIZE and raw[1] == A.LINK_QUALITY == 80
     with pytest.raises(A.AnnouncementError):
-        A.parse_entities(bytes([A.LEASE_SIZE - 1, A.LEASE]) + bytes(A.LEASE_SIZE - 3))
+        A.parse_entities(bytes([A.LEASE_V1_SIZE - 1, A.LEASE]) + bytes(A.LEASE_V1_SIZE - 3))
     with pytest.raises(A.AnnouncementError):
         A.LinkQualityEntity(1 << 16).body()

@@ -154,7 +154,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
     # square RS-N0-N2 / RS-N1-N2: quality makes the N1 side cheaper
     svc = RouteServerService(RS.public_key)
     good = A.LinkQualityEntity(one_hop_label(3), rtt_us=1000, capacity_kbps=100_000)
-    lease = A.LeaseEntity(9, one_hop_label(3), 500, (T0 // 1000) + 60, price=3)
+    lease = A.LeaseEntity("L9", one_hop_label(3), guarantee_bps=500_000, expires_s=(T0 // 1000) + 60, price=3)
     anns = [
         (RS, [(NODES[0], 0, 2), (NODES[1], 3, 4)], (good,)),
         (NODES[0], [(RS, 2, 0), (NODES[2], 0, 2)], ()),
@@ -166,7 +166,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
         assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0, extra=extra)), ident).error is None
     route = svc.core.route(RS.ip6, NODES[2].ip6)
     assert route.nodes == (RS.ip6, NODES[1].ip6, NODES[2].ip6)
-    assert svc.core.nodes[NODES[2].ip6].leases == {9: lease}
+    assert svc.core.nodes[NODES[2].ip6].leases == {"L9": lease}
     svc.core.handle_announce(ann(NODES[2], [(NODES[0], 2, 0)], T0 + 61_000), T0 + 61_000)
     assert svc.core.nodes[NODES[2].ip6].leases == {}             # expired
 
