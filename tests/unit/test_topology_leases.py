@@ -147,6 +147,20 @@ def test_htb_plans_only_on_rated_link_ends_with_leases():
     assert agent_configs.htb_plans(topo()) == {}
 
 
+def test_with_route_servers_a_node_names_its_isps_holder_key_and_gets_no_static_paths(tmp_path):
+    t = topo({"link": "c1--p1"}, {"link": "p1--x1", "holder": "prov"})
+    links = [dict(rec, a_addr=f"fd00::{i}:1", b_addr=f"fd00::{i}:2") for i, rec in enumerate(links_state(t))]
+    state = {"seed": 3, "links": links, "leases_started_at": 0.0}
+    configs = agent_configs.agent_configs(t, dict(state, routing="route-server"), tmp_path)
+    rs = {n: c["route_server"] for n, c in configs.items()}
+    assert rs["c1"]["lease_holders"] == [L.holder_identity(3, "cust").pubkey_text]      # c1's isp holds c1--p1's
+    assert rs["p1"]["lease_holders"] == [L.holder_identity(3, "prov").pubkey_text]
+    assert "lease_holders" not in rs["q1"] and "lease_holders" not in rs["x1"]            # hold nothing
+    assert all(c["paths"] == {} and c["leases"] for n, c in configs.items() if n != "q1")
+    static = agent_configs.agent_configs(t, dict(state, routing="static"), tmp_path)
+    assert "route_server" not in static["c1"] and static["c1"]["paths"]
+
+
 def test_holder_identity_is_deterministic_per_seed_and_isp():
     assert L.holder_identity(3, "a").pubkey_text == L.holder_identity(3, "a").pubkey_text
     assert L.holder_identity(3, "a").pubkey_text != L.holder_identity(4, "a").pubkey_text
