@@ -52,6 +52,25 @@ def test_service_order_guaranteed_then_excess_by_priority_then_free():
     assert drain(s, 2.0) == ["g0", "x9", "x2", "free15"]
 
 
+def test_a_lease_beyond_its_guarantee_keeps_its_packets_in_order():
+    # G's bucket holds 3000 bytes: its first three packets are guaranteed, the next excess, and tokens come back
+    # while they wait. A flow must not be reordered by that split: a receiver's replay window (64 packets in
+    # CryptoAuth) drops what arrives too late, and the lease would get only its guarantee
+    ll = leases(G=800_000, X=0)
+    s = EgressScheduler(8_000_000)
+    s.busy_until = 1.0
+    now = 0.0
+    for i in range(40):
+        now += 0.001                                # 100 bytes of G's tokens come back per ms
+        assert s.enqueue(("G", i), 1000, ll.leases["G"], 7, now) is None
+        assert s.enqueue(("X", i), 200, ll.leases["X"], 9, now) is None
+    out = drain(s, 10.0)
+    assert [i for lease, i in out if lease == "G"] == list(range(40))
+    assert [i for lease, i in out if lease == "X"] == list(range(40))
+    assert out[0] == ("G", 0) and s.sent_by_tier["guaranteed"] > 3000      # the guarantee still goes first
+    assert len(out) == 80 and s.queued_bytes == 0 and len(s) == 0
+
+
 def test_full_queue_drops_lowest_priority_first():
     ll = leases(X=0)
     x = ll.leases["X"]
