@@ -15,7 +15,7 @@ from node.cjdns.keys import Identity
 from node.cjdns.paths import static_paths
 from node.leases.table import FREE, Lease
 from node.leases.tc_plan import htb_plan
-from testbed.topology.leases import AGENT_PACE, LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
+from testbed.topology.leases import LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
 AGENT_UDP_PORT = 7100
@@ -53,6 +53,7 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                               "peer_name": other})
             adjacency[me][other] = index
     route_servers = state.get("routing") == "route-server"
+    holder_keys = _lease_holder_keys(topo, state["seed"]) if route_servers else {}
     configs = {}
     for n in topo.nodes:
         d = run_dir / "nodes" / n
@@ -71,20 +72,28 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                       "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
                       "paths": paths, "link_emulation": emulation}
         if route_servers:
-            configs[n]["route_server"] = _route_server_settings(topo, n, ids)
+            configs[n]["route_server"] = _route_server_settings(topo, n, ids, holder_keys)
     _add_leases(topo, state, configs, adjacency)
     return configs
 
 
-def _route_server_settings(topo: Topology, node: str, ids: dict) -> dict:
-    """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with those of
-    other ISPs and share link state with the others of their own."""
+def _lease_holder_keys(topo: Topology, seed) -> dict:
+    """{isp: its lease holder key} for every isp that holds a declared lease."""
+    held = {lease.holder_isp for lease in declared_leases(topo) if lease.holder_isp is not None}
+    return {isp: holder_identity(seed, isp).pubkey_text for isp in sorted(held)}
+
+
+def _route_server_settings(topo: Topology, node: str, ids: dict, holder_keys: dict) -> dict:
+    """A node uses its Cloud ISP's route servers (any, if its ISP has none) and asks them for paths over its ISP's
+    leases; route servers federate with those of other ISPs and share link state with the others of their own."""
     servers = topo.nodes_with_role("route_server")
     isp = topo.nodes[node].isp
     own = [s for s in servers if topo.nodes[s].isp == isp] or servers
     key = ids[node].pubkey_text
     settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
                 "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+    if isp in holder_keys:
+        settings["lease_holders"] = [holder_keys[isp]]
     if node in servers:
         settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
         settings["federation"] = [ids[s].pubkey_text for s in servers if s not in own and ids[s].pubkey_text != key]
@@ -114,10 +123,10 @@ def lease_sections(topo: Topology, links_state: list[dict], seed, started_at: fl
             ls = sec["links"].setdefault(ifname, {"leases": []})
             rate = link.params_from(end).rate_bps
             if rate:
-                ls["capacity_kbit"] = rate / 1000 * AGENT_PACE
+                ls["capacity_bps"] = rate
             ls["leases"].append({
                 "id": lease.id, "interface": index, "udp_port": lease.udp_port,
-                "guarantee_kbit": lease.guarantee_bps / 1000,
+                "guarantee_bps": lease.guarantee_bps,
                 "max_priority_bandwidth": lease.max_priority_bandwidth,
                 "clear_customer_bit": lease.clear_customer_bit,
                 "deprioritize_non_customer": lease.deprioritize_non_customer, "holder": holder,
@@ -128,8 +137,9 @@ def lease_sections(topo: Topology, links_state: list[dict], seed, started_at: fl
 
 
 def _add_leases(topo: Topology, state: dict, configs: dict, adjacency: dict) -> None:
-    """Put the leases into the agents' configs; paths of a node go over the leases its isp holds (static routing
-    only: route servers hand out paths over the free leases). ``adjacency``: {node: {neighbour: switch index}}."""
+    """Put the leases into the agents' configs; with static routing a node's paths go over the leases its isp
+    holds (with route servers, the servers hand out such paths: the agents announce their leases and name their
+    isp's holder key in path queries). ``adjacency``: {node: {neighbour: switch index}}."""
     if not any(isp.leases for isp in topo.isps.values()) \
             and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
         return
@@ -172,10 +182,10 @@ def htb_plans(topo: Topology) -> dict:
     plans = {}
     for i, mine in by_link.items():
         link = topo.links[i]
-        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_kbit=l.guarantee_bps / 1000, slot=n + 1)
+        objs = [Lease(FREE, "x", slot=0)] + [Lease(l.id, "x", guarantee_bps=l.guarantee_bps, slot=n + 1)
                                              for n, l in enumerate(mine)]
         for node in (link.a, link.b):
             rate = link.params_from(node).rate_bps
             if rate:
-                plans[(node, i)] = htb_plan(rate / 1000, objs)
+                plans[(node, i)] = htb_plan(rate, objs)
     return plans

@@ -304,7 +304,8 @@ class Mesh:
 
     def route(self, src: str, dst: str) -> list[tuple[str, str, int]]:
         """The hops src's label for dst takes: [(node, interface it leaves by, remaining label)], read by decoding
-        one V358 director per hop against each node's switch interfaces, as the switches do."""
+        one V358 director per hop against each node's switch interfaces, as the switches do. A hop over a lease
+        leaves by "<ifname>:<lease id>" (the lease's own interface on that link)."""
         label = self.label(src, dst)
         if label is None:
             return []
@@ -312,6 +313,10 @@ class Mesh:
         for n in self.topo.nodes:
             cfg = json.loads(self.run.path("nodes", n, "agent.json").read_text())
             ports[n] = {p["switch_index"]: (p["ifname"], p["peer_name"]) for p in cfg["peers"]}
+            peer_of = {ifname: peer for ifname, peer in ports[n].values()}
+            for ifname, link in cfg.get("leases", {}).get("links", {}).items():
+                for lease in link.get("leases", []):
+                    ports[n][lease["interface"]] = (f"{ifname}:{lease['id']}", peer_of[ifname])
         hops, node = [], src
         while label != 1 and len(hops) <= len(self.topo.nodes):
             bits = labels.bits_for_label(label)

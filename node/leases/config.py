@@ -5,12 +5,13 @@
     "leases": {
       "links": {
         "<ifname of a peer link>": {
-          "capacity_kbit": 10000,                  # the link's capacity: the egress scheduler paces at it
+          "capacity_bps": 10000000,                # the link's capacity in bit/s (the rate HTB shapes it to);
+                                                   # the agent's egress scheduler paces just below it
           "leases": [
             {"id": "L1",                           # unique on the device
              "interface": 5,                       # its own switch interface number (not 1, not a peer's)
              "udp_port": 6001,                     # its own UDP port, the same at both ends of the link
-             "guarantee_kbit": 2000,
+             "guarantee_bps": 2000000,            # bit/s
              "max_priority_bandwidth": 1000,       # priority x kB/s, null = unlimited (default)
              "clear_customer_bit": false,
              "deprioritize_non_customer": null,    # P, or null
@@ -35,8 +36,9 @@ from node.cjdns import keys
 from .table import Lease, LeaseError, LeaseTable, VirtualRouter
 from node.cjdns.switch_header import MAX_PRIORITY, make_traffic_class
 
-LINK_KEYS = {"capacity_kbit", "leases"}
-LEASE_KEYS = {"id", "interface", "udp_port", "guarantee_kbit", "max_priority_bandwidth", "clear_customer_bit",
+LINK_KEYS = {"capacity_bps", "leases"}
+MAX_CAPACITY_BPS = 10**15       # as LinkParams' rate_bps: beyond it a value is a typo
+LEASE_KEYS = {"id", "interface", "udp_port", "guarantee_bps", "max_priority_bandwidth", "clear_customer_bit",
               "deprioritize_non_customer", "holder", "expires_at", "virtual_router"}
 LEASE_REQUIRED = {"id", "interface", "udp_port", "holder"}
 VR_KEYS = {"id", "holder", "expires_at"}
@@ -96,10 +98,11 @@ def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t, r
         lw = f"{where}.links.{ifname}"
         if not isinstance(spec, dict) or not set(spec) <= LINK_KEYS:
             _fail(lw, f"expected an object with keys among {sorted(LINK_KEYS)}")
-        cap = spec.get("capacity_kbit")
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < 1e9):
-            _fail(f"{lw}.capacity_kbit", f"expected a number > 0, got {cap!r}")
-        table.add_link(ifname, None if cap is None else float(cap))
+        cap = spec.get("capacity_bps")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or not 1 <= cap <= MAX_CAPACITY_BPS):
+            _fail(f"{lw}.capacity_bps", f"expected bit/s, a number in [1, {MAX_CAPACITY_BPS:g}], got {cap!r}")
+        table.add_link(ifname, None if cap is None else round(cap))
         table.add_interface(index, ifname)
 
     vrs = data.get("virtual_routers", [])
@@ -136,7 +139,7 @@ def parse_lease_config(data, free_interfaces: dict, wall_to_clock=lambda t: t, r
             if not isinstance(clear, bool):
                 _fail(f"{lw}.clear_customer_bit", "expected true or false")
             try:
-                lease = Lease(l["id"], ifname, guarantee_kbit=l.get("guarantee_kbit", 0),
+                lease = Lease(l["id"], ifname, guarantee_bps=l.get("guarantee_bps", 0),
                               max_priority_bandwidth=l.get("max_priority_bandwidth"),
                               clear_customer_bit=clear,
                               deprioritize_non_customer=l.get("deprioritize_non_customer"),

@@ -46,9 +46,15 @@ class Egress:
 
 
 class LeaseDataPath:
-    def __init__(self, table: LeaseTable | None = None, tau_s: float = DEFAULT_TAU_S):
+    """``pace``: the fraction of a link's capacity its scheduler paces at (1: the capacity itself; the agent,
+    which runs above the kernel's HTB, passes its own, see node/tun_switch/lease_plane.py)."""
+
+    def __init__(self, table: LeaseTable | None = None, tau_s: float = DEFAULT_TAU_S, pace: float = 1.0):
+        if not 0 < pace <= 1:
+            raise ValueError(f"pace: a fraction of the link capacity in (0, 1], got {pace!r}")
         self.table = table or LeaseTable()
         self.tau_s = tau_s
+        self.pace = pace
         self._ingress: dict[tuple[str, str], LeaseIngress] = {}
         self.schedulers: dict[str, EgressScheduler] = {}
         self.counters = {"unbound_interface": 0, "free_tier_kept_free": 0}
@@ -56,8 +62,9 @@ class LeaseDataPath:
     def scheduler(self, link: str) -> EgressScheduler:
         s = self.schedulers.get(link)
         if s is None:
-            ll = self.table.links[link]
-            s = self.schedulers[link] = EgressScheduler(ll.capacity_kbit, on_push_out=self._refund)
+            capacity = self.table.links[link].capacity_bps
+            s = self.schedulers[link] = EgressScheduler(None if capacity is None else capacity * self.pace,
+                                                        on_push_out=self._refund)
         return s
 
     def _ingress_state(self, lease) -> LeaseIngress:
@@ -99,7 +106,7 @@ class LeaseDataPath:
         else:
             priority = priority_of(deprioritize_non_customer(tc, cap))
         return Egress(lease, deprioritize_non_customer(tc, cap), priority,
-                      self.table.links[lease.link].capacity_kbit is not None)
+                      self.table.links[lease.link].capacity_bps is not None)
 
     def enqueue(self, egress: "Egress", item, size: int, ticket, now: float) -> str | None:
         """Queue ``item`` on the egress lease's link; None, or the drop reason (see scheduler)."""

@@ -2,7 +2,7 @@
 
 Pure logic with the clock passed in. The caller enqueues a packet with the lease it leaves on and its (already
 re-prioritised and deprioritised) priority, and dequeues whenever it can send; ``dequeue(now)`` paces the link at
-its capacity (``capacity_kbit=None`` = no pacing, when the kernel's HTB shapes instead, see tc_plan.py).
+``pace_bps`` bit/s (None = no pacing, when the kernel's HTB shapes instead, see tc_plan.py).
 
 Level 1, the outgoing lease's guarantee: a token bucket per lease at its guaranteed rate. A packet that finds
 tokens is *guaranteed*; the rest of the lease's traffic is *excess*. The free lease (guarantee 0) is its own,
@@ -13,9 +13,14 @@ accepted): the ingress re-prioritisation computes priorities finer than the 4 bi
 the exact value keeps the shares of leases whose scaled priorities differ by less than one step apart.
 
 Service order is (tier, priority): guaranteed before excess before free, higher priority first, FIFO inside a
-class. The link is never idle while a packet waits (work-conserving: idle capacity is never denied, whatever
-the lease or priority). When the queue is full, the newest packet of the lowest class goes first: an arrival of
-a higher class pushes it out ("pushed_out"), an arrival of the lowest class is refused ("queue_full"). So under
+class. The tier and priority decide *when* a lease is served, not which of its packets goes: each class holds
+service slots, and a slot of a lease at a priority sends that lease's oldest packet of that priority, so a lease
+running beyond its guarantee keeps its packets in order (a guaranteed slot taken while older packets of the
+lease wait as excess sends the oldest of them). Reordering a flow would cost it dearly: a receiver's replay
+window (64 packets in CryptoAuth) drops what arrives that late. The link is never idle while a packet waits (work-conserving: idle capacity is never denied, whatever
+the lease or priority). When the queue is full, the newest slot of the lowest class goes first, with the newest
+packet of its lease and priority: an arrival of a higher class pushes it out ("pushed_out"), an arrival of the
+lowest class is refused ("queue_full"). So under
 contention the lowest priority drops first and a lease keeps its guarantee against any priority of others.
 """
 from __future__ import annotations
@@ -63,19 +68,21 @@ class _Bucket:
 
 
 class EgressScheduler:
-    def __init__(self, capacity_kbit: float | None, queue_limit_bytes: int | None = None,
+    def __init__(self, pace_bps: float | None, queue_limit_bytes: int | None = None,
                  burst_s: float = DEFAULT_BURST_S, on_push_out=None):
-        if capacity_kbit is not None and not capacity_kbit > 0:
-            raise ValueError("capacity_kbit must be > 0 or None")
-        self.capacity = None if capacity_kbit is None else capacity_kbit * 1000 / 8     # bytes/s
+        if pace_bps is not None and not pace_bps > 0:
+            raise ValueError("pace_bps must be > 0 or None")
+        self.pace_bps = pace_bps
+        self.bytes_per_s = None if pace_bps is None else pace_bps / 8      # bytes/s
         if queue_limit_bytes is None:
-            queue_limit_bytes = MIN_QUEUE_BYTES if self.capacity is None \
-                else max(MIN_QUEUE_BYTES, int(self.capacity * DEFAULT_QUEUE_S))
+            queue_limit_bytes = MIN_QUEUE_BYTES if self.bytes_per_s is None \
+                else max(MIN_QUEUE_BYTES, int(self.bytes_per_s * DEFAULT_QUEUE_S))
         self.queue_limit = int(queue_limit_bytes)
         self.burst_s = burst_s
         self.on_push_out = on_push_out          # on_push_out(item, now): a queued packet was dropped
-        self._classes = [deque() for _ in range(NUM_CLASSES)]
+        self._classes = [deque() for _ in range(NUM_CLASSES)]      # service slots: (size, lease id, tier)
         self._nonempty: list[int] = []          # sorted indexes of the non-empty classes
+        self._packets: dict[tuple, deque] = {}  # (lease id, level) -> its queued (item, size), oldest first
         self._buckets: dict[str, _Bucket] = {}
         self.queued_bytes = 0
         self.busy_until = float("-inf")
@@ -109,7 +116,8 @@ class EgressScheduler:
             tier = TIER_GUARANTEED
         else:
             tier = TIER_EXCESS
-        cls = tier * _LEVELS + int(priority * STEPS)
+        level = int(priority * STEPS)
+        cls = tier * _LEVELS + level
         while self.queued_bytes + size > self.queue_limit:
             victim = self._nonempty[0] if self._nonempty and self._nonempty[0] < cls else None
             if victim is None:
@@ -117,9 +125,10 @@ class EgressScheduler:
                     self._buckets[lease.id].refund(size)
                 self.drops[QUEUE_FULL] += 1
                 return QUEUE_FULL
-            vitem, vsize, vlease, vtier, _ = self._classes[victim].pop()
+            vsize, vlease, vtier = self._classes[victim].pop()
             if not self._classes[victim]:
                 del self._nonempty[0]
+            vitem, _ = self._take((vlease, victim % _LEVELS), newest=True)
             self.queued_bytes -= vsize
             if vtier == TIER_GUARANTEED and vlease in self._buckets:
                 self._buckets[vlease].refund(vsize)
@@ -131,24 +140,36 @@ class EgressScheduler:
         q = self._classes[cls]
         if not q:
             bisect.insort(self._nonempty, cls)
-        q.append((item, size, lease.id, tier, now))
+        q.append((size, lease.id, tier))
+        self._packets.setdefault((lease.id, level), deque()).append((item, size))
         self.queued_bytes += size
         return None
 
+    def _take(self, key: tuple, newest: bool = False) -> tuple:
+        """The oldest (or newest) queued (item, size) of a lease at a level."""
+        packets = self._packets[key]
+        out = packets.pop() if newest else packets.popleft()
+        if not packets:
+            del self._packets[key]
+        return out
+
     def dequeue(self, now: float):
         """The next packet to put on the wire at ``now``, or None (queue empty, or the link still busy)."""
-        if self.capacity is not None and self.busy_until > now:
+        if self.bytes_per_s is not None and self.busy_until > now:
             return None
         if not self._nonempty:
             return None
-        q = self._classes[self._nonempty[-1]]
-        item, size, lease_id, tier, _ = q.popleft()
+        cls = self._nonempty[-1]
+        q = self._classes[cls]
+        slot_size, lease_id, tier = q.popleft()
         if not q:
             self._nonempty.pop()
-        self.queued_bytes -= size
-        if self.capacity is not None:
+        item, size = self._take((lease_id, cls % _LEVELS))
+        # the queue counts slots: they hold the sizes packets of their lease and level had when queued
+        self.queued_bytes -= slot_size
+        if self.bytes_per_s is not None:
             # a backlogged link sends back to back; an idle one starts when the backlog began
-            self.busy_until = max(self.busy_until, self._backlog_since) + size / self.capacity
+            self.busy_until = max(self.busy_until, self._backlog_since) + size / self.bytes_per_s
         self.sent["packets"] += 1
         self.sent["bytes"] += size
         self.sent_by_lease[lease_id] = self.sent_by_lease.get(lease_id, 0) + size
@@ -159,13 +180,13 @@ class EgressScheduler:
         """When ``dequeue`` can next return a packet (None: nothing queued)."""
         if not self.queued_bytes:
             return None
-        return self.busy_until if self.capacity is not None else float("-inf")
+        return self.busy_until if self.bytes_per_s is not None else float("-inf")
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._classes)
 
     def describe(self) -> dict:
-        return {"capacity_kbit": None if self.capacity is None else self.capacity * 8 / 1000,
+        return {"pace_bps": self.pace_bps,
                 "queue_limit_bytes": self.queue_limit, "queued_packets": len(self),
                 "queued_bytes": self.queued_bytes, "sent": dict(self.sent), "drops": dict(self.drops),
                 "sent_bytes_by_lease": dict(self.sent_by_lease), "sent_bytes_by_tier": dict(self.sent_by_tier)}

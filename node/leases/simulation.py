@@ -18,7 +18,7 @@ class Flow:
     name: str
     ingress: int                 # switch interface the packets arrive on
     egress: int                  # switch interface the label sends them to
-    rate_kbit: float
+    rate_bps: float
     priority: int = 0
     customer: bool = False
     size: int = 1000
@@ -32,12 +32,13 @@ class FlowResult:
     offered_bytes: int = 0
     delivered_bytes: int = 0             # inside the measurement window
     dropped: dict = field(default_factory=dict)
-    series: list = field(default_factory=list)     # delivered kbit/s per sample interval
+    series: list = field(default_factory=list)     # delivered bit/s per sample interval
     max_priority_on_wire: int = -1
     customer_on_wire: int = 0
 
-    def kbit_per_s(self, window_s: float) -> float:
-        return self.delivered_bytes * 8 / 1000 / window_s
+    def bps(self, window_s: float) -> float:
+        """Delivered bit/s over the measurement window."""
+        return self.delivered_bytes * 8 / window_s
 
 
 def simulate(datapath, flows, duration_s: float, warmup_s: float = 1.0, tick_s: float = 0.001,
@@ -56,7 +57,7 @@ def simulate(datapath, flows, duration_s: float, warmup_s: float = 1.0, tick_s: 
         for f in flows[k:] + flows[:k]:
             if not f.start <= now < f.stop:
                 continue
-            owed[f.name] += f.rate_kbit * 1000 / 8 * tick_s
+            owed[f.name] += f.rate_bps / 8 * tick_s
             r = results[f.name]
             while owed[f.name] >= f.size:
                 owed[f.name] -= f.size
@@ -79,6 +80,6 @@ def simulate(datapath, flows, duration_s: float, warmup_s: float = 1.0, tick_s: 
                 r.customer_on_wire += is_customer(tc)
         if step and step % per_sample == 0:
             for name, b in in_sample.items():
-                results[name].series.append(b * 8 / 1000 / (per_sample * tick_s))
+                results[name].series.append(b * 8 / (per_sample * tick_s))
                 in_sample[name] = 0
     return results

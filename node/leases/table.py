@@ -2,7 +2,7 @@
 
 Pure bookkeeping, no I/O, no clock reads: every time-dependent call takes ``now`` (seconds, any monotonic base).
 
-* A :class:`Lease` is a guaranteed bandwidth over one physical link, held by a key until it expires, with the
+* A :class:`Lease` is a guaranteed bandwidth (bit/s) over one physical link, held by a key until it expires, with the
   PKT configurables: max-priority-bandwidth (priority units x kB/s), clear-customer-bit (incoming traffic) and
   deprioritize-non-customer = P (outgoing traffic without the customer bit carries priority <= P).
 * Every link always has its *free lease* (id ``"free"``, unowned, guarantee 0, never expires).
@@ -67,7 +67,7 @@ class Lease:
     """One bandwidth lease on one physical link. ``holder`` is the holder's cjdns (Curve25519) public key."""
     id: str
     link: str
-    guarantee_kbit: float = 0.0
+    guarantee_bps: int = 0                          # bit/s, as every rate in pktlab
     max_priority_bandwidth: float | None = None     # priority x kB/s, None = unlimited
     clear_customer_bit: bool = False
     deprioritize_non_customer: int | None = None    # P, None = off
@@ -79,7 +79,7 @@ class Lease:
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id:
             raise LeaseError("lease id must be a non-empty string")
-        self.guarantee_kbit = finite_nonnegative(self.guarantee_kbit, f"lease {self.id}: guarantee_kbit")
+        self.guarantee_bps = round(finite_nonnegative(self.guarantee_bps, f"lease {self.id}: guarantee_bps"))
         self.max_priority_bandwidth = check_max_priority_bandwidth(self.max_priority_bandwidth,
                                                                    f"lease {self.id}: max_priority_bandwidth")
         self.deprioritize_non_customer = check_priority_cap(self.deprioritize_non_customer,
@@ -93,13 +93,13 @@ class Lease:
 
     @property
     def guarantee_bytes_per_s(self) -> float:
-        return self.guarantee_kbit * 1000 / 8
+        return self.guarantee_bps / 8
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
 
     def describe(self, now: float) -> dict:
-        return {"id": self.id, "link": self.link, "guarantee_kbit": self.guarantee_kbit,
+        return {"id": self.id, "link": self.link, "guarantee_bps": self.guarantee_bps,
                 "max_priority_bandwidth": self.max_priority_bandwidth,
                 "clear_customer_bit": self.clear_customer_bit,
                 "deprioritize_non_customer": self.deprioritize_non_customer,
@@ -126,9 +126,10 @@ class VirtualRouter:
 
 @dataclass
 class LinkLeases:
-    """The lease set of one physical link: its free lease plus the paid leases, by id."""
+    """The lease set of one physical link: its free lease plus the paid leases, by id. ``capacity_bps``: the
+    link's capacity in bit/s (None: not known, the link is not paced)."""
     link: str
-    capacity_kbit: float | None = None
+    capacity_bps: int | None = None
     leases: dict = field(default_factory=dict)
     _next_slot: int = 1
 
@@ -165,12 +166,12 @@ class LeaseTable:
         self.interfaces: dict[int, tuple[str, str]] = {}      # switch interface -> (link, lease id)
 
     # -- building ------------------------------------------------------------------------------------------
-    def add_link(self, link: str, capacity_kbit: float | None = None) -> LinkLeases:
+    def add_link(self, link: str, capacity_bps: int | None = None) -> LinkLeases:
         if not isinstance(link, str) or not link:
             raise LeaseError("link name must be a non-empty string")
         if link in self.links:
             raise LeaseError(f"link {link} already exists")
-        self.links[link] = LinkLeases(link, capacity_kbit)
+        self.links[link] = LinkLeases(link, capacity_bps)
         return self.links[link]
 
     def add_lease(self, lease: Lease) -> Lease:
@@ -244,6 +245,18 @@ class LeaseTable:
             return None
         return self.lease(bound[0], bound[1], now)
 
+    def interface_of(self, link: str, lease_id: str = FREE) -> int | None:
+        """The switch interface bound to (link, lease), or None."""
+        return next((i for i, bound in self.interfaces.items() if bound == (link, lease_id)), None)
+
+    def lease_interfaces(self) -> set:
+        """The switch interfaces bound to paid leases (a lease's own peer link, not a link of its own)."""
+        return {i for i, (_, lease_id) in self.interfaces.items() if lease_id != FREE}
+
+    def paid(self, now: float) -> list:
+        """Every paid lease in force, link by link."""
+        return [lease for ll in self.links.values() for lease in ll.active(now) if not lease.is_free]
+
     def find(self, lease_id: str) -> Lease | None:
         """A paid lease by id (ids are unique per device; the free leases are per link and not found here)."""
         for ll in self.links.values():
@@ -263,7 +276,7 @@ class LeaseTable:
 
     def describe(self, now: float) -> dict:
         return {
-            "links": {name: {"capacity_kbit": ll.capacity_kbit,
+            "links": {name: {"capacity_bps": ll.capacity_bps,
                              "leases": [lease.describe(now) for lease in ll.leases.values()]}
                       for name, ll in self.links.items()},
             "virtual_routers": {vr.id: {"holder": pubkey_text(vr.holder) if vr.holder else None,

@@ -8,7 +8,7 @@ Layout (handles are 32-bit ``major << 16 | minor``; tc writes the minor in hex, 
 
     1:      root htb qdisc, default class = the free lease's
     1:1     link class, rate = ceil = link capacity
-    1:a     the free lease: rate = 1 kbit (HTB needs a non-zero rate; the guarantee is 0), prio 7
+    1:a     the free lease: rate = 1000 bit/s (HTB needs a non-zero rate; the guarantee is 0), prio 7
     1:b...  paid lease with slot n has minor 0xa + n: rate = guarantee, ceil = link capacity, prio 0
 
 HTB lends unused capacity to the classes of the lowest ``prio`` number first, so paid leases borrow before the
@@ -24,7 +24,7 @@ from __future__ import annotations
 MAJOR = 1
 LINK_MINOR = 1
 FREE_MINOR = 0xA
-FREE_RATE_KBIT = 1
+FREE_RATE_BPS = 1000
 PAID_PRIO = 0
 FREE_PRIO = 7
 
@@ -42,11 +42,12 @@ def so_priority(slot: int) -> int:
     return handle(MAJOR, FREE_MINOR + slot)
 
 
-def htb_plan(capacity_kbit: float, leases) -> dict:
-    """The HTB plan for one link: ``leases`` are the Lease objects in force (the free one included)."""
-    if not capacity_kbit or capacity_kbit <= 0:
-        raise ValueError("an HTB plan needs the link capacity (capacity_kbit > 0)")
-    cap_bps = int(capacity_kbit * 1000)
+def htb_plan(capacity_bps: int, leases) -> dict:
+    """The HTB plan for one link of ``capacity_bps`` bit/s: ``leases`` are the Lease objects in force (the free one
+    included)."""
+    if not capacity_bps or capacity_bps <= 0:
+        raise ValueError("an HTB plan needs the link capacity (capacity_bps > 0)")
+    cap_bps = int(capacity_bps)
     classes = [{"handle": handle(MAJOR, LINK_MINOR), "parent": handle(MAJOR, 0), "lease": None,
                 "rate_bps": cap_bps, "ceil_bps": cap_bps, "prio": PAID_PRIO}]
     guaranteed = 0
@@ -54,9 +55,9 @@ def htb_plan(capacity_kbit: float, leases) -> dict:
         if FREE_MINOR + lease.slot > 0xFFFF:
             raise ValueError(f"lease {lease.id}: slot {lease.slot} does not fit a class minor")
         if lease.is_free:
-            rate, prio = FREE_RATE_KBIT * 1000, FREE_PRIO
+            rate, prio = FREE_RATE_BPS, FREE_PRIO
         else:
-            rate, prio = max(int(lease.guarantee_kbit * 1000), FREE_RATE_KBIT * 1000), PAID_PRIO
+            rate, prio = max(int(lease.guarantee_bps), FREE_RATE_BPS), PAID_PRIO
             guaranteed += rate
         classes.append({"handle": so_priority(lease.slot), "parent": handle(MAJOR, LINK_MINOR),
                         "lease": lease.id, "rate_bps": min(rate, cap_bps), "ceil_bps": cap_bps, "prio": prio,

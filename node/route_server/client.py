@@ -11,12 +11,13 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   servers of the ISP with a path from us, the failover candidates. Static candidates can be configured.
 * **Announcements** (cjdns ReachabilityAnnouncer): every ``announce_interval_ms`` and soon after the peer set
   changes, a signed announcement with our encoding scheme, version, one PEER entity per link (the peer's label to
-  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and our leases; peers that went away
-  are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
+  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity per lease of ours
+  (``set_leases``: the host passes what its lease table holds); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
   estimate from ``recvTime``). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
   about clocks: it is counted (``bad_recv_time``) and ignored.
-* **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
+* **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query (naming ``lease_holders``, the
+  keys whose leases our traffic may use, so the server prefers them) and returns None (the data plane
   drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
   and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
@@ -78,6 +79,7 @@ class ClientConfig:
     reset_every: int = 8
     max_foreign_reports: int = 8
     allowed: tuple = ()                      # public keys of acceptable route servers; empty = any
+    lease_holders: tuple = ()                # keys whose leases our traffic may use (our Cloud ISP's holder key)
 
 
 @dataclass
@@ -199,6 +201,7 @@ class RouteServerClient(PathProvider):
         return replace(p, **fixed)
 
     def set_leases(self, leases) -> None:
+        """The LEASE entities (announcement.LeaseEntity) our next announcements carry: our end of each lease."""
         self.leases = list(leases)
 
     def on_getsnode_reply(self, msg: control.GetSnode, peer_label: int) -> None:
@@ -393,7 +396,8 @@ class RouteServerClient(PathProvider):
             if when <= now and ip6 not in asking:
                 out.append(self._query(server, label, "gr", now, target=ip6,
                                        query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6,
-                                                     bad=self._bad(ip6, now), dead=self._dead(now))))
+                                                     bad=self._bad(ip6, now), dead=self._dead(now),
+                                                     holders=self.config.lease_holders)))
         c = self.candidates[server]
         if c.source != "self" and c.backup is None and self.acked and (
                 c.backup_asked_ms is None or now - c.backup_asked_ms >= self.config.announce_interval_ms):
@@ -402,7 +406,7 @@ class RouteServerClient(PathProvider):
             out.append(self._query(server, label, "bk", now, target=server_ip6,
                                    query=M.Query("gr", b"", src=self.identity.ip6, tar=server_ip6,
                                                  bad=(label,) + self._bad(server_ip6, now)[:15],
-                                                 dead=self._dead(now))))
+                                                 dead=self._dead(now), holders=self.config.lease_holders)))
         return out
 
     def _dead(self, now: int) -> tuple:
@@ -486,7 +490,7 @@ class RouteServerClient(PathProvider):
         foreign = tuple(M.Address(k, l) for k, l in sorted(self.heard.items()) if k != server) \
             if kind == "ann" else ()
         q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, bad=query.bad,
-                    dead=query.dead, foreign=foreign)
+                    dead=query.dead, holders=query.holders, foreign=foreign)
         self.pending[txid] = _Pending(kind, server, now, target, raw, peers, self.wall_clock())
         self.counters[f"sent_{kind}"] += 1
         return Outgoing("snode", server, label, M.pack_query(q))

@@ -9,7 +9,8 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
   ``stateHash`` and, for a rejection, ``error``; ``alt`` lists the other route servers of our Cloud ISP with a
   path to each from the sender.
 * ``pn``: ``recvTime``, ``stateHash`` (zeros for an unknown node) and ``alt``.
-* ``gr``: Dijkstra over links announced in both directions; ``n`` holds the target's key and the spliced label.
+* ``gr``: Dijkstra over links announced in both directions, preferring the leases of the asker (``hk`` and its
+  own key, see server.py); ``n`` holds the target's key and the spliced label.
 * Federation: route servers listed in ``federation`` (public keys of other route servers, ours or other Cloud
   ISPs) may ``sub``scribe; from then on every announcement we accept, from a node or from another server, is
   forwarded to them in ``fwd`` batches (not back to the server it came from), and a subscription first gets a
@@ -127,11 +128,13 @@ class RouteServerService:
                                     alternatives=self._alternatives(ann_ip6)))
 
     def _path(self, q: M.Query, now_ms: int) -> bytes:
-        route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms)
+        route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
         if route is None or route.label >= 1 << 64:
             self.counters["path_not_found"] += 1
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
         self.counters["path_found"] += 1
+        if route.leases:
+            self.counters["path_over_leases"] += 1
         key = self.core.nodes[q.tar].public_key
         return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
                                     nodes=(M.Address(key, route.label),)))
@@ -224,15 +227,17 @@ class RouteServerService:
         self._txids += 1
         return prefix + self._txids.to_bytes(4, "big") + os.urandom(2)
 
-    def explain(self, src_ip6: bytes, dst_ip6: bytes) -> dict | None:
-        """The path the server would answer, hop by hop (for demos and `rs_route`), or None."""
-        route = self.core.route(src_ip6, dst_ip6)
+    def explain(self, src_ip6: bytes, dst_ip6: bytes, holders=(), now_ms=None) -> dict | None:
+        """The path the server would answer (to an asker naming ``holders``), hop by hop (for demos and
+        `rs_route`), or None. A hop over a lease names it."""
+        route = self.core.route(src_ip6, dst_ip6, now_ms=now_ms, holders=holders)
         if route is None:
             return None
         hops = []
         for i, ip6 in enumerate(route.nodes[:-1]):
+            lease = route.leases[i] if route.leases else None
             hops.append({"node": keys.ip6_text(ip6), "hop_label": labels.label_text(route.hops[i]),
-                         "next": keys.ip6_text(route.nodes[i + 1])})
+                         "next": keys.ip6_text(route.nodes[i + 1]), "lease": lease and lease.lease_id})
         return {"src": keys.ip6_text(src_ip6), "dst": keys.ip6_text(dst_ip6),
                 "label": labels.label_text(route.label), "cost": route.cost, "hops": hops}
 

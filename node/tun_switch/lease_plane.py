@@ -10,7 +10,8 @@ through it) and it builds on that Forwarder's public face. It
   when the backend installs the HTB plan on the veth;
 * runs every switched packet through ingress (clear-customer-bit, re-prioritisation by the meter), the switch,
   egress (deprioritize-non-customer) and, on links with a capacity, the link's EgressScheduler, drained by a
-  timer at the link's pace; links without a capacity send at once (no queue, so no priority drops);
+  timer at AGENT_PACE of the link's capacity (below); links without a capacity send at once (no queue, so no
+  priority drops);
 * marks this node's own unclassed packets with the configured "origin" traffic class (the customer's device
   declares its priority and customer bit);
 * brings the control API commands ``leases`` (leases, meters, schedulers, counters) and ``lease_config``
@@ -36,6 +37,11 @@ from node.tun_switch.peer_link import PeerLink
 log = logging.getLogger(__name__)
 
 SO_PRIORITY = getattr(socket, "SO_PRIORITY", 12)
+# The agent paces a link with a capacity at this fraction of it (the one place the fraction applies): the kernel's
+# HTB below shapes the link at its capacity counting whole frames (outer IPv6, UDP and Ethernet headers on top of
+# the switch frames the agent's scheduler counts), and contention must resolve in the agent's priority-aware queue,
+# not in the kernel's FIFO behind it.
+AGENT_PACE = 0.9
 
 
 class LeasePlane:
@@ -46,7 +52,7 @@ class LeasePlane:
         self.node = node
         self.config = lease_config
         self.table = lease_config.table
-        self.datapath = LeaseDataPath(self.table)
+        self.datapath = LeaseDataPath(self.table, pace=AGENT_PACE)
         self.requests = ConfigRequestHandler(self.table, replay_state=replay_state)
         self.wall_clock = wall_clock or node.wall_clock
         self.base = node.forwarder          # the way out we build on
@@ -166,8 +172,8 @@ class LeasePlane:
         now = self.node.clock()
         d = self.datapath.describe(now)
         d["requests"] = dict(self.requests.counters)
-        d["htb_plans"] = {name: htb_plan(ll.capacity_kbit, ll.active(now))
-                          for name, ll in self.table.links.items() if ll.capacity_kbit}
+        d["htb_plans"] = {name: htb_plan(ll.capacity_bps, ll.active(now))
+                          for name, ll in self.table.links.items() if ll.capacity_bps}
         return d
 
     def configure(self, request_text):

@@ -9,18 +9,23 @@
 * GETSNODE and RPATH switch control messages go to :meth:`on_control`. RPATH is how a node learns its peer's
   one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
   arrived with, which is exactly that label.
-* Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) goes to the client, the client's
-  and the service's queued messages are sent, and newly learned paths are pushed to existing destinations.
+* Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) and, on a node with leases
+  (``use_lease_table``), its end of every paid lease in force (:func:`lease_entities`) go to the client, the
+  client's and the service's queued messages are sent, and newly learned paths are pushed to existing
+  destinations.
   A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
   a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
 
 Configuration (the ``route_server`` object of the agent config; all optional)::
 
     {"serve": false, "allowed": ["<key>.k", ...], "federation": ["<key>.k", ...], "same_isp": ["<key>.k", ...],
+     "lease_holders": ["<key>.k", ...],
      "announce_interval_s": 10, "hunt_interval_s": 3, "cache_ttl_s": 60, "query_timeout_s": 2}
 
 ``allowed``: the route servers this node may use (its Cloud ISP's), empty = any found through peers;
-``federation``/``same_isp``: for a route server, the other route servers it exchanges link state with.
+``federation``/``same_isp``: for a route server, the other route servers it exchanges link state with;
+``lease_holders``: the keys whose bandwidth leases this node's traffic may use (its Cloud ISP's holder key): its
+path queries name them, and the route server prefers their leases.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 
 from node.cjdns import control, keys, labels
 from node.cjdns.switch_header import SwitchHeader
+from node.leases.table import LeaseTable
 from node.replay_state import ReplayState
 from node.route_server import announcement as A, messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
@@ -49,6 +55,7 @@ class RouteServerSettings:
     allowed: tuple = ()
     federation: tuple = ()
     same_isp: tuple = ()
+    lease_holders: tuple = ()
     announce_interval_s: float = 10.0
     hunt_interval_s: float = 3.0
     cache_ttl_s: float = 60.0
@@ -60,7 +67,7 @@ class RouteServerSettings:
                             hunt_interval_ms=int(self.hunt_interval_s * 1000),
                             cache_ttl_ms=int(self.cache_ttl_s * 1000),
                             query_timeout_ms=int(self.query_timeout_s * 1000),
-                            allowed=tuple(self.allowed))
+                            allowed=tuple(self.allowed), lease_holders=tuple(self.lease_holders))
 
 
 def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
@@ -69,8 +76,8 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
         return RouteServerSettings()
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object")
-    known = {"serve", "allowed", "federation", "same_isp", "announce_interval_s", "hunt_interval_s", "cache_ttl_s",
-             "query_timeout_s"}
+    known = {"serve", "allowed", "federation", "same_isp", "lease_holders", "announce_interval_s", "hunt_interval_s",
+             "cache_ttl_s", "query_timeout_s"}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown field (known: {', '.join(sorted(known))})")
@@ -79,7 +86,7 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
         if not isinstance(data["serve"], bool):
             raise ValueError(f"{where}.serve: expected true or false")
         s.serve = data["serve"]
-    for name in ("allowed", "federation", "same_isp"):
+    for name in ("allowed", "federation", "same_isp", "lease_holders"):
         items = data.get(name, [])
         if not isinstance(items, list):
             raise ValueError(f"{where}.{name}: expected a list of public keys")
@@ -90,6 +97,8 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
             except (ValueError, TypeError, AttributeError) as e:
                 raise ValueError(f"{where}.{name}[{i}]: {e}") from None
         setattr(s, name, tuple(parsed))
+    if len(s.lease_holders) > M.MAX_HOLDERS:
+        raise ValueError(f"{where}.lease_holders: at most {M.MAX_HOLDERS} keys (what a path query carries)")
     for name in ("announce_interval_s", "hunt_interval_s", "cache_ttl_s", "query_timeout_s"):
         if name in data:
             v = data[name]
@@ -97,6 +106,22 @@ def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
                 raise ValueError(f"{where}.{name}: expected seconds between 0.05 and 3600")
             setattr(s, name, float(v))
     return s
+
+
+def lease_entities(table: LeaseTable, now: float, wall_now: float) -> list:
+    """This device's end of every paid lease in force, as LEASE entities (announcement.py): the link and the
+    lease's own interface as one-hop labels in peerNum form, its expiry in Unix time (``now`` is the data path's
+    clock the table runs on, ``wall_now`` the Unix time at that moment)."""
+    out = []
+    for lease in table.paid(now):
+        link_index, lease_index = table.interface_of(lease.link), table.interface_of(lease.link, lease.id)
+        if link_index is None or lease_index is None or lease.holder is None:
+            continue
+        expires = A.NEVER if lease.expires is None else min(int(wall_now + lease.expires - now), A.NEVER - 1)
+        out.append(A.LeaseEntity(lease.id, labels.one_hop_label(link_index) & 0xFFFF,
+                                 labels.one_hop_label(lease_index) & 0xFFFF, lease.guarantee_bps, expires,
+                                 holder=lease.holder))
+    return out
 
 
 class RouteServerGlue:
@@ -121,6 +146,7 @@ class RouteServerGlue:
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
         self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
+        self.lease_table = None                         # the node's leases, announced (use_lease_table)
         self.closed = False
         self.loop = None
         self._wake_pending = False
@@ -150,6 +176,10 @@ class RouteServerGlue:
     def _woken(self) -> None:
         self._wake_pending = False
         self.tick()
+
+    def use_lease_table(self, table: LeaseTable) -> None:
+        """Announce this node's end of its leases from now on (the lease plane's table)."""
+        self.lease_table = table
 
     # -- the route-server role ------------------------------------------------------------------------------
     def start_service(self) -> None:
@@ -207,8 +237,10 @@ class RouteServerGlue:
     def _tick(self) -> None:
         node = self.node
         peers = []
+        # a lease's own peer link is announced as the lease (a LEASE entity), not as one more link to the peer
+        lease_links = self.lease_table.lease_interfaces() if self.lease_table is not None else set()
         for index, link in node.links.items():
-            if not node.link_up(link) or link.peer_public_key is None:
+            if not node.link_up(link) or link.peer_public_key is None or index in lease_links:
                 continue
             their = self.their_labels.get(index)
             if their is None:
@@ -222,6 +254,8 @@ class RouteServerGlue:
                                   link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
                                   capacity_kbps=LINK_CAPACITY_KBPS))
         self.client.set_peers(peers)
+        if self.lease_table is not None:
+            self.client.set_leases(lease_entities(self.lease_table, node.clock(), node.wall_clock()))
         for out in self.client.poll():
             if out.kind == "control":
                 self._send_control(out.label, out.payload)

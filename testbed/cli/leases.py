@@ -13,6 +13,7 @@ import time
 
 from testbed.cli.common import attach, out, run_option
 from testbed.console import data_table, styled
+from testbed.topology.units import format_rate
 
 SETTABLE = {"max_priority_bandwidth", "clear_customer_bit", "deprioritize_non_customer", "virtual_router"}
 
@@ -33,8 +34,13 @@ def _value(v):
     return "-" if v is None else str(v)
 
 
+def _rate(bps):
+    """bit/s as the topology files write rates (500kbit); '-' for none."""
+    return "-" if bps is None else format_rate(round(bps))
+
+
 def render(node: str, d: dict) -> None:
-    t = data_table("link", "lease", "holder", "guarantee kbit/s", "max prio bw", "clear cust", "deprio P",
+    t = data_table("link", "lease", "holder", "guarantee", "max prio bw", "clear cust", "deprio P",
                    "expires in", "slot", "ifaces", title=f"{node}: leases")
     ifaces = {}
     for num, entry in d.get("interfaces", {}).items():
@@ -43,7 +49,7 @@ def render(node: str, d: dict) -> None:
         for l in ll["leases"]:
             expires = "expired" if l["expired"] else _value(l["expires_in_s"] and f"{l['expires_in_s']:.0f}s")
             holder = l["holder"][:12] + "…" if l["holder"] else "-"
-            t.add_row(link, l["id"], holder, f"{l['guarantee_kbit']:g}", _value(l["max_priority_bandwidth"]),
+            t.add_row(link, l["id"], holder, _rate(l["guarantee_bps"]), _value(l["max_priority_bandwidth"]),
                       "yes" if l["clear_customer_bit"] else "no", _value(l["deprioritize_non_customer"]),
                       expires, str(l["slot"]), ",".join(ifaces.get((link, l["id"]), [])))
     out.print(t)
@@ -53,10 +59,11 @@ def render(node: str, d: dict) -> None:
         m.add_row(name, str(st["packets"]), str(st["bytes"]), f"{st['meter_priority_kBps']:.1f}",
                   f"{st['scale']:.3f}", str(st["reprioritized"]), str(st["customer_bit_cleared"]))
     out.print(m)
-    e = data_table("link", "capacity kbit/s", "queued", "sent pkts", "drops", "bytes by lease",
+    e = data_table("link", "capacity", "paced at", "queued", "sent pkts", "drops", "bytes by lease",
                    title="egress schedulers")
     for link, s in d.get("egress", {}).items():
-        e.add_row(link, _value(s["capacity_kbit"]), f"{s['queued_packets']} / {s['queued_bytes']} B",
+        capacity = d.get("links", {}).get(link, {}).get("capacity_bps")
+        e.add_row(link, _rate(capacity), _rate(s["pace_bps"]), f"{s['queued_packets']} / {s['queued_bytes']} B",
                   str(s["sent"]["packets"]), json.dumps(s["drops"]), json.dumps(s["sent_bytes_by_lease"]))
     out.print(e)
     out.print("counters:", json.dumps(d.get("counters", {})), " requests:", json.dumps(d.get("requests", {})))

@@ -8,7 +8,8 @@ Measurements (the same code answers `pktlab lab measure`, so a student measures 
 * flood(mesh, senders, receiver): UDP floods from several nodes to one, at a fixed packet rate each, counted per
   source at the receiver (testbed/udp_receiver.py) -> steady kbit/s per sender after a warm-up;
 * traffic_classes(mesh, node, senders): the PKT priority and customer bit of the switch headers arriving at a node
-  from each sender (a capture on the node's veths while the senders ping it).
+  from each sender (a capture on the node's veths while the senders ping it; a frame is the sender's when it
+  carries the node's CryptoAuth handle for its session with the sender).
 """
 from __future__ import annotations
 
@@ -117,8 +118,8 @@ while time.monotonic() - start < duration:
         if addr[2] == socket.PACKET_OUTGOING:
             continue
         ip = frame[14:]
-        if len(ip) >= 60 and ip[6] == 17:
-            seen.append([ip[8:24].hex(), struct.unpack_from(">H", ip, 48 + 10)[0]])
+        if len(ip) >= 64 and ip[6] == 17:      # switch header after IPv6 + UDP, then the session's handle
+            seen.append(struct.unpack_from(">HI", ip, 48 + 10))
     time.sleep(0.001)
 print(json.dumps(seen))
 """
@@ -126,8 +127,10 @@ print(json.dumps(seen))
 
 def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -> dict[str, dict]:
     """{sender: {(priority, customer): frames}} of the switch headers reaching `node` while each sender pings it,
-    read from a raw capture on the node's veths (frames from the previous hop: a sender's packets are those of
-    its CryptoAuth session, so pings go one sender at a time)."""
+    read from a raw capture on the node's veths. A sender's frames are those of its CryptoAuth session with the
+    node: they carry the node's handle for that session (the 4 bytes after the switch header). Other frames
+    arrive meanwhile: link pings and control messages (unclassed) and the keepalives of every other session
+    the node has (each side of a session answers the other's every second)."""
     from node.cjdns import switch_header
     from testbed.backends.netns import exec_in
     ifnames = [rec["a_if"] if rec["a"] == node else rec["b_if"] for rec in mesh.run.state["links"]
@@ -140,10 +143,12 @@ def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -
         time.sleep(0.3)
         mesh.ping(s, node, count=5)
         seen, _ = cap.communicate(timeout=seconds + 10)
+        handle = next((x["my_handle"] for x in mesh.agent(node).call("sessions")["sessions"]
+                       if ipaddress.ip_address(x["ip6"]) == ipaddress.ip_address(mesh.ip6(s))), None)
         classes = {}
-        for _src, tc in json.loads(seen or "[]"):
-            if tc == switch_header.UNCLASSED:
-                continue      # link pings and control messages: the device's own, unclassed
+        for tc, frame_handle in json.loads(seen or "[]"):
+            if frame_handle != handle or tc == switch_header.UNCLASSED:
+                continue
             key = (tc >> 12, (tc >> 11) & 1)
             classes[key] = classes.get(key, 0) + 1
         out[s] = classes

@@ -18,7 +18,8 @@ A Cloud ISP lists the leases it sells on links of its own devices (format in tes
 testbed/agent_configs.py turns them into each node's agent "leases" section (node/leases/config.py): both ends
 of the link get the lease with the same UDP port (LEASE_PORT_BASE + its number in the topology). Holder keys come
 from the run seed like node keys (``holder_identity``). A node's paths go over the leases its own isp holds, so a
-label chooses the lease as on a PKT device. Link ends with a rate get the per-lease HTB plan
+label chooses the lease as on a PKT device: computed by testbed/agent_configs.py with static routing, handed out by
+the route servers otherwise (node/route_server/server.py). Link ends with a rate get the per-lease HTB plan
 (node/leases/tc_plan.py) instead of the single shaping class; the agents' lease sockets reach the classes through
 SO_PRIORITY, so no classifier is needed.
 """
@@ -38,9 +39,6 @@ LEASE_FIELDS = ("link", "holder", "id", "guarantee", "max_priority_bandwidth", "
 DEFAULT_DEPRIORITIZE = 4        # a provider's lease to a customer caps non-customer traffic at this priority
 LEASE_PORT_BASE = 7300          # UDP port of lease n (both ends); peer links use 7100
 LAST_INTERFACE = 256            # lease interfaces count down from here
-AGENT_PACE = 0.9                # the agent paces a rated link at this fraction of its rate: its packets are
-                                # smaller than the frames HTB counts (outer IPv6, UDP, Ethernet), and the agent's
-                                # priority-aware queue, not the kernel's FIFO, must be where contention resolves
 ORIGIN_ATTR = "lease_origin"    # node attrs: {"priority": 0..15, "customer": bool} for the node's own packets
 ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 TERM_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}

@@ -92,6 +92,8 @@ def parse_fraction(value) -> float:
 def format_rate(bps: int | None) -> str | None:
     if bps is None:
         return None
+    if bps == 0:
+        return "0bit"
     for unit in ("tbit", "gbit", "mbit", "kbit"):
         if bps % RATE_UNITS[unit] == 0:
             return f"{bps // RATE_UNITS[unit]}{unit}"

@@ -218,13 +218,13 @@ class Collector:
         if leases:
             panel["leases"] = {
                 "leases": [{"link": link, **{k: l.get(k) for k in (
-                    "id", "guarantee_kbit", "max_priority_bandwidth", "clear_customer_bit",
+                    "id", "guarantee_bps", "max_priority_bandwidth", "clear_customer_bit",
                     "deprioritize_non_customer", "expired", "expires_in_s")}}
                            for link, ll in (leases.get("links") or {}).items() for l in ll.get("leases", [])],
                 "meters": {name: {k: m.get(k) for k in ("packets", "bytes", "meter_priority_kBps", "scale",
                                                           "reprioritized", "customer_bit_cleared")}
                            for name, m in (leases.get("ingress") or {}).items()},
-                "egress": {link: {"capacity_kbit": e.get("capacity_kbit"), "queued": e.get("queued_packets"),
+                "egress": {link: {"pace_bps": e.get("pace_bps"), "queued": e.get("queued_packets"),
                                   "sent_bytes_by_lease": e.get("sent_bytes_by_lease"), "drops": e.get("drops")}
                            for link, e in (leases.get("egress") or {}).items()}}
         return panel

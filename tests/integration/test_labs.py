@@ -89,8 +89,7 @@ def decode_by_hand(mesh, start_node, label) -> list[str]:
 
 def test_the_catalog():
     labs = all_labs()
-    numbers = [lab.number for lab in labs]
-    assert numbers == sorted(set(numbers)) and len(labs) >= 8
+    assert [lab.number for lab in labs] == list(range(1, len(labs) + 1)) and len(labs) >= 9
     for lab in labs:
         assert lab.instructions.startswith(f"# Lab {lab.number}:"), lab.path
         assert lab.topology.is_file() and lab.answers
@@ -228,6 +227,20 @@ def test_lab4_priority_shares():
     assert r.returncode == 0, r.stderr
     answer(4, new_ratio=f"{measured_ratio():.2f}")
     assert_solved(4)
+
+
+def test_lab5_customer_bit():
+    from testbed.labs.checking import traffic_classes
+    run = start(5)
+    answer(5, c1="15/1", c2="15/0", p1="15/1", u1="15/1")          # believing every bit
+    got = assert_unsolved(5, "c2", "p1", "u1")
+    assert got["c1"]["ok"]
+    seen = traffic_classes(run.mesh, "t2", ["c1", "c2", "p1", "u1"])      # the capture the README asks for
+    assert {s: set(c) for s, c in seen.items()} == {"c1": {(15, 1)}, "c2": {(4, 0)}, "p1": {(15, 0)},
+                                                   "u1": {(15, 0)}}, seen
+    assert all(n >= 5 for c in seen.values() for n in c.values()), seen     # the five pings, at least
+    answer(5, **{s: "/".join(map(str, next(iter(c)))) for s, c in seen.items()})
+    assert_solved(5)
 
 
 def test_lab6_free_tier_and_fail_open():

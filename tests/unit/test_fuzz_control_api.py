@@ -43,7 +43,7 @@ def agent():
         "peers": [{"switch_index": 2, "ifname": "veth0", "local_addr": "::1", "peer_addr": "::1",
                    "peer_public_key": PEER.pubkey_text}],
         "route_server": {"serve": True},
-        "leases": {"links": {"veth0": {"capacity_kbit": 1000, "leases": [
+        "leases": {"links": {"veth0": {"capacity_bps": 1_000_000, "leases": [
             {"id": "L", "interface": 5, "udp_port": free_port(), "holder": HOLDER.pubkey_text}]}}}})
     loop = ManualLoop()
     a = Agent(cfg, loop)

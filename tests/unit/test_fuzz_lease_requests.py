@@ -47,8 +47,8 @@ request = st.tuples(
 def device():
     t = LeaseTable()
     t.add_link("eth1", 10000)
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=1000, holder=HOLDER, virtual_router=None))
-    t.add_lease(Lease("L2", "eth1", guarantee_kbit=500, holder=HOLDER, expires=50.0))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=1_000_000, holder=HOLDER, virtual_router=None))
+    t.add_lease(Lease("L2", "eth1", guarantee_bps=500_000, holder=HOLDER, expires=50.0))
     t.add_virtual_router(VirtualRouter("vrA", holder=HOLDER))
     t.add_virtual_router(VirtualRouter("vrB", holder=keys.public_key_for(OTHER_SK)))
     return t, cr.ConfigRequestHandler(t)

@@ -78,7 +78,7 @@ def announcement(ident, ts, extra=(), reset=True, peers=((1, 0, 2),)):
     return A.Announcement.build(ident, RS.ip6, ts, tuple(ents) + tuple(extra), reset=reset).raw
 
 
-EXTRA = [A.LinkQualityEntity(one_hop_label(0), 800, 10, 1000), A.LeaseEntity(7, one_hop_label(0), 100, 2**31, 5),
+EXTRA = [A.LinkQualityEntity(one_hop_label(0), 800, 10, 1000), A.LeaseEntity("L7", one_hop_label(0), one_hop_label(200), 100_000, 2**31, 5, bytes([7]) * 32),
          A.LinkStateEntity(one_hop_label(0), 3, ((1, 0, 10), (2, 1, 20))), A.UnknownEntity(99, b"xyz")]
 REAL_ANNS = [announcement(NODES[0], T0 + 1000, EXTRA), announcement(NODES[1], T0 + 1000, reset=False),
              announcement(NODES[2], T0 + 1000, peers=((1, 2, 0), (0, 3, 4)))]

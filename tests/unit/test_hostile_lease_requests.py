@@ -21,8 +21,8 @@ T0 = 1_700_000_000.0
 def device(replay_state=None):
     t = LeaseTable()
     t.add_link("eth1", 10000)
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=1000, holder=HOLDER))
-    t.add_lease(Lease("L2", "eth1", guarantee_kbit=1000, holder=HOLDER))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=1_000_000, holder=HOLDER))
+    t.add_lease(Lease("L2", "eth1", guarantee_bps=1_000_000, holder=HOLDER))
     return t, cr.ConfigRequestHandler(t, replay_state=replay_state)
 
 
@@ -90,5 +90,5 @@ def test_huge_bandwidths_are_bad_values_naming_the_field(value):
 def test_the_lease_checks_name_the_field_for_huge_numbers():
     with pytest.raises(LeaseError, match="max_priority_bandwidth"):
         check_max_priority_bandwidth(BIG)
-    with pytest.raises(LeaseError, match="guarantee_kbit"):
-        Lease("L", "eth1", guarantee_kbit=BIG)
+    with pytest.raises(LeaseError, match="guarantee_bps"):
+        Lease("L", "eth1", guarantee_bps=BIG)

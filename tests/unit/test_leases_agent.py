@@ -25,7 +25,7 @@ def config(leases=None):
     return parse_config(data)
 
 
-LEASES = {"links": {"eth0": {"capacity_kbit": 800, "leases": [
+LEASES = {"links": {"eth0": {"capacity_bps": 800_000, "leases": [
     {"id": "L", "interface": 5, "udp_port": 7001, "holder": HOLDER.pubkey_text, "clear_customer_bit": True,
      "deprioritize_non_customer": 2}]}}}
 

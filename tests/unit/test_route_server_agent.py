@@ -222,3 +222,35 @@ def test_bad_announcements_injected_by_a_node_are_rejected_and_counted():
         glue.send_bad_announcements("bogus")
     with pytest.raises(ValueError):
         glues["11"].send_bad_announcements("forged")         # a route server has no other server to lie to
+
+
+def test_a_nodes_leases_become_its_lease_entities():
+    from node.leases.table import FREE, Lease, LeaseTable
+    from node.route_server import announcement as A
+    from node.tun_switch.route_server_plane import lease_entities
+    holder = keys.Identity.from_seed(b"rs-agent-holder", 0).public_key
+    t = LeaseTable()
+    t.add_link("eth0")
+    t.add_interface(2, "eth0", FREE)
+    t.add_lease(Lease("L1", "eth0", guarantee_bps=500_000, holder=holder, expires=100.0))
+    t.add_interface(256, "eth0", "L1")
+    t.add_lease(Lease("L2", "eth0", holder=holder))
+    t.add_interface(255, "eth0", "L2")
+    assert t.lease_interfaces() == {255, 256}
+    # data path clock 40 s at Unix time 1_700_000_000: L1 ends in 60 s
+    l1, l2 = lease_entities(t, 40.0, 1_700_000_000.0)
+    assert l1 == A.LeaseEntity("L1", labels.one_hop_label(2) & 0xFFFF, labels.one_hop_label(256) & 0xFFFF, 500_000,
+                               1_700_000_060, holder=holder)
+    assert (l2.lease_id, l2.lease_num, l2.expires_s) == ("L2", labels.one_hop_label(255), A.NEVER)
+    assert [e.lease_id for e in lease_entities(t, 100.0, 1_700_000_060.0)] == ["L2"]      # L1 ended
+    A.encode_entities([l1, l2])                                                             # they are valid
+
+
+def test_lease_holders_in_the_route_server_settings():
+    holder = keys.Identity.from_seed(b"rs-agent-holder", 0)
+    s = parse_settings({"lease_holders": [holder.pubkey_text]})
+    assert s.client_config().lease_holders == (holder.public_key,)
+    with pytest.raises(ValueError, match="lease_holders"):
+        parse_settings({"lease_holders": [holder.pubkey_text] * 9})
+    with pytest.raises(ValueError, match=r"lease_holders\[0\]"):
+        parse_settings({"lease_holders": ["nope"]})

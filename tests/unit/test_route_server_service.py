@@ -1,4 +1,6 @@
 """RouteServerService (messages in, replies out) and RouteServerClient logic, driven directly (no network)."""
+import pytest
+
 from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
@@ -154,7 +156,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
     # square RS-N0-N2 / RS-N1-N2: quality makes the N1 side cheaper
     svc = RouteServerService(RS.public_key)
     good = A.LinkQualityEntity(one_hop_label(3), rtt_us=1000, capacity_kbps=100_000)
-    lease = A.LeaseEntity(9, one_hop_label(3), 500, (T0 // 1000) + 60, price=3)
+    lease = A.LeaseEntity("L9", one_hop_label(3), guarantee_bps=500_000, expires_s=(T0 // 1000) + 60, price=3)
     anns = [
         (RS, [(NODES[0], 0, 2), (NODES[1], 3, 4)], (good,)),
         (NODES[0], [(RS, 2, 0), (NODES[2], 0, 2)], ()),
@@ -166,7 +168,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
         assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0, extra=extra)), ident).error is None
     route = svc.core.route(RS.ip6, NODES[2].ip6)
     assert route.nodes == (RS.ip6, NODES[1].ip6, NODES[2].ip6)
-    assert svc.core.nodes[NODES[2].ip6].leases == {9: lease}
+    assert svc.core.nodes[NODES[2].ip6].leases == {"L9": lease}
     svc.core.handle_announce(ann(NODES[2], [(NODES[0], 2, 0)], T0 + 61_000), T0 + 61_000)
     assert svc.core.nodes[NODES[2].ip6].leases == {}             # expired
 
@@ -449,3 +451,53 @@ def test_federation_recovers_when_either_side_restarts():
     exchange(b, a, later)                                    # b's first sub asks for a catch-up ...
     assert exchange(a, b, later) >= 1                        # ... of the announcements a already held
     assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
+
+
+# -- leases --------------------------------------------------------------------------------------------------
+
+HOLDER = bytes([0x42]) * 32
+
+
+def lease_end(lease_id, link, own, holder=HOLDER, expires_s=A.NEVER):
+    return A.LeaseEntity(lease_id, one_hop_label(link), one_hop_label(own), 1_000_000, expires_s, holder=holder)
+
+
+def leased_line(svc, n0_end, n1_end, now=T0):
+    """RS - N0 - N1 with a lease on N0-N1 (N0's interface 0 / N1's 2); each end's LEASE entity as given."""
+    for ident, peers, extra in ((RS, [(NODES[0], 0, 2)], ()),
+                                (NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], n0_end),
+                                (NODES[1], [(NODES[0], 2, 0)], n1_end)):
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, now, extra=extra)), ident, now).error is None
+
+
+def path_label(svc, src, dst, holders, now=T0):
+    r = query(svc, M.Query("gr", b"g", src=src.ip6, tar=dst.ip6, holders=holders), src, now)
+    return r.nodes[0].label
+
+
+def test_a_gr_query_naming_the_holder_gets_the_label_through_the_lease():
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, (lease_end("L", 0, 200),), (lease_end("L", 2, 201),))
+    free = one_hop_label(0)
+    assert path_label(svc, NODES[0], NODES[1], ()) == free
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(200)
+    assert svc.core.path_of_label(NODES[0].ip6, one_hop_label(200)) == [NODES[0].ip6, NODES[1].ip6]
+    assert svc.counters["path_over_leases"] == 1
+    hops = svc.explain(NODES[0].ip6, NODES[1].ip6, holders=(HOLDER,), now_ms=T0)["hops"]
+    assert [h["lease"] for h in hops] == ["L"]
+    # from the far end, through its own interface of the lease
+    assert path_label(svc, NODES[1], NODES[0], (HOLDER,)) == one_hop_label(201)
+
+
+@pytest.mark.parametrize("n0_end, n1_end", [
+    ((lease_end("L", 0, 200),), ()),                                          # one end only
+    ((lease_end("L", 0, 200),), (lease_end("L", 2, 201, holder=bytes(range(32))),)),   # two holders
+    ((lease_end("L", 0, 200),), (lease_end("M", 2, 201),)),                   # two ids
+    ((lease_end("L", 0, 200),), (lease_end("L", 3, 201),)),                   # another link at the far end
+    ((lease_end("L", 0, 200),), (A.LeaseEntity("L", one_hop_label(2), holder=HOLDER),)),   # no interface: an offer
+    ((lease_end("L", 0, 200),), (lease_end("L", 2, 201, expires_s=T0 // 1000 - 1),)),     # expired
+])
+def test_a_lease_both_ends_do_not_announce_alike_is_not_used(n0_end, n1_end):
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, n0_end, n1_end)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)

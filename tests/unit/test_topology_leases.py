@@ -123,9 +123,10 @@ def test_agent_sections_are_valid_lease_configs_at_both_ends():
     sections, ifaces = agent_configs.lease_sections(t, links_state(t), 3, started_at=1000.0)
     assert set(sections) == {"p1", "c1", "x1"}
     p1 = sections["p1"]["links"]
-    assert p1["p1-e2"]["capacity_kbit"] == 2000 * L.AGENT_PACE and "capacity_kbit" not in p1["p1-e0"]
+    # the link's capacity as the topology gives it (2mbit); the agent applies its pace (lease_plane.AGENT_PACE)
+    assert p1["p1-e2"]["capacity_bps"] == 2_000_000 and "capacity_bps" not in p1["p1-e0"]
     lease = p1["p1-e2"]["leases"][0]
-    assert lease["expires_at"] == 1010.0 and lease["guarantee_kbit"] == 500
+    assert lease["expires_at"] == 1010.0 and lease["guarantee_bps"] == 500_000
     assert lease["holder"] == L.holder_identity(3, "prov").pubkey_text
     assert [l["interface"] for ll in p1.values() for l in ll["leases"]] == [256, 255]
     assert sections["c1"]["links"]["c1-e0"]["leases"][0]["udp_port"] == p1["p1-e0"]["leases"][0]["udp_port"]
@@ -144,6 +145,20 @@ def test_htb_plans_only_on_rated_link_ends_with_leases():
     assert [(c["lease"], c["rate_bps"], c["prio"]) for c in classes] == [(None, 2_000_000, 0), ("free", 1000, 7),
                                                                         ("prov_2", 500_000, 0)]
     assert agent_configs.htb_plans(topo()) == {}
+
+
+def test_with_route_servers_a_node_names_its_isps_holder_key_and_gets_no_static_paths(tmp_path):
+    t = topo({"link": "c1--p1"}, {"link": "p1--x1", "holder": "prov"})
+    links = [dict(rec, a_addr=f"fd00::{i}:1", b_addr=f"fd00::{i}:2") for i, rec in enumerate(links_state(t))]
+    state = {"seed": 3, "links": links, "leases_started_at": 0.0}
+    configs = agent_configs.agent_configs(t, dict(state, routing="route-server"), tmp_path)
+    rs = {n: c["route_server"] for n, c in configs.items()}
+    assert rs["c1"]["lease_holders"] == [L.holder_identity(3, "cust").pubkey_text]      # c1's isp holds c1--p1's
+    assert rs["p1"]["lease_holders"] == [L.holder_identity(3, "prov").pubkey_text]
+    assert "lease_holders" not in rs["q1"] and "lease_holders" not in rs["x1"]            # hold nothing
+    assert all(c["paths"] == {} and c["leases"] for n, c in configs.items() if n != "q1")
+    static = agent_configs.agent_configs(t, dict(state, routing="static"), tmp_path)
+    assert "route_server" not in static["c1"] and static["c1"]["paths"]
 
 
 def test_holder_identity_is_deterministic_per_seed_and_isp():

@@ -47,7 +47,7 @@ def test_unit_errors(parse, text, message):
 
 
 @pytest.mark.parametrize("bps, text", [(10_000_000, "10mbit"), (1_500_000, "1500kbit"), (123, "123bit"),
-                                       (None, None), (10**12, "1tbit")])
+                                       (None, None), (10**12, "1tbit"), (0, "0bit")])
 def test_format_rate(bps, text):
     assert format_rate(bps) == text
 

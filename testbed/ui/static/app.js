@@ -206,7 +206,7 @@ function drawPanel(p) {
   }
   if (p.leases) {
     html += "<h3>Leases</h3>" + table(["link", "lease", "guarantee", "max prio bw", "clear cust", "P", "expires"],
-      p.leases.leases.map((l) => [esc(l.link), esc(l.id), `${l.guarantee_kbit} kbit/s`, value(l.max_priority_bandwidth),
+      p.leases.leases.map((l) => [esc(l.link), esc(l.id), rate(l.guarantee_bps), value(l.max_priority_bandwidth),
         l.clear_customer_bit ? "yes" : "no", value(l.deprioritize_non_customer),
         l.expired ? "expired" : l.expires_in_s == null ? "never" : `${l.expires_in_s.toFixed(0)} s`]));
     const meters = Object.entries(p.leases.meters);
