@@ -8,6 +8,8 @@ node's ``udp_port`` (the same port at both ends). A switch frame is::
         0xffffffff  -> CjdnsControl (checksum, type) -> CjdnsError (cause = a truncated CjdnsSwitch frame)
                                                       | CjdnsPing | CjdnsKeyPing | CjdnsGetSnode | CjdnsRPath
                                                       | CjdnsLlAddr
+        0xfffffffe  -> CjdnsWaypoint (the next segment's label; then the same choice again: pktlab's paths
+                       longer than a label, node/cjdns/waypoints.py)
         0..3        -> CryptoAuthHandshake (Hello / RepeatHello / Key / RepeatKey)
         otherwise   -> CjdnsSessionData (receiver's handle, CryptoAuth nonce, Poly1305 tag, ciphertext)
 
@@ -35,7 +37,7 @@ from scapy.packet import Packet, Padding
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.cjdns import control, cryptoauth, keys, labels, switch_header
+from node.cjdns import control, cryptoauth, keys, labels, switch_header, waypoints
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
 PEER_PORTS = set()             # UDP ports bound to each layer (bind_*_port)
@@ -118,14 +120,33 @@ class CjdnsSwitch(_Described):
                 "priority": h.priority, "customer": h.customer}
 
     def guess_payload_class(self, payload):
-        if len(payload) < 4:
-            return Raw
-        first = struct.unpack_from(">I", payload)[0]
-        if first == control.HANDLE:
-            return CjdnsControl
-        if first < cryptoauth.FIRST_DATA_NONCE:
-            return CryptoAuthHandshake
-        return CjdnsSessionData
+        return _after_switch_header(payload)
+
+
+def _after_switch_header(payload) -> type:
+    """The layer of what follows a switch header (or a waypoint frame), by its first u32."""
+    if len(payload) < 4:
+        return Raw
+    first = struct.unpack_from(">I", payload)[0]
+    if first == control.HANDLE:
+        return CjdnsControl
+    if first == waypoints.WAYPOINT_HANDLE:
+        return CjdnsWaypoint
+    if first < cryptoauth.FIRST_DATA_NONCE:
+        return CryptoAuthHandshake
+    return CjdnsSessionData
+
+
+class CjdnsWaypoint(_Described):
+    """A waypoint frame (pktlab extension): the waypoint sends what follows on by ``next_label``."""
+    name = "pktlab waypoint"
+    fields_desc = [XIntField("marker", waypoints.WAYPOINT_HANDLE), LabelField("next_label", 0x13)]
+
+    def describe(self):
+        return {"next_label": labels.label_text(self.next_label)}
+
+    def guess_payload_class(self, payload):
+        return _after_switch_header(payload)
 
 
 # -- switch control messages --------------------------------------------------------------------------------
@@ -433,7 +454,7 @@ def _fields_text(d: dict, indent: str) -> str:
     return simple + lists
 
 
-_DESCRIBED = (CjdnsSwitch, CjdnsControl, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
+_DESCRIBED = (CjdnsSwitch, CjdnsControl, CjdnsWaypoint, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
               PacketCryptAnn)
 
 

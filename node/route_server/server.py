@@ -31,12 +31,14 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
-* Paths: Dijkstra from the lower of the two addresses, so A->B and B->A are the same path reversed. A link a
-  client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
+* Paths: bidirectional Dijkstra (search.py) from the lower of the two addresses, so A->B and B->A are the same
+  path reversed. A link a client reported dead (the ``dead`` field of a path query) is avoided in every answer for
+  10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
-  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label). A
-  label is refused (no route) when the destination's switch could not fit the return path of a wide incoming
-  interface above it (``route_too_long``).
+  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
+  node's announced encoding scheme (hubs announce a wider one). A path that does not fit one label (59 bits, and
+  the return path a wide incoming interface leaves at the end) is cut into waypoint segments
+  (node/cjdns/waypoints.py, a pktlab extension): ``Route.via`` holds the labels after the first.
 """
 from __future__ import annotations
 
@@ -45,10 +47,12 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from node.cjdns import keys
-from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
+from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, convert_label, mask
+from node.cjdns.waypoints import split
 from node.replay_state import ReplayState
 from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
                            LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
+from .search import cheapest
 from .state_hash import state_hash
 
 AGREED_TIMEOUT_MS = 20 * 60 * 1000
@@ -57,7 +61,6 @@ SLOT_MS = 10 * 1000
 LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
 MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
-LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
 DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
 REPLAY_SCOPE = "route_server.announcement"
 
@@ -100,10 +103,12 @@ class NodeState:
 
 @dataclass(frozen=True)
 class Route:
-    label: int
+    label: int             # the first segment's label (the whole path's, without waypoints)
     nodes: tuple           # ip6 of each node, source first
     hops: tuple            # per-hop labels after re-encoding
     cost: float
+    via: tuple = ()        # the labels of the segments after the first (waypoints)
+    waypoints: tuple = ()  # ip6 of the node each of those segments starts at
 
 
 def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
@@ -119,7 +124,7 @@ class RouteServer:
         self.servers = {self.snode_ip6} | {bytes(s) for s in servers}     # may be named by forwarded announcements
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
-        self._graph: nx.DiGraph | None = None                 # built on first use, then kept up to date
+        self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
 
     # -- announcements -----------------------------------------------------------------------------------
@@ -248,8 +253,9 @@ class RouteServer:
         gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
         for ip6 in gone:
             del self.nodes[ip6]
-            if self._graph is not None:
-                self._graph.remove_node(ip6)
+            if self._adj is not None:
+                for other in self._adj.pop(ip6):
+                    self._adj[other].pop(ip6, None)
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -264,52 +270,50 @@ class RouteServer:
         found = [l for l in node.links.values() if l.peer_ip6 == b]
         return max(found, key=lambda l: l.create_time_ms) if found else None
 
-    def graph(self) -> nx.DiGraph:
-        """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20).
-        Built once, then updated node by node as announcements arrive; treat it as read-only."""
-        if self._graph is None:
-            self._graph = self._build_graph()
-        return self._graph
+    def adjacency(self) -> dict:
+        """{ip6: {ip6: cost}} for links announced by both ends; cost = 1 / max(value both ways, 1e-20). Built once,
+        then updated node by node as announcements arrive; treat it as read-only."""
+        if self._adj is None:
+            self._adj = self._build_adjacency()
+        return self._adj
 
-    def _edge(self, a: bytes, b: bytes) -> dict | None:
-        """Edge attributes: weight (cost from link quality) and bits (the wider director of the two ends)."""
+    def graph(self, rebuild: bool = False) -> nx.DiGraph:
+        """The adjacency as a networkx graph (edge attribute ``weight``); ``rebuild``: from the announcements
+        afresh instead of the incrementally kept adjacency."""
+        g = nx.DiGraph()
+        adj = self._build_adjacency() if rebuild else self.adjacency()
+        g.add_nodes_from(adj)
+        g.add_weighted_edges_from((a, b, w) for a, nbrs in adj.items() for b, w in nbrs.items())
+        return g
+
+    def _cost(self, a: bytes, b: bytes) -> float | None:
         forward, back = self._link(a, b), self._link(b, a)
         if forward is None or back is None:
             return None
-        return {"weight": 1.0 / max(forward.value, back.value, MIN_VALUE),
-                "bits": max(self._director_bits(a, b), self._director_bits(b, a))}
+        return 1.0 / max(forward.value, back.value, MIN_VALUE)
 
-    def _director_bits(self, a: bytes, b: bytes) -> int:
-        try:
-            return self.nodes[a].scheme.form_of(self._label(a, b)).size
-        except LabelError:
-            return 64
-
-    def _build_graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        g.add_nodes_from(self.nodes)
+    def _build_adjacency(self) -> dict:
+        adj = {ip6: {} for ip6 in self.nodes}
         for ip6, node in self.nodes.items():
             for link in node.links.values():
-                attrs = self._edge(ip6, link.peer_ip6)
-                if attrs is not None:
-                    g.add_edge(ip6, link.peer_ip6, **attrs)
-        return g
+                cost = self._cost(ip6, link.peer_ip6)
+                if cost is not None:
+                    adj[ip6][link.peer_ip6] = cost
+        return adj
 
     def _update_graph(self, ip6: bytes) -> None:
-        """Redo the edges of one node (both directions) after its announcements changed."""
-        g = self._graph
-        if g is None:
+        """Redo the links of one node (both directions) after its announcements changed."""
+        adj = self._adj
+        if adj is None:
             return
-        g.add_node(ip6)
-        for other in set(g.successors(ip6)) | set(g.predecessors(ip6)):
-            for a, b in ((ip6, other), (other, ip6)):
-                if g.has_edge(a, b):
-                    g.remove_edge(a, b)
+        for other in adj.get(ip6, {}):
+            adj[other].pop(ip6, None)
+        adj[ip6] = {}
         for link in self.nodes[ip6].links.values():
-            attrs = self._edge(ip6, link.peer_ip6)
-            if attrs is not None:
-                g.add_edge(ip6, link.peer_ip6, **attrs)
-                g.add_edge(link.peer_ip6, ip6, **attrs)
+            cost = self._cost(ip6, link.peer_ip6)
+            if cost is not None:
+                adj[ip6][link.peer_ip6] = cost
+                adj.setdefault(link.peer_ip6, {})[ip6] = cost
 
     def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None) -> Route | None:
         """Cheapest path and its label from src to dst, or None if there is none, avoiding what failed for the
@@ -332,7 +336,7 @@ class RouteServer:
         if route is None or not dead.union(*bad) & set(zip(route.nodes, route.nodes[1:])):
             return route
         for avoid in (dead.union(*bad), dead, bad[0] if bad else set()):
-            other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid)) if avoid else None
+            other = self._route(src_ip6, dst_ip6, avoid) if avoid else None
             if other is not None:
                 self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
                 return other
@@ -370,31 +374,20 @@ class RouteServer:
             path.append(ip6)
         return None
 
-    def _route(self, src_ip6: bytes, dst_ip6: bytes, g: nx.DiGraph | None = None) -> Route | None:
+    def _route(self, src_ip6: bytes, dst_ip6: bytes, avoid=frozenset()) -> Route | None:
         src_ip6, dst_ip6 = bytes(src_ip6), bytes(dst_ip6)
         if src_ip6 not in self.nodes or dst_ip6 not in self.nodes:
             return None
         if src_ip6 == dst_ip6:
             return Route(1, (src_ip6,), (), 0.0)
-        g = self.graph() if g is None else g
         # Searched from the lower address, so both ends of a flow get the same path (reversed) whichever of
         # several equally cheap paths the search meets first: a node re-asks when the other end moves.
         a, b = sorted((src_ip6, dst_ip6))
-
-        def cheapest(weight):
-            cost, path = nx.single_source_dijkstra(g, a, b, weight=weight)
-            return path if a == src_ip6 else path[::-1], cost
-        try:
-            route = self._labelled(*cheapest("weight"))
-        except nx.NetworkXNoPath:
+        found = cheapest(self.adjacency(), a, b, avoid)
+        if found is None:
             return None
-        if route is None:
-            # the cheapest path's label does not fit in 64 bits (wide directors at big hubs): fall back to
-            # the path with the shortest label
-            route = self._labelled(*cheapest("bits"))
-            if route is not None:
-                self.counters["route_shortest_label"] = self.counters.get("route_shortest_label", 0) + 1
-        return route
+        cost, path = found
+        return self._labelled(path if a == src_ip6 else path[::-1], cost)
 
     def _labelled(self, path, cost) -> Route | None:
         hops, schemes = [], []
@@ -404,17 +397,15 @@ class RouteServer:
             hops.append((prev_label, next_label))
             schemes.append(self.nodes[ip6].scheme)
         try:
-            label, hop_labels = build_label(hops, schemes)
-            # At the destination the switch stores the return path above the self route; a wide incoming
-            # director needs that many free bits (SwitchCore RETURN_PATH_INVALID otherwise).
-            back_width = schemes[-1].form_of(hops[-1][0]).size
+            segments = split(hops, schemes)
         except LabelError:
             self.counters["route_label_invalid"] = self.counters.get("route_label_invalid", 0) + 1
             return None
-        if back_width > 4 and log2(label) + back_width > LABEL_BITS_WITH_RETURN:
-            self.counters["route_too_long"] = self.counters.get("route_too_long", 0) + 1
-            return None
-        return Route(label, tuple(path), tuple(hop_labels), cost)
+        if len(segments) > 1:
+            self.counters["route_waypoints"] = self.counters.get("route_waypoints", 0) + 1
+        return Route(segments[0].label, tuple(path), tuple(h for s in segments for h in s.hops), cost,
+                     via=tuple(s.label for s in segments[1:]),
+                     waypoints=tuple(path[s.end] for s in segments[:-1]))
 
     def _label(self, a: bytes, b: bytes) -> int:
         """a's one-hop label to b: a's peerNum for b, else what b announced as a's label to reach it."""

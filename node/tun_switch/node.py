@@ -9,8 +9,13 @@ Packet path (DESIGN.md §3, pkt-reference.md §2-§3):
     -> [her handle] + CryptoAuth packet, behind a switch header carrying the path label
     -> Switch.receive(1, packet) -> peer link(s)
   peer link read -> Switch.receive(link index, packet) -> other links, or our router (index 1):
-    -> control (0xffffffff: switch errors, pings) | handshake (nonce 0..3, key inside) | data (our handle)
+    -> control (0xffffffff: switch errors, pings) | waypoint frame (0xfffffffe: sent on by the next label,
+       node/cjdns/waypoints.py) | handshake (nonce 0..3, key inside) | data (our handle)
     -> decrypt -> rebuild the IPv6 header -> TUN write
+
+A path longer than a label has waypoints: the destination's switch header is followed by one waypoint frame per
+further segment (``Destination.set_label(label, via)``). The switch numbers its interfaces with the scheme its
+highest peer interface needs (V358 up to 256 peers, a hub scheme above: labels.scheme_for_interfaces).
 
 Every malformed, unauthenticated or undeliverable packet is counted in `drops` by reason; nothing here raises
 into the event loop for bad input. The node's handlers (TUN and link input, its timers, the planes' message
@@ -30,12 +35,12 @@ import struct
 import time
 
 from node.agent.handler_errors import HandlerErrors
-from node.cjdns import control, keys, labels
+from node.cjdns import control, keys, labels, waypoints
 from node.cjdns.cryptoauth import CryptoAuthError, State
 from node.cjdns.paths import StaticPathProvider
 from node.cjdns.sessions import SessionManager, pack_data_header, parse_data_header
 from node.cjdns.switch import Switch
-from node.cjdns.switch_header import SwitchHeader
+from node.cjdns.switch_header import UNCLASSED, SwitchHeader
 from node.tun_switch.forwarding import CONTROL_FRAME, ROUTER, Forwarder
 from node.tun_switch.link_emulation import LinkParams
 from node.tun_switch.peer_link import PeerLink
@@ -63,24 +68,28 @@ _link_ping = struct.Struct(">Hd")       # our switch index of the link, send tim
 class Destination:
     """What the data plane knows about one remote node: its key, the label we send on, what came back."""
 
-    __slots__ = ("ip6", "public_key", "label", "header", "learned_label", "rx_packets", "tx_packets",
+    __slots__ = ("ip6", "public_key", "label", "via", "header", "learned_label", "rx_packets", "tx_packets",
                  "last_rx", "last_tx", "unanswered_since")
 
-    def __init__(self, ip6, public_key, label=None):
+    def __init__(self, ip6, public_key, label=None, via=()):
         self.ip6 = ip6
         self.public_key = public_key
         self.label = None
+        self.via = ()
         self.header = None
         self.learned_label = None
         self.rx_packets = self.tx_packets = 0
         self.last_rx = self.last_tx = None
         self.unanswered_since = None
         if label:
-            self.set_label(label)
+            self.set_label(label, via)
 
-    def set_label(self, label):
+    def set_label(self, label, via=()):
+        """The label of the first segment and those of the segments after it (waypoints; usually none)."""
         self.label = label
-        self.header = SwitchHeader(label=label).pack()     # packed once, prepended to every packet
+        self.via = tuple(via)
+        # packed once, prepended to every packet
+        self.header = SwitchHeader(label=label).pack() + waypoints.frames(self.via)
 
 
 class Node:
@@ -96,7 +105,9 @@ class Node:
         self.clock_offset_s = 0.0    # added to the wall clock this node reports (the clock-skew fault)
         self.rng = random.Random()
         self.paths = path_provider or StaticPathProvider(config.paths)
-        self.switch = Switch()
+        self.switch = Switch(scheme=labels.scheme_for_interfaces(max((p.switch_index for p in config.peers),
+                                                                     default=0)))
+        self.relays = waypoints.Relays()     # packets we sent on as a waypoint, for their switch errors
         self.links = {}              # switch index -> PeerLink
         self.links_by_name = {}      # ifname -> PeerLink
         self.down_links = set()      # switch indexes of links that stopped answering pings: forwarding answers ERROR
@@ -106,7 +117,8 @@ class Node:
         self.drops = {}
         self.errors = HandlerErrors(log)   # exceptions caught at this node's handler edges, by reason
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
-                         "switch_errors_received": 0, "sessions_reset": 0}
+                         "switch_errors_received": 0, "sessions_reset": 0, "waypoint_relayed": 0,
+                         "waypoint_errors_relayed": 0}
         self.tun = None
         self.deliver = None          # writes one rebuilt IPv6 packet to the TUN (set by start())
         self._pings = {}
@@ -205,16 +217,17 @@ class Node:
         d.last_tx = now
         self.forwarder.forward(ROUTER, out)
 
-    def send_content_to(self, public_key, label, content_type, payload):
-        """Session content of another type (256: route server messages) to a key, on the given label."""
+    def send_content_to(self, public_key, label, content_type, payload, via=()):
+        """Session content of another type (256: route server messages) to a key, on the given label (and
+        waypoint segments)."""
         d = self.dests_by_key.get(public_key)
         if d is None:
             ip6 = keys.address_for_key(public_key)
-            d = Destination(ip6, public_key, label)
+            d = Destination(ip6, public_key, label, via)
             self.dests[ip6] = d
             self.dests_by_key[public_key] = d
-        elif label and d.label != label:
-            d.set_label(label)
+        elif label and (d.label, d.via) != (label, tuple(via)):
+            d.set_label(label, via)
         self._send_content(d, pack_data_header(content_type) + payload, self.clock())
 
     def _send_content(self, d, content, now):
@@ -252,14 +265,14 @@ class Node:
                 self._send_content(d, b"", now)
 
     def _new_destination(self, ip6, public_key=None):
-        label = None
+        label, via = None, ()
         found = self.paths.lookup(ip6)
         if found is not None:
-            public_key, label = found
+            public_key, label, via = found
         if public_key is None:
             self.drop("no_path")
             return None
-        d = Destination(ip6, public_key, label)
+        d = Destination(ip6, public_key, label, via)
         log.info("%s: new destination %s (label %s)", self.name, keys.ip6_text(ip6),
                  labels.label_text(label) if label is not None else "learned from its packets")
         self.dests[ip6] = d
@@ -309,6 +322,9 @@ class Node:
             return
         if packet[12:16] == CONTROL_FRAME:
             self._control(packet)
+            return
+        if packet[12:16] == waypoints.WAYPOINT:
+            self._relay(packet)
             return
         now = self.clock()
         try:
@@ -362,6 +378,18 @@ class Node:
         self.counters["tun_tx_packets"] += 1
         self.counters["tun_tx_bytes"] += len(payload) + 40
 
+    def _relay(self, packet):
+        """We are a waypoint: send what follows the frame on the next segment's label (node/cjdns/waypoints.py)."""
+        try:
+            label, rest = waypoints.unwrap(packet[12:])
+        except waypoints.WaypointError as e:
+            self.drop(e.reason)
+            return
+        header = SwitchHeader.unpack(packet)
+        self.relays.sent(rest, label, packet[:12], self.clock())
+        self.counters["waypoint_relayed"] += 1
+        self.forwarder.forward(ROUTER, header.replace(label=label, label_shift=0).pack() + rest)
+
     def _control(self, packet):
         try:
             msg = control.unframe(packet[12:])
@@ -369,20 +397,7 @@ class Node:
             self.drop("bad_control")
             return
         if isinstance(msg, control.Error):
-            # A switch on the path could not forward one of our packets (dead hop, bad label): count it and
-            # tell the path provider which destination's label failed (the cause carries her handle).
-            self.counters["switch_errors_received"] += 1
-            self.drop(f"switch_error_{msg.name.lower()}")
-            cause = msg.cause
-            if len(cause) >= 16:
-                handle = _be32.unpack_from(cause, 12)[0]
-                for key, peer in self.sessions.peers.items():
-                    if peer.her_handle == handle:
-                        d = self.dests_by_key.get(key)
-                        if d is not None and d.label is not None:
-                            dead = Switch.dead_hop_label(d.label, cause) if msg.name == "UNDELIVERABLE" else None
-                            self.paths.report_failure(d.ip6, d.label, dead)
-                        break
+            self._switch_error(msg)
             return
         if isinstance(msg, control.Ping) and msg.pong:
             self._link_pong(msg, _be64.unpack_from(packet)[0])
@@ -396,11 +411,45 @@ class Node:
             return
         self.drop("control_ignored")
 
+    def _switch_error(self, msg):
+        """A switch on the path could not forward a packet (dead hop, bad label). Ours: count it and tell the path
+        provider which destination's label failed (the cause carries her handle, after any waypoint frames). One
+        we sent on as a waypoint: send the error back the way the packet came."""
+        self.counters["switch_errors_received"] += 1
+        self.drop(f"switch_error_{msg.name.lower()}")
+        cause = msg.cause
+        if len(cause) < 16:
+            return
+        _, after = waypoints.strip(cause[12:])
+        if len(after) >= 4:
+            handle = _be32.unpack_from(after)[0]
+            for key, peer in self.sessions.peers.items():
+                if peer.her_handle == handle:
+                    d = self.dests_by_key.get(key)
+                    if d is not None and d.label is not None:
+                        self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d.label, cause))
+                    return
+        relayed = self.relays.relayed_cause(cause[12:], self.clock())
+        if relayed is not None:
+            arrival, back_cause = relayed
+            back = SwitchHeader(label=labels.bit_reverse64(_be64.unpack_from(arrival)[0]), congestion=1,
+                                suppress_errors=True, version=1, traffic_class=UNCLASSED)
+            self.counters["waypoint_errors_relayed"] += 1
+            self.forwarder.forward(ROUTER, back.pack() + control.frame(control.Error(msg.error_type, back_cause)))
+
+    @staticmethod
+    def _dead_hop(msg, label, cause):
+        """The label to the far end of the dead link, for an UNDELIVERABLE on our first segment; None when the
+        cause has used up that whole label (a waypoint sent the error back from a later segment)."""
+        if msg.name != "UNDELIVERABLE" or SwitchHeader.unpack(cause).label_shift >= labels.log2(label):
+            return None
+        return Switch.dead_hop_label(label, cause)
+
     # -- link liveness: switch PING to the peer's router, PONG back -----------------------------------------
     def ping_link(self, link, now=None):
         now = self.clock() if now is None else now
         data = _link_ping.pack(link.switch_index, now)
-        packet = SwitchHeader(label=labels.one_hop_label(link.switch_index)).pack() + \
+        packet = SwitchHeader(label=self.switch.label_for(link.switch_index)).pack() + \
             control.frame(control.Ping(PROTOCOL_VERSION, data))
         link.pings_sent += 1
         self.forwarder.forward(ROUTER, packet)
@@ -418,7 +467,7 @@ class Node:
         if link is None:
             self.drop("pong_unknown")
             return
-        if labels.bit_reverse64(label) != labels.one_hop_label(index):
+        if labels.bit_reverse64(label) != self.switch.label_for(index):
             self.drop("pong_wrong_link")
             return
         now = self.clock()
@@ -488,7 +537,7 @@ class Node:
         for d in self.dests.values():
             found = self.paths.lookup(d.ip6)
             if found is not None and found[0] == d.public_key:
-                d.set_label(found[1])
+                d.set_label(found[1], found[2])
 
     def describe_sessions(self):
         out = []
@@ -499,6 +548,7 @@ class Node:
                         "established": peer.session.established, "my_handle": peer.my_handle,
                         "her_handle": peer.her_handle,
                         "label": labels.label_text(d.label) if d and d.label is not None else None,
+                        "via": [labels.label_text(v) for v in d.via] if d else [],
                         "return_label": labels.label_text(labels.bit_reverse64(d.learned_label))
                         if d and d.learned_label is not None else None,
                         "rx_packets": d.rx_packets if d else 0, "tx_packets": d.tx_packets if d else 0})
@@ -519,7 +569,7 @@ class Node:
         return [{"switch_index": l.switch_index, "ifname": l.ifname, "local_addr": l.local_addr,
                  "peer_addr": l.peer_addr, "peer_name": l.peer_name,
                  "peer_public_key": keys.pubkey_text(l.peer_public_key) if l.peer_public_key else None,
-                 "label": labels.label_text(labels.one_hop_label(l.switch_index)),
+                 "label": labels.label_text(self.switch.label_for(l.switch_index)),
                  "up": self.link_up(l), "rtt_ms": l.rtt_ms, "pings_sent": l.pings_sent,
                  "link_emulation": l.emulator.params.to_dict()} for l in self.links.values()]
 

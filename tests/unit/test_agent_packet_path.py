@@ -7,7 +7,7 @@ import sys
 
 from node.tun_switch.node import UNANSWERED_RESET_S
 from node.tun_switch.memory_links import ManualLoop
-from node.cjdns import keys
+from node.cjdns import keys, labels
 
 sys.path.insert(0, os.path.dirname(__file__))
 from meshes import build_line, make_node  # noqa: E402
@@ -263,3 +263,43 @@ def test_random_link_input_never_raises_and_is_accounted(inputs):
     a.send_ip6(pkt)
     wire.pump()
     assert c.delivered[-1] == pkt
+
+
+def test_a_line_longer_than_a_label_delivers_through_a_waypoint_both_ways():
+    """n0 .. n19: 19 hops of 4 bits do not fit one label; the static route has a waypoint (n14) whose router sends
+    the packet on by the next label. Both ends talk, the waypoint sees no session, and a switch error from the
+    segment after the waypoint comes back to the source, which reports its destination's path (without a dead
+    link: that error's cause has used up the whole first label)."""
+    wire, loop, nodes = build_line(20)
+    n0, n14, n19 = nodes[0], nodes[14], nodes[19]
+    _, label, via = n0.paths.lookup(n19.ip6)
+    assert len(via) == 1
+    for _ in range(3):
+        n0.send_ip6(ip6_packet(n0.identity, n19.identity, b"far"))
+        wire.pump()
+        n19.send_ip6(ip6_packet(n19.identity, n0.identity, b"back"))
+        wire.pump()
+    assert len(n19.delivered) == 3 and len(n0.delivered) == 3 and n19.delivered[0].endswith(b"far")
+    assert n14.counters["waypoint_relayed"] >= 3 and n14.describe_sessions() == []
+    assert [s["via"] for s in n0.describe_sessions()] == [[labels.label_text(v) for v in via]]
+    to_n18 = next(l for l in nodes[17].links.values() if l.peer_name == "n18")
+    to_n18.send = lambda packet, on_fail=None: False                   # ENETDOWN beyond the waypoint
+    reported = []
+    n0.paths.report_failure = lambda ip6, label, dead=None: reported.append((ip6, label, dead))
+    n0.send_ip6(ip6_packet(n0.identity, n19.identity, b"lost"))
+    wire.pump()
+    assert n14.counters["waypoint_errors_relayed"] == 1
+    assert reported == [(n19.ip6, label, None)]
+
+
+def test_malformed_waypoint_frames_are_counted_drops():
+    from node.cjdns import waypoints
+    from node.cjdns.switch_header import SwitchHeader
+    wire, loop, (a, b) = build_line(2)
+    to_a = next(iter(b.links.values()))
+    header = SwitchHeader(label=0x13).pack()           # from b: its one-hop label to a, a's router
+    b.forwarder.forward(1, header + waypoints.WAYPOINT + b"\x00" * 4)
+    b.forwarder.forward(1, header + waypoints.frames([1]) + b"rest")
+    wire.pump()
+    assert a.drops == {"waypoint_runt": 1, "waypoint_bad_label": 1} and a.counters["waypoint_relayed"] == 0
+    assert to_a.tx_packets == 2
