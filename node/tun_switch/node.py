@@ -43,6 +43,7 @@ from node.cjdns.switch import Switch
 from node.cjdns.switch_header import UNCLASSED, SwitchHeader
 from node.tun_switch.forwarding import CONTROL_FRAME, ROUTER, Forwarder
 from node.tun_switch.link_emulation import LinkParams
+from node.tun_switch.liveness import DEAD_AFTER_S, KEEPALIVE_S, LoopWatch
 from node.tun_switch.peer_link import PeerLink
 from node.tun_switch.tun import Tun
 
@@ -54,9 +55,8 @@ HOP_LIMIT = 64
 # An established session that keeps sending without hearing anything back is restarted with a fresh Hello:
 # this is how a node notices that its peer restarted and forgot the session (cjdns waits 60 s for this).
 UNANSWERED_RESET_S = 5.0
-KEEPALIVE_S = 1.0
 DOWN_PROBE_S = 0.2           # a link that is down is pinged this often: it is back one round trip after it is
-LINK_DOWN_AFTER_S = 3.5      # a peer that answered none of the last 3 link pings is down
+PONG_MAX_AGE_S = DEAD_AFTER_S    # a pong echoing an older send time is not an answer (an RTT sample) any more
 PROTOCOL_VERSION = 22
 
 _be32 = struct.Struct(">I")
@@ -118,7 +118,8 @@ class Node:
         self.errors = HandlerErrors(log)   # exceptions caught at this node's handler edges, by reason
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
                          "switch_errors_received": 0, "sessions_reset": 0, "waypoint_relayed": 0,
-                         "waypoint_errors_relayed": 0}
+                         "waypoint_errors_relayed": 0, "peer_down": 0, "loop_stalls": 0}
+        self.loop_watch = LoopWatch(KEEPALIVE_S)    # our own loop's stalls (liveness.py)
         self.tun = None
         self.deliver = None          # writes one rebuilt IPv6 packet to the TUN (set by start())
         self._pings = {}
@@ -243,26 +244,35 @@ class Node:
         self.forwarder.forward(ROUTER, out)
 
     def housekeeping(self):
-        """Every KEEPALIVE_S: a switch PING to every peer (link liveness and RTT; it also resolves the
-        link's neighbour entry before real traffic queues behind it), and a keepalive to destinations that
-        send to us while we stay silent, so their sessions see answers (and only a really lost session
-        triggers their restart)."""
+        """Every KEEPALIVE_S: the liveness verdict of every peer link (liveness.py; a stall of our own loop
+        forgives what went unanswered meanwhile), a switch PING to every peer (liveness and RTT), and a keepalive
+        to destinations that send to us while we stay silent, so their sessions see answers (and only a really
+        lost session triggers their restart)."""
         now = self.clock()
+        if self.loop_watch.tick(now):
+            self.counters["loop_stalls"] += 1
+            for link in self.links.values():
+                link.liveness.forgive()
         for link in self.links.values():
+            link.liveness.check(now)
             up = self.link_up(link)
-            if not up and link.last_pong is not None:     # it answered once, and then stopped
-                self.down_links.add(link.switch_index)
-            else:
+            if up:
                 self.down_links.discard(link.switch_index)
-            if up != link.was_up:
-                log.info("%s: peer %s on %s is %s", self.name, link.peer_name or link.peer_addr, link.ifname,
-                         "up" if up else "down")
-                link.was_up = up
+            elif link.liveness.last_answered is not None:     # it answered once, and then stopped
+                self.down_links.add(link.switch_index)
+            self._note_transition(link, up)
             self.ping_link(link, now)
         for d in self.dests.values():
             if d.last_rx is not None and now - d.last_rx < 2 * KEEPALIVE_S and \
                     (d.last_tx is None or now - d.last_tx > KEEPALIVE_S):
                 self._send_content(d, b"", now)
+
+    def _note_transition(self, link, up):
+        if up != link.was_up:
+            log.info("%s: peer %s on %s is %s", self.name, link.peer_name or link.peer_addr, link.ifname,
+                     "up" if up else "down")
+            link.was_up = up
+            self.counters["peer_down"] += not up
 
     def _new_destination(self, ip6, public_key=None):
         label, via = None, ()
@@ -294,6 +304,7 @@ class Node:
         recv = link.recv
         forward = self.forwarder.forward    # looked up per batch: a plane may have taken the forwarder's place
         index = link.switch_index
+        link.liveness.heard(self.clock())   # any frame is proof of life (liveness.py)
         for _ in range(READ_BATCH):
             try:
                 packet = recv(65535)
@@ -310,6 +321,7 @@ class Node:
 
     def receive_from_link(self, link, packet):
         """One packet from a peer link (what the readable handler does for each packet it reads)."""
+        link.liveness.heard(self.clock())
         link.rx_packets += 1
         link.rx_bytes += len(packet)
         self.forwarder.forward(link.switch_index, packet)
@@ -452,6 +464,7 @@ class Node:
         packet = SwitchHeader(label=self.switch.label_for(link.switch_index)).pack() + \
             control.frame(control.Ping(PROTOCOL_VERSION, data))
         link.pings_sent += 1
+        link.liveness.probe_sent(now)
         self.forwarder.forward(ROUTER, packet)
 
     def _link_pong(self, msg, label):
@@ -471,15 +484,14 @@ class Node:
             self.drop("pong_wrong_link")
             return
         now = self.clock()
-        if not 0 <= now - sent <= LINK_DOWN_AFTER_S:
+        if not 0 <= now - sent <= PONG_MAX_AGE_S:
             self.drop("pong_bad_time")
             return
-        link.last_pong = now
+        link.liveness.answered(now - sent, now)
         link.rtt_ms = round((now - sent) * 1000, 3)
-        if link.switch_index in self.down_links and self.link_up(link):
+        if self.link_up(link):
             self.down_links.discard(link.switch_index)           # back now, not at the next housekeeping
-            log.info("%s: peer %s on %s is up", self.name, link.peer_name or link.peer_addr, link.ifname)
-            link.was_up = True
+            self._note_transition(link, True)
 
     def _probe_down_links(self):
         now = self.clock()
@@ -489,10 +501,9 @@ class Node:
                 self.ping_link(link, now)
 
     def link_up(self, link):
-        """Answered a link ping lately, and its port was not refused since (a dead agent)."""
-        pong = link.last_pong
-        return pong is not None and self.clock() - pong < LINK_DOWN_AFTER_S and \
-            (link.refused_at is None or link.refused_at < pong)
+        """Up by its liveness (liveness.py), and its port was not refused since its last answer (a dead agent)."""
+        lv = link.liveness
+        return lv.up and (link.refused_at is None or link.refused_at < lv.last_answered)
 
     # -- end-to-end ping (ICMPv6 echo through the mesh) ----------------------------------------------------
     def ping(self, dest_ip6, on_result, timeout_s=3.0, size=56):
@@ -571,6 +582,7 @@ class Node:
                  "peer_public_key": keys.pubkey_text(l.peer_public_key) if l.peer_public_key else None,
                  "label": labels.label_text(self.switch.label_for(l.switch_index)),
                  "up": self.link_up(l), "rtt_ms": l.rtt_ms, "pings_sent": l.pings_sent,
+                 "liveness": l.liveness.describe(self.clock()),
                  "link_emulation": l.emulator.params.to_dict()} for l in self.links.values()]
 
     def all_counters(self):

@@ -22,8 +22,8 @@ import sys
 import time
 
 from node.agent.control_client import AgentClient, AgentError
-from node.cjdns.paths import static_paths
-from node.cjdns import keys, labels
+from node.cjdns.paths import path_entry, static_paths
+from node.cjdns import keys
 
 PYTHON = sys.executable
 UDP_PORT = 7100
@@ -118,9 +118,8 @@ class Mesh:
 
     def config_for(self, node):
         by_name = {n.name: n for n in self.nodes}
-        paths = {by_name[dest].ip6: {"public_key": by_name[dest].identity.pubkey_text,
-                                     "label": labels.label_text(label)}
-                 for dest, label in static_paths(self.adjacency(), node.name).items()}
+        paths = {by_name[dest].ip6: path_entry(by_name[dest].identity.public_key, label, via)
+                 for dest, (label, via) in static_paths(self.adjacency(), node.name).items()}
         tun = {"ifname": "tun0"}
         if self.tun_mtu:
             tun["mtu"] = self.tun_mtu
