@@ -8,8 +8,8 @@ node's ``udp_port`` (the same port at both ends). A switch frame is::
         0xffffffff  -> CjdnsControl (checksum, type) -> CjdnsError (cause = a truncated CjdnsSwitch frame)
                                                       | CjdnsPing | CjdnsKeyPing | CjdnsGetSnode | CjdnsRPath
                                                       | CjdnsLlAddr
-        0xfffffffe  -> CjdnsWaypoint (the next segment's label; then the same choice again: pktlab's paths
-                       longer than a label, node/cjdns/waypoints.py)
+        0xfffffffe/d -> CjdnsWaypoint (the next segment's label, or a waypoint's way back; then the same choice
+                       again: pktlab's paths longer than a label, node/cjdns/waypoints.py)
         0..3        -> CryptoAuthHandshake (Hello / RepeatHello / Key / RepeatKey)
         otherwise   -> CjdnsSessionData (receiver's handle, CryptoAuth nonce, Poly1305 tag, ciphertext)
 
@@ -130,7 +130,7 @@ def _after_switch_header(payload) -> type:
     first = struct.unpack_from(">I", payload)[0]
     if first == control.HANDLE:
         return CjdnsControl
-    if first == waypoints.WAYPOINT_HANDLE:
+    if payload[:4] in (waypoints.WAYPOINT, waypoints.RETURN):
         return CjdnsWaypoint
     if first < cryptoauth.FIRST_DATA_NONCE:
         return CryptoAuthHandshake
@@ -138,12 +138,14 @@ def _after_switch_header(payload) -> type:
 
 
 class CjdnsWaypoint(_Described):
-    """A waypoint frame (pktlab extension): the waypoint sends what follows on by ``next_label``."""
+    """A waypoint frame (pktlab extension): WAYPOINT, the label the waypoint sends what follows on by; RETURN, a
+    waypoint's label back to where the packet came from."""
     name = "pktlab waypoint"
-    fields_desc = [XIntField("marker", waypoints.WAYPOINT_HANDLE), LabelField("next_label", 0x13)]
+    fields_desc = [XIntField("marker", int.from_bytes(waypoints.WAYPOINT, "big")), LabelField("label", 0x13)]
 
     def describe(self):
-        return {"next_label": labels.label_text(self.next_label)}
+        kind = "waypoint" if self.marker == int.from_bytes(waypoints.WAYPOINT, "big") else "return"
+        return {"kind": kind, "label": labels.label_text(self.label)}
 
     def guess_payload_class(self, payload):
         return _after_switch_header(payload)

@@ -19,7 +19,10 @@ from node.cjdns.waypoints import LABEL_BITS_WITH_RETURN, split
 
 
 class PathProvider:
-    """Interface of a path provider."""
+    """Interface of a path provider. ``asks``: a miss is being asked for (the data plane holds the packet until the
+    path comes) rather than final."""
+
+    asks = False
 
     def lookup(self, ip6):
         raise NotImplementedError

@@ -6,23 +6,23 @@ pktlab cuts such a path into *segments* that each fit a label; the node at the e
 takes the packet off one label and puts it on the next. Each segment is an ordinary cjdns label, switched by
 unmodified switches; only the waypoint's router does something new.
 
-Wire format, at the waypoint's router, where a session packet's handle would be (after the 12-byte switch header)::
+Frames, 12 bytes each, after the switch header where a session packet's handle would be (cjdns handles count up
+from 4; 0xffffffff is a control frame)::
 
-    0xfffffffe   u32   WAYPOINT (cjdns handles count up from 4; 0xffffffff is a control frame)
-    label        u64   the next segment's label, from the waypoint
-    rest               sent on from the waypoint's router behind a new switch header: that label, label shift 0,
-                       the arriving header's traffic class, version and suppress-errors bit
+    0xfffffffe  label u64   WAYPOINT: the next segment's label, from the waypoint
+    0xfffffffd  label u64   RETURN: the label from a waypoint back to where the packet came from
 
-``rest`` is another waypoint frame or, after the last one, the session packet, so a path of k segments is the first
-segment's switch header followed by k - 1 frames: what the source prepends to every packet (12 bytes per waypoint).
-The return path a destination learns from the arriving label leads back to the last waypoint; like every other
-reply it takes the path its own route server (or static table) gives.
+The source sends the first segment's switch header, one WAYPOINT frame per further segment, then the session packet.
+A waypoint's router keeps the RETURN frames at the front, takes the first WAYPOINT frame off, puts a RETURN frame
+with its own way back (the arriving label, bit-reversed) in front, and sends the rest on behind a new switch header
+(the WAYPOINT's label, label shift 0, the arriving header's traffic class, version and suppress-errors bit). The
+packet keeps its size, and it arrives with the RETURN frames of every waypoint, the last one first: with the
+arriving label they are the whole way back (``relay``, ``returns``).
 
-Switch errors: an error from a later segment reaches the waypoint that sent it on. The waypoint remembers the
-packets it relayed lately (``Relays``) and sends the error back the way the packet came, its cause rebuilt as the
-packet arrived (arrival header, waypoint frame, then the rest of the cause), so each waypoint before it and finally
-the source recognise it. The source sees a cause whose header has used up its whole first label: the error came
-from a later segment (it cannot name the dead link in its own labels, only the destination).
+Switch errors: the cause of an error from a later segment starts with the RETURN frame of the waypoint that sent
+the packet on; that waypoint takes it off and sends the error back by it (``error_back``), so each waypoint before
+it does the same and the source gets a cause with its remaining WAYPOINT frames and the session handle. Fewer
+WAYPOINT frames than it sent: the error came from a later segment (it cannot name the dead link in its own labels).
 
 ``split`` cuts a path into segments greedily: each segment is the longest run of hops whose label, with the return
 path the segment's last switch stores above its self route, fits (the same bounds as a single label).
@@ -30,48 +30,75 @@ path the segment's last switch stores above its self route, fits (the same bound
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from typing import NamedTuple
 
-from .labels import MAX_LABEL_BITS, LabelError, convert_label, log2, splice_path
+from .labels import MAX_LABEL_BITS, LabelError, bit_reverse64, convert_label, log2, splice_path
 
 WAYPOINT = b"\xff\xff\xff\xfe"
-WAYPOINT_HANDLE = 0xFFFFFFFE
+RETURN = b"\xff\xff\xff\xfd"
+LOWEST_HANDLE = 0xFFFFFFFD         # frames and control messages: session handles stay below
 FRAME_SIZE = 12
-LABEL_BITS_WITH_RETURN = 60      # log2(label) + a wide incoming director at the segment's end must fit this
+MAX_FRAMES = 64                    # frames read in one packet, at most
+LABEL_BITS_WITH_RETURN = 60        # log2(label) + a wide incoming director at the segment's end must fit this
 _label = struct.Struct(">Q")
 
 
 class WaypointError(ValueError):
-    """A malformed waypoint frame; ``reason`` names the counted drop."""
+    """A malformed frame; ``reason`` names the counted drop."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
 
 
-def frames(via) -> bytes:
-    """The waypoint frames for the segments after the first (``via``: their labels, in order)."""
-    return b"".join(WAYPOINT + _label.pack(label) for label in via)
+def frames(via, kind: bytes = WAYPOINT) -> bytes:
+    """Frames for the given labels, in order (WAYPOINT: the segments after the first)."""
+    return b"".join(kind + _label.pack(label) for label in via)
 
 
-def unwrap(after_header: bytes) -> tuple[int, bytes]:
-    """(next label, rest) of a waypoint frame (the bytes after the switch header, starting with WAYPOINT)."""
-    if len(after_header) < FRAME_SIZE + 4:
-        raise WaypointError("waypoint_runt", "a waypoint frame is 12 bytes and something to send on")
-    label = _label.unpack_from(after_header, 4)[0]
+def _take(data: bytes, kind: bytes) -> tuple[list[int], bytes]:
+    """The labels of the leading frames of one kind, and what follows them."""
+    out = []
+    while data[:4] == kind and len(out) < MAX_FRAMES:
+        if len(data) < FRAME_SIZE:
+            raise WaypointError("waypoint_runt", "a frame is 12 bytes")
+        out.append(_label.unpack_from(data, 4)[0])
+        data = data[FRAME_SIZE:]
+    return out, data
+
+
+def relay(after_header: bytes, arrival_label: int) -> tuple[int, bytes]:
+    """At a waypoint's router: (next segment's label, what to send behind its switch header)."""
+    back, rest = _take(after_header, RETURN)
+    if rest[:4] != WAYPOINT or len(rest) < FRAME_SIZE + 4:
+        raise WaypointError("waypoint_runt", "no waypoint frame and something to send on")
+    label = _label.unpack_from(rest, 4)[0]
     if label < 2:
         raise WaypointError("waypoint_bad_label", f"next label {label:#x} is not a path to another node")
-    return label, after_header[FRAME_SIZE:]
+    return label, frames([bit_reverse64(arrival_label)] + back, RETURN) + rest[FRAME_SIZE:]
 
 
-def strip(after_header: bytes) -> tuple[int, bytes]:
-    """(number of waypoint frames, what follows them): which segment an error's cause came from."""
-    count = 0
-    while after_header[:4] == WAYPOINT and len(after_header) >= FRAME_SIZE:
-        after_header = after_header[FRAME_SIZE:]
-        count += 1
-    return count, after_header
+def returns(after_header: bytes) -> tuple[tuple, bytes]:
+    """At the destination: (the labels back from the last waypoint to the source, each from the one before it;
+    empty when the packet came by one label) and the session packet after the frames."""
+    back, rest = _take(after_header, RETURN)
+    return tuple(back), rest
+
+
+def error_back(cause: bytes) -> tuple[int, bytes] | None:
+    """At a waypoint's router, an error about a packet it sent on: (its way back, the cause without its RETURN
+    frame); None if the cause does not start with a RETURN frame."""
+    after = cause[12:]
+    if after[:4] != RETURN or len(after) < FRAME_SIZE:
+        return None
+    return _label.unpack_from(after, 4)[0], cause[:12] + after[FRAME_SIZE:]
+
+
+def session_part(cause_after_header: bytes) -> tuple[int, bytes]:
+    """At the source, an error's cause: (how many WAYPOINT frames it still has, the session packet after them)."""
+    _, rest = _take(cause_after_header, RETURN)
+    ahead, rest = _take(rest, WAYPOINT)
+    return len(ahead), rest
 
 
 class Segment(NamedTuple):
@@ -112,38 +139,3 @@ def split(hops, schemes) -> list[Segment]:
         segments.append(Segment(i, splice_path(parts), tuple(parts)))
         start = i
     return segments
-
-
-class Relays:
-    """What a waypoint remembers of the packets it sent on lately, keyed by the start of what follows their new switch
-    header (the destination's session handle, or the next waypoint frame): the segment's label and the switch header
-    the packet arrived with (its label, bit-reversed, leads back to the source or the previous waypoint). Bounded
-    (the oldest go first); entries older than ``hold_s`` are not used.
-
-    An error for a relayed packet goes back with ``relayed_cause``: the arrival header and our waypoint frame in
-    front of what the error's cause holds after its header, so the waypoint before us finds its own entry in it,
-    and the source finds all its frames and the session handle."""
-
-    def __init__(self, size: int = 1024, hold_s: float = 10.0):
-        self.size = size
-        self.hold_s = hold_s
-        self._sent: OrderedDict = OrderedDict()
-
-    @staticmethod
-    def key(rest: bytes) -> bytes:
-        return bytes(rest[:FRAME_SIZE] if rest[:4] == WAYPOINT else rest[:4])
-
-    def sent(self, rest: bytes, label: int, arrival_header: bytes, now: float) -> None:
-        key = self.key(rest)
-        self._sent.pop(key, None)
-        self._sent[key] = (label, bytes(arrival_header), now)
-        if len(self._sent) > self.size:
-            self._sent.popitem(last=False)
-
-    def relayed_cause(self, cause_after_header: bytes, now: float) -> tuple[bytes, bytes] | None:
-        """(arrival header, cause to send back) for an error about a packet we relayed, or None."""
-        found = self._sent.get(self.key(cause_after_header))
-        if found is None or now - found[2] > self.hold_s:
-            return None
-        label, arrival, _ = found
-        return arrival, arrival + WAYPOINT + _label.pack(label) + bytes(cause_after_header)

@@ -139,6 +139,7 @@ class _Announced:
 
 
 class RouteServerClient(PathProvider):
+    asks = True                 # a miss queues a query: the data plane holds the packet meanwhile
     def __init__(self, identity, clock, config: ClientConfig | None = None, scheme=V358,
                  version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False, wall_clock=None):
         """identity: keys.Identity; clock: () -> ms, steady (timers, timeouts, cache); wall_clock: () -> ms, the

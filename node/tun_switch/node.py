@@ -9,13 +9,18 @@ Packet path (DESIGN.md §3, pkt-reference.md §2-§3):
     -> [her handle] + CryptoAuth packet, behind a switch header carrying the path label
     -> Switch.receive(1, packet) -> peer link(s)
   peer link read -> Switch.receive(link index, packet) -> other links, or our router (index 1):
-    -> control (0xffffffff: switch errors, pings) | waypoint frame (0xfffffffe: sent on by the next label,
-       node/cjdns/waypoints.py) | handshake (nonce 0..3, key inside) | data (our handle)
+    -> control (0xffffffff: switch errors, pings) | waypoint frames (0xfffffffe/0xfffffffd: sent on by the next
+       label, or the way back from the waypoints it came by; node/cjdns/waypoints.py)
+       | handshake (nonce 0..3, key inside) | data (our handle)
     -> decrypt -> rebuild the IPv6 header -> TUN write
 
 A path longer than a label has waypoints: the destination's switch header is followed by one waypoint frame per
 further segment (``Destination.set_label(label, via)``). The switch numbers its interfaces with the scheme its
 highest peer interface needs (V358 up to 256 peers, a hub scheme above: labels.scheme_for_interfaces).
+
+A packet that waits for its destination's path (asked from a route server) or for a session that can carry data
+(the handshake: no user data rides in a Hello or Key, as in cjdns) is held, bounded and counted
+(node/tun_switch/held_packets.py), and sent the moment it can be.
 
 Every malformed, unauthenticated or undeliverable packet is counted in `drops` by reason; nothing here raises
 into the event loop for bad input. The node's handlers (TUN and link input, its timers, the planes' message
@@ -42,6 +47,7 @@ from node.cjdns.sessions import SessionManager, pack_data_header, parse_data_hea
 from node.cjdns.switch import Switch
 from node.cjdns.switch_header import UNCLASSED, SwitchHeader
 from node.tun_switch.forwarding import CONTROL_FRAME, ROUTER, Forwarder
+from node.tun_switch.held_packets import HeldPackets
 from node.tun_switch.link_emulation import LinkParams
 from node.tun_switch.liveness import DEAD_AFTER_S, KEEPALIVE_S, LoopWatch
 from node.tun_switch.peer_link import PeerLink
@@ -107,13 +113,13 @@ class Node:
         self.paths = path_provider or StaticPathProvider(config.paths)
         self.switch = Switch(scheme=labels.scheme_for_interfaces(max((p.switch_index for p in config.peers),
                                                                      default=0)))
-        self.relays = waypoints.Relays()     # packets we sent on as a waypoint, for their switch errors
         self.links = {}              # switch index -> PeerLink
         self.links_by_name = {}      # ifname -> PeerLink
         self.down_links = set()      # switch indexes of links that stopped answering pings: forwarding answers ERROR
         self.sessions = SessionManager(self.identity)   # CryptoAuth sessions and handles, by her key
         self.dests = {}              # her ip6 -> Destination
         self.dests_by_key = {}       # her public key -> Destination
+        self.held = HeldPackets()    # user packets waiting for a path or a session (held_packets.py)
         self.drops = {}
         self.errors = HandlerErrors(log)   # exceptions caught at this node's handler edges, by reason
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
@@ -188,7 +194,8 @@ class Node:
             self.send_ip6(packet)
 
     def send_ip6(self, packet):
-        """Send one IPv6 packet (from TUN, or built by the agent) into the mesh."""
+        """Send one IPv6 packet (from TUN, or built by the agent) into the mesh; hold it while its destination
+        has no path yet (one is being asked for) or no session that can carry data yet."""
         if len(packet) < 40 or packet[0] >> 4 != 6:
             self.drop("tun_not_ipv6")
             return
@@ -199,11 +206,60 @@ class Node:
                 self.drop("tun_not_fc00")
                 return
             d = self._new_destination(dest)
-            if d is None:
-                return
-        if d.header is None:
-            self.drop("no_path")
+        if d is None or d.header is None:
+            if self.paths.asks:
+                self._hold(dest, packet)
+            else:
+                self.drop("no_path")
             return
+        if not self._session_ready(d):
+            first = dest not in self.held
+            self._hold(dest, packet)
+            if first:
+                self._start_session(d)
+            return
+        if dest in self.held:           # earlier packets still wait: they go first
+            self._hold(dest, packet)
+            self._release(d)
+            return
+        self._send_ip6_now(d, packet)
+
+    def _hold(self, ip6, packet):
+        self.held.hold(ip6, packet, self.clock())      # no room: counted there (held_full, in the drops)
+
+    def _session_ready(self, d):
+        """The session can carry data: established, or our Hello was answered (cjdns: RECEIVED_KEY and up)."""
+        peer = self.sessions.peers.get(d.public_key)
+        if peer is None:
+            return False
+        peer.session.check_timeout(self.clock())          # an idle session resets here, not inside wrap()
+        return not peer.session.next_packet_is_handshake
+
+    def _start_session(self, d):
+        """A bare handshake packet (Hello, or a repeated Hello or Key) to get the session to carry data."""
+        self._send_content(d, b"", self.clock())
+
+    def release_held(self):
+        """Send what waits for a destination that can now be reached: its path came (a route server answered) or
+        its session can carry data. Called when either may have happened, and every housekeeping run (which also
+        repeats a handshake that got no answer)."""
+        self.held.expire(self.clock())
+        for ip6 in self.held.destinations():
+            d = self.dests.get(ip6) or self._new_destination(ip6)
+            if d is None or d.header is None:
+                continue                     # still no path (the path provider keeps asking)
+            if not self._release(d):
+                self._start_session(d)
+
+    def _release(self, d):
+        """Send what is held for d if its session can carry data; False if it cannot yet."""
+        if not self._session_ready(d):
+            return False
+        for packet in self.held.take(d.ip6, self.clock()):
+            self._send_ip6_now(d, packet)
+        return True
+
+    def _send_ip6_now(self, d, packet):
         now = self.clock()
         if d.unanswered_since is None:
             d.unanswered_since = now
@@ -262,6 +318,8 @@ class Node:
                 self.down_links.add(link.switch_index)
             self._note_transition(link, up)
             self.ping_link(link, now)
+        if self.held:
+            self.release_held()
         for d in self.dests.values():
             if d.last_rx is not None and now - d.last_rx < 2 * KEEPALIVE_S and \
                     (d.last_tx is None or now - d.last_tx > KEEPALIVE_S):
@@ -280,7 +338,6 @@ class Node:
         if found is not None:
             public_key, label, via = found
         if public_key is None:
-            self.drop("no_path")
             return None
         d = Destination(ip6, public_key, label, via)
         log.info("%s: new destination %s (label %s)", self.name, keys.ip6_text(ip6),
@@ -332,12 +389,21 @@ class Node:
         if len(packet) < 16:
             self.drop("runt")
             return
-        if packet[12:16] == CONTROL_FRAME:
+        marker = packet[12:16]
+        if marker == CONTROL_FRAME:
             self._control(packet)
             return
-        if packet[12:16] == waypoints.WAYPOINT:
-            self._relay(packet)
-            return
+        back = ()               # the way from the last waypoint the packet came by to its source
+        if marker == waypoints.WAYPOINT or marker == waypoints.RETURN:
+            try:
+                back, rest = waypoints.returns(packet[12:])
+            except waypoints.WaypointError as e:
+                self.drop(e.reason)
+                return
+            if rest[:4] == waypoints.WAYPOINT:
+                self._relay(packet)
+                return
+            packet = packet[:12] + rest
         now = self.clock()
         try:
             her_key, plain = self.sessions.unwrap(packet[12:], now)
@@ -359,11 +425,18 @@ class Node:
         if label != d.learned_label:
             d.learned_label = label
             if d.header is None:        # no path from the provider: answer on the path it came by
-                d.set_label(labels.bit_reverse64(label))
-        if packet[12] == 0 and packet[13] == 0 and packet[14] == 0 and packet[15] <= 1:
-            # We just accepted a Hello: answer with a Key at once, so the handshake completes even when we
-            # have nothing to send (a one-way flow would otherwise stay on repeated Hellos).
-            self._send_content(d, b"", now)
+                d.set_label(labels.bit_reverse64(label), back)
+        if packet[12] == 0 and packet[13] == 0 and packet[14] == 0 and packet[15] <= 3:
+            if packet[15] <= 1:
+                # We just accepted a Hello: answer with a Key at once, so the handshake completes even when we
+                # have nothing to send (a one-way flow would otherwise stay on repeated Hellos).
+                self._send_content(d, b"", now)
+            elif d.ip6 not in self.held:
+                # Our Hello was answered: data from us now makes the other side's session established, and it
+                # sends what it holds for us (held_packets.py)
+                self._send_content(d, b"", now)
+        if d.ip6 in self.held:
+            self._release(d)
         if not plain:
             return      # a bare handshake without data
         try:
@@ -391,14 +464,13 @@ class Node:
         self.counters["tun_tx_bytes"] += len(payload) + 40
 
     def _relay(self, packet):
-        """We are a waypoint: send what follows the frame on the next segment's label (node/cjdns/waypoints.py)."""
+        """We are a waypoint: send the packet on by the next segment's label (node/cjdns/waypoints.py)."""
+        header = SwitchHeader.unpack(packet)
         try:
-            label, rest = waypoints.unwrap(packet[12:])
+            label, rest = waypoints.relay(packet[12:], header.label)
         except waypoints.WaypointError as e:
             self.drop(e.reason)
             return
-        header = SwitchHeader.unpack(packet)
-        self.relays.sent(rest, label, packet[:12], self.clock())
         self.counters["waypoint_relayed"] += 1
         self.forwarder.forward(ROUTER, header.replace(label=label, label_shift=0).pack() + rest)
 
@@ -432,30 +504,34 @@ class Node:
         cause = msg.cause
         if len(cause) < 16:
             return
-        _, after = waypoints.strip(cause[12:])
-        if len(after) >= 4:
-            handle = _be32.unpack_from(after)[0]
-            for key, peer in self.sessions.peers.items():
-                if peer.her_handle == handle:
-                    d = self.dests_by_key.get(key)
-                    if d is not None and d.label is not None:
-                        self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d.label, cause))
-                    return
-        relayed = self.relays.relayed_cause(cause[12:], self.clock())
-        if relayed is not None:
-            arrival, back_cause = relayed
-            back = SwitchHeader(label=labels.bit_reverse64(_be64.unpack_from(arrival)[0]), congestion=1,
-                                suppress_errors=True, version=1, traffic_class=UNCLASSED)
+        relayed = waypoints.error_back(cause)
+        if relayed is not None:             # a packet we sent on as a waypoint: the error goes back its way
+            back, rest = relayed
+            header = SwitchHeader(label=back, congestion=1, suppress_errors=True, version=1, traffic_class=UNCLASSED)
             self.counters["waypoint_errors_relayed"] += 1
-            self.forwarder.forward(ROUTER, back.pack() + control.frame(control.Error(msg.error_type, back_cause)))
+            self.forwarder.forward(ROUTER, header.pack() + control.frame(control.Error(msg.error_type, rest)))
+            return
+        try:
+            ahead, session = waypoints.session_part(cause[12:])
+        except waypoints.WaypointError:
+            return
+        if len(session) < 4:
+            return
+        handle = _be32.unpack_from(session)[0]
+        for key, peer in self.sessions.peers.items():
+            if peer.her_handle == handle:
+                d = self.dests_by_key.get(key)
+                if d is not None and d.label is not None:
+                    self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d, cause, ahead))
+                return
 
     @staticmethod
-    def _dead_hop(msg, label, cause):
-        """The label to the far end of the dead link, for an UNDELIVERABLE on our first segment; None when the
-        cause has used up that whole label (a waypoint sent the error back from a later segment)."""
-        if msg.name != "UNDELIVERABLE" or SwitchHeader.unpack(cause).label_shift >= labels.log2(label):
+    def _dead_hop(msg, d, cause, ahead):
+        """The label to the far end of the dead link, for an UNDELIVERABLE on our first segment (the cause still
+        has all our waypoint frames); None for other errors and those a waypoint sent back from a later segment."""
+        if msg.name != "UNDELIVERABLE" or ahead != len(d.via):
             return None
-        return Switch.dead_hop_label(label, cause)
+        return Switch.dead_hop_label(d.label, cause)
 
     # -- link liveness: switch PING to the peer's router, PONG back -----------------------------------------
     def ping_link(self, link, now=None):
@@ -588,7 +664,10 @@ class Node:
     def all_counters(self):
         switch_counters = getattr(self.switch, "counters", {})
         return {"tun": dict(self.counters), "interfaces": {l.ifname: l.counters() for l in self.links.values()},
-                "drops": dict(self.drops), "switch": dict(switch_counters),
+                "drops": dict(self.drops, **{k: n for k, n in self.held.counters.items()
+                                             if k.startswith("held_") and n}),
+                "held": {"held": self.held.counters["held"], "released": self.held.counters["released"],
+                         "waiting": len(self.held)}, "switch": dict(switch_counters),
                 "path_failures": dict(getattr(self.paths, "failures", {})),
                 "handler_errors": dict(self.errors.counts)}
 

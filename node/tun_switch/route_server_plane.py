@@ -320,6 +320,7 @@ class RouteServerGlue:
                 self.send_message(d.public_key, back or d.label, reply)
         elif self.client.on_reply(payload, d.public_key):
             self._push_paths()                          # a new path is used from the next packet on
+            self.node.release_held()                    # and what waited for a path goes now
         elif self.service is not None:
             self.service.handle(payload, d.public_key, now_ms, path=back)
 

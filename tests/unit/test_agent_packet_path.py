@@ -111,7 +111,8 @@ def test_link_pings_mark_peers_up():
 
 def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
     """ECONNREFUSED on a link (the peer's agent died, its kernel answers port unreachable): the sender gets a switch
-    error for that packet at once, the link counts as down until the peer answers a link ping again."""
+    error for what it sent at once (its handshake: the packet itself waits for the session), the link counts as
+    down until the peer answers a link ping again."""
     wire, loop, (a, b, c) = build_line(3)
     for n in (a, b, c):
         n.housekeeping()
@@ -137,8 +138,9 @@ def test_a_refused_peer_is_down_at_once_and_back_after_a_pong():
     wire.pump()
     assert b.link_up(to_c) and to_c.switch_index not in b.down_links
     a.send_ip6(ip6_packet(a.identity, c.identity, b"through"))
-    wire.pump()
-    assert c.delivered[-1].endswith(b"through")
+    a.housekeeping()                         # a repeats its handshake (what met the dead link was its Hello:
+    wire.pump()                              # the first packet waited, held_packets.py) and both go through
+    assert [p[40:] for p in c.delivered] == [b"lost", b"through"]
 
 
 def test_a_switch_error_names_the_dead_link():
@@ -302,3 +304,22 @@ def test_malformed_waypoint_frames_are_counted_drops():
     wire.pump()
     assert a.drops == {"waypoint_runt": 1, "waypoint_bad_label": 1} and a.counters["waypoint_relayed"] == 0
     assert to_a.tx_packets == 2
+
+
+def test_a_destination_without_a_path_answers_by_the_way_back_the_waypoints_wrote():
+    """n19 has no path table: it answers on the way the packet came, the arriving label and the RETURN frames each
+    waypoint put in (node/cjdns/waypoints.py); the packet keeps its size on the way."""
+    wire, loop, nodes = build_line(30)
+    n0, n29 = nodes[0], nodes[29]
+    n29.paths.replace({})
+    _, _, via = n0.paths.lookup(n29.ip6)
+    assert len(via) == 2
+    n0.send_ip6(ip6_packet(n0.identity, n29.identity, b"far"))
+    wire.pump()
+    assert n29.delivered[-1].endswith(b"far")
+    [session] = n29.describe_sessions()
+    assert len(session["via"]) == 2                      # learned: two RETURN frames
+    n29.send_ip6(ip6_packet(n29.identity, n0.identity, b"and back"))
+    wire.pump()
+    assert n0.delivered[-1].endswith(b"and back")
+    assert not any(k.startswith("waypoint") for n in nodes for k in n.drops)

@@ -1,6 +1,6 @@
-"""Paths longer than a label (node/cjdns/waypoints.py, a pktlab extension): the wire frame, cutting a path into
+"""Paths longer than a label (node/cjdns/waypoints.py, a pktlab extension): the frames, cutting a path into
 segments, static routes with waypoints, and packets walked through real switches with a waypoint relay at each
-segment's end, both ways."""
+segment's end, both ways, the reply taking the way back the packet brings."""
 import random
 from collections import deque
 
@@ -34,10 +34,14 @@ def switches_of(adj) -> dict:
     return out
 
 
+SESSION = b"\x00\x00\x00\x09session packet"
+
+
 def walk(adj, switches, source, label, via=()):
     """Send a packet from source's router along label and its waypoint frames, relaying at each waypoint the way
-    the data plane does (node/tun_switch/node.py). Returns (node reached, label as it arrived there, waypoints)."""
-    packet = SwitchHeader(label=label).pack() + W.frames(via) + b"\x00\x00\x00\x09session packet"
+    the data plane does (node/tun_switch/node.py). Returns (node reached, its way back: the arriving label
+    bit-reversed and the RETURN frames, waypoints passed)."""
+    packet = SwitchHeader(label=label).pack() + W.frames(via) + SESSION
     node, index, stops = source, 1, []
     for _ in range(10_000):
         (dest, out), = switches[node].receive(index, packet)
@@ -45,25 +49,44 @@ def walk(adj, switches, source, label, via=()):
             neighbour = next(n for n, i in adj[node].items() if i == dest)
             node, index, packet = neighbour, adj[neighbour][node], out
             continue
-        if out[12:16] != W.WAYPOINT:
-            return node, SwitchHeader.unpack(out).label, stops
+        arrival = SwitchHeader.unpack(out).label
+        back, rest = W.returns(out[12:])
+        if rest[:4] != W.WAYPOINT:
+            assert rest == SESSION and len(out) == len(packet)        # the packet keeps its size
+            return node, (labels.bit_reverse64(arrival),) + back, stops
         stops.append(node)
-        nxt, rest = W.unwrap(out[12:])
-        node, index, packet = node, 1, SwitchHeader(label=nxt).pack() + rest
+        nxt, rest = W.relay(out[12:], arrival)
+        index, packet = 1, SwitchHeader(label=nxt).pack() + rest
     raise AssertionError("loop")
 
 
-def test_frames_unwrap_strip_round_trip_and_errors():
-    via = (0x13, 0x1555)
-    wire = W.frames(via) + b"\x00\x00\x00\x09rest"
-    assert len(wire) == 2 * W.FRAME_SIZE + 8
-    label, rest = W.unwrap(wire)
-    assert label == 0x13 and W.unwrap(rest) == (0x1555, b"\x00\x00\x00\x09rest")
-    assert W.strip(wire) == (2, b"\x00\x00\x00\x09rest") and W.strip(b"\x00\x00\x00\x09") == (0, b"\x00\x00\x00\x09")
+def test_relay_swaps_a_waypoint_frame_for_a_return_frame():
+    wire = W.frames([0x13, 0x1555]) + SESSION
+    label, out = W.relay(wire, arrival_label=labels.bit_reverse64(0x5))
+    assert label == 0x13 and len(out) == len(wire)
+    assert out == W.frames([0x5], W.RETURN) + W.frames([0x1555]) + SESSION      # the way back: arrival reversed
+    label, out2 = W.relay(out, arrival_label=labels.bit_reverse64(0x3))          # the next waypoint
+    assert label == 0x1555 and out2 == W.frames([0x3, 0x5], W.RETURN) + SESSION
+    assert W.returns(out2) == ((0x3, 0x5), SESSION) and W.returns(SESSION) == ((), SESSION)
+    assert W.session_part(W.frames([0x5], W.RETURN) + W.frames([0x1555]) + SESSION) == (1, SESSION)
     with pytest.raises(W.WaypointError, match="12 bytes"):
-        W.unwrap(W.WAYPOINT + bytes(8))
+        W.relay(W.RETURN + bytes(4), 1)
+    with pytest.raises(W.WaypointError, match="something to send on"):
+        W.relay(W.WAYPOINT + bytes(8), 1)
     with pytest.raises(W.WaypointError, match="not a path"):
-        W.unwrap(W.frames([1]) + b"rest")
+        W.relay(W.frames([1]) + b"rest", 1)
+    with pytest.raises(W.WaypointError, match="no waypoint frame"):
+        W.relay(W.frames([0x5], W.RETURN) + SESSION, 1)
+
+
+def test_an_error_goes_back_by_the_return_frame_and_the_source_counts_what_is_left():
+    header = SwitchHeader(label=0x1234, label_shift=8).pack()
+    cause = header + W.frames([0x5, 0x7], W.RETURN) + W.frames([0x1555]) + SESSION
+    back, rest = W.error_back(cause)
+    assert back == 0x5 and rest == header + W.frames([0x7], W.RETURN) + W.frames([0x1555]) + SESSION
+    back, rest = W.error_back(rest)
+    assert back == 0x7 and W.error_back(rest) is None
+    assert W.session_part(rest[12:]) == (1, SESSION)
 
 
 def test_a_path_of_29_hops_is_cut_into_segments_that_each_fit():
@@ -115,10 +138,9 @@ def test_every_pair_of_a_big_grid_is_reached_and_answers_back(rows, cols):
     rng = random.Random(3)
     for a, b in rng.sample([(a, b) for a in nodes for b in nodes if a != b], 300) + [(nodes[0], nodes[-1])]:
         label, via = routes[a][b]
-        reached, arrived, stops = walk(adj, switches, a, label, via)
-        assert reached == b and len(stops) == len(via)
-        if not via:           # a one-label path: the bit-reversed arrival label leads back (the return path)
-            assert walk(adj, switches, b, labels.bit_reverse64(arrived))[0] == a
+        reached, way_back, stops = walk(adj, switches, a, label, via)
+        assert reached == b and len(stops) == len(via) and len(way_back) == len(via) + 1
+        assert walk(adj, switches, b, way_back[0], way_back[1:])[0] == a      # the reply takes the way back
         back_label, back_via = routes[b][a]
         assert walk(adj, switches, b, back_label, back_via)[0] == a
 
@@ -155,23 +177,6 @@ def _bfs_path(adj, source, dest):
     while path[-1] != source:
         path.append(parent[path[-1]])
     return path[::-1]
-
-
-def test_relays_remember_the_way_back_bounded_and_for_a_while():
-    r = W.Relays(size=2, hold_s=10)
-    arrival = SwitchHeader(label=0x8000000000000001, label_shift=8).pack()
-    handle_rest = b"\x00\x00\x10\x00" + b"ca packet"
-    frame_rest = W.frames([0x155]) + b"\x00\x00\x10\x00"
-    r.sent(handle_rest, 0x13, arrival, now=0)
-    r.sent(frame_rest, 0x17, arrival, now=1)
-    # keyed by the handle (any nonce after it); the cause comes back as the packet arrived: header, our frame, rest
-    found = r.relayed_cause(handle_rest[:4] + b"other nonce", now=5)
-    assert found == (arrival, arrival + W.frames([0x13]) + handle_rest[:4] + b"other nonce")
-    assert W.strip(found[1][12:]) == (1, handle_rest[:4] + b"other nonce")
-    assert r.relayed_cause(frame_rest, now=5)[1] == arrival + W.frames([0x17]) + frame_rest
-    assert r.relayed_cause(handle_rest, now=10.5) is None                              # held 10 s
-    r.sent(b"\x00\x00\x20\x00", 0x1b, arrival, now=11)                                 # the oldest goes
-    assert r.relayed_cause(handle_rest, now=11) is None and r.relayed_cause(frame_rest, now=11) is not None
 
 
 def test_a_single_hop_always_fits():

@@ -58,9 +58,9 @@ class Lab:
         for _ in range(100):
             [(dest, pkt)] = self.switches[node].receive(iface, pkt)
             if dest == 1:
-                if pkt[12:16] != waypoints.WAYPOINT:
+                if waypoints.returns(pkt[12:])[1][:4] != waypoints.WAYPOINT:
                     return node
-                label, rest = waypoints.unwrap(pkt[12:])
+                label, rest = waypoints.relay(pkt[12:], SwitchHeader.unpack(pkt).label)
                 iface, pkt = 1, SwitchHeader(label).pack() + rest
                 continue
             node, iface = self.wires[(node, dest)]
