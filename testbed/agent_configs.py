@@ -10,16 +10,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from node.cjdns import labels
 from node.cjdns.keys import Identity
-from node.cjdns.paths import static_paths
+from node.cjdns.paths import path_entry, static_paths
 from node.leases.table import FREE, Lease
 from node.leases.tc_plan import htb_plan
 from testbed.topology.leases import LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
 AGENT_UDP_PORT = 7100
-FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
 
 
 class ConfigError(ValueError):
@@ -37,6 +35,12 @@ def identity(topo: Topology, seed, node: str) -> Identity:
     return _identity(str(seed).encode(), list(topo.nodes).index(node))
 
 
+def switch_index(k: int) -> int:
+    """The switch interface of a node's k-th link: 0, 2, 3, ... (1 is the node's own router). A node with more than
+    256 links switches with a wider scheme (node/cjdns/labels.py scheme_for_interfaces)."""
+    return 0 if k == 0 else k + 1
+
+
 def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]:
     """{node: agent config}; ``state`` is the run journal (seed, links, routing, leases_started_at)."""
     ids = {n: identity(topo, state["seed"], n) for n in topo.nodes}
@@ -45,9 +49,7 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
     for rec in state["links"]:
         for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
                                                       (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
-            if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
-                raise ConfigError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
-            index = FIRST_SWITCH_INDEXES[len(peers[me])]
+            index = switch_index(len(peers[me]))
             peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
                               "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
                               "peer_name": other})
@@ -59,8 +61,8 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
         d = run_dir / "nodes" / n
         paths = {}  # with route servers, learned from them, the PKT way
         if not route_servers:
-            paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text, "label": labels.label_text(label)}
-                     for dest, label in static_paths(adjacency, n).items()}
+            paths = {ids[dest].ip6_text: path_entry(ids[dest].public_key, label, via)
+                     for dest, (label, via) in static_paths(adjacency, n).items()}
         emulation = {}
         for rec, link in zip(state["links"], topo.links):
             for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
@@ -144,6 +146,11 @@ def _add_leases(topo: Topology, state: dict, configs: dict, adjacency: dict) -> 
             and not any(ORIGIN_ATTR in n.attrs for n in topo.nodes.values()):
         return
     sections, lease_ifaces = lease_sections(topo, state["links"], state["seed"], state["leases_started_at"])
+    for node, nbrs in lease_ifaces.items():
+        taken = set(adjacency[node].values()) & {index for held in nbrs.values() for _, index in held}
+        if taken:
+            raise ConfigError(f"node {node}: {len(adjacency[node])} links and its leases need the same interface "
+                              f"numbers ({min(taken)}..): leases count down from {LAST_INTERFACE}, links up from 0")
     for node in topo.nodes.values():
         origin = node.attrs.get(ORIGIN_ATTR)
         if origin is not None:
@@ -167,8 +174,8 @@ def _add_leases(topo: Topology, state: dict, configs: dict, adjacency: dict) -> 
                         changed = True
                         break
         if changed:
-            cfg["paths"] = {ids[d].ip6_text: {"public_key": ids[d].pubkey_text, "label": labels.label_text(label)}
-                            for d, label in static_paths(adj, src).items()}
+            cfg["paths"] = {ids[d].ip6_text: path_entry(ids[d].public_key, label, via)
+                            for d, (label, via) in static_paths(adj, src).items()}
 
 
 def htb_plans(topo: Topology) -> dict:

@@ -8,6 +8,8 @@ node's ``udp_port`` (the same port at both ends). A switch frame is::
         0xffffffff  -> CjdnsControl (checksum, type) -> CjdnsError (cause = a truncated CjdnsSwitch frame)
                                                       | CjdnsPing | CjdnsKeyPing | CjdnsGetSnode | CjdnsRPath
                                                       | CjdnsLlAddr
+        0xfffffffe/d -> CjdnsWaypoint (the next segment's label, or a waypoint's way back; then the same choice
+                       again: pktlab's paths longer than a label, node/cjdns/waypoints.py)
         0..3        -> CryptoAuthHandshake (Hello / RepeatHello / Key / RepeatKey)
         otherwise   -> CjdnsSessionData (receiver's handle, CryptoAuth nonce, Poly1305 tag, ciphertext)
 
@@ -38,7 +40,7 @@ from scapy.packet import Packet, Padding
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.cjdns import control, cryptoauth, keys, labels, switch_header
+from node.cjdns import control, cryptoauth, keys, labels, switch_header, waypoints
 from testbed.topology.leases import LEASE_PORT_BASE
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
@@ -123,14 +125,35 @@ class CjdnsSwitch(_Described):
                 "priority": h.priority, "customer": h.customer}
 
     def guess_payload_class(self, payload):
-        if len(payload) < 4:
-            return Raw
-        first = struct.unpack_from(">I", payload)[0]
-        if first == control.HANDLE:
-            return CjdnsControl
-        if first < cryptoauth.FIRST_DATA_NONCE:
-            return CryptoAuthHandshake
-        return CjdnsSessionData
+        return _after_switch_header(payload)
+
+
+def _after_switch_header(payload) -> type:
+    """The layer of what follows a switch header (or a waypoint frame), by its first u32."""
+    if len(payload) < 4:
+        return Raw
+    first = struct.unpack_from(">I", payload)[0]
+    if first == control.HANDLE:
+        return CjdnsControl
+    if payload[:4] in (waypoints.WAYPOINT, waypoints.RETURN):
+        return CjdnsWaypoint
+    if first < cryptoauth.FIRST_DATA_NONCE:
+        return CryptoAuthHandshake
+    return CjdnsSessionData
+
+
+class CjdnsWaypoint(_Described):
+    """A waypoint frame (pktlab extension): WAYPOINT, the label the waypoint sends what follows on by; RETURN, a
+    waypoint's label back to where the packet came from."""
+    name = "pktlab waypoint"
+    fields_desc = [XIntField("marker", int.from_bytes(waypoints.WAYPOINT, "big")), LabelField("label", 0x13)]
+
+    def describe(self):
+        kind = "waypoint" if self.marker == int.from_bytes(waypoints.WAYPOINT, "big") else "return"
+        return {"kind": kind, "label": labels.label_text(self.label)}
+
+    def guess_payload_class(self, payload):
+        return _after_switch_header(payload)
 
 
 # -- switch control messages --------------------------------------------------------------------------------
@@ -440,7 +463,7 @@ def _fields_text(d: dict, indent: str) -> str:
     return simple + lists
 
 
-_DESCRIBED = (CjdnsSwitch, CjdnsControl, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
+_DESCRIBED = (CjdnsSwitch, CjdnsControl, CjdnsWaypoint, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
               PacketCryptAnn)
 
 

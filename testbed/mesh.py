@@ -291,42 +291,49 @@ class Mesh:
             raise RunError(f"run {self.run.name} has no node {node!r} (nodes: {_shown(self.topo.nodes)})") from None
 
     def label(self, src: str, dst: str) -> int | None:
-        """The switch label src uses for dst now: its live session's, else the one in its path table."""
+        """The switch label src uses for dst now (the first segment's, for a path with waypoints)."""
+        found = self.labels(src, dst)
+        return found[0] if found else None
+
+    def labels(self, src: str, dst: str) -> list[int]:
+        """The labels src uses for dst now, one per segment (more than one: a path with waypoints): its live
+        session's, else the ones in its path table; [] if it has none."""
         want = self.ip6(dst)
         try:
             for sess in self.agent(src).call("sessions", timeout=3)["sessions"]:
                 if sess["ip6"] == want and sess.get("label"):
-                    return labels.parse_label_text(sess["label"])
+                    return [labels.parse_label_text(t) for t in [sess["label"]] + sess.get("via", [])]
         except (OSError, AgentError, ValueError, KeyError):
             pass
         entry = json.loads(self.run.path("nodes", src, "agent.json").read_text())["paths"].get(want)
-        return labels.parse_label_text(entry["label"]) if entry else None
+        return [labels.parse_label_text(t) for t in [entry["label"]] + entry.get("via", [])] if entry else []
 
     def route(self, src: str, dst: str) -> list[tuple[str, str, int]]:
-        """The hops src's label for dst takes: [(node, interface it leaves by, remaining label)], read by decoding
-        one V358 director per hop against each node's switch interfaces, as the switches do. A hop over a lease
-        leaves by "<ifname>:<lease id>" (the lease's own interface on that link)."""
-        label = self.label(src, dst)
-        if label is None:
-            return []
-        ports = {}
+        """The hops src's labels for dst take: [(node, interface it leaves by, remaining label)], read by decoding
+        one director per hop with each node's encoding scheme against its switch interfaces, as the switches do;
+        at a waypoint the next segment's label takes over. A hop over a lease leaves by "<ifname>:<lease id>" (the
+        lease's own interface on that link)."""
+        segments = self.labels(src, dst)
+        ports, schemes = {}, {}
         for n in self.topo.nodes:
             cfg = json.loads(self.run.path("nodes", n, "agent.json").read_text())
             ports[n] = {p["switch_index"]: (p["ifname"], p["peer_name"]) for p in cfg["peers"]}
+            schemes[n] = labels.scheme_for_interfaces(max(ports[n], default=0))
             peer_of = {ifname: peer for ifname, peer in ports[n].values()}
             for ifname, link in cfg.get("leases", {}).get("links", {}).items():
                 for lease in link.get("leases", []):
                     ports[n][lease["interface"]] = (f"{ifname}:{lease['id']}", peer_of[ifname])
         hops, node = [], src
-        while label != 1 and len(hops) <= len(self.topo.nodes):
-            bits = labels.bits_for_label(label)
-            index = labels.decompress(label, bits)
-            if index not in ports[node]:
-                break  # a label through a missing interface: the switch would answer MALFORMED_ADDRESS
-            ifname, peer = ports[node][index]
-            hops.append((node, ifname, label))
-            label >>= bits
-            node = peer
+        for label in segments:
+            while label != 1 and len(hops) <= len(self.topo.nodes):
+                bits = schemes[node].bits_for_label(label)
+                index = schemes[node].decompress(label, bits)
+                if index not in ports[node]:
+                    return hops  # a label through a missing interface: the switch would answer MALFORMED_ADDRESS
+                ifname, peer = ports[node][index]
+                hops.append((node, ifname, label))
+                label >>= bits
+                node = peer
         return hops
 
     # -- using the mesh ---------------------------------------------------------------------------------------

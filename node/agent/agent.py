@@ -8,7 +8,8 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
 
   status                          node, ip6, public_key, uptime_s, healthy, peers, peers_up, tun, mtu
   peers                           per link: switch_index, ifname, addresses, peer name/key, one-hop label,
-                                  up (answered a link ping in the last 3.5 s), rtt_ms, link_emulation
+                                  up (node/tun_switch/liveness.py), rtt_ms, liveness (srtt, rto, missed probes,
+                                  silence), link_emulation
   sessions                        per CryptoAuth session: ip6, key, state, handles, label, return_label, packets
   counters                        tun rx/tx, per interface rx/tx packets/bytes and drops, node drops by reason,
                                   switch counters, path_failures (switch errors reported per destination),

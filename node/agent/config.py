@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from node.cjdns import keys
+from node.cjdns import keys, labels
 from node.cjdns.paths import parse_path_table
 from node.leases.config import parse_lease_config
 from node.leases.table import LeaseError
@@ -22,7 +22,7 @@ from node.tun_switch.route_server_plane import parse_settings
 DEFAULT_TUN_MTU = 65000      # fits a 65535 veth MTU with our 100 bytes of handshake overhead + UDP/IPv6
 MIN_TUN_MTU = 1280
 MAX_TUN_MTU = 65535
-MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
+MAX_SWITCH_INDEX = (1 << labels.MAX_HUB_BITS) - 1   # V358 numbers 0..256; a hub's wider scheme up to this
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
             "link_emulation", "leases", "route_server", "state_dir"}

@@ -6,6 +6,17 @@ of forms ``(bit_count, prefix_len, prefix)``; the low ``prefix_len`` bits of a d
 
 The default scheme is V358 (cjdns NumberCompress v3x5x8: 4, 7 or 10 bit directors, 257 interfaces).
 Everything here is pure integer arithmetic. Bad inputs raise :class:`LabelError` (a ValueError).
+
+Interface numbers <-> directors (what a switch does with its scheme): V358 uses cjdns NumberCompress v3x5x8 (0 and
+1 swapped in the 4-bit form, 1 skipped in the wider ones); every other scheme uses cjdns' generic
+``EncodingScheme_parseDirector``/``serializeDirector`` (the number itself, XOR 1 in a multi-form scheme), so
+interface 1, the router, is director 0 of the first form: the self route ``0001``.
+
+Hubs (a pktlab extension; cjdns refuses the 258th peer, ``SwitchCore_addInterface_OUT_OF_SPACE``): a node with
+more interfaces than V358 numbers switches with ``V3_5_B = (3,1,0b1), (5,2,0b10), (B,2,0b00)``, V358's shape with a
+wider last form (B = 9..13 bits, up to 8191 interfaces; ``scheme_for_interfaces``). It is an ordinary cjdns
+encoding scheme: it is announced like V358, and labels through the hub are built and re-encoded with cjdns'
+generic rules. 13 bits is the limit because a one-hop label must fit the 16-bit peerNum of an announcement.
 """
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ from dataclasses import dataclass
 UINT64_MAX = (1 << 64) - 1
 MAX_LABEL_BITS = 59          # usable bits in a label (the rest is reserved for the switch)
 CANONICAL = "canonical"      # convert_label target meaning "the smallest form that fits"
+MAX_V358_INTERFACE = 256     # V358 numbers 257 interfaces: 0..256
 
 
 class LabelError(ValueError):
@@ -70,6 +82,68 @@ class EncodingScheme:
 
     def __getitem__(self, i: int) -> Form:
         return self.forms[i]
+
+    # -- interface numbers <-> directors (how a switch with this scheme numbers its interfaces) ---------------
+    @property
+    def legacy(self) -> bool:
+        """V358 numbers its interfaces the NumberCompress way (EncodingScheme_is358)."""
+        return self.forms == V358_FORMS
+
+    @property
+    def interfaces(self) -> int:
+        """How many interface numbers (0..interfaces-1, 1 being the router) the scheme can direct to."""
+        if self.legacy:
+            return MAX_V358_INTERFACE + 1
+        return 1 << self.forms[-1].bit_count
+
+    def bits_for_label(self, label: int) -> int:
+        """Bits (prefix included) of the first director of ``label``."""
+        if self.legacy:
+            return bits_for_label(label)
+        return self.form_of(label).size
+
+    def bits_for_number(self, n: int) -> int:
+        """Bits of the smallest director for interface ``n``."""
+        if self.legacy:
+            return bits_for_number(n)
+        for f in self.forms:
+            if not n >> f.bit_count:
+                return f.size
+        raise LabelError(f"interface {n} does not fit the scheme (0..{self.interfaces - 1})")
+
+    def compress(self, n: int, bits: int) -> int:
+        """The director (without terminator) for interface ``n`` in the form ``bits`` wide."""
+        if self.legacy:
+            return compress(n, bits)
+        f = self._form_of_size(bits)
+        if not 0 <= n < self.interfaces or n >> f.bit_count:
+            raise LabelError(f"interface {n} does not fit a {bits}-bit director")
+        return ((n ^ (len(self.forms) > 1)) << f.prefix_len) | f.prefix
+
+    def decompress(self, label: int, bits: int) -> int:
+        """The interface number of the first director of ``label`` read ``bits`` wide."""
+        if self.legacy:
+            return decompress(label, bits)
+        f = self._form_of_size(bits)
+        return ((label >> f.prefix_len) & mask(f.bit_count)) ^ (len(self.forms) > 1)
+
+    def one_hop_label(self, n: int) -> int:
+        """The label from a switch with this scheme to the peer on its interface ``n`` (SwitchCore_addInterface)."""
+        bits = self.bits_for_number(n)
+        return self.compress(n, bits) | (1 << bits)
+
+    def director_functions(self) -> tuple:
+        """(bits_for_label, bits_for_number, compress, decompress) for a switch's hot path: V358's are the plain
+        NumberCompress functions."""
+        if self.legacy:
+            return bits_for_label, bits_for_number, compress, decompress
+        return self.bits_for_label, self.bits_for_number, self.compress, self.decompress
+
+    def _form_of_size(self, bits: int) -> Form:
+        for f in self.forms:
+            if f.size == bits:
+                return f
+        raise LabelError(f"the scheme has no {bits}-bit form")
 
     def get_form_num(self, label: int) -> int:
         """Index of the form used by the first director of ``label``, or -1."""
@@ -163,17 +237,30 @@ def _insanity(forms: tuple) -> str:
     return ""
 
 
+V358_FORMS = (Form(3, 1, 0b1), Form(5, 2, 0b10), Form(8, 2, 0b00))
 F4 = EncodingScheme(((4, 0, 0),))
 F8 = EncodingScheme(((8, 0, 0),))
 V48 = EncodingScheme(((4, 1, 0b1), (8, 1, 0b0)))
-V358 = EncodingScheme(((3, 1, 0b1), (5, 2, 0b10), (8, 2, 0b00)))
+V358 = EncodingScheme(V358_FORMS)
 V37 = EncodingScheme(((3, 1, 0b1), (7, 1, 0b0)))
 SCHEMES = {"F4": F4, "F8": F8, "V48": V48, "V358": V358, "V37": V37}
 
 
 # -- V358 number <-> director (cjdns NumberCompress v3x5x8) -------------------------------------------
 
-MAX_V358_INTERFACE = 256   # 257 interfaces: 0..256
+MAX_HUB_BITS = 13          # a one-hop label of a V3_5_B hub must fit the 16-bit peerNum of an announcement
+
+
+def scheme_for_interfaces(highest: int) -> EncodingScheme:
+    """The scheme of a switch whose highest interface number is ``highest``: V358 (cjdns' default) up to 256,
+    above that the hub scheme V3_5_B with the narrowest last form that numbers it (a pktlab extension)."""
+    if highest <= MAX_V358_INTERFACE:
+        return V358
+    bits = highest.bit_length()
+    if bits > MAX_HUB_BITS:
+        raise LabelError(f"interface {highest}: a switch numbers at most {(1 << MAX_HUB_BITS) - 1} interfaces")
+    return EncodingScheme(((3, 1, 0b1), (5, 2, 0b10), (bits, 2, 0b00)))
+
 
 
 def bits_for_label(label: int) -> int:

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from .cryptoauth import FIRST_DATA_NONCE, HANDSHAKE_SIZE, CryptoAuthError, Session
+from .waypoints import LOWEST_HANDLE
 
 DATA_HEADER_SIZE = 4
 DATA_HEADER_VERSION = 1
@@ -59,7 +60,7 @@ class SessionManager:
     def _new_handle(self) -> int:
         while True:
             h = struct.unpack(">I", self._rng(4))[0]
-            if FIRST_DATA_NONCE <= h < CONTROL_HANDLE and h not in self.by_handle:
+            if FIRST_DATA_NONCE <= h < LOWEST_HANDLE and h not in self.by_handle:    # not a control or waypoint frame
                 return h
 
     def _new_peer(self, her_key: bytes | None, now: float, initiator: bool) -> Peer:

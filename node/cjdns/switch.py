@@ -1,7 +1,8 @@
 """The cjdns label switch as a pure state machine (pkt-reference.md §2.3, cjdns ``switch/SwitchCore.c``).
 
 Interfaces are numbered like cjdns: index 1 is always our own router, peers get the free indexes 0, 2, 3, ...
-(V358, 257 slots). :meth:`Switch.receive` takes a packet (switch header first) from an interface and returns
+(V358, 257 slots; a hub switches with a wider scheme, see labels.scheme_for_interfaces: the algorithm is cjdns',
+with the scheme's director widths and numbering in place of NumberCompress). :meth:`Switch.receive` takes a packet (switch header first) from an interface and returns
 the ``(dest_index, packet)`` pairs to send: the forwarded packet, or an ERROR control message back out of the
 interface the packet came from. Forwarding pops the first director, pushes the bit-reversed director of the
 source interface at the top (so the label at the destination, bit-reversed, is the return path) and adds the
@@ -17,12 +18,10 @@ import struct
 from collections import Counter
 
 from . import control
-from .labels import (MAX_V358_INTERFACE, UINT64_MAX, bit_reverse64, bits_for_label, bits_for_number,
-                     compress, decompress, one_hop_label)
+from .labels import UINT64_MAX, V358, LabelError, bit_reverse64, mask
 from .switch_header import SIZE as HEADER_SIZE, UNCLASSED, SwitchHeader
 
 ROUTER = 1
-NUM_INTERFACES = MAX_V358_INTERFACE + 1
 
 # counter names
 FORWARDED = "forwarded"
@@ -37,20 +36,24 @@ class SwitchError(ValueError):
 
 
 class Switch:
-    def __init__(self, keep_traffic_class: bool = True):
+    def __init__(self, keep_traffic_class: bool = True, scheme=V358):
         self.interfaces: set[int] = {ROUTER}
         self.keep_traffic_class = keep_traffic_class
+        self.scheme = scheme
+        self.num_interfaces = scheme.interfaces
+        # bound once: receive() runs for every packet (for V358 these are the module's NumberCompress functions)
+        self._bits_for_label, self._bits_for_number, self._compress, self._decompress = scheme.director_functions()
         self.counters: Counter = Counter()
 
     # -- interfaces ------------------------------------------------------------------------------------
     def add_interface(self, index: int | None = None) -> int:
         """Register an interface (lowest free index other than 1 if none given) and return its index."""
         if index is None:
-            index = next((i for i in range(NUM_INTERFACES) if i != ROUTER and i not in self.interfaces), None)
+            index = next((i for i in range(self.num_interfaces) if i != ROUTER and i not in self.interfaces), None)
             if index is None:
                 raise SwitchError("no free interface slot")
-        elif not isinstance(index, int) or not 0 <= index < NUM_INTERFACES or index == ROUTER:
-            raise SwitchError(f"interface index {index!r} must be in 0..{NUM_INTERFACES - 1} and not 1")
+        elif not isinstance(index, int) or not 0 <= index < self.num_interfaces or index == ROUTER:
+            raise SwitchError(f"interface index {index!r} must be in 0..{self.num_interfaces - 1} and not 1")
         elif index in self.interfaces:
             raise SwitchError(f"interface {index} already exists")
         self.interfaces.add(index)
@@ -61,10 +64,9 @@ class Switch:
             raise SwitchError("the router interface cannot be removed")
         self.interfaces.discard(index)
 
-    @staticmethod
-    def label_for(index: int) -> int:
+    def label_for(self, index: int) -> int:
         """Our one-hop label to the peer on interface ``index``."""
-        return one_hop_label(index)
+        return self.scheme.one_hop_label(index)
 
     # -- forwarding ------------------------------------------------------------------------------------
     def receive(self, source_index: int, packet: bytes) -> list[tuple[int, bytes]]:
@@ -76,16 +78,19 @@ class Switch:
             return []
         header = SwitchHeader.unpack(packet)
         label = header.label
-        bits = bits_for_label(label)
-        dest = decompress(label, bits)
-        source_bits = bits_for_number(source_index)
+        try:
+            bits = self._bits_for_label(label)
+        except LabelError:                          # a label no form of our scheme matches
+            return self.error(source_index, packet, "MALFORMED_ADDRESS")
+        dest = self._decompress(label, bits)
+        source_bits = self._bits_for_number(source_index)
 
-        if dest == ROUTER and (label & 0xF) != 1:
+        if dest == ROUTER and (label & mask(bits)) != 1:        # V358: (label & 0xf) != 1
             return self.error(source_index, packet, "MALFORMED_ADDRESS")
         if source_bits > bits:
             if dest == ROUTER:
                 # the return path must fit in the zeros left of our self route
-                if (label ^ 1) & (UINT64_MAX >> (64 - source_bits - 4)):
+                if (label ^ 1) & (UINT64_MAX >> (64 - source_bits - bits)):
                     return self.error(source_index, packet, "RETURN_PATH_INVALID")
                 bits = source_bits
             elif source_index == ROUTER:
@@ -100,7 +105,7 @@ class Switch:
         if label_shift > 63:
             self.counters[DROP_UNDELIVERABLE] += 1
             return []
-        source_label = bit_reverse64(compress(source_index, bits))
+        source_label = bit_reverse64(self._compress(source_index, bits))
         out = header.replace(
             label=(label >> bits) | source_label,
             label_shift=label_shift,
@@ -114,12 +119,14 @@ class Switch:
         """From an UNDELIVERABLE error's cause (the packet's switch header as the erring switch got it) and the
         label we sent that packet with: the label from us to the far end of the link that switch could not
         use. The header's label shift says how many bits of our label the switches before it consumed, its
-        label's low director the dead link. None if the cause does not belong to that label."""
+        label's low director the dead link (read with V358's widths: the erring switch's scheme is not known
+        here; a hub's wide director gives a label the route server does not recognise, and ignores). None if
+        the cause does not belong to that label."""
         if len(cause) < HEADER_SIZE:
             return None
         header = SwitchHeader.unpack(cause)
         shift, here = header.label_shift, header.label
-        bits = bits_for_label(here)
+        bits = V358.bits_for_label(here)
         end = shift + bits
         if end >= 64 or (sent_label >> shift) & ((1 << bits) - 1) != here & ((1 << bits) - 1):
             return None

@@ -16,9 +16,10 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
   estimate from ``recvTime``). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
   about clocks: it is counted (``bad_recv_time``) and ignored.
-* **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query (naming ``lease_holders``, the
-  keys whose leases our traffic may use, so the server prefers them) and returns None (the data plane
-  drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
+* **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
+  after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
+  ``lease_holders``, the keys whose leases our traffic may use, so the server prefers them) and returns None (the
+  data plane holds the packet until the path comes, node/tun_switch/node.py). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
   and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
   a server that still answers with a label that just failed is asked again after a short wait.
@@ -43,7 +44,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from node.cjdns.paths import PathProvider
+from node.cjdns.paths import PathProvider, path_entry
 from node.cjdns import control, keys, labels
 from node.cjdns.labels import LabelError, V358
 from . import announcement as A
@@ -118,6 +119,7 @@ class CacheEntry:
     label: int | None
     expires_ms: int
     retry_at: int = 0
+    via: tuple = ()
 
 
 @dataclass
@@ -139,6 +141,7 @@ class _Announced:
 
 
 class RouteServerClient(PathProvider):
+    asks = True                 # a miss queues a query: the data plane holds the packet meanwhile
     def __init__(self, identity, clock, config: ClientConfig | None = None, scheme=V358,
                  version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False, wall_clock=None):
         """identity: keys.Identity; clock: () -> ms, steady (timers, timeouts, cache); wall_clock: () -> ms, the
@@ -298,7 +301,7 @@ class RouteServerClient(PathProvider):
                 self.wanted[ip6] = now
                 self.counters["refresh"] += 1
             self.counters["cache_hit"] += 1
-            return e.public_key, e.label
+            return e.public_key, e.label, e.via
         self.counters["cache_miss"] += 1
         if ip6 not in self.wanted:
             if len(self.wanted) >= MAX_WANTED:
@@ -360,8 +363,7 @@ class RouteServerClient(PathProvider):
                                                                     "source": c.source,
                                                                     "failed": c.failed_until > self.clock()}
                            for k, c in self.candidates.items()},
-            "paths": {keys.ip6_text(ip6): {"public_key": keys.pubkey_text(e.public_key),
-                                           "label": labels.label_text(e.label)}
+            "paths": {keys.ip6_text(ip6): path_entry(e.public_key, e.label, e.via)
                       for ip6, e in self.cache.items() if e.label is not None},
             "skew_ms": self.skew_ms,            # the server's clock minus ours, from its last reply
             "counters": dict(self.counters),
@@ -541,7 +543,13 @@ class RouteServerClient(PathProvider):
 
     def _on_path_reply(self, reply: M.Reply, p: _Pending, now: int) -> None:
         ip6 = p.target
-        found = next((a for a in reply.nodes if keys.address_for_key(a.public_key) == ip6), None)
+        via = ()
+        if reply.waypoints and keys.address_for_key(reply.waypoints[-1].public_key) == ip6 \
+                and all(a.label >= 2 for a in reply.waypoints):
+            found, via = reply.waypoints[0], tuple(a.label for a in reply.waypoints[1:])
+            found = M.Address(reply.waypoints[-1].public_key, found.label)
+        else:
+            found = next((a for a in reply.nodes if keys.address_for_key(a.public_key) == ip6), None)
         if found is None or found.label < 2:
             self.counters["path_not_found" if reply.error else "bad_path_reply"] += 1
             self.wanted.pop(ip6, None)
@@ -555,7 +563,7 @@ class RouteServerClient(PathProvider):
             self.wanted[ip6] = now + self.config.retry_ms
             return
         self.wanted.pop(ip6, None)
-        self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms))
+        self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms, via=via))
         self.counters["path_found"] += 1
 
     def _on_backup_reply(self, reply: M.Reply, p: _Pending) -> None:

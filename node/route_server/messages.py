@@ -16,6 +16,9 @@ pktlab additions:
 * ``dead`` in ``gr`` queries: labels (u64 BE) from the asking node to the far end of a link a switch reported
   dead (UNDELIVERABLE: the erring switch is where the error's cause says the label was, ``label_shift``): the
   server answers with a path around the last link of each, whatever the target.
+* ``wp`` in ``gr`` replies, instead of ``n``, for a path that does not fit one label: [Address] of the node each
+  segment ends at (the waypoints, then the target) with the segment's label from the node before it (the asking
+  node, then each waypoint); see node/cjdns/waypoints.py. A client that does not know ``wp`` sees no path.
 * ``bad`` in ``gr`` queries: labels (u64 BE, 8 bytes each) to that target that just failed for the asking node
   (a switch error or silence); if the cheapest path still has such a label, the server answers with a path
   that shares no link with it.
@@ -91,6 +94,7 @@ class Reply:
     state_hash: bytes | None = None
     error: str | None = None
     nodes: tuple = ()                      # n: Address records
+    waypoints: tuple = ()                  # wp: Address records, one per segment
     alternatives: tuple = ()               # alt: Address records
     accepted: int | None = None            # fwd
 
@@ -206,6 +210,8 @@ def pack_reply(r: Reply) -> bytes:
     if r.nodes:
         d[b"n"] = [a.pack() for a in r.nodes]
         d[b"np"] = [1, r.version]
+    if r.waypoints:
+        d[b"wp"] = [a.pack() for a in r.waypoints]
     if r.alternatives:
         d[b"alt"] = [a.pack() for a in r.alternatives]
     if r.accepted is not None:
@@ -223,7 +229,7 @@ def parse_reply(data) -> Reply:
                  recv_time=_get(d, b"recvTime", int, required=False),
                  state_hash=_get(d, b"stateHash", bytes, 64, required=False),
                  error=None if error is None else error.decode("utf-8", "replace"),
-                 nodes=_addresses(d, b"n"), alternatives=_addresses(d, b"alt"),
+                 nodes=_addresses(d, b"n"), waypoints=_addresses(d, b"wp"), alternatives=_addresses(d, b"alt"),
                  accepted=_get(d, b"acc", int, required=False))
 
 

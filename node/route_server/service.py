@@ -10,7 +10,8 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
   path to each from the sender.
 * ``pn``: ``recvTime``, ``stateHash`` (zeros for an unknown node) and ``alt``.
 * ``gr``: Dijkstra over links announced in both directions, preferring the leases of the asker (``hk`` and its
-  own key, see server.py); ``n`` holds the target's key and the spliced label.
+  own key, see server.py); ``n`` holds the target's key and the spliced label, or, for a path that needs
+  waypoints, ``wp`` the key and label of each segment (messages.py).
 * Federation: route servers listed in ``federation`` (public keys of other route servers, ours or other Cloud
   ISPs) may ``sub``scribe; from then on every announcement we accept, from a node or from another server, is
   forwarded to them in ``fwd`` batches (not back to the server it came from), and a subscription first gets a
@@ -21,13 +22,15 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
   nodes (a route server its neighbours use), or from the return path of its last message to us.
 
 Outgoing federation traffic is queued: the host calls :meth:`take_outbox` and sends each
-``(public_key, label, payload)``; replies to those messages go to :meth:`handle` like any other message.
+``Outbound(public_key, label, payload, via)`` (``via``: waypoint segments after the first, for a far peer); replies
+to those messages go to :meth:`handle` like any other message.
 """
 from __future__ import annotations
 
 import os
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from node.cjdns import keys, labels
 from node.cjdns.labels import LabelError, splice
@@ -39,6 +42,13 @@ SUBSCRIBE_REFRESH_MS = 60_000     # renewed, so a peer that restarted (and forgo
 EXPIRE_EVERY_MS = 10_000
 FORWARD_BATCH_BYTES = 16 * 1024
 MAX_QUEUED_FORWARDS = 10_000
+
+
+class Outbound(NamedTuple):
+    public_key: bytes
+    label: int
+    payload: bytes
+    via: tuple = ()
 
 
 @dataclass
@@ -129,15 +139,20 @@ class RouteServerService:
 
     def _path(self, q: M.Query, now_ms: int) -> bytes:
         route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
-        if route is None or route.label >= 1 << 64:
+        if route is None:
             self.counters["path_not_found"] += 1
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
         self.counters["path_found"] += 1
         if route.leases:
             self.counters["path_over_leases"] += 1
         key = self.core.nodes[q.tar].public_key
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
-                                    nodes=(M.Address(key, route.label),)))
+        if not route.via:
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+                                        nodes=(M.Address(key, route.label),)))
+        self.counters["path_found_waypoints"] += 1
+        ends = [self.core.nodes[w].public_key for w in route.waypoints] + [key]
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, waypoints=tuple(
+            M.Address(k, label) for k, label in zip(ends, (route.label,) + route.via))))
 
     def _forwarded(self, q: M.Query, peer: FederationPeer, now_ms: int) -> bytes:
         accepted = 0
@@ -170,7 +185,7 @@ class RouteServerService:
         for peer in self.peers.values():
             if peer.same_isp:
                 route = self.core.route(ip6, peer.ip6)
-                if route is not None and route.label < 1 << 64:
+                if route is not None and not route.via:      # a client reaches its servers by one label
                     out.append(M.Address(peer.public_key, route.label))
         return tuple(out)
 
@@ -181,7 +196,7 @@ class RouteServerService:
             if peer is None or self.core.route(self.ip6, peer.ip6) is not None:
                 continue
             to_node = self.core.route(self.ip6, src_ip6)
-            if to_node is None:
+            if to_node is None or to_node.via:
                 continue
             try:
                 peer.heard_label = splice(addr.label, to_node.label)
@@ -189,25 +204,26 @@ class RouteServerService:
                 continue
 
     # -- federation output ---------------------------------------------------------------------------
-    def _route_label(self, peer: FederationPeer) -> int | None:
+    def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:
+        """(label, via) to a federation peer: our own graph's path, else what we heard."""
         route = self.core.route(self.ip6, peer.ip6)
-        if route is not None and route.label < 1 << 64:
-            return route.label
-        return peer.heard_label
+        if route is not None:
+            return route.label, route.via
+        return None if peer.heard_label is None else (peer.heard_label, ())
 
-    def take_outbox(self, now_ms: int) -> list[tuple[bytes, int, bytes]]:
-        """Federation messages to send now: (peer public key, label, payload). ``now_ms`` only times the
-        subscriptions: any steady clock will do."""
+    def take_outbox(self, now_ms: int) -> list[Outbound]:
+        """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""
         out = []
         for peer in self.peers.values():
-            label = self._route_label(peer)
-            if label is None:
+            found = self._route_to(peer)
+            if found is None:
                 continue
+            label, via = found
             since = now_ms - peer.last_sub_ms
             if (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS:
                 peer.last_sub_ms = now_ms
                 sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
-                out.append((peer.public_key, label, M.pack_query(sub)))
+                out.append(Outbound(peer.public_key, label, M.pack_query(sub), via))
             while peer.interested and peer.queue:
                 batch, size = [], 0
                 while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:
@@ -219,8 +235,8 @@ class RouteServerService:
                     self.counters["forward_dropped_oversize"] += 1
                     continue
                 self.counters["forwarded"] += len(batch)
-                out.append((peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
-                                                                         anns=tuple(batch)))))
+                out.append(Outbound(peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
+                                                                                 anns=tuple(batch))), via))
         return out
 
     def _txid(self, prefix: bytes) -> bytes:
@@ -239,7 +255,9 @@ class RouteServerService:
             hops.append({"node": keys.ip6_text(ip6), "hop_label": labels.label_text(route.hops[i]),
                          "next": keys.ip6_text(route.nodes[i + 1]), "lease": lease and lease.lease_id})
         return {"src": keys.ip6_text(src_ip6), "dst": keys.ip6_text(dst_ip6),
-                "label": labels.label_text(route.label), "cost": route.cost, "hops": hops}
+                "label": labels.label_text(route.label), "cost": route.cost, "hops": hops,
+                "via": [labels.label_text(v) for v in route.via],
+                "waypoints": [keys.ip6_text(w) for w in route.waypoints]}
 
     # -- status ------------------------------------------------------------------------------------------
     def _housekeeping(self, now_ms: int) -> None:
@@ -248,12 +266,12 @@ class RouteServerService:
             self.core.expire(now_ms)
 
     def status(self) -> dict:
-        g = self.core.graph()
+        adj = self.core.adjacency()
         rejected = {k[len("rejected_"):]: v for k, v in self.core.counters.items() if k.startswith("rejected_")}
         return {
             "ip6": keys.ip6_text(self.ip6),
-            "nodes": g.number_of_nodes(),
-            "edges": g.number_of_edges(),
+            "nodes": len(adj),
+            "edges": sum(len(nbrs) for nbrs in adj.values()),
             "announcements_accepted": self.core.counters.get("accepted", 0),
             "announcements_forwarded_in": self.core.counters.get("accepted_forwarded", 0),
             "rejected": rejected,

@@ -5,6 +5,7 @@ from collections import deque
 from node.agent.event_loop import Timer
 from node.agent.handler_errors import HandlerErrors
 from node.tun_switch.link_emulation import LinkEmulator
+from node.tun_switch.liveness import Liveness
 
 
 class ManualLoop:
@@ -70,7 +71,8 @@ class MemoryLink:
         self.peer_public_key = peer_key
         self.emulator = LinkEmulator()
         self.rx_packets = self.rx_bytes = self.tx_packets = self.pings_sent = 0
-        self.last_pong = self.rtt_ms = self.refused_at = None
+        self.liveness = Liveness()
+        self.rtt_ms = self.refused_at = None
         self.was_up = False
         self.remote = None          # (node, link) at the other end
 

@@ -12,6 +12,7 @@ import logging
 import socket
 
 from node.tun_switch.link_emulation import LinkEmulator, LinkParams
+from node.tun_switch.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class PeerLink:
         self.emulator = LinkEmulator(params or LinkParams(), rng)
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
         self.drops = {}
-        self.last_pong = self.rtt_ms = None      # link liveness, kept by the node's link pings
+        self.liveness = Liveness()               # kept by the node: its probes, their answers, any frame heard
+        self.rtt_ms = None                       # the last probe's round trip
         self.refused_at = None                   # the last ECONNREFUSED (the peer's port is closed)
         self.dead = False                        # the last send failed for good (no route, refused)
         self.was_up = False

@@ -138,7 +138,8 @@ class RouteServerGlue:
         # the client's timers run on the node's steady clock, so a clock jump does not stall them
         self.clock_ms = clock_ms or (lambda: int(node.wall_clock() * 1000))
         self.client = RouteServerClient(node.identity, lambda: int(node.clock() * 1000), settings.client_config(),
-                                        serve_self=settings.serve, wall_clock=self.clock_ms)
+                                        scheme=node.switch.scheme, serve_self=settings.serve,
+                                        wall_clock=self.clock_ms)
         self.service = None
         if settings.serve:
             self.start_service()
@@ -250,7 +251,7 @@ class RouteServerGlue:
             if rtt is not None and not 0 <= rtt <= MAX_RTT_MS:     # NaN too: announced as unmeasured, counted
                 self.counters["bad_link_rtt"] = self.counters.get("bad_link_rtt", 0) + 1
                 rtt = None
-            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), labels.one_hop_label(index), their,
+            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), node.switch.label_for(index), their,
                                   link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
                                   capacity_kbps=LINK_CAPACITY_KBPS))
         self.client.set_peers(peers)
@@ -263,8 +264,8 @@ class RouteServerGlue:
                 self.send_message(out.public_key, out.label, out.payload)
         if self.service is not None:
             # subscription timers, on the steady clock like the client's (a skewed clock must not stall them)
-            for key, label, payload in self.service.take_outbox(int(self.node.clock() * 1000)):
-                self.send_message(key, label, payload)
+            for out in self.service.take_outbox(int(self.node.clock() * 1000)):
+                self.send_message(out.public_key, out.label, out.payload, out.via)
         self._push_paths()
         self._watch_silence()
 
@@ -300,26 +301,26 @@ class RouteServerGlue:
         if now - self.rpath_sent.get(index, -RPATH_RETRY_S) < RPATH_RETRY_S:
             return
         self.rpath_sent[index] = now
-        self._send_control(labels.one_hop_label(index), control.RPath(22))
+        self._send_control(self.node.switch.label_for(index), control.RPath(22))
 
     def _push_paths(self) -> None:
         """Destinations already in the data plane follow the client's current path."""
         for ip6, d in self.node.dests.items():
             found = self.client.cache.get(ip6)
             if found is not None and found.label is not None and found.public_key == d.public_key \
-                    and found.label != d.label:
-                d.set_label(found.label)
+                    and (found.label, found.via) != (d.label, d.via):
+                d.set_label(found.label, found.via)
 
     # -- sending ------------------------------------------------------------------------------------------
     def _send_control(self, label: int, msg) -> None:
         self.node.forwarder.forward(ROUTER, SwitchHeader(label=label).pack() + control.frame(msg))
 
-    def send_message(self, public_key: bytes, label: int, payload: bytes) -> None:
+    def send_message(self, public_key: bytes, label: int, payload: bytes, via=()) -> None:
         self.counters["messages_out"] += 1
         if public_key == self.node.identity.public_key:
             self._local(payload)
             return
-        self.node.send_content_to(public_key, label, CJDHT, payload)
+        self.node.send_content_to(public_key, label, CJDHT, payload, via)
 
     def _local(self, payload: bytes) -> None:
         """A message to ourselves (a route server's own client)."""
@@ -353,6 +354,7 @@ class RouteServerGlue:
                 self.send_message(d.public_key, back or d.label, reply)
         elif self.client.on_reply(payload, d.public_key):
             self._push_paths()                          # a new path is used from the next packet on
+            self.node.release_held()                    # and what waited for a path goes now
         elif self.service is not None:
             self.service.handle(payload, d.public_key, now_ms, path=back)
 
@@ -371,7 +373,8 @@ class RouteServerGlue:
             return True
         if isinstance(msg, control.RPath):
             if msg.reply:
-                index = labels.decompress(back, labels.bits_for_label(back)) if back else None
+                scheme = self.node.switch.scheme
+                index = scheme.decompress(back, scheme.bits_for_label(back)) if back else None
                 if index in self.node.links and msg.rpath:
                     self.their_labels[index] = msg.rpath
             else:

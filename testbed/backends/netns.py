@@ -7,6 +7,12 @@ namespaces and configured in batches (see netlink_batch), never with one `ip`/`t
 
 Addresses: each link gets a /64 from the run's ULA prefix (fdXX:XXXX:XXXX::/48, derived from the run id), `::1` on
 the a side and `::2` on the b side. Nothing is added to the host namespace: no address, no route.
+
+Neighbours: each veth end has a fixed MAC address (`link_macs`), and each end gets a permanent neighbour entry for
+the other's address. Without them every link end resolves its peer by neighbour discovery, and the kernel keeps
+those entries in one table shared by all namespaces of the machine, 1024 entries by default
+(net.ipv6.neigh.default.gc_thresh3): a 217-node mesh (894 link ends) with other meshes beside it overflows it
+("neighbour table overflow"), sends fail and healthy links go down. Permanent entries are exempt from that limit.
 """
 from __future__ import annotations
 
@@ -40,6 +46,12 @@ def run_prefix(run_id: str) -> ipaddress.IPv6Network:
     """A ULA /48 (RFC 4193 style: fd + 40 bits) derived from the run id, so concurrent runs never share one."""
     h = hashlib.sha256(run_id.encode()).digest()
     return ipaddress.IPv6Network((b"\xfd" + h[:5] + bytes(10), 48))
+
+
+def link_macs(link_no: int) -> tuple[str, str]:
+    """The a and b side MAC addresses of link number ``link_no`` (locally administered, unique in a run)."""
+    tail = ":".join(f"{b:02x}" for b in link_no.to_bytes(4, "big"))
+    return f"02:0a:{tail}", f"02:0b:{tail}"
 
 
 def link_addresses(prefix: ipaddress.IPv6Network, link_no: int) -> tuple[str, str]:
@@ -172,7 +184,7 @@ class NetnsBackend:
                 a_addr, b_addr = link_addresses(prefix, i)
                 self.links.append(LinkRecord(link.name, link.a, link.b, a_if, b_if, a_addr, b_addr))
                 batch.add(self._tpl.veth(a_if, self._fds[link.a], b_if, self._fds[link.b], self.mtu,
-                                         f"pktlab:{self.run.id}:{link.name}"), f"link {link.name}")
+                                         f"pktlab:{self.run.id}:{link.name}", link_macs(i)), f"link {link.name}")
                 if len(batch) >= 256:
                     batch.flush()
                     progress("links", i + 1, len(self.topo.links))
@@ -183,12 +195,13 @@ class NetnsBackend:
 
     def _configure(self, progress) -> None:
         """Per namespace: lo and every link up, the link's address, HTB shaping where the link has a rate."""
-        by_node: dict[str, list[tuple[str, str, object]]] = {n: [] for n in self.topo.nodes}
+        by_node: dict[str, list[tuple]] = {n: [] for n in self.topo.nodes}
         lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
         plans = {}
         for i, (rec, link) in enumerate(zip(self.links, self.topo.links)):
-            by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab))
-            by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba))
+            a_mac, b_mac = link_macs(i)
+            by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab, rec.b_addr, b_mac))
+            by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba, rec.a_addr, a_mac))
             for node, ifname in ((rec.a, rec.a_if), (rec.b, rec.b_if)):
                 plans[(node, ifname)] = lease_plans.get((node, i))
         up, htb = self._tpl.link_up(), self._tpl.htb_root()
@@ -200,10 +213,12 @@ class NetnsBackend:
                 index = dump_links(sock)
                 batch = Batch(sock)
                 batch.add(up, f"{node}: lo up", index["lo"])
-                for ifname, addr, params in ifaces:
+                for ifname, addr, params, peer_addr, peer_mac in ifaces:
                     idx = index[ifname]
                     batch.add(up, f"{node}: {ifname} up", idx)
                     batch.add(self._tpl.addr6(addr, 64), f"{node}: {ifname} address {addr}", idx)
+                    batch.add(self._tpl.neighbour6(peer_addr, peer_mac), f"{node}: {ifname} neighbour {peer_addr}",
+                              idx)
                     if plans[(node, ifname)]:
                         for msg, what in lease_htb_messages(self._tpl, plans[(node, ifname)]):
                             batch.add(msg, f"{node}: {ifname} {what}", idx)

@@ -3,8 +3,8 @@ clock and a captured TUN (each node's `delivered` list)."""
 from node.agent.config import parse_config
 from node.tun_switch.node import Node
 from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.cjdns.paths import static_paths
-from node.cjdns import keys, labels
+from node.cjdns.paths import path_entry, static_paths
+from node.cjdns import keys
 
 
 def build_line(n, seed=b"dp", udp_port=1):
@@ -19,9 +19,8 @@ def build_line(n, seed=b"dp", udp_port=1):
         adj[b][a] = 0
     nodes = []
     for i, name in enumerate(names):
-        paths = {idents[names.index(d)].ip6_text: {"public_key": idents[names.index(d)].pubkey_text,
-                                                   "label": labels.label_text(label)}
-                 for d, label in static_paths(adj, name).items()}
+        paths = {idents[names.index(d)].ip6_text: path_entry(idents[names.index(d)].public_key, label, via)
+                 for d, (label, via) in static_paths(adj, name).items()}
         cfg = parse_config({"node": name, "private_key": idents[i].private_key.hex(), "control_socket": "/tmp/x",
                             "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": udp_port,
                             "peers": [], "paths": paths})

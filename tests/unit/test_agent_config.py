@@ -50,7 +50,7 @@ def test_defaults(good):
     (lambda c: c.update(control_socket="/nonexistent/dir/s.sock"), "control_socket"),
     (lambda c: c.update(log_file="/nonexistent/dir/n0.log"), "log_file"),
     (lambda c: c["peers"][0].update(switch_index=1), "peers[0].switch_index"),
-    (lambda c: c["peers"][0].update(switch_index=300), "peers[0].switch_index"),
+    (lambda c: c["peers"][0].update(switch_index=8192), "peers[0].switch_index"),     # beyond any hub scheme
     (lambda c: c["peers"][0].update(local_addr="10.0.0.1"), "peers[0].local_addr"),
     (lambda c: c["peers"][0].update(peer_public_key="abc.k"), "peers[0].peer_public_key"),
     (lambda c: c["peers"][0].pop("ifname"), "peers[0]"),

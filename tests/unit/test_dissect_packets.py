@@ -65,6 +65,16 @@ def test_hello_key_and_data(tmp_path, session_frames):
     assert data.layer("CryptoAuth handshake") is None
 
 
+def test_waypoint_frames_before_session_data(tmp_path, session_frames):
+    from node.cjdns import waypoints
+    data = session_frames["data"]
+    framed = data[:SH.SIZE] + waypoints.frames([0x17], waypoints.RETURN) + waypoints.frames([0x1555]) + data[SH.SIZE:]
+    [pkt] = roundtrip(tmp_path, [udp(framed)])
+    assert [(w["kind"], w["label"]) for w in pkt.all("pktlab waypoint")] == [("return", "0000.0000.0000.0017"),
+                                                                         ("waypoint", "0000.0000.0000.1555")]
+    assert pkt.layer("CryptoAuth data")["handle"] == f"{session_frames['b_handle']:#010x}" and pkt.notes == []
+
+
 def test_control_ping_pong_and_getsnode(tmp_path):
     hdr = SH.SwitchHeader(0x13).pack()
     snode = keys.Identity.from_seed(b"dissect", 7)

@@ -1,13 +1,14 @@
 """Forged link PONGs (issue 13 item 2): a peer answers our link pings with a send time of its choosing (NaN,
 infinite, negative, far future, long ago) or names another link's index. Such a pong must be a counted drop: it
-must not mark a link up, must not poison the link's RTT, and the route-server tick must keep working."""
+must not mark a link up (the first valid pong does: node/tun_switch/liveness.py), must not poison the link's RTT,
+and the route-server tick must keep working."""
 import math
 import struct
 
 import pytest
 
 from node.agent.config import parse_config
-from node.tun_switch.node import LINK_DOWN_AFTER_S, PROTOCOL_VERSION, Node
+from node.tun_switch.node import PONG_MAX_AGE_S, PROTOCOL_VERSION, Node
 from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
 from node.tun_switch.route_server_plane import RouteServerGlue, parse_settings
 from node.cjdns import control, keys, labels
@@ -55,7 +56,7 @@ def test_forged_pong_with_a_bad_send_time_is_dropped(sent):
     link = a.links[2]
     for _ in range(200):
         a.receive_from_link(link, forged_pong(b, 3, 2, sent))
-    assert link.last_pong is None and link.rtt_ms is None and not a.link_up(link)
+    assert link.liveness.last_answered is None and link.rtt_ms is None and not a.link_up(link)
     assert a.drops.get("pong_bad_time") == 200
     for _ in range(20):
         loop.now += 0.1
@@ -69,7 +70,7 @@ def test_forged_pong_with_a_bad_send_time_is_dropped(sent):
 def test_pong_sent_before_the_down_window_does_not_mark_the_link_up():
     wire, loop, a, b, _ = two_nodes(route_server=False)
     link = a.links[2]
-    stale = loop.now - LINK_DOWN_AFTER_S - 1
+    stale = loop.now - PONG_MAX_AGE_S - 1
     a.receive_from_link(link, forged_pong(b, 3, 2, stale))
     assert not a.link_up(link) and a.drops.get("pong_bad_time") == 1
 
@@ -81,7 +82,7 @@ def test_pong_naming_another_link_is_dropped():
     other = MemoryLink(wire, "a", 5, "toc", "c", keys.Identity.from_seed(b"pong", 9).public_key)
     a.add_link(other)
     a.receive_from_link(a.links[2], forged_pong(b, 3, 5, loop.now))
-    assert other.last_pong is None and not a.link_up(other)
+    assert other.liveness.last_answered is None and not a.link_up(other)
     assert a.drops.get("pong_wrong_link") == 1
 
 

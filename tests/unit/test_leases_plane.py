@@ -6,6 +6,7 @@ from node.agent.config import parse_config
 from node.tun_switch.node import Node
 from node.tun_switch.lease_plane import AGENT_PACE, LeasePlane
 from node.tun_switch.link_emulation import LinkEmulator
+from node.tun_switch.liveness import Liveness
 from node.leases import requests as cr
 from node.cjdns import control, keys, labels
 from node.leases.config import parse_lease_config
@@ -56,7 +57,8 @@ class RecordingLink:
         self.local_addr = "fd00::2"
         self.emulator = LinkEmulator()
         self.rx_packets = self.rx_bytes = self.tx_packets = 0
-        self.last_pong = self.rtt_ms = None
+        self.liveness = Liveness()
+        self.rtt_ms = None
         self.was_up = False
         self.pings_sent = 0
         self.sent = []

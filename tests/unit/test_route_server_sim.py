@@ -156,7 +156,7 @@ class SimNet:
                 else:
                     self.send_msg(name, o.public_key, o.label, o.payload)
             if node.service is not None and node.service_alive:
-                for key, label, payload in node.service.take_outbox(self.now):
+                for key, label, payload, _ in node.service.take_outbox(self.now):
                     self.send_msg(name, key, label, payload)
 
     def run(self, ms, every=None):
@@ -241,7 +241,7 @@ def test_every_ordered_pair_gets_a_working_path_within_30s(converged):
     names = sorted(net.nodes)
     missing = [(a, b) for a in names for b in names if a != b and (a, b) not in resolved]
     assert not missing, f"{len(missing)} pairs without a path, e.g. {missing[:5]}"
-    for (a, b), (t, (key, label)) in resolved.items():
+    for (a, b), (t, (key, label, _)) in resolved.items():
         assert t <= 30_000
         assert key == net.nodes[b].identity.public_key
         assert net.deliver(a, label) == b, (a, b, hex(label))
@@ -268,7 +268,7 @@ def test_federation_gives_each_server_the_whole_graph(converged):
 
 def test_cross_isp_path_goes_through_the_border(converged):
     net, resolved = converged
-    _, (key, label) = resolved[("00", "44")]
+    _, (key, label, _) = resolved[("00", "44")]
     assert net.deliver("00", label) == "44"
     assert net.nodes["00"].isp != net.nodes["44"].isp
 
@@ -320,7 +320,7 @@ def test_broken_link_is_rerouted_after_switch_error():
     dst = net.nodes["02"].identity.ip6
     client.lookup(dst)
     net.run(1000)
-    key, label = client.lookup(dst)
+    key, label, _ = client.lookup(dst)
     # cut the first link on the path and tell both ends (their agents would notice the dead link)
     first_hop = net.nodes["00"].switch.receive(1, SwitchHeader(label).pack() + b"x")[0][0]
     peer, peer_iface = net.wires[("00", first_hop)]
