@@ -27,7 +27,8 @@ MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
             "link_emulation", "leases", "route_server", "state_dir"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
-PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
+PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name", "link_crypto"}
+OPTIONAL_PEER_KEYS = {"peer_name", "link_crypto"}
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,7 @@ class PeerConfig:
     peer_addr: str
     peer_public_key: bytes
     peer_name: str = ""
+    link_crypto: bool = True     # frames on this link ride in a CryptoAuth session with the peer (cjdns)
 
 
 @dataclass
@@ -128,7 +130,7 @@ def parse_config(data, source="config"):
         if not isinstance(p, dict):
             fail(where, "expected an object")
         unknown = set(p) - PEER_KEYS
-        missing = PEER_KEYS - {"peer_name"} - set(p)
+        missing = PEER_KEYS - OPTIONAL_PEER_KEYS - set(p)
         if unknown:
             fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
         if missing:
@@ -158,7 +160,10 @@ def parse_config(data, source="config"):
         name = p.get("peer_name", "")
         if not isinstance(name, str):
             fail(f"{where}.peer_name", "expected a string")
-        peers.append(PeerConfig(index, ifname, addrs[0], addrs[1], pk, name))
+        crypto = p.get("link_crypto", True)
+        if not isinstance(crypto, bool):
+            fail(f"{where}.link_crypto", f"expected true or false, got {crypto!r}")
+        peers.append(PeerConfig(index, ifname, addrs[0], addrs[1], pk, name, crypto))
 
     paths = data.get("paths", {})
     try:
