@@ -8,25 +8,28 @@ import subprocess
 from rich.table import Table
 
 from testbed import runs
+from testbed.topology import load
+from testbed.topology.dataplane import link_crypto
 from testbed.cli.common import console, need_root, node_pid, out, run_option
 
 
-def _interface(run, spec: str) -> tuple[str, str]:
-    """NODE:LINK where LINK is an interface name (n1-eth0) or the node at the other end (n1:n2)."""
+def _interface(run, spec: str) -> tuple[str, str, int]:
+    """(node, interface, link number) of NODE:LINK, where LINK is an interface name (n1-eth0) or the node at the
+    other end (n1:n2)."""
     node, _, link = spec.partition(":")
     if node not in run.state.get("nodes", {}) or not link:
         raise runs.RunError(f"{spec!r}: expected NODE:INTERFACE or NODE:PEER with a node of run {run.name}")
-    for rec in run.state.get("links", []):
+    for i, rec in enumerate(run.state.get("links", [])):
         for me, other, ifname in ((rec["a"], rec["b"], rec["a_if"]), (rec["b"], rec["a"], rec["b_if"])):
             if me == node and link in (ifname, other):
-                return node, ifname
+                return node, ifname, i
     raise runs.RunError(f"{spec!r}: node {node} has no interface or peer {link!r}")
 
 
 def cmd_capture(args):
     need_root()
     run = runs.pick_run(args.run)
-    node, ifname = _interface(run, args.where)
+    node, ifname, number = _interface(run, args.where)
     argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", os.path.abspath(args.output)]
     if args.count:
         argv += ["-c", str(args.count)]
@@ -45,14 +48,16 @@ def cmd_capture(args):
         if proc.poll() is None:
             proc.send_signal(2)
             proc.wait()
-    console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}")
+    topo = load(str(run.path("topology.yaml")))
+    plain = "" if link_crypto(topo, topo.links[number]) else " --plain-links"
+    console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}{plain}")
 
 
 def cmd_dissect(args):
     from testbed.dissect import print_pcap
     if not os.path.isfile(args.pcap):
         raise runs.RunError(f"{args.pcap}: no such file")
-    print_pcap(args.pcap, limit=args.limit)
+    print_pcap(args.pcap, limit=args.limit, link_crypto=not args.plain_links)
 
 
 def cmd_report(args):
@@ -98,6 +103,8 @@ def register(add) -> None:
     sp = add("dissect", cmd_dissect, "print a pcap with pktlab's protocols decoded (switch header, CryptoAuth, ...)")
     sp.add_argument("pcap")
     sp.add_argument("--limit", type=int, help="only the first N packets")
+    sp.add_argument("--plain-links", action="store_true",
+                    help="the peer links carry plaintext switch frames (topology attrs link_crypto: false)")
 
     sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or an archived run directory)")
     sp.add_argument("source", nargs="?", metavar="RUN|DIR", help="run name or archive directory (default: the "

@@ -58,9 +58,10 @@ class MeshNode:
 
 
 class Mesh:
-    def __init__(self, directory, seed=b"pktlab-harness", tun_mtu=None, veth_mtu=VETH_MTU):
+    def __init__(self, directory, seed=b"pktlab-harness", tun_mtu=None, veth_mtu=VETH_MTU, link_crypto=True):
         self.dir = str(directory)
         self.seed = seed
+        self.link_crypto = link_crypto      # peer links ride in CryptoAuth sessions (the agents' default)
         self.tun_mtu = tun_mtu
         self.veth_mtu = veth_mtu
         self.prefix = f"pktlabtest-{os.getpid()}"
@@ -97,9 +98,11 @@ class Mesh:
             sh("ip", "-n", node.ns, "link", "set", ifname, "up")
         ia, ib = a.take_index(), b.take_index()
         a.peers.append({"switch_index": ia, "ifname": ifa, "local_addr": addr_a, "peer_addr": addr_b,
-                        "peer_public_key": b.identity.pubkey_text, "peer_name": b.name})
+                        "peer_public_key": b.identity.pubkey_text, "peer_name": b.name,
+                        "link_crypto": self.link_crypto})
         b.peers.append({"switch_index": ib, "ifname": ifb, "local_addr": addr_b, "peer_addr": addr_a,
-                        "peer_public_key": a.identity.pubkey_text, "peer_name": a.name})
+                        "peer_public_key": a.identity.pubkey_text, "peer_name": a.name,
+                        "link_crypto": self.link_crypto})
         self.links.append((a, ifa, addr_a, b, ifb, addr_b))
         return ifa, ifb
 

@@ -151,27 +151,43 @@ for h in hexes:
 """
 
 
-def test_malformed_packets_are_counted_and_forwarding_continues(mesh):
-    a, b, c = mesh.line(3)
-    mesh.start()
-    assert wait_reachable(mesh, a, c)
+# injected on the a-b link as if from a's agent: a runt, a header whose label names no interface of b, data for
+# b's router with an unknown handle, a handshake with garbage, and random junk
+GARBAGE = [
+    "0102",
+    "00000000000000ff" + "02000000" + "00" * 20,
+    "0000000000000001" + "02000000" + "deadbeef" + "00" * 40,
+    "0000000000000001" + "02000000" + "00000000" + "ab" * 150,
+    os.urandom(300).hex(),
+]
+
+
+def inject_garbage(mesh, a, b):
+    """GARBAGE on the a-b link; b's counters before and after."""
     before = mesh.client(b).call("counters")
-    # injected on the a-b link as if from a's agent: a runt, a header whose label names no interface of b,
-    # data for b's router with an unknown handle, a handshake with garbage, and random junk
-    garbage = [
-        "0102",
-        "00000000000000ff" + "02000000" + "00" * 20,
-        "0000000000000001" + "02000000" + "deadbeef" + "00" * 40,
-        "0000000000000001" + "02000000" + "00000000" + "ab" * 150,
-        os.urandom(300).hex(),
-    ]
     script = os.path.join(mesh.dir, "inject.py")
     with open(script, "w") as f:
         f.write(INJECT)
-    r = mesh.run(a, sys.executable, script, "fd00:1::1", "fd00:1::2", str(UDP_PORT), *garbage, timeout=60)
+    r = mesh.run(a, sys.executable, script, "fd00:1::1", "fd00:1::2", str(UDP_PORT), *GARBAGE, timeout=60)
     assert r.returncode == 0, r.stderr
     time.sleep(0.5)
-    after = mesh.client(b).call("counters")
+    return before, mesh.client(b).call("counters")
+
+
+def test_malformed_frames_on_a_plaintext_link_are_counted_by_the_switch(tmp_path):
+    """With link encryption off the garbage reaches the switch and the sessions, which count it by reason."""
+    mesh = Mesh(tmp_path, link_crypto=False)
+    try:
+        malformed_frames_are_counted(mesh)
+    finally:
+        mesh.cleanup()
+
+
+def malformed_frames_are_counted(mesh):
+    a, b, c = mesh.line(3)
+    mesh.start()
+    assert wait_reachable(mesh, a, c)
+    before, after = inject_garbage(mesh, a, b)
     assert after["interfaces"]["l1b"]["rx_packets"] >= before["interfaces"]["l1b"]["rx_packets"] + 5
     sw_drops = sum(v for k, v in after["switch"].items() if k.startswith("drop"))
     node_drops = sum(after["drops"].values())
@@ -184,6 +200,22 @@ def test_malformed_packets_are_counted_and_forwarding_continues(mesh):
     assert sum(v for k, v in drops.items() if k.startswith("session_") and k != "session_unknown_handle") >= 1
     assert mesh.client(b).call("status")["healthy"]
     assert wait_reachable(mesh, a, c)
+    assert ping6(mesh, a, c, count=3)[0] == 3
+
+
+def test_malformed_frames_on_an_encrypted_link_end_at_its_session(mesh):
+    """With link encryption (the default) nothing unauthenticated reaches the switch: every garbage datagram is a
+    drop of the link session, counted on the interface, and traffic goes on."""
+    a, b, c = mesh.line(3)
+    mesh.start()
+    assert wait_reachable(mesh, a, c)
+    before, after = inject_garbage(mesh, a, b)
+    link_drops = [sum(v for k, v in counters["interfaces"]["l1b"]["drops"].items() if k.startswith("link_"))
+                  for counters in (before, after)]
+    assert link_drops[1] - link_drops[0] == len(GARBAGE), after["interfaces"]["l1b"]["drops"]
+    switch_drops = [{k: v for k, v in counters["switch"].items() if k.startswith("drop")} for counters in (before, after)]
+    assert switch_drops[0] == switch_drops[1] and after["drops"] == before["drops"]     # none reached the switch
+    assert mesh.client(b).call("status")["healthy"]
     assert ping6(mesh, a, c, count=3)[0] == 3
 
 
@@ -307,20 +339,14 @@ def test_rate_and_corruption_emulation(mesh):
     print(f"unlimited {full:.0f} Mbit/s, rate 20 Mbit/s -> {limited:.1f} Mbit/s")
     assert 2 < limited < 24 and full > 2 * limited
     mesh.client(a).call("set_link", ifname="l1a", params={"reset": True})
-    # corruption is caught by the end-to-end authentication at the receiver and counted
-    # (a flipped bit in a field nobody checks, e.g. the congestion or traffic-class bits, passes: about one packet
-    # in ten here, so most, not all, must be stopped)
+    # corruption is caught by the link session at the receiver, which authenticates every bit of the frame (on a
+    # plaintext link a flipped bit in a field nobody checks, e.g. the traffic class, would pass), and counted
     mesh.client(a).call("set_link", ifname="l1a", corrupt=1.0)
     received = ping6(mesh, a, b, count=30, interval=0.05, wait=1)[0]
     print(f"{received}/30 echoes through a link that flips one bit of every packet")
-    assert received <= 15
-    # dropped at b mostly; a flipped return-path bit can also bounce a packet back to a, which drops it
-    dropped = 0
-    for node in (a, b):
-        counters = mesh.client(node).call("counters")
-        dropped += sum(counters["drops"].values())
-        dropped += sum(v for k, v in counters["switch"].items() if k.startswith("drop"))
-    assert dropped >= 15
+    assert received == 0
+    drops = mesh.client(b).call("counters")["interfaces"]["l1b"]["drops"]
+    assert drops.get("link_decrypt_failed", 0) >= 30, drops
     mesh.client(a).call("set_link", ifname="l1a", corrupt=0)
     assert wait_reachable(mesh, a, b)
     assert ping6(mesh, a, b, count=3)[0] == 3
