@@ -191,7 +191,18 @@ def capture(mesh, node, ifname, port, seconds):
                       stderr=subprocess.PIPE, text=True)
 
 
-def test_peer_traffic_leaves_with_at_most_priority_p_and_leases_fail_open(mesh):
+@pytest.fixture
+def plain_mesh(tmp_path):
+    """Links without encryption: the test reads the traffic class of the switch headers on the wire."""
+    m = LeaseMesh(tmp_path, seed=b"pktlab-lease-it", link_crypto=False)
+    try:
+        yield m
+    finally:
+        m.cleanup()
+
+
+def test_peer_traffic_leaves_with_at_most_priority_p_and_leases_fail_open(plain_mesh):
+    mesh = plain_mesh
     a, b, c, d = build(mesh, limit_a=None, limit_b=None)
     warm_up(mesh, a, b, c)
     ctl = mesh.client(d)
