@@ -61,7 +61,8 @@ class Mesh:
     def __init__(self, directory, seed=b"pktlab-harness", tun_mtu=None, veth_mtu=VETH_MTU, link_crypto=True):
         self.dir = str(directory)
         self.seed = seed
-        self.link_crypto = link_crypto      # peer links ride in CryptoAuth sessions (the agents' default)
+        self.link_crypto = link_crypto      # peer links ride in CryptoAuth sessions (the agents' default); read
+                                            # when an agent (re)starts
         self.tun_mtu = tun_mtu
         self.veth_mtu = veth_mtu
         self.prefix = f"pktlabtest-{os.getpid()}"
@@ -98,11 +99,9 @@ class Mesh:
             sh("ip", "-n", node.ns, "link", "set", ifname, "up")
         ia, ib = a.take_index(), b.take_index()
         a.peers.append({"switch_index": ia, "ifname": ifa, "local_addr": addr_a, "peer_addr": addr_b,
-                        "peer_public_key": b.identity.pubkey_text, "peer_name": b.name,
-                        "link_crypto": self.link_crypto})
+                        "peer_public_key": b.identity.pubkey_text, "peer_name": b.name})
         b.peers.append({"switch_index": ib, "ifname": ifb, "local_addr": addr_b, "peer_addr": addr_a,
-                        "peer_public_key": a.identity.pubkey_text, "peer_name": a.name,
-                        "link_crypto": self.link_crypto})
+                        "peer_public_key": a.identity.pubkey_text, "peer_name": a.name})
         self.links.append((a, ifa, addr_a, b, ifb, addr_b))
         return ifa, ifb
 
@@ -128,7 +127,8 @@ class Mesh:
         if self.tun_mtu:
             tun["mtu"] = self.tun_mtu
         return {"node": node.name, "private_key": node.identity.private_key.hex(), "control_socket": node.socket,
-                "log_file": node.log, "tun": tun, "udp_port": UDP_PORT, "peers": node.peers, "paths": paths,
+                "log_file": node.log, "tun": tun, "udp_port": UDP_PORT,
+                "peers": [dict(p, link_crypto=self.link_crypto) for p in node.peers], "paths": paths,
                 "link_emulation": node.link_emulation}
 
     # -- agents ---------------------------------------------------------------------------------------------
