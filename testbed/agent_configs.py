@@ -2,7 +2,7 @@
 
 The run state supplies what building the mesh decided (the seed, each link's interface names and underlay
 addresses, the routing mode); the topology supplies the rest: peers (with link encryption on or off), emulated
-link parameters, static paths or route-server settings, and bandwidth leases (testbed/topology/leases.py declares them; here they become the agents'
+link parameters, static paths or route-server settings, fair-share links and bandwidth leases (testbed/topology/leases.py declares them; here they become the agents'
 "leases" sections). Node keys derive from the run seed, so a node has the same identity every time it starts.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from node.cjdns.keys import Identity
 from node.cjdns.paths import static_paths
 from node.leases.table import FREE, Lease
 from node.leases.tc_plan import htb_plan
-from testbed.topology.dataplane import link_crypto
+from testbed.topology.dataplane import fair_share_ends, link_crypto
 from testbed.topology.leases import AGENT_PACE, LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
@@ -73,6 +73,13 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                       "paths": paths, "link_emulation": emulation}
         if route_servers:
             configs[n]["route_server"] = _route_server_settings(topo, n, ids)
+    for node, i in fair_share_ends(topo):
+        rec, link = state["links"][i], topo.links[i]
+        ifname = rec["a_if"] if node == rec["a"] else rec["b_if"]
+        # paced under the kernel's HTB of the same rate, like the lease plane: its queues, not HTB's FIFO, hold
+        # the backlog
+        rate = round(link.params_from(node).rate_bps * AGENT_PACE)
+        configs[node].setdefault("fair_share", {"links": {}})["links"][ifname] = {"rate_bps": rate}
     _add_leases(topo, state, configs, adjacency)
     return configs
 

@@ -20,7 +20,7 @@ A scenario file (YAML)::
     assertions:                           # checked at the end
       - outage: {from: n1, to: n3, at_most: 6}
 
-Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss}, outage {from, to,
+Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss, parallel}, outage {from, to,
 at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
 counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
 `counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
@@ -533,13 +533,19 @@ class Runner:
 
 
 def _iperf_extra(body) -> list[str]:
-    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets)."""
-    mss = body.get("mss")
-    if mss is None:
-        return []
-    if isinstance(mss, bool) or not isinstance(mss, int) or not 88 <= mss <= 9000:
-        raise ScenarioError(f"iperf mss: expected bytes 88..9000, got {mss!r}")
-    return ["-M", str(mss)]
+    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets);
+    `parallel: 8`: that many TCP connections at once (the throughput is their sum)."""
+    extra = []
+    mss, parallel = body.get("mss"), body.get("parallel")
+    if mss is not None:
+        if isinstance(mss, bool) or not isinstance(mss, int) or not 88 <= mss <= 9000:
+            raise ScenarioError(f"iperf mss: expected bytes 88..9000, got {mss!r}")
+        extra += ["-M", str(mss)]
+    if parallel is not None:
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 128:
+            raise ScenarioError(f"iperf parallel: expected connections 1..128, got {parallel!r}")
+        extra += ["-P", str(parallel)]
+    return extra
 
 
 def _counter(c: dict, name: str) -> float:

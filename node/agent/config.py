@@ -16,6 +16,7 @@ from node.cjdns import keys
 from node.cjdns.paths import parse_path_table
 from node.leases.config import parse_lease_config
 from node.leases.table import LeaseError
+from node.tun_switch.fair_share_plane import parse_settings as parse_fair_share
 from node.tun_switch.link_emulation import LinkParams
 from node.tun_switch.route_server_plane import parse_settings
 
@@ -25,7 +26,7 @@ MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = 256       # V358 numbers interfaces 0..256 (1 is the router)
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases", "route_server", "state_dir"}
+            "link_emulation", "leases", "route_server", "state_dir", "fair_share"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name", "link_crypto"}
 OPTIONAL_PEER_KEYS = {"peer_name", "link_crypto"}
@@ -62,6 +63,7 @@ class AgentConfig:
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
     route_server: object = None  # tun_switch.route_server_plane.RouteServerSettings when it has "route_server"
     state_dir: str | None = None  # where state that must outlive the process is kept (None: in memory)
+    fair_share: dict = field(default_factory=dict)  # ifname -> (rate_bps, buffer_s): links shared per flow
 
 
 def load_config(path):
@@ -196,8 +198,19 @@ def parse_config(data, source="config"):
         if not os.path.isdir(state_dir):
             fail("state_dir", f"directory {state_dir} does not exist")
 
+    leases = _leases(data, peers, udp_port, source)
+    fair_share = {}
+    if "fair_share" in data:
+        try:
+            fair_share = parse_fair_share(data["fair_share"], seen_ifname)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        paced = {name for name, link in leases.table.links.items() if link.capacity_kbit} if leases else set()
+        for ifname in sorted(paced & set(fair_share)):
+            fail(f"fair_share.links.{ifname}", "the lease plane paces this link: it cannot also share it fairly")
+
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server, state_dir)
+                       paths, emulation, data, leases, route_server, state_dir, fair_share)
 
 
 def _is_int(v):

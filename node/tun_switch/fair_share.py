@@ -8,9 +8,10 @@ direction of capacity C (bit/s):
   the receiver's session handle, i.e. one (source, destination) pair; a transit device sees no more than that of
   end-to-end encrypted traffic) and waits in that flow's FIFO;
 * deficit round robin serves the backlogged flows in turn, a quantum of bytes each (at least the largest packet
-  seen, so one turn sends at least one packet), and a token bucket paces what leaves at C with a burst of
-  BURST_S: every backlogged flow gets C/N, and what a flow does not use goes to the others (max-min fair, work
-  conserving);
+  seen, so one turn sends at least one packet), and a token bucket paces what leaves at C with the burst of the
+  link emulator's (link_emulation.py: BURST_S, at least one 64 KiB packet), so a link has the same capacity
+  whether its FIFO or this scheduler holds the queue: every backlogged flow gets C/N, and what a flow does not
+  use goes to the others (max-min fair, work conserving);
 * all queues together hold at most ``buffer_s`` seconds of C. When a packet does not fit, the flow with the
   longest queue loses: its oldest packet if it is another flow's, the arriving one if it is its own (longest
   queue drop), so a flow that stays under its share loses nothing;
@@ -27,13 +28,14 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-BURST_S = 0.002
+from node.tun_switch.link_emulation import BURST_S, MIN_BURST_BYTES, QUEUE_LIMIT_S
+
 MIN_QUANTUM = 1514          # one Ethernet frame: the quantum grows to the largest packet seen
 RATE_TAU_S = 0.5
 IDLE_S = 2.0
 MAX_FLOWS = 4096
 OVERFLOW = b"overflow"      # the flow of packets beyond MAX_FLOWS flows
-DEFAULT_BUFFER_S = 0.2      # the same as the link emulator's FIFO (link_emulation.QUEUE_LIMIT_S)
+DEFAULT_BUFFER_S = QUEUE_LIMIT_S   # as deep as the link emulator's FIFO
 
 
 class Rate:
@@ -68,15 +70,19 @@ class Flow:
 
 class FairShareScheduler:
     def __init__(self, rate_bps: int, buffer_s: float = DEFAULT_BUFFER_S):
-        check(rate_bps, buffer_s)
-        self.rate_bps = rate_bps
-        self.buffer_s = buffer_s
+        self.set_rate(rate_bps, buffer_s)
         self.flows: dict[bytes, Flow] = {}
         self.active: deque[Flow] = deque()     # backlogged flows in round-robin order
         self.quantum = MIN_QUANTUM
         self.backlog = 0
         self.tat = 0.0                         # token bucket: when the link is free again
         self.counters = {"enqueued": 0, "sent": 0, "dropped": 0, "overflow_flow": 0, "flows_seen": 0}
+
+    def set_rate(self, rate_bps: int, buffer_s: float) -> None:
+        """Change the capacity and the buffer (ValueError naming a bad one); the queues stay."""
+        check(rate_bps, buffer_s)
+        self.rate_bps, self.buffer_s = rate_bps, buffer_s
+        self.burst_s = max(BURST_S, MIN_BURST_BYTES * 8 / rate_bps)
 
     @property
     def capacity_bytes(self) -> int:
@@ -138,11 +144,11 @@ class FairShareScheduler:
     # -- packets out -------------------------------------------------------------------------------------
     def next_send_time(self, now: float) -> float | None:
         """When the next packet may leave (None: nothing queued)."""
-        return max(now, self.tat - BURST_S) if self.active else None
+        return max(now, self.tat - self.burst_s) if self.active else None
 
     def dequeue(self, now: float):
         """The next packet's item if the pace allows one now, else None."""
-        if not self.active or now < self.tat - BURST_S:
+        if not self.active or now < self.tat - self.burst_s:
             return None
         while True:
             flow = self.active[0]

@@ -74,20 +74,21 @@ def test_idle_capacity_goes_to_the_flows_that_want_it():
 
 
 def test_a_lone_flow_gets_the_whole_link_and_nothing_leaves_early():
-    sched = FairShareScheduler(C, buffer_s=0.05)
-    for i in range(100):
+    sched = FairShareScheduler(C, buffer_s=0.1)
+    for i in range(200):
         sched.enqueue(b"x", SIZE, i, 0.0)
-    assert sched.counters["dropped"] == 100 - int(C * 0.05 / 8 / SIZE)   # the buffer holds 50 ms of C
+    assert sched.counters["dropped"] == 200 - int(C * 0.1 / 8 / SIZE)   # the buffer holds 100 ms of C
     out, t = [], 0.0
-    while len(out) < 10:
+    while len(out) < 60:
         item = sched.dequeue(t)
         if item is None:
             t = sched.next_send_time(t)
         else:
             out.append((t, item))
-    assert [i for _, i in out] == list(range(10))                          # FIFO within a flow
-    # after the burst allowance, one packet per SIZE * 8 / C seconds
-    gaps = [b[0] - a[0] for a, b in zip(out[3:], out[4:])]
+    assert [i for _, i in out] == list(range(60))                          # FIFO within a flow
+    # after the burst allowance (64 KiB: 53 packets here leave at once), one packet per SIZE * 8 / C seconds
+    assert all(t == 0.0 for t, _ in out[:53]) and out[53][0] > 0
+    gaps = [b[0] - a[0] for a, b in zip(out[53:], out[54:])]
     assert all(g == pytest.approx(SIZE * 8 / C) for g in gaps), gaps
     assert sched.dequeue(out[-1][0]) is None
 

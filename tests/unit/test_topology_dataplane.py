@@ -60,3 +60,22 @@ def test_bad_switches_are_named(top, links, nodes, message):
     with pytest.raises(TopologyError) as e:
         topo(top, links, nodes)
     assert message in str(e.value)
+
+
+def test_fair_share_links_become_agent_sections(tmp_path):
+    from testbed.topology.leases import AGENT_PACE
+    cfgs = configs(topo(links={1: {"fair_share": True}}), tmp_path)
+    assert cfgs["r"]["fair_share"] == {"links": {"r-eth1": {"rate_bps": round(10e6 * AGENT_PACE)}}}
+    assert cfgs["b"]["fair_share"] == {"links": {"b-eth1": {"rate_bps": round(10e6 * AGENT_PACE)}}}
+    assert "fair_share" not in cfgs["a"]
+    cfgs = configs(topo(nodes={"b": {"fair_share": True}}), tmp_path)          # a node: all of its links
+    assert set(cfgs["b"]["fair_share"]["links"]) == {"b-eth1"} and "fair_share" not in cfgs["r"]
+
+
+def test_fair_share_and_leases_on_one_link_are_refused():
+    d = copy.deepcopy(BASE)
+    d["isps"] = {"isp": {"leases": [{"link": "r--b", "holder": "isp"}]}}
+    d["nodes"] = {"a": {}, "r": {"isp": "isp"}, "b": {"isp": "isp"}}
+    d["links"][1]["attrs"] = {"fair_share": True}
+    with pytest.raises(TopologyError, match="fair_share and bandwidth leases on one link"):
+        validate(from_dict(d, "t.yaml"))
