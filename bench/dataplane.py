@@ -1,10 +1,13 @@
 """Data-plane benchmark: TCP throughput (iperf3) and RTT (ping) over 1 and 5 hops for
-(a) the raw veths (kernel IPv6 forwarding), (b) pktlab node agents, (c) yggdrasil, all on the same namespaces.
+(a) the raw veths (kernel IPv6 forwarding), (b) pktlab node agents with per-link encryption (the default: every
+hop decrypts and re-encrypts each frame in its link session), (c) the same agents with plaintext links (only the
+end-to-end sessions), (d) yggdrasil (which also encrypts every link), all on the same namespaces.
 
     python -m bench.dataplane [--hops 1 5] [--seconds 5]
 
-Needs root. Prints a table with the ratio of every result to yggdrasil's and writes
-bench/results/dataplane.json. Issue target: pktlab >= 0.5 x yggdrasil's 1-hop throughput.
+Needs root. Prints a table with the ratio of every result to yggdrasil's and the cost of the link sessions per
+hop ((b) against (c): throughput lost, RTT added per hop), and writes bench/results/dataplane.json. Issue
+target: pktlab >= 0.5 x yggdrasil's 1-hop throughput.
 """
 
 import argparse
@@ -29,10 +32,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "dataplane.json")
 
 
-def ping_rtt(mesh, src, dst_addr, count=10):
-    r = mesh.exec(src, ["ping", "-6", "-c", str(count), "-i", "0.2", "-W", "2", dst_addr], timeout=60)
-    m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
-    return float(m.group(1)) if m else None
+def ping_rtt(mesh, src, dst_addr, count=20):
+    """(average, minimum) RTT in ms; the minimum is the least disturbed by other jobs on a shared machine."""
+    r = mesh.exec(src, ["ping", "-6", "-c", str(count), "-i", "0.1", "-W", "2", dst_addr], timeout=60)
+    m = re.search(r"= ([\d.]+)/([\d.]+)/", r.stdout)
+    return (float(m.group(2)), float(m.group(1))) if m else (None, None)
+
+
+def set_link_crypto(mesh, on: bool) -> None:
+    """Every agent config of the run with its peer links encrypted (the default) or in plaintext."""
+    for node in mesh.nodes:
+        path = mesh.run.path("nodes", node, "agent.json")
+        config = json.loads(path.read_text())
+        for peer in config["peers"]:
+            peer["link_crypto"] = on
+        path.write_text(json.dumps(config, indent=2))
 
 
 def wait_ping(mesh, src, dst_addr, timeout=30):
@@ -59,7 +73,8 @@ def iperf(mesh, server, client, addr, seconds):
 def measure(mesh, first, last, addr, seconds):
     if not wait_ping(mesh, first, addr):
         return {"mbps": None, "rtt_ms": None, "error": "not reachable"}
-    return {"mbps": iperf(mesh, last, first, addr, seconds), "rtt_ms": ping_rtt(mesh, first, addr)}
+    avg, least = ping_rtt(mesh, first, addr)
+    return {"mbps": iperf(mesh, last, first, addr, seconds), "rtt_ms": avg, "rtt_min_ms": least}
 
 
 # -- (a) raw veth with kernel forwarding ---------------------------------------------------------------------
@@ -99,7 +114,7 @@ def start_yggdrasil(mesh, workdir):
 
 
 def run_hops(hops, seconds, console):
-    """The three systems on one run's namespaces and veths: a line of hops + 1 nodes."""
+    """The four systems on one run's namespaces and veths: a line of hops + 1 nodes."""
     from testbed.mesh import Mesh
     results = {}
     mesh = Mesh.up(f"line:{hops + 1}", name=f"bench-dataplane-{hops}", seed=1, agents=False)
@@ -108,12 +123,14 @@ def run_hops(hops, seconds, console):
         console.log(f"{hops} hop(s): raw veth")
         setup_raw_routes(mesh)
         results["raw"] = measure(mesh, first, last, mesh.run.state["links"][-1]["b_addr"], seconds)
-        console.log(f"{hops} hop(s): pktlab agents")
-        mesh.start_all_agents(lambda *a: None, None)
-        mesh.wait_reachable(lambda *a: None, 30)
-        results["pktlab"] = measure(mesh, first, last, mesh.ip6(last), seconds)
-        for node in mesh.nodes:
-            mesh.stop_agent(node)
+        for system, crypto in (("pktlab", True), ("pktlab-plain", False)):
+            console.log(f"{hops} hop(s): {system} agents")
+            set_link_crypto(mesh, crypto)
+            mesh.start_all_agents(lambda *a: None, None)
+            mesh.wait_reachable(lambda *a: None, 30)
+            results[system] = measure(mesh, first, last, mesh.ip6(last), seconds)
+            for node in mesh.nodes:
+                mesh.stop_agent(node)
         console.log(f"{hops} hop(s): yggdrasil")
         with tempfile.TemporaryDirectory(prefix="pktlab-bench-") as workdir:
             procs, addrs = start_yggdrasil(mesh, workdir)
@@ -124,6 +141,50 @@ def run_hops(hops, seconds, console):
     finally:
         mesh.down()
     return results
+
+
+SYSTEMS = ("raw", "pktlab", "pktlab-plain", "yggdrasil")
+
+
+def link_session_cost(res, hops):
+    """What the per-link sessions cost over a path of ``hops`` hops: pktlab (encrypted links) against
+    pktlab-plain, as throughput lost (fraction) and RTT added per hop (ms, from the minimum RTTs)."""
+    on, off = res.get("pktlab", {}), res.get("pktlab-plain", {})
+    out = {"throughput_lost": None, "rtt_added_per_hop_ms": None}
+    if on.get("mbps") and off.get("mbps"):
+        out["throughput_lost"] = round(1 - on["mbps"] / off["mbps"], 3)
+    if on.get("rtt_min_ms") and off.get("rtt_min_ms"):
+        out["rtt_added_per_hop_ms"] = round((on["rtt_min_ms"] - off["rtt_min_ms"]) / hops, 4)
+    return out
+
+
+def crypto_cpu_us(sizes=(100, 1400, 65000)):
+    """CPU time of one seal + open in a link session (what each hop adds per frame and direction), in process."""
+    from node.cjdns import keys
+    from node.cjdns.link_session import LinkSession
+    a_id, b_id = keys.Identity.from_seed(b"bench", 0), keys.Identity.from_seed(b"bench", 1)
+    a, b = LinkSession(a_id, b_id.public_key), LinkSession(b_id, a_id.public_key)
+    router_frame = bytes(7) + b"\x01" + bytes(60)
+    for x, y in ((a, b), (b, a), (a, b), (b, a)):           # Hello, Key, data, data: both ends established
+        y.open(x.seal(router_frame, 0.0), 0.0)
+    out = {}
+    for size in sizes:
+        frame, n = bytes(size), max(200, 2_000_000 // size)
+        started = time.perf_counter()
+        for _ in range(n):
+            b.open(a.seal(frame, 0.0), 0.0)
+        out[str(size)] = round((time.perf_counter() - started) / n * 1e6, 2)
+    return out
+
+
+def costs_table(costs):
+    t = Table(title="cost of the per-link CryptoAuth sessions (pktlab against pktlab-plain, same run)")
+    for col in ("hops", "throughput lost", "min RTT added per hop ms"):
+        t.add_column(col, justify="right")
+    for hops, c in costs.items():
+        lost, rtt = c["throughput_lost"], c["rtt_added_per_hop_ms"]
+        t.add_row(hops, "-" if lost is None else f"{lost:.0%}", "-" if rtt is None else f"{rtt:.3f}")
+    return t
 
 
 def main(argv=None):
@@ -148,7 +209,7 @@ def main(argv=None):
         table.add_column(col, justify="right")
     for hops, res in all_results.items():
         ygg = res.get("yggdrasil", {})
-        for system in ("raw", "pktlab", "yggdrasil"):
+        for system in SYSTEMS:
             r = res.get(system, {})
             mbps, rtt = r.get("mbps"), r.get("rtt_ms")
             ratio = mbps / ygg["mbps"] if mbps and ygg.get("mbps") else None
@@ -158,6 +219,11 @@ def main(argv=None):
             table.add_row(hops, system, f"{mbps:.0f}" if mbps else "-", f"{ratio:.2f}" if ratio else "-",
                           f"{rtt:.3f}" if rtt else "-", f"{rtt_ratio:.2f}" if rtt_ratio else "-")
     console.print(table)
+    costs = {hops: link_session_cost(res, int(hops)) for hops, res in all_results.items()}
+    costs["cpu_us_per_seal_and_open_by_frame_bytes"] = cpu = crypto_cpu_us()
+    console.print(costs_table({h: c for h, c in costs.items() if h in all_results}))
+    console.print("CPU per frame and hop (seal + open, one core): " +
+                  ", ".join(f"{size} B {us:.1f} us" for size, us in cpu.items()))
     one = all_results.get("1", {})
     target = one.get("pktlab", {}).get("throughput_ratio_to_yggdrasil")
     if target is not None:
@@ -165,10 +231,11 @@ def main(argv=None):
                       f"{'met' if target >= 0.5 else 'NOT met'})")
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
-        json.dump({"seconds": args.seconds, "results": all_results,
+        json.dump({"seconds": args.seconds, "results": all_results, "link_session_cost": costs,
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "note": "same run's namespaces and veths for all three (pktlab up line:N --no-agents, then each "
-                           "system in turn); MTU 65535 on veths, pktlab TUN MTU default, yggdrasil IfMTU 65535"},
+                   "note": "same run's namespaces and veths for all four (pktlab up line:N --no-agents, then each "
+                           "system in turn; pktlab-plain: the same agent configs with link_crypto false); MTU 65535 "
+                           "on veths, pktlab TUN MTU default, yggdrasil IfMTU 65535"},
                   f, indent=2)
     console.print(f"wrote {RESULTS}")
     return 0

@@ -1,8 +1,8 @@
 """Topology + run state -> one agent config per node (the JSON each `python -m node.agent` reads).
 
 The run state supplies what building the mesh decided (the seed, each link's interface names and underlay
-addresses, the routing mode); the topology supplies the rest: peers, emulated link parameters, static paths or
-route-server settings, and bandwidth leases (testbed/topology/leases.py declares them; here they become the agents'
+addresses, the routing mode); the topology supplies the rest: peers (with link encryption on or off), emulated
+link parameters, static paths or route-server settings, fair-share links and bandwidth leases (testbed/topology/leases.py declares them; here they become the agents'
 "leases" sections). Node keys derive from the run seed, so a node has the same identity every time it starts.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ from node.cjdns.keys import Identity
 from node.cjdns.paths import path_entry, static_paths
 from node.leases.table import FREE, Lease
 from node.leases.tc_plan import htb_plan
+from node.tun_switch.lease_plane import AGENT_PACE
+from testbed.topology.dataplane import fair_share_ends, link_crypto
 from testbed.topology.leases import LAST_INTERFACE, ORIGIN_ATTR, declared_leases, holder_identity
 from testbed.topology.model import Topology
 
@@ -46,13 +48,13 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
     ids = {n: identity(topo, state["seed"], n) for n in topo.nodes}
     peers = {n: [] for n in topo.nodes}
     adjacency = {n: {} for n in topo.nodes}
-    for rec in state["links"]:
+    for rec, link in zip(state["links"], topo.links):
         for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
                                                       (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
             index = switch_index(len(peers[me]))
             peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
                               "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
-                              "peer_name": other})
+                              "peer_name": other, "link_crypto": link_crypto(topo, link)})
             adjacency[me][other] = index
     route_servers = state.get("routing") == "route-server"
     holder_keys = _lease_holder_keys(topo, state["seed"]) if route_servers else {}
@@ -75,6 +77,13 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
                       "paths": paths, "link_emulation": emulation}
         if route_servers:
             configs[n]["route_server"] = _route_server_settings(topo, n, ids, holder_keys)
+    for node, i in fair_share_ends(topo):
+        rec, link = state["links"][i], topo.links[i]
+        ifname = rec["a_if"] if node == rec["a"] else rec["b_if"]
+        # paced under the kernel's HTB of the same rate, like the lease plane: its queues, not HTB's FIFO, hold
+        # the backlog
+        rate = round(link.params_from(node).rate_bps * AGENT_PACE)
+        configs[node].setdefault("fair_share", {"links": {}})["links"][ifname] = {"rate_bps": rate}
     _add_leases(topo, state, configs, adjacency)
     return configs
 

@@ -1,7 +1,14 @@
 """Scapy layers for the pktlab underlay and a pcap dissector (pkt-reference.md §2-§5).
 
-What a peer link carries (node/peer_link.py): one UDP datagram per switch frame, no extra framing, on the
-node's ``udp_port`` (the same port at both ends). A switch frame is::
+What a peer link carries (node/tun_switch/peer_link.py): one UDP datagram per switch frame on the node's
+``udp_port`` (the same port at both ends). By default the frame is sealed in the link's CryptoAuth session
+(node/cjdns/link_session.py), so all a sniffer can read is that session::
+
+    LinkHandshake (Hello / RepeatHello / Key / RepeatKey: sender's key, encrypted temporary key and frame)
+    | LinkData (nonce, Poly1305 tag, encrypted frame)
+
+On a link whose encryption is off (``link_crypto=False`` below; topology ``attrs: {link_crypto: false}``) the
+datagram is the switch frame itself::
 
     CjdnsSwitch (12 B: label, congestion, S, version, label shift, traffic class)
       then, by the first u32 after it:
@@ -285,6 +292,33 @@ class CryptoAuthHandshake(_Described):
         return out
 
 
+class LinkHandshake(CryptoAuthHandshake):
+    """A handshake of a peer link's own session: its encrypted content is the whole switch frame."""
+    name = "link handshake"
+
+
+class LinkData(_Described):
+    """A data packet of a peer link's session (no handle: the link names the session)."""
+    name = "link data"
+    fields_desc = [
+        IntField("nonce", cryptoauth.FIRST_DATA_NONCE),
+        StrFixedLenField("tag", bytes(16), 16),
+        StrField("ciphertext", b""),
+    ]
+
+    def describe(self):
+        out = {"nonce": self.nonce, "tag": bytes(self.tag).hex(), "ciphertext_bytes": len(self.ciphertext)}
+        if len(_original(self)) < cryptoauth.DATA_OVERHEAD:
+            out["error"] = f"runt link packet: {len(_original(self))} bytes"
+        return out
+
+
+def _link_layer(data: bytes):
+    """The link-session layer of a peer-link datagram, by its first u32 (the CryptoAuth nonce)."""
+    return LinkHandshake if len(data) >= 4 and struct.unpack_from(">I", data)[0] < cryptoauth.FIRST_DATA_NONCE \
+        else LinkData
+
+
 class CjdnsSessionData(_Described):
     name = "CryptoAuth data"
     fields_desc = [
@@ -463,8 +497,8 @@ def _fields_text(d: dict, indent: str) -> str:
     return simple + lists
 
 
-_DESCRIBED = (CjdnsSwitch, CjdnsControl, CjdnsWaypoint, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
-              PacketCryptAnn)
+_DESCRIBED = (CjdnsSwitch, CjdnsControl, CjdnsWaypoint, CryptoAuthHandshake, CjdnsSessionData, LinkData,
+              RouteAnnouncement, PacketCryptAnn)
 
 
 def describe_layers(pkt: Packet) -> tuple[list, list]:
@@ -486,7 +520,8 @@ def describe_layers(pkt: Packet) -> tuple[list, list]:
     return layers, notes
 
 
-MIN_SIZE = {CjdnsSwitch: switch_header.SIZE, RouteAnnouncement: rs_ann.HEADER_SIZE, PacketCryptAnn: 1}
+MIN_SIZE = {CjdnsSwitch: switch_header.SIZE, RouteAnnouncement: rs_ann.HEADER_SIZE, PacketCryptAnn: 1,
+            LinkHandshake: cryptoauth.HANDSHAKE_SIZE, LinkData: cryptoauth.DATA_OVERHEAD}
 
 
 def _dissect(layer_cls, data: bytes) -> tuple[list, list]:
@@ -505,11 +540,11 @@ def dissect_frame(frame: bytes) -> tuple[list, list]:
     return _dissect(CjdnsSwitch, bytes(frame))
 
 
-def _classify_udp(udp, ports):
+def _classify_udp(udp, ports, link_crypto=True):
     """The pktlab layer class for a UDP payload: by port, else a route announcement if its signature verifies."""
     payload = _original(udp.payload) if udp.payload else b""
     if udp.sport in ports or udp.dport in ports:
-        return CjdnsSwitch
+        return _link_layer(payload) if link_crypto else CjdnsSwitch
     if udp.sport in ROUTE_SERVER_PORTS or udp.dport in ROUTE_SERVER_PORTS:
         return RouteAnnouncement
     if udp.sport in PACKETCRYPT_PORTS or udp.dport in PACKETCRYPT_PORTS:
@@ -529,7 +564,8 @@ def _is_signed_announcement(data: bytes) -> bool:
         return False
 
 
-def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
+def summarize(pkt: Packet, index: int = 1, peer_ports=None, link_crypto=True) -> PacketSummary:
+    """``link_crypto``: the peer links carry link sessions (the default); False: plaintext switch frames."""
     ports = set(peer_ports) if peer_ports is not None else PEER_PORTS
     s = PacketSummary(index, float(getattr(pkt, "time", 0.0)), len(pkt))
     ip = pkt.getlayer(IPv6)
@@ -542,7 +578,7 @@ def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
         s.notes.append("not UDP: " + pkt.summary())
         return s
     s.src, s.dst = f"[{s.src}]:{udp.sport}", f"[{s.dst}]:{udp.dport}"
-    layer_cls = _classify_udp(udp, ports)
+    layer_cls = _classify_udp(udp, ports, link_crypto)
     if layer_cls is None:
         s.notes.append(f"UDP payload of {len(udp.payload)} bytes on no pktlab port")
         return s
@@ -554,9 +590,10 @@ class NotACapture(ValueError):
     """The input is not a pcap or pcapng capture."""
 
 
-def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
+def dissect_pcap(path, peer_ports=None, limit=None, link_crypto=True) -> list[PacketSummary]:
     """One PacketSummary per packet of a pcap/pcapng file, or a binary file object such as stdin (the first
-    ``limit`` packets if given). ``peer_ports`` overrides the bound peer ports."""
+    ``limit`` packets if given). ``peer_ports`` overrides the bound peer ports; ``link_crypto=False`` reads them as
+    plaintext links."""
     out = []
     try:
         reader = PcapReader(path if hasattr(path, "read") else str(path))
@@ -566,7 +603,7 @@ def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
         for i, pkt in enumerate(reader, 1):
             if limit is not None and i > limit:
                 break
-            out.append(summarize(pkt, i, peer_ports))
+            out.append(summarize(pkt, i, peer_ports, link_crypto))
     return out
 
 
@@ -599,14 +636,15 @@ def _name(addr: str, known: dict[str, str]) -> str | None:
         return None
 
 
-def print_pcap(path, out=None, peer_ports=None, limit=None, relative: bool = True, names=None) -> int:
+def print_pcap(path, out=None, peer_ports=None, limit=None, relative: bool = True, names=None,
+               link_crypto=True) -> int:
     """Print a dissected pcap (what ``pktlab dissect`` shows); returns the number of packets."""
-    summaries = dissect_pcap(path, peer_ports, limit)
+    summaries = dissect_pcap(path, peer_ports, limit, link_crypto)
     print(format_summaries(summaries, relative, names), file=out or sys.stdout)
     return len(summaries)
 
 
-if __name__ == "__main__":       # python -m testbed.dissect file.pcap
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m testbed.dissect FILE.pcap")
-    print_pcap(sys.argv[1])
+if __name__ == "__main__":       # python -m testbed.dissect file.pcap [--plain-links]
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--plain-links"]):
+        sys.exit("usage: python -m testbed.dissect FILE.pcap [--plain-links]")
+    print_pcap(sys.argv[1], link_crypto=sys.argv[2:] != ["--plain-links"])

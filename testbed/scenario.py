@@ -20,7 +20,7 @@ A scenario file (YAML)::
     assertions:                           # checked at the end
       - outage: {from: n1, to: n3, at_most: 6}
 
-Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss}, outage {from, to,
+Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss, parallel}, outage {from, to,
 at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
 counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
 `counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
@@ -563,8 +563,15 @@ def _reach(res: dict) -> dict:
 
 
 def _iperf_extra(body) -> list[str]:
-    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets)."""
-    return ["-M", str(body["mss"])] if body.get("mss") else []
+    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets);
+    `parallel: 8`: that many TCP connections at once (the throughput is their sum). Both are checked with the
+    scenario (scenario_check.py)."""
+    extra = []
+    if body.get("mss"):
+        extra += ["-M", str(body["mss"])]
+    if body.get("parallel"):
+        extra += ["-P", str(body["parallel"])]
+    return extra
 
 
 def _counter(c: dict, name: str) -> float:

@@ -39,6 +39,7 @@ _nodes = {"anyOf": [_node, {"type": "array", "items": _node, "minItems": 1, "max
 _rate = {"type": ["string", "number"]}
 _port = {"type": "integer", "minimum": 1, "maximum": 65535}
 _mss = {"type": "integer", "minimum": 88, "maximum": 9000}
+_parallel = {"type": "integer", "minimum": 1, "maximum": 128}    # iperf's TCP connections at once
 
 
 def _obj(required: tuple, **props) -> dict:
@@ -50,7 +51,7 @@ ASSERTION_BODIES = {
     "unreachable": _obj(("from", "to"), **{"from": _nodes, "to": _nodes}),
     "throughput": _obj(("from", "to"), **{"from": _node, "to": _node, "at_least": _rate, "at_most": _rate,
                                           "seconds": {**_seconds, "exclusiveMinimum": 0}, "port": _port,
-                                          "mss": _mss}),
+                                          "mss": _mss, "parallel": _parallel}),
     "outage": _obj(("from", "to", "at_most"), **{"from": _node, "to": _node, "at_most": _seconds,
                                                  "at_least": _seconds}),
     "path_changed": _obj(("from", "to"), **{"from": _node, "to": _node}),
@@ -66,7 +67,8 @@ TRAFFIC = {"type": "object", "additionalProperties": False, "minProperties": 1, 
     "ping": _obj(("from", "to"), **{"from": _node, "to": _node,
                                     "interval": {"type": "number", "minimum": 0.01, "maximum": 60}}),
     "iperf": _obj(("from", "to"), **{"from": _node, "to": _node, "at": _seconds,
-                                     "seconds": {**_seconds, "exclusiveMinimum": 0}, "port": _port, "mss": _mss}),
+                                     "seconds": {**_seconds, "exclusiveMinimum": 0}, "port": _port, "mss": _mss,
+                                     "parallel": _parallel}),
     "command": {**COMMAND, "properties": {**COMMAND["properties"], "at": _seconds}},
 }}
 STEP = {"type": "object", "additionalProperties": False, "properties": {

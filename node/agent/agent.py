@@ -9,7 +9,8 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
   status                          node, ip6, public_key, uptime_s, healthy, peers, peers_up, tun, mtu
   peers                           per link: switch_index, ifname, addresses, peer name/key, one-hop label,
                                   up (node/tun_switch/liveness.py), rtt_ms, liveness (srtt, rto, missed probes,
-                                  silence), link_emulation
+                                  silence), link_emulation,
+                                  link_session (state of the link's CryptoAuth session, "off" on a plaintext link)
   sessions                        per CryptoAuth session: ip6, key, state, handles, label, return_label, packets
   counters                        tun rx/tx, per interface rx/tx packets/bytes and drops, node drops by reason,
                                   switch counters, path_failures (switch errors reported per destination),
@@ -38,6 +39,9 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
                                   start a fresh one, with empty state like a restarted process
   rs_inject kind, [count=1]       send bad announcements to this node's route server in its real session:
                                   forged (bad signature), replayed (the last accepted one again), skewed (+60 s)
+  fair_share [ifname, rate_bps, [buffer_s]]   per-flow fair share of a link's capacity (node/tun_switch/
+                                  fair_share_plane.py): without ifname the schedulers (flows, shares, drops);
+                                  rate_bps=R switches it on for that link, rate_bps=null off
 """
 
 import functools
@@ -52,6 +56,7 @@ from node.agent.event_loop import EventLoop
 from node.agent.netns import in_netns
 from node.cjdns import keys
 from node.replay_state import ReplayState
+from node.tun_switch.fair_share_plane import FairSharePlane
 from node.tun_switch.lease_plane import LeasePlane
 from node.tun_switch.node import Node
 from node.tun_switch.route_server_plane import RouteServerGlue
@@ -68,6 +73,7 @@ class Agent:
         self.node = Node(config, self.loop)
         # replay protection that must survive a restart and a clock step (route server, lease requests)
         self.replay_state = ReplayState(os.path.join(config.state_dir, "replay.sqlite") if config.state_dir else None)
+        self.fair_share = FairSharePlane(self.node, config.fair_share)   # per-flow shares of chosen links
         self.lease_plane = None      # the PKT lease rules, when the config has "leases"
         self.control = None
         self.route_server = None     # paths from route servers instead of the static table (config "route_server")
@@ -78,6 +84,7 @@ class Agent:
 
     def start(self):
         self.node.start()
+        self.fair_share.start()      # on the node's own Forwarder, before a lease plane builds on it
         if self.config.leases is not None:
             self.lease_plane = LeasePlane(self.node, self.config.leases, replay_state=self.replay_state)
             self.lease_plane.start()
@@ -92,7 +99,7 @@ class Agent:
         handlers = {"status": self.cmd_status, "peers": self.cmd_peers, "sessions": self.cmd_sessions,
                     "counters": self.cmd_counters, "config": self.cmd_config, "set_link": self.cmd_set_link,
                     "set_paths": self.cmd_set_paths, "ping": self.cmd_ping, "shutdown": self.cmd_shutdown,
-                    "set_clock": self.cmd_set_clock}
+                    "set_clock": self.cmd_set_clock, **self.fair_share.commands()}
         for kind, plane in ((LeasePlane, self.lease_plane), (RouteServerGlue, self.route_server)):
             if plane is not None:
                 handlers.update(plane.commands())
@@ -116,6 +123,7 @@ class Agent:
             self.control = None
         if self.lease_plane is not None:
             self.lease_plane.close()
+        self.fair_share.close()
         self.node.close()
         self.replay_state.close()
 

@@ -16,6 +16,7 @@ from node.cjdns import keys, labels
 from node.cjdns.paths import parse_path_table
 from node.leases.config import parse_lease_config
 from node.leases.table import LeaseError
+from node.tun_switch.fair_share_plane import parse_settings as parse_fair_share
 from node.tun_switch.link_emulation import LinkParams
 from node.tun_switch.route_server_plane import parse_settings
 
@@ -25,9 +26,10 @@ MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = (1 << labels.MAX_HUB_BITS) - 1   # V358 numbers 0..256; a hub's wider scheme up to this
 
 TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases", "route_server", "state_dir"}
+            "link_emulation", "leases", "route_server", "state_dir", "fair_share"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
-PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name"}
+PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name", "link_crypto"}
+OPTIONAL_PEER_KEYS = {"peer_name", "link_crypto"}
 
 
 class ConfigError(ValueError):
@@ -42,6 +44,7 @@ class PeerConfig:
     peer_addr: str
     peer_public_key: bytes
     peer_name: str = ""
+    link_crypto: bool = True     # frames on this link ride in a CryptoAuth session with the peer (cjdns)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class AgentConfig:
     leases: object = None       # tun_switch.lease_config.LeaseConfig when the config has "leases"
     route_server: object = None  # tun_switch.route_server_plane.RouteServerSettings when it has "route_server"
     state_dir: str | None = None  # where state that must outlive the process is kept (None: in memory)
+    fair_share: dict = field(default_factory=dict)  # ifname -> (rate_bps, buffer_s): links shared per flow
 
 
 def load_config(path):
@@ -128,7 +132,7 @@ def parse_config(data, source="config"):
         if not isinstance(p, dict):
             fail(where, "expected an object")
         unknown = set(p) - PEER_KEYS
-        missing = PEER_KEYS - {"peer_name"} - set(p)
+        missing = PEER_KEYS - OPTIONAL_PEER_KEYS - set(p)
         if unknown:
             fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
         if missing:
@@ -158,7 +162,10 @@ def parse_config(data, source="config"):
         name = p.get("peer_name", "")
         if not isinstance(name, str):
             fail(f"{where}.peer_name", "expected a string")
-        peers.append(PeerConfig(index, ifname, addrs[0], addrs[1], pk, name))
+        crypto = p.get("link_crypto", True)
+        if not isinstance(crypto, bool):
+            fail(f"{where}.link_crypto", f"expected true or false, got {crypto!r}")
+        peers.append(PeerConfig(index, ifname, addrs[0], addrs[1], pk, name, crypto))
 
     paths = data.get("paths", {})
     try:
@@ -191,8 +198,19 @@ def parse_config(data, source="config"):
         if not os.path.isdir(state_dir):
             fail("state_dir", f"directory {state_dir} does not exist")
 
+    leases = _leases(data, peers, udp_port, source)
+    fair_share = {}
+    if "fair_share" in data:
+        try:
+            fair_share = parse_fair_share(data["fair_share"], seen_ifname)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        paced = {name for name, link in leases.table.links.items() if link.capacity_kbit} if leases else set()
+        for ifname in sorted(paced & set(fair_share)):
+            fail(f"fair_share.links.{ifname}", "the lease plane paces this link: it cannot also share it fairly")
+
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, _leases(data, peers, udp_port, source), route_server, state_dir)
+                       paths, emulation, data, leases, route_server, state_dir, fair_share)
 
 
 def _is_int(v):

@@ -9,6 +9,10 @@ builds on the same public face: ``send_on_link``, ``undeliverable``, ``next_hop_
 A dead next hop (its veth is down, its agent gone, or it missed its link pings) gets no packets: the source is
 answered with a switch ERROR UNDELIVERABLE at once, as cjdns does, so it asks for another path instead of waiting
 for silence. Our own link pings still go out on a dead link: only a pong brings it back.
+
+A link may have an egress queue (``egress[switch index]``, the fair-share plane's): ``send_on_link`` hands it
+what would go out on that link, and the queue gives it back to ``transmit`` when its turn comes. Our own link
+pings and control messages never wait in it (a congested link must not look dead).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class Forwarder:
         self.link_up = link_up           # link -> bool
         self.to_router = to_router       # a packet for this node's own router
         self.drop = drop                 # count a drop by reason
+        self.egress = {}                 # switch index -> queue with enqueue(source, packet, dest, target, out)
 
     def forward(self, source: int, packet: bytes) -> None:
         """Switch ``packet``, which came from switch interface ``source``."""
@@ -43,8 +48,16 @@ class Forwarder:
                     self.send_on_link(source, packet, dest, target, out)
 
     def send_on_link(self, source: int, packet: bytes, dest: int, target, out: bytes) -> None:
-        """Send a switched packet (``packet`` as it came in, ``out`` as it leaves) on peer link ``target``; a dead
-        link answers the source with UNDELIVERABLE instead."""
+        """Send a switched packet (``packet`` as it came in, ``out`` as it leaves) on peer link ``target``, through
+        the link's egress queue if it has one; a dead link answers the source with UNDELIVERABLE instead."""
+        queue = self.egress.get(dest)
+        if queue is not None and not is_own_control(source, out) and not self.next_hop_down(source, packet, dest):
+            queue.enqueue(source, packet, dest, target, out)
+        else:
+            self.transmit(source, packet, dest, target, out)
+
+    def transmit(self, source: int, packet: bytes, dest: int, target, out: bytes) -> None:
+        """Send on the link now (send_on_link without the egress queue)."""
         on_fail = functools.partial(self.undeliverable, source, packet, target) if target.emulated else None
         if self.next_hop_down(source, packet, dest) or target.send(out, on_fail) is False:
             if not self.link_up(target):

@@ -6,7 +6,7 @@ through it) and it builds on that Forwarder's public face. It
 
 * opens one extra peer link per paid lease: the same veth addresses as the link's peer, the lease's own UDP
   port (the same at both ends) and its own switch interface, so a label chooses the lease and the receiver
-  knows which lease a packet came in on; the socket's SO_PRIORITY is the lease's HTB class (tc_plan.py), for
+  knows which lease a packet came in on; it is encrypted like the link it rides on, in a session of its own; the socket's SO_PRIORITY is the lease's HTB class (tc_plan.py), for
   when the backend installs the HTB plan on the veth;
 * runs every switched packet through ingress (clear-customer-bit, re-prioritisation by the meter), the switch,
   egress (deprioritize-non-customer) and, on links with a capacity, the link's EgressScheduler, drained by a
@@ -73,7 +73,8 @@ class LeasePlane:
                 link = make_link(index, name, peer, port)
             else:
                 link = PeerLink(index, name, peer.local_addr, peer.peer_addr, port, peer.peer_public_key,
-                                peer.peer_name, node.loop)
+                                peer.peer_name, node.loop, session=node.link_session(peer.peer_public_key)
+                                if peer.session is not None else None)
                 try:
                     link.sock.setsockopt(socket.SOL_SOCKET, SO_PRIORITY, so_priority(lease.slot))
                 except OSError as e:             # needs CAP_NET_ADMIN for values > 6

@@ -6,6 +6,7 @@ from node.agent.event_loop import Timer
 from node.agent.handler_errors import HandlerErrors
 from node.tun_switch.link_emulation import LinkEmulator
 from node.tun_switch.liveness import Liveness
+from node.tun_switch.peer_link import open_frame, seal
 
 
 class ManualLoop:
@@ -64,8 +65,12 @@ class MemoryWire:
 
 
 class MemoryLink:
-    def __init__(self, wire, owner, switch_index, ifname, peer_name="", peer_key=None):
+    """``session`` (a LinkSession, with ``clock`` for its time) seals what the link sends, like a PeerLink's."""
+
+    def __init__(self, wire, owner, switch_index, ifname, peer_name="", peer_key=None, session=None, clock=None):
         self.wire, self.owner = wire, owner
+        self.session, self.clock = session, clock
+        self.drops = {}
         self.switch_index, self.ifname, self.peer_name = switch_index, ifname, peer_name
         self.peer_addr = "fd00::1"
         self.peer_public_key = peer_key
@@ -78,10 +83,18 @@ class MemoryLink:
 
     emulated = False
 
+    def drop(self, reason):
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
     def send(self, packet, on_fail=None):
+        if self.session is not None and (packet := seal(self, packet, self.clock())) is None:
+            return
         self.tx_packets += 1
         if (self.owner, self.ifname) not in self.wire.cut:
             self.wire.queue.append((*self.remote, packet))
 
+    def open(self, packet):
+        return packet if self.session is None else open_frame(self, packet, self.clock())
+
     def counters(self):
-        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets}
+        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets, "drops": dict(self.drops)}

@@ -7,8 +7,10 @@ Packet path (DESIGN.md §3, pkt-reference.md §2-§3):
     -> plaintext = DataHeader(content type = IPv6 next header) + IPv6 payload (the header itself is not sent:
        the receiver rebuilds it from the session's addresses, as cjdns does)
     -> [her handle] + CryptoAuth packet, behind a switch header carrying the path label
-    -> Switch.receive(1, packet) -> peer link(s)
-  peer link read -> Switch.receive(link index, packet) -> other links, or our router (index 1):
+    -> Switch.receive(1, packet) -> peer link(s), each frame sealed in the link's own CryptoAuth session
+       (cjdns' outer session, node/cjdns/link_session.py; unless the link's config turns it off)
+  peer link read -> open the link session -> Switch.receive(link index, packet) -> other links, or our router
+  (index 1):
     -> control (0xffffffff: switch errors, pings) | waypoint frames (0xfffffffe/0xfffffffd: sent on by the next
        label, or the way back from the waypoints it came by; node/cjdns/waypoints.py)
        | handshake (nonce 0..3, key inside) | data (our handle)
@@ -42,6 +44,7 @@ import time
 from node.agent.handler_errors import HandlerErrors
 from node.cjdns import control, keys, labels, waypoints
 from node.cjdns.cryptoauth import CryptoAuthError, State
+from node.cjdns.link_session import LinkSession
 from node.cjdns.paths import StaticPathProvider
 from node.cjdns.sessions import SessionManager, pack_data_header, parse_data_header
 from node.cjdns.switch import Switch
@@ -152,8 +155,13 @@ class Node:
         self.loop.call_later(0, guard("housekeeping", self.housekeeping))
         for p in cfg.peers:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
-                            p.peer_public_key, p.peer_name, self.loop, cfg.link_emulation.get(p.ifname))
+                            p.peer_public_key, p.peer_name, self.loop, cfg.link_emulation.get(p.ifname),
+                            session=self.link_session(p.peer_public_key) if p.link_crypto else None)
             self.add_link(link)
+
+    def link_session(self, peer_key):
+        """A new CryptoAuth session for a peer link to ``peer_key`` (cjdns' outer session)."""
+        return LinkSession(self.identity, peer_key, self.clock())
 
     def use_forwarder(self, forwarder):
         """A plane takes the Forwarder's place (and gives it back on close): every switched packet goes to it."""
@@ -362,6 +370,7 @@ class Node:
         forward = self.forwarder.forward    # looked up per batch: a plane may have taken the forwarder's place
         index = link.switch_index
         link.liveness.heard(self.clock())   # any frame is proof of life (liveness.py)
+        open_frame = link.open if link.session is not None else None
         for _ in range(READ_BATCH):
             try:
                 packet = recv(65535)
@@ -374,6 +383,10 @@ class Node:
                 continue
             link.rx_packets += 1
             link.rx_bytes += len(packet)
+            if open_frame is not None:
+                packet = open_frame(packet)     # the link session's frame, or None (counted on the link)
+                if packet is None:
+                    continue
             forward(index, packet)
 
     def receive_from_link(self, link, packet):
@@ -381,7 +394,9 @@ class Node:
         link.liveness.heard(self.clock())
         link.rx_packets += 1
         link.rx_bytes += len(packet)
-        self.forwarder.forward(link.switch_index, packet)
+        packet = link.open(packet)
+        if packet is not None:
+            self.forwarder.forward(link.switch_index, packet)
 
     # -- to our router -----------------------------------------------------------------------------------
     def to_router(self, packet):
@@ -659,6 +674,7 @@ class Node:
                  "label": labels.label_text(self.switch.label_for(l.switch_index)),
                  "up": self.link_up(l), "rtt_ms": l.rtt_ms, "pings_sent": l.pings_sent,
                  "liveness": l.liveness.describe(self.clock()),
+                 "link_session": l.session.state if l.session is not None else "off",
                  "link_emulation": l.emulator.params.to_dict()} for l in self.links.values()]
 
     def all_counters(self):

@@ -1,6 +1,10 @@
 """One peer link in overlay mode: a UDP socket bound to the link's local IPv6 address, connected to the peer.
 
-Egress goes through an optional LinkEmulator; when it is inactive packets are sent straight away. Send errors
+With a LinkSession (node/cjdns/link_session.py, the default: cjdns encrypts every peer link) each frame is
+sealed in the link's CryptoAuth session before it leaves, and ``open`` takes a received datagram back to its
+frame (a rejected one is a drop counted as ``link_<reason>``). Egress goes through an optional LinkEmulator,
+after the encryption (it stands for the wire: a corrupted frame fails authentication at the peer); when it is
+inactive packets are sent straight away. Send errors
 (peer down: ECONNREFUSED, full buffers: EAGAIN, no route) are counted as drops, never raised. ECONNREFUSED (the
 peer's kernel answered port unreachable: its agent is gone) and a missing route mean nobody will forward what we
 send: ``send`` returns False, and ``refused_at`` tells the node the peer was last refused (the link is down until
@@ -11,6 +15,7 @@ import errno
 import logging
 import socket
 
+from node.cjdns.cryptoauth import CryptoAuthError
 from node.tun_switch.link_emulation import LinkEmulator, LinkParams
 from node.tun_switch.liveness import Liveness
 
@@ -25,7 +30,7 @@ DEAD_LINK_ERRNOS = (errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH, errno
 
 class PeerLink:
     def __init__(self, switch_index, ifname, local_addr, peer_addr, port, peer_public_key=None, peer_name="",
-                 loop=None, params=None, rng=None):
+                 loop=None, params=None, rng=None, session=None):
         self.switch_index = switch_index
         self.ifname = ifname
         self.local_addr = local_addr
@@ -34,6 +39,7 @@ class PeerLink:
         self.peer_public_key = peer_public_key
         self.peer_name = peer_name
         self.loop = loop
+        self.session = session                   # LinkSession, or None: frames go in plaintext
         self.emulator = LinkEmulator(params or LinkParams(), rng)
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
         self.drops = {}
@@ -81,6 +87,10 @@ class PeerLink:
         """Send or queue one packet; False when the link is dead (the caller answers with a switch error).
         Behind emulated delay the send happens later: ``on_fail()`` is called then if the link turned out dead,
         so that packet's sender still gets its switch error."""
+        if self.session is not None:
+            packet = seal(self, packet, self.loop.clock())
+            if packet is None:
+                return True                # counted; the link itself is fine
         if self.emulated:
             loop = self.loop
             alive = not self.dead          # a link whose last send failed counts as dead (a link ping revives it)
@@ -108,6 +118,10 @@ class PeerLink:
         self.tx_bytes += len(packet)
         return True
 
+    def open(self, packet):
+        """The frame inside a datagram from the peer (plaintext links: the datagram), or None (counted)."""
+        return packet if self.session is None else open_frame(self, packet, self.loop.clock())
+
     def counters(self):
         out = {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes, "tx_packets": self.tx_packets,
                "tx_bytes": self.tx_bytes, "drops": dict(self.drops)}
@@ -118,6 +132,24 @@ class PeerLink:
 
     def close(self):
         self.sock.close()
+
+
+def seal(link, frame, now):
+    """``frame`` sealed in the link's session, or None (a drop counted on the link)."""
+    try:
+        return link.session.seal(frame, now)
+    except CryptoAuthError as e:
+        link.drop("link_" + e.reason)
+        return None
+
+
+def open_frame(link, packet, now):
+    """The frame inside a datagram of the link's session, or None (a drop counted on the link)."""
+    try:
+        return link.session.open(packet, now)
+    except CryptoAuthError as e:
+        link.drop("link_" + e.reason)
+        return None
 
 
 def _send_error_reason(e):

@@ -8,19 +8,22 @@ import sys
 
 
 from testbed import runs
+from testbed.topology import load
+from testbed.topology.dataplane import link_crypto
 from testbed.cli.common import console, need_root, node_pid, out, run_option
 from testbed.console import data_table, styled
 
 
-def _interface(run, spec: str) -> tuple[str, str]:
-    """NODE:LINK where LINK is an interface name (n1-eth0) or the node at the other end (n1:n2)."""
+def _interface(run, spec: str) -> tuple[str, str, int]:
+    """(node, interface, link number) of NODE:LINK, where LINK is an interface name (n1-eth0) or the node at the
+    other end (n1:n2)."""
     node, _, link = spec.partition(":")
     if node not in run.state.get("nodes", {}) or not link:
         raise runs.RunError(f"{spec!r}: expected NODE:INTERFACE or NODE:PEER with a node of run {run.name}")
-    for rec in run.state.get("links", []):
+    for i, rec in enumerate(run.state.get("links", [])):
         for me, other, ifname in ((rec["a"], rec["b"], rec["a_if"]), (rec["b"], rec["a"], rec["b_if"])):
             if me == node and link in (ifname, other):
-                return node, ifname
+                return node, ifname, i
     raise runs.RunError(f"{spec!r}: node {node} has no interface or peer {link!r}")
 
 
@@ -41,7 +44,7 @@ def names_file(pcap: str) -> str:
 def cmd_capture(args):
     need_root()
     run = runs.pick_run(args.run)
-    node, ifname = _interface(run, args.where)
+    node, ifname, number = _interface(run, args.where)
     to_stdout = args.output == "-"
     argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w",
             "-" if to_stdout else os.path.abspath(args.output)]
@@ -68,7 +71,9 @@ def cmd_capture(args):
             proc.send_signal(2)
             proc.wait()
     if not to_stdout:
-        console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}")
+        topo = load(str(run.path("topology.yaml")))
+        plain = "" if link_crypto(topo, topo.links[number]) else " --plain-links"
+        console.print(f"wrote {args.output}; read it with: pktlab dissect {args.output}{plain}")
 
 
 def cmd_dissect(args):
@@ -85,14 +90,14 @@ def cmd_dissect(args):
         except runs.RunError:
             if args.run:
                 raise
+    source = sys.stdin.buffer if args.pcap == "-" else args.pcap
+    options = dict(limit=args.limit, relative=not args.absolute, names=names, link_crypto=not args.plain_links)
     try:
         if args.output in (None, "-"):
-            print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, limit=args.limit,
-                       relative=not args.absolute, names=names)
+            print_pcap(source, **options)
             return
         with open(args.output, "w") as f:
-            n = print_pcap(sys.stdin.buffer if args.pcap == "-" else args.pcap, out=f, limit=args.limit,
-                           relative=not args.absolute, names=names)
+            n = print_pcap(source, out=f, **options)
     except NotACapture as e:
         raise runs.RunError(str(e)) from None
     except OSError as e:
@@ -159,6 +164,8 @@ def register(add) -> None:
     sp.add_argument("--limit", type=int, help="only the first N packets")
     sp.add_argument("--absolute", action="store_true", help="times as captured (seconds since 1970)")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the dissection there (default, and -: stdout)")
+    sp.add_argument("--plain-links", action="store_true",
+                    help="the peer links carry plaintext switch frames (topology attrs link_crypto: false)")
     run_option(sp)
 
     sp = add("report", cmd_report, "render PNG plots and an HTML summary of a run (or of an archived run "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from testbed.topology.dataplane import dataplane_errors
 from testbed.topology.leases import lease_errors
 from testbed.topology.model import (_OPPOSITE, IFNAME_MAX, NAME_RE, RELATIONS, ROLES, RUNNING_ROLES, Topology,
                                     idle_roles)
@@ -75,6 +76,8 @@ def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str
                            for role, names in idle.items())
         warnings.append(f"{src}: roles with no effect yet (the node agent runs only "
                         f"{', '.join(RUNNING_ROLES)}): {listed}")
+    if not errors:
+        errors += [f"{src}: {e}" for e in dataplane_errors(topo)]
     for isp in topo.isps.values():
         members = [n for n in topo.nodes.values() if n.isp == isp.name]
         if members and not any("route_server" in n.roles for n in members):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -146,23 +147,33 @@ for h in hexes:
 """
 
 
-@pytest.mark.mesh("line:3", seed=3)
-def test_malformed_packets_are_counted_and_forwarding_continues(mesh):
+# injected on the n1-n2 link as if from n1's agent: a runt, a header whose label names no interface of n2, data for
+# n2's router with an unknown handle, a handshake with garbage, and random junk
+GARBAGE = [
+    "0102",
+    "00000000000000ff" + "02000000" + "00" * 20,
+    "0000000000000001" + "02000000" + "deadbeef" + "00" * 40,
+    "0000000000000001" + "02000000" + "00000000" + "ab" * 150,
+    os.urandom(300).hex(),
+]
+PLAIN_LINKS = str(Path(__file__).parent / "topologies" / "line3-plain-links.yaml")
+
+
+def inject_garbage(mesh):
+    """GARBAGE on the n1-n2 link; n2's counters before and after."""
     before = mesh.agent("n2").call("counters")
-    # injected on the n1-n2 link as if from n1's agent: a runt, a header whose label names no interface of n2,
-    # data for n2's router with an unknown handle, a handshake with garbage, and random junk
-    garbage = [
-        "0102",
-        "00000000000000ff" + "02000000" + "00" * 20,
-        "0000000000000001" + "02000000" + "deadbeef" + "00" * 40,
-        "0000000000000001" + "02000000" + "00000000" + "ab" * 150,
-        os.urandom(300).hex(),
-    ]
     src, dst = underlay(mesh, "n1", "n2")
-    r = mesh.exec("n1", [sys.executable, "-c", INJECT, src, dst, str(AGENT_UDP_PORT), *garbage])
+    r = mesh.exec("n1", [sys.executable, "-c", INJECT, src, dst, str(AGENT_UDP_PORT), *GARBAGE])
     assert r.returncode == 0, r.stderr
     time.sleep(0.5)
-    after = mesh.agent("n2").call("counters")
+    return before, mesh.agent("n2").call("counters")
+
+
+@pytest.mark.mesh(PLAIN_LINKS)
+def test_malformed_frames_on_a_plaintext_link_are_counted_by_the_switch(mesh):
+    """With link encryption off the garbage reaches the switch and the sessions, which count it by reason."""
+    assert reachable(mesh, "n1", "n3")
+    before, after = inject_garbage(mesh)
     assert after["interfaces"]["n2-eth0"]["rx_packets"] >= before["interfaces"]["n2-eth0"]["rx_packets"] + 5
     sw_drops = sum(v for k, v in after["switch"].items() if k.startswith("drop"))
     node_drops = sum(after["drops"].values())
@@ -175,6 +186,22 @@ def test_malformed_packets_are_counted_and_forwarding_continues(mesh):
     assert sum(v for k, v in drops.items() if k.startswith("session_") and k != "session_unknown_handle") >= 1
     assert mesh.agent("n2").call("status")["healthy"]
     assert reachable(mesh, "n1", "n3")
+    assert ping6(mesh, "n1", "n3", count=3)[0] == 3
+
+
+@pytest.mark.mesh("line:3", seed=3)
+def test_malformed_frames_on_an_encrypted_link_end_at_its_session(mesh):
+    """With link encryption (the default) nothing unauthenticated reaches the switch: every garbage datagram is a
+    drop of the link session, counted on the interface, and traffic goes on."""
+    assert reachable(mesh, "n1", "n3")
+    before, after = inject_garbage(mesh)
+    link_drops = [sum(v for k, v in counters["interfaces"]["n2-eth0"]["drops"].items() if k.startswith("link_"))
+                  for counters in (before, after)]
+    assert link_drops[1] - link_drops[0] == len(GARBAGE), after["interfaces"]["n2-eth0"]["drops"]
+    switch_drops = [{k: v for k, v in counters["switch"].items() if k.startswith("drop")}
+                    for counters in (before, after)]
+    assert switch_drops[0] == switch_drops[1] and after["drops"] == before["drops"]     # none reached the switch
+    assert mesh.agent("n2").call("status")["healthy"]
     assert ping6(mesh, "n1", "n3", count=3)[0] == 3
 
 
@@ -290,20 +317,14 @@ def test_rate_and_corruption_emulation(mesh):
     print(f"unlimited {full:.0f} Mbit/s, rate 20 Mbit/s -> {limited:.1f} Mbit/s")
     assert 2 < limited < 24 and full > 2 * limited
     n1.call("set_link", ifname="n1-eth0", params={"reset": True})
-    # corruption is caught by the end-to-end authentication at the receiver and counted
-    # (a flipped bit in a field nobody checks, e.g. the congestion or traffic-class bits, passes: about one packet
-    # in ten here, so most, not all, must be stopped)
+    # corruption is caught by the link session at the receiver, which authenticates every bit of the frame (on a
+    # plaintext link a flipped bit in a field nobody checks, e.g. the traffic class, would pass), and counted
     n1.call("set_link", ifname="n1-eth0", corrupt=1.0)
     received = ping6(mesh, "n1", "n2", count=30, interval=0.05, wait=1)[0]
     print(f"{received}/30 echoes through a link that flips one bit of every packet")
-    assert received <= 15
-    # dropped at n2 mostly; a flipped return-path bit can also bounce a packet back to n1, which drops it
-    dropped = 0
-    for node in ("n1", "n2"):
-        counters = mesh.agent(node).call("counters")
-        dropped += sum(counters["drops"].values())
-        dropped += sum(v for k, v in counters["switch"].items() if k.startswith("drop"))
-    assert dropped >= 15
+    assert received == 0
+    drops = mesh.agent("n2").call("counters")["interfaces"]["n2-eth0"]["drops"]
+    assert drops.get("link_decrypt_failed", 0) >= 30, drops
     n1.call("set_link", ifname="n1-eth0", corrupt=0)
     assert reachable(mesh, "n1", "n2")
     assert ping6(mesh, "n1", "n2", count=3)[0] == 3

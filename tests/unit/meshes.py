@@ -7,9 +7,10 @@ from node.cjdns.paths import path_entry, static_paths
 from node.cjdns import keys
 
 
-def build_line(n, seed=b"dp", udp_port=1):
+def build_line(n, seed=b"dp", udp_port=1, link_crypto=False):
     """n0 - n1 - ... with static paths between all nodes; link n_i -> n_i+1 is "to<i+1>" on n_i and "to<i>" on
-    n_i+1. Returns (wire, loop, nodes)."""
+    n_i+1; with ``link_crypto`` every link rides in a CryptoAuth session between its ends, as PeerLinks do.
+    Returns (wire, loop, nodes)."""
     wire, loop = MemoryWire(), ManualLoop()
     idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
     names = [f"n{i}" for i in range(n)]
@@ -25,9 +26,12 @@ def build_line(n, seed=b"dp", udp_port=1):
                             "log_file": "/tmp/x.log", "tun": {"ifname": "tun0"}, "udp_port": udp_port,
                             "peers": [], "paths": paths})
         nodes.append(make_node(cfg, loop))
+    def link(me, other):
+        session = nodes[me].link_session(idents[other].public_key) if link_crypto else None
+        return MemoryLink(wire, names[me], adj[names[me]][names[other]], f"to{other}", names[other],
+                          idents[other].public_key, session, loop.clock)
     for a, b in zip(range(n), range(1, n)):
-        wire.join(nodes[a], MemoryLink(wire, names[a], adj[names[a]][names[b]], f"to{b}", names[b]),
-                  nodes[b], MemoryLink(wire, names[b], adj[names[b]][names[a]], f"to{a}", names[a]))
+        wire.join(nodes[a], link(a, b), nodes[b], link(b, a))
     return wire, loop, nodes
 
 

@@ -37,6 +37,9 @@ def test_defaults(good):
     del good["paths"], good["link_emulation"], good["tun"]["mtu"]
     cfg = parse_config(good)
     assert cfg.tun_mtu == DEFAULT_TUN_MTU and cfg.paths == {} and cfg.link_emulation == {}
+    assert cfg.peers[0].link_crypto is True           # peer links are encrypted unless the config says not
+    good["peers"][0]["link_crypto"] = False
+    assert parse_config(good).peers[0].link_crypto is False
 
 
 @pytest.mark.parametrize("mutate, field", [
@@ -53,6 +56,7 @@ def test_defaults(good):
     (lambda c: c["peers"][0].update(switch_index=8192), "peers[0].switch_index"),     # beyond any hub scheme
     (lambda c: c["peers"][0].update(local_addr="10.0.0.1"), "peers[0].local_addr"),
     (lambda c: c["peers"][0].update(peer_public_key="abc.k"), "peers[0].peer_public_key"),
+    (lambda c: c["peers"][0].update(link_crypto="no"), "peers[0].link_crypto"),
     (lambda c: c["peers"][0].pop("ifname"), "peers[0]"),
     (lambda c: c["peers"].append(dict(c["peers"][0], ifname="l1")), "peers[1].switch_index"),
     (lambda c: c["peers"].append(dict(c["peers"][0], switch_index=2)), "peers[1].ifname"),

@@ -24,7 +24,7 @@ def udp(frame, sport=PORT, dport=PORT, src="fd00:1::1", dst="fd00:1::2"):
 def roundtrip(tmp_path, packets, **kw):
     path = tmp_path / "cap.pcap"
     wrpcap(str(path), packets)
-    return D.dissect_pcap(path, **kw)
+    return D.dissect_pcap(path, **{"link_crypto": False, **kw})   # plaintext frames
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +159,41 @@ def test_print_pcap(tmp_path, session_frames):
     path = tmp_path / "p.pcap"
     wrpcap(str(path), [udp(session_frames["hello"]), udp(session_frames["data"])])
     out = io.StringIO()
-    assert D.print_pcap(path, out) == 2
+    assert D.print_pcap(path, out, link_crypto=False) == 2
     text = out.getvalue()
     assert "#1 " in text and "#2 " in text and "label=0000.0000.0000.0153" in text
     assert "state=HELLO" in text and A.pubkey_text in text and "priority=5 customer=True" in text
-    assert [s.index for s in D.dissect_pcap(path, limit=1)] == [1]
+    assert [s.index for s in D.dissect_pcap(path, limit=1, link_crypto=False)] == [1]
+
+
+def test_encrypted_links_show_only_their_link_session(tmp_path, session_frames):
+    """By default a peer link carries its own CryptoAuth session: the dissector shows the handshake's keys and the
+    data packets' nonces, and nothing of the switch frames inside."""
+    from node.cjdns.link_session import LinkSession
+    a, b = LinkSession(A, B.public_key, 1.0), LinkSession(B, A.public_key, 1.0)
+    ping = SH.SwitchHeader(label=1).pack() + control.frame(control.Ping(22, b"x"))
+    hello = a.seal(ping, 1.0)
+    b.open(hello, 1.0)
+    key = b.seal(ping, 1.0)
+    a.open(key, 1.0)
+    data = a.seal(session_frames["data"], 1.0)
+    summaries = roundtrip(tmp_path, [udp(hello), udp(key), udp(data), udp(b"\0\0\0\x09" + bytes(5))],
+                          link_crypto=True)
+    assert [s.layers[0][0] for s in summaries[:3]] == ["link handshake", "link handshake", "link data"]
+    assert summaries[0].layers[0][1]["state"] == "HELLO" and A.pubkey_text in summaries[0].layers[0][1]["key"]
+    assert summaries[1].layers[0][1]["state"] == "KEY" and B.pubkey_text in summaries[1].layers[0][1]["key"]
+    assert summaries[2].layers[0][1]["nonce"] == 4
+    assert summaries[2].layers[0][1]["ciphertext_bytes"] == len(session_frames["data"])
+    assert all(len(s.layers) == 1 for s in summaries[:3])           # nothing readable inside
+    assert "runt" in summaries[3].notes[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_link_datagram_dissects_without_raising(data):
+    s = D.summarize(IPv6(bytes(udp(data))))
+    assert isinstance(s.layers, list) and isinstance(s.notes, list)
+    assert not s.layers or s.layers[0][0] in ("link handshake", "link data")
 
 
 def test_scapy_layers_build_and_show():

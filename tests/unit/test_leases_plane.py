@@ -64,10 +64,14 @@ class RecordingLink:
         self.sent = []
 
     emulated = False
+    session = None           # a plaintext link: what arrives is the frame
 
     def send(self, packet, on_fail=None):
         self.tx_packets += 1
         self.sent.append(packet)
+
+    def open(self, packet):
+        return packet
 
 
 def plane(lease_spec):
