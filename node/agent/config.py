@@ -205,7 +205,7 @@ def parse_config(data, source="config"):
             fair_share = parse_fair_share(data["fair_share"], seen_ifname)
         except ValueError as e:
             raise ConfigError(f"{source}: {e}") from None
-        paced = {name for name, link in leases.table.links.items() if link.capacity_kbit} if leases else set()
+        paced = {name for name, link in leases.table.links.items() if link.capacity_bps} if leases else set()
         for ifname in sorted(paced & set(fair_share)):
             fail(f"fair_share.links.{ifname}", "the lease plane paces this link: it cannot also share it fairly")
 

@@ -129,7 +129,7 @@ def test_bad_config_sections_are_named(section, field):
 
 
 def test_a_link_the_leases_pace_cannot_also_be_shared():
-    leases = {"links": {"eth_out": {"capacity_kbit": 800, "leases": []}}}
+    leases = {"links": {"eth_out": {"capacity_bps": 800_000, "leases": []}}}
     with pytest.raises(ConfigError, match="fair_share.links.eth_out: the lease plane paces this link"):
         config({"links": {"eth_out": {"rate_bps": RATE}}}, leases)
     assert config({"links": {"eth_in": {"rate_bps": RATE}}}, leases).fair_share == {"eth_in": (RATE, 0.2)}
