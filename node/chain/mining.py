@@ -33,12 +33,11 @@ from .wire import sha256d
 from .packetcrypt import announcement as ann_mod
 from .packetcrypt import block as pc_block
 from .packetcrypt import difficulty
+from .packetcrypt.ann_tree import COMMIT_PATTERN
 from .packetcrypt.randgen import RandHashError
 from .tx import Transaction, TxOut
 
 PCP_VERSION = 2
-COMMIT_PATTERN = bytes.fromhex("6a3009f91102") + b"\xfc" * 44     # where a pool's block miner puts the commitment
-COMMIT_OFFSET = 2                                                  # the 48 commitment bytes start after 6a 30
 
 
 def split_payout(amount: int, payouts: list[tuple[bytes, float]]) -> list[TxOut]:

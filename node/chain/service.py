@@ -18,6 +18,7 @@ Every service writes `<state_dir>/<role>.status.json` (atomically, every STATUS_
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -173,7 +174,7 @@ async def run_chain(rt: Runtime) -> None:
     node = ChainNode(rt.node, rt.params, rt.state_dir / "chain", events=rt.events)
     node.p2p = P2P(node, rt.params, listen=(rt.address, p2p_port), peers=peers,
                    ban_s=rt.setting("ban_s", (int, float), 3600.0))
-    runner = web.AppRunner(make_app(node), access_log=None)
+    runner = web.AppRunner(make_app(node), access_log=None, shutdown_timeout=2.0)
 
     async def start():
         await node.p2p.start(listening_socket(rt.address, p2p_port))
@@ -203,6 +204,7 @@ def main(argv=None) -> int:
     except ServiceConfigError as e:
         print(f"chain service: bad config: {e}", file=sys.stderr)
         return 2
+    faulthandler.register(signal.SIGUSR1, all_threads=True)     # a stuck service shows where (on stderr)
     logging.basicConfig(filename=log_file, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runners = {"chain": run_chain}
