@@ -13,6 +13,14 @@ PacketCrypt block hash of node/chain/packetcrypt; announcement tables use its C 
 
 `starting_bits` sets the difficulty so that a block miner of a measured hash rate meets a block time with a given
 announcement set: PcP v2 needs W_eff = W_blk^3 / 1024 / W_ann / N^2 hashes, so W_blk = cbrt(W_eff*1024*W_ann*N^2).
+
+Pools (§5.10) split the miners' part of the coinbase among many outputs (pktd's configureMiningPayouts): a
+template made with `payouts=[(script, weight), ...]` pays `subsidy - steward payout + fees` in proportion to the
+weights, each output floor(amount * weight / sum of weights) units; the units that rounding leaves go to the
+output of the largest weight (the first of equal ones, in the order given); outputs of 0 units are left out. A
+pool's work carries the coinbase with COMMIT_PATTERN where the commitment goes (BlkHandler.js: OP_RETURN PUSH48,
+the commitment magic, 44 bytes 0xfc) and the coinbase's merkle branch (`coinbase_branch`), so a block miner patches
+the commitment in and computes the merkle root without the other transactions.
 """
 from __future__ import annotations
 
@@ -21,13 +29,44 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .blocks import Block, BlockHeader, coinbase_tx, merkle_root
+from .wire import sha256d
 from .packetcrypt import announcement as ann_mod
 from .packetcrypt import block as pc_block
 from .packetcrypt import difficulty
+from .packetcrypt.ann_tree import COMMIT_PATTERN
 from .packetcrypt.randgen import RandHashError
 from .tx import Transaction, TxOut
 
 PCP_VERSION = 2
+
+
+def split_payout(amount: int, payouts: list[tuple[bytes, float]]) -> list[TxOut]:
+    """The miners' outputs of a coinbase: `amount` units split in proportion to the weights (see the docstring)."""
+    weights = [(bytes(script), float(w)) for script, w in payouts if w > 0]
+    total = sum(w for _, w in weights)
+    if not weights or total <= 0 or total != total or total == float("inf"):
+        raise ValueError("payouts need at least one positive, finite weight")
+    values = [int(amount * w // total) for _, w in weights]
+    values[max(range(len(weights)), key=lambda i: (weights[i][1], -i))] += amount - sum(values)
+    return [TxOut(v, s) for (s, _), v in zip(weights, values) if v > 0]
+
+
+def coinbase_branch(txids: list[bytes]) -> list[bytes]:
+    """The merkle branch of the coinbase (leaf 0) given the other transactions' ids: root = fold(sha256d(x + b))."""
+    branch, layer = [], [bytes(32)] + list(txids)
+    while len(layer) > 1:
+        if len(layer) % 2:
+            layer.append(layer[-1])
+        branch.append(layer[1])
+        layer = [bytes(32)] + [sha256d(layer[i] + layer[i + 1]) for i in range(2, len(layer), 2)]
+    return branch
+
+
+def root_from_branch(coinbase_txid: bytes, branch: list[bytes]) -> bytes:
+    root = coinbase_txid
+    for sibling in branch:
+        root = sha256d(root + sibling)
+    return root
 
 
 @dataclass
@@ -43,11 +82,21 @@ class BlockTemplate:
     steward_payout: int
     payout_script: bytes
     version: int = 1
+    payouts: list[tuple[bytes, float]] | None = None     # a pool's split of the miners' part (else payout_script)
 
-    def coinbase(self, commitment: pc_block.CoinbaseCommitment, extra: bytes = b"") -> Transaction:
-        outputs = [TxOut(self.subsidy - self.steward_payout + self.fees, self.payout_script),
-                   TxOut(self.steward_payout, self.steward_script),
-                   TxOut(0, commitment.script())]
+    @property
+    def miner_amount(self) -> int:
+        return self.subsidy - self.steward_payout + self.fees
+
+    def miner_outputs(self) -> list[TxOut]:
+        if self.payouts:
+            return split_payout(self.miner_amount, self.payouts)
+        return [TxOut(self.miner_amount, self.payout_script)]
+
+    def coinbase(self, commitment: pc_block.CoinbaseCommitment | None, extra: bytes = b"") -> Transaction:
+        """The coinbase; without a commitment it carries COMMIT_PATTERN (a pool's work)."""
+        commit_script = COMMIT_PATTERN if commitment is None else commitment.script()
+        outputs = self.miner_outputs() + [TxOut(self.steward_payout, self.steward_script), TxOut(0, commit_script)]
         return coinbase_tx(self.height, outputs, extra)
 
     def header(self, coinbase: Transaction, nonce: int = 0) -> BlockHeader:
@@ -55,15 +104,17 @@ class BlockTemplate:
         return BlockHeader(self.version, self.prev_hash, root, self.time, self.bits, nonce)
 
 
-def make_template(chain, payout_script: bytes, now: int, max_tx_bytes: int | None = None) -> BlockTemplate:
-    """A template on the chain's tip: time max(now, median time past + 1), the bits the retarget requires."""
+def make_template(chain, payout_script: bytes, now: int, max_tx_bytes: int | None = None,
+                  payouts: list[tuple[bytes, float]] | None = None) -> BlockTemplate:
+    """A template on the chain's tip: time max(now, median time past + 1), the bits the retarget requires; with
+    `payouts` the miners' part is split among them (split_payout) instead of paid to `payout_script`."""
     params = chain.params
     height = chain.height + 1
     time = max(now, chain.median_time_past() + 1)
     entries = chain.mempool.select(max_tx_bytes if max_tx_bytes is not None else params.max_block_size // 2)
     return BlockTemplate(height, chain.tip.hash, chain.next_bits(time), time, [e.tx for e in entries],
                          sum(e.fee for e in entries), params.subsidy(height), chain.election.steward,
-                         params.steward_payout(height), bytes(payout_script))
+                         params.steward_payout(height), bytes(payout_script), payouts=payouts)
 
 
 # --- announcements ------------------------------------------------------------------------------------------------

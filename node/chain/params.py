@@ -128,7 +128,8 @@ class ChainParams:
         changes.update(other)
         for key in ("target_block_time", "retarget_interval", "steward_burn_depth", "coinbase_maturity",
                     "lock_blocks"):
-            if key in changes and (not isinstance(changes[key], int) or changes[key] < 1):
+            if key in changes and (isinstance(changes[key], bool) or not isinstance(changes[key], int)
+                                   or changes[key] < 1):
                 raise ValueError(f"{key} must be a positive whole number, got {changes[key]!r}")
         return replace(self, **changes)
 
@@ -157,6 +158,52 @@ class ChainParams:
 
 
 MAINNET = ChainParams()
+
+
+# A run's chain in its config form: these lengths (the time scale), its genesis time and starting difficulty.
+RUN_LENGTHS = {"block_time": "target_block_time", "retarget_interval": "retarget_interval",
+               "burn_depth": "steward_burn_depth", "maturity": "coinbase_maturity", "lock_blocks": "lock_blocks"}
+
+
+def scaled_lengths(time_scale: float) -> dict:
+    """Mainnet's lengths divided by `time_scale` (each at least 1, rounded): block_time 60/F s, retarget
+    2016/F blocks, burn depth 129600/F, maturity 100/F, lock 1440/F."""
+    if not isinstance(time_scale, (int, float)) or isinstance(time_scale, bool) or not 1 <= time_scale <= 1e6:
+        raise ValueError(f"time scale must be a number from 1 to 1000000, got {time_scale!r}")
+    return {key: max(1, round(getattr(MAINNET, field) / time_scale)) for key, field in RUN_LENGTHS.items()}
+
+
+def for_run(config: dict) -> ChainParams:
+    """The parameters of a testbed run's chain from its config form: {"block_time", "retarget_interval",
+    "burn_depth", "maturity", "lock_blocks" (each optional, mainnet's when absent), "genesis_time",
+    "genesis_bits"}. Like regtest: the pow limit 0x207fffff (a run's slow block miners need easy targets), no
+    min-difficulty rule (a block at the pow limit after 2 block times would make every interval at most two
+    block times), faithful announcements. Raises ValueError naming a bad field."""
+    known = set(RUN_LENGTHS) | {"genesis_time", "genesis_bits"}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"chain parameters: unknown field(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(known))})")
+    changes = {}
+    for key in ("genesis_time", "genesis_bits"):
+        v = config.get(key)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 1 << 32:
+                raise ValueError(f"chain parameters: {key} must be a 32-bit positive whole number, got {v!r}")
+            changes[key] = v
+    if "genesis_bits" in changes and not 0 < difficulty.compact_to_big(changes["genesis_bits"]) <= \
+            difficulty.compact_to_big(REGTEST_POW_LIMIT):
+        raise ValueError(f"chain parameters: genesis_bits 0x{changes['genesis_bits']:08x} is not a target "
+                         f"within the pow limit 0x{REGTEST_POW_LIMIT:08x}")
+    lengths = {key: config[key] for key in RUN_LENGTHS if config.get(key) is not None}
+    return regtest(name="pktlab-run", **changes).time_scaled(**lengths)
+
+
+def run_config(p: ChainParams) -> dict:
+    """The config form of a run's parameters (the inverse of for_run)."""
+    out = {key: getattr(p, field) for key, field in RUN_LENGTHS.items()}
+    out.update(genesis_time=p.genesis_time, genesis_bits=p.starting_bits)
+    return out
 
 
 def regtest(*, fast_anns: bool = False, **changes) -> ChainParams:
