@@ -6,11 +6,11 @@ import platform
 import time
 from pathlib import Path
 
-from rich.console import Console
+from testbed.console import make_console
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-console = Console(width=150)  # tables stay readable when piped to a file
+console = make_console(width=150)  # tables stay readable when piped to a file
 
 
 def previous(name: str) -> dict | None:

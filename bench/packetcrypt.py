@@ -117,7 +117,7 @@ def _pure_python_baseline() -> dict:
 
 
 def main() -> int:
-    from rich.console import Console
+    from testbed.console import make_console
     from rich.table import Table
 
     from node.chain.packetcrypt.randhash import accel_available
@@ -152,7 +152,7 @@ def main() -> int:
     row("ann mining faithful @work 127", mf["anns_per_s"], "ann/s", lower_is_better=False)
     row("ann mining fast (64 items) @work 127", mq["anns_per_s"], "ann/s", lower_is_better=False)
     row("block mining", results["block_hashes_per_s"], "H/s", lower_is_better=False)
-    Console(width=132).print(table)
+    make_console(width=132).print(table)
     within = results["validation_ms"] <= 10 * C_VALIDATION_MS
     results["validation_within_10x_of_c"] = within
     print(f"faithful validation {results['validation_ms']:.2f} ms = "

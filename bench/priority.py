@@ -5,7 +5,7 @@
     g1 (shopg) --g_in--/     |
     f1 (no isp) --free------/
 
-One mesh from a topology with declared leases (testbed/leases.py); between experiments the holders change their
+One mesh from a topology with declared leases (testbed/topology/leases.py); between experiments the holders change their
 leases live with signed configuration requests, as a PKT lease holder would. a1, b1 and g1 send priority 15
 with the customer bit ("lease_origin"), g1 priority 1; f1 is unclassed on the free tier. Every flood sends
 900-byte UDP datagrams at ~2.2 mbit/s per sender; the sink counts bytes per second per source
@@ -32,11 +32,11 @@ import sys
 import time
 
 from bench.common import RESULTS, console, table, write
-from node.tun_switch import config_request as cr
+from node.leases import requests as cr
 
 NAME = "priority"
-RATE_KBIT = 2000
-G_KBIT = 500
+RATE_BPS = 2_000_000
+G_BPS = 500_000
 FLOOD_S, WARMUP_S = 9, 3
 PORT = 9100
 PPS = 300
@@ -51,7 +51,7 @@ TOPOLOGY = {
             {"link": "g1--core1", "id": "g_in"},
             {"link": "core1--sink", "id": "a_up", "holder": "shopa", "deprioritize_non_customer": None},
             {"link": "core1--sink", "id": "b_up", "holder": "shopb", "deprioritize_non_customer": None},
-            {"link": "core1--sink", "id": "g_up", "holder": "shopg", "guarantee": f"{G_KBIT}kbit",
+            {"link": "core1--sink", "id": "g_up", "holder": "shopg", "guarantee": f"{G_BPS}bit",
              "deprioritize_non_customer": None}]},
         "shopa": {}, "shopb": {}, "shopg": {}},
     "nodes": {
@@ -64,7 +64,7 @@ TOPOLOGY = {
         "g1": {"isp": "shopg",
                "attrs": {"lease_origin": {"priority": 1, "customer": True}}},
         "f1": {}},
-    "links": ["a1--core1", "b1--core1", "g1--core1", "f1--core1", {"a": "core1", "b": "sink", "rate": f"{RATE_KBIT}kbit"}],
+    "links": ["a1--core1", "b1--core1", "g1--core1", "f1--core1", {"a": "core1", "b": "sink", "rate": f"{RATE_BPS}bit"}],
 }
 
 SENDER = r"""
@@ -84,8 +84,8 @@ while time.monotonic() - start < duration:
 
 
 def flood(mesh, senders: list[str]) -> dict[str, list[float]]:
-    """kbit/s per second per sender, as the sink received it."""
-    from testbed.backends.netns import exec_in
+    """bit/s per second per sender, as the sink received it."""
+    from testbed.backends import exec_in
     rx = exec_in(mesh.run, "sink", [sys.executable, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S + 0.5)],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
@@ -101,7 +101,7 @@ def flood(mesh, senders: list[str]) -> dict[str, list[float]]:
     got = json.loads(out)
     import ipaddress
     by_ip = {ipaddress.ip_address(a).compressed: v for a, v in got.items()}
-    return {s: [b * 8 / 1000 for b in by_ip.get(ipaddress.ip_address(mesh.ip6(s)).compressed, [0] * (FLOOD_S + 1))]
+    return {s: [b * 8 for b in by_ip.get(ipaddress.ip_address(mesh.ip6(s)).compressed, [0] * (FLOOD_S + 1))]
             [:FLOOD_S] for s in senders}
 
 
@@ -111,7 +111,7 @@ def steady(series: list[float]) -> float:
 
 
 def configure(mesh, holder_isp: str, lease: str, changes: dict) -> None:
-    from testbed.leases import holder_identity
+    from testbed.topology.leases import holder_identity
     key = holder_identity(mesh.run.state["seed"], holder_isp).private_key
     answer = mesh.agent("core1").request({"cmd": "lease_config", "request": cr.make_request(
         key, lease, changes, time.time()).decode()}, timeout=5)
@@ -125,7 +125,7 @@ def plot(name: str, title: str, series: dict[str, list[float]]) -> str:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for flow, values in series.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=flow)
+        ax.plot(range(1, len(values) + 1), [v / 1000 for v in values], marker="o", label=flow)
     ax.axvspan(0.5, WARMUP_S + 0.5, color="0.9", label="warm-up")
     ax.set_xlabel("second")
     ax.set_ylabel("kbit/s at the receiver")
@@ -146,8 +146,8 @@ def run_experiments(mesh) -> list[dict]:
     def experiment(name, title, senders):
         series = flood(mesh, senders)
         exps.append({"name": name, "title": title, "series": series,
-                     "steady_kbit": {s: steady(v) for s, v in series.items()}, "plot": plot(name, title, series)})
-        return exps[-1]["steady_kbit"]
+                     "steady_bps": {s: steady(v) for s, v in series.items()}, "plot": plot(name, title, series)})
+        return exps[-1]["steady_bps"]
 
     base = experiment("baseline", "baseline: a1 alone (priority 15, customer)", ["a1"])["a1"]
     r = experiment("1a", "1a: a1 + b1, max-priority-bandwidth 2000 : 200", ["a1", "b1"])
@@ -165,9 +165,9 @@ def run_experiments(mesh) -> list[dict]:
     exps[-1].update(measured=r["f1"] / base, target=">= 0.9 of baseline", ok=r["f1"] / base >= 0.9)
     r = experiment("3b", "3b: f1 (free tier) + a1 (paid lease, saturating)", ["f1", "a1"])
     exps[-1].update(measured=r["f1"] / base, target="< 0.05 of baseline", ok=r["f1"] / base < 0.05)
-    r = experiment("4", f"4: g1 (guarantee {G_KBIT} kbit/s, priority 1) + a1 (higher priority)", ["g1", "a1"])
-    exps[-1].update(measured=r["g1"] / G_KBIT, target=">= 0.9 G", ok=r["g1"] / G_KBIT >= 0.9)
-    exps[0].update(measured=base / RATE_KBIT, target="(goodput / nominal rate)", ok=None)
+    r = experiment("4", f"4: g1 (guarantee {G_BPS // 1000} kbit/s, priority 1) + a1 (higher priority)", ["g1", "a1"])
+    exps[-1].update(measured=r["g1"] / G_BPS, target=">= 0.9 G", ok=r["g1"] / G_BPS >= 0.9)
+    exps[0].update(measured=base / RATE_BPS, target="(goodput / nominal rate)", ok=None)
     return exps
 
 
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
         console.print("bench.priority needs root (network namespaces)")
         return 1
     from testbed.mesh import Mesh
-    from testbed.topology import Topology
-    topo = Topology.from_dict(TOPOLOGY, "bench/priority.py")
+    from testbed.topology import from_dict
+    topo = from_dict(TOPOLOGY, "bench/priority.py")
     start = time.monotonic()
     mesh = Mesh.up(topo, name="bench-priority")
     try:
@@ -191,13 +191,13 @@ def main(argv=None) -> int:
     finally:
         mesh.down()
     elapsed = time.monotonic() - start
-    rows = [[e["name"], e["title"], ", ".join(f"{s} {v:.0f}" for s, v in e["steady_kbit"].items()),
+    rows = [[e["name"], e["title"], ", ".join(f"{s} {v / 1000:.0f}" for s, v in e["steady_bps"].items()),
              e.get("measured"), e.get("target"), {True: "pass", False: "FAIL", None: "-"}[e.get("ok")]]
             for e in exps]
-    console.print(table(f"PKT leases and priorities on a {RATE_KBIT} kbit/s link (steady state after "
+    console.print(table(f"PKT leases and priorities on a {RATE_BPS // 1000} kbit/s link (steady state after "
                         f"{WARMUP_S} s, UDP floods measured at the receiver)",
                         ["exp", "setting", "kbit/s per flow", "measured", "target", "result"], rows))
-    path = write(NAME, {"rate_kbit": RATE_KBIT, "guarantee_kbit": G_KBIT, "flood_s": FLOOD_S, "warmup_s": WARMUP_S,
+    path = write(NAME, {"rate_bps": RATE_BPS, "guarantee_bps": G_BPS, "flood_s": FLOOD_S, "warmup_s": WARMUP_S,
                         "pps_per_sender": PPS, "elapsed_s": round(elapsed, 1),
                         "experiments": exps, "core1_counters": {"counters": leases.get("counters"),
                                                                 "egress": leases.get("egress")}})

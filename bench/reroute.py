@@ -22,14 +22,14 @@ import sys
 import tempfile
 import time
 
-from rich.console import Console
+from testbed.console import make_console
 from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
 from testbed import faults
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
-from testbed.topologies.generators import two_isp_grid
+from testbed.topology.generators import two_isp_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "reroute.json")
@@ -196,9 +196,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5, help="link cuts per system (median and worst reported)")
     parser.add_argument("--skip-yggdrasil", action="store_true")
     args = parser.parse_args(argv)
-    console = Console()
+    console = make_console()
     if os.geteuid() != 0:
-        console.print("[red]bench.reroute needs root (network namespaces, TUN)[/red]")
+        console.print("bench.reroute needs root (network namespaces, TUN)", style="red")
         return 1
     src, dst = "n0x0", f"n{args.rows - 1}x{args.cols - 1}"
     results = {}

@@ -12,9 +12,9 @@ the real message layer (`RouteServerService.handle` on bencoded messages):
   no answer: this mesh has hubs with up to 138 links (10-bit directors), and when neither the cheapest path nor
   the path with the shortest label fits the 59 usable label bits, the server answers not_found.
 
-Over the mesh, smaller graph: a 5x5 grid of real data-plane Nodes (node.dataplane: switches, CryptoAuth
+Over the mesh, smaller graph: a 5x5 grid of real data-plane Nodes (node.tun_switch.node: switches, CryptoAuth
 sessions) joined by in-memory links, one route-server node, every node's path provider the route-server client
-(node/route_server/agent_glue.py). Measured: simulated time until every node has a route server and the
+(node/tun_switch/route_server_plane.py). Measured: simulated time until every node has a route server and the
 server the whole grid, and the wall-clock round trip of a path query (client -> sessions and switches -> route
 server -> back), p50/p99; baseline in the same run: the same query handled in-process.
 
@@ -35,11 +35,11 @@ import networkx as nx
 from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.service import RouteServerService
-from node.tun_switch import keys
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns import keys
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 GRAPH = MESHNET_LAB / "freifunk" / "freifunk-aachen.json"
 RESULTS = Path(__file__).resolve().parent / "results" / "route_server.json"
@@ -194,10 +194,10 @@ def run(graph_path=GRAPH, queries=QUERIES, seed=1):
 
 def run_mesh(n=5, queries=200, seed=2):
     """The grid over in-memory links; None when the data plane has no route-server hooks."""
-    from node.agent_config import parse_config
-    from node.dataplane import Node
-    from node.memory_links import ManualLoop, MemoryLink, MemoryWire
-    from node.route_server.agent_glue import RouteServerGlue, parse_settings
+    from node.agent.config import parse_config
+    from node.tun_switch.node import Node
+    from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
+    from node.tun_switch.route_server_plane import RouteServerGlue, parse_settings
     if not hasattr(Node, "send_content_to"):
         return None
     loop, wire = ManualLoop(), MemoryWire()
@@ -270,7 +270,7 @@ def run_mesh(n=5, queries=200, seed=2):
 
 
 def main() -> int:
-    from rich.console import Console
+    from testbed.console import make_console
     from rich.table import Table
 
     t = time.perf_counter()
@@ -298,7 +298,7 @@ def main() -> int:
     table.add_row("answered, label delivered through switches", f"{answered - r['query_wrong']}/{answered}",
                   "-", f"mean {r['query_mean_hops']} hops")
     table.add_row("no label within 59 bits (hub-heavy paths)", f"{r['query_no_label']}/{r['queries']}", "-", "-")
-    Console(width=140).print(table)
+    make_console(width=140).print(table)
     if mesh:
         t2 = Table(title=f"Over the mesh: {mesh['mesh_nodes']}-node grid of data-plane Nodes (in-memory links, "
                          f"CryptoAuth sessions), one route server")
@@ -314,7 +314,7 @@ def main() -> int:
         t2.add_row("path query round trip p99", f"{mesh['mesh_query_rtt_p99_ms']:.3f} ms",
                    f"{mesh['mesh_query_local_p99_ms']:.3f} ms (in-process)",
                    f"{mesh['mesh_query_rtt_p99_ms'] / mesh['mesh_query_local_p99_ms']:.1f}x")
-        Console(width=140).print(t2)
+        make_console(width=140).print(t2)
     else:
         print("over-the-mesh part skipped: this data plane has no route-server hooks")
     print(f"setup: identities {r['identity_setup_s']} s, announcements {r['announcement_build_s']} s "

@@ -4,7 +4,8 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+
+from testbed.waiting import wait_until
 
 YGG = shutil.which("yggdrasil") or "/usr/sbin/yggdrasil"
 YGG_PORT = 7300
@@ -26,12 +27,10 @@ def write_config(workdir: str, name: str, peers: list[str], listen: list[str]) -
 
 def wait_listening(log_path: str, listeners: int, timeout: float = 10.0) -> None:
     """Wait until the instance logging to log_path has started all its TCP listeners (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started():
         with open(log_path) as f:
-            if f.read().count("TCP listener started") >= listeners:
-                return
-        time.sleep(0.05)
+            return f.read().count("TCP listener started") >= listeners
+    wait_until(started, timeout, interval=0.05)
 
 
 def stop_procs(procs) -> None:

@@ -15,8 +15,9 @@ import sys
 
 # kind prefix -> module with CHECKS; imported lazily so one broken area does not hide the others
 CHECK_MODULES = {
-    "cjdns.": "node.tun_switch.vectors",
+    "cjdns.": "node.cjdns.vectors",
     "packetcrypt.": "node.chain.packetcrypt.vectors",
+    "market.": "node.market.vectors",
 }
 
 

@@ -15,38 +15,44 @@ import time
 from pathlib import Path
 
 import networkx as nx
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from node.tun_switch import labels
+from node.cjdns import labels
 from testbed import faults, scenario
-from testbed.backends.netns import exec_in
-from testbed.cli import _Bars
+from testbed.backends import exec_in
+from testbed.cli.common import Bars
+from testbed.console import data_table, make_console, styled
 from testbed.mesh import Mesh
-from testbed.topology import save
+from testbed.topology import RUNNING_ROLES, save
+from testbed.waiting import wait_until
 
-console = Console(width=120)
+console = make_console(width=120)
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
 
 
+def shown_roles(roles) -> str:
+    """The roles the node agent runs (a role it does not run yet is not shown as a feature)."""
+    return ", ".join(r for r in roles if r in RUNNING_ROLES)
+
+
 def summary(mesh: Mesh) -> Table:
-    t = Table("node", "roles", "ISP", "fc00::/8 address", "links (interface, underlay address)",
+    t = data_table("node", "roles", "ISP", "fc00::/8 address", "links (interface, underlay address)",
               title=f"run {mesh.run.name}: {len(mesh.topo.nodes)} nodes, {len(mesh.topo.links)} links")
     ends = {}
     for rec in mesh.run.state["links"]:
         ends.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']} -> {rec['b']}")
         ends.setdefault(rec["b"], []).append(f"{rec['b_if']} {rec['b_addr']} -> {rec['a']}")
     for name, node in mesh.topo.nodes.items():
-        t.add_row(name, ",".join(node.roles), node.isp or "-", mesh.ip6(name), "\n".join(ends.get(name, [])))
+        t.add_row(name, shown_roles(node.roles), node.isp or "-", mesh.ip6(name), "\n".join(ends.get(name, [])))
     return t
 
 
 def matrix(mesh: Mesh, ok: dict) -> Table:
     nodes = list(mesh.topo.nodes)
-    t = Table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
+    t = data_table("from \\ to", *nodes, title="end-to-end reachability over fc00::/8 (ping6)")
     for a in nodes:
-        t.add_row(a, *("·" if a == b else ("[green]✓[/]" if ok[(a, b)] else "[red]✗[/]") for b in nodes))
+        t.add_row(a, *("·" if a == b else styled(("✓", "green") if ok[(a, b)] else ("✗", "red")) for b in nodes))
     return t
 
 
@@ -63,7 +69,7 @@ def iperf(mesh: Mesh, src: str, dst: str, seconds: int = 3) -> float:
 
 
 def path_table(mesh: Mesh, src: str, dst: str) -> Table:
-    t = Table("hop", "node", "leaves by", "label on arrival", title=f"{src} -> {dst}")
+    t = data_table("hop", "node", "leaves by", "label on arrival", title=f"{src} -> {dst}")
     for i, (node, ifname, label) in enumerate(mesh.route(src, dst), 1):
         t.add_row(str(i), node, ifname, labels.label_text(label))
     t.add_row("", dst, "(its router: label 0000.0000.0000.0001)", "")
@@ -92,9 +98,7 @@ def link_fault(mesh: Mesh) -> None:
     before = [h[0] for h in mesh.route(src, dst)] + [dst]
     fault = faults.apply_fault(mesh, f"link-down {x}--{y}", check=False)
     console.print(f"   probe {src} -> {dst} on {' -> '.join(before)}; link {x}--{y} down ({fault.id})")
-    deadline = time.monotonic() + 5  # give the mesh's own failover a chance first
-    while time.monotonic() < deadline and frozenset((x, y)) in _links_on(mesh, src, dst):
-        time.sleep(0.2)
+    wait_until(lambda: frozenset((x, y)) not in _links_on(mesh, src, dst), 5)  # the mesh's own failover first
     static = mesh.run.state.get("routing") != "route-server"
     if static and frozenset((x, y)) in _links_on(mesh, src, dst):
         moved = scenario.reroute(mesh)
@@ -106,8 +110,8 @@ def link_fault(mesh: Mesh) -> None:
     times = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)] + [ended]
     gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    console.print(f"   outage (longest gap between replies): [bold]{gap:.2f} s[/]; "
-                  f"{sent.group(1)} probes sent, {sent.group(2)} answered" if sent else f"   outage {gap:.2f} s")
+    console.print(styled("   outage (longest gap between replies): ", (f"{gap:.2f} s", "bold"),
+                         f"; {sent.group(1)} probes sent, {sent.group(2)} answered" if sent else ""))
     faults.heal(mesh, fault.id, check=False)
     if static:
         scenario.reroute(mesh)
@@ -129,16 +133,16 @@ def main() -> int:
     t0 = time.monotonic()
     with Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=_Bars(progress))
+        mesh = Mesh.up("default", name=f"demo-{os.getpid()}", progress=Bars(progress))
     console.print(f"   ready in {time.monotonic() - t0:.1f} s (every node reaches every other end to end)")
     try:
         console.print(summary(mesh))
 
         console.print("2. every link's two ends ping each other over the underlay")
         pings = mesh.ping_link_ends()
-        t = Table("link end", "rtt (ms)")
+        t = data_table("link end", "rtt (ms)")
         for k, v in pings.items():
-            t.add_row(k, "[red]no reply[/]" if v is None else f"{v:.3f}")
+            t.add_row(k, styled(("no reply", "red")) if v is None else f"{v:.3f}")
         console.print(t)
 
         console.print("3. end-to-end reachability (CryptoAuth sessions over source-routed labels)")

@@ -1,13 +1,22 @@
 """Scapy layers for the pktlab underlay and a pcap dissector (pkt-reference.md §2-§5).
 
-What a peer link carries (node/peer_link.py): one UDP datagram per switch frame, no extra framing, on the
-node's ``udp_port`` (the same port at both ends). A switch frame is::
+What a peer link carries (node/tun_switch/peer_link.py): one UDP datagram per switch frame on the node's
+``udp_port`` (the same port at both ends). By default the frame is sealed in the link's CryptoAuth session
+(node/cjdns/link_session.py), so all a sniffer can read is that session::
+
+    LinkHandshake (Hello / RepeatHello / Key / RepeatKey: sender's key, encrypted temporary key and frame)
+    | LinkData (nonce, Poly1305 tag, encrypted frame)
+
+On a link whose encryption is off (``link_crypto=False`` below; topology ``attrs: {link_crypto: false}``) the
+datagram is the switch frame itself::
 
     CjdnsSwitch (12 B: label, congestion, S, version, label shift, traffic class)
       then, by the first u32 after it:
         0xffffffff  -> CjdnsControl (checksum, type) -> CjdnsError (cause = a truncated CjdnsSwitch frame)
                                                       | CjdnsPing | CjdnsKeyPing | CjdnsGetSnode | CjdnsRPath
                                                       | CjdnsLlAddr
+        0xfffffffe/d -> CjdnsWaypoint (the next segment's label, or a waypoint's way back; then the same choice
+                       again: pktlab's paths longer than a label, node/cjdns/waypoints.py)
         0..3        -> CryptoAuthHandshake (Hello / RepeatHello / Key / RepeatKey)
         otherwise   -> CjdnsSessionData (receiver's handle, CryptoAuth nonce, Poly1305 tag, ciphertext)
 
@@ -23,11 +32,14 @@ prints them. A malformed frame never raises: its summary carries an ``error`` no
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 import struct
 import sys
 from dataclasses import dataclass, field
 
 from scapy.all import IPv6, UDP, Raw, PcapReader, bind_layers
+from scapy.error import Scapy_Exception
 from scapy.fields import (BitField, ByteEnumField, ByteField, IntEnumField, IntField, IP6Field, LEIntField,
                           LEThreeBytesField, ShortEnumField, ShortField, StrField, StrFixedLenField, XIntField,
                           XLEIntField, XLongField, XShortField)
@@ -35,9 +47,11 @@ from scapy.packet import Packet, Padding
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.tun_switch import control, cryptoauth, keys, labels, switch_header
+from node.cjdns import control, cryptoauth, keys, labels, switch_header, waypoints
+from testbed.topology.leases import LEASE_PORT_BASE
 
 PEER_LINK_PORT = 7100          # the udp_port the agent harness and meshes use; more with bind_peer_port()
+LEASE_PORTS = range(LEASE_PORT_BASE, LEASE_PORT_BASE + 2000)   # paid leases carry switch frames on ports of their own
 PEER_PORTS = set()             # UDP ports bound to each layer (bind_*_port)
 ROUTE_SERVER_PORTS = set()
 PACKETCRYPT_PORTS = set()
@@ -118,14 +132,35 @@ class CjdnsSwitch(_Described):
                 "priority": h.priority, "customer": h.customer}
 
     def guess_payload_class(self, payload):
-        if len(payload) < 4:
-            return Raw
-        first = struct.unpack_from(">I", payload)[0]
-        if first == control.HANDLE:
-            return CjdnsControl
-        if first < cryptoauth.FIRST_DATA_NONCE:
-            return CryptoAuthHandshake
-        return CjdnsSessionData
+        return _after_switch_header(payload)
+
+
+def _after_switch_header(payload) -> type:
+    """The layer of what follows a switch header (or a waypoint frame), by its first u32."""
+    if len(payload) < 4:
+        return Raw
+    first = struct.unpack_from(">I", payload)[0]
+    if first == control.HANDLE:
+        return CjdnsControl
+    if payload[:4] in (waypoints.WAYPOINT, waypoints.RETURN):
+        return CjdnsWaypoint
+    if first < cryptoauth.FIRST_DATA_NONCE:
+        return CryptoAuthHandshake
+    return CjdnsSessionData
+
+
+class CjdnsWaypoint(_Described):
+    """A waypoint frame (pktlab extension): WAYPOINT, the label the waypoint sends what follows on by; RETURN, a
+    waypoint's label back to where the packet came from."""
+    name = "pktlab waypoint"
+    fields_desc = [XIntField("marker", int.from_bytes(waypoints.WAYPOINT, "big")), LabelField("label", 0x13)]
+
+    def describe(self):
+        kind = "waypoint" if self.marker == int.from_bytes(waypoints.WAYPOINT, "big") else "return"
+        return {"kind": kind, "label": labels.label_text(self.label)}
+
+    def guess_payload_class(self, payload):
+        return _after_switch_header(payload)
 
 
 # -- switch control messages --------------------------------------------------------------------------------
@@ -255,6 +290,33 @@ class CryptoAuthHandshake(_Described):
         out.update({"random_nonce": bytes(self.random_nonce).hex(), "key": key_text(bytes(self.public_key)),
                     "tag": bytes(self.tag).hex(), "content_bytes": len(self.encrypted_content)})
         return out
+
+
+class LinkHandshake(CryptoAuthHandshake):
+    """A handshake of a peer link's own session: its encrypted content is the whole switch frame."""
+    name = "link handshake"
+
+
+class LinkData(_Described):
+    """A data packet of a peer link's session (no handle: the link names the session)."""
+    name = "link data"
+    fields_desc = [
+        IntField("nonce", cryptoauth.FIRST_DATA_NONCE),
+        StrFixedLenField("tag", bytes(16), 16),
+        StrField("ciphertext", b""),
+    ]
+
+    def describe(self):
+        out = {"nonce": self.nonce, "tag": bytes(self.tag).hex(), "ciphertext_bytes": len(self.ciphertext)}
+        if len(_original(self)) < cryptoauth.DATA_OVERHEAD:
+            out["error"] = f"runt link packet: {len(_original(self))} bytes"
+        return out
+
+
+def _link_layer(data: bytes):
+    """The link-session layer of a peer-link datagram, by its first u32 (the CryptoAuth nonce)."""
+    return LinkHandshake if len(data) >= 4 and struct.unpack_from(">I", data)[0] < cryptoauth.FIRST_DATA_NONCE \
+        else LinkData
 
 
 class CjdnsSessionData(_Described):
@@ -414,8 +476,10 @@ class PacketSummary:
         return {"index": self.index, "time": self.time, "length": self.length, "src": self.src,
                 "dst": self.dst, "layers": [{"layer": n, **d} for n, d in self.layers], "notes": self.notes}
 
-    def text(self) -> str:
-        head = f"#{self.index} {self.time:.6f} {self.src} -> {self.dst} len {self.length}"
+    def text(self, t0: float | None = None) -> str:
+        """Printed as `pktlab dissect` shows it; with t0, times are seconds since t0 (the first packet)."""
+        when = f"{self.time:.6f}" if t0 is None else f"+{self.time - t0:.6f}"
+        head = f"#{self.index} {when} {self.src} -> {self.dst} len {self.length}"
         lines = [head]
         depth = 1
         for name, d in self.layers:
@@ -433,8 +497,8 @@ def _fields_text(d: dict, indent: str) -> str:
     return simple + lists
 
 
-_DESCRIBED = (CjdnsSwitch, CjdnsControl, CryptoAuthHandshake, CjdnsSessionData, RouteAnnouncement,
-              PacketCryptAnn)
+_DESCRIBED = (CjdnsSwitch, CjdnsControl, CjdnsWaypoint, CryptoAuthHandshake, CjdnsSessionData, LinkData,
+              RouteAnnouncement, PacketCryptAnn)
 
 
 def describe_layers(pkt: Packet) -> tuple[list, list]:
@@ -456,7 +520,8 @@ def describe_layers(pkt: Packet) -> tuple[list, list]:
     return layers, notes
 
 
-MIN_SIZE = {CjdnsSwitch: switch_header.SIZE, RouteAnnouncement: rs_ann.HEADER_SIZE, PacketCryptAnn: 1}
+MIN_SIZE = {CjdnsSwitch: switch_header.SIZE, RouteAnnouncement: rs_ann.HEADER_SIZE, PacketCryptAnn: 1,
+            LinkHandshake: cryptoauth.HANDSHAKE_SIZE, LinkData: cryptoauth.DATA_OVERHEAD}
 
 
 def _dissect(layer_cls, data: bytes) -> tuple[list, list]:
@@ -475,15 +540,17 @@ def dissect_frame(frame: bytes) -> tuple[list, list]:
     return _dissect(CjdnsSwitch, bytes(frame))
 
 
-def _classify_udp(udp, ports):
+def _classify_udp(udp, ports, link_crypto=True):
     """The pktlab layer class for a UDP payload: by port, else a route announcement if its signature verifies."""
     payload = _original(udp.payload) if udp.payload else b""
     if udp.sport in ports or udp.dport in ports:
-        return CjdnsSwitch
+        return _link_layer(payload) if link_crypto else CjdnsSwitch
     if udp.sport in ROUTE_SERVER_PORTS or udp.dport in ROUTE_SERVER_PORTS:
         return RouteAnnouncement
     if udp.sport in PACKETCRYPT_PORTS or udp.dport in PACKETCRYPT_PORTS:
         return PacketCryptAnn
+    if udp.sport == udp.dport and udp.sport in LEASE_PORTS:      # a lease's socket: same port at both ends
+        return CjdnsSwitch
     if len(payload) >= rs_ann.HEADER_SIZE and _is_signed_announcement(payload):
         return RouteAnnouncement
     return None
@@ -497,7 +564,8 @@ def _is_signed_announcement(data: bytes) -> bool:
         return False
 
 
-def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
+def summarize(pkt: Packet, index: int = 1, peer_ports=None, link_crypto=True) -> PacketSummary:
+    """``link_crypto``: the peer links carry link sessions (the default); False: plaintext switch frames."""
     ports = set(peer_ports) if peer_ports is not None else PEER_PORTS
     s = PacketSummary(index, float(getattr(pkt, "time", 0.0)), len(pkt))
     ip = pkt.getlayer(IPv6)
@@ -510,7 +578,7 @@ def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
         s.notes.append("not UDP: " + pkt.summary())
         return s
     s.src, s.dst = f"[{s.src}]:{udp.sport}", f"[{s.dst}]:{udp.dport}"
-    layer_cls = _classify_udp(udp, ports)
+    layer_cls = _classify_udp(udp, ports, link_crypto)
     if layer_cls is None:
         s.notes.append(f"UDP payload of {len(udp.payload)} bytes on no pktlab port")
         return s
@@ -518,30 +586,65 @@ def summarize(pkt: Packet, index: int = 1, peer_ports=None) -> PacketSummary:
     return s
 
 
-def dissect_pcap(path, peer_ports=None, limit=None) -> list[PacketSummary]:
-    """One PacketSummary per packet of a pcap/pcapng file (the first ``limit`` packets if given).
-    ``peer_ports`` overrides the bound peer ports."""
+class NotACapture(ValueError):
+    """The input is not a pcap or pcapng capture."""
+
+
+def dissect_pcap(path, peer_ports=None, limit=None, link_crypto=True) -> list[PacketSummary]:
+    """One PacketSummary per packet of a pcap/pcapng file, or a binary file object such as stdin (the first
+    ``limit`` packets if given). ``peer_ports`` overrides the bound peer ports; ``link_crypto=False`` reads them as
+    plaintext links."""
     out = []
-    with PcapReader(str(path)) as reader:
+    try:
+        reader = PcapReader(path if hasattr(path, "read") else str(path))
+    except Scapy_Exception as e:
+        raise NotACapture(f"{getattr(path, 'name', path)}: not a pcap or pcapng capture ({e})") from None
+    with reader:
         for i, pkt in enumerate(reader, 1):
             if limit is not None and i > limit:
                 break
-            out.append(summarize(pkt, i, peer_ports))
+            out.append(summarize(pkt, i, peer_ports, link_crypto))
     return out
 
 
-def format_summaries(summaries) -> str:
-    return "\n".join(s.text() for s in summaries)
+def format_summaries(summaries, relative: bool = False, names: dict[str, str] | None = None) -> str:
+    """The summaries as text; relative: times since the first packet; names: {address: node name}, shown after
+    each address they name (underlay link ends, fc00::/8 node addresses)."""
+    t0 = summaries[0].time if relative and summaries else None
+    text = "\n".join(s.text(t0) for s in summaries)
+    if names:
+        known = {ipaddress.ip_address(a).compressed: n for a, n in names.items()}
+        def endpoint(m):         # n1 [fd..::1]:7100
+            name = _name(m.group(1), known)
+            return f"{name} {m.group(0)}" if name else m.group(0)
+
+        def address(m):          # fc12::1 (n3)
+            name = _name(m.group(0), known)
+            return f"{m.group(0)} ({name})" if name else m.group(0)
+        text = _ADDRESS.sub(address, _ENDPOINT.sub(endpoint, text))
+    return text
 
 
-def print_pcap(path, out=None, peer_ports=None, limit=None) -> int:
+_ENDPOINT = re.compile(r"\[([0-9a-fA-F:]+)\]:\d+")                    # [address]:port, as packets' ends print
+_ADDRESS = re.compile(r"(?<![\[0-9a-fA-F:])[0-9a-fA-F:]*:[0-9a-fA-F:]*:[0-9a-fA-F:]*(?![\]0-9a-fA-F:])")
+
+
+def _name(addr: str, known: dict[str, str]) -> str | None:
+    try:
+        return known.get(ipaddress.ip_address(addr).compressed)
+    except ValueError:       # a time, a label: something that only looks like an address
+        return None
+
+
+def print_pcap(path, out=None, peer_ports=None, limit=None, relative: bool = True, names=None,
+               link_crypto=True) -> int:
     """Print a dissected pcap (what ``pktlab dissect`` shows); returns the number of packets."""
-    summaries = dissect_pcap(path, peer_ports, limit)
-    print(format_summaries(summaries), file=out or sys.stdout)
+    summaries = dissect_pcap(path, peer_ports, limit, link_crypto)
+    print(format_summaries(summaries, relative, names), file=out or sys.stdout)
     return len(summaries)
 
 
-if __name__ == "__main__":       # python -m testbed.dissect file.pcap
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m testbed.dissect FILE.pcap")
-    print_pcap(sys.argv[1])
+if __name__ == "__main__":       # python -m testbed.dissect file.pcap [--plain-links]
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--plain-links"]):
+        sys.exit("usage: python -m testbed.dissect FILE.pcap [--plain-links]")
+    print_pcap(sys.argv[1], link_crypto=sys.argv[2:] != ["--plain-links"])

@@ -14,7 +14,7 @@ import signal
 from pyroute2 import IPRoute
 
 from testbed.backends.netns import spawn_holder
-from node.netns import in_netns
+from node.agent.netns import in_netns
 from testbed.runs import netns_inode
 
 QDISCS = {

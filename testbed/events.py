@@ -17,20 +17,20 @@ Conventions the report relies on (testbed/report.py):
 * ``counters``: what the agent's ``counters`` command returned, per link (``link`` = interface name, details =
   rx/tx packets/bytes and drops) and per node (``link`` null, details = tun, drops, switch, path_failures).
 
-Writing is safe from several processes: the file is opened with O_APPEND and each event is one ``write()`` of
-one complete line, so lines never interleave. Reading skips (and reports) lines that are not events, such as the
-partial last line of a writer that was killed mid-write.
+Writing is safe from several processes (node/event_log.py, which the services inside nodes use too: the file is
+opened with O_APPEND and each event is one ``write()`` of one complete line, so lines never interleave). Reading
+skips (and reports) lines that are not events, such as the partial last line of a writer that was killed mid-write.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import threading
 import time
 
-from node.control_client import AgentClient
+from node.agent.control_client import AgentClient
+from node.event_log import EventLog, EventLogError, encode_event, make_event  # noqa: F401 (the writer's home)
 
 log = logging.getLogger(__name__)
 
@@ -38,76 +38,9 @@ FILENAME = "events.jsonl"
 FAULT, HEAL, ROUTE_CHANGE, AGENT_RESTART, ASSERTION, COUNTERS, UP, DOWN, PING = (
     "fault", "heal", "route_change", "agent_restart", "assertion", "counters", "up", "down", "ping")
 RUN_START, RUN_END, SAMPLER_ERROR = "run_start", "run_end", "sampler_error"
+AGENT_DIED, RESTART_GAVE_UP = "agent_died", "restart_gave_up"      # written by the run monitor
 KINDS = (FAULT, HEAL, ROUTE_CHANGE, AGENT_RESTART, ASSERTION, COUNTERS, UP, DOWN, PING, RUN_START, RUN_END,
-         SAMPLER_ERROR)
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-class EventLogError(ValueError):
-    """An event that cannot be written (bad kind, non-JSON details) or an unwritable log."""
-
-
-def make_event(kind: str, node=None, link=None, details=None, ts=None) -> dict:
-    if not isinstance(kind, str) or not _KIND_RE.match(kind):
-        raise EventLogError(f"event kind must be a lower-case identifier, got {kind!r}")
-    for name, value in (("node", node), ("link", link)):
-        if value is not None and not isinstance(value, str):
-            raise EventLogError(f"event {name} must be a string or None, got {value!r}")
-    if details is not None and not isinstance(details, dict):
-        raise EventLogError(f"event details must be a dict, got {type(details).__name__}")
-    return {"ts": time.time() if ts is None else float(ts), "kind": kind, "node": node, "link": link,
-            "details": details or {}}
-
-
-def encode_event(event: dict) -> bytes:
-    try:
-        line = json.dumps(event, separators=(",", ":"), sort_keys=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise EventLogError(f"event is not JSON-serialisable: {e}") from None
-    return line.encode() + b"\n"
-
-
-class EventLog:
-    """Append-only writer. Cheap to create; one per process (or thread) is fine, several at once too."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            self.path = os.path.join(self.path, FILENAME)
-        self._fd = None
-        self._lock = threading.Lock()
-
-    def _open(self):
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as e:
-                raise EventLogError(f"cannot open event log {self.path}: {e.strerror}") from None
-        return self._fd
-
-    def write(self, event: dict) -> dict:
-        data = encode_event(event)
-        with self._lock:
-            written = os.write(self._open(), data)
-        if written != len(data):      # only on a full disk; a partial line is skipped by readers
-            raise EventLogError(f"short write to {self.path}: {written} of {len(data)} bytes")
-        return event
-
-    def append(self, kind: str, node=None, link=None, ts=None, **details) -> dict:
-        """Write one event and return it: ``log.append("fault", link="n1-n2", type="loss", id="f1", loss=0.1)``."""
-        return self.write(make_event(kind, node, link, details, ts))
-
-    def close(self):
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+         SAMPLER_ERROR, AGENT_DIED, RESTART_GAVE_UP)
 
 
 # -- reading ----------------------------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """A running mesh: the Python API behind `pktlab up/down/exec/ping` and the pytest plugin.
 
-    mesh = Mesh.up("grid:3x3")          # namespaces, links, agents; returns when every node reaches every other
-    mesh.ping("r1c1", "r3c3")            # end to end over the nodes' fc00::/8 addresses
-    mesh.exec("r1c1", "ip -6 addr")
-    mesh.down()
+    with Mesh.up("grid:3x3") as mesh:    # namespaces, links, agents; returns when every node reaches every other
+        mesh.ping("r1c1", "r3c3")        # end to end over the nodes' fc00::/8 addresses
+        mesh.exec("r1c1", "ip -6 addr")
+        f = mesh.fault("loss r1c1--r1c2 10%")
+        mesh.heal(f)
+                                         # leaving the block is mesh.down()
 
-`Mesh.attach(name)` gives the same object for a run started by another process.
+`Mesh.attach(name)` gives the same object for a run started by another process; the pytest plugin's `mesh`
+fixture is one too.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -24,20 +26,17 @@ from pathlib import Path
 
 import networkx as nx
 
-from node.control_client import AgentClient, AgentError
-from node.path_provider import static_paths
-from node.tun_switch import labels
-from node.tun_switch.keys import Identity
-from testbed import runs
-from testbed.backends import base as backends
-from testbed.backends.netns import exec_in
-from testbed.leases import add_to_agent_configs as add_lease_configs
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns import labels
+from node.cjdns.keys import Identity
+from testbed import agent_configs, backends, faults, runs
+from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
+from testbed.faults.measure import parse_ping
 from testbed.runs import Run, RunError
-from testbed.topology import Topology, load, save
+from testbed.topology import Topology, load, save, validate
+from testbed.waiting import wait_until
 
-AGENT_UDP_PORT = 7100
-FIRST_SWITCH_INDEXES = [0] + list(range(2, 257))  # V358 interface numbers; 1 is the node's own router
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
 MAX_AGENT_PROCESSES = 32  # bigger meshes share this many multi-node agent hosts
 REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on small ones)
@@ -45,6 +44,31 @@ REACH_SAMPLE = 200  # pairs checked after `up` on big meshes (every pair on smal
 
 def _no_progress(step, done, total):
     pass
+
+
+def _remove_failed(run: Run, error: BaseException):
+    """A build that failed: keep the run's records (journal, topology, agent logs) where `down` and `cleanup`
+    do not reach, then remove the run; Ctrl-C removes it without keeping anything. Raises what stopped it."""
+    kept = None
+    if not isinstance(error, KeyboardInterrupt):
+        try:
+            kept = runs.keep_records(run, "failed")
+        except OSError:
+            pass
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not leave half a run
+    try:
+        backends.destroy(run)
+    except RunError as cleanup:     # a host that cannot be reached: say so, with what went wrong first
+        raise RunError(f"{error}; then cleaning up: {cleanup}") from error
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if isinstance(error, KeyboardInterrupt):
+        raise runs.Interrupted(f"interrupted while building run {run.name}: removed, nothing of it is left "
+                               "behind") from None
+    if kept and isinstance(error, (OSError, RuntimeError)):      # RunError, FaultError, backend errors
+        raise RunError(f"{error}\nrun {run.name} was removed; its journal and agent logs are kept in {kept}") \
+            from error
+    raise error
 
 
 @contextmanager
@@ -59,11 +83,16 @@ def _interrupts_as_exceptions():
         signal.signal(signal.SIGTERM, old)
 
 
+def _shown(names, limit: int = 12) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 class Mesh:
-    def __init__(self, run: Run, topo: Topology):
+    def __init__(self, run: Run, topo: Topology, backend: backends.Backend | None = None):
         self.run = run
         self.topo = topo
-        self._backend = None
+        self._backend = backend     # None: the one the journal names, when first needed
 
     @property
     def backend(self) -> backends.Backend:
@@ -76,49 +105,59 @@ class Mesh:
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
-           agents_per_process: int | None = None, routing: str = "auto", backend: str = "netns",
-           **backend_options) -> "Mesh":
-        """Build and start a mesh. `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the
-        backend's options (hosts=..., see testbed/backends/) go with it."""
+           agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True,
+           backend: str = "netns", **backend_options) -> "Mesh":
+        """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
+        again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault).
+        `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the backend's options (hosts=...,
+        see testbed/backends/) go with it."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
-            topo.validate(allow_disconnected)
+            validate(topo, allow_disconnected)
+        if routing not in ("auto", "static", "route-server"):
+            raise RunError(f"routing {routing!r}: use auto, static or route-server")
+        if routing == "auto":
+            routing = "route-server" if topo.nodes_with_role("route_server") else "static"
+        if routing == "route-server" and not topo.nodes_with_role("route_server"):
+            raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
         if seed is None:
             seed = topo.seed if topo.seed is not None else random.SystemRandom().randrange(1 << 31)
-        run = runs.new_run(name, topo.name, topo.source)
-        mesh = cls(run, topo)
+        run = None
         with _interrupts_as_exceptions():
             try:
+                run = runs.new_run(name, topo.name, topo.source)
                 run.state["seed"] = seed
-                if routing not in ("auto", "static", "route-server"):
-                    raise RunError(f"routing {routing!r}: use auto, static or route-server")
-                if routing == "auto":
-                    routing = "route-server" if topo.nodes_with_role("route_server") else "static"
-                if routing == "route-server" and not topo.nodes_with_role("route_server"):
-                    raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
                 run.state["routing"] = routing
+                run.state["restart_agents"] = bool(restart_agents)
                 save(topo, run.path("topology.yaml"))
-                mesh._backend = backends.create(backend, run, topo, **backend_options)
+                mesh = cls(run, topo, backends.create(backend, run, topo, **backend_options))
                 try:
                     mesh.backend.build(progress)
                 finally:
                     mesh.backend.close()
+                run.state["addresses"] = {n: mesh.identity(n).ip6_text for n in topo.nodes}
+                mesh.backend.name_nodes(run.path("hosts"), run.state["addresses"])
+                run.save()
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
                 if agents:
-                    mesh._start_agents(progress, agents_per_process)
-                    mesh._start_monitor()
-                    mesh._wait_reachable(progress, wait)
+                    mesh.start_all_agents(progress, agents_per_process)
+                    mesh.start_monitor()
+                    mesh.wait_reachable(progress, wait)
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
             except BaseException as e:
-                try:
-                    runs.destroy(run)
-                except RunError as cleanup:  # a host that cannot be reached: say so with what went wrong first
-                    raise RunError(f"{e}; then cleaning up: {cleanup}") from e
-                raise
+                if run is None:
+                    raise
+                _remove_failed(run, e)
         return mesh
+
+    def __enter__(self) -> "Mesh":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
 
     @classmethod
     def attach(cls, name: str | None = None) -> "Mesh":
@@ -135,9 +174,9 @@ class Mesh:
         if archive is not None:
             self.backend.collect_logs()
             runs.archive(self.run, Path(archive))
-        runs.destroy(self.run, skip_unreachable=skip_unreachable)
+        backends.destroy(self.run, skip_unreachable=skip_unreachable)
 
-    def _start_monitor(self) -> None:
+    def start_monitor(self) -> None:
         """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""
         interval = max(1.0, len(self.topo.nodes) / 50)
         env = dict(os.environ, **{runs.TAG_VAR: self.run.id})
@@ -152,67 +191,18 @@ class Mesh:
     # -- agents -----------------------------------------------------------------------------------------------
     def identity(self, node: str) -> Identity:
         """The node's keys, derived from the run seed (the same every time the node starts)."""
-        return _identity(str(self.run.state["seed"]).encode(), list(self.topo.nodes).index(node))
+        return agent_configs.identity(self.topo, self.run.state["seed"], node)
 
-    def _agent_configs(self) -> dict[str, dict]:
-        ids = {n: self.identity(n) for n in self.topo.nodes}
-        peers = {n: [] for n in self.topo.nodes}
-        adjacency = {n: {} for n in self.topo.nodes}
-        for rec in self.run.state["links"]:
-            for me, other, my_if, my_addr, other_addr in ((rec["a"], rec["b"], rec["a_if"], rec["a_addr"], rec["b_addr"]),
-                                                          (rec["b"], rec["a"], rec["b_if"], rec["b_addr"], rec["a_addr"])):
-                if len(peers[me]) >= len(FIRST_SWITCH_INDEXES):
-                    raise RunError(f"node {me}: more than {len(FIRST_SWITCH_INDEXES)} links (V358 has 256 peer slots)")
-                index = FIRST_SWITCH_INDEXES[len(peers[me])]
-                peers[me].append({"switch_index": index, "ifname": my_if, "local_addr": my_addr,
-                                  "peer_addr": other_addr, "peer_public_key": ids[other].pubkey_text,
-                                  "peer_name": other})
-                adjacency[me][other] = index
-        configs = {}
-        for n in self.topo.nodes:
-            d = self.run.path("nodes", n)
-            d.mkdir(parents=True, exist_ok=True)
-            paths = {}  # with route servers, learned from them, the PKT way
-            if self.run.state.get("routing") != "route-server":
-                paths = {ids[dest].ip6_text: {"public_key": ids[dest].pubkey_text,
-                                              "label": labels.label_text(label)}
-                         for dest, label in static_paths(adjacency, n).items()}
-            emulation = {}
-            for rec, link in zip(self.run.state["links"], self.topo.links):
-                for end, params in ((rec["a"], link.ab), (rec["b"], link.ba)):
-                    if end == n and _needs_emulation(params):
-                        emulation[rec["a_if"] if end == rec["a"] else rec["b_if"]] = {
-                            "delay_s": params.delay_s, "jitter_s": params.jitter_s, "loss": params.loss,
-                            "duplicate": params.duplicate, "reorder": params.reorder, "corrupt": params.corrupt}
-            configs[n] = {"node": n, "private_key": ids[n].private_key.hex(),
-                          "control_socket": str(d / "agent.sock"), "log_file": str(d / "agent.log"),
-                          "tun": {"ifname": "tun0"}, "udp_port": AGENT_UDP_PORT, "peers": peers[n],
-                          "paths": paths, "link_emulation": emulation}
-            if self.run.state.get("routing") == "route-server":
-                configs[n]["route_server"] = self._route_server_settings(n, ids)
-        add_lease_configs(self, configs, adjacency)  # the topology's bandwidth leases (testbed/leases.py)
-        return configs
-
-    def _route_server_settings(self, node: str, ids: dict) -> dict:
-        """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with
-        those of other ISPs and share link state with the others of their own."""
-        servers = self.topo.nodes_with_role("route_server")
-        isp = self.topo.nodes[node].isp
-        own = [s for s in servers if self.topo.nodes[s].isp == isp] or servers
-        key = ids[node].pubkey_text
-        settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
-                    "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
-        if node in servers:
-            settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
-            settings["federation"] = [ids[s].pubkey_text for s in servers
-                                      if s not in own and ids[s].pubkey_text != key]
-        return settings
-
-    def _start_agents(self, progress, per_process: int | None) -> None:
-        configs = self._agent_configs()
+    def start_all_agents(self, progress, per_process: int | None) -> None:
+        self.run.state.setdefault("leases_started_at", time.time())  # lease terms count from here
+        try:
+            configs = agent_configs.agent_configs(self.topo, self.run.state, self.run.dir)
+        except agent_configs.ConfigError as e:
+            raise RunError(str(e)) from None
         self.run.state["addresses"] = {n: Identity.from_private_key(c["private_key"]).ip6_text
                                        for n, c in configs.items()}
         for n, cfg in configs.items():
+            self.run.path("nodes", n).mkdir(parents=True, exist_ok=True)
             with open(self.run.path("nodes", n, "agent.json"), "w") as f:
                 json.dump(cfg, f, indent=1)
         nodes = list(configs)
@@ -221,17 +211,15 @@ class Mesh:
         self.backend.start_agents([nodes[i:i + per_process] for i in range(0, len(nodes), per_process)], progress)
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
-        deadline = time.monotonic() + wait
         pending = set(configs)
-        while pending:
-            for n in list(pending):
-                if self._agent_healthy(n):
-                    pending.discard(n)
-            if pending and time.monotonic() > deadline:
-                raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
-                               f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
-            time.sleep(0.05)
+
+        def all_healthy():
+            pending.difference_update([n for n in pending if self._agent_healthy(n)])
             progress("agents ready", len(configs) - len(pending), len(configs))
+            return not pending
+        if not wait_until(all_healthy, wait, interval=0.05):
+            raise RunError(f"agents not healthy after {wait:.0f} s: {', '.join(sorted(pending)[:10])} "
+                           f"(see {self.run.path('nodes', sorted(pending)[0], 'agent.log')})")
 
     def start_agent(self, node: str) -> int:
         """Start (or restart) a node's agent from its config, in a process of its own; same identity every time."""
@@ -246,15 +234,27 @@ class Mesh:
         pid = self.run.state["agents"].get(node, {}).get("pid")
         return sum(rec["pid"] == pid for rec in self.run.state["agents"].values()) > 1
 
+    def restart_agents(self, nodes: list[str]) -> int:
+        """Start these nodes' agents again (one process, as start_agents) from their saved configs: same key,
+        same address (the backend replaces the sockets a killed agent left behind)."""
+        pid = self.start_agents(nodes)
+        self.run.save()
+        return pid
+
     def stop_agent(self, node: str, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Stop a node's agent; a node hosted with others is shut down alone through its control socket."""
+        """Stop a node's agent on purpose (the run monitor's restart policy leaves it down until start_agent);
+        a node hosted with others is shut down alone through its control socket."""
         rec = self.run.state["agents"].get(node)
+        if rec:
+            rec["stopped"] = True
+            self.run.save()      # before the kill, so the monitor never takes it for a death to repair
         if rec and self._shares_process(node):
             try:
                 self.agent(node).call("shutdown", timeout=timeout)
             except (OSError, AgentError, ValueError):
                 pass
-            self.run.state["agents"][node] = {"pid": 0, "start": None}
+            self.run.state["agents"][node] = {"pid": 0, "start": None, "stopped": True}
+            self.run.save()
             return
         self.backend.stop_agent(node, sig, timeout)
 
@@ -269,43 +269,82 @@ class Mesh:
         return bool(st.get("healthy")) and st.get("peers_up") == st.get("peers")
 
     def ip6(self, node: str) -> str:
-        return self.run.state["addresses"][node]
+        try:
+            return self.run.state["addresses"][node]
+        except KeyError:
+            raise RunError(f"run {self.run.name} has no node {node!r} (nodes: {_shown(self.topo.nodes)})") from None
 
     def label(self, src: str, dst: str) -> int | None:
-        """The switch label src uses for dst now: its live session's, else the one in its path table."""
+        """The switch label src uses for dst now (the first segment's, for a path with waypoints)."""
+        found = self.labels(src, dst)
+        return found[0] if found else None
+
+    def labels(self, src: str, dst: str) -> list[int]:
+        """The labels src uses for dst now, one per segment (more than one: a path with waypoints): its live
+        session's, else the ones in its path table; [] if it has none."""
         want = self.ip6(dst)
         try:
             for sess in self.agent(src).call("sessions", timeout=3)["sessions"]:
                 if sess["ip6"] == want and sess.get("label"):
-                    return labels.parse_label_text(sess["label"])
+                    return [labels.parse_label_text(t) for t in [sess["label"]] + sess.get("via", [])]
         except (OSError, AgentError, ValueError, KeyError):
             pass
         entry = json.loads(self.run.path("nodes", src, "agent.json").read_text())["paths"].get(want)
-        return labels.parse_label_text(entry["label"]) if entry else None
+        return [labels.parse_label_text(t) for t in [entry["label"]] + entry.get("via", [])] if entry else []
 
     def route(self, src: str, dst: str) -> list[tuple[str, str, int]]:
-        """The hops src's label for dst takes: [(node, interface it leaves by, remaining label)], read by decoding
-        one V358 director per hop against each node's switch interfaces, as the switches do."""
-        label = self.label(src, dst)
-        if label is None:
-            return []
-        ports = {}
+        """The hops src's labels for dst take: [(node, interface it leaves by, remaining label)], read by decoding
+        one director per hop with each node's encoding scheme against its switch interfaces, as the switches do;
+        at a waypoint the next segment's label takes over. A hop over a lease leaves by "<ifname>:<lease id>" (the
+        lease's own interface on that link)."""
+        segments = self.labels(src, dst)
+        ports, schemes = {}, {}
         for n in self.topo.nodes:
             cfg = json.loads(self.run.path("nodes", n, "agent.json").read_text())
             ports[n] = {p["switch_index"]: (p["ifname"], p["peer_name"]) for p in cfg["peers"]}
+            schemes[n] = labels.scheme_for_interfaces(max(ports[n], default=0))
+            peer_of = {ifname: peer for ifname, peer in ports[n].values()}
+            for ifname, link in cfg.get("leases", {}).get("links", {}).items():
+                for lease in link.get("leases", []):
+                    ports[n][lease["interface"]] = (f"{ifname}:{lease['id']}", peer_of[ifname])
         hops, node = [], src
-        while label != 1 and len(hops) <= len(self.topo.nodes):
-            bits = labels.bits_for_label(label)
-            index = labels.decompress(label, bits)
-            if index not in ports[node]:
-                break  # a label through a missing interface: the switch would answer MALFORMED_ADDRESS
-            ifname, peer = ports[node][index]
-            hops.append((node, ifname, label))
-            label >>= bits
-            node = peer
+        for label in segments:
+            while label != 1 and len(hops) <= len(self.topo.nodes):
+                bits = schemes[node].bits_for_label(label)
+                index = schemes[node].decompress(label, bits)
+                if index not in ports[node]:
+                    return hops  # a label through a missing interface: the switch would answer MALFORMED_ADDRESS
+                ifname, peer = ports[node][index]
+                hops.append((node, ifname, label))
+                label >>= bits
+                node = peer
         return hops
 
     # -- using the mesh ---------------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.topo.nodes)
+
+    def fault(self, spec, check: bool = True):
+        """Apply a fault (`"loss n1--n2 10%"` or a dict); with check it is measured to take effect."""
+        return faults.apply_fault(self, spec, check=check)
+
+    def heal(self, fault=None, check: bool = True):
+        """Heal one fault (the object or its id) or all of them."""
+        return faults.heal(self, getattr(fault, "id", fault), check=check)
+
+    def faults(self):
+        return faults.active_faults(self)
+
+    def iperf(self, a: str, b: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201) -> float | None:
+        """TCP throughput from a to b (bit/s) with iperf3."""
+        return faults.iperf(self, a, b, seconds=seconds, reverse=reverse, port=port)
+
+    @staticmethod
+    def wait_until(predicate, within: float, what: str | None = None, interval: float = 0.2):
+        """testbed.waiting.wait_until: the predicate's first true value; on timeout, TimedOut naming `what`."""
+        return wait_until(predicate, within, what, interval)
+
     def exec(self, node: str, command: str | list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         proc = exec_in(self.run, node, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -317,11 +356,28 @@ class Mesh:
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def ping(self, a: str, b: str, count: int = 1, timeout: float = 2.0) -> float | None:
-        """RTT in ms of an ICMPv6 echo from a to b's fc00::/8 address, or None if nothing came back."""
-        r = self.exec(a, ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout), "-i", "0.2", self.ip6(b)],
-                      timeout=timeout * count + 5)
-        m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
-        return float(m.group(1)) if r.returncode == 0 and m else None
+        """Average RTT in ms of ICMPv6 echoes from a to b's fc00::/8 address, or None if nothing came back."""
+        return self.ping_stats(a, b, count=count, wait=timeout)["avg"]
+
+    def ping_stats(self, a: str, b: str, count: int = 3, interval: float = 0.2, wait: float = 2.0) -> dict:
+        """sent, received, loss (fraction), dups and min/avg/max/mdev RTT in ms (None without a reply)."""
+        self.ip6(a)      # an unknown node is a RunError naming it
+        return faults.ping_stats(self, a, b, count=count, interval=interval, wait=wait)
+
+    def pingall(self, pairs=None, count: int = 3, interval: float = 0.2, wait: float = 1.0) -> dict:
+        """ping_stats of every ordered pair (or of `pairs`), a few dozen pings running at a time (fewer on SSH hosts:
+        the backend's parallel_execs)."""
+        pairs = [(a, b) for a in self.topo.nodes for b in self.topo.nodes if a != b] if pairs is None else pairs
+        out = {}
+        step = self.backend.parallel_execs
+        for start in range(0, len(pairs), step):
+            procs = {(a, b): exec_in(self.run, a, ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval),
+                                                   "-W", str(wait), self.ip6(b)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     for a, b in pairs[start:start + step]}
+            for pair, proc in procs.items():
+                out[pair] = parse_ping(proc.communicate()[0], count)
+        return out
 
     def ping_link_ends(self) -> dict[str, float | None]:
         """Ping both directions of every link over the underlay addresses, concurrently."""
@@ -349,37 +405,18 @@ class Mesh:
         return random.Random(self.run.state["seed"]).sample(all_pairs, sample)
 
     def reachability(self, pairs=None, count: int = 1, timeout: float = 2.0) -> dict[tuple[str, str], bool]:
-        """Ping each pair end to end concurrently (a few dozen at a time)."""
+        """Whether each pair (default: a sample, see pairs()) got an answer, pinged concurrently."""
         pairs = self.pairs() if pairs is None else pairs
-        ok = {}
-        step = self.backend.parallel_execs
-        for start in range(0, len(pairs), step):
-            procs = {pair: exec_in(self.run, pair[0], ["ping", "-6", "-n", "-c", str(count), "-W", str(timeout),
-                                                        "-i", "0.2", self.ip6(pair[1])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for pair in pairs[start:start + step]}
-            for pair, p in procs.items():
-                ok[pair] = p.wait() == 0
-        return ok
+        return {pair: st["received"] > 0 for pair, st in self.pingall(pairs, count=count, wait=timeout).items()}
 
-    def _wait_reachable(self, progress, wait: float) -> None:
+    def wait_reachable(self, progress, wait: float) -> None:
         pairs = self.pairs()
-        deadline = time.monotonic() + wait
-        pending = pairs
-        while pending:
-            result = self.reachability(pending)
-            pending = [p for p, good in result.items() if not good]
+        pending = list(pairs)
+
+        def all_reached():
+            pending[:] = [p for p, good in self.reachability(pending).items() if not good]
             progress("reachability", len(pairs) - len(pending), len(pairs))
-            if pending and time.monotonic() > deadline:
-                shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
-                raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")
-
-
-@functools.lru_cache(maxsize=None)
-def _identity(seed: bytes, index: int) -> Identity:
-    # derivation retries until the address starts with fc (about 256 tries): worth deriving once per node
-    return Identity.from_seed(seed, index)
-
-
-def _needs_emulation(p) -> bool:
-    return any((p.delay_s, p.jitter_s, p.loss, p.duplicate, p.reorder, p.corrupt))
+            return not pending
+        if not wait_until(all_reached, wait, interval=0):
+            shown = ", ".join(f"{a}->{b}" for a, b in pending[:5])
+            raise RunError(f"{len(pending)} of {len(pairs)} pairs unreachable after {wait:.0f} s: {shown}")

@@ -26,6 +26,8 @@ RTM_GETLINK = 18
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 IFLA_IFNAME = 3
 _PLACEHOLDER6 = "fd00:5eed:5eed:5eed:5eed:5eed:5eed:5eed"
+_PLACEHOLDER_MAC = "02:5e:ed:5e:ed:5e"
+NUD_PERMANENT = 0x80
 CHUNK = 32 * 1024  # bytes per send: well under the default socket buffers
 
 def netlink_socket() -> socket.socket:
@@ -68,11 +70,13 @@ class Templates:
         return self._compile(("htb", default_class),
                              lambda b: b.tc("add", "htb", index=1, handle="1:", default=default_class))
 
-    def htb_class(self, rate_bps: int, ceil_bps: int | None = None, classid: str = "1:1", parent: str = "1:") -> bytes:
+    def htb_class(self, rate_bps: int, ceil_bps: int | None = None, classid: str = "1:1", parent: str = "1:",
+                  prio: int | None = None) -> bytes:
         ceil_bps = ceil_bps or rate_bps
-        return self._compile(("class", rate_bps, ceil_bps, classid, parent),
+        extra = {} if prio is None else {"prio": prio}
+        return self._compile(("class", rate_bps, ceil_bps, classid, parent, prio),
                              lambda b: b.tc("add-class", "htb", index=1, handle=classid, parent=parent,
-                                            rate=f"{rate_bps}bit", ceil=f"{ceil_bps}bit"))
+                                            rate=f"{rate_bps}bit", ceil=f"{ceil_bps}bit", **extra))
 
     def addr6(self, address: str, prefixlen: int) -> bytes:
         """The address is stamped too: wherever the template's placeholder address stands (IFA_ADDRESS, IFA_LOCAL)."""
@@ -83,10 +87,20 @@ class Templates:
         return template.replace(socket.inet_pton(socket.AF_INET6, _PLACEHOLDER6),
                                 socket.inet_pton(socket.AF_INET6, address))
 
-    def veth(self, name_a: str, fd_a: int, name_b: str, fd_b: int, mtu: int, alias: str) -> bytes:
+    def neighbour6(self, address: str, mac: str) -> bytes:
+        """A permanent neighbour entry (address -> MAC); address and MAC are stamped into one compiled template."""
+        template = self._compile(("neigh6",), lambda b: b.neigh("add", index=1, dst=_PLACEHOLDER6,
+                                                                lladdr=_PLACEHOLDER_MAC, state=NUD_PERMANENT,
+                                                                family=socket.AF_INET6))
+        return template.replace(socket.inet_pton(socket.AF_INET6, _PLACEHOLDER6),
+                                socket.inet_pton(socket.AF_INET6, address)) \
+            .replace(bytes.fromhex(_PLACEHOLDER_MAC.replace(":", "")), bytes.fromhex(mac.replace(":", "")))
+
+    def veth(self, name_a: str, fd_a: int, name_b: str, fd_b: int, mtu: int, alias: str,
+             macs: tuple[str, str]) -> bytes:
         """Both ends are created directly inside their namespaces, so names never meet in the host namespace."""
-        self._ipb.link("add", ifname=name_a, kind="veth", net_ns_fd=fd_a, mtu=mtu, ifalias=alias,
-                       peer={"ifname": name_b, "net_ns_fd": fd_b, "mtu": mtu, "ifalias": alias})
+        self._ipb.link("add", ifname=name_a, kind="veth", net_ns_fd=fd_a, mtu=mtu, ifalias=alias, address=macs[0],
+                       peer={"ifname": name_b, "net_ns_fd": fd_b, "mtu": mtu, "ifalias": alias, "address": macs[1]})
         data = bytes(self._ipb.batch)
         self._ipb.reset()
         return data

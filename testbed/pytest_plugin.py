@@ -5,11 +5,12 @@
         f = mesh.fault("link-down r1c1--r1c2")
         assert mesh.ping("r1c1", "r1c2") is None
         mesh.heal(f)
-        mesh.wait_until(lambda: mesh.ping("r1c1", "r1c2"), within=10)
+        mesh.wait_until(lambda: mesh.ping("r1c1", "r1c2"), 10, "r1c2 reachable again")
 
 The topology is the marker's first argument (generator string, bundled name or file) or, with
 `@pytest.mark.parametrize("mesh", ["line:3", "ring:4"], indirect=True)`, the parameter (a string, or a dict with
-spec/scope/seed/wait). `scope` is function (default), class, module or session: tests in that scope with the
+spec/scope/seed/wait). The fixture is a testbed.mesh.Mesh, the same object `Mesh.up` returns. `scope` is
+function (default), class, module or session: tests in that scope with the
 same topology and seed share one mesh; faults a test leaves behind are healed after it. On a test failure the
 report gets the merged per-node agent logs and the run's event log.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
 
 SCOPES = ("function", "class", "module", "session")
+MESH_KEY = pytest.StashKey()          # item -> the mesh its test used (for the failure report)
+MESHES_KEY = pytest.StashKey()        # config -> {(scope owner, spec, seed): shared mesh}
 LOG_TAIL = 300        # lines of merged agent log attached to a failure report
 EVENT_TAIL = 200
 
@@ -40,58 +42,6 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "mesh(spec, scope='function', seed=None, wait=60, hosts=None, "
                                        "backend=None): the topology of the `mesh` fixture (testbed.pytest_plugin)")
-
-
-class MeshHandle:
-    """What a test gets: the verbs, plus the underlying testbed.mesh.Mesh as `.mesh` (and its attributes)."""
-
-    def __init__(self, mesh):
-        self.mesh = mesh
-
-    def __getattr__(self, name):
-        return getattr(self.mesh, name)
-
-    @property
-    def nodes(self) -> list[str]:
-        return list(self.mesh.topo.nodes)
-
-    def ping(self, a: str, b: str, count: int = 1, timeout: float = 2.0) -> float | None:
-        """End-to-end RTT (ms) from a to b over the fc00::/8 addresses, or None."""
-        return self.mesh.ping(a, b, count=count, timeout=timeout)
-
-    def exec(self, node: str, command, timeout: float = 60.0):
-        return self.mesh.exec(node, command, timeout=timeout)
-
-    def iperf(self, a: str, b: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201) -> float | None:
-        """TCP throughput from a to b (bit/s) with iperf3."""
-        from testbed.faults import iperf
-        return iperf(self.mesh, a, b, seconds=seconds, reverse=reverse, port=port)
-
-    def fault(self, spec, check: bool = True):
-        """Apply a fault (`"loss n1--n2 10%"` or a dict); with check it is measured to take effect."""
-        from testbed.faults import apply_fault
-        return apply_fault(self.mesh, spec, check=check)
-
-    def heal(self, fault=None, check: bool = True):
-        """Heal one fault (the object or its id) or all of them."""
-        from testbed.faults import heal
-        fault_id = getattr(fault, "id", fault)
-        return heal(self.mesh, fault_id, check=check)
-
-    def faults(self):
-        from testbed.faults import active_faults
-        return active_faults(self.mesh)
-
-    def wait_until(self, predicate, within: float = 10.0, interval: float = 0.2, message: str = ""):
-        """Poll predicate until it returns something true (returned) or `within` seconds pass (AssertionError)."""
-        deadline = time.monotonic() + within
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(message or f"condition not met within {within:g} s")
-            time.sleep(interval)
 
 
 def _options(request) -> dict:
@@ -133,28 +83,28 @@ def mesh(request):
     from testbed.mesh import Mesh
     opts = _options(request)
     owner = _scope_node(request, opts["scope"])
-    cache = request.config.__dict__.setdefault("_pktlab_meshes", {})
+    cache = request.config.stash.setdefault(MESHES_KEY, {})
     key = (owner.nodeid, str(opts["spec"]), opts["seed"], opts["backend"], str(opts["hosts"]))
     handle = cache.get(key)
     if handle is None:
         where = {"backend": opts["backend"], **({"hosts": opts["hosts"]} if opts["hosts"] else {})}
-        handle = MeshHandle(Mesh.up(opts["spec"], seed=opts["seed"], wait=float(opts["wait"]), **where))
+        handle = Mesh.up(opts["spec"], seed=opts["seed"], wait=float(opts["wait"]), **where)
         cache[key] = handle
 
         def down():
             cache.pop(key, None)
-            handle.mesh.down()
+            handle.down()
         if owner is request.node:
             request.addfinalizer(down)
         else:
             owner.addfinalizer(down)
-    request.node._pktlab_mesh = handle
+    request.node.stash[MESH_KEY] = handle
     yield handle
     if owner is not request.node and key in cache:
         # a shared mesh: the next test starts without this test's faults
         from testbed.faults import FaultError, heal
         try:
-            heal(handle.mesh, check=False)
+            heal(handle, check=False)
         except (FaultError, OSError):
             pass
 
@@ -200,12 +150,12 @@ def event_log_text(run, tail: int | None = EVENT_TAIL) -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    handle = getattr(item, "_pktlab_mesh", None)
+    handle = item.stash.get(MESH_KEY, None)
     if handle is None or not rep.failed or rep.when == "teardown":
         return
-    run = handle.mesh.run
+    run = handle.run
     try:
-        handle.mesh.backend.collect_logs()   # agents on other hosts log there
+        handle.backend.collect_logs()   # agents on other hosts log there
         logs = merged_agent_logs(run)
         events = event_log_text(run)
     except (OSError, RuntimeError) as e:

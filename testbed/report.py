@@ -27,6 +27,8 @@ from testbed import events as ev  # noqa: E402
 
 MAX_SERIES = 12          # links / pairs drawn; the rest are summarised in the legend text
 PLOTS = ("throughput.png", "reachability.png", "faults.png")
+PLOT_TITLES = ("Throughput per link", "Reachability over time", "Fault timeline")
+TOPOLOGY_PNG = "topology.png"
 
 
 class ReportError(ValueError):
@@ -96,18 +98,31 @@ def link_throughput(events) -> dict:
 
 
 def reachability(events) -> dict:
-    """{"src -> dst": [(t, ok), ...]} from ``ping`` events and assertions that name a src and dst."""
+    """{"src -> dst": [(t, ok), ...]} from ``ping`` events and from assertions: those that name a src and dst,
+    and reachable/unreachable checks with what they saw pair by pair (``reach``: {"a -> b": reached})."""
     out = {}
     for e in events:
         d = e["details"]
         if e["kind"] == ev.PING and "reachable" in d:
-            ok = bool(d["reachable"])
+            seen = {f"{d.get('src') or e['node'] or '?'} -> {d.get('dst', '?')}": bool(d["reachable"])}
+        elif e["kind"] == ev.ASSERTION and isinstance(d.get("reach"), dict):
+            seen = {str(pair): bool(ok) for pair, ok in d["reach"].items()}
         elif e["kind"] == ev.ASSERTION and "ok" in d and "src" in d and "dst" in d:
-            ok = bool(d["ok"])
+            seen = {f"{d['src']} -> {d['dst']}": bool(d["ok"])}
         else:
             continue
-        src = d.get("src") or e["node"] or "?"
-        out.setdefault(f"{src} -> {d.get('dst', '?')}", []).append((e["ts"], ok))
+        for pair, ok in seen.items():
+            out.setdefault(pair, []).append((e["ts"], ok))
+    return out
+
+
+def assertion_marks(events) -> dict:
+    """{"src -> dst": [(t, reached)]}: the instants assertions looked at a pair (drawn over the probe bars)."""
+    out = {}
+    for e in events:
+        if e["kind"] == ev.ASSERTION and isinstance(e["details"].get("reach"), dict):
+            for pair, ok in e["details"]["reach"].items():
+                out.setdefault(str(pair), []).append((e["ts"], bool(ok)))
     return out
 
 
@@ -188,15 +203,19 @@ def plot_throughput(series, fault_list, t0, t_end, path):
     _save(fig, path)
 
 
-def plot_reachability(series, fault_list, t0, t_end, path):
+def plot_reachability(series, fault_list, t0, t_end, path, marks=None):
+    """A bar per pair, green while reached and red while not; diamonds where an assertion checked the pair."""
     keys = sorted(series)[:MAX_SERIES]
-    fig, ax = _figure("Reachability over time", "")
+    fig, ax = _figure("Reachability over time (bars: probes and checks; diamonds: assertions)", "")
     for row, key in enumerate(keys):
         pts = series[key]
         for i, (t, ok) in enumerate(pts):
             nxt = pts[i + 1][0] if i + 1 < len(pts) else t_end
             ax.broken_barh([(t - t0, max(nxt - t, 1e-3))], (row - 0.35, 0.7),
                            facecolors="tab:green" if ok else "tab:red")
+        for t, ok in (marks or {}).get(key, []):
+            ax.plot(t - t0, row, marker="D", markersize=7, markeredgecolor="black", linestyle="",
+                    color="tab:green" if ok else "tab:red", zorder=3)
     if not keys:
         ax.text(0.5, 0.5, "no ping or reachability events", transform=ax.transAxes, ha="center")
     ax.set_yticks(range(len(keys)))
@@ -248,7 +267,42 @@ def _details_text(d, skip=()) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items() if k not in skip)
 
 
-def render_html(run_dir, events, fault_list, bad, t0, t_end) -> str:
+def run_facts(run_dir, events) -> dict:
+    """What the run was: its name, topology (source, name, size) and scenario (name, status), as far as the run
+    directory and the event log tell."""
+    import json
+    facts = {"run": os.path.basename(os.path.abspath(run_dir)), "source": None, "topology": None, "nodes": None,
+             "links": None, "seed": None, "scenario": None, "status": None}
+    try:
+        with open(os.path.join(run_dir, "state.json")) as f:
+            state = json.load(f)
+        facts.update(run=state.get("name") or facts["run"], source=state.get("source"), seed=state.get("seed"))
+    except (OSError, ValueError):
+        pass
+    for e in events:
+        if e["kind"] == ev.UP:
+            facts.update(nodes=e["details"].get("nodes"), links=e["details"].get("links"),
+                         source=facts["source"] or e["details"].get("source"))
+        elif e["kind"] == ev.RUN_START:
+            facts["scenario"] = e["details"].get("scenario")
+        elif e["kind"] == ev.RUN_END:
+            facts["status"] = e["details"].get("status")
+    topo = _topology(run_dir)
+    if topo is not None:
+        facts.update(topology=topo.name, nodes=len(topo.nodes), links=len(topo.links))
+    return facts
+
+
+def _topology(run_dir):
+    from testbed.topology import TopologyError, load
+    path = os.path.join(run_dir, "topology.yaml")
+    try:
+        return load(path, allow_disconnected=True) if os.path.isfile(path) else None
+    except TopologyError:
+        return None
+
+
+def render_html(run_dir, events, fault_list, bad, t0, t_end, facts=None, topology_png=None) -> str:
     asserts = assertions(events)
     passed = sum(1 for a in asserts if a["details"].get("ok"))
     fault_rows = [(f"{f.start - t0:.2f}", f"{f.end - t0:.2f}" if f.end is not None else "not healed",
@@ -262,22 +316,30 @@ def render_html(run_dir, events, fault_list, bad, t0, t_end) -> str:
     for e in events:
         kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     esc = html.escape
+    facts = facts or run_facts(run_dir, events)
+    what = f"scenario {facts['scenario']}" + (f" ({facts['status']})" if facts["status"] else "") \
+        if facts["scenario"] else "no scenario"
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>pktlab run {esc(os.path.basename(os.path.abspath(run_dir)))}</title>",
+        f"<title>pktlab run {esc(str(facts['run']))}: {esc(what)}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}th{background:#eee}"
         ".fail{color:#b00}img{max-width:100%}</style></head><body>",
-        f"<h1>pktlab run {esc(os.path.abspath(run_dir))}</h1>",
+        f"<h1>pktlab run {esc(str(facts['run']))}: {esc(what)}</h1>",
+        "<p>" + esc(f"topology {facts['topology'] or '?'} from {facts['source'] or '?'}, {facts['nodes']} nodes, "
+                    f"{facts['links']} links, seed {facts['seed']}; run directory {os.path.abspath(run_dir)}")
+        + "</p>",
         f"<p>duration {t_end - t0:.1f} s, {len(events)} events "
         f"({esc(', '.join(f'{k} {n}' for k, n in sorted(kinds.items())))}); "
         f"assertions: {passed} passed, {len(asserts) - passed} failed; faults: {len(fault_list)}</p>",
     ]
     if bad:
         parts.append(f"<p class='fail'>{len(bad)} unreadable event log lines skipped</p>")
-    for png, title in zip(PLOTS, ("Throughput", "Reachability", "Faults")):
+    if topology_png:
+        parts.append(f"<h2>Topology</h2><img src='{topology_png}' alt='topology'>")
+    for png, title in zip(PLOTS, PLOT_TITLES):
         parts.append(f"<h2>{title}</h2><img src='{png}' alt='{title}'>")
-    parts.append("<h2>Faults</h2>" + _table(
+    parts.append("<h2>Faults applied</h2>" + _table(
         ["start (s)", "healed (s)", "duration (s)", "type", "target", "id", "details"], fault_rows))
     parts.append("<h2>Assertions</h2>" + _table(
         ["time (s)", "name", "result", "node", "message", "details"], assert_rows))
@@ -300,10 +362,16 @@ def render_report(run_dir, out_dir) -> dict:
     fault_list = faults(events)
     paths = [os.path.join(out_dir, p) for p in PLOTS]
     plot_throughput(link_throughput(events), fault_list, t0, t_end, paths[0])
-    plot_reachability(reachability(events), fault_list, t0, t_end, paths[1])
+    plot_reachability(reachability(events), fault_list, t0, t_end, paths[1], assertion_marks(events))
     plot_faults(fault_list, events, t0, t_end, paths[2])
+    topo = _topology(run_dir)
+    if topo is not None:
+        from testbed.topology.formats import draw_png
+        draw_png(topo, os.path.join(out_dir, TOPOLOGY_PNG))
+        paths.append(os.path.join(out_dir, TOPOLOGY_PNG))
     index = os.path.join(out_dir, "index.html")
     with open(index, "w") as f:
-        f.write(render_html(run_dir, events, fault_list, bad, t0, t_end))
+        f.write(render_html(run_dir, events, fault_list, bad, t0, t_end,
+                            topology_png=TOPOLOGY_PNG if topo is not None else None))
     return {"index": index, "plots": paths, "events": len(events), "faults": len(fault_list),
             "assertions": len(assertions(events)), "bad_lines": len(bad)}

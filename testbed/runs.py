@@ -19,12 +19,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.waiting import wait_until
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 TAG_VAR = "PKTLAB_RUN"
 
 
 class RunError(RuntimeError):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) while a run was being built; the message says what became of it."""
+
+
+def records_home() -> Path:
+    """Where pktlab keeps what outlives a run (failed builds, reports): not under the runs' home, so `down` and
+    `cleanup` never remove it. $PKTLAB_RECORDS, default /var/tmp/pktlab (kept across reboots)."""
+    return Path(os.environ.get("PKTLAB_RECORDS", "/var/tmp/pktlab"))
 
 
 def home() -> Path:
@@ -111,9 +123,17 @@ class Run:
         up = sum(alive(n["pid"], n["start"]) for n in nodes)
         return up, len(nodes)
 
+    def agents_down(self) -> list[str]:
+        """Nodes whose agent is not running (died, or stopped on purpose by a crash fault). An agent on another host
+        (SSH, VM) has no process here to look at: it counts as down when it was stopped on purpose, and the run
+        monitor sees it die (testbed/monitor.py asks its backend)."""
+        return [n for n, a in self.state.get("agents", {}).items()
+                if (a.get("stopped") if a.get("host") else not alive(a.get("pid", 0), a.get("start")))]
+
     def condition(self) -> str:
-        """ready, building, stopping, or stale (the orchestrator died mid-way, or the namespaces are gone; for nodes
-        on other hosts: the local process that forwards their control sockets is gone)."""
+        """ready; degraded (ready, but agents are down); building, stopping; or stale (the orchestrator died
+        mid-way, or the namespaces are gone; for nodes on other hosts: the local process that forwards their
+        control sockets is gone)."""
         st = self.state.get("status", "building")
         if st in ("building", "stopping") and not self.owner_alive():
             return "stale"
@@ -122,6 +142,8 @@ class Run:
             forwarder = self.state.get("forwarder")
             if up < total or (forwarder and not alive(forwarder["pid"], forwarder.get("start"))):
                 return "stale"
+            if self.agents_down():
+                return "degraded"
         return st
 
     # -- process discovery --------------------------------------------------------------------------------
@@ -150,6 +172,11 @@ def _here(entries) -> list[dict]:
     return [e for e in entries if not e.get("host")]
 
 
+def default_name(base: str) -> str:
+    """A run's name when none is given: from its topology's name (`grid:3x3` -> grid-3x3)."""
+    return re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:20] or "run"
+
+
 def new_run(name: str | None, base: str, source: str) -> Run:
     """Create the run directory and journal before any kernel object exists, so a crash can always be cleaned."""
     root = home()
@@ -160,7 +187,7 @@ def new_run(name: str | None, base: str, source: str) -> Run:
                            "letter or digit")
         candidates = [name]
     else:
-        stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:20] or "run"
+        stem = default_name(base)
         candidates = [stem] + [f"{stem}-{i}" for i in range(2, 1000)]
     for cand in candidates:
         d = root / cand
@@ -175,15 +202,20 @@ def new_run(name: str | None, base: str, source: str) -> Run:
             "status": "building",
             "source": source,
             "owner": {"pid": os.getpid(), "start": proc_start_time(os.getpid())},
+            "shell": this_shell(),
             "nodes": {},
             "agents": {},
         })
         run.save()
         return run
-    raise RunError(f"a run named {name!r} exists already: pick another --name, or `pktlab down --run {name}`")
+    raise RunError(f"a run named {name!r} exists already: pick another --name, or `pktlab down --run {name}`"
+                   if name else f"runs {stem} to {stem}-999 exist already: remove some (`pktlab list`)")
 
 
 def load_run(name: str) -> Run:
+    if not NAME_RE.match(str(name)):
+        raise RunError(f"no run named {str(name)[:60]!r}: run names are 1-24 lower-case letters, digits or '-' "
+                       "(see `pktlab list`)")
     d = home() / name
     try:
         with open(d / "state.json") as f:
@@ -208,16 +240,57 @@ def list_runs() -> list[Run]:
     return runs
 
 
-def pick_run(name: str | None) -> Run:
-    """The named run, or the only one there is."""
-    if name:
-        return load_run(name)
+SHELLS = {"bash", "zsh", "sh", "dash", "fish", "ksh", "mksh", "tcsh", "csh", "ash", "busybox", "xonsh", "nu"}
+
+
+def _comm_and_parent(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
+    return comm, int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def this_shell(pid: int | None = None) -> dict | None:
+    """The nearest interactive shell above this process (past sudo, env, make, python ...): which terminal
+    session a run was started from, so that a later command there finds it. None when there is none (CI)."""
+    pid = os.getppid() if pid is None else pid
+    for _ in range(64):
+        info = _comm_and_parent(pid)
+        if info is None or pid <= 1:
+            return None
+        comm, parent = info
+        if comm in SHELLS:
+            return {"pid": pid, "start": proc_start_time(pid)}
+        pid = parent
+    return None
+
+
+def current_run_name() -> tuple[str | None, str]:
+    """The run a command without --run means, and why: $PKTLAB_RUN (a run name or id: set inside the nodes'
+    shells and commands too), else the most recent run started from this shell, else the only run."""
+    env = os.environ.get(TAG_VAR)
+    if env:
+        name = env.split(".", 1)[0] if "." in env else env
+        return name, f"${TAG_VAR}"
     runs = list_runs()
+    shell = this_shell()
+    mine = [r for r in runs if shell and r.state.get("shell") == shell]
+    if mine:
+        return max(mine, key=lambda r: r.state.get("created", 0)).name, "the last run started from this shell"
     if len(runs) == 1:
-        return runs[0]
+        return runs[0].name, "the only run"
     if not runs:
         raise RunError("no pktlab run exists (start one with `pktlab up TOPOLOGY`)")
-    raise RunError(f"several runs exist ({', '.join(r.name for r in runs)}): choose one with --run NAME")
+    raise RunError(f"several runs exist ({', '.join(r.name for r in runs)}) and none was started from this "
+                   f"shell: choose one with --run NAME (or set {TAG_VAR}=NAME)")
+
+
+def pick_run(name: str | None) -> Run:
+    """The named run, else the current one (current_run_name)."""
+    return load_run(name or current_run_name()[0])
 
 
 def _signal_all(pids, sig) -> None:
@@ -235,36 +308,38 @@ def archive(run: Run, dest: Path) -> Path:
     return dest
 
 
-def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0, skip_unreachable: bool = False) -> None:
-    """Stop every process of the run, wait for its namespaces to disappear, remove its directory. A run with nodes on
-    other hosts first has each host remove its part (RunError naming the hosts that could not, and the run is kept
-    so that `pktlab cleanup` can try again; with skip_unreachable they are given up with a warning)."""
+def keep_records(run: Run, kind: str) -> Path:
+    """Copy a run's records to records_home()/kind/NAME-YYYYmmdd-HHMMSS (a failed build, a failed scenario)."""
+    dest = records_home() / kind / f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return archive(run, dest)
+
+
+def mark_stopping(run: Run) -> None:
+    """The journal says the run is being removed, by this process (a crash half-way leaves it stale)."""
     run.state["status"] = "stopping"
     run.state["owner"] = {"pid": os.getpid(), "start": proc_start_time(os.getpid())}
     try:
         run.save()
     except OSError:
         pass
-    if run.state.get("backend") in ("ssh", "vagrant"):
-        from testbed.backends.base import clean_elsewhere
-        clean_elsewhere(run, skip_unreachable)
+
+
+def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
+    """Stop every process of the run on this machine, wait for its namespaces to disappear, remove its directory.
+    (testbed.backends.destroy first removes what a run has on other hosts or VMs, then calls this.)"""
+    mark_stopping(run)
     # agents first, gently: they remove their own TUN devices and sockets
     agents = [a["pid"] for a in _here(run.state.get("agents", {}).values()) if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while agents and time.monotonic() < deadline:
-        agents = [p for p in agents if alive(p, proc_start_time(p))]
-        time.sleep(0.02)
-    deadline = time.monotonic() + timeout
-    while True:
+    wait_until(lambda: not any(alive(p, proc_start_time(p)) for p in agents), grace, interval=0.02)
+
+    def all_killed():
         pids = run.processes()
-        if not pids:
-            break
-        if time.monotonic() > deadline:
-            raise RunError(f"run {run.name}: processes {pids[:10]} did not stop")
         _signal_all(pids, signal.SIGKILL)
         _reap(pids)
-        time.sleep(0.02)
+        return not pids
+    if not wait_until(all_killed, timeout, interval=0.02):
+        raise RunError(f"run {run.name}: processes {run.processes()[:10]} did not stop")
     shutil.rmtree(run.dir, ignore_errors=True)
 
 

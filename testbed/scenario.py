@@ -20,7 +20,7 @@ A scenario file (YAML)::
     assertions:                           # checked at the end
       - outage: {from: n1, to: n3, at_most: 6}
 
-Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss}, outage {from, to,
+Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss, parallel}, outage {from, to,
 at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
 counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
 `counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
@@ -42,102 +42,114 @@ from collections import deque
 from pathlib import Path
 
 import networkx as nx
-import yaml
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed import faults as F
 from testbed.events import EventLog
 from testbed.faults.base import end_of
 from testbed.faults.measure import mbit
 from testbed.paths import MESHNET_LAB
-from testbed.topology import Topology, TopologyError, load, parse_rate
+from testbed.runs import keep_records
+from testbed.scenario_check import ASSERTION_KINDS, ScenarioError, check_against, check_shape
+from testbed.topology import Topology, TopologyError, from_dict, load, parse_rate, parse_text, validate
+from testbed.waiting import wait_until
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 REPO = Path(__file__).resolve().parent.parent
-ASSERTION_KINDS = ("reachable", "unreachable", "throughput", "outage", "path_changed", "counters", "agent_healthy")
-
-
-class ScenarioError(ValueError):
-    pass
+MAX_FILE_BYTES = 1 << 20
 
 
 # -- loading ----------------------------------------------------------------------------------------------
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):      # a name too long or with NUL bytes is no file of ours
+        return False
+
+
 def find_scenario(ref: str) -> Path:
     """A path, or the name of a bundled scenario (`link-flap`)."""
     for cand in (Path(ref), SCENARIO_DIR / ref, SCENARIO_DIR / f"{ref}.yaml"):
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     names = ", ".join(p.stem for p in sorted(SCENARIO_DIR.glob("*.yaml")))
-    raise ScenarioError(f"no scenario {ref!r} (bundled: {names})")
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    raise ScenarioError(f"no scenario {shown!r} (bundled: {names})")
 
 
 def load_scenario(ref) -> dict:
+    """A scenario file (or bundled name, or a dict), read and checked against the schema (scenario_check)."""
     if isinstance(ref, dict):
-        data, where = copy.deepcopy(ref), None
+        data, where, file = copy.deepcopy(ref), str(ref.get("name", "scenario")), ref.get("_file")
+        data.pop("_file", None)
     else:
         path = find_scenario(str(ref))
+        where = file = str(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ScenarioError(f"{path}: not YAML: {e}") from None
-        where = path
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{ref}: a scenario is a mapping")
-    data["_file"] = str(where) if where else None
-    _validate(data)
+            raw = path.read_bytes()[:MAX_FILE_BYTES + 1]
+            if len(raw) > MAX_FILE_BYTES:
+                raise ScenarioError(f"{path}: over {MAX_FILE_BYTES} bytes: not a scenario")
+            text = raw.decode("utf-8")
+            data = parse_text(text, str(path), "yaml")
+        except UnicodeDecodeError as e:
+            raise ScenarioError(f"{path}: not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+        except OSError as e:
+            raise ScenarioError(f"{path}: cannot read: {e.strerror}") from None
+        except TopologyError as e:        # parse_text's YAML errors name the file, line and column
+            raise ScenarioError(str(e)) from None
+    try:
+        check_shape(data, where)
+    except RecursionError:
+        raise ScenarioError(f"{where}: nested too deeply") from None
+    unknown = sorted(set(data.get("requires") or []) - set(capabilities()))
+    if unknown:
+        raise ScenarioError(f"{where}: requires: unknown capabilities {', '.join(unknown)} (known: "
+                            f"{', '.join(capabilities())})")
+    data["_file"] = file
     return data
 
 
-def _validate(s: dict) -> None:
-    known = {"name", "description", "topology", "seed", "reduce", "requires", "traffic", "timeline", "assertions",
-             "duration", "wait", "_file"}
-    unknown = set(s) - known
-    if unknown:
-        raise ScenarioError(f"scenario: unknown key(s) {', '.join(sorted(unknown))}")
-    if "topology" not in s:
-        raise ScenarioError("scenario: needs a topology")
-    requires = s.get("requires") or []
-    if not isinstance(requires, list) or set(map(str, requires)) - set(capabilities()):
-        raise ScenarioError(f"scenario: requires is a list of capabilities ({', '.join(capabilities())}), "
-                            f"got {requires!r}")
-    for i, t in enumerate(s.get("traffic") or []):
-        if not isinstance(t, dict) or len(set(t) & {"ping", "iperf", "command"}) != 1:
-            raise ScenarioError(f"traffic[{i}]: one of ping, iperf, command")
-    for i, e in enumerate(s.get("timeline") or []):
-        if not isinstance(e, dict) or not isinstance(e.get("at", 0), (int, float)):
-            raise ScenarioError(f"timeline[{i}]: a mapping with a number `at`")
-        verbs = set(e) & {"fault", "heal", "action", "expect"}
-        if len(verbs) != 1:
-            raise ScenarioError(f"timeline[{i}]: exactly one of fault, heal, action, expect")
-        if "fault" in e and "{" not in str(e["fault"]):
-            try:
-                F.parse_fault(e["fault"])
-            except F.FaultError as err:
-                raise ScenarioError(f"timeline[{i}]: {err}") from None
-        if "expect" in e:
-            _assertion_kind(e["expect"], f"timeline[{i}].expect")
-    for i, a in enumerate(s.get("assertions") or []):
-        _assertion_kind(a, f"assertions[{i}]")
+def plan(s: dict, topo: Topology, seed: int) -> dict:
+    """The scenario's traffic, timeline (in time order) and assertions with every placeholder filled from the
+    seed: the same seed gives the same choices (the order of the draws is traffic, timeline, assertions)."""
+    rng = random.Random(seed)
+    nodes = list(topo.nodes)
+    links = [l.name for l in topo.links]
+    bridges = {frozenset(e) for e in nx.bridges(topo.graph())}
+    # a link whose loss keeps the mesh connected (not a bridge), so a reroute can go around it
+    spare = [l.name for l in topo.links if frozenset((l.a, l.b)) not in bridges]
+
+    def subst(text):
+        if not isinstance(text, str):
+            return text
+        text = re.sub(r"\{random_link\}", lambda m: rng.choice(links), text)
+        text = re.sub(r"\{random_spare_link\}", lambda m: rng.choice(spare or links), text)
+        return re.sub(r"\{random_node\}", lambda m: rng.choice(nodes), text)
+
+    def fill(obj):
+        if isinstance(obj, dict):
+            return {k: fill(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [fill(v) for v in obj]
+        return subst(obj)
+    traffic = fill(s.get("traffic") or [])
+    timeline = sorted(fill(s.get("timeline") or []), key=lambda e: e.get("at", 0))
+    return {"traffic": traffic, "timeline": timeline, "assertions": fill(s.get("assertions") or [])}
 
 
-def _assertion_kind(a, where: str) -> str:
-    if not isinstance(a, dict):
-        raise ScenarioError(f"{where}: an assertion is a mapping")
-    kinds = [k for k in a if k in ASSERTION_KINDS]
-    if len(kinds) != 1 or set(a) - set(ASSERTION_KINDS) - {"within", "name"}:
-        raise ScenarioError(f"{where}: one of {', '.join(ASSERTION_KINDS)} (plus within, name)")
-    return kinds[0]
+def _assertion_kind(a: dict) -> str:
+    return next(k for k in ASSERTION_KINDS if k in a)
 
 
 def resolve_topology(s: dict, seed: int) -> Topology:
     ref = s["topology"]
     if isinstance(ref, dict):
-        topo = Topology.from_dict(ref, source=s.get("name", "scenario"))
+        topo = from_dict(ref, source=s.get("name", "scenario"))
     else:
         spec = str(ref)
         for base in ([Path(s["_file"]).parent] if s.get("_file") else []) + [Path.cwd(), REPO]:
-            if (base / spec).is_file():
+            if _is_file(base / spec):
                 spec = str(base / spec)
                 break
         else:
@@ -176,7 +188,7 @@ def reduce_topology(topo: Topology, size: int) -> Topology:
     out = dataclasses.replace(topo, nodes={n: topo.nodes[n] for n in topo.nodes if n in kept},
                               links=[l for l in topo.links if l.a in kept and l.b in kept],
                               name=f"{topo.name}-{size}", warnings=[])
-    out.validate()
+    validate(out)
     return out
 
 
@@ -207,6 +219,8 @@ class Result:
     reason: str = ""
     run_dir: str = ""
     timeline: list[dict] = dataclasses.field(default_factory=list)
+    kept_run: str = ""           # the run left running (keep=True)
+    records: str = ""            # where a run that did not pass left its journal, events and logs
 
     @property
     def ok(self) -> bool:
@@ -223,6 +237,12 @@ class Probe(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
+        try:
+            self._loop()
+        except Exception as e:      # a probe that dies fails the scenario: its samples stop, the outage is unknown
+            self.runner.record(f"traffic ping {self.src}->{self.dst}", False, f"died: {type(e).__name__}: {e}")
+
+    def _loop(self):
         mesh = self.runner.mesh
         while not self.stop.is_set():
             t = self.runner.now()
@@ -254,8 +274,8 @@ class Runner:
                  mesh_options: dict | None = None):
         self.s = load_scenario(scenario)
         self.mesh_options = mesh_options or {}   # where a mesh it builds lives: backend=, hosts= (Mesh.up)
+        self.where = self.s["_file"] or str(self.s.get("name", "scenario"))
         self.seed = int(seed if seed is not None else self.s.get("seed", 1))
-        self.rng = random.Random(self.seed)
         self.mesh = mesh
         self.own_mesh = mesh is None
         self.keep = keep
@@ -268,29 +288,18 @@ class Runner:
         self.start_counters: dict[str, dict] = {}
         self.t0 = 0.0
         self.log = None
+        self.plan: dict | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    # -- placeholders resolved with the seed --
-    def _subst(self, text):
-        if not isinstance(text, str):
-            return text
-        nodes = list(self.mesh.topo.nodes)
-        links = [l.name for l in self.mesh.topo.links]
-        bridges = {frozenset(e) for e in nx.bridges(self.mesh.topo.graph())}
-        spare = [l.name for l in self.mesh.topo.links if frozenset((l.a, l.b)) not in bridges]
-        text = re.sub(r"\{random_link\}", lambda m: self.rng.choice(links), text)
-        # a link whose loss keeps the mesh connected (not a bridge), so a reroute can go around it
-        text = re.sub(r"\{random_spare_link\}", lambda m: self.rng.choice(spare or links), text)
-        return re.sub(r"\{random_node\}", lambda m: self.rng.choice(nodes), text)
-
-    def _fill(self, obj):
-        if isinstance(obj, dict):
-            return {k: self._fill(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [self._fill(v) for v in obj]
-        return self._subst(obj)
+    def prepare(self) -> Topology:
+        """The topology and the filled plan, checked against each other: everything that can be wrong with the
+        scenario itself fails here, before a mesh is built (ScenarioError, TopologyError)."""
+        topo = self.mesh.topo if self.mesh is not None else resolve_topology(self.s, self.seed)
+        self.plan = plan(self.s, topo, self.seed)
+        check_against(self.plan, topo, self.where)
+        return topo
 
     def run(self) -> Result:
         missing = [(c, why) for c, why in capabilities().items() if c in (self.s.get("requires") or []) and why]
@@ -298,37 +307,50 @@ class Runner:
             self.result.status, self.result.reason = "skipped", "; ".join(why for _, why in missing)
             return self.result
         try:
+            topo = self.prepare()
             if self.mesh is None:
                 from testbed.mesh import Mesh
-                topo = resolve_topology(self.s, self.seed)
                 self.progress(f"building {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links")
                 self.mesh = Mesh.up(topo, seed=self.seed, wait=float(self.s.get("wait", 120)), **self.mesh_options)
             self.result.run_dir = str(self.mesh.run.dir)
             self.log = EventLog(self.mesh.run.path("events.jsonl"))
             self.log.append("run_start", scenario=self.result.name, seed=self.seed)
             self._execute()
-        except (F.FaultError, ScenarioError, TopologyError, AgentError, OSError, RuntimeError) as e:
+        except Exception as e:    # whatever stops the run is its result, with what happened so far
             self.result.status, self.result.reason = "error", f"{type(e).__name__}: {e}"
         finally:
             self._stop_traffic()
+            if self.result.status == "running":
+                self.result.status = "passed" if all(c.ok for c in self.result.checks) else "failed"
             if self.mesh is not None:
-                try:
-                    F.heal(self.mesh, check=False)
-                except F.FaultError:
-                    pass
-                if self.log:
-                    self.log.append("run_end", scenario=self.result.name, status=self.result.status)
-                    self.log.close()
-                if self.own_mesh and not self.keep:
-                    self.mesh.down()
-        if self.result.status == "running":
-            self.result.status = "passed" if all(c.ok for c in self.result.checks) else "failed"
+                self._finish()
         return self.result
 
+    def _finish(self) -> None:
+        """Heal what is left, close the event log; a mesh of our own is kept (--keep) or removed, and the records
+        of a run that did not pass are kept first (testbed/runs.keep_records)."""
+        try:
+            F.heal(self.mesh, check=False)
+        except (F.FaultError, OSError):
+            pass
+        if self.log:
+            self.log.append("run_end", scenario=self.result.name, status=self.result.status)
+            self.log.close()
+        if not self.own_mesh:
+            return
+        if self.keep:
+            self.result.kept_run = self.mesh.run.name
+            return
+        if self.result.status != "passed":
+            try:
+                self.mesh.backend.collect_logs()    # agents on other hosts log there
+                self.result.records = str(keep_records(self.mesh.run, "scenarios"))
+            except (OSError, RuntimeError):
+                pass
+        self.mesh.down()
+
     def _execute(self) -> None:
-        traffic = self._fill(self.s.get("traffic") or [])
-        timeline = sorted(self._fill(self.s.get("timeline") or []), key=lambda e: e.get("at", 0))
-        assertions = self._fill(self.s.get("assertions") or [])
+        traffic, timeline, assertions = self.plan["traffic"], self.plan["timeline"], self.plan["assertions"]
         for t in traffic:
             if "ping" in t:
                 p = t["ping"]
@@ -359,7 +381,7 @@ class Runner:
             a = e.get("expect")
             if not a:
                 continue
-            kind = _assertion_kind(a, "expect")
+            kind = _assertion_kind(a)
             body = a[kind]
             if kind == "path_changed":
                 self.start_labels[(body["from"], body["to"])] = self._label(body["from"], body["to"])
@@ -380,17 +402,17 @@ class Runner:
                                   port=int(body.get("port", 5202)), extra=_iperf_extra(body))
                     self.log.append("traffic", body["from"], None, type="iperf", to=body["to"],
                                     bits_per_second=bps)
-                    self._record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, mbit(bps))
+                    self.record(f"traffic iperf {body['from']}->{body['to']}", bps is not None, mbit(bps))
                 else:
                     r = self.mesh.exec(body["node"], body["run"], timeout=float(body.get("timeout", 60)))
                     self.log.append("traffic", body["node"], None, type="command", run=body["run"],
                                     returncode=r.returncode)
-                    self._record(f"traffic command on {body['node']}", r.returncode == 0 or not body.get("check", True),
+                    self.record(f"traffic command on {body['node']}", r.returncode == 0 or not body.get("check", True),
                                  f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[-200:]}")
             except Exception as e:      # a traffic thread must report, not die silently
-                self._record(f"traffic {t}", False, f"{type(e).__name__}: {e}")
+                self.record(f"traffic {t}", False, f"{type(e).__name__}: {e}")
         body = t.get("iperf") or t.get("command")
-        th = threading.Thread(target=go, daemon=True)
+        th = threading.Thread(target=go, daemon=True, name=f"{next(iter(t))} {body.get('from', body.get('node'))}")
         th.start()
         self.threads.append(th)
 
@@ -402,6 +424,9 @@ class Runner:
                 p.join(timeout=10)
         for th in self.threads:
             th.join(timeout=60)
+        stuck = [th.name for th in self.threads + list(self.probes.values()) if th.is_alive()]
+        if stuck:
+            self.record("traffic", False, f"{len(stuck)} traffic thread(s) did not finish: {', '.join(stuck)}")
         self.threads = []
 
     # -- timeline steps --
@@ -410,7 +435,7 @@ class Runner:
             self.progress(f"t={self.now():5.1f}s fault {e['fault']}")
             fault = F.apply_fault(self.mesh, e["fault"], check=bool(e.get("check", True)))
             self.names[e.get("name", fault.id)] = fault.id
-            self._record(f"fault {fault.describe()}", True, fault.state.get("effect", "applied"))
+            self.record(f"fault {fault.describe()}", True, fault.state.get("effect", "applied"))
         elif "heal" in e:
             target = e["heal"]
             fid = None if target in (None, "all") else self.names.get(target, target)
@@ -418,9 +443,9 @@ class Runner:
             try:
                 healed = F.heal(self.mesh, fid, check=bool(e.get("check", True)))
                 msg = "; ".join(f.state.get("healed", "") for f in healed)
-                self._record(f"heal {target}", True, msg or "nothing to heal")
+                self.record(f"heal {target}", True, msg or "nothing to heal")
             except F.FaultError as err:
-                self._record(f"heal {target}", False, str(err))
+                self.record(f"heal {target}", False, str(err))
         elif "action" in e:
             self._action(e["action"])
         elif "expect" in e:
@@ -431,42 +456,43 @@ class Runner:
         if isinstance(action, dict) and "run" in action:
             r = self.mesh.exec(action["node"], action["run"], timeout=float(action.get("timeout", 60)))
             ok = r.returncode == 0 or not action.get("check", True)
-            self._record(f"command on {action['node']}", ok, (r.stdout + r.stderr).strip()[-200:])
+            self.record(f"command on {action['node']}", ok, (r.stdout + r.stderr).strip()[-200:])
             return
         words = str(action).split()
         if words[0] == "reroute":
             changed = reroute(self.mesh)
-            self._record("reroute", True, f"{changed} path entries changed")
+            self.record("reroute", True, f"{changed} path entries changed")
         elif words[0] == "restart" and len(words) == 2:
             fault = F.apply_fault(self.mesh, f"restart {words[1]}")
-            self._record(f"restart {words[1]}", True, fault.state.get("effect", ""))
-        else:
+            self.record(f"restart {words[1]}", True, fault.state.get("effect", ""))
+        else:       # scenario_check refuses these before anything is built
             raise ScenarioError(f"unknown action {action!r} (reroute, restart NODE, {{node:, run:}})")
 
-    def _record(self, name, ok, message) -> None:
+    def record(self, name, ok, message, **details) -> None:
         check = Check(name, bool(ok), str(message), round(self.now(), 2))
         self.result.checks.append(check)
         if self.log:
-            self.log.append("assertion", name=name, ok=check.ok, message=check.message, at=check.at)
+            self.log.append("assertion", name=name, ok=check.ok, message=check.message, at=check.at, **details)
         self.progress(f"t={check.at:5.1f}s {'ok ' if ok else 'FAIL'} {name}: {message}")
 
     # -- assertions --
     def _assert(self, a: dict) -> None:
-        kind = _assertion_kind(a, "assertion")
+        kind = _assertion_kind(a)
         body = a[kind]
         within = float(a.get("within", 0))
         name = a.get("name") or f"{kind} " + " ".join(f"{k}={v}" for k, v in body.items())
         test = getattr(self, f"_a_{kind}")
-        deadline = time.monotonic() + within
         started = self.now()
-        while True:
-            ok, msg = test(body)
-            if ok or time.monotonic() >= deadline:
-                break
-            time.sleep(0.3)
+        outcome = []
+
+        def holds():
+            outcome[:] = test(body)
+            return outcome[0]
+        wait_until(holds, within, interval=0.3)
+        ok, msg, *details = outcome
         if within:
             msg += f" (after {self.now() - started:.1f}s, within {within:g}s)"
-        self._record(name, ok, msg)
+        self.record(name, ok, msg, **(details[0] if details else {}))
 
     def _pairs(self, body):
         srcs = body["from"] if isinstance(body["from"], list) else [body["from"]]
@@ -476,12 +502,14 @@ class Runner:
     def _a_reachable(self, body):
         res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
         bad = [f"{s}->{d}" for (s, d), ok in res.items() if not ok]
-        return not bad, f"unreachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) reachable"
+        return (not bad, f"unreachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) reachable",
+                {"reach": _reach(res)})
 
     def _a_unreachable(self, body):
         res = self.mesh.reachability(self._pairs(body), count=1, timeout=1)
         bad = [f"{s}->{d}" for (s, d), ok in res.items() if ok]
-        return not bad, f"still reachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) unreachable"
+        return (not bad, f"still reachable: {', '.join(bad)}" if bad else f"{len(res)} pair(s) unreachable",
+                {"reach": _reach(res)})
 
     def _a_throughput(self, body):
         low = parse_rate(str(body["at_least"])) if "at_least" in body else 0
@@ -532,14 +560,21 @@ class Runner:
         return bool(ok), f"healthy={st.get('healthy')} ip6={st.get('ip6')}"
 
 
+def _reach(res: dict) -> dict:
+    """What a reachability check saw, pair by pair, for the event log (the report's reachability plot)."""
+    return {f"{s} -> {d}": ok for (s, d), ok in res.items()}
+
+
 def _iperf_extra(body) -> list[str]:
-    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets)."""
-    mss = body.get("mss")
-    if mss is None:
-        return []
-    if isinstance(mss, bool) or not isinstance(mss, int) or not 88 <= mss <= 9000:
-        raise ScenarioError(f"iperf mss: expected bytes 88..9000, got {mss!r}")
-    return ["-M", str(mss)]
+    """iperf `mss: 1200`: TCP segments of at most this size (a paced link's queue holds whole TUN packets);
+    `parallel: 8`: that many TCP connections at once (the throughput is their sum). Both are checked with the
+    scenario (scenario_check.py)."""
+    extra = []
+    if body.get("mss"):
+        extra += ["-M", str(body["mss"])]
+    if body.get("parallel"):
+        extra += ["-P", str(body["parallel"])]
+    return extra
 
 
 def _counter(c: dict, name: str) -> float:
@@ -555,10 +590,10 @@ def _counter(c: dict, name: str) -> float:
 
 
 def reroute(mesh) -> int:
-    """Recompute every node's path table around links that are down (link-down and partition faults) and push
-    it through set_paths. The orchestrator stands in for route servers, which the agents do not run yet."""
-    from node.path_provider import static_paths
-    from node.tun_switch import labels
+    """Recompute every node's static path table around links that are down (link-down and partition faults) and
+    push it through set_paths: what route servers do by themselves on meshes that have them."""
+    from node.cjdns.paths import static_paths
+    from node.cjdns import labels
     down = set()
     for f in F.active_faults(mesh):
         if isinstance(f, (F.LinkDown, F.Partition)):
@@ -596,14 +631,14 @@ def bundled() -> list[Path]:
 
 def run_with_progress(ref, seed=None, keep=False, console=None, mesh_options=None) -> Result:
     """Run a scenario with a live status line (rich) and print the pass/fail table."""
-    from rich.console import Console
-    console = console or Console(stderr=True)
+    from testbed.console import make_console
+    console = console or make_console(stderr=True)
     status = console.status("starting")
 
     def progress(text):
         status.update(text)
         if text.startswith("t="):
-            console.log(text, highlight=False)
+            console.log(text)
     with status:
         result = Runner(ref, seed=seed, progress=progress, keep=keep, mesh_options=mesh_options).run()
     print_result(result, console)
@@ -611,14 +646,13 @@ def run_with_progress(ref, seed=None, keep=False, console=None, mesh_options=Non
 
 
 def print_result(result: Result, console) -> None:
-    from rich.table import Table
-    t = Table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
+    from testbed.console import data_table, styled
+    t = data_table(title=f"scenario {result.name} (seed {result.seed}): {result.status.upper()}")
     t.add_column("t (s)", justify="right")
-    t.add_column("check")
-    t.add_column("result")
-    t.add_column("measured", overflow="fold")
+    for col in ("check", "result", "measured"):
+        t.add_column(col, overflow="fold")
     for c in result.checks:
-        t.add_row(f"{c.at:.1f}", c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.message)
+        t.add_row(f"{c.at:.1f}", c.name, styled(("pass", "green")) if c.ok else styled(("FAIL", "red")), c.message)
     console.print(t)
     if result.reason:
-        console.print(f"{result.status}: {result.reason}", highlight=False)
+        console.print(f"{result.status}: {result.reason}")

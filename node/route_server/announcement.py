@@ -24,24 +24,42 @@ PKT entities (pktlab; cjdns uses types 0..3 and ignores unknown types, so these 
         the configured or leased rate). Ephemeral like LINK_STATE. The route server turns it into a link-value
         sample ``capacity_kbps / (rtt_ms * (1 + loss_ppm / 10_000))`` (1 % loss halves the value), so it
         weighs paths the same way as cjdns link state.
-    type 81 LEASE (30 B)  lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 (Unix time)
-                          | price u64 (atomic PKT units per GB)
-        A bandwidth lease sold on the link with that peerNum (the market's side of a link). The route server
-        keeps the newest entity per lease_id until it expires or leaves the 20-minute window.
+    type 81 LEASE (59..122 B)  peerNum u16 | leaseNum u16 | guarantee_bps u64 | expires_s u32 | price u64
+                               | holder 32 | lease id (1..64 bytes, the rest of the entity)
+        One end of a bandwidth lease on the link with that peerNum, as the announcing device has it:
+        * leaseNum: the lease's own switch interface at the announcing node, in peerNum's form (the low 16 bits
+          of its one-hop label through the lease); 0xffff: it has none (an offer nobody configured yet);
+        * guarantee_bps: the guaranteed bandwidth, bit/s;
+        * expires_s: Unix time the lease ends; 0xffffffff: never;
+        * price: atomic PKT units per GB asked for it (0: not for sale);
+        * holder: the holder's cjdns (Curve25519) public key; 32 zero bytes: nobody holds it (on offer);
+        * lease id: ASCII ``[A-Za-z0-9._:-]``, the same at both ends of the link (the market's Name rule).
+        Both ends of a leased link announce it, each with its own leaseNum: with the two, the route server
+        builds labels through the lease's interfaces, so a label chooses the lease as on a PKT device. The
+        server keeps the newest entity per lease id until it expires or leaves the 20-minute window.
+    type 81, 30 B (the first layout; still decoded, into the same entity, never written)
+                               lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 | price u64
+        decodes as lease id = the decimal u64, guarantee_bps = kbps x 1000, no interface (0xffff), no holder.
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
-from node.tun_switch import keys
-from node.tun_switch.labels import EncodingScheme, LabelError
+from node.cjdns import keys
+from node.cjdns.labels import EncodingScheme, LabelError
 
 HEADER_SIZE = 120
 HEADER_VERSION = 1
 ENCODING_SCHEME, PEER, VERSION, LINK_STATE = 0, 1, 2, 3
 LINK_QUALITY, LEASE = 80, 81             # pktlab entities
-LINK_QUALITY_SIZE, LEASE_SIZE = 18, 30
+LINK_QUALITY_SIZE = 18
+LEASE_V1_SIZE = 30                     # the first LEASE layout (decoded only)
+LEASE_FIXED = struct.Struct(">HHQIQ32s")   # the LEASE layout before its id
+MAX_LEASE_ID = 64
+LEASE_ID_RE = re.compile(rb"\A[A-Za-z0-9._:-]{1,64}\Z")
+NEVER = 0xFFFFFFFF                     # LEASE expires_s: the lease does not end
 PEER_SIZE = 32
 LINK_STATE_SLOTS = 18
 UNKNOWN_PEER_NUM = 0xFFFF
@@ -155,18 +173,44 @@ class LinkQualityEntity:
 
 @dataclass(frozen=True)
 class LeaseEntity:
-    lease_id: int
-    peer_num: int
-    kbps: int
-    expires_s: int
-    price: int = 0
+    """One end of a bandwidth lease (type 81, layout above)."""
+    lease_id: str
+    peer_num: int                          # the link: the announcing node's peerNum for the peer
+    lease_num: int = UNKNOWN_PEER_NUM      # the lease's own interface at the announcing node, in peerNum's form
+    guarantee_bps: int = 0
+    expires_s: int = NEVER                 # Unix time
+    price: int = 0                         # atomic PKT units per GB, 0 = not for sale
+    holder: bytes | None = None            # cjdns public key; None = nobody holds it
     type = LEASE
 
     def body(self) -> bytes:
+        lease_id = self.lease_id.encode("ascii", "replace") if isinstance(self.lease_id, str) else b""
+        if not LEASE_ID_RE.match(lease_id):
+            raise AnnouncementError(f"lease id {self.lease_id!r}: 1..{MAX_LEASE_ID} of A-Z a-z 0-9 . _ : -")
+        if self.holder is not None and (len(self.holder) != 32 or not any(self.holder)):
+            raise AnnouncementError("lease holder: a 32-byte public key (not all zero), or None")
         try:
-            return struct.pack(">QHHIIQ", self.lease_id, self.peer_num, 0, self.kbps, self.expires_s, self.price)
+            return LEASE_FIXED.pack(self.peer_num, self.lease_num, self.guarantee_bps, self.expires_s, self.price,
+                                    bytes(self.holder or bytes(32))) + lease_id
         except struct.error as e:
             raise AnnouncementError(f"lease field out of range: {e}") from None
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_s != NEVER and self.expires_s * 1000 <= now_ms
+
+
+def _parse_lease(body: bytes) -> LeaseEntity:
+    if len(body) == LEASE_V1_SIZE - 2:
+        lease_id, peer_num, _reserved, kbps, expires, price = struct.unpack(">QHHIIQ", body)
+        return LeaseEntity(str(lease_id), peer_num, UNKNOWN_PEER_NUM, kbps * 1000, expires, price)
+    if len(body) <= LEASE_FIXED.size:
+        raise AnnouncementError(f"lease entity of {len(body) + 2} bytes")
+    peer_num, lease_num, guarantee, expires, price, holder = LEASE_FIXED.unpack_from(body)
+    lease_id = body[LEASE_FIXED.size:]
+    if not LEASE_ID_RE.match(lease_id):
+        raise AnnouncementError(f"lease id {lease_id[:16]!r}: 1..{MAX_LEASE_ID} of A-Z a-z 0-9 . _ : -")
+    return LeaseEntity(lease_id.decode("ascii"), peer_num, lease_num, guarantee, expires, price,
+                       holder if any(holder) else None)
 
 
 @dataclass(frozen=True)
@@ -220,10 +264,7 @@ def _parse_entity(t: int, body: bytes):
         peer_num, _flags, rtt, loss, kbps = struct.unpack(">HHIII", body)
         return LinkQualityEntity(peer_num, rtt, loss, kbps)
     if t == LEASE:
-        if len(body) != LEASE_SIZE - 2:
-            raise AnnouncementError(f"lease entity of {len(body) + 2} bytes")
-        lease_id, peer_num, _reserved, kbps, expires, price = struct.unpack(">QHHIIQ", body)
-        return LeaseEntity(lease_id, peer_num, kbps, expires, price)
+        return _parse_lease(body)
     return UnknownEntity(t, bytes(body))
 
 

@@ -11,12 +11,15 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   servers of the ISP with a path from us, the failover candidates. Static candidates can be configured.
 * **Announcements** (cjdns ReachabilityAnnouncer): every ``announce_interval_ms`` and soon after the peer set
   changes, a signed announcement with our encoding scheme, version, one PEER entity per link (the peer's label to
-  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and our leases; peers that went away
-  are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
+  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity per lease of ours
+  (``set_leases``: the host passes what its lease table holds); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
-  estimate from ``recvTime``).
-* **Look-ups**: ``lookup`` answers from the cache; a miss queues a ``gr`` query and returns None (the data plane
-  drops that packet as ``no_path``; the next one finds the path). Entries live ``cache_ttl_ms``; an expired entry
+  estimate from ``recvTime``). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
+  about clocks: it is counted (``bad_recv_time``) and ignored.
+* **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
+  after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
+  ``lease_holders``, the keys whose leases our traffic may use, so the server prefers them) and returns None (the
+  data plane holds the packet until the path comes, node/tun_switch/node.py). Entries live ``cache_ttl_ms``; an expired entry
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
   and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
   a server that still answers with a label that just failed is asked again after a short wait.
@@ -39,11 +42,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from node.path_provider import PathProvider
-from node.tun_switch import control, keys, labels
-from node.tun_switch.labels import LabelError, V358
+from node.cjdns.paths import PathProvider, path_entry
+from node.cjdns import control, keys, labels
+from node.cjdns.labels import LabelError, V358
 from . import announcement as A
 from . import messages as M
 from .state_hash import state_hash
@@ -51,6 +54,15 @@ from .state_hash import state_hash
 SELF_LABEL = 1
 MAX_CACHE = 4096                 # cached paths (and not-found entries); the soonest-expiring go first
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
+U32_MAX = 0xFFFFFFFF
+MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
+
+
+def _u32(v) -> int:
+    """A link metric as an announcement carries it: clamped into 0..2^32-1, 0 (unknown) if not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        return 0
+    return int(min(max(v, 0), U32_MAX))
 
 
 @dataclass
@@ -68,6 +80,7 @@ class ClientConfig:
     reset_every: int = 8
     max_foreign_reports: int = 8
     allowed: tuple = ()                      # public keys of acceptable route servers; empty = any
+    lease_holders: tuple = ()                # keys whose leases our traffic may use (our Cloud ISP's holder key)
 
 
 @dataclass
@@ -106,6 +119,7 @@ class CacheEntry:
     label: int | None
     expires_ms: int
     retry_at: int = 0
+    via: tuple = ()
 
 
 @dataclass
@@ -127,6 +141,7 @@ class _Announced:
 
 
 class RouteServerClient(PathProvider):
+    asks = True                 # a miss queues a query: the data plane holds the packet meanwhile
     def __init__(self, identity, clock, config: ClientConfig | None = None, scheme=V358,
                  version: int = M.PROTOCOL_VERSION, route_servers=(), serve_self: bool = False, wall_clock=None):
         """identity: keys.Identity; clock: () -> ms, steady (timers, timeouts, cache); wall_clock: () -> ms, the
@@ -170,8 +185,9 @@ class RouteServerClient(PathProvider):
 
     # -- host inputs ----------------------------------------------------------------------------------
     def set_peers(self, peers) -> None:
-        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed."""
-        new = {p.our_label: p for p in peers}
+        """Replace the peer list (PeerInfo items); an announcement follows soon if it changed. Link metrics
+        outside what LINK_QUALITY carries (u32) are clamped into it and counted."""
+        new = {p.our_label: self._checked_metrics(p) for p in peers}
         if {k: (p.ip6, p.their_label) for k, p in new.items()} != \
                 {k: (p.ip6, p.their_label) for k, p in self.peers.items()}:
             self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
@@ -179,7 +195,16 @@ class RouteServerClient(PathProvider):
                 self.next_hunt = 0
         self.peers = new
 
+    def _checked_metrics(self, p: PeerInfo) -> PeerInfo:
+        metrics = {name: getattr(p, name) for name in ("rtt_us", "loss_ppm", "capacity_kbps")}
+        fixed = {name: _u32(v) for name, v in metrics.items()}
+        if fixed == metrics and all(type(v) is int for v in metrics.values()):
+            return p
+        self.counters["peer_metric_clamped"] += 1
+        return replace(p, **fixed)
+
     def set_leases(self, leases) -> None:
+        """The LEASE entities (announcement.LeaseEntity) our next announcements carry: our end of each lease."""
         self.leases = list(leases)
 
     def on_getsnode_reply(self, msg: control.GetSnode, peer_label: int) -> None:
@@ -248,7 +273,11 @@ class RouteServerClient(PathProvider):
                 self.pending[reply.txid] = p
             return False
         if reply.recv_time is not None:
-            self.skew_ms = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            skew = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            if abs(skew) <= MAX_SKEW_MS:
+                self.skew_ms = skew
+            else:
+                self.counters["bad_recv_time"] += 1
         for alt in reply.alternatives:
             if not self.allowed or alt.public_key in self.allowed:
                 self._add_candidate(alt.public_key, alt.label, "alt")
@@ -272,7 +301,7 @@ class RouteServerClient(PathProvider):
                 self.wanted[ip6] = now
                 self.counters["refresh"] += 1
             self.counters["cache_hit"] += 1
-            return e.public_key, e.label
+            return e.public_key, e.label, e.via
         self.counters["cache_miss"] += 1
         if ip6 not in self.wanted:
             if len(self.wanted) >= MAX_WANTED:
@@ -334,8 +363,7 @@ class RouteServerClient(PathProvider):
                                                                     "source": c.source,
                                                                     "failed": c.failed_until > self.clock()}
                            for k, c in self.candidates.items()},
-            "paths": {keys.ip6_text(ip6): {"public_key": keys.pubkey_text(e.public_key),
-                                           "label": labels.label_text(e.label)}
+            "paths": {keys.ip6_text(ip6): path_entry(e.public_key, e.label, e.via)
                       for ip6, e in self.cache.items() if e.label is not None},
             "skew_ms": self.skew_ms,            # the server's clock minus ours, from its last reply
             "counters": dict(self.counters),
@@ -370,7 +398,8 @@ class RouteServerClient(PathProvider):
             if when <= now and ip6 not in asking:
                 out.append(self._query(server, label, "gr", now, target=ip6,
                                        query=M.Query("gr", b"", src=self.identity.ip6, tar=ip6,
-                                                     bad=self._bad(ip6, now), dead=self._dead(now))))
+                                                     bad=self._bad(ip6, now), dead=self._dead(now),
+                                                     holders=self.config.lease_holders)))
         c = self.candidates[server]
         if c.source != "self" and c.backup is None and self.acked and (
                 c.backup_asked_ms is None or now - c.backup_asked_ms >= self.config.announce_interval_ms):
@@ -379,7 +408,7 @@ class RouteServerClient(PathProvider):
             out.append(self._query(server, label, "bk", now, target=server_ip6,
                                    query=M.Query("gr", b"", src=self.identity.ip6, tar=server_ip6,
                                                  bad=(label,) + self._bad(server_ip6, now)[:15],
-                                                 dead=self._dead(now))))
+                                                 dead=self._dead(now), holders=self.config.lease_holders)))
         return out
 
     def _dead(self, now: int) -> tuple:
@@ -463,7 +492,7 @@ class RouteServerClient(PathProvider):
         foreign = tuple(M.Address(k, l) for k, l in sorted(self.heard.items()) if k != server) \
             if kind == "ann" else ()
         q = M.Query(query.sq, txid, self.version, ann=query.ann, src=query.src, tar=query.tar, bad=query.bad,
-                    dead=query.dead, foreign=foreign)
+                    dead=query.dead, holders=query.holders, foreign=foreign)
         self.pending[txid] = _Pending(kind, server, now, target, raw, peers, self.wall_clock())
         self.counters[f"sent_{kind}"] += 1
         return Outgoing("snode", server, label, M.pack_query(q))
@@ -514,7 +543,13 @@ class RouteServerClient(PathProvider):
 
     def _on_path_reply(self, reply: M.Reply, p: _Pending, now: int) -> None:
         ip6 = p.target
-        found = next((a for a in reply.nodes if keys.address_for_key(a.public_key) == ip6), None)
+        via = ()
+        if reply.waypoints and keys.address_for_key(reply.waypoints[-1].public_key) == ip6 \
+                and all(a.label >= 2 for a in reply.waypoints):
+            found, via = reply.waypoints[0], tuple(a.label for a in reply.waypoints[1:])
+            found = M.Address(reply.waypoints[-1].public_key, found.label)
+        else:
+            found = next((a for a in reply.nodes if keys.address_for_key(a.public_key) == ip6), None)
         if found is None or found.label < 2:
             self.counters["path_not_found" if reply.error else "bad_path_reply"] += 1
             self.wanted.pop(ip6, None)
@@ -528,7 +563,7 @@ class RouteServerClient(PathProvider):
             self.wanted[ip6] = now + self.config.retry_ms
             return
         self.wanted.pop(ip6, None)
-        self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms))
+        self._store(ip6, CacheEntry(found.public_key, found.label, now + self.config.cache_ttl_ms, via=via))
         self.counters["path_found"] += 1
 
     def _on_backup_reply(self, reply: M.Reply, p: _Pending) -> None:

@@ -16,9 +16,15 @@ pktlab additions:
 * ``dead`` in ``gr`` queries: labels (u64 BE) from the asking node to the far end of a link a switch reported
   dead (UNDELIVERABLE: the erring switch is where the error's cause says the label was, ``label_shift``): the
   server answers with a path around the last link of each, whatever the target.
+* ``wp`` in ``gr`` replies, instead of ``n``, for a path that does not fit one label: [Address] of the node each
+  segment ends at (the waypoints, then the target) with the segment's label from the node before it (the asking
+  node, then each waypoint); see node/cjdns/waypoints.py. A client that does not know ``wp`` sees no path.
 * ``bad`` in ``gr`` queries: labels (u64 BE, 8 bytes each) to that target that just failed for the asking node
   (a switch error or silence); if the cheapest path still has such a label, the server answers with a path
   that shares no link with it.
+* ``hk`` in ``gr`` queries: public keys (32 bytes each, at most 8) whose bandwidth leases the asking node's traffic
+  may use: its Cloud ISP's lease holder key. The server prefers links where one of them (or the asker's own
+  key) holds a lease, and answers with a label through the lease's interfaces (server.py).
 * ``alt`` in ``ann``/``pn`` replies: [Address] of other route servers of the same Cloud ISP, each with the
   label from the asking node to it (failover candidates).
 * ``frs`` in ``ann``/``pn`` queries: [Address] of route servers the node heard about from its peers (GETSNODE
@@ -41,6 +47,7 @@ from . import bencode
 PROTOCOL_VERSION = 22
 ADDRESS_SIZE = 40
 MAX_LIST = 256
+MAX_HOLDERS = 8
 QUERIES = ("ann", "pn", "gr", "sub", "fwd")
 
 
@@ -73,6 +80,7 @@ class Query:
     tar: bytes = b""                       # gr
     bad: tuple = ()                        # gr: labels that failed (ints)
     dead: tuple = ()                       # gr: labels to the far end of links reported dead (ints)
+    holders: tuple = ()                    # gr: keys whose leases the asker may use (32-byte public keys)
     anns: tuple = ()                       # fwd
     foreign: tuple = ()                    # frs: route servers seen through peers (Address)
     catch_up: bool = False                 # sub: send everything held first
@@ -86,6 +94,7 @@ class Reply:
     state_hash: bytes | None = None
     error: str | None = None
     nodes: tuple = ()                      # n: Address records
+    waypoints: tuple = ()                  # wp: Address records, one per segment
     alternatives: tuple = ()               # alt: Address records
     accepted: int | None = None            # fwd
 
@@ -134,6 +143,8 @@ def pack_query(q: Query) -> bytes:
         for key, values in ((b"bad", q.bad), (b"dead", q.dead)):
             if values:
                 d[key] = [struct.pack(">Q", label) for label in values]
+        if q.holders:
+            d[b"hk"] = [bytes(k) for k in q.holders]
     elif q.sq == "fwd":
         d[b"anns"] = list(q.anns)
     elif q.sq == "sub":
@@ -163,6 +174,10 @@ def parse_query(data) -> Query:
             _check(len(items) <= 16 and all(isinstance(b, bytes) and len(b) == 8 for b in items),
                    f"{key}: at most 16 8-byte labels")
             kw[key] = tuple(struct.unpack(">Q", b)[0] for b in items)
+        holders = _get(d, b"hk", list, required=False) or []
+        _check(len(holders) <= MAX_HOLDERS and all(isinstance(k, bytes) and len(k) == 32 for k in holders),
+               f"hk: at most {MAX_HOLDERS} 32-byte keys")
+        kw["holders"] = tuple(holders)
     elif sq == "fwd":
         anns = _get(d, b"anns", list)
         _check(len(anns) <= MAX_LIST and all(isinstance(a, bytes) for a in anns), "anns: a list of byte strings")
@@ -195,6 +210,8 @@ def pack_reply(r: Reply) -> bytes:
     if r.nodes:
         d[b"n"] = [a.pack() for a in r.nodes]
         d[b"np"] = [1, r.version]
+    if r.waypoints:
+        d[b"wp"] = [a.pack() for a in r.waypoints]
     if r.alternatives:
         d[b"alt"] = [a.pack() for a in r.alternatives]
     if r.accepted is not None:
@@ -212,7 +229,7 @@ def parse_reply(data) -> Reply:
                  recv_time=_get(d, b"recvTime", int, required=False),
                  state_hash=_get(d, b"stateHash", bytes, 64, required=False),
                  error=None if error is None else error.decode("utf-8", "replace"),
-                 nodes=_addresses(d, b"n"), alternatives=_addresses(d, b"alt"),
+                 nodes=_addresses(d, b"n"), waypoints=_addresses(d, b"wp"), alternatives=_addresses(d, b"alt"),
                  accepted=_get(d, b"acc", int, required=False))
 
 

@@ -6,7 +6,8 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 
 * Rejections (:class:`Rejected` with ``reason``): ``malformed``, ``bad_signature``, ``wrong_snode``,
   ``clock_skew`` (|now - timestamp| > 10 s), ``old_timestamp`` (older than the node's newest accepted
-  announcement), ``replay`` (the same announcement again), ``no_encoding_scheme``, ``no_version``,
+  announcement), ``replay`` (the same announcement again, or one not newer than the node's high-water mark, see
+  below), ``no_encoding_scheme``, ``no_version``,
   ``too_many_announcements`` (256 kept without a reset), and for
   announcements forwarded by a federated route server ``stale`` (older than the 20-minute window).
 * Federation: ``handle_announce(raw, now, via=ip6)`` accepts an announcement forwarded by the federated route
@@ -15,6 +16,14 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   server ends up with every ISP's state), and the clock-skew check becomes the 20-minute window, since a
   catch-up transfer carries announcements up to 20 minutes old. A forwarded announcement we already hold
   (it reached us by two servers) is counted as ``forwarded_duplicate``, not as a rejection.
+* Replay across a restart: the newest timestamp accepted per node (a high-water mark) is kept in a
+  :class:`~node.replay_state.ReplayState`, which the agent stores in the node's state directory, so it outlives
+  the process. A direct announcement that is not newer than the mark, while the announcements held in memory do
+  not reach it (after a restart they are gone), is a ``replay``: without it a restarted server accepts any
+  announcement of the last 10 s again. (Refusing everything stamped before the server started would do for a
+  restart, but not when the server's clock steps back; the mark does not depend on the server's clock.)
+  Forwarded announcements are exempt: they come from a federated server, and after our restart its catch-up
+  (older than what we held) is what rebuilds our state.
 * PKT entities: LINK_QUALITY samples feed the link value like LINK_STATE; LEASE entities are kept per lease id
   until they expire.
 * Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
@@ -22,23 +31,44 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
-* Paths: Dijkstra from the lower of the two addresses, so A->B and B->A are the same path reversed. A link a
-  client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
+* Leases: a link carries a lease when both its ends announce a LEASE entity on it with the same id and holder
+  and an interface of its own (leaseNum); an expired one drops out (checked at every query). A path query names
+  the keys the asker's traffic may use leases of (``holders``: its Cloud ISP's holder key; the asker's own key
+  counts too). The search then prefers those leases: a hop over one costs 1 / LEASE_PREFERENCE of the same hop
+  on the free tier, but only while every hop before it was one too, because a device keeps what came in on the
+  free tier on the free tier (node/leases/datapath.py); and the label goes through the lease's interfaces at
+  both ends, so it chooses the lease as on a PKT device (the return path too). Such a search starts at the asker
+  (it is not symmetric: the other end holds other leases). The server does not check that the asker belongs to
+  the holder: a PKT device does not check who sends over a lease either, a label is no access right.
+* Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
+  An edge exists only if **both** nodes announce the link to each other.
+* Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
+  decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
+  Edge cost is ``1 / max(value of both directions, 1e-20)``.
+* Paths: bidirectional Dijkstra (search.py) from the lower of the two addresses, so A->B and B->A are the same
+  path reversed (without leases of the asker, see above). A link a client reported dead (the ``dead`` field of a path query) is avoided in every answer for
+  10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
-  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label). A
-  label is refused (no route) when the destination's switch could not fit the return path of a wide incoming
-  interface above it (``route_too_long``).
+  label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
+  node's announced encoding scheme (hubs announce a wider one). A path that does not fit one label (59 bits, and
+  the return path a wide incoming interface leaves at the end) is cut into waypoint segments
+  (node/cjdns/waypoints.py, a pktlab extension): ``Route.via`` holds the labels after the first.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-from node.tun_switch import keys
-from node.tun_switch.labels import CANONICAL, EncodingScheme, LabelError, build_label, convert_label, log2, mask
-from .announcement import (Announcement, AnnouncementError, EncodingSchemeEntity, LeaseEntity, LinkQualityEntity,
-                           LinkStateEntity, PeerEntity, UNKNOWN_PEER_NUM, VersionEntity)
+from node.cjdns import keys
+from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, convert_label, mask
+from node.cjdns.waypoints import split
+from node.replay_state import ReplayState
+from .announcement import (NEVER, UNKNOWN_PEER_NUM, Announcement, AnnouncementError, EncodingSchemeEntity,
+                           LeaseEntity, LinkQualityEntity, LinkStateEntity, PeerEntity, VersionEntity)
+from .search import cheapest
 from .state_hash import state_hash
 
 AGREED_TIMEOUT_MS = 20 * 60 * 1000
@@ -47,8 +77,9 @@ SLOT_MS = 10 * 1000
 LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
 MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
-LABEL_BITS_WITH_RETURN = 60     # log2(label) + the destination's incoming director width must fit this
 DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
+REPLAY_SCOPE = "route_server.announcement"
+LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
 
 
 class Rejected(Exception):
@@ -76,7 +107,7 @@ class NodeState:
     links: dict = field(default_factory=dict)             # peer_num -> Link
     version: int | None = None
     scheme: EncodingScheme | None = None
-    leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest)
+    leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest, unexpired)
 
     @property
     def timestamp_ms(self) -> int:
@@ -87,12 +118,28 @@ class NodeState:
         return state_hash(a.raw for a in self.announcements)
 
 
+@dataclass
+class LeaseLink:
+    """A lease both ends of a link announce: whose it is and the lease's interface at each end."""
+    lease_id: str
+    holder: bytes
+    guarantee_bps: int
+    expires_s: int             # the earlier end's (NEVER: neither ends it)
+    labels: dict               # ip6 of each end -> its one-hop label through the lease (peerNum form)
+
+    def usable(self, holders, now_ms: int) -> bool:
+        return self.holder in holders and (self.expires_s == NEVER or self.expires_s * 1000 > now_ms)
+
+
 @dataclass(frozen=True)
 class Route:
-    label: int
+    label: int             # the first segment's label (the whole path's, without waypoints)
     nodes: tuple           # ip6 of each node, source first
     hops: tuple            # per-hop labels after re-encoding
     cost: float
+    leases: tuple = ()     # per hop: the LeaseLink it goes over, or None (the free tier); () = all free
+    via: tuple = ()        # the labels of the segments after the first (waypoints)
+    waypoints: tuple = ()  # ip6 of the node each of those segments starts at
 
 
 def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
@@ -102,12 +149,13 @@ def link_state_value(lag: int, drops: int, kb_recv: int) -> float:
 
 
 class RouteServer:
-    def __init__(self, snode_ip6: bytes, servers=()):
+    def __init__(self, snode_ip6: bytes, servers=(), replay_state: ReplayState | None = None):
         self.snode_ip6 = bytes(snode_ip6)
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
         self.servers = {self.snode_ip6} | {bytes(s) for s in servers}     # may be named by forwarded announcements
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
-        self._graph: nx.DiGraph | None = None                 # built on first use, then kept up to date
+        self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
 
     # -- announcements -----------------------------------------------------------------------------------
@@ -122,6 +170,7 @@ class RouteServer:
             raise
         key = "accepted" if via is None else "accepted_forwarded"
         self.counters[key] = self.counters.get(key, 0) + 1
+        self.replay_state.raise_high_water(REPLAY_SCOPE, node.ip6, node.timestamp_ms)
         self._update_graph(node.ip6)
         return node
 
@@ -140,6 +189,10 @@ class RouteServer:
         elif abs(now_ms - ann.timestamp_ms) > MAX_CLOCKSKEW_MS:
             raise Rejected("clock_skew", f"{now_ms - ann.timestamp_ms} ms")
         node = self.nodes.get(ann.ip6)
+        if via is None:
+            high = self.replay_state.high_water(REPLAY_SCOPE, ann.ip6)
+            if high is not None and ann.timestamp_ms <= high and (node is None or node.timestamp_ms < high):
+                raise Rejected("replay", "not newer than the newest announcement accepted before a restart")
         if node is not None:
             if any(a.raw == raw for a in node.announcements):
                 raise Rejected("replay")
@@ -224,15 +277,16 @@ class RouteServer:
             for e in ann.entities:
                 if isinstance(e, LeaseEntity):
                     leases[e.lease_id] = e
-        node.leases = {k: v for k, v in leases.items() if v.expires_s * 1000 > now_ms}
+        node.leases = {k: v for k, v in leases.items() if not v.expired(now_ms)}
 
     def expire(self, now_ms: int) -> list[bytes]:
         """Forget nodes that sent nothing for 20 minutes; returns their ip6."""
         gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
         for ip6 in gone:
             del self.nodes[ip6]
-            if self._graph is not None:
-                self._graph.remove_node(ip6)
+            if self._adj is not None:
+                for other in self._adj.pop(ip6):
+                    self._adj[other].pop(ip6, None)
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -247,61 +301,78 @@ class RouteServer:
         found = [l for l in node.links.values() if l.peer_ip6 == b]
         return max(found, key=lambda l: l.create_time_ms) if found else None
 
-    def graph(self) -> nx.DiGraph:
-        """Edges for links announced by both ends; weight = 1 / max(value both ways, 1e-20).
-        Built once, then updated node by node as announcements arrive; treat it as read-only."""
-        if self._graph is None:
-            self._graph = self._build_graph()
-        return self._graph
+    def adjacency(self) -> dict:
+        """{ip6: {ip6: cost}} for links announced by both ends; cost = 1 / max(value both ways, 1e-20). Built once,
+        then updated node by node as announcements arrive; treat it as read-only."""
+        if self._adj is None:
+            self._adj = self._build_adjacency()
+        return self._adj
 
-    def _edge(self, a: bytes, b: bytes) -> dict | None:
-        """Edge attributes: weight (cost from link quality) and bits (the wider director of the two ends)."""
+    def graph(self, rebuild: bool = False) -> nx.DiGraph:
+        """The adjacency as a networkx graph (edge attribute ``weight``); ``rebuild``: from the announcements
+        afresh instead of the incrementally kept adjacency."""
+        g = nx.DiGraph()
+        adj = self._build_adjacency() if rebuild else self.adjacency()
+        g.add_nodes_from(adj)
+        g.add_weighted_edges_from((a, b, w) for a, nbrs in adj.items() for b, w in nbrs.items())
+        return g
+
+    def _cost(self, a: bytes, b: bytes) -> float | None:
         forward, back = self._link(a, b), self._link(b, a)
         if forward is None or back is None:
             return None
-        return {"weight": 1.0 / max(forward.value, back.value, MIN_VALUE),
-                "bits": max(self._director_bits(a, b), self._director_bits(b, a))}
+        return 1.0 / max(forward.value, back.value, MIN_VALUE)
 
-    def _director_bits(self, a: bytes, b: bytes) -> int:
-        try:
-            return self.nodes[a].scheme.form_of(self._label(a, b)).size
-        except LabelError:
-            return 64
+    def lease_links(self, a: bytes, b: bytes) -> tuple:
+        """The leases both ends announce on the link from a to b (LeaseLink, the biggest guarantee first)."""
+        forward, back = self._link(a, b), self._link(b, a)
+        if forward is None or back is None:
+            return ()
+        out = []
+        theirs = self.nodes[b].leases
+        for lease_id, mine in self.nodes[a].leases.items():
+            other = theirs.get(lease_id)
+            if other is None or (mine.peer_num, other.peer_num) != (forward.peer_num, back.peer_num) \
+                    or mine.holder is None or mine.holder != other.holder \
+                    or UNKNOWN_PEER_NUM in (mine.lease_num, other.lease_num):
+                continue
+            out.append(LeaseLink(lease_id, mine.holder, min(mine.guarantee_bps, other.guarantee_bps),
+                                 min(mine.expires_s, other.expires_s), {a: mine.lease_num, b: other.lease_num}))
+        return tuple(sorted(out, key=lambda l: (-l.guarantee_bps, l.lease_id)))
 
-    def _build_graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        g.add_nodes_from(self.nodes)
+    def _build_adjacency(self) -> dict:
+        adj = {ip6: {} for ip6 in self.nodes}
         for ip6, node in self.nodes.items():
             for link in node.links.values():
-                attrs = self._edge(ip6, link.peer_ip6)
-                if attrs is not None:
-                    g.add_edge(ip6, link.peer_ip6, **attrs)
-        return g
+                cost = self._cost(ip6, link.peer_ip6)
+                if cost is not None:
+                    adj[ip6][link.peer_ip6] = cost
+        return adj
 
     def _update_graph(self, ip6: bytes) -> None:
-        """Redo the edges of one node (both directions) after its announcements changed."""
-        g = self._graph
-        if g is None:
+        """Redo the links of one node (both directions) after its announcements changed."""
+        adj = self._adj
+        if adj is None:
             return
-        g.add_node(ip6)
-        for other in set(g.successors(ip6)) | set(g.predecessors(ip6)):
-            for a, b in ((ip6, other), (other, ip6)):
-                if g.has_edge(a, b):
-                    g.remove_edge(a, b)
+        for other in adj.get(ip6, {}):
+            adj[other].pop(ip6, None)
+        adj[ip6] = {}
         for link in self.nodes[ip6].links.values():
-            attrs = self._edge(ip6, link.peer_ip6)
-            if attrs is not None:
-                g.add_edge(ip6, link.peer_ip6, **attrs)
-                g.add_edge(link.peer_ip6, ip6, **attrs)
+            cost = self._cost(ip6, link.peer_ip6)
+            if cost is not None:
+                adj[ip6][link.peer_ip6] = cost
+                adj.setdefault(link.peer_ip6, {})[ip6] = cost
 
-    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None) -> Route | None:
+    def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None,
+              holders=()) -> Route | None:
         """Cheapest path and its label from src to dst, or None if there is none, avoiding what failed for the
         asker (the server may not have heard yet): ``dead_labels`` lead from src to the far end of a link a switch
         reported dead (that last link is avoided); ``bad_labels`` are whole paths that failed, newest first, the
         dead link somewhere on them. Tried in turn: around all of it, around the dead links, around the newest
         bad path; else the cheapest path. With ``now_ms`` the reported dead links are remembered for
         DEAD_LINK_HOLD_MS and avoided for every asker: the other end of a flow re-asks when it sees the flow move
-        (it cannot see a link die under the packets it sends) and must not get the dead link back."""
+        (it cannot see a link die under the packets it sends) and must not get the dead link back. With
+        ``now_ms``, the leases of ``holders`` and of src's own key are preferred (module docstring)."""
         def links(path):
             return set(zip(path, path[1:])) | set(zip(path[1:], path))
         bad = [links(p) for p in (self.path_of_label(src_ip6, label) for label in bad_labels) if p]
@@ -311,11 +382,12 @@ class RouteServer:
             self.counters["route_failed_label_unknown"] = self.counters.get("route_failed_label_unknown", 0) + 1
         if now_ms is not None:
             dead |= self._remember_dead_links(dead, now_ms)
-        route = self._route(src_ip6, dst_ip6)
+        lease_of = self._lease_chooser(src_ip6, holders, now_ms)
+        route = self._route(src_ip6, dst_ip6, lease_of=lease_of)
         if route is None or not dead.union(*bad) & set(zip(route.nodes, route.nodes[1:])):
             return route
         for avoid in (dead.union(*bad), dead, bad[0] if bad else set()):
-            other = self._route(src_ip6, dst_ip6, nx.restricted_view(self.graph(), (), avoid)) if avoid else None
+            other = self._route(src_ip6, dst_ip6, avoid, lease_of) if avoid else None
             if other is not None:
                 self.counters["route_avoiding_failed"] = self.counters.get("route_avoiding_failed", 0) + 1
                 return other
@@ -331,6 +403,21 @@ class RouteServer:
             self.counters["route_dead_link_reports"] = self.counters.get("route_dead_link_reports", 0) + 1
         return set(self.dead_links)
 
+    def _lease_chooser(self, src_ip6: bytes, holders, now_ms):
+        """(u, v) -> the lease the asker uses on that hop, or None; None when no lease known is
+        the asker's (the search then is the plain one)."""
+        node = self.nodes.get(bytes(src_ip6))
+        if now_ms is None or node is None:
+            return None
+        mine = {bytes(k) for k in holders} | {node.public_key}
+        if not any(lease.holder in mine and not lease.expired(now_ms) for n in self.nodes.values()
+                   for lease in n.leases.values()):
+            return None
+
+        def lease_of(u, v):
+            return next((lease for lease in self.lease_links(u, v) if lease.usable(mine, now_ms)), None)
+        return lease_of
+
     def path_of_label(self, src_ip6: bytes, label: int) -> list | None:
         """The nodes a label leads through from src, by the announced peerNums; None if it leaves what we know."""
         path, ip6 = [bytes(src_ip6)], bytes(src_ip6)
@@ -345,7 +432,9 @@ class RouteServer:
                 hop = convert_label(node.scheme, (label & mask(form.size)) | (1 << form.size), CANONICAL)
             except LabelError:
                 return None
-            link = next((l for l in node.links.values() if l.peer_num == hop), None)
+            lease = next((l for l in node.leases.values() if l.lease_num == hop), None)
+            link = next((l for l in node.links.values() if l.peer_num == (hop if lease is None else lease.peer_num)),
+                        None)
             if link is None:
                 return None
             label >>= form.size
@@ -353,51 +442,86 @@ class RouteServer:
             path.append(ip6)
         return None
 
-    def _route(self, src_ip6: bytes, dst_ip6: bytes, g: nx.DiGraph | None = None) -> Route | None:
+    def _route(self, src_ip6: bytes, dst_ip6: bytes, avoid=frozenset(), lease_of=None) -> Route | None:
         src_ip6, dst_ip6 = bytes(src_ip6), bytes(dst_ip6)
         if src_ip6 not in self.nodes or dst_ip6 not in self.nodes:
             return None
         if src_ip6 == dst_ip6:
             return Route(1, (src_ip6,), (), 0.0)
-        g = self.graph() if g is None else g
+        if lease_of is not None:
+            found = self._cheapest_over_leases(self.adjacency(), src_ip6, dst_ip6, lease_of, avoid)
+            if found is None:
+                return None
+            route = self._labelled(*found)
+            if route is not None:
+                return route
+            self.counters["route_leases_unlabelled"] = self.counters.get("route_leases_unlabelled", 0) + 1
         # Searched from the lower address, so both ends of a flow get the same path (reversed) whichever of
         # several equally cheap paths the search meets first: a node re-asks when the other end moves.
         a, b = sorted((src_ip6, dst_ip6))
-
-        def cheapest(weight):
-            cost, path = nx.single_source_dijkstra(g, a, b, weight=weight)
-            return path if a == src_ip6 else path[::-1], cost
-        try:
-            route = self._labelled(*cheapest("weight"))
-        except nx.NetworkXNoPath:
+        found = cheapest(self.adjacency(), a, b, avoid)
+        if found is None:
             return None
-        if route is None:
-            # the cheapest path's label does not fit in 64 bits (wide directors at big hubs): fall back to
-            # the path with the shortest label
-            route = self._labelled(*cheapest("bits"))
-            if route is not None:
-                self.counters["route_shortest_label"] = self.counters.get("route_shortest_label", 0) + 1
-        return route
+        cost, path = found
+        return self._labelled(path if a == src_ip6 else path[::-1], cost)
 
-    def _labelled(self, path, cost) -> Route | None:
+    @staticmethod
+    def _cheapest_over_leases(adj, src: bytes, dst: bytes, lease_of, avoid=frozenset()):
+        """(path, cost, lease per hop) of the cheapest path from src, or None. Dijkstra over (node, still on the
+        asker's leases): a hop over a lease costs weight / LEASE_PREFERENCE while every hop before it went over one
+        too; after a free hop the rest is free (a device keeps free-tier packets on the free tier). Links in
+        ``avoid`` ((u, v) pairs) are not used."""
+        start = (src, True)
+        best, came = {start: 0.0}, {}
+        order = itertools.count()
+        heap = [(0.0, next(order), start)]
+        done = set()
+        while heap:
+            cost, _, state = heapq.heappop(heap)
+            if state in done:
+                continue
+            done.add(state)
+            u, on_leases = state
+            if u == dst:
+                path, leases = [u], []
+                while state != start:
+                    state, lease = came[state]
+                    path.append(state[0])
+                    leases.append(lease)
+                return path[::-1], cost, leases[::-1]
+            for v, weight in adj[u].items():
+                if (u, v) in avoid:
+                    continue
+                lease = lease_of(u, v) if on_leases else None
+                nxt = (v, lease is not None)
+                c = cost + weight / (LEASE_PREFERENCE if lease is not None else 1)
+                if c < best.get(nxt, float("inf")):
+                    best[nxt], came[nxt] = c, (state, lease)
+                    heapq.heappush(heap, (c, next(order), nxt))
+        return None
+
+    def _labelled(self, path, cost, leases=None) -> Route | None:
+        """The route's label(s); ``leases``: per hop the LeaseLink to go over (None: the free tier)."""
+        leases = list(leases) if leases is not None else [None] * (len(path) - 1)
         hops, schemes = [], []
         for i, ip6 in enumerate(path):
-            prev_label = self._label(ip6, path[i - 1]) if i > 0 else None
-            next_label = self._label(ip6, path[i + 1]) if i + 1 < len(path) else None
+            prev_label = next_label = None
+            if i > 0:
+                prev_label = self._label(ip6, path[i - 1]) if leases[i - 1] is None else leases[i - 1].labels[ip6]
+            if i + 1 < len(path):
+                next_label = self._label(ip6, path[i + 1]) if leases[i] is None else leases[i].labels[ip6]
             hops.append((prev_label, next_label))
             schemes.append(self.nodes[ip6].scheme)
         try:
-            label, hop_labels = build_label(hops, schemes)
-            # At the destination the switch stores the return path above the self route; a wide incoming
-            # director needs that many free bits (SwitchCore RETURN_PATH_INVALID otherwise).
-            back_width = schemes[-1].form_of(hops[-1][0]).size
+            segments = split(hops, schemes)
         except LabelError:
             self.counters["route_label_invalid"] = self.counters.get("route_label_invalid", 0) + 1
             return None
-        if back_width > 4 and log2(label) + back_width > LABEL_BITS_WITH_RETURN:
-            self.counters["route_too_long"] = self.counters.get("route_too_long", 0) + 1
-            return None
-        return Route(label, tuple(path), tuple(hop_labels), cost)
+        if len(segments) > 1:
+            self.counters["route_waypoints"] = self.counters.get("route_waypoints", 0) + 1
+        return Route(segments[0].label, tuple(path), tuple(h for s in segments for h in s.hops), cost,
+                     leases=tuple(leases) if any(leases) else (), via=tuple(s.label for s in segments[1:]),
+                     waypoints=tuple(path[s.end] for s in segments[:-1]))
 
     def _label(self, a: bytes, b: bytes) -> int:
         """a's one-hop label to b: a's peerNum for b, else what b announced as a's label to reach it."""

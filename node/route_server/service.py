@@ -9,7 +9,9 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
   ``stateHash`` and, for a rejection, ``error``; ``alt`` lists the other route servers of our Cloud ISP with a
   path to each from the sender.
 * ``pn``: ``recvTime``, ``stateHash`` (zeros for an unknown node) and ``alt``.
-* ``gr``: Dijkstra over links announced in both directions; ``n`` holds the target's key and the spliced label.
+* ``gr``: Dijkstra over links announced in both directions, preferring the leases of the asker (``hk`` and its
+  own key, see server.py); ``n`` holds the target's key and the spliced label, or, for a path that needs
+  waypoints, ``wp`` the key and label of each segment (messages.py).
 * Federation: route servers listed in ``federation`` (public keys of other route servers, ours or other Cloud
   ISPs) may ``sub``scribe; from then on every announcement we accept, from a node or from another server, is
   forwarded to them in ``fwd`` batches (not back to the server it came from), and a subscription first gets a
@@ -20,16 +22,18 @@ the return label, if the host knows it) and returns the reply bytes, or None whe
   nodes (a route server its neighbours use), or from the return path of its last message to us.
 
 Outgoing federation traffic is queued: the host calls :meth:`take_outbox` and sends each
-``(public_key, label, payload)``; replies to those messages go to :meth:`handle` like any other message.
+``Outbound(public_key, label, payload, via)`` (``via``: waypoint segments after the first, for a far peer); replies
+to those messages go to :meth:`handle` like any other message.
 """
 from __future__ import annotations
 
 import os
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from node.tun_switch import keys, labels
-from node.tun_switch.labels import LabelError, splice
+from node.cjdns import keys, labels
+from node.cjdns.labels import LabelError, splice
 from . import messages as M
 from .server import AGREED_TIMEOUT_MS, Rejected, RouteServer
 
@@ -38,6 +42,13 @@ SUBSCRIBE_REFRESH_MS = 60_000     # renewed, so a peer that restarted (and forgo
 EXPIRE_EVERY_MS = 10_000
 FORWARD_BATCH_BYTES = 16 * 1024
 MAX_QUEUED_FORWARDS = 10_000
+
+
+class Outbound(NamedTuple):
+    public_key: bytes
+    label: int
+    payload: bytes
+    via: tuple = ()
 
 
 @dataclass
@@ -56,9 +67,11 @@ class FederationPeer:
 
 
 class RouteServerService:
-    def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION):
+    def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION,
+                 replay_state=None):
         """federation: public keys of route servers to exchange link state with; same_isp: the subset that
-        belongs to our Cloud ISP (offered to our nodes as failover candidates)."""
+        belongs to our Cloud ISP (offered to our nodes as failover candidates); replay_state: where the core
+        keeps its replay high-water marks (node/replay_state.py; default in memory)."""
         self.public_key = bytes(public_key)
         self.ip6 = keys.address_for_key(self.public_key)
         self.version = version
@@ -68,7 +81,7 @@ class RouteServerService:
             k = bytes(k)
             if k != self.public_key and keys.address_for_key(k) not in self.peers:
                 self.peers[keys.address_for_key(k)] = FederationPeer(k, keys.address_for_key(k), k in same)
-        self.core = RouteServer(self.ip6, servers=self.peers)
+        self.core = RouteServer(self.ip6, servers=self.peers, replay_state=replay_state)
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None
@@ -125,14 +138,21 @@ class RouteServerService:
                                     alternatives=self._alternatives(ann_ip6)))
 
     def _path(self, q: M.Query, now_ms: int) -> bytes:
-        route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms)
-        if route is None or route.label >= 1 << 64:
+        route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
+        if route is None:
             self.counters["path_not_found"] += 1
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
         self.counters["path_found"] += 1
+        if route.leases:
+            self.counters["path_over_leases"] += 1
         key = self.core.nodes[q.tar].public_key
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
-                                    nodes=(M.Address(key, route.label),)))
+        if not route.via:
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+                                        nodes=(M.Address(key, route.label),)))
+        self.counters["path_found_waypoints"] += 1
+        ends = [self.core.nodes[w].public_key for w in route.waypoints] + [key]
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, waypoints=tuple(
+            M.Address(k, label) for k, label in zip(ends, (route.label,) + route.via))))
 
     def _forwarded(self, q: M.Query, peer: FederationPeer, now_ms: int) -> bytes:
         accepted = 0
@@ -165,7 +185,7 @@ class RouteServerService:
         for peer in self.peers.values():
             if peer.same_isp:
                 route = self.core.route(ip6, peer.ip6)
-                if route is not None and route.label < 1 << 64:
+                if route is not None and not route.via:      # a client reaches its servers by one label
                     out.append(M.Address(peer.public_key, route.label))
         return tuple(out)
 
@@ -176,7 +196,7 @@ class RouteServerService:
             if peer is None or self.core.route(self.ip6, peer.ip6) is not None:
                 continue
             to_node = self.core.route(self.ip6, src_ip6)
-            if to_node is None:
+            if to_node is None or to_node.via:
                 continue
             try:
                 peer.heard_label = splice(addr.label, to_node.label)
@@ -184,25 +204,26 @@ class RouteServerService:
                 continue
 
     # -- federation output ---------------------------------------------------------------------------
-    def _route_label(self, peer: FederationPeer) -> int | None:
+    def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:
+        """(label, via) to a federation peer: our own graph's path, else what we heard."""
         route = self.core.route(self.ip6, peer.ip6)
-        if route is not None and route.label < 1 << 64:
-            return route.label
-        return peer.heard_label
+        if route is not None:
+            return route.label, route.via
+        return None if peer.heard_label is None else (peer.heard_label, ())
 
-    def take_outbox(self, now_ms: int) -> list[tuple[bytes, int, bytes]]:
-        """Federation messages to send now: (peer public key, label, payload). ``now_ms`` only times the
-        subscriptions: any steady clock will do."""
+    def take_outbox(self, now_ms: int) -> list[Outbound]:
+        """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""
         out = []
         for peer in self.peers.values():
-            label = self._route_label(peer)
-            if label is None:
+            found = self._route_to(peer)
+            if found is None:
                 continue
+            label, via = found
             since = now_ms - peer.last_sub_ms
             if (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS:
                 peer.last_sub_ms = now_ms
                 sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
-                out.append((peer.public_key, label, M.pack_query(sub)))
+                out.append(Outbound(peer.public_key, label, M.pack_query(sub), via))
             while peer.interested and peer.queue:
                 batch, size = [], 0
                 while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:
@@ -214,25 +235,29 @@ class RouteServerService:
                     self.counters["forward_dropped_oversize"] += 1
                     continue
                 self.counters["forwarded"] += len(batch)
-                out.append((peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
-                                                                         anns=tuple(batch)))))
+                out.append(Outbound(peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
+                                                                                 anns=tuple(batch))), via))
         return out
 
     def _txid(self, prefix: bytes) -> bytes:
         self._txids += 1
         return prefix + self._txids.to_bytes(4, "big") + os.urandom(2)
 
-    def explain(self, src_ip6: bytes, dst_ip6: bytes) -> dict | None:
-        """The path the server would answer, hop by hop (for demos and `rs_route`), or None."""
-        route = self.core.route(src_ip6, dst_ip6)
+    def explain(self, src_ip6: bytes, dst_ip6: bytes, holders=(), now_ms=None) -> dict | None:
+        """The path the server would answer (to an asker naming ``holders``), hop by hop (for demos and
+        `rs_route`), or None. A hop over a lease names it."""
+        route = self.core.route(src_ip6, dst_ip6, now_ms=now_ms, holders=holders)
         if route is None:
             return None
         hops = []
         for i, ip6 in enumerate(route.nodes[:-1]):
+            lease = route.leases[i] if route.leases else None
             hops.append({"node": keys.ip6_text(ip6), "hop_label": labels.label_text(route.hops[i]),
-                         "next": keys.ip6_text(route.nodes[i + 1])})
+                         "next": keys.ip6_text(route.nodes[i + 1]), "lease": lease and lease.lease_id})
         return {"src": keys.ip6_text(src_ip6), "dst": keys.ip6_text(dst_ip6),
-                "label": labels.label_text(route.label), "cost": route.cost, "hops": hops}
+                "label": labels.label_text(route.label), "cost": route.cost, "hops": hops,
+                "via": [labels.label_text(v) for v in route.via],
+                "waypoints": [keys.ip6_text(w) for w in route.waypoints]}
 
     # -- status ------------------------------------------------------------------------------------------
     def _housekeeping(self, now_ms: int) -> None:
@@ -241,12 +266,12 @@ class RouteServerService:
             self.core.expire(now_ms)
 
     def status(self) -> dict:
-        g = self.core.graph()
+        adj = self.core.adjacency()
         rejected = {k[len("rejected_"):]: v for k, v in self.core.counters.items() if k.startswith("rejected_")}
         return {
             "ip6": keys.ip6_text(self.ip6),
-            "nodes": g.number_of_nodes(),
-            "edges": g.number_of_edges(),
+            "nodes": len(adj),
+            "edges": sum(len(nbrs) for nbrs in adj.values()),
             "announcements_accepted": self.core.counters.get("accepted", 0),
             "announcements_forwarded_in": self.core.counters.get("accepted_forwarded", 0),
             "rejected": rejected,

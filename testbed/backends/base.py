@@ -15,7 +15,8 @@ backend at all.
 
 The journal says which backend built a run (`state["backend"]`, absent for namespace runs made before there were
 others), so a later `pktlab` command, a fault helper or `cleanup` after a crash gets the same backend back from the
-journal alone (`for_run`).
+journal alone (`testbed.backends.for_run`; the package's __init__ chooses and creates backends, so that this module
+knows none of them).
 """
 from __future__ import annotations
 
@@ -85,44 +86,10 @@ class Backend:
         """node -> {"alive": namespace exists, "agent": agent runs (None if it never started), "host": where}."""
         raise NotImplementedError
 
+    def name_nodes(self, hosts_file, addresses: dict[str, str]) -> None:
+        """Make node names resolve inside the nodes (`ping r3c3`): write the run's hosts file and put it in place
+        where the backend can (testbed/hosts.py); nothing where it cannot."""
+
     def collect_logs(self) -> None:
         """Bring every node's agent.log and agent.stderr into run/nodes/NODE/ (nothing to do where they are)."""
 
-
-def create(kind: str, run: Run, topo, **options) -> Backend:
-    """The backend `kind` for a new run; records the choice in the journal."""
-    if kind == "netns":
-        from testbed.backends.netns import NetnsBackend
-        if options:
-            raise BackendError(f"the netns backend takes no {', '.join(sorted(options))} (those are for ssh hosts)")
-        return NetnsBackend(run, topo)
-    if kind == "ssh":
-        from testbed.backends.ssh import SshBackend
-        return SshBackend.for_new_run(run, topo, **options)
-    if kind == "vagrant":
-        from testbed.backends.vm import VagrantBackend
-        return VagrantBackend.for_new_run(run, topo, **options)
-    raise BackendError(f"backend {kind!r}: use netns, ssh (with an inventory of hosts) or vagrant")
-
-
-def for_run(run: Run, topo=None) -> Backend:
-    """The backend that built an existing run, from its journal."""
-    kind = run.state.get("backend", "netns")
-    if kind == "netns":
-        from testbed.backends.netns import NetnsBackend
-        return NetnsBackend(run, topo)
-    if kind in ("ssh", "vagrant"):   # a Vagrant run, once up, is SSH hosts that happen to be VMs
-        from testbed.backends.ssh import SshBackend
-        return SshBackend(run, topo)
-    raise BackendError(f"run {run.name}: unknown backend {kind!r} in its journal")
-
-
-def clean_elsewhere(run: Run, skip_unreachable: bool = False) -> None:
-    """What a run has beyond this machine's own processes and namespaces: its VMs, or its part on SSH hosts
-    (called by runs.destroy before it stops the local processes)."""
-    if run.state.get("backend") == "vagrant":
-        from testbed.backends.vm import destroy_vms
-        destroy_vms(run)          # the VMs go, and with them everything the run had on them
-    elif run.state.get("hosts"):
-        from testbed.backends.ssh import clean_hosts
-        clean_hosts(run, skip_unreachable)

@@ -7,9 +7,16 @@ namespaces and configured in batches (see netlink_batch), never with one `ip`/`t
 
 Addresses: each link gets a /64 from the run's ULA prefix (fdXX:XXXX:XXXX::/48, derived from the run id), `::1` on
 the a side and `::2` on the b side. Nothing is added to the host namespace: no address, no route.
+
+Neighbours: each veth end has a fixed MAC address (`link_macs`), and each end gets a permanent neighbour entry for
+the other's address. Without them every link end resolves its peer by neighbour discovery, and the kernel keeps
+those entries in one table shared by all namespaces of the machine, 1024 entries by default
+(net.ipv6.neigh.default.gc_thresh3): a 217-node mesh (894 link ends) with other meshes beside it overflows it
+("neighbour table overflow"), sends fail and healthy links go down. Permanent entries are exempt from that limit.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -22,12 +29,14 @@ from dataclasses import dataclass
 from mininet.node import Host
 
 from testbed import runs
+from testbed.agent_configs import htb_plans as lease_htb_plans
 from testbed.backends import nsops
-from testbed.backends.base import Backend, BackendError, for_run
-from testbed.leases import htb_plans as lease_htb_plans, htb_messages as lease_htb_messages
+from testbed.backends.base import Backend, BackendError
+from testbed.hosts import write_and_mount
 from testbed.netlink_batch import Batch, Templates, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
+from testbed.waiting import wait_until
 
 MNEXEC = "mnexec"
 DEFAULT_MTU = 65535  # the agents size their TUN MTU to fit one frame of this underlay
@@ -38,6 +47,12 @@ def run_prefix(run_id: str) -> ipaddress.IPv6Network:
     """A ULA /48 (RFC 4193 style: fd + 40 bits) derived from the run id, so concurrent runs never share one."""
     h = hashlib.sha256(run_id.encode()).digest()
     return ipaddress.IPv6Network((b"\xfd" + h[:5] + bytes(10), 48))
+
+
+def link_macs(link_no: int) -> tuple[str, str]:
+    """The a and b side MAC addresses of link number ``link_no`` (locally administered, unique in a run)."""
+    tail = ":".join(f"{b:02x}" for b in link_no.to_bytes(4, "big"))
+    return f"02:0a:{tail}", f"02:0b:{tail}"
 
 
 def link_addresses(prefix: ipaddress.IPv6Network, link_no: int) -> tuple[str, str]:
@@ -119,13 +134,15 @@ def plan_links(run_id: str, topo: Topology) -> list[LinkRecord]:
     return records
 
 
-def interfaces_by_node(topo: Topology, links: list[LinkRecord]) -> dict[str, list[tuple[str, str, int, dict | None]]]:
-    """node -> [(ifname, address, rate in bit/s, lease HTB plan or None)] for nsops.configure."""
+def interfaces_by_node(topo: Topology, links: list[LinkRecord], macs=link_macs) -> dict[str, list[tuple]]:
+    """node -> [(ifname, address, rate in bit/s, lease HTB plan or None, peer address, peer MAC)] for
+    nsops.configure; `macs(link number)` gives the link's (a side, b side) MAC addresses."""
     by_node: dict[str, list] = {n: [] for n in topo.nodes}
-    lease_plans = lease_htb_plans(topo)  # (node, link number) -> per-lease HTB plan (testbed/leases.py)
+    lease_plans = lease_htb_plans(topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
     for i, (rec, link) in enumerate(zip(links, topo.links)):
-        by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab.rate_bps, lease_plans.get((rec.a, i))))
-        by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba.rate_bps, lease_plans.get((rec.b, i))))
+        a_mac, b_mac = macs(i)
+        by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab.rate_bps, lease_plans.get((rec.a, i)), rec.b_addr, b_mac))
+        by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba.rate_bps, lease_plans.get((rec.b, i)), rec.a_addr, a_mac))
     return by_node
 
 
@@ -166,13 +183,17 @@ class NetnsBackend(Backend):
         deadline = time.monotonic() + timeout
         for n in names:
             pid = self.hosts[n].pid
-            while True:
+
+            failed = BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
+
+            def its_own(pid=pid):
                 ino = netns_inode(pid)
-                if ino is not None and ino != mine:
-                    break
-                if ino is None or time.monotonic() > deadline:
-                    raise BackendError(f"node {n}: namespace holder (pid {pid}) did not start")
-                time.sleep(0.001)
+                if ino is None:          # the holder is gone
+                    raise failed
+                return ino if ino != mine else 0
+            ino = wait_until(its_own, max(0.0, deadline - time.monotonic()), interval=0.001)
+            if not ino:
+                raise failed
             self._fds[n] = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
             self.run.state["nodes"][n] = {"pid": pid, "start": proc_start_time(pid), "netns": ino}
 
@@ -183,7 +204,7 @@ class NetnsBackend(Backend):
             self.links = plan_links(self.run.id, self.topo)
             for i, rec in enumerate(self.links):
                 batch.add(self._tpl.veth(rec.a_if, self._fds[rec.a], rec.b_if, self._fds[rec.b], self.mtu,
-                                         f"pktlab:{self.run.id}:{rec.name}"), f"link {rec.name}")
+                                         f"pktlab:{self.run.id}:{rec.name}", link_macs(i)), f"link {rec.name}")
                 if len(batch) >= 256:
                     batch.flush()
                     progress("links", i + 1, len(self.topo.links))
@@ -197,7 +218,7 @@ class NetnsBackend(Backend):
         by_node = interfaces_by_node(self.topo, self.links)
         total = len(by_node)
         for done, (node, ifaces) in enumerate(by_node.items(), 1):
-            nsops.configure(self._fds[node], node, ifaces, self._tpl, lease_htb_messages)
+            nsops.configure(self._fds[node], node, ifaces, self._tpl)
             if done % 32 == 0 or done == total:
                 progress("configure", done, total)
 
@@ -218,6 +239,9 @@ class NetnsBackend(Backend):
     def _start_group(self, nodes: list[str]) -> None:
         """One agent process for these nodes: inside the namespace for one node, a multi-node host for several."""
         configs = [str(self.run.path("nodes", n, "agent.json")) for n in nodes]
+        for n in nodes:     # a killed agent leaves its socket behind: nothing may take it for the new agent's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.run.path("nodes", n, "agent.sock"))
         log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
         io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         if len(nodes) == 1:
@@ -241,13 +265,14 @@ class NetnsBackend(Backend):
         if rec is None:
             return
         os.kill(rec["pid"], sig)
-        deadline = time.monotonic() + timeout
-        while runs.alive(rec["pid"], rec["start"]) and time.monotonic() < deadline:
+
+        def gone():
             try:
-                os.waitpid(rec["pid"], os.WNOHANG)
+                os.waitpid(rec["pid"], os.WNOHANG)      # reap it if it is our child
             except ChildProcessError:
                 pass
-            time.sleep(0.02)
+            return not runs.alive(rec["pid"], rec["start"])
+        wait_until(gone, timeout, interval=0.02)
 
     def signal_agent(self, node, sig) -> None:
         rec = self._agent_process(node)
@@ -289,6 +314,10 @@ class NetnsBackend(Backend):
         finally:
             os.close(fd)
 
+    def name_nodes(self, hosts_file, addresses) -> None:
+        write_and_mount(hosts_file, self.run.name, addresses, [rec["pid"] for rec in self.run.state["nodes"].values()],
+                        env=dict(os.environ, **{TAG_VAR: self.run.id}))
+
     # -- status ------------------------------------------------------------------------------------------------
     def node_states(self) -> dict[str, dict]:
         agents = self.run.state.get("agents", {})
@@ -296,8 +325,3 @@ class NetnsBackend(Backend):
                     "agent": runs.alive(agents[n]["pid"], agents[n].get("start")) if n in agents else None}
                 for n, rec in self.run.state.get("nodes", {}).items()}
 
-
-def exec_in(run: Run, node: str, argv: list[str], tty: bool = False, **popen_kwargs) -> subprocess.Popen:
-    """Start a command inside a node of a running run, on whatever backend built it (tagged with the run, so the
-    run's cleanup finds it)."""
-    return for_run(run).popen(node, argv, tty=tty, **popen_kwargs)

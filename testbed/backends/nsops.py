@@ -2,8 +2,8 @@
 up, send raw UDP from it.
 
 Shared by the namespace backend (on this machine) and the host helper that does the same on SSH hosts and VMs
-(backends/remote_host.py), so it imports nothing but pyroute2, the netlink batches and node.netns: that is all a
-host needs besides the agent.
+(backends/remote_host.py), so it imports nothing but pyroute2, the netlink batches, node.agent.netns and the pure
+lease tc plan: that is all a host needs besides the agent.
 """
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import contextlib
 import socket
 import struct
 
-from node.netns import in_netns
+from node.agent.netns import in_netns
+from node.leases.tc_plan import handle_text
 from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
 
 
-def configure(fd: int, node: str, ifaces: list[tuple[str, str, int, object]], tpl: Templates, htb_messages) -> None:
-    """lo and every interface up, its address (/64), and its shaping: a lease plan's HTB classes, else one HTB class
-    at the link's rate. `ifaces`: (ifname, address, rate in bit/s or 0, lease plan or None);
-    `htb_messages(templates, plan)` yields the plan's messages (testbed/leases.py)."""
+def configure(fd: int, node: str, ifaces: list[tuple], tpl: Templates) -> None:
+    """lo and every interface up, its address (/64), a permanent neighbour entry for the other end (its address and
+    fixed MAC: see backends/netns.py), and its shaping: a lease plan's HTB classes, else one HTB class at the link's
+    rate. `ifaces`: (ifname, address, rate in bit/s or 0, lease plan or None, peer address, peer MAC)."""
     with in_netns(fd):
         sock = netlink_socket()
     try:
@@ -26,12 +27,13 @@ def configure(fd: int, node: str, ifaces: list[tuple[str, str, int, object]], tp
         batch = Batch(sock)
         up, htb = tpl.link_up(), tpl.htb_root()
         batch.add(up, f"{node}: lo up", index["lo"])
-        for ifname, addr, rate_bps, plan in ifaces:
+        for ifname, addr, rate_bps, plan, peer_addr, peer_mac in ifaces:
             idx = index[ifname]
             batch.add(up, f"{node}: {ifname} up", idx)
             batch.add(tpl.addr6(addr, 64), f"{node}: {ifname} address {addr}", idx)
+            batch.add(tpl.neighbour6(peer_addr, peer_mac), f"{node}: {ifname} neighbour {peer_addr}", idx)
             if plan:
-                for msg, what in htb_messages(tpl, plan):
+                for msg, what in lease_htb_messages(tpl, plan):
                     batch.add(msg, f"{node}: {ifname} {what}", idx)
             elif rate_bps:
                 batch.add(htb, f"{node}: {ifname} htb", idx)
@@ -39,6 +41,16 @@ def configure(fd: int, node: str, ifaces: list[tuple[str, str, int, object]], tp
         batch.flush()
     finally:
         sock.close()
+
+
+def lease_htb_messages(templates: Templates, plan: dict):
+    """(netlink message, description) pairs that install a lease HTB plan (tc_plan.htb_plan) on one interface
+    (ifindex stamped later)."""
+    yield templates.htb_root(default_class=plan["root"]["default"]), "htb (lease plan)"
+    for c in plan["classes"]:
+        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
+        yield (templates.htb_class(c["rate_bps"], c["ceil_bps"], classid, parent, prio=c["prio"]),
+               f"class {classid} ({c['lease'] or 'link'})")
 
 
 def set_link_state(fd: int, ifname: str, addr: str, up: bool) -> None:

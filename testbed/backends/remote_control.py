@@ -33,40 +33,48 @@ RETRY_S = 2.0
 OPEN_TIMEOUT = 10.0
 
 
-def open_streamlocal(transport: paramiko.Transport, path: str, timeout: float = OPEN_TIMEOUT) -> paramiko.Channel:
-    """A channel to a Unix socket on the server (OpenSSH PROTOCOL 2.4, direct-streamlocal@openssh.com).
+class StreamlocalTransport(paramiko.Transport):
+    """paramiko's Transport with one more kind of channel: to a Unix socket on the server (OpenSSH PROTOCOL 2.4,
+    direct-streamlocal@openssh.com). paramiko's open_channel knows only the TCP and X11 forms of a channel-open
+    request; this is the same request with the socket path (string), a reserved string and a reserved uint32 after
+    the window fields, through the same channel bookkeeping (paramiko's protected members, from a subclass)."""
 
-    paramiko's open_channel knows only the TCP and X11 forms of a channel-open request; this is the same request
-    with the socket path (string), a reserved string and a reserved uint32 after the window fields, through the same
-    channel bookkeeping."""
-    if not transport.active:
-        raise paramiko.SSHException("SSH session not active")
-    with transport.lock:
-        chanid = transport._next_channel()
-        window = transport._sanitize_window_size(None)
-        packet = transport._sanitize_packet_size(None)
-        m = Message()
-        m.add_byte(cMSG_CHANNEL_OPEN)
-        m.add_string("direct-streamlocal@openssh.com")
-        m.add_int(chanid)
-        m.add_int(window)
-        m.add_int(packet)
-        m.add_string(path)
-        m.add_string("")
-        m.add_int(0)
-        chan = paramiko.Channel(chanid)
-        transport._channels.put(chanid, chan)
-        transport.channel_events[chanid] = event = threading.Event()
-        transport.channels_seen[chanid] = True
-        chan._set_transport(transport)
-        chan._set_window(window, packet)
-    transport._send_user_message(m)
-    if not event.wait(timeout):
-        raise paramiko.SSHException(f"no answer opening a channel to {path} in {timeout:g} s")
-    chan = transport._channels.get(chanid)
-    if chan is None:
-        raise transport.get_exception() or paramiko.SSHException(f"the server refused a channel to {path}")
-    return chan
+    def open_streamlocal(self, path: str, timeout: float = OPEN_TIMEOUT) -> paramiko.Channel:
+        if not self.active:
+            raise paramiko.SSHException("SSH session not active")
+        with self.lock:
+            chanid = self._next_channel()
+            window = self._sanitize_window_size(None)
+            packet = self._sanitize_packet_size(None)
+            m = Message()
+            m.add_byte(cMSG_CHANNEL_OPEN)
+            m.add_string("direct-streamlocal@openssh.com")
+            m.add_int(chanid)
+            m.add_int(window)
+            m.add_int(packet)
+            m.add_string(path)
+            m.add_string("")
+            m.add_int(0)
+            chan = _Channel(chanid, self, window, packet)
+            self._channels.put(chanid, chan)
+            self.channel_events[chanid] = event = threading.Event()
+            self.channels_seen[chanid] = True
+        self._send_user_message(m)
+        if not event.wait(timeout):
+            raise paramiko.SSHException(f"no answer opening a channel to {path} in {timeout:g} s")
+        chan = self._channels.get(chanid)
+        if chan is None:
+            raise self.get_exception() or paramiko.SSHException(f"the server refused a channel to {path}")
+        return chan
+
+
+class _Channel(paramiko.Channel):
+    """A channel bound to its transport and window as paramiko's open_channel binds its own."""
+
+    def __init__(self, chanid: int, transport: paramiko.Transport, window: int, packet: int):
+        super().__init__(chanid)
+        self._set_transport(transport)
+        self._set_window(window, packet)
 
 
 class Forwarder:
@@ -82,7 +90,7 @@ class Forwarder:
         self.locks = {h: threading.Lock() for h in self.hosts}
         self.stop = threading.Event()
 
-    def transport(self, host: str) -> paramiko.Transport:
+    def transport(self, host: str) -> StreamlocalTransport:
         with self.locks[host]:
             client = self.clients.get(host)
             if client is not None and client.get_transport() and client.get_transport().is_active():
@@ -91,7 +99,7 @@ class Forwarder:
             if time.monotonic() - when < RETRY_S:
                 raise HostUnreachable(why)
             try:
-                client = connect(self.hosts[host], self.known_hosts)
+                client = connect(self.hosts[host], self.known_hosts, transport_factory=StreamlocalTransport)
             except HostUnreachable as e:
                 self.failed[host] = (time.monotonic(), str(e))
                 raise
@@ -104,7 +112,7 @@ class Forwarder:
         host, path = self.targets[node]
         try:
             try:
-                chan = open_streamlocal(self.transport(host), path)
+                chan = self.transport(host).open_streamlocal(path)
             except HostUnreachable as e:
                 return _answer(conn, str(e))
             except (paramiko.SSHException, OSError, EOFError) as e:

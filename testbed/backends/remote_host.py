@@ -8,11 +8,13 @@ is a journal in the format of testbed/runs.py, so `destroy` is exactly the clean
 and output are JSON (stdin, one line on stdout); a failure is a message on stderr and exit status 1.
 
     build             namespaces (a holder process each: `unshare --net sleep infinity`), links, addresses, shaping.
-                      Input: {"nodes": [...], "veths": [{name, a, a_if, b, b_if}], "tunnels": [{name, node, ifname,
-                      vni, local, remote, port}], "nics": [{name, node, ifname, mac}], "ifaces": {node: [[ifname,
-                      address, rate_bps, lease plan]]}, "mtu": N}. veth: both ends on this host; tunnel: this host's
-                      end of a link to another host, a VXLAN device (kernel) between the two host addresses; nic: an
-                      interface the host already has (a VM's NIC on the link's own network), found by MAC address.
+                      Input: {"nodes": [...], "veths": [{name, a, a_if, a_mac, b, b_if, b_mac}], "tunnels": [{name,
+                      node, ifname, mac, vni, local, remote, port}], "nics": [{name, node, ifname, mac}], "ifaces":
+                      {node: [[ifname, address, rate_bps, lease plan, peer address, peer MAC]]}, "mtu": N}. veth:
+                      both ends on this host; tunnel: this host's end of a link to another host, a VXLAN device
+                      (kernel) between the two host addresses; nic: an interface the host already has (a VM's NIC
+                      on the link's own network), found by MAC address. Every link end has a fixed MAC and a
+                      permanent neighbour entry for the other end (as in backends/netns.py).
                       Output: {node: {pid, start, netns}}. On failure what was made is removed again.
     start-agents      Input: {"groups": [[node, ...]], "configs": {node: agent config}}: one agent process per group,
                       its sockets and logs in DIR/nodes/NODE/. Output: {node: {pid, start}}.
@@ -98,9 +100,8 @@ class Host:
                     self._veths(spec.get("veths", []), fds, tpl, spec.get("mtu", 65535))
                     self._tunnels(spec.get("tunnels", []), fds)
                     self._nics(spec.get("nics", []), fds)
-                    from testbed.leases import htb_messages
                     for node, ifaces in spec.get("ifaces", {}).items():
-                        nsops.configure(fds[node], node, [tuple(i) for i in ifaces], tpl, htb_messages)
+                        nsops.configure(fds[node], node, [tuple(i) for i in ifaces], tpl)
                 finally:
                     tpl.close()
             finally:
@@ -143,7 +144,7 @@ class Host:
             batch = Batch(sock)
             for v in veths:
                 batch.add(tpl.veth(v["a_if"], fds[v["a"]], v["b_if"], fds[v["b"]], mtu,
-                                   f"pktlab:{self.tag}:{v['name']}"), f"link {v['name']}")
+                                   f"pktlab:{self.tag}:{v['name']}", (v["a_mac"], v["b_mac"])), f"link {v['name']}")
             batch.flush()
         finally:
             sock.close()
@@ -163,7 +164,8 @@ class Host:
                 try:
                     ipr.link("add", ifname=t["ifname"], kind="vxlan", vxlan_id=t["vni"], vxlan_port=t["port"],
                              **{f"vxlan_local{v6}": t["local"], f"vxlan_group{v6}": t["remote"]},
-                             mtu=mtu, ifalias=f"pktlab:{self.tag}:{t['name']}", net_ns_fd=fds[t["node"]])
+                             mtu=mtu, address=t["mac"], ifalias=f"pktlab:{self.tag}:{t['name']}",
+                             net_ns_fd=fds[t["node"]])
                 except NetlinkError as e:
                     hint = " (another run between these hosts uses it)" if e.code == 17 else ""
                     raise HostError(f"link {t['name']}: VXLAN {t['vni']} to {t['remote']}: {os.strerror(e.code)}"
@@ -202,7 +204,8 @@ class Host:
             paths = []
             for n in group:
                 d = self.dir / "nodes" / n
-                cfg = dict(spec["configs"][n], control_socket=str(d / "agent.sock"), log_file=str(d / "agent.log"))
+                cfg = dict(spec["configs"][n], control_socket=str(d / "agent.sock"), log_file=str(d / "agent.log"),
+                           state_dir=str(d))
                 if owner:
                     cfg["control_socket_owner"] = owner
                 (d / "agent.json").write_text(json.dumps(cfg, indent=1))
@@ -281,7 +284,7 @@ class Host:
             host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
             fd = os.open(f"/proc/{rec['pid']}/ns/net", os.O_RDONLY)
             try:
-                from node.netns import in_netns
+                from node.agent.netns import in_netns
                 with in_netns(fd), IPRoute() as ipr:
                     idx = ipr.link_lookup(ifname=nic["ifname"])
                     if idx:

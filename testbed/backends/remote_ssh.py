@@ -81,8 +81,9 @@ def as_root(host: Host, argv: list[str]) -> list[str]:
 
 # -- paramiko ---------------------------------------------------------------------------------------------------
 
-def connect(host: Host, known_hosts: Path) -> paramiko.SSHClient:
-    """An authenticated client, or HostUnreachable saying why not; the host's key must be in known_hosts."""
+def connect(host: Host, known_hosts: Path, transport_factory=None) -> paramiko.SSHClient:
+    """An authenticated client, or HostUnreachable saying why not; the host's key must be in known_hosts.
+    transport_factory: a paramiko.Transport subclass for the connection (default paramiko's own)."""
     client = paramiko.SSHClient()
     if known_hosts.exists():
         client.load_host_keys(str(known_hosts))
@@ -92,7 +93,8 @@ def connect(host: Host, known_hosts: Path) -> paramiko.SSHClient:
         # the socket is already connected: hostname is only what host keys are filed under
         client.connect(host.name, port=22, username=host.user, key_filename=host.key, sock=sock,
                        look_for_keys=False, allow_agent=False, timeout=CONNECT_TIMEOUT,
-                       banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT)
+                       banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
+                       transport_factory=transport_factory)
     except paramiko.BadHostKeyException:
         client.close()
         raise HostUnreachable(f"host {host.where()}: its host key does not match the one recorded in {known_hosts}")

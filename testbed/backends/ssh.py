@@ -37,7 +37,7 @@ from pathlib import Path
 from testbed import runs
 from testbed.backends import remote_inventory as inv
 from testbed.backends.base import Backend, BackendError
-from testbed.backends.netns import DEFAULT_MTU, interfaces_by_node, plan_links, run_prefix
+from testbed.backends.netns import DEFAULT_MTU, interfaces_by_node, link_macs, plan_links, run_prefix
 from testbed.backends.remote_ansible import project_tarball, run_playbook
 from testbed.backends.remote_inventory import Host, InventoryError
 from testbed.backends.remote_ssh import as_root, check_hosts, pin_host_keys, ssh_argv, stop_masters, write_config
@@ -88,7 +88,8 @@ class SshBackend(Backend):
             raise BackendError(f"run {self.run.name} has no node {node!r}")
         return host
 
-    def _hostvars(self, extra: dict[str, dict] | None = None) -> dict[str, dict]:
+    def hostvars(self, extra: dict[str, dict] | None = None) -> dict[str, dict]:
+        """Per host, the variables the playbooks read (its run directory, project copy, tag; `extra` per host)."""
         return {name: {"pktlab_dir": h["dir"], "pktlab_code": h["code"], "pktlab_tag": h["tag"],
                        "pktlab_tarball": self.run.state.get("tarball", ""), "pktlab_local_dir": str(self.run.dir),
                        **(extra or {}).get(name, {})}
@@ -105,7 +106,7 @@ class SshBackend(Backend):
             path.write_text(json.dumps(spec))
             extra[h] = {"pktlab_spec": str(path)}
         all_hosts = self.hosts()
-        results = run_playbook(self.run, playbook, [all_hosts[h] for h in hosts], self._hostvars(extra),
+        results = run_playbook(self.run, playbook, [all_hosts[h] for h in hosts], self.hostvars(extra),
                                tasks=(task,) if task else ())
         failed = [f"host {all_hosts[h].where()}: {r.error}" for h, r in results.items() if not r.ok]
         if failed:
@@ -143,15 +144,20 @@ class SshBackend(Backend):
         place = self.run.state["placement"]
         return ["veth" if place[r.a] == place[r.b] else "vxlan" for r in links]
 
+    def end_macs(self, i: int) -> tuple[str, str]:
+        """The (a side, b side) MAC addresses of link number i: the namespace backend's everywhere here."""
+        return link_macs(i)
+
     def _cross_host_ends(self, i: int, rec, host_a: str, host_b: str) -> dict[str, tuple[str, dict]]:
         """host -> (spec section, entry) for both ends of a link between two hosts: a VXLAN tunnel each."""
         vni = 1 + (int.from_bytes(hashlib.sha256(self.run.id.encode()).digest()[:3], "big") + i) % 0xFFFFFE
         hosts = self.hosts()
         a, b = hosts[host_a].tunnel_address, hosts[host_b].tunnel_address
-        return {host_a: ("tunnels", {"name": rec.name, "node": rec.a, "ifname": rec.a_if, "vni": vni, "local": a,
-                                     "remote": b, "port": VXLAN_PORT}),
-                host_b: ("tunnels", {"name": rec.name, "node": rec.b, "ifname": rec.b_if, "vni": vni, "local": b,
-                                     "remote": a, "port": VXLAN_PORT})}
+        a_mac, b_mac = self.end_macs(i)
+        return {host_a: ("tunnels", {"name": rec.name, "node": rec.a, "ifname": rec.a_if, "mac": a_mac, "vni": vni,
+                                     "local": a, "remote": b, "port": VXLAN_PORT}),
+                host_b: ("tunnels", {"name": rec.name, "node": rec.b, "ifname": rec.b_if, "mac": b_mac, "vni": vni,
+                                     "local": b, "remote": a, "port": VXLAN_PORT})}
 
     def _build_specs(self, links) -> dict[str, dict]:
         place = self.run.state["placement"]
@@ -162,12 +168,13 @@ class SshBackend(Backend):
         for i, rec in enumerate(links):
             ha, hb = place[rec.a], place[rec.b]
             if ha == hb:
-                specs[ha]["veths"].append({"name": rec.name, "a": rec.a, "a_if": rec.a_if, "b": rec.b,
-                                           "b_if": rec.b_if})
+                a_mac, b_mac = self.end_macs(i)
+                specs[ha]["veths"].append({"name": rec.name, "a": rec.a, "a_if": rec.a_if, "a_mac": a_mac,
+                                           "b": rec.b, "b_if": rec.b_if, "b_mac": b_mac})
                 continue
             for host, (section, entry) in self._cross_host_ends(i, rec, ha, hb).items():
                 specs[host][section].append(entry)
-        for node, ifaces in interfaces_by_node(self.topo, links).items():
+        for node, ifaces in interfaces_by_node(self.topo, links, self.end_macs).items():
             specs[place[node]]["ifaces"][node] = ifaces
         return specs
 
@@ -302,7 +309,7 @@ def clean_hosts(run, skip_unreachable: bool = False) -> None:
     write_config(run, hosts)
     # hosts are touched only once every one of them passed the checks; before that there is nothing to clean
     todo = [name for name, h in run.state["hosts"].items() if h.get("reached")]
-    results = run_playbook(run, "down.yml", [hosts[h] for h in todo], backend._hostvars()) if todo else {}
+    results = run_playbook(run, "down.yml", [hosts[h] for h in todo], backend.hostvars()) if todo else {}
     stop_masters(run, hosts)
     failed = [f"host {hosts[h].where()}: {r.error}" for h, r in results.items() if not r.ok]
     if failed and not skip_unreachable:

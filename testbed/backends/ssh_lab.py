@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from node.netns import in_netns
+from node.agent.netns import in_netns
 from testbed import runs
 from testbed.backends.netns import spawn_holder
 
@@ -70,26 +70,31 @@ class SshLab:
         run = runs.new_run(name, "ssh-lab", f"ssh-lab:{count}")
         lab = cls(run)
         try:
-            run.state["kind"] = "ssh-lab"
-            os.chmod(run.dir, 0o755)    # the lab's non-root users read their authorized keys here
-            lab._keys(count)
-            names = ["lan"] + [f"h{i}" for i in range(1, count + 1)]
-            for n in names:
-                pid = spawn_holder(run.id, n)
-                run.state["nodes"][n] = {"pid": pid, "start": runs.proc_start_time(pid), "netns": None}
-                run.save()
-            lab._wait_namespaces()
-            lab._wire()
-            for h in names[1:]:
-                lab._start_sshd(h)
-            lab._wait_listening()
-            run.state["status"] = "ready"
-            run.state["owner"] = None
-            run.save()
+            lab.build(count)
         except BaseException:
             runs.destroy(run)
             raise
         return lab
+
+    def build(self, count: int) -> None:
+        """Keys, a namespace per host and the LAN's, the wiring, an sshd per host; the journal first."""
+        run = self.run
+        run.state["kind"] = "ssh-lab"
+        os.chmod(run.dir, 0o755)    # the lab's non-root users read their authorized keys here
+        self._keys(count)
+        names = ["lan"] + [f"h{i}" for i in range(1, count + 1)]
+        for n in names:
+            pid = spawn_holder(run.id, n)
+            run.state["nodes"][n] = {"pid": pid, "start": runs.proc_start_time(pid), "netns": None}
+            run.save()
+        self._wait_namespaces()
+        self._wire()
+        for h in names[1:]:
+            self._start_sshd(h)
+        self._wait_listening()
+        run.state["status"] = "ready"
+        run.state["owner"] = None
+        run.save()
 
     @classmethod
     def attach(cls, name: str) -> "SshLab":

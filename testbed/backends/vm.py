@@ -281,6 +281,14 @@ class VagrantBackend(SshBackend):
         place = self.run.state["placement"]
         return ["veth" if place[r.a] == place[r.b] else "nic" for r in links]
 
+    def end_macs(self, i: int) -> tuple[str, str]:
+        """A link between two VMs keeps its NICs' MAC addresses (the plan's); one inside a VM is a veth pair."""
+        link = self.topo.links[i]
+        place = self.run.state["placement"]
+        if place[link.a] == place[link.b]:
+            return super().end_macs(i)
+        return _mac(self.run.id, link.name, "a"), _mac(self.run.id, link.name, "b")
+
     def _cross_host_ends(self, i, rec, host_a, host_b):
         """A link between two VMs: the NIC at each end (the plan's MAC addresses), moved into its node."""
         p = json.loads(self.run.path("vagrant", "plan.json").read_text())

@@ -33,18 +33,20 @@ __main__ (the process behind flap and bursty loss).
 """
 from __future__ import annotations
 
-from testbed.faults.base import KINDS, End, Fault, FaultError, link_ends, parse_fault
+from testbed.faults.base import (KINDS, LINK_FORMS, End, Fault, FaultCheckFailed, FaultError, link_ends, parse_fault,
+                                 parse_link)
 # importing the kinds fills KINDS, in this order (the order help texts list them in)
 from testbed.faults.link import (Corrupt, Delay, Duplicate, Flap, Jitter, LinkDown, LinkEmulation, Loss, Partition,
                                  Rate, Reorder)
 from testbed.faults.node import Crash, NodeFault, Pause, Restart
 from testbed.faults.byzantine import Malformed
 from testbed.faults.route_server import ClockSkew, ForgedAnnouncement, ReplayedAnnouncement, RouteServerLoss
-from testbed.faults.measure import iperf, ping_stats, wait_until
+from testbed.faults.measure import iperf, ping_stats
 from testbed.faults.record import active_faults, apply_fault, heal
 
-__all__ = ["KINDS", "End", "Fault", "FaultError", "link_ends", "parse_fault",
+__all__ = ["KINDS", "LINK_FORMS", "End", "Fault", "FaultError", "FaultCheckFailed", "link_ends", "parse_fault",
+           "parse_link",
            "LinkEmulation", "Loss", "Delay", "Jitter", "Reorder", "Duplicate", "Corrupt", "Rate", "LinkDown", "Flap",
            "Partition", "NodeFault", "Crash", "Restart", "Pause", "Malformed", "ClockSkew", "RouteServerLoss",
            "ForgedAnnouncement", "ReplayedAnnouncement",
-           "apply_fault", "heal", "active_faults", "ping_stats", "iperf", "wait_until"]
+           "apply_fault", "heal", "active_faults", "ping_stats", "iperf"]

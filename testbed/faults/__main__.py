@@ -8,7 +8,6 @@ import contextlib
 import random
 import signal
 import sys
-import time
 
 from testbed.faults.base import FaultError, link_ends
 from testbed.faults.link import Loss, interface_params, set_link
@@ -16,6 +15,7 @@ from testbed.faults.netlink import set_link_state
 from testbed.faults.record import active_faults
 from testbed.mesh import Mesh
 from testbed.topology import parse_fraction, parse_time
+from testbed.waiting import wait_until
 
 
 def main(argv=None) -> int:
@@ -34,9 +34,7 @@ def main(argv=None) -> int:
     ends, _ = link_ends(mesh, args.link)
 
     def sleep(seconds):
-        deadline = time.monotonic() + max(0.0, seconds)
-        while not stop and time.monotonic() < deadline:
-            time.sleep(min(0.05, deadline - time.monotonic()) if deadline > time.monotonic() else 0)
+        wait_until(lambda: stop, max(0.0, seconds), interval=0.05)     # SIGTERM ends it early
 
     if args.mode == "flap":
         half, jitter = parse_time(args.a) / 2, parse_time(args.b)

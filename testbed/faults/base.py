@@ -13,6 +13,11 @@ class FaultError(RuntimeError):
     """A fault that cannot be parsed, applied, or that did not take effect / did not go away."""
 
 
+class FaultCheckFailed(FaultError):
+    """The fault was applied but its check did not see it bite (it was healed again); the message says what was
+    measured against what tolerance, and what else may explain it."""
+
+
 # -- where a fault acts -----------------------------------------------------------------------------------
 
 @dataclass
@@ -27,18 +32,54 @@ class End:
     side: str  # "ab" if node is the topology link's a, else "ba"
 
 
-def link_ends(mesh, spec: str) -> tuple[list[End], bool]:
-    """`a--b` -> both ends; `a->b` -> only a's end. Returns (ends, one_way)."""
-    m = re.fullmatch(r"\s*([^\s>-][^\s]*?)\s*(--|->)\s*([^\s]+)\s*", spec)
+# Node names are letters, digits and '_' (testbed/topology/model.py), so '-' and ':' can separate them. Forms
+# without shell metacharacters need no quoting: a-b (= a--b) and a:b (= 'a->b', a's end towards b, as in
+# `pktlab capture a:b`).
+_LINK = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*(--|->|-|:)\s*([A-Za-z][A-Za-z0-9_]*)\s*")
+LINK_FORMS = "a--b or a-b (both directions), a:b or 'a->b' (one way: a's end towards b)"
+
+
+def parse_link(spec: str) -> tuple[str, str, bool]:
+    """`a--b`, `a-b` -> (a, b, False); `a->b`, `a:b` -> (a, b, True): one way, only a's end towards b."""
+    m = _LINK.fullmatch(spec) if isinstance(spec, str) else None
     if not m:
-        raise FaultError(f"link {spec!r}: write it as a--b (both directions) or a->b (one way)")
-    a, arrow, b = m.groups()
+        if isinstance(spec, str) and spec.rstrip().endswith("-"):
+            raise FaultError(f"link {spec!r} looks cut by the shell: an unquoted `{spec.strip()}>b` sends the "
+                             "output to a file named b (remove that file). Quote it, 'a->b', or write a:b")
+        raise FaultError(f"link {spec!r}: write it as {LINK_FORMS}")
+    a, sep, b = m.groups()
+    if a == b:
+        raise FaultError(f"link {spec!r}: a link joins two different nodes")
+    return a, b, sep in ("->", ":")
+
+
+def link_ends(mesh, spec: str) -> tuple[list[End], bool]:
+    """Both ends of the link (a--b), or only a's end (one way). Returns (ends, one_way)."""
+    a, b, one_way = parse_link(spec)
     for i, rec in enumerate(mesh.run.state.get("links", [])):
-        if {rec["a"], rec["b"]} == {a, b} and a != b:
+        if {rec["a"], rec["b"]} == {a, b}:
             ea = end_of(rec, i, a)
             eb = end_of(rec, i, b)
-            return ([ea] if arrow == "->" else [ea, eb]), arrow == "->"
+            return ([ea] if one_way else [ea, eb]), one_way
     raise FaultError(f"run {mesh.run.name} has no link between {a!r} and {b!r}")
+
+
+def topology_link(topo, spec: str) -> None:
+    """Before a mesh exists: the topology has the link spec names (FaultError naming what is missing)."""
+    a, b, _ = parse_link(spec)
+    for n in (a, b):
+        topology_node(topo, n)
+    if not any({l.a, l.b} == {a, b} for l in topo.links):
+        near = sorted(l.b if l.a == a else l.a for l in topo.links if a in (l.a, l.b))
+        raise FaultError(f"topology {topo.name} has no link between {a!r} and {b!r} ({a}'s links go to "
+                         f"{', '.join(near) or 'no node'})")
+
+
+def topology_node(topo, node: str) -> str:
+    if node not in topo.nodes:
+        shown = ", ".join(list(topo.nodes)[:12]) + (" ..." if len(topo.nodes) > 12 else "")
+        raise FaultError(f"topology {topo.name} has no node {node!r} (nodes: {shown})")
+    return node
 
 
 def end_of(rec: dict, index: int, node: str) -> End:
@@ -104,8 +145,16 @@ class Fault:
             v = getattr(self, name, None)
             if v:
                 parse(v)
-        if hasattr(self, "link") and not re.search(r"(--|->)", self.link):
-            raise FaultError(f"{self.kind}: link {self.link!r}: write it as a--b or a->b")
+        if hasattr(self, "link"):
+            try:
+                parse_link(self.link)
+            except FaultError as e:
+                raise FaultError(f"{self.kind}: {e}") from None
+
+    def check_topology(self, topo) -> None:
+        """Before anything is built: the fault's target exists in the topology (FaultError if not)."""
+        if self.TARGET == "link":
+            topology_link(topo, self.link)
 
     # -- behaviour (overridden) --
     def baseline(self, mesh) -> None:

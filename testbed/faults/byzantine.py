@@ -5,10 +5,11 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.backends.base import BackendError
 from testbed.faults.base import End, Fault, FaultError, link_ends
-from testbed.faults.measure import drops, wait_until
+from testbed.faults.measure import drops
+from testbed.waiting import wait_until
 
 PEER_PORT = 7100
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from testbed import runs
-from testbed.faults.measure import wait_until
+from testbed.waiting import wait_until
 
 
 def start_helper(mesh, args: list[str], fault_id: str) -> dict:
@@ -29,7 +29,7 @@ def stop_helper(rec: dict | None) -> None:
     if not rec or not runs.alive(rec["pid"], rec.get("start")):
         return
     os.kill(rec["pid"], signal.SIGTERM)
-    if not wait_until(lambda: not runs.alive(rec["pid"], rec.get("start")), 5, 0.02):
+    if not wait_until(lambda: not runs.alive(rec["pid"], rec.get("start")), 5, interval=0.02):
         os.kill(rec["pid"], signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(rec["pid"], os.WNOHANG)

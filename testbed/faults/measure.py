@@ -7,31 +7,28 @@ import re
 import subprocess
 import time
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import End, FaultError
 from testbed.runs import proc_state  # noqa: F401 (tests read a process's state through here)
 
 
-def wait_until(predicate, within: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + within
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def ping_stats(mesh, a: str, b: str, count: int = 10, interval: float = 0.2, wait: float = 1.0) -> dict:
-    """ICMPv6 echo from a to b over their fc00::/8 addresses: sent, received, loss, dups, avg and mdev ms."""
+    """ICMPv6 echo from a to b over their fc00::/8 addresses: sent, received, loss, dups, min/avg/max/mdev ms."""
     argv = ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait), mesh.ip6(b)]
     r = mesh.exec(a, argv, timeout=count * interval + wait + 10)
-    out = r.stdout
+    return parse_ping(r.stdout, count)
+
+
+def parse_ping(out: str, count: int) -> dict:
+    """The summary of iputils ping: sent, received, dups, loss (fraction) and min/avg/max/mdev in ms (None when
+    nothing came back)."""
     m = re.search(r"(\d+) packets transmitted, (\d+) received(?:, \+(\d+) duplicates)?", out)
     sent, received, dups = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else (count, 0, 0)
     rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    stats = dict(zip(("min", "avg", "max", "mdev"), map(float, rtt.groups()))) if rtt else \
+        dict.fromkeys(("min", "avg", "max", "mdev"))
     return {"sent": sent, "received": received, "dups": dups, "loss": 1 - received / sent if sent else 1.0,
-            "avg": float(rtt.group(2)) if rtt else None, "mdev": float(rtt.group(4)) if rtt else None}
+            **stats}
 
 
 def mean_rtt(mesh, a: str, b: str) -> float | None:
@@ -40,15 +37,16 @@ def mean_rtt(mesh, a: str, b: str) -> float | None:
 
 
 def iperf(mesh, client: str, server: str, seconds: float = 2.0, reverse: bool = False, port: int = 5201,
-          extra: list[str] | None = None) -> float | None:
-    """TCP throughput client -> server (bit/s, as received) with iperf3 over the fc00::/8 addresses."""
-    from testbed.backends.netns import exec_in
+          extra: list[str] | None = None, omit: float = 0.5) -> float | None:
+    """TCP throughput client -> server (bit/s, as received) with iperf3 over the fc00::/8 addresses; the first
+    `omit` seconds (slow start, a shaper's initial burst) are not counted."""
+    from testbed.backends import exec_in
     srv = exec_in(mesh.run, server, ["iperf3", "-s", "-1", "-p", str(port), "-B", mesh.ip6(server)],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(30):
             r = mesh.exec(client, ["iperf3", "-c", mesh.ip6(server), "-p", str(port), "-t", str(seconds), "-J",
-                                   "-O", "0.5"] + (["-R"] if reverse else []) + (extra or []),
+                                   "-O", str(omit)] + (["-R"] if reverse else []) + (extra or []),
                           timeout=seconds + 20)
             try:
                 data = json.loads(r.stdout)
@@ -79,6 +77,16 @@ def drops(mesh, node: str) -> int:
         total += sum(v for v in (i.get("drops") or {}).values() if isinstance(v, int))
     total += sum(v for k, v in (c.get("switch") or {}).items() if "drop" in k and isinstance(v, int))
     return total
+
+
+def interface_counters(mesh, end: End) -> dict:
+    """The counters of an end's interface: tx_packets (sent on the wire) and the emulation's lost, reordered ..."""
+    try:
+        c = mesh.agent(end.node).call("counters", timeout=3)
+    except (OSError, AgentError, ValueError) as e:
+        raise FaultError(f"counters of {end.node}: {e}") from None
+    i = c.get("interfaces", {}).get(end.ifname, {})
+    return {"tx_packets": i.get("tx_packets", 0), **(i.get("emulation") or {})}
 
 
 def emulation_counter(mesh, end: End, name: str) -> int:

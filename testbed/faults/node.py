@@ -9,9 +9,10 @@ from typing import ClassVar
 
 import networkx as nx
 
-from node.control_client import AgentError
-from testbed.faults.base import Fault, FaultError, check_node
-from testbed.faults.measure import ping_stats, wait_until
+from node.agent.control_client import AgentError
+from testbed.faults.base import Fault, FaultError, check_node, topology_node
+from testbed.faults.measure import ping_stats
+from testbed.waiting import wait_until
 
 
 @dataclass
@@ -19,6 +20,9 @@ class NodeFault(Fault):
     """A fault on one node's agent."""
     TARGET: ClassVar[str] = "node"
     node: str = ""
+
+    def check_topology(self, topo) -> None:
+        topology_node(topo, self.node)
 
     def _agent_answers(self, mesh, timeout=1.0) -> dict | None:
         try:
@@ -121,6 +125,4 @@ def restart_agent(mesh, node: str) -> int:
     if mesh.backend.agent_state(node) is not None:
         mesh.backend.signal_agent(node, signal.SIGCONT)
         mesh.stop_agent(node, signal.SIGKILL, timeout=5)
-    pid = mesh.start_agent(node)
-    mesh.run.save()
-    return pid
+    return mesh.restart_agents([node])

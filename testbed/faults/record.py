@@ -8,22 +8,35 @@ import json
 import os
 
 from testbed.events import EventLog
-from testbed.faults.base import Fault, FaultError, parse_fault
+from testbed import runs
+from testbed.faults.base import Fault, FaultCheckFailed, FaultError, parse_fault
 
 FAULTS_FILE = "faults.json"
 
 
 def apply_fault(mesh, spec, check: bool = True) -> Fault:
     """Apply a fault to a running mesh, record and log it; with check, measure that it bites (if it does not,
-    it is healed again and FaultError raised)."""
+    it is healed again and FaultCheckFailed raised). A fault that fails leaves its id for the next one."""
     fault = parse_fault(spec)
     with _locked(mesh):
         data = _read(mesh)
         fault.id = f"f{data['next']}"
         data["next"] += 1
         _write(mesh, data)
-    fault.baseline(mesh)
-    fault.apply(mesh)
+    try:
+        fault.baseline(mesh)
+        try:
+            fault.apply(mesh)
+        except BaseException:
+            with contextlib.suppress(Exception):     # undo whatever part of it was applied
+                fault.heal(mesh)
+            raise
+    except FaultError as e:
+        _release_id(mesh, fault.id)
+        raise FaultError(f"{e}{suspects(mesh, fault)}") from None
+    except BaseException:
+        _release_id(mesh, fault.id)
+        raise
     mesh.run.save()
     where = _event_fields(fault)
     with _event_log(mesh) as log:
@@ -38,15 +51,36 @@ def apply_fault(mesh, spec, check: bool = True) -> Fault:
     if check:
         try:
             fault.state["effect"] = fault.check(mesh)
-        except FaultError:
+        except FaultError as e:
+            context = suspects(mesh, fault)
             if not fault.instant:
                 heal(mesh, fault.id, check=False)
-            raise
+            _release_id(mesh, fault.id)
+            raise FaultCheckFailed(f"{e}{context}") from None
         _update_state(mesh, fault)
     if fault.instant:
         with _event_log(mesh) as log:
             log.append("heal", where["node"], where["link"], id=fault.id, instant=True)
     return fault
+
+
+def suspects(mesh, fault: Fault) -> str:
+    """What else may explain a check's failure: the other active faults and the agents that are down."""
+    others = [f"{f.id} {f.describe()}" for f in active_faults(mesh) if f.id != fault.id]
+    down = [n for n, rec in mesh.run.state.get("agents", {}).items()
+            if not runs.alive(rec.get("pid", 0), rec.get("start"))]
+    parts = ([f"other active faults: {'; '.join(others)}"] if others else []) + \
+            ([f"agents down: {', '.join(down[:10])}{' ...' if len(down) > 10 else ''}"] if down else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _release_id(mesh, fault_id: str) -> None:
+    """Give a failed fault's id back, unless another fault took a later one meanwhile."""
+    with _locked(mesh):
+        data = _read(mesh)
+        if f"f{data['next'] - 1}" == fault_id:
+            data["next"] -= 1
+            _write(mesh, data)
 
 
 def heal(mesh, fault_id: str | None = None, check: bool = True) -> list[Fault]:
@@ -68,19 +102,35 @@ def heal(mesh, fault_id: str | None = None, check: bool = True) -> list[Fault]:
         where = _event_fields(fault)
         with _event_log(mesh) as log:
             log.append("heal", where["node"], where["link"], id=fault.id, type=fault.kind)
-    if check:
-        for fault in faults:
+    if check:      # in the order of the heals: a node brought back first is waited for before links are measured
+        for fault in reversed(faults):
             try:
                 fault.state["healed"] = fault.check_healed(mesh)
             except FaultError as e:
-                problems.append(str(e))
+                problems.append(f"{e}{suspects(mesh, fault)}")
     if problems:
-        raise FaultError("; ".join(problems))
+        raise FaultCheckFailed("; ".join(problems))
     return faults
 
 
 def active_faults(mesh) -> list[Fault]:
     return [parse_fault(d) for d in _read(mesh)["active"]]
+
+
+def faults_of_run(run) -> list[dict]:
+    """The active faults of a run as {id, kind, description}, from its record alone (no mesh needed)."""
+    try:
+        with open(run.path(FAULTS_FILE)) as f:
+            active = json.load(f).get("active", [])
+    except (OSError, ValueError):
+        return []
+    out = []
+    for d in active:
+        try:
+            out.append({"id": d.get("id"), "kind": d.get("kind"), "description": parse_fault(d).describe()})
+        except FaultError:
+            out.append({"id": d.get("id"), "kind": d.get("kind"), "description": str(d.get("kind"))})
+    return out
 
 
 def _update_state(mesh, fault: Fault) -> None:

@@ -14,20 +14,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.control_client import AgentError
+from node.agent.control_client import AgentError
 from testbed.faults.base import FaultError, check_node
-from testbed.faults.measure import wait_until
+from testbed.waiting import wait_until
 from testbed.faults.node import NodeFault
 from testbed.topology import parse_time
 
 SKEW_TOLERANCE_S = 2.0        # the client's estimate is the server's recvTime minus our mid-RTT time
 
 
+def needs_route_servers(kind: str, topo) -> None:
+    if not topo.nodes_with_role("route_server"):
+        raise FaultError(f"{kind}: needs a mesh routed by route servers, and topology {topo.name} has no node "
+                         "with the role route_server")
+
+
 def _routes(mesh, node: str) -> dict:
+    if mesh.run.state.get("routing") != "route-server":
+        raise FaultError(f"{node}: run {mesh.run.name} routes statically; this fault needs a mesh routed by "
+                         "route servers (a topology with route_server nodes)")
     try:
         return mesh.agent(node).call("routes", timeout=2)
     except (OSError, AgentError, ValueError) as e:
-        raise FaultError(f"{node}: no route-server client ({e}); this fault needs a mesh routed by route servers")
+        raise FaultError(f"{node}: its agent did not answer `routes` ({e})") from None
 
 
 def server_of(mesh, node: str) -> str | None:
@@ -49,7 +58,16 @@ def _rs_status(mesh, node: str) -> dict | None:
 
 
 @dataclass
-class ClockSkew(NodeFault):
+class RouteServerFault(NodeFault):
+    """A fault of the route-server plane: the topology must have route servers."""
+
+    def check_topology(self, topo) -> None:
+        super().check_topology(topo)
+        needs_route_servers(self.kind, topo)
+
+
+@dataclass
+class ClockSkew(RouteServerFault):
     kind: ClassVar[str] = "clock-skew"
     MAIN: ClassVar[str] = "offset"
     offset: str = "60s"
@@ -121,12 +139,17 @@ class ClockSkew(NodeFault):
 
 
 @dataclass
-class RouteServerLoss(NodeFault):
+class RouteServerLoss(RouteServerFault):
     kind: ClassVar[str] = "route-server-loss"
 
+    def check_topology(self, topo) -> None:
+        super().check_topology(topo)
+        if "route_server" not in topo.nodes[self.node].roles:
+            raise FaultError(f"route-server-loss {self.node}: not a route server (role route_server); route "
+                             f"servers: {', '.join(topo.nodes_with_role('route_server'))}")
+
     def baseline(self, mesh) -> None:
-        if "route_server" not in mesh.topo.nodes[check_node(mesh, self.node)].roles:
-            raise FaultError(f"route-server-loss {self.node}: not a route server (role route_server)")
+        self.check_topology(mesh.topo)
         self.state["users"] = users_of(mesh, self.node)
 
     def apply(self, mesh) -> None:
@@ -162,7 +185,7 @@ class RouteServerLoss(NodeFault):
 
 
 @dataclass
-class ForgedAnnouncement(NodeFault):
+class ForgedAnnouncement(RouteServerFault):
     kind: ClassVar[str] = "forged-announcement"
     instant: ClassVar[bool] = True
     MAIN: ClassVar[str] = "count"
@@ -179,7 +202,7 @@ class ForgedAnnouncement(NodeFault):
             return seen[0] not in (None, self.node)
         if not wait_until(other_node_serves, 10):
             raise FaultError(f"{self.kind} {self.node}: the node uses no route server of another node "
-                             f"(routes: {_routes(mesh, self.node)})")
+                             f"(its route server: {seen[0] or 'none found'})")
         self.state["server"] = server = seen[0]
         self.state["before"] = (_rs_status(mesh, server) or {}).get("rejected", {}).get(self.reason, 0)
         self.state["accepted_before"] = _routes(mesh, self.node)["counters"].get("ann_accepted", 0)

@@ -1,9 +1,9 @@
 """Checks that a run left nothing behind: namespaces, processes, files, host-namespace changes."""
 import os
 import subprocess
-import time
 
 from testbed import runs
+from testbed.waiting import wait_until
 
 
 def host_view():
@@ -40,9 +40,6 @@ def tagged_processes(run_id: str) -> list[int]:
 def assert_gone(state: dict, run_dir):
     inodes = {n["netns"] for n in state["nodes"].values()}
     assert inodes, "the journal named no namespaces"
-    deadline = time.monotonic() + 5
-    while inodes & live_netns_inodes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not inodes & live_netns_inodes(), "namespaces of the run still exist"
+    wait_until(lambda: not inodes & live_netns_inodes(), 5, "the run's namespaces gone", interval=0.05)
     assert tagged_processes(state["id"]) == []
     assert not os.path.exists(run_dir)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from testbed import runs
+from testbed import backends, runs
 from testbed.backends.ssh_lab import LAB_USERS, SshLab
 
 from .leaks import live_netns_inodes, tagged_processes
@@ -49,7 +49,7 @@ def lab():
     finally:
         for r in runs.list_runs():        # whatever a failed test left, then the lab itself
             if r.name != "lab":
-                runs.destroy(r, skip_unreachable=True)
+                backends.destroy(r, skip_unreachable=True)
         lab.down()
         if old is None:
             os.environ.pop("PKTLAB_HOME", None)

@@ -91,7 +91,7 @@ def test_the_box_boots_to_ssh(tmp_path):
 
 def _banner(pid: int) -> bytes:
     """The first bytes of the SSH server's greeting, read from inside QEMU's namespace."""
-    from node.netns import in_netns
+    from node.agent.netns import in_netns
     fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
     try:
         with in_netns(fd):

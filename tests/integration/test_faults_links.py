@@ -9,6 +9,7 @@ import pytest
 
 from testbed import faults as F, runs
 from testbed.mesh import Mesh
+from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
 
@@ -108,7 +109,7 @@ def test_delay(mesh, baseline):
     F.heal(mesh, f.id)
     assert not any(emulation(mesh, "n1", "n1-eth0").values())
     # measured, with a few tries: one slow sample on a busy 2-core machine is not the delay coming back
-    assert F.wait_until(lambda: F.ping_stats(mesh, "n1", "n2", 10, 0.05)["avg"] < baseline["rtt"] + 5, 5)
+    assert wait_until(lambda: F.ping_stats(mesh, "n1", "n2", 10, 0.05)["avg"] < baseline["rtt"] + 5, 5)
 
 
 def test_one_way_delay_adds_once(mesh, baseline):
@@ -123,7 +124,7 @@ def test_jitter(mesh):
     assert F.ping_stats(mesh, "n1", "n2", 30, 0.02)["mdev"] > 4
     F.heal(mesh, f.id)
     assert not any(emulation(mesh, "n1", "n1-eth0").values())
-    assert F.wait_until(lambda: F.ping_stats(mesh, "n1", "n2", 30, 0.02)["mdev"] < 3, 5)
+    assert wait_until(lambda: F.ping_stats(mesh, "n1", "n2", 30, 0.02)["mdev"] < 3, 5)
 
 
 @pytest.mark.parametrize("spec,counter", [("reorder n1--n2 40%", "reordered"),

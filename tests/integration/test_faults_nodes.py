@@ -11,6 +11,7 @@ import pytest
 from testbed import faults as F, runs
 from testbed.faults import measure
 from testbed.events import read_events
+from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
               pytest.mark.mesh("grid:2x2", scope="module", seed=22)]
@@ -44,7 +45,7 @@ def test_crash_and_restart_same_identity(mesh):
     kinds = [e["kind"] for e in read_events(mesh.run.path("events.jsonl"), node="r2c2", kind=("fault", "heal"))]
     assert kinds[-2:] == ["fault", "heal"], kinds
     # the run monitor (one sample a second) notices the restart by the agent's uptime going back
-    assert F.wait_until(lambda: any(e["kind"] == "agent_restart" for e in
+    assert wait_until(lambda: any(e["kind"] == "agent_restart" for e in
                                     read_events(mesh.run.path("events.jsonl"), node="r2c2")), 5)
 
 
@@ -80,19 +81,19 @@ def test_malformed_frames_are_counted_drops(mesh):
     assert mesh.agent("r1c2").call("status")["healthy"]
     # The frames carry r1c1's address, so r1c2's switch errors about them go to r1c1, which may reset its
     # session once (a legitimate reaction to an error for a path it uses): traffic is back within seconds.
-    assert F.wait_until(lambda: mesh.ping("r1c1", "r2c2", timeout=1) is not None, 5)
+    assert wait_until(lambda: mesh.ping("r1c1", "r2c2", timeout=1) is not None, 5)
 
 
 def test_faults_listed_from_another_process(mesh):
     f1 = F.apply_fault(mesh, "delay r1c1--r1c2 10ms", check=False)
     f2 = F.apply_fault(mesh, "link-down r2c1--r2c2", check=False)
     env = dict(os.environ, PKTLAB_HOME=str(mesh.run.dir.parent))
-    out = subprocess.run([sys.executable, "-m", "testbed.cli_faults", "faults", "--run", mesh.run.name, "--json"],
+    out = subprocess.run([sys.executable, "-m", "testbed.cli", "faults", "--run", mesh.run.name, "--json"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
     assert [(d["id"], d["kind"]) for d in listed] == [(f1.id, "delay"), (f2.id, "link-down")]
-    heal = subprocess.run([sys.executable, "-m", "testbed.cli_faults", "heal", "--run", mesh.run.name],
+    heal = subprocess.run([sys.executable, "-m", "testbed.cli", "heal", "--run", mesh.run.name],
                           capture_output=True, text=True, env=env, timeout=120)
     assert heal.returncode == 0, heal.stderr
     assert F.active_faults(mesh) == []

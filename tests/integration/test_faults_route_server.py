@@ -8,6 +8,7 @@ import os
 import pytest
 
 from testbed import faults as F
+from testbed.waiting import wait_until
 from testbed.faults.route_server import server_of, users_of
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
@@ -51,7 +52,7 @@ def test_route_server_loss_moves_its_nodes_and_a_fresh_server_rebuilds(mesh):
     f = F.apply_fault(mesh, f"route-server-loss {lost}")        # checked: its users move to the other server
     assert f"moved to {other}" in f.state["effect"]
     assert all(server_of(mesh, n) == other for n in users)
-    assert F.wait_until(lambda: server_of(mesh, lost) == other, 10)   # the node itself uses the other one too
+    assert wait_until(lambda: server_of(mesh, lost) == other, 10)   # the node itself uses the other one too
     assert mesh.agent(lost).call("status")["healthy"]           # the node itself still switches
     assert mesh.ping("r2", "r6", timeout=2) is not None
     with pytest.raises(Exception, match="not running"):

@@ -5,7 +5,7 @@ import os
 import networkx as nx
 import pytest
 
-from testbed.faults import wait_until
+from testbed.waiting import wait_until
 from testbed.mesh import Mesh
 from testbed.paths import MESHNET_LAB
 

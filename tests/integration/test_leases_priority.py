@@ -1,17 +1,16 @@
 """PKT leases on real namespaces: two customers flood one congested link through a routing device.
 
-    A (n0) --lease a_in--\\
-                          D (n1) --lease isp, 2000 kbit/s paced by D--> C (n2)
-    B (n3) --lease b_in--/
+    a1 --lease a_in--\
+                      core1 --2000 kbit/s, paced by core1, leases a_up / b_up--> sink
+    b1 --lease b_in--/
 
-A and B mark their packets priority 15 + customer ("origin"); D meters each incoming lease against its
-max-priority-bandwidth. UDP floods from A and B to C are measured at C's receiver (limits 2000:200 -> 10:1).
-Then signed configuration requests through D's control API set both limits to 1000 live (-> 1:1), and a
-replayed or wrongly signed request is rejected with its reason. A second test turns a_in into a peer lease
-(clear-customer-bit) and isp into deprioritize-non-customer = 4, and checks the traffic classes in a capture on
-C's veth; then cuts every lease to priority 0 and checks the device is still reachable (fail-open).
-
-Needs root (namespaces, TUN). Uses tests/integration/agent_harness.py, which removes everything it creates.
+The topology (tests/integration/topologies/leases-priority.yaml) declares the leases: a1 and b1 mark their packets
+priority 15 + customer ("origin"); core1 meters each incoming lease against its max-priority-bandwidth. UDP floods
+from a1 and b1 to sink are measured at sink's receiver (limits 2000:200 -> 10:1). Then signed configuration
+requests from the holders set both limits to 1000 live (-> 1:1), and a replayed or wrongly signed request is
+rejected with its reason. A second test turns a_in into a peer lease (clear-customer-bit) and the uplink leases
+into deprioritize-non-customer = 4, and checks the traffic classes in a capture on sink's veth; then cuts every
+lease to priority 0 and checks the device is still reachable (fail-open). Needs root.
 """
 
 import ipaddress
@@ -20,21 +19,21 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from agent_harness import PYTHON, Mesh  # noqa: E402
-
-from node.tun_switch import config_request as cr  # noqa: E402
-from node.tun_switch import keys, labels  # noqa: E402
-from testbed.udp_receiver import kbit_after  # noqa: E402
+from node.cjdns import keys
+from node.leases import requests as cr
+from testbed.backends import exec_in
+from testbed.topology.leases import holder_identity
+from testbed.udp_receiver import kbit_after
 
 pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+              pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "leases-priority.yaml"))]
 
-HOLDER = keys.Identity.from_seed(b"pktlab-lease-it", 99)
-CAPACITY_KBIT = 2000
+CAPACITY_BPS = 2_000_000
 PORT = 9000
 FLOOD_S, WARMUP_S = 8.0, 3.0
 
@@ -59,7 +58,7 @@ while True:
 
 CAPTURE = r"""
 import json, socket, struct, sys, time
-ifname, port, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ifname, duration, ports = sys.argv[1], float(sys.argv[2]), {int(p) for p in sys.argv[3:]}
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
 s.bind((ifname, 0)); s.settimeout(0.2)
 seen = []; start = time.monotonic()
@@ -71,151 +70,104 @@ while time.monotonic() - start < duration:
     ip = frame[14:]
     if len(ip) < 48 + 12 or ip[6] != 17:
         continue
-    if struct.unpack_from(">H", ip, 42)[0] != port:
+    if struct.unpack_from(">H", ip, 42)[0] not in ports:
         continue
     seen.append(struct.unpack_from(">H", ip, 48 + 10)[0])    # switch header traffic class
 print(json.dumps(seen))
 """
 
 
-def ohl(i):
-    return labels.one_hop_label(i)
+def configure(mesh, holder_isp, lease, changes, key=None):
+    """A signed configuration request to core1 as the lease's holder would send it; core1's answer."""
+    key = key or holder_identity(mesh.run.state["seed"], holder_isp).private_key
+    request = cr.make_request(key, lease, changes, time.time()).decode()
+    return mesh.agent("core1").request({"cmd": "lease_config", "request": request}, timeout=5), request
 
 
-def lease(lid, interface, port, **extra):
-    d = {"id": lid, "interface": interface, "udp_port": port, "holder": HOLDER.pubkey_text}
-    d.update(extra)
-    return d
+def ifname_towards(mesh, node, peer):
+    return next(p["ifname"] for p in mesh.agent(node).call("peers")["peers"] if p["peer_name"] == peer)
 
 
-class LeaseMesh(Mesh):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.leases = {}        # node name -> "leases" section
-        self.paths = {}         # node name -> extra path entries
-
-    def config_for(self, node):
-        cfg = super().config_for(node)
-        if node.name in self.leases:
-            cfg["leases"] = self.leases[node.name]
-        cfg["paths"].update(self.paths.get(node.name, {}))
-        return cfg
+def warm_up(mesh):
+    # sessions a1->sink and b1->sink (handshakes) before measuring
+    for src in ("a1", "b1"):
+        r = mesh.agent(src).call("ping", dest=mesh.ip6("sink"), timeout_s=5)
+        assert r["reachable"], r
 
 
-@pytest.fixture
-def mesh(tmp_path):
-    m = LeaseMesh(tmp_path, seed=b"pktlab-lease-it")
-    try:
-        yield m
-    finally:
-        m.cleanup()
-
-
-def build(mesh, limit_a, limit_b):
-    """A, B -> D -> C as in the module docstring; ``None`` limits are unlimited."""
-    a, d, c, b = (mesh.add_node() for _ in range(4))
-    mesh.add_link(a, d)      # l1a / l1b
-    mesh.add_link(d, c)      # l2a / l2b
-    mesh.add_link(b, d)      # l3a / l3b
-    origin = {"priority": 15, "customer": True}
-    mesh.leases[a.name] = {"links": {"l1a": {"leases": [lease("a_in", 20, 7301)]}}, "origin": origin}
-    mesh.leases[b.name] = {"links": {"l3a": {"leases": [lease("b_in", 21, 7302)]}}, "origin": origin}
-    mesh.leases[d.name] = {"links": {
-        "l1b": {"leases": [lease("a_in", 20, 7301, max_priority_bandwidth=limit_a)]},
-        "l3b": {"leases": [lease("b_in", 21, 7302, max_priority_bandwidth=limit_b)]},
-        "l2a": {"capacity_kbit": CAPACITY_KBIT, "leases": [lease("isp", 22, 7303)]}}}
-    mesh.leases[c.name] = {"links": {"l2b": {"leases": [lease("isp", 22, 7303)]}}}
-    for src, iface in ((a, 20), (b, 21)):
-        label = labels.build_label([(None, ohl(iface)), (ohl(iface), ohl(22)), (ohl(22), None)])[0]
-        mesh.paths[src.name] = {c.ip6: {"public_key": c.identity.pubkey_text, "label": labels.label_text(label)}}
-    mesh.start()
-    return a, b, c, d
-
-
-def flood(mesh, senders, receiver, pps=300):
-    """kbit/s per source address received after the warm-up."""
-    rx = mesh.popen(receiver, PYTHON, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S), stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, text=True)
+def flood(mesh, senders, receiver="sink", pps=300):
+    """kbit/s per sender received after the warm-up."""
+    rx = exec_in(mesh.run, receiver, [sys.executable, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
-    tx = [mesh.popen(s, PYTHON, "-c", SENDER, receiver.ip6, str(pps), str(FLOOD_S)) for s in senders]
+    tx = [exec_in(mesh.run, s, [sys.executable, "-c", SENDER, mesh.ip6(receiver), str(pps), str(FLOOD_S)])
+          for s in senders]
     try:
         out, err = rx.communicate(timeout=FLOOD_S + 20)
     finally:
         for p in tx:
             p.wait(timeout=10)
     assert rx.returncode == 0, err
-    return {ipaddress.ip_address(addr).compressed: kbit_after(per_second, WARMUP_S, FLOOD_S)
-            for addr, per_second in json.loads(out).items()}
-
-
-def warm_up(mesh, a, b, c):
-    # sessions A->C and B->C (handshakes) before measuring
-    for src in (a, b):
-        r = mesh.client(src).call("ping", dest=c.ip6, timeout_s=5)
-        assert r["reachable"], r
+    got = {ipaddress.ip_address(addr).compressed: kbit_after(per_second, WARMUP_S, FLOOD_S)
+           for addr, per_second in json.loads(out).items()}
+    return [got.get(ipaddress.ip_address(mesh.ip6(s)).compressed, 0) for s in senders]
 
 
 def test_max_priority_bandwidth_shares_a_congested_link_and_signed_requests_change_it(mesh):
     # 2000 kbit/s = 250 kB/s; the limits bind when their sum is under 15 x 250 priority x kB/s
-    a, b, c, d = build(mesh, limit_a=2000, limit_b=200)
-    warm_up(mesh, a, b, c)
-    got = flood(mesh, [a, b], c)
-    ra, rb = (got.get(ipaddress.ip_address(n.ip6).compressed, 0) for n in (a, b))
+    warm_up(mesh)
+    ra, rb = flood(mesh, ["a1", "b1"])
     print("10:1 ->", ra, rb)
     assert rb > 0 and ra / rb == pytest.approx(10, rel=0.2)
-    assert ra + rb <= CAPACITY_KBIT * 1.05
+    assert (ra + rb) * 1000 <= CAPACITY_BPS * 1.05       # flood() measures kbit/s
 
-    ctl = mesh.client(d)
-    desc = ctl.call("leases")
-    assert desc["interfaces"]["20"] == {"link": "l1b", "lease": "a_in"}
-    assert desc["egress"]["l2a"]["drops"]["queue_full"] + desc["egress"]["l2a"]["drops"]["pushed_out"] > 0
+    desc = mesh.agent("core1").call("leases")
+    assert {"link": ifname_towards(mesh, "core1", "a1"), "lease": "a_in"} in desc["interfaces"].values()
+    uplink = ifname_towards(mesh, "core1", "sink")
+    assert desc["egress"][uplink]["drops"]["queue_full"] + desc["egress"][uplink]["drops"]["pushed_out"] > 0
 
-    # the holder sets both limits to 1000: equal shares
-    now = time.time()
-    req_a = cr.make_request(HOLDER.private_key, "a_in", {"max_priority_bandwidth": 1000}, now).decode()
-    assert ctl.call("lease_config", request=req_a)["lease"]["max_priority_bandwidth"] == 1000
-    req = cr.make_request(HOLDER.private_key, "b_in", {"max_priority_bandwidth": 1000}, now).decode()
-    assert ctl.call("lease_config", request=req)["lease"]["max_priority_bandwidth"] == 1000
-    assert ctl.request({"cmd": "lease_config", "request": req})["error"] == cr.REPLAYED_NONCE
+    # the holders set both limits to 1000: equal shares
+    answer, _ = configure(mesh, "shopa", "a_in", {"max_priority_bandwidth": 1000})
+    assert answer["lease"]["max_priority_bandwidth"] == 1000
+    answer, request = configure(mesh, "shopb", "b_in", {"max_priority_bandwidth": 1000})
+    assert answer["lease"]["max_priority_bandwidth"] == 1000
+    again = mesh.agent("core1").request({"cmd": "lease_config", "request": request}, timeout=5)
+    assert again["error"] == cr.REPLAYED_NONCE
     other = keys.Identity.from_seed(b"pktlab-lease-it", 100)
-    bad = cr.make_request(other.private_key, "b_in", {"max_priority_bandwidth": 1}, now).decode()
-    assert ctl.request({"cmd": "lease_config", "request": bad})["error"] == cr.WRONG_KEY
-    got = flood(mesh, [a, b], c)
-    ra, rb = (got.get(ipaddress.ip_address(n.ip6).compressed, 0) for n in (a, b))
+    answer, _ = configure(mesh, None, "b_in", {"max_priority_bandwidth": 1}, key=other.private_key)
+    assert answer["error"] == cr.WRONG_KEY
+    ra, rb = flood(mesh, ["a1", "b1"])
     print("1:1 ->", ra, rb)
     assert ra / rb == pytest.approx(1, rel=0.1)
 
 
-def capture(mesh, node, ifname, port, seconds):
-    return mesh.popen(node, PYTHON, "-c", CAPTURE, ifname, str(port), str(seconds), stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
-
-
 def test_peer_traffic_leaves_with_at_most_priority_p_and_leases_fail_open(mesh):
-    a, b, c, d = build(mesh, limit_a=None, limit_b=None)
-    warm_up(mesh, a, b, c)
-    ctl = mesh.client(d)
-    now = time.time()
-    # a_in now comes from a peer (clear-customer-bit); isp caps non-customer traffic at P = 4
-    for lid, changes in (("a_in", {"clear_customer_bit": True}), ("isp", {"deprioritize_non_customer": 4})):
-        assert ctl.call("lease_config", request=cr.make_request(HOLDER.private_key, lid, changes, now).decode())
-    cap = capture(mesh, c, "l2b", 7303, 4.0)
+    warm_up(mesh)
+    # a_in now comes from a peer (clear-customer-bit); the uplink leases cap non-customer traffic at P = 4
+    for holder, lid, changes in (("shopa", "a_in", {"clear_customer_bit": True}),
+                                 ("shopa", "a_up", {"deprioritize_non_customer": 4}),
+                                 ("shopb", "b_up", {"deprioritize_non_customer": 4})):
+        assert configure(mesh, holder, lid, changes)[0]["ok"]
+    config = json.loads(mesh.run.path("nodes", "sink", "agent.json").read_text())
+    ifname = ifname_towards(mesh, "sink", "core1")
+    ports = [str(lease["udp_port"]) for lease in config["leases"]["links"][ifname]["leases"]]
+    cap = exec_in(mesh.run, "sink", [sys.executable, "-c", CAPTURE, ifname, "4.0", *ports],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    flood(mesh, [a, b], c, pps=50)
+    flood(mesh, ["a1", "b1"], pps=50)
     out, err = cap.communicate(timeout=30)
     classes = json.loads(out)
     non_customer = [tc for tc in classes if tc != 0xFFFF and not tc & 0x0800]
     customer = [tc for tc in classes if tc != 0xFFFF and tc & 0x0800]
     print("captured", len(classes), "non-customer priorities", sorted({tc >> 12 for tc in non_customer}),
           "customer priorities", sorted({tc >> 12 for tc in customer}))
-    assert len(non_customer) > 50 and len(customer) > 50, (len(classes), err)      # A's and B's packets
+    assert len(non_customer) > 50 and len(customer) > 50, (len(classes), err)      # a1's and b1's packets
     assert max(tc >> 12 for tc in non_customer) <= 4
-    assert max(tc >> 12 for tc in customer) == 15                                 # B is a customer
+    assert max(tc >> 12 for tc in customer) == 15                                 # b1 is a customer
 
     # fail-open: with every paid lease cut to priority 0 (max-priority-bandwidth 0) the device still answers over
-    # the free tier (A -> D uses the free leases) and B's lease path still forwards (only priority is lost)
-    for lid in ("a_in", "b_in", "isp"):
-        req = cr.make_request(HOLDER.private_key, lid, {"max_priority_bandwidth": 0}, time.time()).decode()
-        assert ctl.call("lease_config", request=req)
-    assert mesh.client(a).call("ping", dest=d.ip6, timeout_s=5)["reachable"]
-    assert mesh.client(b).call("ping", dest=c.ip6, timeout_s=5)["reachable"]
+    # the free tier and b1's lease path still forwards (only priority is lost)
+    for holder, lid in (("shopa", "a_in"), ("shopb", "b_in"), ("shopa", "a_up"), ("shopb", "b_up")):
+        assert configure(mesh, holder, lid, {"max_priority_bandwidth": 0})[0]["ok"]
+    assert mesh.agent("a1").call("ping", dest=mesh.ip6("core1"), timeout_s=5)["reachable"]
+    assert mesh.agent("b1").call("ping", dest=mesh.ip6("sink"), timeout_s=5)["reachable"]

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from testbed.leases import AGENT_PACE, LEASE_PORT_BASE
+from node.tun_switch.lease_plane import AGENT_PACE
+from testbed.topology.leases import LEASE_PORT_BASE
 from testbed.mesh import Mesh
 
 from .leaks import assert_gone
@@ -42,8 +43,8 @@ def test_declared_leases_come_up_and_show(tmp_path, monkeypatch):
         assert got["a_in"]["max_priority_bandwidth"] == 2000 and got["b_in"]["max_priority_bandwidth"] == 200
         assert got["a_in"]["deprioritize_non_customer"] == 4 and not got["a_in"]["clear_customer_bit"]
         assert got["p_in"]["clear_customer_bit"] and got["p_in"]["deprioritize_non_customer"] is None
-        assert got["uplink"]["guarantee_kbit"] == 500 and 86000 < got["uplink"]["expires_in_s"] <= 86400
-        assert d["links"][ifname["uplink"]]["capacity_kbit"] == 2000 * AGENT_PACE
+        assert got["uplink"]["guarantee_bps"] == 500_000 and 86000 < got["uplink"]["expires_in_s"] <= 86400
+        assert d["links"][ifname["uplink"]]["capacity_bps"] == 2_000_000
         assert d["htb_plans"][ifname["uplink"]]["classes"][-1]["lease"] == "uplink"
 
         # the far end has the same lease; a1's paths go over the lease its isp holds
@@ -56,6 +57,7 @@ def test_declared_leases_come_up_and_show(tmp_path, monkeypatch):
         assert mesh.ping("a1", "sink", count=2) is not None
         d = json.loads(pktlab("leases", "core1", "--json", env=env).stdout)
         assert d["ingress"][f"{ifname['a_in']}/a_in"]["packets"] > 0     # a1 -> core1 came in over a_in
+        assert d["egress"][ifname["uplink"]]["pace_bps"] == 2_000_000 * AGENT_PACE       # the agent's pace
         assert a_in_if == 256
 
         # HTB: one class per lease on core1's rated end, the free lease as default

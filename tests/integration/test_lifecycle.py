@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from testbed import runs
 from testbed.mesh import Mesh
+from testbed.waiting import wait_until
 
 from .leaks import assert_gone, host_view, tagged_processes
 
@@ -48,14 +48,7 @@ def test_kill9_mid_up_then_cleanup_stale(home):
         proc = subprocess.Popen(PKTLAB + ["up", "grid:12x12", "--name", "victim", "--no-agents"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = home / "victim" / "state.json"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the build is under way, then kill it hard
-            try:
-                if json.loads(journal.read_text())["nodes"]:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.005)
+        wait_until(lambda: journal_nodes(journal), 30, "the build under way", 0.005)    # then kill it hard
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         state = json.loads(journal.read_text())
@@ -97,21 +90,21 @@ def test_ctrl_c_during_up_leaves_nothing(home):
     proc = subprocess.Popen(PKTLAB + ["up", "grid:10x10", "--name", "interrupted", "--no-agents"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     journal = home / "interrupted" / "state.json"
-    deadline = time.monotonic() + 30
-    state = None
-    while time.monotonic() < deadline:
-        try:
-            state = json.loads(journal.read_text())
-            if state["nodes"]:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.005)
+    state = wait_until(lambda: journal_nodes(journal), 30, "the build under way", 0.005)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert state and state["nodes"]
     assert_gone(state, home / "interrupted")
+
+
+def journal_nodes(journal):
+    """The run's journal once it names nodes (None before: not written yet, or half written)."""
+    try:
+        state = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if state.get("nodes") else None
 
 
 def test_cli_errors_are_clear(home):

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
+from testbed.waiting import wait_until
 
 from .leaks import assert_gone, host_view
 
@@ -39,10 +40,7 @@ def test_grid_5x5_end_to_end(tmp_path, monkeypatch):
         mesh.stop_agent("r3c3", sig=signal.SIGKILL)
         assert mesh.ping("r1c1", "r3c3", timeout=1) is None
         mesh.start_agent("r3c3")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and mesh.ping("r1c1", "r3c3", timeout=1) is None:
-            pass
-        assert mesh.ping("r1c1", "r3c3") is not None
+        wait_until(lambda: mesh.ping("r1c1", "r3c3", timeout=1) is not None, 20, "r3c3 back after its restart", 0)
         assert mesh.agent("r3c3").call("status")["ip6"] == ip_before
         assert host_view() == before, "the run changed the host namespace"
     finally:

@@ -22,11 +22,11 @@ import time
 import pytest
 
 from testbed import faults
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
-from testbed.topologies.generators import two_isp_grid
+from testbed.topology.generators import two_isp_grid
 
-from .waiting import wait_for
+from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN")]
@@ -125,7 +125,7 @@ def test_forged_replayed_and_skewed_announcements_are_rejected_and_counted(grid)
         grew = {k: after.get(k, 0) - before["rejected"].get(k, 0) for k in after}
         return grew if grew.get("bad_signature", 0) >= 1 and grew.get("clock_skew", 0) >= 1 and \
             grew.get("replay", 0) >= 1 else None
-    grew = wait_for(counted, 10, "the three rejections counted")
+    grew = wait_until(counted, 10, "the three rejections counted")
     print(f"rejections counted by reason: {grew}")
     # `pktlab rs` shows the same counters
     cli = subprocess.run([sys.executable, "-m", "testbed.cli", "rs", ISP2_SERVER, "--run", grid.run.name],
@@ -143,7 +143,7 @@ def test_forged_replayed_and_skewed_announcements_are_rejected_and_counted(grid)
 def test_route_server_crash_keeps_flows_and_the_second_server_takes_over(grid):
     # nodes of isp1 that use the first server; one of them keeps a flow to a far node through the crash
     crashed, second = ISP1_SERVERS
-    users = wait_for(lambda: [n for n in grid.topo.nodes if grid.topo.nodes[n].isp == "isp1" and n not in
+    users = wait_until(lambda: [n for n in grid.topo.nodes if grid.topo.nodes[n].isp == "isp1" and n not in
                               ISP1_SERVERS and grid.agent(n).call("routes")["route_server"] == grid.ip6(crashed)],
                      10, f"isp1 nodes using {crashed}")
     # a flow whose path avoids the crashed node itself (stopping its agent also stops its switch)
@@ -168,7 +168,7 @@ def test_route_server_crash_keeps_flows_and_the_second_server_takes_over(grid):
         assert got & set(range(15, 26)), f"the flow was not established before the crash: {sorted(got)}"
         lost = sorted(set(range(32, 101)) - got)
         assert len(lost) <= 3, f"the established flow lost {len(lost)} echoes after the crash: {lost}"
-        wait_for(lambda: grid.agent(src).call("routes")["route_server"] == grid.ip6(second), 15,
+        wait_until(lambda: grid.agent(src).call("routes")["route_server"] == grid.ip6(second), 15,
                  f"{src} uses {second}")
         # a new look-up after the crash: cut a link in the middle of src's path to dst; the switch error makes
         # src ask again, and only the second server can answer
@@ -177,12 +177,12 @@ def test_route_server_crash_keeps_flows_and_the_second_server_takes_over(grid):
         fault = faults.apply_fault(grid, f"link-down {hops[1][0]}--{hops[2][0]}", check=False)
         try:
             try:
-                wait_for(lambda: grid.ping(src, dst, count=1, timeout=1) is not None, 15,
+                wait_until(lambda: grid.ping(src, dst, count=1, timeout=1) is not None, 15,
                          f"{src} reaches {dst} again")
             except AssertionError:
                 print(json.dumps(grid.agent(src).call("routes"), indent=1)[:3000])
                 raise
-            wait_for(lambda: rs_status(grid, second)["counters"].get("query_gr", 0) > queries_before, 15,
+            wait_until(lambda: rs_status(grid, second)["counters"].get("query_gr", 0) > queries_before, 15,
                      f"{second} answers path look-ups")
             assert grid.route(src, dst)[:2] != hops[:2]
         finally:

@@ -1,6 +1,5 @@
 """The scenario seed fixes the topology, node keys and every random choice; `--seed` replays a run's timeline."""
 import os
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,8 +10,7 @@ from testbed.topology import load
 def fill(name, seed):
     s = S.load_scenario(name)
     topo = S.resolve_topology(s, seed)
-    runner = S.Runner(name, seed=seed, mesh=SimpleNamespace(topo=topo))
-    return topo, runner._fill(s["timeline"])
+    return topo, S.plan(s, topo, seed)["timeline"]
 
 
 def test_same_seed_same_topology_and_choices():
@@ -36,7 +34,7 @@ def test_random_generators_follow_the_seed():
 
 
 def test_reduced_import_is_connected_with_cycles():
-    topo = S.reduce_topology(load("../shared/data/meshnet-lab/freifunk/freifunk-ulm.json"), 24)
+    topo = S.reduce_topology(load("freifunk-ulm"), 24)
     g = topo.graph()
     import networkx as nx
     assert len(g) == 24 and nx.is_connected(g)

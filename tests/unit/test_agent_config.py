@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from node.agent_config import DEFAULT_TUN_MTU, ConfigError, load_config, parse_config
-from node.tun_switch import keys
+from node.agent.config import DEFAULT_TUN_MTU, ConfigError, load_config, parse_config
+from node.cjdns import keys
 
 ME = keys.Identity.from_seed(b"cfg", 0)
 PEER = keys.Identity.from_seed(b"cfg", 1)
@@ -39,6 +39,9 @@ def test_defaults(good):
     assert cfg.tun_mtu == DEFAULT_TUN_MTU and cfg.paths == {} and cfg.link_emulation == {}
     assert cfg.control_socket_owner is None
     assert parse_config(dict(good, control_socket_owner=1001)).control_socket_owner == 1001
+    assert cfg.peers[0].link_crypto is True           # peer links are encrypted unless the config says not
+    good["peers"][0]["link_crypto"] = False
+    assert parse_config(good).peers[0].link_crypto is False
 
 
 @pytest.mark.parametrize("mutate, field", [
@@ -52,9 +55,10 @@ def test_defaults(good):
     (lambda c: c.update(control_socket="/nonexistent/dir/s.sock"), "control_socket"),
     (lambda c: c.update(log_file="/nonexistent/dir/n0.log"), "log_file"),
     (lambda c: c["peers"][0].update(switch_index=1), "peers[0].switch_index"),
-    (lambda c: c["peers"][0].update(switch_index=300), "peers[0].switch_index"),
+    (lambda c: c["peers"][0].update(switch_index=8192), "peers[0].switch_index"),     # beyond any hub scheme
     (lambda c: c["peers"][0].update(local_addr="10.0.0.1"), "peers[0].local_addr"),
     (lambda c: c["peers"][0].update(peer_public_key="abc.k"), "peers[0].peer_public_key"),
+    (lambda c: c["peers"][0].update(link_crypto="no"), "peers[0].link_crypto"),
     (lambda c: c["peers"][0].pop("ifname"), "peers[0]"),
     (lambda c: c["peers"].append(dict(c["peers"][0], ifname="l1")), "peers[1].switch_index"),
     (lambda c: c["peers"].append(dict(c["peers"][0], switch_index=2)), "peers[1].ifname"),

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from node.control_api import CommandError, ControlServer
-from node.control_client import AgentClient, AgentError
-from node.event_loop import EventLoop
+from node.agent.control_api import CommandError, ControlServer
+from node.agent.control_client import AgentClient, AgentError
+from node.agent.event_loop import EventLoop
 
 
 @pytest.fixture

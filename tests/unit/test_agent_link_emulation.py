@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from node.link_emulation import QUEUE_LIMIT_S, LinkEmulator, LinkParams
+from node.tun_switch.link_emulation import QUEUE_LIMIT_S, LinkEmulator, LinkParams
 
 PKT = bytes(range(256)) * 4
 

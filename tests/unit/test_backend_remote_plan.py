@@ -143,5 +143,5 @@ def test_project_copy_is_named_by_its_content(tmp_path):
     assert digest == again and a.read_bytes() == b.read_bytes()       # the same tree, the same bytes
     with tarfile.open(a) as tar:
         names = tar.getnames()
-    assert "testbed/backends/remote_host.py" in names and "node/agent.py" in names
+    assert "testbed/backends/remote_host.py" in names and "node/agent/agent.py" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]

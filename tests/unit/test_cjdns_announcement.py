@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from node.route_server import announcement as A
 from node.route_server.announcement import Announcement, AnnouncementError
-from node.tun_switch.keys import Identity, ip6_text
-from node.tun_switch.labels import V358
+from node.cjdns.keys import Identity, ip6_text
+from node.cjdns.labels import V358
 
 # cjdns-ann serialized_ann.rs test_parse
 VECTOR = bytes.fromhex(

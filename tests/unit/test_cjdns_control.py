@@ -5,7 +5,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.tun_switch import control as C
+from node.cjdns import control as C
 
 MESSAGES = [
     C.Error(C.ERROR_CODES["MALFORMED_ADDRESS"], bytes(range(20))),

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nacl import bindings as nacl
 
-from node.tun_switch import cryptoauth as CA
-from node.tun_switch.cryptoauth import CryptoAuthError, Session, State
-from node.tun_switch.keys import Identity
-from node.tun_switch.session_manager import (CONTENT_IPTUN, SessionManager, SessionManagerError,
+from node.cjdns import cryptoauth as CA
+from node.cjdns.cryptoauth import CryptoAuthError, Session, State
+from node.cjdns.keys import Identity
+from node.cjdns.sessions import (CONTENT_IPTUN, SessionManager, SessionManagerError,
                                              pack_data_header, parse_data_header)
 
 ALICE = Identity.from_seed(b"alice", 0)

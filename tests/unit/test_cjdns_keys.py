@@ -4,7 +4,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.tun_switch import keys as K
+from node.cjdns import keys as K
 
 # pkt-reference.md §1.3 (private key or None, public key text, ip6)
 TABLE = [

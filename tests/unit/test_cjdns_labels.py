@@ -4,8 +4,8 @@ import random
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from node.tun_switch import labels as L
-from node.tun_switch.labels import V358, V48, F4, F8, CANONICAL
+from node.cjdns import labels as L
+from node.cjdns.labels import V358, V48, F4, F8, CANONICAL
 
 
 def test_scheme_serialization_vectors():

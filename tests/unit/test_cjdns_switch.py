@@ -4,12 +4,12 @@ import random
 import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
-from node.tun_switch import control
-from node.tun_switch import switch_header as SH
-from node.tun_switch.labels import (LabelTooLong, bit_reverse64, bits_for_label, bits_for_number, build_label,
+from node.cjdns import control
+from node.cjdns import switch_header as SH
+from node.cjdns.labels import (LabelTooLong, bit_reverse64, bits_for_label, bits_for_number, build_label,
                                     one_hop_label, splice_path)
-from node.tun_switch.switch import DROP_UNDELIVERABLE, Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns.switch import DROP_UNDELIVERABLE, Switch
+from node.cjdns.switch_header import SwitchHeader
 
 
 # -- switch header ---------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Every cjdns.* vector of the shared public vector file passes through node.tun_switch.vectors."""
+"""Every cjdns.* vector of the shared public vector file passes through node.cjdns.vectors."""
 from testbed.paths import VECTORS
 import json
 
 import pytest
 
 from node.conformance import Mismatch, run_vector
-from node.tun_switch import vectors
+from node.cjdns import vectors
 
 PUBLIC = VECTORS
 ALL = json.loads(PUBLIC.read_text())["vectors"] if PUBLIC.exists() else []
@@ -35,7 +35,7 @@ def test_checks_can_fail():
     bad["error"] = "RETURN_PATH_INVALID"
     with pytest.raises(Mismatch):
         vectors.CHECKS["cjdns.switch_forward"](bad)
-    vectors.CHECKS["cjdns.base32"]({"hex": "00ff10", "text": "" + __import__("node.tun_switch.keys",
+    vectors.CHECKS["cjdns.base32"]({"hex": "00ff10", "text": "" + __import__("node.cjdns.keys",
                                     fromlist=["x"]).base32_encode(bytes.fromhex("00ff10"))})
     with pytest.raises(Mismatch):
         vectors.CHECKS["cjdns.address"]({"public_key": "xpr2z2s3hnr0qzpk2u121uqjv15dc335v54pccqlqj6c5p840yy0.k",

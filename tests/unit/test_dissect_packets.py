@@ -7,9 +7,9 @@ from scapy.all import IPv6, UDP, Raw, wrpcap
 
 from node.chain.packetcrypt import announcement as pc_ann
 from node.route_server import announcement as rs_ann
-from node.tun_switch import control, keys, labels, switch_header as SH
-from node.tun_switch.session_manager import SessionManager, pack_data_header
-from node.tun_switch.switch import Switch
+from node.cjdns import control, keys, labels, switch_header as SH
+from node.cjdns.sessions import SessionManager, pack_data_header
+from node.cjdns.switch import Switch
 from testbed import dissect as D
 
 PORT = D.PEER_LINK_PORT
@@ -24,7 +24,7 @@ def udp(frame, sport=PORT, dport=PORT, src="fd00:1::1", dst="fd00:1::2"):
 def roundtrip(tmp_path, packets, **kw):
     path = tmp_path / "cap.pcap"
     wrpcap(str(path), packets)
-    return D.dissect_pcap(path, **kw)
+    return D.dissect_pcap(path, **{"link_crypto": False, **kw})   # plaintext frames
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,16 @@ def test_hello_key_and_data(tmp_path, session_frames):
     assert dd["tag"] == f["data"][SH.SIZE + 8:SH.SIZE + 24].hex()
     assert dd["ciphertext_bytes"] == len(f["data"]) - SH.SIZE - 24
     assert data.layer("CryptoAuth handshake") is None
+
+
+def test_waypoint_frames_before_session_data(tmp_path, session_frames):
+    from node.cjdns import waypoints
+    data = session_frames["data"]
+    framed = data[:SH.SIZE] + waypoints.frames([0x17], waypoints.RETURN) + waypoints.frames([0x1555]) + data[SH.SIZE:]
+    [pkt] = roundtrip(tmp_path, [udp(framed)])
+    assert [(w["kind"], w["label"]) for w in pkt.all("pktlab waypoint")] == [("return", "0000.0000.0000.0017"),
+                                                                         ("waypoint", "0000.0000.0000.1555")]
+    assert pkt.layer("CryptoAuth data")["handle"] == f"{session_frames['b_handle']:#010x}" and pkt.notes == []
 
 
 def test_control_ping_pong_and_getsnode(tmp_path):
@@ -149,11 +159,41 @@ def test_print_pcap(tmp_path, session_frames):
     path = tmp_path / "p.pcap"
     wrpcap(str(path), [udp(session_frames["hello"]), udp(session_frames["data"])])
     out = io.StringIO()
-    assert D.print_pcap(path, out) == 2
+    assert D.print_pcap(path, out, link_crypto=False) == 2
     text = out.getvalue()
     assert "#1 " in text and "#2 " in text and "label=0000.0000.0000.0153" in text
     assert "state=HELLO" in text and A.pubkey_text in text and "priority=5 customer=True" in text
-    assert [s.index for s in D.dissect_pcap(path, limit=1)] == [1]
+    assert [s.index for s in D.dissect_pcap(path, limit=1, link_crypto=False)] == [1]
+
+
+def test_encrypted_links_show_only_their_link_session(tmp_path, session_frames):
+    """By default a peer link carries its own CryptoAuth session: the dissector shows the handshake's keys and the
+    data packets' nonces, and nothing of the switch frames inside."""
+    from node.cjdns.link_session import LinkSession
+    a, b = LinkSession(A, B.public_key, 1.0), LinkSession(B, A.public_key, 1.0)
+    ping = SH.SwitchHeader(label=1).pack() + control.frame(control.Ping(22, b"x"))
+    hello = a.seal(ping, 1.0)
+    b.open(hello, 1.0)
+    key = b.seal(ping, 1.0)
+    a.open(key, 1.0)
+    data = a.seal(session_frames["data"], 1.0)
+    summaries = roundtrip(tmp_path, [udp(hello), udp(key), udp(data), udp(b"\0\0\0\x09" + bytes(5))],
+                          link_crypto=True)
+    assert [s.layers[0][0] for s in summaries[:3]] == ["link handshake", "link handshake", "link data"]
+    assert summaries[0].layers[0][1]["state"] == "HELLO" and A.pubkey_text in summaries[0].layers[0][1]["key"]
+    assert summaries[1].layers[0][1]["state"] == "KEY" and B.pubkey_text in summaries[1].layers[0][1]["key"]
+    assert summaries[2].layers[0][1]["nonce"] == 4
+    assert summaries[2].layers[0][1]["ciphertext_bytes"] == len(session_frames["data"])
+    assert all(len(s.layers) == 1 for s in summaries[:3])           # nothing readable inside
+    assert "runt" in summaries[3].notes[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_link_datagram_dissects_without_raising(data):
+    s = D.summarize(IPv6(bytes(udp(data))))
+    assert isinstance(s.layers, list) and isinstance(s.notes, list)
+    assert not s.layers or s.layers[0][0] in ("link handshake", "link data")
 
 
 def test_scapy_layers_build_and_show():
@@ -184,5 +224,5 @@ def test_truncated_frames_of_each_kind_never_raise(first, rest):
 
 
 def test_default_peer_port_is_the_mesh_agents_port():
-    from testbed import mesh
-    assert mesh.AGENT_UDP_PORT in D.PEER_PORTS
+    from testbed import agent_configs
+    assert agent_configs.AGENT_UDP_PORT in D.PEER_PORTS

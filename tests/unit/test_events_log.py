@@ -10,6 +10,7 @@ import time
 import pytest
 
 from testbed import events as ev
+from testbed.waiting import wait_until
 
 WRITERS = 4
 PER_WRITER = 250
@@ -184,9 +185,7 @@ def test_sampler_writes_per_link_and_per_node_samples(tmp_path, agent):
 def test_sampler_thread_runs_until_stopped(tmp_path, agent):
     log = ev.EventLog(tmp_path)
     sampler = ev.CountersSampler(log, {"n1": agent.path}, interval_s=0.02).start()
-    deadline = time.monotonic() + 30
-    while sampler.samples < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: sampler.samples >= 3, 30, "three samples", 0.01)
     sampler.stop()
     done = sampler.samples
     assert done >= 3

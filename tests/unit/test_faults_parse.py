@@ -54,7 +54,7 @@ def test_text_and_mapping_agree():
     ("clock-skew n1 soon", "clock-skew: "),
     ({"kind": "route-server-loss", "node": "n1", "offset": "1s"}, "unknown parameter(s) offset"),
     ("loss", "what does it apply to"),
-    ("loss n1n2 10%", "write it as a--b or a->b"),
+    ("loss n1n2 10%", "write it as a--b or a-b (both directions), a:b or 'a->b' (one way"),
     ("loss a--b 10% 20%", "unexpected '20%'"),
     ("delay a--b 5", "delay: "),
     ("rate a--b 0mbit", "rate must be positive"),

@@ -1,12 +1,12 @@
 """The lease hooks in the agent: config section, packet path through the LeasePlane, control commands."""
 import pytest
 
-from node.agent import Agent
-from node.agent_config import ConfigError, parse_config
-from node.control_api import CommandError
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys, labels
-from node.tun_switch.switch_header import SwitchHeader, is_customer, make_traffic_class, priority_of
+from node.agent.agent import Agent
+from node.agent.config import ConfigError, parse_config
+from node.agent.control_api import CommandError
+from node.leases import requests as cr
+from node.cjdns import keys, labels
+from node.cjdns.switch_header import SwitchHeader, is_customer, make_traffic_class, priority_of
 
 from test_leases_plane import FakeLoop, RecordingLink   # noqa: E402  (tests/unit is on sys.path)
 
@@ -25,7 +25,7 @@ def config(leases=None):
     return parse_config(data)
 
 
-LEASES = {"links": {"eth0": {"capacity_kbit": 800, "leases": [
+LEASES = {"links": {"eth0": {"capacity_bps": 800_000, "leases": [
     {"id": "L", "interface": 5, "udp_port": 7001, "holder": HOLDER.pubkey_text, "clear_customer_bit": True,
      "deprioritize_non_customer": 2}]}}}
 
@@ -50,7 +50,7 @@ def agent_with_leases():
     node.delivered = []
     node.deliver = node.delivered.append
     node.add_link(RecordingLink(0, "eth0"))
-    from node.lease_plane import LeasePlane
+    from node.tun_switch.lease_plane import LeasePlane
     agent.lease_plane = LeasePlane(node, node.config.leases, wall_clock=lambda: 1_700_000_000.0)
     agent.lease_plane.start(make_link=lambda index, name, peer, port: RecordingLink(index, name))
     node.add_link(RecordingLink(3, "eth_other"))
@@ -83,7 +83,7 @@ def test_control_commands():
     assert handlers["lease_config"]({"cmd": "lease_config", "request": req}, None)["ok"]
     assert node.config.leases.table.find("L").deprioritize_non_customer == 5
     assert handlers["lease_config"]({"cmd": "lease_config", "request": req}, None)["error"] == cr.REPLAYED_NONCE
-    with pytest.raises(CommandError):
+    with pytest.raises(ValueError):      # a plane's refusal: the control API answers {"ok": false, "error"}
         handlers["lease_config"]({"cmd": "lease_config"}, None)
     plain = Agent(config(), FakeLoop())
     with pytest.raises(CommandError):

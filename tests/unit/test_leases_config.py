@@ -1,9 +1,9 @@
 """The agent config's "leases" section (tun_switch/lease_config.py)."""
 import pytest
 
-from node.tun_switch import keys
-from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.leases import LeaseError
+from node.cjdns import keys
+from node.leases.config import parse_lease_config
+from node.leases.table import LeaseError
 
 ALICE = keys.Identity.from_seed(b"lease-config", 0)
 BOB = keys.Identity.from_seed(b"lease-config", 1)
@@ -11,8 +11,8 @@ FREE_IFS = {"eth1": 0, "eth2": 2}
 
 
 def good():
-    return {"links": {"eth1": {"capacity_kbit": 8000, "leases": [
-        {"id": "L1", "interface": 5, "udp_port": 6001, "guarantee_kbit": 2000, "max_priority_bandwidth": 1000,
+    return {"links": {"eth1": {"capacity_bps": 8_000_000, "leases": [
+        {"id": "L1", "interface": 5, "udp_port": 6001, "guarantee_bps": 2_000_000, "max_priority_bandwidth": 1000,
          "clear_customer_bit": True, "deprioritize_non_customer": 3, "holder": ALICE.pubkey_text,
          "expires_at": 1000.0, "virtual_router": "vr1"}]}},
         "virtual_routers": [{"id": "vr1", "holder": ALICE.pubkey_text}]}
@@ -22,12 +22,12 @@ def test_good_config_builds_the_table():
     cfg = parse_lease_config(good(), FREE_IFS, wall_to_clock=lambda t: t - 900)
     t = cfg.table
     lease = t.find("L1")
-    assert (lease.link, lease.guarantee_kbit, lease.max_priority_bandwidth, lease.clear_customer_bit,
+    assert (lease.link, lease.guarantee_bps, lease.max_priority_bandwidth, lease.clear_customer_bit,
             lease.deprioritize_non_customer, lease.holder, lease.expires, lease.virtual_router) == \
-        ("eth1", 2000.0, 1000.0, True, 3, ALICE.public_key, 100.0, "vr1")
+        ("eth1", 2_000_000, 1000.0, True, 3, ALICE.public_key, 100.0, "vr1")
     assert t.resolve(5, 0).id == "L1" and t.resolve(5, 100).is_free
     assert t.resolve(0, 0).is_free and t.resolve(2, 0).link == "eth2"
-    assert t.links["eth1"].capacity_kbit == 8000 and t.links["eth2"].capacity_kbit is None
+    assert t.links["eth1"].capacity_bps == 8_000_000 and t.links["eth2"].capacity_bps is None
     assert cfg.ports == {("eth1", "L1"): 6001} and cfg.interfaces == {("eth1", "L1"): 5}
 
 
@@ -54,7 +54,7 @@ def lease0(d):
 @pytest.mark.parametrize("bad,field", [
     (mutate(lambda d: d.update(extra=1)), "leases"),
     (mutate(lambda d: d["links"].update(eth9={})), "eth9"),
-    (mutate(lambda d: d["links"]["eth1"].update(capacity_kbit=0)), "capacity_kbit"),
+    (mutate(lambda d: d["links"]["eth1"].update(capacity_bps=0)), "capacity_bps"),
     (mutate(lambda d: lease0(d).update(interface=1)), "leases[0]"),
     (mutate(lambda d: lease0(d).update(interface=2)), "leases[0]"),          # the free lease of eth2
     (mutate(lambda d: lease0(d).update(udp_port=70000)), "udp_port"),

@@ -4,9 +4,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.tun_switch import config_request as cr
-from node.tun_switch import keys
-from node.tun_switch.leases import Lease, LeaseTable, VirtualRouter
+from node.leases import requests as cr
+from node.cjdns import keys
+from node.leases.table import Lease, LeaseTable, VirtualRouter
 
 ALICE_SK = bytes(range(1, 33))
 MALLORY_SK = bytes(range(101, 133))
@@ -17,7 +17,7 @@ T0 = 1_700_000_000.0            # wall clock of the device
 def device():
     t = LeaseTable()
     t.add_link("eth1", 10000)
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=1000, holder=ALICE, expires=100.0))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=1_000_000, holder=ALICE, expires=100.0))
     t.add_virtual_router(VirtualRouter("vrA", holder=ALICE))
     return t, cr.ConfigRequestHandler(t)
 
@@ -100,7 +100,7 @@ def test_malformed_requests_are_rejected(data):
 
 def test_unknown_fields_in_set_are_malformed():
     _, h = device()
-    assert h.handle(req(changes={"guarantee_kbit": 10**6}), 10, T0)["error"] == cr.MALFORMED
+    assert h.handle(req(changes={"guarantee_bps": 10**9}), 10, T0)["error"] == cr.MALFORMED
 
 
 @settings(max_examples=200, deadline=None)

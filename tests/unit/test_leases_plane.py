@@ -1,15 +1,16 @@
-"""The lease rules inside a running Node (node/lease_plane.py), without root: in-memory links, a fake clock."""
+"""The lease rules inside a running Node (node/tun_switch/lease_plane.py), without root: in-memory links, a fake clock."""
 import json
 
 
-from node.agent_config import parse_config
-from node.dataplane import Node
-from node.lease_plane import LeasePlane
-from node.link_emulation import LinkEmulator
-from node.tun_switch import config_request as cr
-from node.tun_switch import control, keys, labels
-from node.tun_switch.lease_config import parse_lease_config
-from node.tun_switch.switch_header import SIZE as HEADER_SIZE, SwitchHeader, is_customer, make_traffic_class, priority_of
+from node.agent.config import parse_config
+from node.tun_switch.node import Node
+from node.tun_switch.lease_plane import AGENT_PACE, LeasePlane
+from node.tun_switch.link_emulation import LinkEmulator
+from node.tun_switch.liveness import Liveness
+from node.leases import requests as cr
+from node.cjdns import control, keys, labels
+from node.leases.config import parse_lease_config
+from node.cjdns.switch_header import SIZE as HEADER_SIZE, SwitchHeader, is_customer, make_traffic_class, priority_of
 
 HOLDER = keys.Identity.from_seed(b"lease-plane", 9)
 
@@ -56,16 +57,21 @@ class RecordingLink:
         self.local_addr = "fd00::2"
         self.emulator = LinkEmulator()
         self.rx_packets = self.rx_bytes = self.tx_packets = 0
-        self.last_pong = self.rtt_ms = None
+        self.liveness = Liveness()
+        self.rtt_ms = None
         self.was_up = False
         self.pings_sent = 0
         self.sent = []
 
     emulated = False
+    session = None           # a plaintext link: what arrives is the frame
 
     def send(self, packet, on_fail=None):
         self.tx_packets += 1
         self.sent.append(packet)
+
+    def open(self, packet):
+        return packet
 
 
 def plane(lease_spec):
@@ -92,7 +98,7 @@ def spec(cust=None, up=None):
     base_cust.update(cust or {})
     base_up.update(up or {})
     return {"links": {"eth_in": {"leases": [base_cust]},
-                      "eth_out": {"capacity_kbit": 800, "leases": [base_up]}}}
+                      "eth_out": {"capacity_bps": 800_000, "leases": [base_up]}}}
 
 
 def packet(to_index, priority, customer=True, size=1000):
@@ -109,7 +115,7 @@ def test_lease_links_are_opened_with_their_own_interfaces():
 
 def test_customer_bit_cleared_and_priority_capped_on_the_way_through():
     loop, node, lp = plane(spec(cust={"clear_customer_bit": True}, up={"deprioritize_non_customer": 3}))
-    lp.switch_out(4, packet(5, 12))
+    lp.forward(4, packet(5, 12))
     loop.advance(loop.now + 1)
     (out,) = node.links[5].sent
     tc = SwitchHeader.unpack(out).traffic_class
@@ -118,24 +124,25 @@ def test_customer_bit_cleared_and_priority_capped_on_the_way_through():
 
 def test_customers_keep_their_priority():
     loop, node, lp = plane(spec(up={"deprioritize_non_customer": 3}))
-    lp.switch_out(4, packet(5, 12))
+    lp.forward(4, packet(5, 12))
     loop.advance(loop.now + 1)
     tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
     assert priority_of(tc) == 12 and is_customer(tc)
 
 
-def test_egress_is_paced_at_the_link_capacity_and_drops_lowest_priority():
+def test_egress_is_paced_at_agent_pace_of_the_link_capacity_and_drops_lowest_priority():
     loop, node, lp = plane(spec())
     start = loop.now
-    # 1 s of 1000-byte packets at 1600 kbit/s into an 800 kbit/s link: half must go, low priority first
+    # 1 s of 1000-byte packets at 1600 kbit/s into an 800 kbit/s link paced at AGENT_PACE of it: a bit less than
+    # half must go, low priority first
     for i in range(200):
         loop.advance(start + i * 0.005)
-        lp.switch_out(4, packet(5, 9 if i % 2 else 2))
+        lp.forward(4, packet(5, 9 if i % 2 else 2))
     loop.advance(start + 1.0)
     sent = node.links[5].sent
-    assert 95 <= len(sent) <= 110                                    # ~100 packets = 800 kbit in 1 s
+    assert 95 * AGENT_PACE <= len(sent) <= 110 * AGENT_PACE          # ~100 packets = 800 kbit in 1 s, x pace
     prios = [priority_of(SwitchHeader.unpack(p).traffic_class) for p in sent]
-    assert prios.count(9) >= 95                                       # the priority-9 half got through
+    assert prios.count(9) >= 95 * AGENT_PACE                          # the priority-9 half got through
     assert node.drops.get("lease_queue_full", 0) + node.drops.get("lease_pushed_out", 0) > 0
 
 
@@ -146,7 +153,7 @@ def test_link_pings_are_not_queued_behind_a_congested_lease():
     start = loop.now
     for i in range(100):
         loop.advance(start + i * 0.002)
-        lp.switch_out(4, packet(5, 9))
+        lp.forward(4, packet(5, 9))
     before = len(node.links[5].sent)
     node.ping_link(node.links[5], loop.now)
     pings = [p for p in node.links[5].sent[before:] if p[12:16] == b"\xff\xff\xff\xff"]
@@ -155,7 +162,7 @@ def test_link_pings_are_not_queued_behind_a_congested_lease():
 
 def test_leases_command_describes_leases_meters_and_plans():
     loop, node, lp = plane(spec(cust={"max_priority_bandwidth": 500}))
-    lp.switch_out(4, packet(5, 12))
+    lp.forward(4, packet(5, 12))
     loop.advance(loop.now + 0.1)
     d = json.loads(json.dumps(lp.describe()))                          # JSON-serialisable for the control API
     assert d["interfaces"]["4"] == {"link": "eth_in", "lease": "cust"}
@@ -180,7 +187,7 @@ def test_own_packets_get_the_origin_traffic_class():
     s["origin"] = {"priority": 7, "customer": True}
     loop, node, lp = plane(s)
     head = SwitchHeader(label=labels.one_hop_label(5)).pack()          # unclassed, from our router
-    lp.switch_out(1, head + bytes(500))
+    lp.forward(1, head + bytes(500))
     loop.advance(loop.now + 1)
     tc = SwitchHeader.unpack(node.links[5].sent[0]).traffic_class
     assert priority_of(tc) == 7 and is_customer(tc)
@@ -189,7 +196,7 @@ def test_own_packets_get_the_origin_traffic_class():
 def test_one_drain_timer_per_link_however_many_packets_wait():
     loop, node, lp = plane(spec())
     for _ in range(30):
-        lp.switch_out(4, packet(5, 9))
+        lp.forward(4, packet(5, 9))
     assert len(loop.timers) == 1
     loop.advance(loop.now + 1)
     assert len(node.links[5].sent) == 30 and loop.timers == []
@@ -204,12 +211,12 @@ def test_any_packet_from_any_interface_is_forwarded_dropped_or_counted_never_rai
     loop, node, lp = plane(spec(cust={"max_priority_bandwidth": 10, "clear_customer_bit": True},
                                 up={"deprioritize_non_customer": 2}))
     for index, data in packets:
-        lp.switch_out(index, data)
+        lp.forward(index, data)
         loop.advance(loop.now + 0.01)
     json.dumps(lp.describe())
 
 
-def test_the_plane_is_the_nodes_switch_out_until_closed():
+def test_the_plane_is_the_nodes_forwarder_until_closed():
     loop, node, lp = plane(spec(cust={"clear_customer_bit": True}, up={"deprioritize_non_customer": 3}))
     node.receive_from_link(node.links[4], packet(5, 12))             # the data plane's own entry point
     loop.advance(loop.now + 1)
@@ -225,12 +232,12 @@ def test_a_dead_next_hop_answers_undeliverable_on_both_lease_paths():
     loop, node, lp = plane(spec())
     # forwarded at once (eth_in has no capacity, so no scheduler): the send fails, the source hears at once
     node.links[4].send = lambda packet, on_fail=None: False
-    lp.switch_out(5, packet(4, 7))
+    lp.forward(5, packet(4, 7))
     [err] = node.links[5].sent
     assert isinstance(control.unframe(err[HEADER_SIZE:]), control.Error)
     # paced (eth_out has a scheduler): a link known down is not queued behind, the source hears at once
     node.down_links.add(5)
-    lp.switch_out(4, packet(5, 7))
+    lp.forward(4, packet(5, 7))
     loop.advance(loop.now + 1)
     assert not [p for p in node.links[5].sent if not control.is_control(p[HEADER_SIZE:])]
     assert node.drops["next_hop_down"] == 2

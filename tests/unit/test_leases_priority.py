@@ -2,9 +2,9 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from node.tun_switch.leases import Lease
-from node.tun_switch.priority import LeaseIngress, PriorityMeter, capped_priority, deprioritize_non_customer
-from node.tun_switch.switch_header import UNCLASSED, is_customer, make_traffic_class, priority_of
+from node.leases.table import Lease
+from node.leases.priority import LeaseIngress, PriorityMeter, capped_priority, deprioritize_non_customer
+from node.cjdns.switch_header import UNCLASSED, is_customer, make_traffic_class, priority_of
 
 
 def test_meter_converges_to_a_steady_rate():

@@ -2,11 +2,11 @@
 re-prioritisation, customer bit, deprioritize-non-customer, 2-level token bucket): the PKT paper's claims."""
 import pytest
 
-from node.tun_switch.lease_datapath import LeaseDataPath
-from node.tun_switch.lease_simulation import Flow, simulate
-from node.tun_switch.leases import FREE, Lease, LeaseTable
+from node.leases.datapath import LeaseDataPath
+from node.leases.simulation import Flow, simulate
+from node.leases.table import FREE, Lease, LeaseTable
 
-CAP = 8000          # kbit/s of the congested link "up"
+CAP = 8_000_000     # bit/s of the congested link "up"
 KEY = bytes([9]) * 32
 DURATION, WARMUP = 8.0, 3.0
 WINDOW = DURATION - WARMUP
@@ -30,7 +30,7 @@ def device(ingress_leases, egress_leases=(), capacity=CAP):
 
 def run(dp, flows):
     res = simulate(dp, flows, DURATION, warmup_s=WARMUP)
-    return {name: r.kbit_per_s(WINDOW) for name, r in res.items()}, res
+    return {name: r.bps(WINDOW) for name, r in res.items()}, res
 
 
 def two_customers(limit_a, limit_b, rate_a=CAP, rate_b=CAP, prio_a=15, prio_b=15):
@@ -83,9 +83,9 @@ def test_free_tier_gets_an_idle_link_but_not_a_saturated_one():
 
 
 def test_guarantee_holds_against_higher_priority_traffic():
-    g = 2000
+    g = 2_000_000
     dp = device([Lease("A", "a", holder=KEY), Lease("B", "b", holder=KEY)],
-                [Lease("gold", "up", guarantee_kbit=g, holder=KEY), Lease("other", "up", holder=KEY)])
+                [Lease("gold", "up", guarantee_bps=g, holder=KEY), Lease("other", "up", holder=KEY)])
     got, _ = run(dp, [Flow("low", 2, 11, CAP, priority=0), Flow("high", 3, 12, 2 * CAP, priority=15)])
     assert got["low"] >= 0.9 * g
     assert got["low"] + got["high"] == pytest.approx(CAP, rel=0.02)
@@ -105,7 +105,7 @@ def test_clear_customer_bit_then_deprioritize_caps_priority_on_the_wire():
 
 def test_expired_lease_traffic_falls_back_to_the_free_tier():
     dp = device([Lease("A", "a", holder=KEY)],
-                [Lease("gold", "up", guarantee_kbit=4000, holder=KEY, expires=1.0)])
+                [Lease("gold", "up", guarantee_bps=4_000_000, holder=KEY, expires=1.0)])
     _, res = run(dp, [Flow("x", 2, 11, CAP / 2, priority=15)])
     s = dp.schedulers["up"]
     assert s.sent_by_lease.get(FREE, 0) > 0.8 * s.sent["bytes"]     # after t=1 s everything is free tier
@@ -114,7 +114,7 @@ def test_expired_lease_traffic_falls_back_to_the_free_tier():
 
 def test_free_tier_traffic_cannot_spend_a_paid_lease_guarantee():
     dp = device([Lease("A", "a", holder=KEY)],
-                [Lease("gold", "up", guarantee_kbit=4000, holder=KEY), Lease("other", "up", holder=KEY)])
+                [Lease("gold", "up", guarantee_bps=4_000_000, holder=KEY), Lease("other", "up", holder=KEY)])
     dp.table.add_link("f", 100 * CAP)
     dp.table.add_interface(4, "f", FREE)
     # the free-tier flow names gold's interface (11) in its label, but stays on the free tier
@@ -122,3 +122,18 @@ def test_free_tier_traffic_cannot_spend_a_paid_lease_guarantee():
     assert got["free"] < 0.05 * CAP
     assert dp.counters["free_tier_kept_free"] > 0
     assert dp.schedulers["up"].sent_by_lease.get("gold", 0) == 0
+
+
+@pytest.mark.parametrize("pace", [1.0, 0.9, 0.5])
+def test_a_link_is_paced_at_the_datapaths_fraction_of_its_capacity(pace):
+    dp = device([Lease("A", "a", holder=KEY)])
+    dp = LeaseDataPath(dp.table, pace=pace)
+    got, _ = run(dp, [Flow("A", 2, 10, 2 * CAP, priority=15)])
+    assert got["A"] == pytest.approx(pace * CAP, rel=0.02)
+    assert dp.describe(0)["egress"]["up"]["pace_bps"] == pace * CAP
+
+
+@pytest.mark.parametrize("pace", [0, -0.5, 1.5, float("nan")])
+def test_a_pace_outside_0_to_1_is_refused(pace):
+    with pytest.raises(ValueError, match="pace"):
+        LeaseDataPath(LeaseTable(), pace=pace)

@@ -1,7 +1,7 @@
-"""Leases, the free lease, virtual routers and the interface table (node/tun_switch/leases.py)."""
+"""Leases, the free lease, virtual routers and the interface table (node/leases/table.py)."""
 import pytest
 
-from node.tun_switch.leases import FREE, Lease, LeaseError, LeaseTable, VirtualRouter
+from node.leases.table import FREE, Lease, LeaseError, LeaseTable, VirtualRouter
 
 ALICE = bytes([1]) * 32
 BOB = bytes([2]) * 32
@@ -17,13 +17,13 @@ def table():
 def test_every_link_has_an_unowned_free_lease_with_zero_guarantee():
     t = table()
     for ll in t.links.values():
-        assert ll.free.id == FREE and ll.free.holder is None and ll.free.guarantee_kbit == 0
+        assert ll.free.id == FREE and ll.free.holder is None and ll.free.guarantee_bps == 0
         assert ll.free.expires is None and ll.free.virtual_router == FREE
 
 
 def test_free_virtual_router_is_joined_to_the_free_lease_of_every_link():
     t = table()
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=500, holder=ALICE))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=500_000, holder=ALICE))
     joined = t.leases_of(FREE, now=0)
     assert sorted(l.link for l in joined) == ["eth1", "eth2"]
     assert all(l.is_free for l in joined)
@@ -32,7 +32,7 @@ def test_free_virtual_router_is_joined_to_the_free_lease_of_every_link():
 
 def test_interface_table_maps_label_interface_to_link_and_lease():
     t = table()
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=500, holder=ALICE))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=500_000, holder=ALICE))
     t.add_interface(0, "eth1", FREE)
     t.add_interface(2, "eth1", "L1")
     t.add_interface(3, "eth2", FREE)
@@ -45,7 +45,7 @@ def test_interface_table_maps_label_interface_to_link_and_lease():
 
 def test_expired_lease_falls_back_to_the_free_lease():
     t = table()
-    t.add_lease(Lease("L1", "eth1", guarantee_kbit=500, holder=ALICE, expires=100.0))
+    t.add_lease(Lease("L1", "eth1", guarantee_bps=500_000, holder=ALICE, expires=100.0))
     t.add_interface(2, "eth1", "L1")
     assert t.resolve(2, 99.9).id == "L1"
     fallback = t.resolve(2, 100.0)
@@ -54,7 +54,7 @@ def test_expired_lease_falls_back_to_the_free_lease():
 
 
 @pytest.mark.parametrize("bad", [
-    dict(id=""), dict(guarantee_kbit=-1), dict(guarantee_kbit=float("inf")), dict(max_priority_bandwidth=-5),
+    dict(id=""), dict(guarantee_bps=-1), dict(guarantee_bps=float("inf")), dict(max_priority_bandwidth=-5),
     dict(deprioritize_non_customer=16), dict(deprioritize_non_customer=True), dict(holder=b"short"),
 ])
 def test_bad_lease_definitions_are_rejected(bad):

@@ -1,17 +1,17 @@
 """HTB class plan of a link's leases (tc_plan.py)."""
 import pytest
 
-from node.tun_switch.leases import Lease, LinkLeases
-from node.tun_switch.tc_plan import FREE_PRIO, PAID_PRIO, handle_text, htb_plan, so_priority
+from node.leases.table import Lease, LinkLeases
+from node.leases.tc_plan import FREE_PRIO, PAID_PRIO, handle_text, htb_plan, so_priority
 
 KEY = bytes([3]) * 32
 
 
 def test_plan_has_one_class_per_lease_reached_by_so_priority():
-    ll = LinkLeases("eth1", 10000)
-    ll.add(Lease("A", "eth1", guarantee_kbit=3000, holder=KEY))
-    ll.add(Lease("B", "eth1", guarantee_kbit=500, holder=KEY))
-    plan = htb_plan(10000, ll.active(0))
+    ll = LinkLeases("eth1", 10_000_000)
+    ll.add(Lease("A", "eth1", guarantee_bps=3_000_000, holder=KEY))
+    ll.add(Lease("B", "eth1", guarantee_bps=500_000, holder=KEY))
+    plan = htb_plan(10_000_000, ll.active(0))
     assert plan["root"] == {"handle": 0x10000, "default": 0xA}
     by_lease = {c["lease"]: c for c in plan["classes"]}
     assert by_lease[None]["rate_bps"] == by_lease[None]["ceil_bps"] == 10_000_000
@@ -26,13 +26,13 @@ def test_plan_has_one_class_per_lease_reached_by_so_priority():
 
 
 def test_expired_lease_has_no_class_and_slots_stay_stable():
-    ll = LinkLeases("eth1", 10000)
-    ll.add(Lease("A", "eth1", guarantee_kbit=3000, holder=KEY, expires=5))
-    ll.add(Lease("B", "eth1", guarantee_kbit=8000, holder=KEY))
-    plan = htb_plan(10000, ll.active(10))
+    ll = LinkLeases("eth1", 10_000_000)
+    ll.add(Lease("A", "eth1", guarantee_bps=3_000_000, holder=KEY, expires=5))
+    ll.add(Lease("B", "eth1", guarantee_bps=8_000_000, holder=KEY))
+    plan = htb_plan(10_000_000, ll.active(10))
     assert [c["lease"] for c in plan["classes"]] == [None, "free", "B"]
     assert plan["classes"][2]["handle"] == 0x0001000C
-    assert htb_plan(10000, ll.active(0))["oversubscribed"]
+    assert htb_plan(10_000_000, ll.active(0))["oversubscribed"]
 
 
 def test_plan_needs_capacity_and_the_free_lease():
@@ -40,4 +40,4 @@ def test_plan_needs_capacity_and_the_free_lease():
     with pytest.raises(ValueError):
         htb_plan(0, ll.active(0))
     with pytest.raises(ValueError):
-        htb_plan(1000, [])
+        htb_plan(1_000_000, [])

@@ -82,3 +82,21 @@ def test_work_check_is_less_or_equal():
 def test_soft_nonce_max_saturates():
     assert d.soft_nonce_max(0x207FFFFF) == 1023
     assert d.soft_nonce_max(0x1E00FFFF) == 0xFFFFFF
+
+
+def test_negative_bits_do_not_divide_by_zero():
+    # issue 13 item 4: 0x01810000 is -1 in compact form; work(-1) used to divide by zero
+    assert d.compact_to_big(0x01810000) == -1
+    assert d.work_for_compact(0x01810000) == 0
+    assert d.effective_target(0x01810000, 0x20020000, 100) == 0        # a negative block target is unsatisfiable
+    assert not d.hash_meets_target(bytes(32), 0x01810000)
+    assert not d.is_ann_min_diff_ok(0x01810000, 1) and not d.is_ann_min_diff_ok(0x01810000, 2)
+
+
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 1 << 20), st.integers(1, 2))
+def test_any_bits_any_function_no_exception(block_bits, ann_bits, count, version):
+    d.work_for_compact(block_bits)
+    d.effective_target(block_bits, ann_bits, count, version)
+    d.aged_ann_target(ann_bits, count % 300, version)
+    d.is_ann_min_diff_ok(ann_bits, version)
+    d.soft_nonce_max(ann_bits)

@@ -127,3 +127,43 @@ def test_counters_file_is_merged(tmp_path):
 def test_missing_event_log_is_a_clear_error(tmp_path):
     with pytest.raises(R.ReportError, match="no events.jsonl"):
         R.render_report(tmp_path, tmp_path / "out")
+
+
+def test_report_names_the_run_topology_and_scenario_and_heads_each_section_once(tmp_path):
+    """Issue 15 item 10: the page says what ran (run, topology, scenario and its result), draws the topology,
+    and no heading repeats (there were two "Faults")."""
+    import json
+    from testbed.topology import load, save
+    run = tmp_path / "run"
+    run.mkdir()
+    synthetic_run(run)
+    (run / "state.json").write_text(json.dumps({"name": "tri-2", "source": "triangle", "seed": 7}))
+    save(load("triangle"), run / "topology.yaml")
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps({"ts": T0 + 20, "kind": "run_end", "node": None, "link": None,
+                            "details": {"status": "failed"}}) + "\n")
+    result = R.render_report(run, tmp_path / "out")
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "<h1>pktlab run tri-2: scenario synthetic (failed)</h1>" in page
+    assert "topology triangle from triangle, 3 nodes, 3 links, seed 7" in page
+    headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
+    assert len(headings) == len(set(headings)) and "Topology" in headings and "Faults applied" in headings
+    assert (tmp_path / "out" / "topology.png").read_bytes()[:4] == b"\x89PNG"
+    assert str(tmp_path / "out" / "topology.png") in result["plots"]
+
+
+def test_reachability_plot_reflects_assertions(tmp_path):
+    """An assertion's pair-by-pair outcome (`reach`, written by the scenario runner) is a reachability sample
+    and a mark of its own, so a pair no probe watched still shows."""
+    log = ev.EventLog(tmp_path)
+    log.append(ev.RUN_START, ts=T0)
+    log.append(ev.ASSERTION, ts=T0 + 2, name="unreachable", ok=True, reach={"n1 -> n3": False, "n2 -> n3": False})
+    log.append(ev.ASSERTION, ts=T0 + 6, name="reachable", ok=True, reach={"n1 -> n3": True})
+    log.append(ev.RUN_END, ts=T0 + 8)
+    log.close()
+    events, _ = R.load_run(tmp_path)
+    assert R.reachability(events) == {"n1 -> n3": [(T0 + 2, False), (T0 + 6, True)], "n2 -> n3": [(T0 + 2, False)]}
+    assert R.assertion_marks(events)["n1 -> n3"] == [(T0 + 2, False), (T0 + 6, True)]
+    R.render_report(tmp_path, tmp_path / "out")
+    img = mpimg.imread(str(tmp_path / "out" / "reachability.png"))
+    assert img[..., :3].std() > 0.01

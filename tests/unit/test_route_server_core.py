@@ -6,21 +6,27 @@ import pytest
 from node.route_server import announcement as A
 from node.route_server.server import AGREED_TIMEOUT_MS, Rejected, RouteServer
 from node.route_server.state_hash import state_hash
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns import waypoints
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label, scheme_for_interfaces
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 SNODE = Identity.from_seed(b"snode", 0)
 T0 = 1_700_000_000_000
 
 
 class Lab:
-    """Nodes with real switches; links are (node, iface) <-> (node, iface)."""
+    """Nodes with real switches; links are (node, iface) <-> (node, iface). A node whose highest interface is
+    above 256 switches and announces with the hub scheme (labels.scheme_for_interfaces)."""
 
     def __init__(self, names, links):
         self.ids = {n: Identity.from_seed(b"rs", i) for i, n in enumerate(names)}
-        self.switches = {n: Switch() for n in names}
+        highest = {n: 0 for n in names}
+        for (a, ia), (b, ib) in links:
+            highest[a], highest[b] = max(highest[a], ia), max(highest[b], ib)
+        self.schemes = {n: scheme_for_interfaces(highest[n]) for n in names}
+        self.switches = {n: Switch(scheme=self.schemes[n]) for n in names}
         self.wires = {}
         self.peers = {n: [] for n in names}       # (iface, peer name, peer iface)
         for (a, ia), (b, ib) in links:
@@ -35,22 +41,28 @@ class Lab:
         entities = []
         if version:
             entities.append(A.VersionEntity(22))
+        mine = self.schemes[name]
         if scheme:
-            entities.append(A.EncodingSchemeEntity(V358))
+            entities.append(A.EncodingSchemeEntity(mine))
         for iface, peer, peer_iface in self.peers[name]:
             if peer in skip:
                 continue
-            ours = one_hop_label(iface)
-            entities.append(A.PeerEntity(self.ids[peer].ip6, one_hop_label(peer_iface), peer_num=ours,
-                                         encoding_form=V358.get_form_num(ours)))
+            ours = mine.one_hop_label(iface)
+            entities.append(A.PeerEntity(self.ids[peer].ip6, self.schemes[peer].one_hop_label(peer_iface),
+                                         peer_num=ours, encoding_form=mine.get_form_num(ours)))
         return A.Announcement.build(self.ids[name], SNODE.ip6, ts, tuple(entities) + tuple(extra), reset=reset)
 
-    def deliver(self, src, label):
-        node, iface, pkt = src, 1, SwitchHeader(label).pack() + b"payload"
-        for _ in range(30):
+    def deliver(self, src, label, via=()):
+        """Where a packet sent on label (and waypoint segments) lands; each waypoint relays it like a node does."""
+        node, iface, pkt = src, 1, SwitchHeader(label).pack() + waypoints.frames(via) + b"payload"
+        for _ in range(100):
             [(dest, pkt)] = self.switches[node].receive(iface, pkt)
             if dest == 1:
-                return node
+                if waypoints.returns(pkt[12:])[1][:4] != waypoints.WAYPOINT:
+                    return node
+                label, rest = waypoints.relay(pkt[12:], SwitchHeader.unpack(pkt).label)
+                iface, pkt = 1, SwitchHeader(label).pack() + rest
+                continue
             node, iface = self.wires[(node, dest)]
         raise AssertionError("loop")
 
@@ -221,8 +233,9 @@ def test_random_input_only_rejected():
             rs.handle_announce(raw, T0)
 
 
-def test_label_too_long_for_cheapest_path_falls_back_to_shortest_label():
-    # cheap path S-P1..P5-D over 10-bit directors (7 hops x 10 bits > 59), costly path S-Q1..Q6-D over 4-bit ones
+def test_a_cheapest_path_too_long_for_one_label_gets_a_waypoint():
+    # cheap path S-P1..P5-D over 10-bit directors (6 hops x 10 bits, and the 10-bit return at D: > 59), costly
+    # path S-Q1..Q6-D over 4-bit ones: the answer is the cheap path, cut in two at a waypoint
     wide = [("S", "P1"), ("P1", "P2"), ("P2", "P3"), ("P3", "P4"), ("P4", "P5"), ("P5", "D")]
     narrow = [("S", "Q1"), ("Q1", "Q2"), ("Q2", "Q3"), ("Q3", "Q4"), ("Q4", "Q5"), ("Q5", "Q6"), ("Q6", "D")]
     names = ["S", "D"] + [f"P{i}" for i in range(1, 6)] + [f"Q{i}" for i in range(1, 7)]
@@ -234,14 +247,32 @@ def test_label_too_long_for_cheapest_path_falls_back_to_shortest_label():
                         for iface, peer, _ in lab.peers[name] if iface >= 100)
         rs.handle_announce(lab.ann(name, T0, extra=quality).raw, T0)
     route = rs.route(ip(lab, "S"), ip(lab, "D"))
-    assert route is not None and ip(lab, "Q3") in route.nodes
-    assert lab.deliver("S", route.label) == "D"
-    assert rs.counters["route_label_invalid"] == 1 and rs.counters["route_shortest_label"] == 1
-    # without the narrow path there is no usable label at all
+    assert route is not None and ip(lab, "P3") in route.nodes
+    assert len(route.via) == 1 and route.waypoints[0] in route.nodes[1:-1]
+    assert lab.deliver("S", route.label, route.via) == "D"
+    assert lab.deliver("D", *(lambda r: (r.label, r.via))(rs.route(ip(lab, "D"), ip(lab, "S")))) == "S"
+    assert rs.counters["route_waypoints"] == 2
+    # without the wide path the narrow one fits one label
     rs2 = RouteServer(SNODE.ip6)
     for name in names:
-        rs2.handle_announce(lab.ann(name, T0, skip=("Q1", "S") if name in ("S", "Q1") else ()).raw, T0)
-    assert rs2.route(ip(lab, "S"), ip(lab, "D")) is None
+        rs2.handle_announce(lab.ann(name, T0, skip=("P1", "S") if name in ("S", "P1") else ()).raw, T0)
+    narrow_route = rs2.route(ip(lab, "S"), ip(lab, "D"))
+    assert narrow_route.via == () and lab.deliver("S", narrow_route.label) == "D"
+
+
+def test_routes_through_a_hub_with_more_than_256_peers():
+    """A node with 300 peers announces the hub scheme (V3_5_9); paths through it, entering on a wide interface
+    and leaving on a narrow one, are built with its scheme and delivered by its switch."""
+    leaves = [f"L{k}" for k in range(300)]
+    lab = Lab(["H"] + leaves, [(("H", 0 if k == 0 else k + 1), (leaf, 0)) for k, leaf in enumerate(leaves)])
+    assert lab.schemes["H"] != V358
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    for a, b in [("L299", "L3"), ("L3", "L299"), ("L0", "L150"), ("L7", "L8")]:
+        route = rs.route(ip(lab, a), ip(lab, b))
+        assert route.via == () and route.nodes[1] == ip(lab, "H")
+        assert lab.deliver(a, route.label) == b
+        assert rs.path_of_label(ip(lab, a), route.label) == list(route.nodes)
 
 
 def test_path_of_label_and_routing_around_a_failed_label():

@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from node.route_server import announcement as A
 from node.route_server import bencode, messages as M
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358
 
 values = st.recursive(
     st.integers(min_value=-2**64, max_value=2**64) | st.binary(max_size=40),
@@ -117,7 +117,8 @@ def test_message_parsers_raise_only_message_error(data):
 def test_link_quality_and_lease_entities_round_trip_signed():
     ident = Identity.from_seed(b"ent", 0)
     q = A.LinkQualityEntity(0x13, rtt_us=2500, loss_ppm=10_000, capacity_kbps=50_000)
-    lease = A.LeaseEntity(lease_id=2**63 + 5, peer_num=0x15, kbps=1000, expires_s=1_900_000_000, price=7)
+    lease = A.LeaseEntity("shop_in.2:x-y", peer_num=0x15, lease_num=0x1ff, guarantee_bps=2**40 + 5,
+                          expires_s=1_900_000_000, price=7, holder=bytes(range(32)))
     ann = A.Announcement.build(ident, bytes(16), 1000, (A.VersionEntity(22), A.EncodingSchemeEntity(V358), q, lease))
     back = A.Announcement.parse(ann.raw)
     assert back.link_qualities == [q] and back.leases == [lease]
@@ -125,6 +126,54 @@ def test_link_quality_and_lease_entities_round_trip_signed():
     raw = bytearray(A.encode_entities([q]))
     assert raw[0] == A.LINK_QUALITY_SIZE and raw[1] == A.LINK_QUALITY == 80
     with pytest.raises(A.AnnouncementError):
-        A.parse_entities(bytes([A.LEASE_SIZE - 1, A.LEASE]) + bytes(A.LEASE_SIZE - 3))
+        A.parse_entities(bytes([A.LEASE_V1_SIZE - 1, A.LEASE]) + bytes(A.LEASE_V1_SIZE - 3))
     with pytest.raises(A.AnnouncementError):
         A.LinkQualityEntity(1 << 16).body()
+
+
+def test_lease_entity_bytes_follow_the_documented_layout():
+    holder = bytes(range(1, 33))
+    e = A.LeaseEntity("a_in", peer_num=0x0013, lease_num=0x01FF, guarantee_bps=500_000, expires_s=1_900_000_000,
+                      price=7, holder=holder)
+    body = bytes.fromhex("0013" "01ff" "000000000007a120" "713fb300" "0000000000000007") + holder + b"a_in"
+    assert A.encode_entities([e]) == bytes([2 + len(body), 81]) + body
+    assert A.parse_entities(bytes([2 + len(body), 81]) + body) == [e]
+    never = A.LeaseEntity("x", 1)                   # no interface, never ends, no price, nobody holds it
+    raw = A.encode_entities([never])
+    assert raw[4:6] == b"\xff\xff" and raw[14:18] == b"\xff\xff\xff\xff" and raw[26:58] == bytes(32)
+    assert A.parse_entities(raw) == [never] and not never.expired(2**62)
+
+
+def test_the_first_lease_layout_still_decodes():
+    body = bytes.fromhex("0000000000000009" "0015" "0000" "000001f4" "713fb300" "0000000000000003")
+    [e] = A.parse_entities(bytes([A.LEASE_V1_SIZE, A.LEASE]) + body)
+    assert e == A.LeaseEntity("9", peer_num=0x15, lease_num=A.UNKNOWN_PEER_NUM, guarantee_bps=500_000,
+                              expires_s=1_900_000_000, price=3, holder=None)
+    assert e.expired(1_900_000_000_000) and not e.expired(1_899_999_999_999)
+
+
+@pytest.mark.parametrize("bad", [dict(lease_id=""), dict(lease_id="x" * 65), dict(lease_id="a b"),
+                                 dict(lease_id="é"), dict(lease_id=7), dict(holder=bytes(32)), dict(holder=b"short"),
+                                 dict(peer_num=1 << 16), dict(guarantee_bps=-1), dict(expires_s=1 << 32)])
+def test_bad_lease_entities_are_refused_by_name(bad):
+    e = A.LeaseEntity(**{**dict(lease_id="L", peer_num=1, holder=bytes([1]) * 32), **bad})
+    with pytest.raises(A.AnnouncementError, match="lease"):
+        e.body()
+
+
+@pytest.mark.parametrize("tail", [b"", b"a b", b"x" * 65, b"\xff"])
+def test_bad_lease_bytes_are_malformed(tail):
+    body = bytes(A.LEASE_FIXED.size) + tail
+    with pytest.raises(A.AnnouncementError, match="lease"):
+        A.parse_entities(bytes([2 + len(body), A.LEASE]) + body)
+
+
+def test_path_queries_carry_lease_holder_keys():
+    keys_ = (bytes([1]) * 32, bytes([2]) * 32)
+    q = M.Query("gr", b"t", src=bytes(16), tar=bytes([0xfc]) * 16, holders=keys_)
+    assert M.parse_query(M.pack_query(q)).holders == keys_
+    assert M.parse_query(M.pack_query(M.Query("gr", b"t", src=bytes(16), tar=bytes(16)))).holders == ()
+    for bad in ([bytes(32)] * (M.MAX_HOLDERS + 1), [bytes(31)], [5]):
+        raw = bencode.encode({b"sq": b"gr", b"txid": b"t", b"src": bytes(16), b"tar": bytes(16), b"hk": bad})
+        with pytest.raises(M.MessageError, match="hk"):
+            M.parse_query(raw)

@@ -1,13 +1,15 @@
 """RouteServerService (messages in, replies out) and RouteServerClient logic, driven directly (no network)."""
+import pytest
+
 from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
 from node.route_server.service import RouteServerService
 from node.route_server.state_hash import state_hash
-from node.tun_switch import control
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import V358, one_hop_label
+from node.cjdns import control
+from node.cjdns.keys import Identity
+from node.cjdns.labels import V358, one_hop_label
 
 T0 = 1_700_000_000_000
 RS = Identity.from_seed(b"svc", 0)
@@ -86,7 +88,7 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     assert a.take_outbox(T0) == []
     hint = M.Address(FOREIGN.public_key, 0x15)
     query(a, M.Query("pn", b"p", foreign=(hint,)), NODES[0])
-    [(key, label, payload)] = a.take_outbox(T0)
+    [(key, label, payload, _)] = a.take_outbox(T0)
     assert key == FOREIGN.public_key and label > 1
     assert M.parse_query(payload).sq == "sub"
     # b answers the subscription and records the return path; a learns it was accepted
@@ -94,10 +96,10 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     a.handle(reply, FOREIGN.public_key, T0)
     assert a.peers[FOREIGN.ip6].subscribed and b.peers[RS.ip6].heard_label == 0x1234
     # b subscribes to a (over the return path): a sends the catch-up, b accepts all five announcements
-    [(k, label, sub)] = b.take_outbox(T0)
+    [(k, label, sub, _)] = b.take_outbox(T0)
     assert label == 0x1234 and M.parse_query(sub).sq == "sub"
     a.handle(sub, FOREIGN.public_key, T0)
-    fwd = [p for _, _, p in a.take_outbox(T0) if M.parse_query(p).sq == "fwd"]
+    fwd = [o.payload for o in a.take_outbox(T0) if M.parse_query(o.payload).sq == "fwd"]
     assert fwd
     total = sum(M.parse_reply(b.handle(p, RS.public_key, T0 + 500)).accepted for p in fwd)
     assert total == 5
@@ -105,7 +107,7 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     # a node's next announcement to a is forwarded at once
     query(a, M.Query("ann", b"n", ann=ann(NODES[1], [(NODES[0], 2, 0), (NODES[2], 0, 2)], T0 + 900,
                                           reset=False)), NODES[1], T0 + 900)
-    [(_, _, p)] = [o for o in a.take_outbox(T0 + 900)]
+    [(_, _, p, _)] = [o for o in a.take_outbox(T0 + 900)]
     assert M.parse_reply(b.handle(p, RS.public_key, T0 + 1000)).accepted == 1
     # only peers may forward, and only announcements addressed to themselves, at most 20 minutes old
     other = RouteServerService(RS2.public_key)
@@ -135,7 +137,7 @@ def test_servers_pass_on_what_other_servers_forwarded():
     def rounds(now, n=4):
         for _ in range(n):
             for src in (a, a2, f):
-                for key, _, payload in src.take_outbox(now):
+                for key, _, payload, _ in src.take_outbox(now):
                     reply = by_key[key].handle(payload, src.public_key, now, path=0x17)
                     if reply is not None:
                         src.handle(reply, key, now)
@@ -154,7 +156,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
     # square RS-N0-N2 / RS-N1-N2: quality makes the N1 side cheaper
     svc = RouteServerService(RS.public_key)
     good = A.LinkQualityEntity(one_hop_label(3), rtt_us=1000, capacity_kbps=100_000)
-    lease = A.LeaseEntity(9, one_hop_label(3), 500, (T0 // 1000) + 60, price=3)
+    lease = A.LeaseEntity("L9", one_hop_label(3), guarantee_bps=500_000, expires_s=(T0 // 1000) + 60, price=3)
     anns = [
         (RS, [(NODES[0], 0, 2), (NODES[1], 3, 4)], (good,)),
         (NODES[0], [(RS, 2, 0), (NODES[2], 0, 2)], ()),
@@ -166,7 +168,7 @@ def test_link_quality_weights_paths_and_leases_are_kept():
         assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0, extra=extra)), ident).error is None
     route = svc.core.route(RS.ip6, NODES[2].ip6)
     assert route.nodes == (RS.ip6, NODES[1].ip6, NODES[2].ip6)
-    assert svc.core.nodes[NODES[2].ip6].leases == {9: lease}
+    assert svc.core.nodes[NODES[2].ip6].leases == {"L9": lease}
     svc.core.handle_announce(ann(NODES[2], [(NODES[0], 2, 0)], T0 + 61_000), T0 + 61_000)
     assert svc.core.nodes[NODES[2].ip6].leases == {}             # expired
 
@@ -241,10 +243,10 @@ def test_client_cache_ttl_failure_and_failover_on_silence():
     c.on_reply(M.pack_reply(M.Reply(queries["ann"].txid)), RS.public_key)
     c.on_reply(M.pack_reply(M.Reply(queries["gr"].txid, nodes=(M.Address(NODES[2].public_key, 0x1555),))),
                RS.public_key)
-    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555)
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555, ())
     assert not c.pending
     clock.now += 6000                                                 # expired: served while refreshed
-    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555)
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, 0x1555, ())
     assert NODES[2].ip6 in c.wanted
     c.report_failure(NODES[2].ip6, 0x1555)
     assert c.lookup(NODES[2].ip6) is None
@@ -331,7 +333,8 @@ def test_server_avoids_the_newest_failed_path_when_it_cannot_avoid_them_all():
 
 
 def test_server_routes_around_the_dead_link_even_where_the_failed_path_has_a_bridge():
-    """Square RS-N1-N0 / RS-N2-N0 and a tail RS-RS2 (a bridge). N0's path to RS2 by N1 failed because N0-N1 died:
+    """Square RS-N1-N0 / RS-N2-N0 and a tail RS-RS2 (a bridge). N0's path to RS2 by N1 (or N2) failed because that
+    first link died:
     avoiding the whole failed path is impossible (the bridge), avoiding the dead link is not."""
     svc = RouteServerService(RS.public_key)
     graph = {RS: [(NODES[1], 2, 0), (NODES[2], 3, 0), (RS2, 4, 0)], NODES[1]: [(RS, 0, 2), (NODES[0], 2, 0)],
@@ -340,13 +343,14 @@ def test_server_routes_around_the_dead_link_even_where_the_failed_path_has_a_bri
     for ident, peers in graph.items():
         assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, T0)), ident).error is None
     core = svc.core
-    by_n1 = core.route(NODES[0].ip6, RS2.ip6)
-    assert by_n1.nodes[1] == NODES[1].ip6
-    dead = core.route(NODES[0].ip6, NODES[1].ip6).label             # to the far end of the dead link N0-N1
-    assert core.route(NODES[0].ip6, RS2.ip6, (by_n1.label,)).label == by_n1.label    # nothing better known
-    r = query(svc, M.Query("gr", b"g", src=NODES[0].ip6, tar=RS2.ip6, bad=(by_n1.label,), dead=(dead,)), NODES[0])
+    first = core.route(NODES[0].ip6, RS2.ip6)           # by N1 or N2: the two are equally cheap
+    hop, other = (NODES[1], NODES[2]) if first.nodes[1] == NODES[1].ip6 else (NODES[2], NODES[1])
+    assert first.nodes[1] == hop.ip6
+    dead = core.route(NODES[0].ip6, hop.ip6).label                  # to the far end of the dead link N0-hop
+    assert core.route(NODES[0].ip6, RS2.ip6, (first.label,)).label == first.label    # nothing better known
+    r = query(svc, M.Query("gr", b"g", src=NODES[0].ip6, tar=RS2.ip6, bad=(first.label,), dead=(dead,)), NODES[0])
     [found] = r.nodes
-    assert core.path_of_label(NODES[0].ip6, found.label)[1] == NODES[2].ip6
+    assert core.path_of_label(NODES[0].ip6, found.label)[1] == other.ip6
 
 
 def test_incremental_graph_matches_a_full_rebuild():
@@ -366,7 +370,7 @@ def test_incremental_graph_matches_a_full_rebuild():
         raw = ann(idents[me], [(idents[j], j if j != 1 else 9, me if me != 1 else 9) for j in peers], ts,
                   reset=rng.random() < 0.5, extra=extra)
         core.handle_announce(raw, ts)
-        full = core._build_graph()
+        full = core.graph(rebuild=True)
         inc = core.graph()
         assert set(inc.nodes) == set(full.nodes)
         assert {(a, b): d for a, b, d in inc.edges(data=True)} == \
@@ -410,7 +414,7 @@ def test_client_bounds_its_lookup_queue_and_ignores_itself():
 
 
 def test_explain_lists_the_hops_of_the_answered_label():
-    from node.tun_switch.labels import label_text, splice_path
+    from node.cjdns.labels import label_text, splice_path
     svc = RouteServerService(RS.public_key)
     line(svc)
     e = svc.explain(RS.ip6, RS2.ip6)
@@ -430,7 +434,7 @@ def test_federation_recovers_when_either_side_restarts():
     def exchange(src, dst, now):
         """Deliver src's outbox to dst and the replies back; returns the fwd batches delivered."""
         fwds = 0
-        for key, _, payload in src.take_outbox(now):
+        for key, _, payload, _ in src.take_outbox(now):
             fwds += M.parse_query(payload).sq == "fwd"
             reply = dst.handle(payload, src.public_key, now, path=0x17)
             if reply is not None:
@@ -449,3 +453,53 @@ def test_federation_recovers_when_either_side_restarts():
     exchange(b, a, later)                                    # b's first sub asks for a catch-up ...
     assert exchange(a, b, later) >= 1                        # ... of the announcements a already held
     assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
+
+
+# -- leases --------------------------------------------------------------------------------------------------
+
+HOLDER = bytes([0x42]) * 32
+
+
+def lease_end(lease_id, link, own, holder=HOLDER, expires_s=A.NEVER):
+    return A.LeaseEntity(lease_id, one_hop_label(link), one_hop_label(own), 1_000_000, expires_s, holder=holder)
+
+
+def leased_line(svc, n0_end, n1_end, now=T0):
+    """RS - N0 - N1 with a lease on N0-N1 (N0's interface 0 / N1's 2); each end's LEASE entity as given."""
+    for ident, peers, extra in ((RS, [(NODES[0], 0, 2)], ()),
+                                (NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], n0_end),
+                                (NODES[1], [(NODES[0], 2, 0)], n1_end)):
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, now, extra=extra)), ident, now).error is None
+
+
+def path_label(svc, src, dst, holders, now=T0):
+    r = query(svc, M.Query("gr", b"g", src=src.ip6, tar=dst.ip6, holders=holders), src, now)
+    return r.nodes[0].label
+
+
+def test_a_gr_query_naming_the_holder_gets_the_label_through_the_lease():
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, (lease_end("L", 0, 200),), (lease_end("L", 2, 201),))
+    free = one_hop_label(0)
+    assert path_label(svc, NODES[0], NODES[1], ()) == free
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(200)
+    assert svc.core.path_of_label(NODES[0].ip6, one_hop_label(200)) == [NODES[0].ip6, NODES[1].ip6]
+    assert svc.counters["path_over_leases"] == 1
+    hops = svc.explain(NODES[0].ip6, NODES[1].ip6, holders=(HOLDER,), now_ms=T0)["hops"]
+    assert [h["lease"] for h in hops] == ["L"]
+    # from the far end, through its own interface of the lease
+    assert path_label(svc, NODES[1], NODES[0], (HOLDER,)) == one_hop_label(201)
+
+
+@pytest.mark.parametrize("n0_end, n1_end", [
+    ((lease_end("L", 0, 200),), ()),                                          # one end only
+    ((lease_end("L", 0, 200),), (lease_end("L", 2, 201, holder=bytes(range(32))),)),   # two holders
+    ((lease_end("L", 0, 200),), (lease_end("M", 2, 201),)),                   # two ids
+    ((lease_end("L", 0, 200),), (lease_end("L", 3, 201),)),                   # another link at the far end
+    ((lease_end("L", 0, 200),), (A.LeaseEntity("L", one_hop_label(2), holder=HOLDER),)),   # no interface: an offer
+    ((lease_end("L", 0, 200),), (lease_end("L", 2, 201, expires_s=T0 // 1000 - 1),)),     # expired
+])
+def test_a_lease_both_ends_do_not_announce_alike_is_not_used(n0_end, n1_end):
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, n0_end, n1_end)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)

@@ -4,7 +4,8 @@ Every node has a cjdns Switch, a RouteServerClient and, for route servers, a Rou
 switch header + body and travel hop by hop through the switches (2 ms per hop), so every label a route server
 hands out is checked by actually forwarding along it. Bodies are the real control frames (GETSNODE, switch
 errors) or, for route server traffic, a stand-in for a CryptoAuth session: b"RSMG" + sender key + receiver key +
-bencoded message (the agent puts the message inside a real session).
+bencoded message (the agent puts the message inside a real session). A lease is a wire of its own between two
+more switch interfaces (as the agent's per-lease peer link), announced by both ends as a LEASE entity.
 """
 import heapq
 
@@ -14,11 +15,11 @@ from node.route_server import messages as M
 from node.route_server import announcement as A
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.service import RouteServerService
-from node.tun_switch import control, keys
-from node.tun_switch.keys import Identity
-from node.tun_switch.labels import bit_reverse64, one_hop_label
-from node.tun_switch.switch import Switch
-from node.tun_switch.switch_header import SwitchHeader
+from node.cjdns import control, keys
+from node.cjdns.keys import Identity
+from node.cjdns.labels import bit_reverse64, one_hop_label
+from node.cjdns.switch import Switch
+from node.cjdns.switch_header import SwitchHeader
 
 HOP_MS = 2
 TICK_MS = 100
@@ -41,6 +42,8 @@ class SimNet:
         self.nodes = {}
         self.by_key = {}
         self.wires = {}
+        self.lease_wires = set()
+        self.leases = {}                  # name -> [LeaseEntity] (its end of each lease)
         self.queue = []
         self.seq = 0
         self.delivered = 0
@@ -60,26 +63,38 @@ class SimNet:
         self.wires[(a, ia)] = (b, ib)
         self.wires[(b, ib)] = (a, ia)
 
+    def lease(self, a, ia, b, ib, lease_id, holder, link=(0, 0), expires_s=A.NEVER):
+        """A lease between a and b on the link whose interfaces are ``link`` (a's, b's); its own interfaces
+        ia and ib."""
+        self.link(a, ia, b, ib)
+        self.lease_wires |= {(a, ia), (b, ib)}
+        for me, mine, free in ((a, ia, link[0]), (b, ib, link[1])):
+            self.leases.setdefault(me, []).append(A.LeaseEntity(lease_id, one_hop_label(free), one_hop_label(mine),
+                                                                1_000_000, expires_s, holder=holder))
+
     def peers_of(self, name):
         out = []
         for (a, ia), (b, ib) in self.wires.items():
-            if a == name:
+            if a == name and (a, ia) not in self.lease_wires:
                 peer = self.nodes[b]
                 out.append(PeerInfo(peer.identity.ip6, one_hop_label(ia), one_hop_label(ib), peer.identity.public_key,
                                     rtt_us=2 * HOP_MS * 1000, capacity_kbps=100_000))
         return out
 
-    def start(self, route_servers, config):
-        """route_servers: {isp: [names]}; every server federates with all others."""
+    def start(self, route_servers, config, holders=None):
+        """route_servers: {isp: [names]}; every server federates with all others. holders: {name: keys whose
+        leases it may use}."""
         all_keys = [self.nodes[n].identity.public_key for names in route_servers.values() for n in names]
         for name, node in self.nodes.items():
             mine = [self.nodes[n].identity.public_key for n in route_servers.get(node.isp, [])]
             is_server = name in route_servers.get(node.isp, [])
             if is_server:
                 node.service = RouteServerService(node.identity.public_key, federation=all_keys, same_isp=mine)
-            cfg = ClientConfig(**{**config.__dict__, "allowed": tuple(mine)})
+            cfg = ClientConfig(**{**config.__dict__, "allowed": tuple(mine),
+                                  "lease_holders": tuple((holders or {}).get(name, ()))})
             node.client = RouteServerClient(node.identity, self.clock, cfg, serve_self=is_server)
             node.client.set_peers(self.peers_of(name))
+            node.client.set_leases(self.leases.get(name, []))
 
     # -- packets ---------------------------------------------------------------------------------------
     def send(self, name, label, body):
@@ -141,7 +156,7 @@ class SimNet:
                 else:
                     self.send_msg(name, o.public_key, o.label, o.payload)
             if node.service is not None and node.service_alive:
-                for key, label, payload in node.service.take_outbox(self.now):
+                for key, label, payload, _ in node.service.take_outbox(self.now):
                     self.send_msg(name, key, label, payload)
 
     def run(self, ms, every=None):
@@ -160,11 +175,18 @@ class SimNet:
 
     def deliver(self, src, label):
         """Forward a data packet along label from src; the name of the node whose router gets it."""
+        return self.walk(src, label)[0]
+
+    def walk(self, src, label):
+        """(the node whose router gets a packet sent along label from src, [(node, interface it left by)], the
+        label it arrived with: the way back)."""
         name, iface, pkt = src, 1, SwitchHeader(label).pack() + b"data"
+        hops = []
         for _ in range(64):
             [(dest, pkt)] = self.nodes[name].switch.receive(iface, pkt)
             if dest == 1:
-                return name
+                return name, hops, SwitchHeader.unpack(pkt).label
+            hops.append((name, dest))
             name, iface = self.wires[(name, dest)]
         raise AssertionError("loop")
 
@@ -219,7 +241,7 @@ def test_every_ordered_pair_gets_a_working_path_within_30s(converged):
     names = sorted(net.nodes)
     missing = [(a, b) for a in names for b in names if a != b and (a, b) not in resolved]
     assert not missing, f"{len(missing)} pairs without a path, e.g. {missing[:5]}"
-    for (a, b), (t, (key, label)) in resolved.items():
+    for (a, b), (t, (key, label, _)) in resolved.items():
         assert t <= 30_000
         assert key == net.nodes[b].identity.public_key
         assert net.deliver(a, label) == b, (a, b, hex(label))
@@ -246,7 +268,7 @@ def test_federation_gives_each_server_the_whole_graph(converged):
 
 def test_cross_isp_path_goes_through_the_border(converged):
     net, resolved = converged
-    _, (key, label) = resolved[("00", "44")]
+    _, (key, label, _) = resolved[("00", "44")]
     assert net.deliver("00", label) == "44"
     assert net.nodes["00"].isp != net.nodes["44"].isp
 
@@ -298,7 +320,7 @@ def test_broken_link_is_rerouted_after_switch_error():
     dst = net.nodes["02"].identity.ip6
     client.lookup(dst)
     net.run(1000)
-    key, label = client.lookup(dst)
+    key, label, _ = client.lookup(dst)
     # cut the first link on the path and tell both ends (their agents would notice the dead link)
     first_hop = net.nodes["00"].switch.receive(1, SwitchHeader(label).pack() + b"x")[0][0]
     peer, peer_iface = net.wires[("00", first_hop)]
@@ -362,3 +384,100 @@ def test_bad_announcements_are_rejected_and_counted_over_the_mesh():
     rejected = server.service.status()["rejected"]
     for reason in ("bad_signature", "replay", "old_timestamp", "clock_skew", "wrong_snode"):
         assert rejected.get(reason, 0) >= 1, (reason, rejected)
+
+
+# -- leases -------------------------------------------------------------------------------------------------
+
+HOLDER = bytes([0x42]) * 32
+
+
+def leased_square(leases=("SY", "YZ", "ZD"), holder=HOLDER, expires_s=A.NEVER):
+    """S - X - D (two hops, free) and S - Y - Z - D (three hops) with the leases named on the long way, each on
+    the next interface from 200 at each end; X is the route server."""
+    net = SimNet()
+    for name in "SXYZD":
+        net.add(name, "A", seed=b"lease-sim")
+    net.link("S", 0, "X", 0)
+    net.link("X", 2, "D", 0)
+    net.link("S", 2, "Y", 0)
+    net.link("Y", 2, "Z", 0)
+    net.link("Z", 2, "D", 2)
+    ports = {"SY": ("S", 2, "Y", 0), "YZ": ("Y", 2, "Z", 0), "ZD": ("Z", 2, "D", 2)}
+    for lease_id in leases:
+        a, la, b, lb = ports[lease_id]
+        net.lease(a, 200 + len(net.leases.get(a, [])), b, 200 + len(net.leases.get(b, [])), lease_id, holder,
+                  link=(la, lb), expires_s=expires_s)
+    return net
+
+
+def path_of(net, src, dst, holders=(), ms=6000):
+    net.start({"A": ["X"]}, FAST, holders={src: holders})
+    target = net.nodes[dst].identity.ip6
+    net.run(ms, every=lambda now: net.nodes[src].client.lookup(target))
+    found = net.nodes[src].client.lookup(target)
+    assert found is not None
+    return found[1]
+
+
+def test_the_route_server_hands_out_a_path_over_the_askers_leases_through_their_interfaces():
+    net = leased_square()
+    label = path_of(net, "S", "D", holders=(HOLDER,))
+    at, hops, back = net.walk("S", label)
+    lease_ifaces = {(n, i) for (n, i) in net.lease_wires}
+    assert at == "D" and [n for n, _ in hops] == ["S", "Y", "Z"]
+    assert all(hop in lease_ifaces for hop in hops), hops          # every hop leaves on the lease's interface
+    home, back_hops, _ = net.walk("D", bit_reverse64(back))          # and the way back too
+    assert home == "S" and all(hop in lease_ifaces for hop in back_hops), back_hops
+    assert net.nodes["X"].service.counters["path_over_leases"] >= 1
+
+
+def test_without_the_holder_key_the_free_path_is_cheaper():
+    net = leased_square()
+    at, hops, _ = net.walk("S", path_of(net, "S", "D"))
+    assert at == "D" and [n for n, _ in hops] == ["S", "X"]
+
+
+def test_the_askers_own_key_holds_leases_too():
+    net = leased_square(holder=None)
+    own = net.nodes["S"].identity.public_key
+    for entities in net.leases.values():
+        entities[:] = [A.LeaseEntity(**{**e.__dict__, "holder": own}) for e in entities]
+    at, hops, _ = net.walk("S", path_of(net, "S", "D"))
+    assert at == "D" and [n for n, _ in hops] == ["S", "Y", "Z"]
+
+
+def test_leases_after_a_free_hop_do_not_count():
+    # a device keeps what came in on the free tier on the free tier: Y-Z and Z-D are worth nothing after S-Y
+    net = leased_square(leases=("YZ", "ZD"))
+    at, hops, _ = net.walk("S", path_of(net, "S", "D", holders=(HOLDER,)))
+    assert at == "D" and [n for n, _ in hops] == ["S", "X"]
+
+
+def test_expired_leases_drop_out():
+    net = leased_square(expires_s=T0 // 1000 + 8)
+    label = path_of(net, "S", "D", holders=(HOLDER,))
+    assert [n for n, _ in net.walk("S", label)[1]] == ["S", "Y", "Z"]
+    client = net.nodes["S"].client
+    net.run(4000)                                   # past the leases' end
+    client.flush_cache()
+    target = net.nodes["D"].identity.ip6
+    net.run(2000, every=lambda now: client.lookup(target))
+    at, hops, _ = net.walk("S", client.lookup(target)[1])
+    assert at == "D" and [n for n, _ in hops] == ["S", "X"]
+
+
+def test_a_lease_then_the_free_tier_gets_a_label_wide_enough_for_the_way_back():
+    # S -lease-> Y -free-> Z: at Y the packet came in on the lease's wide interface (8-bit director) and leaves on a
+    # narrow one, so the label must carry Y's next hop re-encoded wide enough for the return path
+    net = SimNet()
+    for name in "SYZ":
+        net.add(name, "A", seed=b"lease-sim-2")
+    net.link("S", 0, "Y", 0)
+    net.link("Y", 2, "Z", 0)
+    net.lease("S", 200, "Y", 200, "SY", HOLDER, link=(0, 0))
+    net.start({"A": ["Z"]}, FAST, holders={"S": (HOLDER,)})
+    target = net.nodes["Z"].identity.ip6
+    net.run(6000, every=lambda now: net.nodes["S"].client.lookup(target))
+    at, hops, back = net.walk("S", net.nodes["S"].client.lookup(target)[1])
+    assert at == "Z" and hops == [("S", 200), ("Y", 2)]
+    assert net.walk("Z", bit_reverse64(back))[:2] == ("S", [("Z", 0), ("Y", 200)])

@@ -7,9 +7,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.topologies import generators
-from testbed.topology import (PARAMS, Topology, TopologyError, format_fraction, format_rate, format_time, load,
-                              parse_fraction, parse_rate, parse_text, parse_time)
+from testbed.topology import generators
+from testbed.topology import (PARAMS, TopologyError, format_fraction, format_rate, format_time, load,
+                              from_dict, parse_fraction, parse_rate, parse_text, parse_time, validate)
 
 unit_like = st.one_of(
     st.text(max_size=20),
@@ -63,7 +63,7 @@ def test_generator_strings_raise_only_topology_error(spec):
         topo = generators.generate(spec, seed=1)
     except TopologyError:
         return
-    topo.validate()  # whatever a generator returns is a valid, connected topology
+    validate(topo)  # whatever a generator returns is a valid, connected topology
 
 
 json_values = st.recursive(
@@ -96,12 +96,12 @@ documents = st.one_of(json_values, st.fixed_dictionaries({}, optional={
 @given(documents)
 def test_native_documents_raise_only_topology_error(doc):
     try:
-        topo = Topology.from_dict(doc, "fuzz.yaml")
-        topo.validate()
+        topo = from_dict(doc, "fuzz.yaml")
+        validate(topo)
     except TopologyError as e:
         assert str(e).startswith("fuzz.yaml")
         return
-    again = Topology.from_dict(topo.to_dict(), "fuzz.yaml")
+    again = from_dict(topo.to_dict(), "fuzz.yaml")
     assert again == topo
 
 
@@ -109,7 +109,7 @@ def test_native_documents_raise_only_topology_error(doc):
 @given(st.one_of(st.text(max_size=60), documents.map(lambda d: yaml.safe_dump(d))))
 def test_yaml_text_raises_only_topology_error(text):
     try:
-        Topology.from_dict(parse_text(text, "fuzz.yaml", "yaml"), "fuzz.yaml").validate()
+        validate(from_dict(parse_text(text, "fuzz.yaml", "yaml"), "fuzz.yaml"))
     except TopologyError:
         pass
 

@@ -3,7 +3,7 @@
 import networkx as nx
 import pytest
 
-from testbed.topologies.generators import FAMILIES, FORMS, generate, parse
+from testbed.topology.generators import FAMILIES, FORMS, generate, parse
 from testbed.topology import LinkParams, TopologyError, load
 
 

@@ -1,4 +1,4 @@
-"""The topology's lease format (testbed/leases.py): parsing, defaults from relations, errors, schema, and the
+"""The topology's lease format (testbed/topology/leases.py): parsing, defaults from relations, errors, schema, and the
 agent "leases" sections and HTB plans a mesh derives from it."""
 import copy
 import json
@@ -7,9 +7,10 @@ import jsonschema
 import pytest
 import yaml
 
-from node.tun_switch.lease_config import parse_lease_config
-from testbed import leases as L
-from testbed.topology import Topology, TopologyError, json_schema, load
+from node.leases.config import parse_lease_config
+from testbed import agent_configs
+from testbed.topology import leases as L
+from testbed.topology import TopologyError, from_dict, json_schema, load, validate
 
 BASE = {
     "name": "t", "seed": 3,
@@ -26,8 +27,8 @@ BASE = {
 def topo(*leases):
     d = copy.deepcopy(BASE)
     d["isps"]["prov"]["leases"] = list(leases)
-    t = Topology.from_dict(d, "t.yaml")
-    t.validate()
+    t = from_dict(d, "t.yaml")
+    validate(t)
     return t
 
 
@@ -54,7 +55,7 @@ def test_explicit_values_override_defaults():
 
 
 def test_holder_may_be_a_key():
-    from node.tun_switch.keys import Identity
+    from node.cjdns.keys import Identity
     key = Identity.from_seed(b"t", 1).pubkey_text
     (l,) = L.declared_leases(topo({"link": "p1--x1", "holder": key}))
     assert l.holder_key == key and l.holder_isp is None
@@ -90,7 +91,7 @@ def test_lease_on_a_link_of_another_isp_and_duplicate_ids():
     d = copy.deepcopy(BASE)
     d["isps"]["cust"]["leases"] = [{"link": "q1--p1", "holder": "peer"}]
     with pytest.raises(TopologyError, match="neither end is a node of isp cust"):
-        Topology.from_dict(d, "t.yaml").validate()
+        validate(from_dict(d, "t.yaml"))
     assert "already used" in errors({"link": "c1--p1", "id": "x"}, {"link": "q1--p1", "id": "x"})
 
 
@@ -119,12 +120,13 @@ def links_state(t):
 def test_agent_sections_are_valid_lease_configs_at_both_ends():
     t = topo({"link": "c1--p1", "max_priority_bandwidth": 10}, {"link": "p1--x1", "holder": "prov",
                                                                   "guarantee": "500kbit", "term": "10s"})
-    sections, ifaces = L.agent_sections(t, links_state(t), 3, started_at=1000.0)
+    sections, ifaces = agent_configs.lease_sections(t, links_state(t), 3, started_at=1000.0)
     assert set(sections) == {"p1", "c1", "x1"}
     p1 = sections["p1"]["links"]
-    assert p1["p1-e2"]["capacity_kbit"] == 2000 * L.AGENT_PACE and "capacity_kbit" not in p1["p1-e0"]
+    # the link's capacity as the topology gives it (2mbit); the agent applies its pace (lease_plane.AGENT_PACE)
+    assert p1["p1-e2"]["capacity_bps"] == 2_000_000 and "capacity_bps" not in p1["p1-e0"]
     lease = p1["p1-e2"]["leases"][0]
-    assert lease["expires_at"] == 1010.0 and lease["guarantee_kbit"] == 500
+    assert lease["expires_at"] == 1010.0 and lease["guarantee_bps"] == 500_000
     assert lease["holder"] == L.holder_identity(3, "prov").pubkey_text
     assert [l["interface"] for ll in p1.values() for l in ll["leases"]] == [256, 255]
     assert sections["c1"]["links"]["c1-e0"]["leases"][0]["udp_port"] == p1["p1-e0"]["leases"][0]["udp_port"]
@@ -137,12 +139,26 @@ def test_agent_sections_are_valid_lease_configs_at_both_ends():
 
 def test_htb_plans_only_on_rated_link_ends_with_leases():
     t = topo({"link": "c1--p1"}, {"link": "p1--x1", "holder": "prov", "guarantee": "500kbit"})
-    plans = L.htb_plans(t)
+    plans = agent_configs.htb_plans(t)
     assert set(plans) == {("p1", 2), ("x1", 2)}
     classes = plans[("p1", 2)]["classes"]
     assert [(c["lease"], c["rate_bps"], c["prio"]) for c in classes] == [(None, 2_000_000, 0), ("free", 1000, 7),
                                                                         ("prov_2", 500_000, 0)]
-    assert L.htb_plans(topo()) == {}
+    assert agent_configs.htb_plans(topo()) == {}
+
+
+def test_with_route_servers_a_node_names_its_isps_holder_key_and_gets_no_static_paths(tmp_path):
+    t = topo({"link": "c1--p1"}, {"link": "p1--x1", "holder": "prov"})
+    links = [dict(rec, a_addr=f"fd00::{i}:1", b_addr=f"fd00::{i}:2") for i, rec in enumerate(links_state(t))]
+    state = {"seed": 3, "links": links, "leases_started_at": 0.0}
+    configs = agent_configs.agent_configs(t, dict(state, routing="route-server"), tmp_path)
+    rs = {n: c["route_server"] for n, c in configs.items()}
+    assert rs["c1"]["lease_holders"] == [L.holder_identity(3, "cust").pubkey_text]      # c1's isp holds c1--p1's
+    assert rs["p1"]["lease_holders"] == [L.holder_identity(3, "prov").pubkey_text]
+    assert "lease_holders" not in rs["q1"] and "lease_holders" not in rs["x1"]            # hold nothing
+    assert all(c["paths"] == {} and c["leases"] for n, c in configs.items() if n != "q1")
+    static = agent_configs.agent_configs(t, dict(state, routing="static"), tmp_path)
+    assert "route_server" not in static["c1"] and static["c1"]["paths"]
 
 
 def test_holder_identity_is_deterministic_per_seed_and_isp():
@@ -155,13 +171,13 @@ def test_node_origin_attr_is_checked():
     d = copy.deepcopy(BASE)
     d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 16}}
     with pytest.raises(TopologyError, match="lease_origin"):
-        Topology.from_dict(d, "t.yaml").validate()
+        validate(from_dict(d, "t.yaml"))
     d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 15, "customer": True}}
-    Topology.from_dict(d, "t.yaml").validate()
+    validate(from_dict(d, "t.yaml"))
 
 
 def test_cli_lease_config_settings_parse_and_reject():
-    from testbed.cli_leases import parse_changes
+    from testbed.cli.leases import parse_changes
     assert parse_changes(["max_priority_bandwidth=500", "clear_customer_bit=true", "virtual_router=vr1",
                           "deprioritize_non_customer=null"]) == {
         "max_priority_bandwidth": 500, "clear_customer_bit": True, "virtual_router": "vr1",
@@ -174,11 +190,11 @@ def test_cli_lease_config_settings_parse_and_reject():
 def test_cli_leases_renders_an_agent_answer(capsys, monkeypatch):
     from rich.console import Console
 
-    from node.tun_switch.lease_datapath import LeaseDataPath
-    from testbed import cli_leases
+    from node.leases.datapath import LeaseDataPath
+    from testbed.cli import leases as cli_leases
     monkeypatch.setattr(cli_leases, "out", Console(width=250))
     t = topo({"link": "p1--x1", "holder": "prov", "guarantee": "500kbit", "term": "10s"})
-    sections, _ = L.agent_sections(t, links_state(t), 3, started_at=0.0)
+    sections, _ = agent_configs.lease_sections(t, links_state(t), 3, started_at=0.0)
     cfg = parse_lease_config(sections["p1"], {"p1-e0": 0, "p1-e1": 2, "p1-e2": 3})
     dp = LeaseDataPath(cfg.table)
     dp.ingress(256, 0xF800, 1000, 1.0)
@@ -205,4 +221,4 @@ def test_any_lease_entry_gives_leases_or_a_topology_error(entries):
     except TopologyError:
         return
     L.declared_leases(t)
-    L.htb_plans(t)
+    agent_configs.htb_plans(t)

@@ -11,7 +11,7 @@ import yaml
 
 from testbed.topology import (Isp, Link, LinkParams, Node, Topology, TopologyError, bundled_examples, dumps,
                               format_fraction, format_rate, format_time, json_schema, load, parse_fraction,
-                              parse_rate, parse_time, save)
+                              from_dict, parse_rate, parse_time, save, validate)
 
 # --- units ---
 
@@ -47,7 +47,7 @@ def test_unit_errors(parse, text, message):
 
 
 @pytest.mark.parametrize("bps, text", [(10_000_000, "10mbit"), (1_500_000, "1500kbit"), (123, "123bit"),
-                                       (None, None), (10**12, "1tbit")])
+                                       (None, None), (10**12, "1tbit"), (0, "0bit")])
 def test_format_rate(bps, text):
     assert format_rate(bps) == text
 
@@ -71,7 +71,7 @@ def test_format_readable():
 
 
 def small() -> Topology:
-    return Topology.from_dict({
+    return from_dict({
         "name": "small", "seed": 5, "defaults": {"rate": "10mbit", "delay": "5ms"},
         "isps": {"red": {"relations": {"blue": "provider"}}, "blue": {}},
         "nodes": {"a": {"roles": ["router", "route_server"], "isp": "red"}, "b": {"isp": "red"},
@@ -84,7 +84,7 @@ def small() -> Topology:
 
 def test_from_dict_resolves_defaults_and_directions():
     t = small()
-    assert t.validate() == []
+    assert validate(t) == []
     ab, bc, ac = t.links
     assert ab.ab == ab.ba == LinkParams(rate_bps=10_000_000, delay_s=0.005)
     assert bc.ab == LinkParams(rate_bps=2_000_000, delay_s=0.005, loss=0.01)
@@ -115,13 +115,13 @@ def test_queries():
 
 
 def test_nodes_as_list_and_link_shorthand():
-    t = Topology.from_dict({"nodes": ["a", {"name": "b", "roles": "miner"}], "links": ["a--b"]}, "x")
+    t = from_dict({"nodes": ["a", {"name": "b", "roles": "miner"}], "links": ["a--b"]}, "x")
     assert list(t.nodes) == ["a", "b"] and t.nodes["b"].roles == ["miner"] and t.links[0].name == "a--b"
 
 
 def test_to_dict_from_dict_round_trip():
     t = small()
-    again = Topology.from_dict(json.loads(json.dumps(t.to_dict())), "small.yaml")
+    again = from_dict(json.loads(json.dumps(t.to_dict())), "small.yaml")
     assert again == t
 
 
@@ -138,7 +138,7 @@ def test_save_load_round_trip(tmp_path, ext):
 @pytest.mark.parametrize("name", bundled_examples())
 def test_bundled_examples_load_and_round_trip(tmp_path, name):
     t = load(name)
-    assert t.warnings == []
+    assert [w for w in t.warnings if "roles with no effect yet" not in w] == []
     save(t, tmp_path / "t.yaml")
     again = load(str(tmp_path / "t.yaml"))
     again.source = t.source
@@ -164,7 +164,7 @@ def test_seed_argument_overrides_file_seed():
 def test_schema_is_valid_and_accepts_bundled_examples():
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    from testbed.topology import BUNDLED_DIR
+    from testbed.topology.load import BUNDLED_DIR
     for path in BUNDLED_DIR.glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     jsonschema.validate(small().to_dict(), schema)
@@ -286,16 +286,16 @@ def test_name_too_long_for_interfaces(tmp_path):
 
 def test_name_too_long_depends_on_link_count():
     names = {"abcdefghij": {}, **{f"x{i}": {} for i in range(11)}}
-    t = Topology.from_dict({"nodes": names, "links": [f"abcdefghij--x{i}" for i in range(11)]}, "t")
+    t = from_dict({"nodes": names, "links": [f"abcdefghij--x{i}" for i in range(11)]}, "t")
     with pytest.raises(TopologyError, match=r"abcdefghij-eth10' has 16 characters.*with 11 links the name may "
                                             r"have at most 9 characters"):
-        t.validate()
+        validate(t)
 
 
 def test_invalid_node_name():
-    t = Topology.from_dict({"nodes": {"1a": {}, "b-c": {}}, "links": []}, "t")
+    t = from_dict({"nodes": {"1a": {}, "b-c": {}}, "links": []}, "t")
     with pytest.raises(TopologyError) as e:
-        t.validate(allow_disconnected=True)
+        validate(t, allow_disconnected=True)
     assert "t: node '1a': invalid name" in str(e.value) and "t: node 'b-c': invalid name" in str(e.value)
     assert len(e.value.errors) == 2
 
@@ -323,9 +323,9 @@ def test_disconnected_allowed_by_argument_or_file(tmp_path):
 
 
 def test_unknown_role_and_isp():
-    t = Topology.from_dict({"nodes": {"a": {"roles": ["minr"], "isp": "nowhere"}}}, "t")
+    t = from_dict({"nodes": {"a": {"roles": ["minr"], "isp": "nowhere"}}}, "t")
     with pytest.raises(TopologyError) as e:
-        t.validate()
+        validate(t)
     assert "t: node a: roles: unknown role 'minr'" in str(e.value)
     assert "t: node a: unknown isp 'nowhere'" in str(e.value)
 
@@ -346,7 +346,7 @@ def test_isp_relation_errors(tmp_path):
 
 def test_missing_route_server_is_a_warning():
     t = Topology(nodes={"a": Node("a", isp="x")}, isps={"x": Isp("x")}, source="t")
-    assert t.validate() == ["t: isp x: no node with role route_server"]
+    assert validate(t) == ["t: isp x: no node with role route_server"]
 
 
 def test_bad_yaml_and_json(tmp_path):
@@ -370,14 +370,14 @@ def test_params_built_in_code_are_checked():
     t = Topology(nodes={"a": Node("a"), "b": Node("b")}, source="t",
                  links=[Link("a", "b", LinkParams(rate_bps=-5), LinkParams(loss=2.0))])
     with pytest.raises(TopologyError) as e:
-        t.validate()
-    assert "t: link a--b: a_to_b: rate: must be a positive whole number" in str(e.value)
-    assert "t: link a--b: b_to_a: loss: must be a fraction between 0 and 1" in str(e.value)
+        validate(t)
+    assert "t: link a--b: a_to_b: rate_bps: must be a positive whole number" in str(e.value)
+    assert "t: link a--b: b_to_a: loss: a probability must be in [0, 1]" in str(e.value)
 
 
 def test_empty_topology_is_an_error():
     with pytest.raises(TopologyError, match="t: no nodes"):
-        Topology(source="t").validate()
+        validate(Topology(source="t"))
 
 
 def test_unknown_spec():

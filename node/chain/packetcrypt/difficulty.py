@@ -36,7 +36,11 @@ def big_to_compact(n: int) -> int:
 
 
 def work_for_target(target: int) -> int:
-    """Expected hashes to meet a big-integer target."""
+    """Expected hashes to meet a big-integer target. A negative target (compact bits with the sign bit set, e.g.
+    0x01810000 = -1) can never be met and counts as no work, as in btcd CalcWork; callers that receive bits from
+    the network reject such targets before they matter (node/chain/consensus.py, Reason.BAD_BITS)."""
+    if target < 0:
+        return 0
     return TWO_256 // (target + 1)
 
 
@@ -63,7 +67,10 @@ def _effective_work(block_work: int, ann_work: int, ann_count: int, version: int
 
 
 def effective_target(block_target: int, ann_target: int, ann_count: int, version: int = 2) -> int:
-    """The compact target a block's PacketCrypt hash must meet given its announcements (GetEffectiveTarget)."""
+    """The compact target a block's PacketCrypt hash must meet given its announcements (GetEffectiveTarget).
+    A negative block target (sign bit set) is unsatisfiable: 0 (pktd rejects such headers before asking)."""
+    if compact_to_big(block_target) < 0:
+        return 0
     w = _effective_work(work_for_compact(block_target), work_for_compact(ann_target), ann_count, version)
     return min(big_to_compact(target_for_work(w)), MAX_TARGET_COMPACT)
 

@@ -71,6 +71,7 @@ class Program:
         self.insns = list(insns)
         self.progbuf = list(progbuf)
         self.seed = seed32
+        self.accel_bufs = None      # the C accelerator's copies of insns and progbuf, made on first use
         self._compiled = None      # False once the compiler refused the program
 
     def __len__(self) -> int:
@@ -190,12 +191,10 @@ def _accel_create_program(seed32: bytes) -> Program:
 
 
 def _accel_prog_buffers(program: Program):
-    bufs = getattr(program, "_accel_bufs", None)
-    if bufs is None:
+    if program.accel_bufs is None:
         ffi = _accel.ffi
-        bufs = (ffi.new("uint32_t[]", program.insns), ffi.new("uint32_t[]", program.progbuf))
-        program._accel_bufs = bufs
-    return bufs
+        program.accel_bufs = (ffi.new("uint32_t[]", program.insns), ffi.new("uint32_t[]", program.progbuf))
+    return program.accel_bufs
 
 
 def _accel_randhash(program: Program, item_no: int, state: bytearray, cycles: int) -> list[int]:

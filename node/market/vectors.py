@@ -1,0 +1,129 @@
+"""Conformance checks for the ``market.*`` vector kinds (tests/vectors/README.md, tests/vectors/market.json).
+
+Each check recomputes the expected fields with the market code and raises ``Mismatch`` on a difference.
+Messages are given either as ``encoding`` (the exact wire text) or as ``message`` (a JSON object, encoded
+canonically); byte strings are lowercase hex.
+"""
+from __future__ import annotations
+
+from node.conformance import Mismatch, expect
+from node.cjdns import keys
+
+from . import wire
+from .auction import auction, auto_bid
+from .channel import ChannelOpen, ChannelPay, Commitment, PayeeChannel
+from .evidence import Attestation, Policy, Reveal
+from .faults import Discredit, ProofError, verify
+from .swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
+from .token_chain import LockRequest, RuleError, TokenState, Update
+
+MESSAGES = {c.TYPE: c for c in (Update, LockRequest, Reveal, Attestation, Discredit, SwapPropose, SwapAccept,
+                                 SwapFunded, SwapCancel, ChannelOpen, Commitment, ChannelPay)}
+
+
+def _data(v: dict) -> bytes:
+    return v["encoding"].encode() if "encoding" in v else wire.canonical(v["message"])
+
+
+def _decode(v: dict):
+    msg = wire.decode_as(MESSAGES, _data(v))
+    if msg.SIGNER and not msg.signature_ok():
+        raise wire.WireError(wire.BAD_SIGNATURE, f"{msg.TYPE} signature does not verify")
+    return msg
+
+
+def check_message(v):
+    """One message: canonical encoding, digest, signature (reproduced from the key and nonce randomness)."""
+    if "error" in v:
+        try:
+            _decode(v)
+        except wire.WireError as e:
+            expect("error", e.code, v["error"])
+            return
+        raise Mismatch(f"error: the message was accepted, want {v['error']!r}")
+    msg = _decode(v)
+    expect("encoding", msg.encode().decode(), v.get("encoding", wire.canonical(v.get("message", {})).decode()))
+    expect("digest", msg.digest().hex(), v["digest"])
+    if "private_key" in v:
+        sk = bytes.fromhex(v["private_key"])
+        expect("signer", getattr(msg, msg.SIGNER).hex(), keys.signing_public_key(sk).hex())
+        again = msg.signed(sk, bytes.fromhex(v["sign_random"]))
+        expect("sig", again.sig.hex(), msg.sig.hex())
+    if "lock_id" in v:
+        expect("lock_id", msg.lock_id.hex(), v["lock_id"])
+
+
+def check_chain(v):
+    """Replay an issuer chain: the ownership state, or the first update that breaks a rule."""
+    state = TokenState(bytes.fromhex(v["issuer"]))
+    for body in v["updates"]:
+        u = Update.from_body(body)
+        if not u.signature_ok():
+            raise Mismatch(f"update {u.height}: signature does not verify")
+        try:
+            state = state.apply(u)
+        except RuleError as e:
+            expect("error", {"height": u.height, "code": e.code}, v.get("error"))
+            return
+    if "error" in v:
+        raise Mismatch(f"error: the chain replayed, want {v['error']!r}")
+    tokens = {t.id: {"owner": t.owner.hex(), "lock": t.lock.hex() if t.lock else None}
+              for t in state.tokens.values()}
+    expect("tokens", tokens, v["tokens"])
+    expect("locks", {k.hex(): lock.state for k, lock in state.locks.items()}, v["locks"])
+
+
+def check_discredit(v):
+    """A discredit proof under a policy (trusted replicator keys and quorum): the fault it proves, or why not."""
+    proof = wire.decode_as({Discredit.TYPE: Discredit}, _data(v))
+    policy = Policy(frozenset(bytes.fromhex(k) for k in v["replicators"]), v["quorum"])
+    try:
+        verify(proof, policy)
+    except ProofError as e:
+        expect("error", e.code, v.get("error"))
+        return
+    if "error" in v:
+        raise Mismatch(f"error: the proof verified, want {v['error']!r}")
+    expect("fault", proof.fault, v["fault"])
+
+
+def check_auction(v):
+    r = auction(v["bids"], v["slots"], v["reserve"], v.get("bytes_received"))
+    expect("winners", list(r.winners), v["winners"])
+    expect("price", r.price, v["price"])
+
+
+def check_auto_bid(v):
+    expect("bid", auto_bid(v["balance"], v["remaining_bytes"], v.get("spend_rate", 1.0)), v["bid"])
+
+
+def check_channel(v):
+    """A payee fed ``payments`` in order, sending one unit before each: what it accepts and what it is owed."""
+    payee = PayeeChannel(ChannelOpen.from_body(v["open"]))
+    results = []
+    for data in v["payments"]:
+        if payee.may_send():
+            payee.sent()
+        before = dict(payee.rejected)
+        ok = payee.receive(data.encode())
+        results.append("ok" if ok else next(k for k in payee.rejected if payee.rejected[k] != before.get(k, 0)))
+    expect("results", results, v["results"])
+    expect("paid", payee.paid, v["paid"])
+
+
+def check_swap_timeouts(v):
+    p = SwapParams(**v["params"])
+    htlc = p.htlc_refund(v["height"])
+    expect("htlc_refund", htlc, v["htlc_refund"])
+    expect("lock_timeout", p.lock_timeout(htlc), v["lock_timeout"])
+
+
+CHECKS = {
+    "market.message": check_message,
+    "market.chain": check_chain,
+    "market.discredit": check_discredit,
+    "market.auction": check_auction,
+    "market.auto_bid": check_auto_bid,
+    "market.channel": check_channel,
+    "market.swap_timeouts": check_swap_timeouts,
+}

@@ -1,0 +1,114 @@
+"""Is the peer at the other end of a link alive? Liveness that holds on a busy machine.
+
+What cjdns does (net/InterfaceController.c): every authenticated message from a peer refreshes its
+``timeOfLastMessage``; a peer silent for 3 s is "lazy" and gets pinged, one silent for 20 s is unresponsive. The
+fast signal of a dead link is not that timeout but the switch: a send that fails answers UNDELIVERABLE at once (here:
+ECONNREFUSED, the peer's agent is gone; ENETDOWN, the link itself is down; see peer_link.py and forwarding.py).
+What TCP does (RFC 6298): the retransmission timeout follows the measured round trip, RTO = SRTT + 4 RTTVAR with a
+floor, so a slow path is not a lost packet.
+
+pktlab's rule, per link (``Liveness``):
+
+* a link is **up** once the peer answered one of our probes (a switch PING to its router, KEEPALIVE_S apart): a
+  valid PONG proves both directions work. Each answer is an RTT sample for SRTT/RTTVAR (alpha 1/8, beta 1/4).
+* while up, **any frame** from the peer is proof of life (its own probes, data, pongs): silence is counted from the
+  last one.
+* a probe is **missed** when no pong came since it was sent and it is overdue by the RTO (floor MIN_RTO_S). Probes
+  only count if our own loop was on time: when the node sees its own loop stalled (``LoopWatch``: a housekeeping
+  run came more than STALL_S late, the process was descheduled), every probe outstanding then is forgiven; its pong
+  may be sitting unread in our socket, and the silence is ours, not the peer's.
+* the link goes **down** when MISSED_PROBES counted probes are missed and the peer has been silent for DEAD_AFTER_S,
+  or when ONE_WAY_PROBES are missed while we still hear the peer (it does not hear us: a one-way failure).
+* a down link is probed every DOWN_PROBE_S (node.py) and is up again with its first valid pong.
+
+So a peer must be silent for 3.5 s while our loop runs on time before its link goes down, whatever the load; and a
+really silent peer is still found in about that time.
+"""
+from __future__ import annotations
+
+KEEPALIVE_S = 1.0        # a probe to every peer this often
+MIN_RTO_S = 1.0          # RFC 6298's floor for the retransmission timeout
+MAX_RTO_S = 3.0
+MISSED_PROBES = 3
+DEAD_AFTER_S = 3.5       # ... and this much silence from the peer
+ONE_WAY_PROBES = 8       # missed while the peer's frames still arrive: it does not hear us
+STALL_S = 0.5            # a housekeeping run this much later than its period: our own loop stalled
+
+
+class Liveness:
+    """The liveness of one peer link (see the module docstring). Times are the node's clock, in seconds."""
+
+    __slots__ = ("up", "last_heard", "last_answered", "srtt", "rttvar", "outstanding")
+
+    def __init__(self):
+        self.up = False
+        self.last_heard = self.last_answered = None
+        self.srtt = self.rttvar = None
+        self.outstanding = []        # send times of probes not answered since (sent while our loop was on time)
+
+    @property
+    def rto(self) -> float:
+        if self.srtt is None:
+            return MIN_RTO_S
+        return min(max(self.srtt + 4 * self.rttvar, MIN_RTO_S), MAX_RTO_S)
+
+    def heard(self, now: float) -> None:
+        """Any frame from the peer."""
+        self.last_heard = now
+
+    def answered(self, rtt: float, now: float) -> bool:
+        """A valid pong to one of our probes: an RTT sample; True if that brought the link up."""
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.outstanding.clear()
+        self.last_heard = self.last_answered = now
+        came_up = not self.up
+        self.up = True
+        return came_up
+
+    def probe_sent(self, now: float) -> None:
+        self.outstanding.append(now)
+        del self.outstanding[:-2 * ONE_WAY_PROBES]     # enough to count ONE_WAY_PROBES overdue ones
+
+    def forgive(self) -> None:
+        """Our loop stalled: what went unanswered meanwhile is not the peer's fault."""
+        self.outstanding.clear()
+
+    def missed(self, now: float) -> int:
+        rto = self.rto
+        return sum(1 for sent in self.outstanding if now - sent > rto)
+
+    def check(self, now: float) -> bool:
+        """The verdict at a housekeeping run; True if the link just went down."""
+        if not self.up:
+            return False
+        missed = self.missed(now)
+        silent = self.last_heard is None or now - self.last_heard >= DEAD_AFTER_S
+        if (missed >= MISSED_PROBES and silent) or missed >= ONE_WAY_PROBES:
+            self.up = False
+            self.outstanding.clear()
+            return True
+        return False
+
+    def describe(self, now: float) -> dict:
+        return {"srtt_ms": None if self.srtt is None else round(self.srtt * 1000, 3),
+                "rto_ms": round(self.rto * 1000, 1), "missed_probes": self.missed(now),
+                "silent_s": None if self.last_heard is None else round(now - self.last_heard, 3)}
+
+
+class LoopWatch:
+    """Detects that our own loop stalled: a periodic run that came more than STALL_S after its period."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self.last = None
+        self.stalls = 0
+
+    def tick(self, now: float) -> bool:
+        stalled = self.last is not None and now - self.last > self.period + STALL_S
+        self.last = now
+        self.stalls += stalled
+        return stalled

@@ -1,0 +1,439 @@
+"""Route servers inside the node agent: the client as the data plane's path provider, and the route-server role.
+
+:class:`RouteServerGlue` connects the pure :class:`~.client.RouteServerClient` (and, on a node whose config has
+``"route_server": {"serve": true}``, a :class:`~.service.RouteServerService`) to a ``node.tun_switch.node.Node``:
+
+* Route server messages travel inside the nodes' end-to-end CryptoAuth sessions as session content of type
+  256 (cjdns ``ContentType_CJDHT``); the data plane hands such content to :meth:`on_content`, and
+  :meth:`send_message` sends through the session of the destination key (created on demand).
+* GETSNODE and RPATH switch control messages go to :meth:`on_control`. RPATH is how a node learns its peer's
+  one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
+  arrived with, which is exactly that label.
+* Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) and, on a node with leases
+  (``use_lease_table``), its end of every paid lease in force (:func:`lease_entities`) go to the client, the
+  client's and the service's queued messages are sent, and newly learned paths are pushed to existing
+  destinations.
+  A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
+  a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
+
+Configuration (the ``route_server`` object of the agent config; all optional)::
+
+    {"serve": false, "allowed": ["<key>.k", ...], "federation": ["<key>.k", ...], "same_isp": ["<key>.k", ...],
+     "lease_holders": ["<key>.k", ...],
+     "announce_interval_s": 10, "hunt_interval_s": 3, "cache_ttl_s": 60, "query_timeout_s": 2}
+
+``allowed``: the route servers this node may use (its Cloud ISP's), empty = any found through peers;
+``federation``/``same_isp``: for a route server, the other route servers it exchanges link state with;
+``lease_holders``: the keys whose bandwidth leases this node's traffic may use (its Cloud ISP's holder key): its
+path queries name them, and the route server prefers their leases.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from node.cjdns import control, keys, labels
+from node.cjdns.switch_header import SwitchHeader
+from node.leases.table import LeaseTable
+from node.replay_state import ReplayState
+from node.route_server import announcement as A, messages as M
+from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
+from node.route_server.service import RouteServerService
+
+CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
+TICK_S = 0.1
+RPATH_RETRY_S = 1.0
+SILENCE_S = 2.0                  # a destination we send to that answers nothing for this long: re-query its path
+ROUTER = 1
+LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
+MAX_RTT_MS = 0xFFFFFFFF / 1000   # LINK_QUALITY carries the RTT as u32 microseconds
+
+
+@dataclass
+class RouteServerSettings:
+    serve: bool = False
+    allowed: tuple = ()
+    federation: tuple = ()
+    same_isp: tuple = ()
+    lease_holders: tuple = ()
+    announce_interval_s: float = 10.0
+    hunt_interval_s: float = 3.0
+    cache_ttl_s: float = 60.0
+    query_timeout_s: float = 2.0
+    extra: dict = field(default_factory=dict)
+
+    def client_config(self) -> ClientConfig:
+        return ClientConfig(announce_interval_ms=int(self.announce_interval_s * 1000),
+                            hunt_interval_ms=int(self.hunt_interval_s * 1000),
+                            cache_ttl_ms=int(self.cache_ttl_s * 1000),
+                            query_timeout_ms=int(self.query_timeout_s * 1000),
+                            allowed=tuple(self.allowed), lease_holders=tuple(self.lease_holders))
+
+
+def parse_settings(data, where: str = "route_server") -> RouteServerSettings:
+    """Validate the config object; ValueError names the field."""
+    if data is None:
+        return RouteServerSettings()
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object")
+    known = {"serve", "allowed", "federation", "same_isp", "lease_holders", "announce_interval_s", "hunt_interval_s",
+             "cache_ttl_s", "query_timeout_s"}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown field (known: {', '.join(sorted(known))})")
+    s = RouteServerSettings()
+    if "serve" in data:
+        if not isinstance(data["serve"], bool):
+            raise ValueError(f"{where}.serve: expected true or false")
+        s.serve = data["serve"]
+    for name in ("allowed", "federation", "same_isp", "lease_holders"):
+        items = data.get(name, [])
+        if not isinstance(items, list):
+            raise ValueError(f"{where}.{name}: expected a list of public keys")
+        parsed = []
+        for i, text in enumerate(items):
+            try:
+                parsed.append(keys.parse_pubkey_text(text))
+            except (ValueError, TypeError, AttributeError) as e:
+                raise ValueError(f"{where}.{name}[{i}]: {e}") from None
+        setattr(s, name, tuple(parsed))
+    if len(s.lease_holders) > M.MAX_HOLDERS:
+        raise ValueError(f"{where}.lease_holders: at most {M.MAX_HOLDERS} keys (what a path query carries)")
+    for name in ("announce_interval_s", "hunt_interval_s", "cache_ttl_s", "query_timeout_s"):
+        if name in data:
+            v = data[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 3600:
+                raise ValueError(f"{where}.{name}: expected seconds between 0.05 and 3600")
+            setattr(s, name, float(v))
+    return s
+
+
+def lease_entities(table: LeaseTable, now: float, wall_now: float) -> list:
+    """This device's end of every paid lease in force, as LEASE entities (announcement.py): the link and the
+    lease's own interface as one-hop labels in peerNum form, its expiry in Unix time (``now`` is the data path's
+    clock the table runs on, ``wall_now`` the Unix time at that moment)."""
+    out = []
+    for lease in table.paid(now):
+        link_index, lease_index = table.interface_of(lease.link), table.interface_of(lease.link, lease.id)
+        if link_index is None or lease_index is None or lease.holder is None:
+            continue
+        expires = A.NEVER if lease.expires is None else min(int(wall_now + lease.expires - now), A.NEVER - 1)
+        out.append(A.LeaseEntity(lease.id, labels.one_hop_label(link_index) & 0xFFFF,
+                                 labels.one_hop_label(lease_index) & 0xFFFF, lease.guarantee_bps, expires,
+                                 holder=lease.holder))
+    return out
+
+
+class RouteServerGlue:
+    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject")
+    ABSENT = 'this node has no "route_server" section in its config'
+
+    def __init__(self, node, settings: RouteServerSettings, clock_ms=None, replay_state=None):
+        self.node = node
+        self.settings = settings
+        # the route server's replay high-water marks outlive the service (rs_service restarts it) and, with a
+        # state directory, the process
+        self.replay_state = replay_state if replay_state is not None else ReplayState()
+        # the node's wall clock (it carries the clock-skew fault's offset), in ms: stamps and the server's checks;
+        # the client's timers run on the node's steady clock, so a clock jump does not stall them
+        self.clock_ms = clock_ms or (lambda: int(node.wall_clock() * 1000))
+        self.client = RouteServerClient(node.identity, lambda: int(node.clock() * 1000), settings.client_config(),
+                                        scheme=node.switch.scheme, serve_self=settings.serve,
+                                        wall_clock=self.clock_ms)
+        self.service = None
+        if settings.serve:
+            self.start_service()
+        self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
+        self.rpath_sent: dict[int, float] = {}
+        self.silence_reported: dict[bytes, float] = {}
+        self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
+        self.lease_table = None                         # the node's leases, announced (use_lease_table)
+        self.closed = False
+        self.loop = None
+        self._wake_pending = False
+        self._guarded_tick = node.errors.guard("route_server.tick", self._tick)   # a bug costs one tick
+        self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
+                         "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
+                         "queries_unserved": 0}
+
+    # -- installation -----------------------------------------------------------------------------------
+    def install(self, loop) -> None:
+        """Become the node's path provider and message handler; tick on the loop."""
+        self.node.paths = self.client
+        guard = self.node.errors.guard
+        self.node.content_handlers[CJDHT] = guard("route_server.on_content", self.on_content)
+        self.node.control_hook = guard("route_server.on_control", self.on_control, result=True)
+        self.loop = loop
+        self.client.wake = self._wake
+        loop.call_every(TICK_S, self.tick)
+
+    def _wake(self) -> None:
+        """The client has something to send now (a re-query after a switch error, a new look-up): tick as soon
+        as the loop is free instead of up to TICK_S later; a reroute is a few such steps."""
+        if not self._wake_pending and self.loop is not None:
+            self._wake_pending = True
+            self.loop.call_later(0, self._woken)
+
+    def _woken(self) -> None:
+        self._wake_pending = False
+        self.tick()
+
+    def use_lease_table(self, table: LeaseTable) -> None:
+        """Announce this node's end of its leases from now on (the lease plane's table)."""
+        self.lease_table = table
+
+    # -- the route-server role ------------------------------------------------------------------------------
+    def start_service(self) -> None:
+        """Run the route server, with empty state (as a restarted route-server process starts) but for the replay
+        high-water marks, which a restarted process reads back from its state directory."""
+        s = self.settings
+        self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
+                                          replay_state=self.replay_state)
+        self.client.set_serve_self(True)
+
+    def stop_service(self) -> None:
+        """Lose the route server (the route-server-loss fault): queries go unanswered, the node keeps switching."""
+        self.service = None
+        self.client.set_serve_self(False)
+
+    def send_bad_announcements(self, kind: str, count: int = 1) -> dict:
+        """Byzantine inputs from this node, in its real session with its route server: ``forged`` (a flipped
+        byte after signing), ``replayed`` (the last announcement the server accepted, again) or ``skewed``
+        (stamped a minute ahead). The server must reject each and count the reason."""
+        if kind not in ("forged", "replayed", "skewed"):
+            raise ValueError(f"unknown kind {kind!r} (forged, replayed, skewed)")
+        c = self.client
+        server = c.server
+        if server is None or server == self.node.identity.public_key:
+            raise ValueError("this node has no route server of another node to send to")
+        label = c.candidates[server].label
+        now = self.clock_ms() + c.skew_ms
+        for i in range(count):
+            if kind == "replayed":
+                if not c.acked:
+                    raise ValueError("no announcement accepted yet to replay")
+                raw = c.acked[-1].raw
+            else:
+                ts = now + (60_000 if kind == "skewed" else 0) + i + 1
+                entities = (A.VersionEntity(c.version), A.EncodingSchemeEntity(c.scheme))
+                raw = A.Announcement.build(self.node.identity, keys.address_for_key(server), ts, entities).raw
+                if kind == "forged":
+                    raw = raw[:-1] + bytes([raw[-1] ^ 1])
+            # sent like any query of ours; the reply (a rejection) is ignored: it answers no query of ours
+            self.send_message(server, label, M.pack_query(M.Query("ann", b"bad" + i.to_bytes(4, "big"), c.version,
+                                                                  ann=raw)))
+        self.counters[f"bad_announcements_{kind}"] = self.counters.get(f"bad_announcements_{kind}", 0) + count
+        return {"server": keys.ip6_text(keys.address_for_key(server)), "kind": kind, "sent": count}
+
+    # -- periodic ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """The node is closing (an agent host may close one node of a shared loop): stop working."""
+        self.closed = True
+
+    def tick(self) -> None:
+        if self.closed:
+            return
+        self._guarded_tick()
+
+    def _tick(self) -> None:
+        node = self.node
+        peers = []
+        # a lease's own peer link is announced as the lease (a LEASE entity), not as one more link to the peer
+        lease_links = self.lease_table.lease_interfaces() if self.lease_table is not None else set()
+        for index, link in node.links.items():
+            if not node.link_up(link) or link.peer_public_key is None or index in lease_links:
+                continue
+            their = self.their_labels.get(index)
+            if their is None:
+                self._ask_rpath(index)
+                continue
+            rtt = link.rtt_ms
+            if rtt is not None and not 0 <= rtt <= MAX_RTT_MS:     # NaN too: announced as unmeasured, counted
+                self.counters["bad_link_rtt"] = self.counters.get("bad_link_rtt", 0) + 1
+                rtt = None
+            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), node.switch.label_for(index), their,
+                                  link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
+                                  capacity_kbps=LINK_CAPACITY_KBPS))
+        self.client.set_peers(peers)
+        if self.lease_table is not None:
+            self.client.set_leases(lease_entities(self.lease_table, node.clock(), node.wall_clock()))
+        for out in self.client.poll():
+            if out.kind == "control":
+                self._send_control(out.label, out.payload)
+            else:
+                self.send_message(out.public_key, out.label, out.payload)
+        if self.service is not None:
+            # subscription timers, on the steady clock like the client's (a skewed clock must not stall them)
+            for out in self.service.take_outbox(int(self.node.clock() * 1000)):
+                self.send_message(out.public_key, out.label, out.payload, out.via)
+        self._push_paths()
+        self._watch_silence()
+
+    def _watch_silence(self) -> None:
+        now = self.node.clock()
+        for ip6, d in self.node.dests.items():
+            self._watch_return_path(ip6, d)
+            if d.unanswered_since is None or d.label is None or now - d.unanswered_since < SILENCE_S:
+                continue
+            if now - self.silence_reported.get(ip6, -SILENCE_S) < SILENCE_S:
+                continue
+            self.silence_reported[ip6] = now
+            self.counters["silent_paths_reported"] += 1
+            self.client.report_failure(ip6, d.label)
+
+    def _watch_return_path(self, ip6, d) -> None:
+        """The other end moved to a new path to us while we still send on a different one: it may have found a
+        link of the old path dead, and our path may share it (a failure we cannot see while nothing we send
+        crosses it). Ask the server again, once per move; it avoids links reported dead for a while, and it
+        gives both ends the same path, so a move on a healthy path settles after one exchange. Not for our
+        route server: it answers back the way each query came, so its packets arrive by more than one path,
+        and its own failure detection (timeouts, switch errors, the backup path) covers the way to it."""
+        moved = d.learned_label is not None and d.learned_label != self.return_seen.get(ip6, d.learned_label)
+        self.return_seen[ip6] = d.learned_label
+        if d.public_key == self.client.server:
+            return
+        if moved and d.label is not None and labels.bit_reverse64(d.learned_label) != d.label:
+            self.counters["return_path_moves"] += 1
+            self.client.refresh(ip6)
+
+    def _ask_rpath(self, index: int) -> None:
+        now = time.monotonic()
+        if now - self.rpath_sent.get(index, -RPATH_RETRY_S) < RPATH_RETRY_S:
+            return
+        self.rpath_sent[index] = now
+        self._send_control(self.node.switch.label_for(index), control.RPath(22))
+
+    def _push_paths(self) -> None:
+        """Destinations already in the data plane follow the client's current path."""
+        for ip6, d in self.node.dests.items():
+            found = self.client.cache.get(ip6)
+            if found is not None and found.label is not None and found.public_key == d.public_key \
+                    and (found.label, found.via) != (d.label, d.via):
+                d.set_label(found.label, found.via)
+
+    # -- sending ------------------------------------------------------------------------------------------
+    def _send_control(self, label: int, msg) -> None:
+        self.node.forwarder.forward(ROUTER, SwitchHeader(label=label).pack() + control.frame(msg))
+
+    def send_message(self, public_key: bytes, label: int, payload: bytes, via=()) -> None:
+        self.counters["messages_out"] += 1
+        if public_key == self.node.identity.public_key:
+            self._local(payload)
+            return
+        self.node.send_content_to(public_key, label, CJDHT, payload, via)
+
+    def _local(self, payload: bytes) -> None:
+        """A message to ourselves (a route server's own client)."""
+        now_ms = self.clock_ms()
+        me = self.node.identity.public_key
+        if self.service is None:
+            return
+        reply = self.service.handle(payload, me, now_ms, path=1)
+        if reply is not None:
+            self.client.on_reply(reply, me)
+
+    # -- receiving ----------------------------------------------------------------------------------------
+    def on_content(self, d, payload: bytes) -> None:
+        """Session content of type CJDHT from destination ``d``."""
+        self.counters["messages_in"] += 1
+        now_ms = self.clock_ms()
+        try:
+            is_query = M.is_query(payload)
+        except M.MessageError:
+            self.counters["bad_messages"] += 1
+            return
+        back = labels.bit_reverse64(d.learned_label) if d.learned_label else None
+        if is_query:
+            if self.service is None:
+                self.counters["queries_unserved"] += 1      # we serve nothing (or lost our route server)
+                return
+            reply = self.service.handle(payload, d.public_key, now_ms, path=back)
+            if reply is not None:
+                # back the way the query came (it just worked), as cjdns answers: our own path to the asker
+                # may cross the very link whose failure made it ask
+                self.send_message(d.public_key, back or d.label, reply)
+        elif self.client.on_reply(payload, d.public_key):
+            self._push_paths()                          # a new path is used from the next packet on
+            self.node.release_held()                    # and what waited for a path goes now
+        elif self.service is not None:
+            self.service.handle(payload, d.public_key, now_ms, path=back)
+
+    def on_control(self, msg, packet: bytes) -> bool:
+        """GETSNODE / RPATH from the switch; True when handled."""
+        arrival = int.from_bytes(packet[:8], "big")
+        back = labels.bit_reverse64(arrival)
+        if isinstance(msg, control.GetSnode):
+            if msg.reply:
+                self.client.on_getsnode_reply(msg, back)
+            else:
+                answer = self.client.answer_getsnode(msg)
+                if answer is not None:
+                    self.counters["getsnode_answered"] += 1
+                    self._send_control(back, answer)
+            return True
+        if isinstance(msg, control.RPath):
+            if msg.reply:
+                scheme = self.node.switch.scheme
+                index = scheme.decompress(back, scheme.bits_for_label(back)) if back else None
+                if index in self.node.links and msg.rpath:
+                    self.their_labels[index] = msg.rpath
+            else:
+                self.counters["rpath_answered"] += 1
+                self._send_control(back, control.RPath(22, rpath=back, reply=True))
+            return True
+        return False
+
+    # -- reports -----------------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        out = {"client": self.client.describe(), "counters": dict(self.counters),
+               "their_labels": {str(i): labels.label_text(l) for i, l in self.their_labels.items()}}
+        if self.service is not None:
+            out["service"] = self.service.status()
+        return out
+
+    # -- control API -------------------------------------------------------------------------------------
+    def commands(self) -> dict:
+        """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
+        return {"routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
+                "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject}
+
+    def _server(self, running=True):
+        if not self.settings.serve:
+            raise ValueError('this node is not a route server (config "route_server": {"serve": true})')
+        if running and self.service is None:
+            raise ValueError("this node's route server is not running (rs_service run=true starts it)")
+        return self.service
+
+    def cmd_routes(self, req, respond):
+        return dict(self.client.describe(), agent_counters=dict(self.counters))
+
+    def cmd_rs_service(self, req, respond):
+        self._server(running=False)
+        run = req.get("run")
+        if not isinstance(run, bool):
+            raise ValueError('"run" must be true or false')
+        if run and self.service is None:
+            self.start_service()
+        elif not run and self.service is not None:
+            self.stop_service()
+        return {"running": self.service is not None}
+
+    def cmd_rs_inject(self, req, respond):
+        count = req.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
+            raise ValueError('"count" must be an integer in 1..100')
+        return self.send_bad_announcements(req.get("kind"), count)
+
+    def cmd_rs_status(self, req, respond):
+        return dict(self._server().status(), glue=self.counters)
+
+    def cmd_rs_route(self, req, respond):
+        service = self._server()
+        try:
+            src, dst = keys.parse_ip6_text(req.get("src")), keys.parse_ip6_text(req.get("dst"))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f'needs "src" and "dst" IPv6 addresses: {e}') from None
+        found = service.explain(src, dst)
+        if found is None:
+            raise ValueError(f"no path from {req['src']} to {req['dst']}")
+        return found

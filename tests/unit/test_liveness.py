@@ -1,0 +1,116 @@
+"""Peer-link liveness (node/tun_switch/liveness.py): a stalled loop of our own does not declare peers dead, a
+peer descheduled for a moment is not declared dead, and a really silent peer (or one that no longer hears us) is
+still detected. Pure rule first, then real data-plane Nodes on in-memory links with a hand-driven clock."""
+import os
+import sys
+
+import pytest
+
+from node.tun_switch import liveness as L
+
+sys.path.insert(0, os.path.dirname(__file__))
+from meshes import build_line  # noqa: E402
+
+
+def test_rto_follows_rfc6298_with_a_floor_and_a_cap():
+    lv = L.Liveness()
+    assert lv.rto == L.MIN_RTO_S                                 # no sample yet
+    lv.answered(0.2, now=0)
+    assert (lv.srtt, lv.rttvar) == (0.2, 0.1) and lv.rto == 1.0  # 0.2 + 4 * 0.1 = 0.6: the floor
+    lv.answered(1.0, now=1)
+    assert lv.rttvar == pytest.approx(0.75 * 0.1 + 0.25 * 0.8) and lv.srtt == pytest.approx(0.875 * 0.2 + 0.125)
+    assert lv.rto == pytest.approx(lv.srtt + 4 * lv.rttvar)
+    for t in range(2, 10):
+        lv.answered(5.0, now=t)
+    assert lv.rto == L.MAX_RTO_S
+
+
+def test_the_verdict_needs_missed_probes_and_silence():
+    lv = L.Liveness()
+    assert not lv.check(0)                                       # never answered: not up, nothing to lose
+    lv.answered(0.01, now=0)
+    for t in (1, 2, 3):
+        lv.probe_sent(t)
+    assert lv.missed(3.5) == 2 and not lv.check(3.5)
+    assert lv.missed(4.01) == 3 and lv.check(4.01) and not lv.up
+    lv.answered(0.01, now=5)
+    for t in (6, 7, 8):
+        lv.probe_sent(t)
+    lv.heard(8.5)                                                # a frame: the peer is there, just slow to answer
+    assert lv.missed(9.5) == 3 and not lv.check(9.5)
+    lv.forgive()                                                 # our loop stalled: nothing is overdue any more
+    assert lv.missed(20) == 0 and not lv.check(20)
+
+
+def test_loop_watch_sees_a_late_run():
+    w = L.LoopWatch(1.0)
+    assert not w.tick(0) and not w.tick(1.0) and not w.tick(2.4)
+    assert w.tick(4.0) and w.stalls == 1
+
+
+def settle(wire, loop, nodes, seconds, step=1.0, cut=()):
+    """Run every node's housekeeping each second and deliver what the wire carries (minus the cut link ends)."""
+    wire.cut = set(cut)
+    end = loop.now + seconds
+    while loop.now + step <= end + 1e-9:
+        loop.now += step
+        for n in nodes:
+            n.housekeeping()
+        wire.pump()
+
+
+def up_line():
+    wire, loop, nodes = build_line(2)
+    settle(wire, loop, nodes, 2)
+    a, b = nodes
+    assert a.link_up(a.links[0]) and b.link_up(b.links[0])
+    return wire, loop, a, b
+
+
+def test_a_stalled_loop_does_not_declare_its_peers_dead():
+    """a sends its probe, then its process is descheduled for 10 s: b's answers wait unread in a's socket. When a
+    runs again it sees the stall (its housekeeping is 9 s late) and forgives what went unanswered: no peer-down,
+    though nothing from b was read for 10 s. The late pongs are too old to be RTT samples, but they are frames."""
+    wire, loop, a, b = up_line()
+    link = a.links[0]
+    loop.now += 1
+    a.housekeeping()
+    b.housekeeping()
+    loop.now += 10                                # a stalled: nothing read, no housekeeping
+    a.housekeeping()
+    assert a.link_up(link) and a.counters["loop_stalls"] == 1
+    wire.pump()                                   # the backlog: b's pong and probes
+    assert a.drops.get("pong_bad_time") == 1
+    settle(wire, loop, [a, b], 5)
+    assert a.link_up(link) and a.counters["peer_down"] == 0 and a.counters["loop_stalls"] == 1
+
+
+def test_a_peer_descheduled_for_two_seconds_is_not_declared_dead():
+    wire, loop, a, b = up_line()
+    settle(wire, loop, [a], 2)                    # b's process does not run: it neither answers nor probes
+    settle(wire, loop, [a, b], 3)
+    assert a.counters["peer_down"] == 0 and a.link_up(a.links[0])
+
+
+def test_a_really_silent_peer_is_detected_in_a_few_seconds_and_back_with_its_first_answer():
+    wire, loop, a, b = up_line()
+    silent_from = loop.now
+    went_down = None
+    for _ in range(8):
+        settle(wire, loop, [a], 1, cut={("n1", "to0")})
+        if went_down is None and not a.link_up(a.links[0]):
+            went_down = loop.now - silent_from
+    assert went_down is not None and L.DEAD_AFTER_S <= went_down <= L.DEAD_AFTER_S + 2
+    assert a.counters["peer_down"] == 1 and 0 in a.down_links
+    settle(wire, loop, [a, b], 1)                 # b answers again
+    assert a.link_up(a.links[0]) and 0 not in a.down_links
+
+
+def test_a_peer_that_no_longer_hears_us_is_detected_though_we_hear_it():
+    """One-way failure: a's frames are lost, b's still arrive. b finds a silent; a hears b's probes (proof of life)
+    but its own probes go unanswered: after ONE_WAY_PROBES of them a's link is down too."""
+    wire, loop, a, b = up_line()
+    settle(wire, loop, [a, b], L.DEAD_AFTER_S + 2, cut={("n0", "to1")})
+    assert not b.link_up(b.links[0]) and a.link_up(a.links[0])
+    settle(wire, loop, [a, b], L.ONE_WAY_PROBES, cut={("n0", "to1")})
+    assert not a.link_up(a.links[0]) and a.counters["peer_down"] == 1
