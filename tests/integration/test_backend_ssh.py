@@ -78,7 +78,7 @@ def test_a_fault_on_a_cross_host_link_bites_and_heals(grid):
     healed = heal(mesh, f.id)
     assert healed and "reachable" in healed[0].state["healed"]
     loss = apply_fault(mesh, f"loss {a}--{b} 40%")        # the agents' emulation, reached over SSH channels
-    assert "dropped by the emulation" in loss.state["effect"]
+    assert "frames dropped on" in loss.state["effect"]
     heal(mesh)
     with pytest.raises(FaultError):
         apply_fault(mesh, "link-down r1c1--r3c3")          # no such link: an error, not a traceback
