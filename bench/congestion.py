@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -488,7 +489,8 @@ def main(argv=None) -> int:
     from testbed.mesh import Mesh
     from testbed.topology import from_dict
     plan = QUICK if args.quick else Plan()
-    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # a stopped bench still takes its mesh down
+    started, load = time.monotonic(), {"start": os.getloadavg()}
     mesh = Mesh.up(from_dict(topology(max(plan.flows)), "bench/congestion.py"), name=f"bench-congestion-{os.getpid()}")
     try:
         bench = Dumbbell(mesh)
@@ -498,6 +500,7 @@ def main(argv=None) -> int:
         results["fair_share_at_end"] = mesh.agent("r1").call("fair_share")
     finally:
         mesh.down()
+    load["end"] = os.getloadavg()     # the machine is shared: the figures are read with the load they ran under
     results["claims"] = claims(results, plan)
     args.results.mkdir(parents=True, exist_ok=True)
     results["plots"] = plots(results, plan, args.results)
@@ -507,8 +510,9 @@ def main(argv=None) -> int:
                         ["claim", "seed 004", "measured", "verdict"],
                         [[r["claim"], r["seed_004"], r["measured"], r["verdict"]] for r in results["claims"]]))
     path = write(NAME, {"plan": asdict(plan), "rate_bps": RATE, "mss": MSS, "buffer_s": BUFFER_S,
-                        "elapsed_s": round(elapsed, 1), **results}, args.results)
-    console.print(f"wrote {path} and {len(results['plots'])} plots in {elapsed:.0f} s")
+                        "elapsed_s": round(elapsed, 1), "loadavg": load, **results}, args.results)
+    console.print(f"wrote {path} and {len(results['plots'])} plots in {elapsed:.0f} s (load average {load['start'][0]:.1f} "
+                  f"at the start, {load['end'][0]:.1f} at the end)")
     return 0
 
 
