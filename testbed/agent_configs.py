@@ -78,6 +78,13 @@ def agent_configs(topo: Topology, state: dict, run_dir: Path) -> dict[str, dict]
     return configs
 
 
+def announce_interval_s(nodes: int) -> float:
+    """Every node re-announces this often (a change of its peers is announced at once): 2 s on small meshes, about
+    50 announcements a second in all on big ones, which a route server ingests with a few percent of a core
+    (bench.route_server) and which keeps the idle mesh's own traffic small."""
+    return max(2.0, nodes / 50)
+
+
 def _route_server_settings(topo: Topology, node: str, ids: dict) -> dict:
     """A node uses its Cloud ISP's route servers (any, if its ISP has none); route servers federate with those of
     other ISPs and share link state with the others of their own."""
@@ -86,7 +93,8 @@ def _route_server_settings(topo: Topology, node: str, ids: dict) -> dict:
     own = [s for s in servers if topo.nodes[s].isp == isp] or servers
     key = ids[node].pubkey_text
     settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
-                "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+                "announce_interval_s": announce_interval_s(len(topo.nodes)), "hunt_interval_s": 0.5,
+                "query_timeout_s": 1}
     if node in servers:
         settings["same_isp"] = [ids[s].pubkey_text for s in own if ids[s].pubkey_text != key]
         settings["federation"] = [ids[s].pubkey_text for s in servers if s not in own and ids[s].pubkey_text != key]

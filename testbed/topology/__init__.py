@@ -3,6 +3,7 @@
     units       values with units ("10mbit", "5ms", "1%") and TopologyError
     model       Node, Link, Isp, Topology, LinkParams (one link direction) and the native file form
     leases      bandwidth leases declared by Cloud ISPs: format and checks
+    servers     where route servers go when a topology names none (route_servers=N, big meshes)
     check       validate(topo): every problem of a whole topology at once
     reader      the native YAML/JSON format -> Topology
     formats     meshnet-lab JSON, GraphML, GML, dot and PNG import/export
