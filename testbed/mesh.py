@@ -35,7 +35,7 @@ from testbed.backends.netns import NetnsBackend, exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
 from testbed.runs import Run, RunError
-from testbed.topology import Topology, load, save, validate
+from testbed.topology import Topology, load, save, servers, validate
 from testbed.waiting import wait_until
 
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
@@ -105,6 +105,8 @@ class Mesh:
         if routing not in ("auto", "static", "route-server"):
             raise RunError(f"routing {routing!r}: use auto, static or route-server")
         if routing == "auto":
+            if not topo.nodes_with_role("route_server") and len(topo.nodes) > servers.STATIC_PATHS_UP_TO:
+                servers.place(topo, servers.default_count(len(topo.nodes)))   # static paths cost too much
             routing = "route-server" if topo.nodes_with_role("route_server") else "static"
         if routing == "route-server" and not topo.nodes_with_role("route_server"):
             raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
@@ -197,9 +199,15 @@ class Mesh:
         nodes = list(configs)
         if per_process is None:  # a Python process per node up to a point, then a bounded number of hosts
             per_process = 1 if len(nodes) <= SOLO_AGENTS_UP_TO else math.ceil(len(nodes) / MAX_AGENT_PROCESSES)
-        for i in range(0, len(nodes), per_process):
-            self.start_agents(nodes[i:i + per_process])
-            progress("agents", min(i + per_process, len(nodes)), len(nodes))
+        # a route server has a process of its own: its work grows with the mesh, its neighbours' must not wait on it
+        groups = [[n] for n in nodes if "route_server" in self.topo.nodes[n].roles]
+        rest = [n for n in nodes if "route_server" not in self.topo.nodes[n].roles]
+        groups += [rest[i:i + per_process] for i in range(0, len(rest), per_process)]
+        started = 0
+        for group in groups:
+            self.start_agents(group)
+            started += len(group)
+            progress("agents", started, len(nodes))
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
         pending = set(configs)
