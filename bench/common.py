@@ -21,11 +21,11 @@ def previous(name: str) -> dict | None:
         return None
 
 
-def write(name: str, data: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write(name: str, data: dict, results: Path = RESULTS) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
             "kernel": platform.release(), **data}
-    path = RESULTS / f"{name}.json"
+    path = results / f"{name}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 

@@ -94,6 +94,13 @@ def _lease_holder_keys(topo: Topology, seed) -> dict:
     return {isp: holder_identity(seed, isp).pubkey_text for isp in sorted(held)}
 
 
+def announce_interval_s(nodes: int) -> float:
+    """Every node re-announces this often (a change of its peers is announced at once): 2 s on small meshes, about
+    50 announcements a second in all on big ones, which a route server ingests with a few percent of a core
+    (bench.route_server) and which keeps the idle mesh's own traffic small."""
+    return max(2.0, nodes / 50)
+
+
 def _route_server_settings(topo: Topology, node: str, ids: dict, holder_keys: dict) -> dict:
     """A node uses its Cloud ISP's route servers (any, if its ISP has none) and asks them for paths over its ISP's
     leases; route servers federate with those of other ISPs and share link state with the others of their own."""
@@ -102,7 +109,8 @@ def _route_server_settings(topo: Topology, node: str, ids: dict, holder_keys: di
     own = [s for s in servers if topo.nodes[s].isp == isp] or servers
     key = ids[node].pubkey_text
     settings = {"serve": node in servers, "allowed": [ids[s].pubkey_text for s in own],
-                "announce_interval_s": 2, "hunt_interval_s": 0.5, "query_timeout_s": 1}
+                "announce_interval_s": announce_interval_s(len(topo.nodes)), "hunt_interval_s": 0.5,
+                "query_timeout_s": 1}
     if isp in holder_keys:
         settings["lease_holders"] = [holder_keys[isp]]
     if node in servers:

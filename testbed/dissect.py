@@ -550,7 +550,7 @@ def _classify_udp(udp, ports, link_crypto=True):
     if udp.sport in PACKETCRYPT_PORTS or udp.dport in PACKETCRYPT_PORTS:
         return PacketCryptAnn
     if udp.sport == udp.dport and udp.sport in LEASE_PORTS:      # a lease's socket: same port at both ends
-        return CjdnsSwitch
+        return _link_layer(payload) if link_crypto else CjdnsSwitch
     if len(payload) >= rs_ann.HEADER_SIZE and _is_signed_announcement(payload):
         return RouteAnnouncement
     return None

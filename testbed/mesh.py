@@ -34,7 +34,7 @@ from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
 from testbed.runs import Run, RunError
-from testbed.topology import Topology, load, save, validate
+from testbed.topology import Topology, load, save, servers, validate
 from testbed.waiting import wait_until
 
 SOLO_AGENTS_UP_TO = 60  # meshes up to this size get one agent process per node (faults can target each alone)
@@ -117,6 +117,8 @@ class Mesh:
         if routing not in ("auto", "static", "route-server"):
             raise RunError(f"routing {routing!r}: use auto, static or route-server")
         if routing == "auto":
+            if not topo.nodes_with_role("route_server") and len(topo.nodes) > servers.STATIC_PATHS_UP_TO:
+                servers.place(topo, servers.default_count(len(topo.nodes)))   # static paths cost too much
             routing = "route-server" if topo.nodes_with_role("route_server") else "static"
         if routing == "route-server" and not topo.nodes_with_role("route_server"):
             raise RunError(f"{topo.source}: routing by route servers needs nodes with the role route_server")
@@ -208,7 +210,11 @@ class Mesh:
         nodes = list(configs)
         if per_process is None:  # a Python process per node up to a point, then a bounded number of hosts
             per_process = 1 if len(nodes) <= SOLO_AGENTS_UP_TO else math.ceil(len(nodes) / MAX_AGENT_PROCESSES)
-        self.backend.start_agents([nodes[i:i + per_process] for i in range(0, len(nodes), per_process)], progress)
+        # a route server has a process of its own: its work grows with the mesh, its neighbours' must not wait on it
+        groups = [[n] for n in nodes if "route_server" in self.topo.nodes[n].roles]
+        rest = [n for n in nodes if "route_server" not in self.topo.nodes[n].roles]
+        groups += [rest[i:i + per_process] for i in range(0, len(rest), per_process)]
+        self.backend.start_agents(groups, progress)
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
         pending = set(configs)

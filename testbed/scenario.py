@@ -592,8 +592,7 @@ def _counter(c: dict, name: str) -> float:
 def reroute(mesh) -> int:
     """Recompute every node's static path table around links that are down (link-down and partition faults) and
     push it through set_paths: what route servers do by themselves on meshes that have them."""
-    from node.cjdns.paths import static_paths
-    from node.cjdns import labels
+    from node.cjdns.paths import path_entry, static_paths
     down = set()
     for f in F.active_faults(mesh):
         if isinstance(f, (F.LinkDown, F.Partition)):
@@ -615,9 +614,9 @@ def reroute(mesh) -> int:
     changed = 0
     for n in mesh.topo.nodes:
         old = mesh.agent(n).call("config", timeout=3)["config"]["paths"]
-        table = {mesh.ip6(d): {"public_key": mesh.identity(d).pubkey_text, "label": labels.label_text(label)}
-                 for d, label in static_paths(adjacency, n).items()}
-        changed += sum(1 for ip, e in table.items() if (old.get(ip) or {}).get("label") != e["label"])
+        table = {mesh.ip6(d): path_entry(mesh.identity(d).public_key, label, via)
+                 for d, (label, via) in static_paths(adjacency, n).items()}
+        changed += sum(1 for ip, e in table.items() if old.get(ip) != e)
         changed += sum(1 for ip in old if ip not in table)      # destinations no longer reachable
         mesh.agent(n).call("set_paths", paths=table, timeout=3)
     return changed

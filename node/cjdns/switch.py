@@ -1,12 +1,14 @@
 """The cjdns label switch as a pure state machine (pkt-reference.md §2.3, cjdns ``switch/SwitchCore.c``).
 
 Interfaces are numbered like cjdns: index 1 is always our own router, peers get the free indexes 0, 2, 3, ...
-(V358, 257 slots; a hub switches with a wider scheme, see labels.scheme_for_interfaces: the algorithm is cjdns',
-with the scheme's director widths and numbering in place of NumberCompress). :meth:`Switch.receive` takes a packet (switch header first) from an interface and returns
+(V358, 257 slots). :meth:`Switch.receive` takes a packet (switch header first) from an interface and returns
 the ``(dest_index, packet)`` pairs to send: the forwarded packet, or an ERROR control message back out of the
 interface the packet came from. Forwarding pops the first director, pushes the bit-reversed director of the
 source interface at the top (so the label at the destination, bit-reversed, is the return path) and adds the
 director width to the label shift.
+
+A hub switches with a wider scheme (labels.scheme_for_interfaces, a pktlab extension): the algorithm is cjdns',
+with that scheme's director widths and numbering in place of NumberCompress.
 
 Traffic class: cjdns writes 0xffff ("unclassed") on every forwarded packet. pktlab uses the traffic class for
 PKT priorities (switch_header.py), so by default a switch keeps it; ``Switch(keep_traffic_class=False)``

@@ -6,8 +6,9 @@ through it) and it builds on that Forwarder's public face. It
 
 * opens one extra peer link per paid lease: the same veth addresses as the link's peer, the lease's own UDP
   port (the same at both ends) and its own switch interface, so a label chooses the lease and the receiver
-  knows which lease a packet came in on; it is encrypted like the link it rides on, in a session of its own; the socket's SO_PRIORITY is the lease's HTB class (tc_plan.py), for
-  when the backend installs the HTB plan on the veth;
+  knows which lease a packet came in on; it is encrypted like the link it rides on, in a session of its own;
+  the socket's SO_PRIORITY is the lease's HTB class (tc_plan.py), for when the backend installs the HTB plan on
+  the veth;
 * runs every switched packet through ingress (clear-customer-bit, re-prioritisation by the meter), the switch,
   egress (deprioritize-non-customer) and, on links with a capacity, the link's EgressScheduler, drained by a
   timer at AGENT_PACE of the link's capacity (below); links without a capacity send at once (no queue, so no

@@ -4,6 +4,7 @@
     model       Node, Link, Isp, Topology, LinkParams (one link direction) and the native file form
     leases      bandwidth leases declared by Cloud ISPs: format and checks
     dataplane   per-link encryption and fair share, switched on and off in attrs
+    servers     where route servers go when a topology names none (route_servers=N, big meshes)
     check       validate(topo): every problem of a whole topology at once
     reader      the native YAML/JSON format -> Topology
     formats     meshnet-lab JSON, GraphML, GML, dot and PNG import/export

@@ -2,7 +2,9 @@
 
 Examples: ``line:5``, ``ring:8``, ``grid:5x5``, ``grid:3x3,rate=10mbit,delay=5ms``, ``random:20,0.1,seed=3``,
 ``multi-isp:3,4``. Keys after the positional arguments: the link parameters of the native format (rate, delay,
-jitter, loss, duplicate, reorder, corrupt; they become the topology's defaults), ``seed`` and ``name``.
+jitter, loss, duplicate, reorder, corrupt; they become the topology's defaults), ``seed``, ``name`` and
+``route_servers=N`` (N nodes get the route_server role, placed by servers.place; without it a mesh of more than
+servers.STATIC_PATHS_UP_TO nodes gets route servers when it comes up).
 
 Every generator is deterministic: the random families draw from the seed (from the string, else the ``seed``
 argument, else 1) and always return a connected graph (components are joined deterministically).
@@ -17,6 +19,7 @@ from typing import Callable
 
 import networkx as nx
 
+from testbed.topology import servers
 from testbed.topology.model import PARAMS, Isp, Link, LinkParams, Node, Topology
 from testbed.topology.units import TopologyError
 
@@ -65,7 +68,7 @@ def parse(spec: str) -> tuple[str, list[str], dict[str, str]]:
     return family, positional, keywords
 
 
-KEYWORDS = (*PARAMS, "seed", "name")
+KEYWORDS = (*PARAMS, "seed", "name", "route_servers")
 
 
 def generate(spec: str, seed: int | None = None) -> Topology:
@@ -90,6 +93,8 @@ def generate(spec: str, seed: int | None = None) -> Topology:
     for link in topo.links:
         link.ab = LinkParams(**vars(defaults))
         link.ba = LinkParams(**vars(defaults))
+    if "route_servers" in keywords:
+        servers.place(topo, _int(keywords["route_servers"], "route_servers", spec, fam, maximum=len(topo.nodes)))
     return topo
 
 

@@ -167,7 +167,11 @@ def test_ctrl_c_while_the_command_line_loads(delay):
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=30)[1]
     assert "Traceback" not in err
-    assert p.returncode in (0, 130)               # done before the signal, or interrupted with one line
+    # done before the signal, interrupted with one line, or (on a loaded machine) killed by SIGINT before the
+    # interpreter had installed its handler: then nothing at all was printed
+    assert p.returncode in (0, 130, -signal.SIGINT)
+    if p.returncode == -signal.SIGINT:
+        assert err == ""
     if p.returncode == 130:
         assert err.strip() == "pktlab: interrupted"
 
@@ -182,10 +186,10 @@ def test_dissect_relative_times_names_and_lease_ports(tmp_path, capsys):
     pcap = tmp_path / "c.pcap"
     wrpcap(str(pcap), pkts)
     (tmp_path / "c.pcap.names.json").write_text(json.dumps({"fd00:1::1": "n1:n1-eth0", "fd00:1::2": "n2:n2-eth0"}))
-    assert cli.main(["dissect", str(pcap)]) == 0
+    assert cli.main(["dissect", "--plain-links", str(pcap)]) == 0      # plaintext switch frames
     text = capsys.readouterr().out
     assert "#1 +0.000000 n1:n1-eth0 [fd00:1::1]:7100 -> n2:n2-eth0 [fd00:1::2]:7100" in text
     assert "#2 +0.250000 n2:n2-eth0 [fd00:1::2]:7301" in text
     assert text.count("cjdns switch: label=0000.0000.0000.0013") == 2    # the lease's port is a peer link too
-    assert cli.main(["dissect", "--absolute", str(pcap)]) == 0
+    assert cli.main(["dissect", "--plain-links", "--absolute", str(pcap)]) == 0
     assert "#2 1700000000.250000" in capsys.readouterr().out

@@ -13,7 +13,8 @@ from testbed import scenario as S
 from testbed.topology import TopologyError
 from fuzzing import harness
 
-TMP = Path(tempfile.mkdtemp(prefix="pktlab-fuzz-scenario-"))
+_TMP = tempfile.TemporaryDirectory(prefix="pktlab-fuzz-scenario-")     # removed at exit
+TMP = Path(_TMP.name)
 
 names = st.sampled_from(["n1", "n2", "n3", "n9", "a", "b", "r1c1", "{random_node}", "{random_nod}", "", "N1"])
 links = st.sampled_from(["n1--n2", "n1-n2", "n1:n2", "n1->n2", "n2--n3", "n1--n3", "a--b", "{random_link}",

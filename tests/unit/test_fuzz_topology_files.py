@@ -16,7 +16,8 @@ from testbed.topology import generators
 from fuzzing import harness
 from test_topology_fuzz import documents
 
-TMP = Path(tempfile.mkdtemp(prefix="pktlab-fuzz-topology-"))
+_TMP = tempfile.TemporaryDirectory(prefix="pktlab-fuzz-topology-")     # removed at exit
+TMP = Path(_TMP.name)
 
 keys = st.one_of(st.sampled_from(["a", "b", "id", "name", "x", "y", "label", "index", "isps", "attrs", "roles",
                                   "isp", "pktlab_topology", "rate", "ab_delay", "attr_k"]),

@@ -141,3 +141,34 @@ def test_generate_directly_and_name():
     t = generate("ring:4,name=loop")
     assert t.name == "loop" and t.source == "ring:4,name=loop"
     assert load("grid:2x3").name == "grid-2x3"
+
+
+def test_route_servers_keyword_spreads_servers_farthest_first():
+    t = load("line:9,route_servers=2")
+    assert t.nodes_with_role("route_server") == ["n2", "n9"]      # best connected (first of equals), then farthest
+    t = load("grid:5x5,route_servers=1")
+    assert t.nodes_with_role("route_server") == ["r2c2"]          # the first node with 4 links
+    t = load("grid:10x10,route_servers=4")
+    servers = t.nodes_with_role("route_server")
+    g = t.graph()
+    farthest = max(min(nx.shortest_path_length(g, n, s) for s in servers) for n in g)
+    assert len(servers) == 4 and farthest <= 9                     # vs 18 hops across the grid from one corner
+
+
+@pytest.mark.parametrize("spec, message", [("ring:5,route_servers=0", "route_servers must be between 1 and 5"),
+                                           ("ring:5,route_servers=6", "route_servers must be between 1 and 5"),
+                                           ("ring:5,route_servers=x", "route_servers must be a whole number")])
+def test_bad_route_servers(spec, message):
+    with pytest.raises(TopologyError, match=message):
+        load(spec)
+
+
+def test_big_meshes_get_route_servers_when_they_come_up():
+    from testbed.topology import servers
+    assert servers.default_count(servers.STATIC_PATHS_UP_TO) == 1 and servers.default_count(1259) == 3
+    t = load("freifunk-aachen", allow_disconnected=True)
+    placed = servers.place(t, 3)
+    parts = sorted(nx.connected_components(t.graph()), key=len, reverse=True)
+    assert len(placed) == 3 + 5 and set(placed[:3]) <= parts[0]          # 3 in the largest, 1 in each of 5 islands
+    assert all(len(set(placed) & p) == 1 for p in parts[1:])
+    assert set(t.nodes_with_role("route_server")) == set(placed)
