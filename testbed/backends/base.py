@@ -19,8 +19,10 @@ journal alone (`for_run`).
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import time
 from typing import ClassVar
 
 from testbed.runs import Run
@@ -119,10 +121,30 @@ def for_run(run: Run, topo=None) -> Backend:
 
 def clean_elsewhere(run: Run, skip_unreachable: bool = False) -> None:
     """What a run has beyond this machine's own processes and namespaces: its VMs, or its part on SSH hosts
-    (called by runs.destroy before it stops the local processes)."""
+    (called by runs.destroy before it stops the local processes). Local leftovers of a crashed orchestrator (a
+    playbook or `vagrant up` still running) are stopped first, so they cannot go on building while this cleans."""
+    keep = {d["pid"] for d in run.state.get("vagrant", {}).get("libvirt", {}).values() if "pid" in d}
+    stop_local(run, keep)
     if run.state.get("backend") == "vagrant":
         from testbed.backends.vm import destroy_vms
         destroy_vms(run)          # the VMs go, and with them everything the run had on them
     elif run.state.get("hosts"):
         from testbed.backends.ssh import clean_hosts
         clean_hosts(run, skip_unreachable)
+
+
+def stop_local(run: Run, keep=frozenset(), timeout: float = 10.0) -> None:
+    """SIGKILL the run's processes on this machine (tagged or named in its journal) but those in keep."""
+    deadline = time.monotonic() + timeout
+    while (pids := [p for p in run.processes() if p not in keep]) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)       # our own children must not stay as zombies
+            except ChildProcessError:
+                pass
+        time.sleep(0.05)
