@@ -21,6 +21,7 @@ import time
 
 from bench.common import console, previous, ratio, table, write
 from testbed import runs
+from testbed.backends.base import BackendError
 from testbed.mesh import Mesh
 
 SPEC = "grid:3x3"
@@ -113,7 +114,10 @@ def main(argv=None) -> int:
         elif not (vm.BOX_DIR / "vmlinuz").exists() or not shutil.which("vagrant"):
             console.print("vagrant: skipped (no box or no Vagrant: `make vm`)")
         else:
-            results["vagrant"] = measure(f"line:{args.vm_nodes}", backend="vagrant")
+            try:
+                results["vagrant"] = measure(f"line:{args.vm_nodes}", backend="vagrant")
+            except (BackendError, runs.RunError) as e:    # the others' figures still count
+                console.print(f"vagrant: failed: {e}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
     base = results["netns"]

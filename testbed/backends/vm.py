@@ -316,7 +316,8 @@ class VagrantBackend(SshBackend):
 
 def destroy_vms(run) -> None:
     """`vagrant destroy` and the run's management network, then everything left in the run's libvirt namespace
-    (libvirtd, dnsmasq, QEMU). After a crash libvirtd is started again for it."""
+    (libvirtd, dnsmasq, QEMU) is stopped and what libvirt kept of the run swept. After a crash libvirtd is started
+    again for it."""
     rec = run.state.get("vagrant", {}).get("libvirt")
     if not rec:
         return
@@ -328,7 +329,10 @@ def destroy_vms(run) -> None:
         start_libvirt(run)
         rec = run.state["vagrant"]["libvirt"]
     try:
-        code, out = vagrant(run, "destroy", "-f", timeout=600)
+        try:
+            code, out = vagrant(run, "destroy", "-f", timeout=600)
+        except BackendError as e:     # it did not finish: the sweep below removes what it left
+            code, out = None, str(e)
         network = json.loads(run.path("vagrant", "plan.json").read_text())["network"]
         for what in ("net-destroy", "net-undefine"):    # vagrant-libvirt keeps it if a VM failed to come up
             subprocess.run(["virsh", "-c", "qemu:///system", what, network], capture_output=True, timeout=60)
