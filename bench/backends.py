@@ -21,6 +21,7 @@ import time
 
 from bench.common import console, previous, ratio, table, write
 from testbed import runs
+from testbed.backends.base import BackendError
 from testbed.mesh import Mesh
 
 SPEC = "grid:3x3"
@@ -70,15 +71,16 @@ def _cmdline(pid: int) -> bytes:
 
 
 def measure(spec: str, **where) -> dict:
+    load = os.getloadavg()[0]      # the machine is shared: what else ran says much about a VM's boot
     t0 = time.perf_counter()
     mesh = Mesh.up(spec, name=f"bench-{where.get('backend', 'netns')}", wait=300, **where)
     up = time.perf_counter() - t0
     time.sleep(3)     # the agents' first seconds (sessions, link pings) settle
     try:
-        row = {"nodes": len(mesh.topo.nodes), "up_s": up, "memory_mb": node_memory_mb(mesh)}
+        row = {"nodes": len(mesh.topo.nodes), "up_s": up, "memory_mb": node_memory_mb(mesh), "load": load}
         if where.get("backend") == "vagrant":
-            row["accel"] = mesh.run.state["vagrant"]["accel"]
-            row["boot_s"] = mesh.run.state["vagrant"]["boot_s"]
+            for key in ("accel", "accel_why", "boot_s"):
+                row[key] = mesh.run.state["vagrant"][key]
     finally:
         t1 = time.perf_counter()
         mesh.down()
@@ -112,7 +114,10 @@ def main(argv=None) -> int:
         elif not (vm.BOX_DIR / "vmlinuz").exists() or not shutil.which("vagrant"):
             console.print("vagrant: skipped (no box or no Vagrant: `make vm`)")
         else:
-            results["vagrant"] = measure(f"line:{args.vm_nodes}", backend="vagrant")
+            try:
+                results["vagrant"] = measure(f"line:{args.vm_nodes}", backend="vagrant")
+            except (BackendError, runs.RunError) as e:    # the others' figures still count
+                console.print(f"vagrant: failed: {e}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
     base = results["netns"]
@@ -125,10 +130,14 @@ def main(argv=None) -> int:
                            f"VMs booted in {r.get('boot_s', 0):.0f} s"}[name]
         rows.append([name, r["nodes"], r["up_s"], r["up_s"] / r["nodes"], ratio(r["up_s"] / r["nodes"],
                      base["up_s"] / base["nodes"]), r["memory_mb"], ratio(r["memory_mb"], base["memory_mb"]),
-                     r["down_s"], (before.get(name) or {}).get("up_s"), note])
+                     r["down_s"], r["load"], (before.get(name) or {}).get("up_s"), note])
     console.print(table("backends: bring-up and memory per node (ratios against netns, same run)",
                         ["backend", "nodes", "up s", "up s/node", "x netns", "MB/node (PSS)", "x netns",
-                         "down s", "up s (prev)", "what"], rows))
+                         "down s", "load at start", "up s (prev)", "what"], rows))
+    if "vagrant" in results:
+        r = results["vagrant"]
+        console.print(f"VMs under {'KVM' if r['accel'] == 'kvm' else 'QEMU TCG'}: {r['accel_why']}; machine load "
+                      f"{r['load']:.1f} when they started")
     write("backends", {"spec": SPEC, "results": results})
     return 0
 

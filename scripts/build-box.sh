@@ -110,6 +110,8 @@ fi
 if command -v vagrant >/dev/null; then
     if [ $FORCE = 1 ] || ! vagrant box list 2>/dev/null | grep -q "^$NAME "; then
         vagrant box add --force --name "$NAME" "$BOX" >/dev/null
+        # the previous box's copy in libvirt's image pool (vagrant-libvirt uploads a box there at its first use)
+        rm -f /var/lib/libvirt/images/pktlab-VAGRANTSLASH-debian12_vagrant_box_image_*
         echo "build-box: added to Vagrant as $NAME"
     fi
 fi

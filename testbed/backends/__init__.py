@@ -6,10 +6,14 @@ host helper on an SSH host (backends/remote_host.py) imports nothing from here b
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 
 from testbed import runs
 from testbed.backends.base import Backend, BackendError
+from testbed.waiting import wait_until
 
 
 def create(kind: str, run: runs.Run, topo, **options) -> Backend:
@@ -52,6 +56,9 @@ def destroy(run: runs.Run, skip_unreachable: bool = False) -> None:
     skip_unreachable gives it up with a warning), then its processes, namespaces and directory here
     (runs.destroy)."""
     runs.mark_stopping(run)
+    # a crashed orchestrator's leftovers here (a playbook, `vagrant up`) must not go on building while this cleans
+    keep = {d["pid"] for d in run.state.get("vagrant", {}).get("libvirt", {}).values() if "pid" in d}
+    stop_local(run, keep)
     if run.state.get("backend") == "vagrant":
         from testbed.backends.vm import destroy_vms
         destroy_vms(run)          # the VMs go, and with them everything the run had on them
@@ -59,3 +66,17 @@ def destroy(run: runs.Run, skip_unreachable: bool = False) -> None:
         from testbed.backends.ssh import clean_hosts
         clean_hosts(run, skip_unreachable)
     runs.destroy(run)
+
+
+def stop_local(run: runs.Run, keep=frozenset(), timeout: float = 10.0) -> None:
+    """SIGKILL the run's processes on this machine (tagged or named in its journal) but those in keep."""
+    def stopped():
+        pids = [p for p in run.processes() if p not in keep]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)       # our own children must not stay as zombies
+        return not pids
+    wait_until(stopped, timeout, interval=0.05)

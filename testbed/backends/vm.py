@@ -15,14 +15,17 @@ this machine's may not). Building a run:
 4. The VMs are then SSH hosts (addresses from `vagrant ssh-config`, reached through the libvirt namespace): the same
    checks, playbooks and host helper as backends/ssh.py, except that a link's end is the VM's NIC, found by MAC and
    moved into the node's namespace.
-Cleanup is `vagrant destroy` and then whatever still runs in the libvirt namespace (after a crash too: libvirtd is
-started again for it if needed).
+libvirtd reads a qemu.conf of the run (QEMU_CONF: no cgroups, no relabelling) and writes the VMs' logs into the run
+directory (both bind-mounted in a mount namespace of its own); each VM's console goes to RUN/vagrant/console/VM.log.
+Cleanup is `vagrant destroy`, then whatever still runs in the libvirt namespace is stopped and whatever libvirt kept
+of the run's VMs and network is removed (after a crash too: libvirtd is started again for it if needed).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -46,11 +49,24 @@ BOX_DIR = Path(os.environ.get("PKTLAB_BOX_DIR", "/var/cache/pktlab/box"))
 TB_SIZE_MB = 64
 UDP_BASE = 40000          # the links' tunnel ports, inside the run's libvirt namespace only
 LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
+# The run's libvirtd reads this instead of /etc/libvirt/qemu.conf. No cgroups: under cgroup v1 libvirt puts the VMs in
+# a `machine` group that shares the CPU with every process of the root group as if it were one of them, so a busy
+# machine starves them (a boot took 10 minutes at 4 % of a core); and a killed libvirtd leaves its groups behind.
+# QEMU runs as root and nothing is relabelled: no chown of the box's kernel, no xattrs, the console file can be in
+# the run directory whatever its mode.
+QEMU_CONF = """user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+"""
 VAGRANT_UP_TIMEOUT = 1800
+log = logging.getLogger("pktlab")
 
 
 def plan(run_id: str, topo, nodes_per_vm: int = 1, memory: int = 512, cpus: int = 1, driver: str = "qemu",
-         emulator: str | None = None) -> dict:
+         emulator: str | None = None, console_dir: str | None = None) -> dict:
     """What vagrant/Vagrantfile builds: machines (their nodes and NICs) for a topology; pure."""
     if nodes_per_vm < 1:
         raise BackendError(f"nodes per VM: at least 1, not {nodes_per_vm}")
@@ -69,7 +85,7 @@ def plan(run_id: str, topo, nodes_per_vm: int = 1, memory: int = 512, cpus: int 
                                     "peer_port": port, "mac": _mac(run_id, rec.name, "b")})
     name = re.sub(r"[^a-z0-9-]", "-", run_id.lower())
     return {"prefix": f"pktlab-{name}-", "box": BOX, "driver": driver, "memory": memory, "cpus": cpus,
-            "emulator": emulator, "network": f"pktlab-{name}", "machines": machines}
+            "emulator": emulator, "network": f"pktlab-{name}", "console_dir": console_dir, "machines": machines}
 
 
 LINK_MAC_PREFIX = "0a:70:6b"   # locally administered; the box's udev names such NICs pktlinkN and leaves them alone
@@ -165,9 +181,15 @@ def start_libvirt(run) -> dict:
     ns = ["nsenter", f"--net=/proc/{holder}/ns/net", "--"]
     subprocess.run(ns + ["ip", "link", "set", "lo", "up"], check=True)
     env = dict(os.environ, **{runs.TAG_VAR: run.id})
+    (d / "qemu.conf").write_text(QEMU_CONF)
+    (d / "libvirt-logs").mkdir(exist_ok=True)
+    # a mount namespace of their own, where the run's qemu.conf and log directory stand in for the machine's
+    binds = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+             'mount --bind "$1" /etc/libvirt/qemu.conf && mount --bind "$2" /var/log/libvirt/qemu && shift 2 && '
+             'exec "$@"', "-", str(d / "qemu.conf"), str(d / "libvirt-logs")]
     for daemon in ("virtlogd", "libvirtd"):
         log = open(d / f"{daemon}.log", "ab")
-        proc = subprocess.Popen(ns + [daemon], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        proc = subprocess.Popen(ns + binds + [daemon], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
         log.close()
         rec[daemon] = {"pid": proc.pid, "start": runs.proc_start_time(proc.pid)}
@@ -246,7 +268,8 @@ class VagrantBackend(SshBackend):
         check_tools()
         accel, why = detect_accel()
         emulator = str(VAGRANT_DIR / "qemu-tcg") if accel == "qemu" else None
-        p = plan(run.id, topo, nodes_per_vm, memory, driver=accel, emulator=emulator)
+        p = plan(run.id, topo, nodes_per_vm, memory, driver=accel, emulator=emulator,
+                 console_dir=str(run.path("vagrant", "console")))
         run.state["backend"] = cls.name
         run.state["vagrant"] = {"accel": accel, "accel_why": why, "machines": list(p["machines"])}
         run.state["placement"] = {n: vm for vm, m in p["machines"].items() for n in m["nodes"]}
@@ -301,7 +324,8 @@ class VagrantBackend(SshBackend):
 
 def destroy_vms(run) -> None:
     """`vagrant destroy` and the run's management network, then everything left in the run's libvirt namespace
-    (libvirtd, dnsmasq, QEMU). After a crash libvirtd is started again for it."""
+    (libvirtd, dnsmasq, QEMU) is stopped and what libvirt kept of the run swept. After a crash libvirtd is started
+    again for it."""
     rec = run.state.get("vagrant", {}).get("libvirt")
     if not rec:
         return
@@ -313,16 +337,35 @@ def destroy_vms(run) -> None:
         start_libvirt(run)
         rec = run.state["vagrant"]["libvirt"]
     try:
-        code, out = vagrant(run, "destroy", "-f", timeout=600)
+        try:
+            code, out = vagrant(run, "destroy", "-f", timeout=600)
+        except BackendError as e:     # it did not finish: the sweep below removes what it left
+            code, out = None, str(e)
         network = json.loads(run.path("vagrant", "plan.json").read_text())["network"]
         for what in ("net-destroy", "net-undefine"):    # vagrant-libvirt keeps it if a VM failed to come up
             subprocess.run(["virsh", "-c", "qemu:///system", what, network], capture_output=True, timeout=60)
         leftover = _domains(run)
     finally:
         _stop_namespace(rec)
+    swept = _sweep(run)
     if code != 0 or leftover:
-        raise runs.RunError(f"run {run.name}: vagrant destroy failed ({_last(out, 3)}); "
-                            f"VMs left: {', '.join(leftover) or 'none'}")
+        log.warning("pktlab: run %s: vagrant destroy failed (%s); its VMs were stopped and their files removed: %s",
+                    run.name, _last(out, 3), ", ".join(map(str, swept)) or "none")
+
+
+def _sweep(run) -> list[Path]:
+    """What libvirt keeps of the run's VMs and network outside the run directory (named by the plan's prefix and
+    network), removed once no libvirtd of the run runs: nothing after a clean `vagrant destroy`; after a failed one,
+    the domains' definitions and disks."""
+    p = json.loads(run.path("vagrant", "plan.json").read_text())
+    found = [*Path("/etc/libvirt/qemu").glob(f"{p['prefix']}*.xml"),
+             *Path("/var/lib/libvirt/images").glob(f"{p['prefix']}*"),
+             *Path("/etc/libvirt/qemu/networks").glob(f"{p['network']}.xml"),
+             *Path("/etc/libvirt/qemu/networks/autostart").glob(f"{p['network']}.xml"),
+             *Path("/var/lib/libvirt/dnsmasq").glob(f"{p['network']}.*")]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def _domains(run) -> list[str]:

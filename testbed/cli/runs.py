@@ -174,7 +174,7 @@ def register(add) -> None:
                     help="accept a topology that falls apart in several components")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
     sp.add_argument("--hosts", metavar="INVENTORY", help="spread the nodes over the SSH hosts of this inventory "
-                                                         "(YAML; see vagrant/README.md)")
+                                                         "(YAML; see docs/backends.md)")
     sp.add_argument("--backend", choices=("netns", "ssh", "vagrant"),
                     help="where the nodes live: namespaces here (default), SSH hosts (--hosts), Vagrant VMs")
 

@@ -1,8 +1,11 @@
 """Bad hosts, for real (the SSH lab of testbed/backends/ssh_lab.py): an unreachable host, a refused key, a user
 without sudo, a host that dies while the mesh is built and one that dies while it runs. Each is a clear error naming
 the host, and nothing is left half-built on the other hosts."""
+import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +59,42 @@ def test_a_bad_inventory_is_named_before_anything_starts(lab, tmp_path):
                        text=True)
     assert r.returncode != 0 and "hosts.h1.key: /nonexistent/key: no such file" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (runs.home() / "badinv").exists()
+
+
+@pytest.mark.parametrize("moment", ["hosts building", "agents starting"])
+def test_cleanup_after_the_orchestrator_is_killed(lab, moment):     # before the tests that kill hosts
+    """`pktlab up` dies by SIGKILL while Ansible works on the hosts (their namespaces half built, or the agents
+    starting): `pktlab cleanup` (stale runs, the default) stops the playbook it left running and removes everything
+    of the run on every host and here."""
+    name = "crash" + str(len(moment))
+    proc = subprocess.Popen(PKTLAB + ["up", "ring:4", "--hosts", str(lab.inventory(hosts=["h1", "h2"])), "--name",
+                                      name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600     # Ansible on a loaded machine
+        while not _reached(name, moment):
+            assert proc.poll() is None and time.monotonic() < deadline, f"`up` never got to {moment}"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    state = journal(name)
+    r = subprocess.run(PKTLAB + ["cleanup"], capture_output=True, text=True)
+    assert r.returncode == 0 and f"run {name} removed" in r.stdout + r.stderr, r.stdout + r.stderr
+    wait_no_traces(state, runs.home() / name, ["h1", "h2"])
+
+
+def _reached(name: str, moment: str) -> bool:
+    """Has `up` of this run got that far on a host: a host's journal with a node in it, or an agent's output file."""
+    try:
+        for h in journal(name)["hosts"].values():
+            d = Path(h["dir"])
+            if moment == "hosts building" and json.loads((d / "state.json").read_text()).get("nodes"):
+                return True
+            if moment == "agents starting" and any(d.glob("nodes/*/agent.stderr")):
+                return True
+    except (OSError, ValueError, KeyError):     # not there yet, or being written
+        pass
+    return False
 
 
 def test_a_host_that_dies_while_the_mesh_is_built(lab):

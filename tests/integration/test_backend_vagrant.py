@@ -1,6 +1,7 @@
 """The VM path: vagrant/Vagrantfile validates for a topology; the box from scripts/build-box.sh boots (saying whether
 under KVM or software emulation, and how long it took); a two-VM mesh runs on the VMs' own kernels (slow: each VM
 boots in about a minute under TCG, several on a busy machine)."""
+import glob
 import json
 import os
 import shutil
@@ -25,26 +26,28 @@ needs_box = pytest.mark.skipif(not (HAVE_BOX and shutil.which("qemu-system-x86_6
                                reason="needs root, QEMU and the box: `make vm` (scripts/build-box.sh)")
 
 
-def vagrant_env(**extra):
-    return dict(os.environ, VAGRANT_CWD=str(ROOT / "vagrant"), VAGRANT_CHECKPOINT_DISABLE="1",
-                PKTLAB_PYTHON=sys.executable, **extra)
+def vagrant_env(dotfile, **extra):
+    """Vagrant on the repository's Vagrantfile, its machine state (.vagrant) in a directory of the test."""
+    return dict(os.environ, VAGRANT_CWD=str(ROOT / "vagrant"), VAGRANT_DOTFILE_PATH=str(dotfile),
+                VAGRANT_CHECKPOINT_DISABLE="1", PKTLAB_PYTHON=sys.executable, **extra)
 
 
 @pytest.mark.skipif(not HAVE_VAGRANT, reason="vagrant is not installed (scripts/bootstrap.sh installs it)")
 def test_the_vagrantfile_validates_for_a_topology_and_a_plan(tmp_path):
-    r = subprocess.run(["vagrant", "validate"], env=vagrant_env(PKTLAB_TOPOLOGY="grid:2x2"), capture_output=True,
-                       text=True, timeout=300)
+    def validate(**plan):
+        return subprocess.run(["vagrant", "validate"], env=vagrant_env(tmp_path / ".vagrant", **plan),
+                              capture_output=True, text=True, timeout=300)
+    r = validate(PKTLAB_TOPOLOGY="grid:2x2")
     assert r.returncode == 0 and "validated successfully" in r.stdout, r.stdout + r.stderr
     plan = tmp_path / "plan.json"
     subprocess.run([sys.executable, "-m", "testbed.backends.vm", "plan", "ring:3", "--nodes-per-vm", "2"],
                    stdout=plan.open("w"), check=True, cwd=ROOT)
     assert list(json.loads(plan.read_text())["machines"]) == ["vm1", "vm2"]
-    r = subprocess.run(["vagrant", "validate"], env=vagrant_env(PKTLAB_PLAN=str(plan)), capture_output=True,
-                       text=True, timeout=300)
+    r = validate(PKTLAB_PLAN=str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run(["vagrant", "validate"], env=vagrant_env(PKTLAB_TOPOLOGY="nonsense:3"), capture_output=True,
-                       text=True, timeout=300)
+    r = validate(PKTLAB_TOPOLOGY="nonsense:3")
     assert r.returncode != 0 and "unknown generator 'nonsense'" in r.stdout + r.stderr
+    assert not (ROOT / "vagrant" / ".vagrant").exists()
 
 
 @needs_box
@@ -135,13 +138,12 @@ def test_a_two_vm_mesh_on_the_vms_own_kernels():
             assert "no answer" in f.state["effect"]
             heal(mesh, f.id)
             state, run_dir = dict(st), mesh.run.dir
+            plan = json.loads(mesh.run.path("vagrant", "plan.json").read_text())
         finally:
             mesh.down()
         assert not run_dir.exists() and tagged_processes(state["id"]) == []
         assert not vm.libvirt_running()
-        r = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
-                           text=True)
-        assert r.returncode != 0 or not [d for d in r.stdout.split() if "vms" in d]
+        assert vm_traces(state, plan) == []
         assert host_view() == before, "the run changed this machine's namespace"
         assert not [r.name for r in runs.list_runs()]
     finally:
@@ -150,3 +152,43 @@ def test_a_two_vm_mesh_on_the_vms_own_kernels():
         else:
             os.environ["PKTLAB_HOME"] = old
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+@needs_box
+@pytest.mark.skipif(not HAVE_VAGRANT, reason="vagrant is not installed")
+def test_cleanup_after_the_orchestrator_is_killed_while_the_vms_boot(tmp_path):
+    """`pktlab up --backend vagrant` dies by SIGKILL while its VMs boot (`vagrant up` still running, holding the
+    machines' lock): `pktlab cleanup` stops it, destroys the VMs and leaves no trace of the run."""
+    env = dict(os.environ, PKTLAB_HOME=str(tmp_path))
+    before = host_view()
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "up", "line:2", "--backend", "vagrant", "--name",
+                             "vmcrash"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    consoles = tmp_path / "vmcrash" / "vagrant" / "console"
+    try:
+        deadline = time.monotonic() + 600
+        while not (consoles.exists() and len(list(consoles.iterdir())) == 2):     # both VMs started
+            assert proc.poll() is None and time.monotonic() < deadline, "the VMs never started"
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    state = json.loads((tmp_path / "vmcrash" / "state.json").read_text())
+    plan = json.loads((tmp_path / "vmcrash" / "vagrant" / "plan.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "testbed.cli", "cleanup"], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0 and "run vmcrash removed" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "vmcrash").exists() and tagged_processes(state["id"]) == []
+    assert not vm.libvirt_running() and vm_traces(state, plan) == []
+    assert host_view() == before
+
+
+def vm_traces(state: dict, plan: dict) -> list[str]:
+    """What a Vagrant run left on this machine: processes in its libvirt namespace (QEMU, dnsmasq, libvirtd), and
+    libvirt's domains, disks, network and dnsmasq state of the run (named by the run's prefix), cgroups, logs."""
+    inode = state["vagrant"]["libvirt"]["netns"]["inode"]
+    found = [f"process {p}" for p in filter(str.isdigit, os.listdir("/proc")) if runs.netns_inode(int(p)) == inode]
+    for pattern in ("/etc/libvirt/qemu/{p}*", "/etc/libvirt/qemu/networks/{n}*", "/var/lib/libvirt/images/{p}*",
+                    "/var/lib/libvirt/dnsmasq/{n}*", "/var/log/libvirt/qemu/{p}*", "/sys/fs/cgroup/*/machine*/*{p}*"):
+        found += glob.glob(pattern.format(p=plan["prefix"], n=plan["network"]))
+    return found
