@@ -15,7 +15,7 @@ from testbed.topology.units import (format_fraction, format_rate, format_time, p
 
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-ROLES = ("router", "route_server", "miner", "pool", "chain", "issuer")
+ROLES = ("router", "route_server", "miner", "pool", "chain", "issuer", "block_miner")
 RELATIONS = ("customer", "provider", "peer")
 _OPPOSITE = {"customer": "provider", "provider": "customer", "peer": "peer"}
 
@@ -91,6 +91,7 @@ class Topology:
     description: str = ""
     allow_disconnected: bool = False  # the source's own default; load()/validate() may override
     attrs: dict = field(default_factory=dict)
+    chain: dict = field(default_factory=dict)  # the run's PKT chain (testbed/services.py check_section)
     warnings: list[str] = field(default_factory=list, compare=False)  # filled by load()
 
     # --- queries ---
@@ -163,6 +164,8 @@ class Topology:
         d["links"] = [_link_to_dict(link, self.defaults) for link in self.links]
         if self.attrs:
             d["attrs"] = copy.deepcopy(self.attrs)
+        if self.chain:
+            d["chain"] = copy.deepcopy(self.chain)
         return d
 
 

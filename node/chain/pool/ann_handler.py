@@ -199,7 +199,7 @@ class AnnHandler:
                                       headers={"authorization": basic_auth(self.password)},
                                       timeout=ClientTimeout(total=10)) as r:
                 await r.read()
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             log.warning("posting announcement credits to the paymaker: %s", e)
 
     def status(self) -> dict:

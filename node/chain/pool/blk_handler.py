@@ -15,7 +15,6 @@ no_template, bad_commitment, bad_merkle_root, duplicate, and the PacketCrypt rea
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ from ..blocks import BlockHeader
 from ..mining import root_from_branch
 from ..packetcrypt import block as pc_block
 from ..packetcrypt import difficulty
-from ..packetcrypt.ann_tree import CommitmentError, CoinbaseCommitment
+from ..packetcrypt.ann_tree import CoinbaseCommitment, CommitmentError
 from ..packetcrypt.announcement import Announcement, AnnValidationError
 from ..tx import Transaction
 from ..wire import hash_from_hex, hash_hex, sha256d, varint
@@ -156,7 +155,7 @@ class BlkHandler:
                                      params={"from": str(heights[0]), "count": str(heights[-1] - heights[0] + 1)},
                                      timeout=ClientTimeout(total=5)) as r:
                 answer = await r.json()
-        except (ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ClientError, ValueError) as e:
             raise Refused("chain_unreachable", str(e)) from None
         for i, h in enumerate(answer.get("hashes", [])):
             out[answer["from"] + i] = hash_from_hex(h)
@@ -167,7 +166,7 @@ class BlkHandler:
             async with self.http.post(f"{self.chain_url}/submitblock", json={"block": raw.hex()},
                                       timeout=ClientTimeout(total=20)) as r:
                 return await r.json()
-        except (ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ClientError, ValueError) as e:
             log.warning("submitting a block: %s", e)
             return {"status": "unreachable"}
 
@@ -192,7 +191,7 @@ class BlkHandler:
                                       headers={"authorization": basic_auth(self.password)},
                                       timeout=ClientTimeout(total=10)) as r:
                 await r.read()
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             log.warning("posting a share to the paymaker: %s", e)
 
     def status(self) -> dict:
