@@ -5,6 +5,7 @@ subcommands (`add(name, fn, help)` returns an argparse subparser whose `fn` gets
     topology  validate, schema, graph                  inspect   capture, dissect, report, doctor
     faults    fault, heal, faults, run (scenarios)     leases    leases, lease-config
     routes    routes, rs                               common    consoles, root check, --run, attach
+    chain     chain, mining, wallet (the PKT chain, pools and miners)
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import argparse
 from testbed.runs import RunError
 from testbed.cli import faults, inspect, leases, nodes, routes, runs, topology
 from testbed.cli import labs, ui  # issue 18
+from testbed.cli import chain  # issue 14
 from testbed.cli.common import console
 from testbed.topology import TopologyError, bundled_examples
 
 GROUPS = (runs, nodes, topology, inspect, faults, routes, leases)
 GROUPS += (labs, ui)
+GROUPS += (chain,)
 
 DESCRIPTION = """\
 pktlab builds an emulated PKT Network on this machine: every node a Linux network namespace running a
