@@ -15,6 +15,7 @@ no_template, bad_commitment, bad_merkle_root, duplicate, and the PacketCrypt rea
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -118,8 +119,9 @@ class BlkHandler:
             raise Refused("duplicate", sid.hex())
         hashes = await self._parent_hashes(pcp, work.height)
         try:
-            is_block, _ = pc_block.validate_block_proof(header80, pcp, commitment, work.height, hashes.get,
-                                                        rules=self.rules, share_target=work.share_target)
+            is_block, _ = await asyncio.to_thread(      # milliseconds of hashing: off the event loop
+                pc_block.validate_block_proof, header80, pcp, commitment, work.height, hashes.get,
+                rules=self.rules, share_target=work.share_target)
         except pc_block.BlockValidationError as e:
             raise Refused(e.reason.value, str(e)) from None
         except (AnnValidationError, ValueError) as e:
