@@ -38,11 +38,6 @@ def chain(run, topo) -> dict:
     return {"params": run.state.get("chain"), "nodes": nodes}
 
 
-def _pool_of(run, node: str, role: str) -> str | None:
-    cfg = services.service_status(run, node, role) or {}
-    return cfg.get("master")
-
-
 def mining(run, topo) -> dict:
     graph = topo.graph()
     addr_to_node = {a: n for n, a in run.state.get("addresses", {}).items()}
@@ -83,13 +78,10 @@ def _node_of_url(url: str | None, addr_to_node: dict) -> str | None:
 
 
 def _chain_node_for(run, topo, node: str) -> str:
-    chains = topo.nodes_with_role("chain")
-    if not chains:
-        raise ChainViewError(f"run {run.name} has no chain node")
-    if node in chains:
-        return node
-    lengths = nx.single_source_shortest_path_length(topo.graph(), node)
-    return min((c for c in chains if c in lengths), key=lambda c: (lengths[c], c), default=chains[0])
+    near = services.nearest(topo.graph(), node, topo.nodes_with_role("chain"))
+    if near is None:
+        raise ChainViewError(f"run {run.name} has no chain node {node} can reach")
+    return near
 
 
 def _rpc(run, node: str, path: str, body=None) -> dict:

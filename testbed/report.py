@@ -271,15 +271,13 @@ def ann_bytes_per_link(events, run_dir) -> dict:
         return {}
     import networkx as nx
 
+    from testbed.services import nearest
     from testbed.topology import load
     topo = load(path)
     g, pools = topo.graph(), topo.nodes_with_role("pool")
     out = {}
     for node, n in sent.items():
-        if node not in g:
-            continue
-        lengths = nx.single_source_shortest_path_length(g, node)
-        near = min((p for p in pools if p in lengths), key=lambda p: (lengths[p], p), default=None)
+        near = nearest(g, node, pools) if node in g else None
         if near is None:
             continue
         hops = nx.shortest_path(g, node, near)

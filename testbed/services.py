@@ -129,7 +129,8 @@ def run_chain(topo, *, time_scale: float | None = None, now: float | None = None
     return {"config": config, "ann_rate": ann_rate, "measured": measured}
 
 
-def _nearest(graph, node: str, candidates: list[str]) -> str | None:
+def nearest(graph, node: str, candidates: list[str]) -> str | None:
+    """The candidate fewest hops from node (itself if it is one; ties by name), None if none is reachable."""
     if node in candidates:
         return node
     lengths = nx.single_source_shortest_path_length(graph, node)
@@ -159,13 +160,13 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                 settings = {"p2p_port": p2p_port, "rpc_port": rpc_port, "socket": str(d / "chain.sock"),
                             "peers": [[addr[c], p2p_port] for c in chains if c != n.name]}
             elif role == "pool":
-                near = _nearest(graph, n.name, chains)
+                near = nearest(graph, n.name, chains)
                 if near is None:
                     raise ChainConfigError(f"pool {n.name}: no node with the role chain to work with")
                 settings = {"chain_url": _url(addr[near], rpc_port),
                             "default_address": wallet_key(state["seed"], n.name).address}
             else:
-                near = _nearest(graph, n.name, pools)
+                near = nearest(graph, n.name, pools)
                 if near is None:
                     raise ChainConfigError(f"{role} {n.name}: no node with the role pool to work for")
                 settings = {"master_url": _url(addr[near], POOL_PORTS["master"]),

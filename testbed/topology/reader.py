@@ -14,7 +14,8 @@ import yaml
 from testbed.topology.model import _OPPOSITE, PARAMS, RELATIONS, Isp, Link, LinkParams, Node, Topology
 from testbed.topology.units import TopologyError
 
-TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs", "chain")
+TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs",
+              "chain")
 NODE_FIELDS = ("name", "roles", "isp", "attrs")
 LINK_FIELDS = ("a", "b", *PARAMS, "a_to_b", "b_to_a", "attrs")
 ISP_FIELDS = ("relations", "attrs", "leases")
