@@ -2,7 +2,8 @@
 
 Brings up the bundled default topology, shows nodes/links/addresses, pings every link's two ends, shows the
 end-to-end reachability matrix over the nodes' fc00::/8 addresses, measures iperf3 TCP over the longest path,
-draws the topology and tears everything down again.
+draws the topology, takes a link down under a running ping, watches the PKT chain's blocks appear (the default
+topology's pool, miners and chain nodes) and tears everything down again.
 """
 from __future__ import annotations
 
@@ -123,6 +124,36 @@ def _links_on(mesh: Mesh, src: str, dst: str) -> set:
     return {frozenset(p) for p in zip(nodes, nodes[1:])}
 
 
+def chain_step(mesh: Mesh, blocks: int = 3, within: float = 60.0) -> None:
+    """Blocks appearing: the pool's announcement miners and block miner at work, every chain node following."""
+    params = mesh.run.state["chain"]["config"]
+    console.print(f"   chain parameters: block time {params['block_time']} s, retarget every "
+                  f"{params['retarget_interval']} blocks, maturity {params['maturity']}, starting bits "
+                  f"0x{params['genesis_bits']:08x} (from this machine's measured hash rate)")
+    start, seen = time.monotonic(), -1
+    while time.monotonic() - start < within:
+        nodes = mesh.chain()["nodes"]
+        heights = {n: st.get("height", -1) for n, st in nodes.items()}
+        top = max(heights.values(), default=-1)
+        if top > seen:
+            seen = top
+            console.print(f"   {time.monotonic() - start:5.1f} s  heights " +
+                          ", ".join(f"{n} {h}" for n, h in heights.items()))
+        if min(heights.values(), default=-1) >= blocks:
+            break
+        time.sleep(0.5)
+    data = mesh.mining()
+    t = Table("miner", "announcements/s accepted", "bytes uploaded", title="announcement miners")
+    for n, m in data["miners"].items():
+        t.add_row(n, f"{m['accepted_per_s']:.1f}", str(m["bytes_sent"]))
+    console.print(t)
+    for n, p in data["pools"].items():
+        payout = p["last_payout"]
+        console.print(f"   pool {n}: {p['anns'].get('accepted', 0)} announcements, {p['shares']} shares, "
+                      f"{p['blocks']} blocks" + (f"; block {payout['height']} paid " + ", ".join(
+                          f"{a[:10]}… {v / (1 << 30):.2f} PKT" for a, v in payout["outputs"]) if payout else ""))
+
+
 def main() -> int:
     if os.geteuid() != 0:
         console.print("the demo needs root: sudo make demo")
@@ -163,10 +194,13 @@ def main() -> int:
 
         console.print("7. a fault: a link on the active path goes down under a running ping")
         link_fault(mesh)
+
+        console.print("8. the PKT chain: announcements and blocks mined over the mesh (pktlab chain / mining)")
+        chain_step(mesh)
     finally:
         t0 = time.monotonic()
         mesh.down()
-        console.print(f"8. pktlab down: everything removed in {time.monotonic() - t0:.2f} s")
+        console.print(f"9. pktlab down: everything removed in {time.monotonic() - t0:.2f} s")
     return 0
 
 

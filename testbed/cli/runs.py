@@ -19,7 +19,7 @@ def cmd_up(args):
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
                        progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
-                       restart_agents=not args.no_restart)
+                       restart_agents=not args.no_restart, time_scale=args.time_scale)
     for w in mesh.topo.warnings:
         console.print(styled(("warning: ", "yellow"), w))
     if args.json:
@@ -166,6 +166,8 @@ def register(add) -> None:
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
                     help="accept a topology that falls apart in several components")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
+    sp.add_argument("--time-scale", type=float, metavar="F",
+                    help="shrink the PKT chain's lengths F times (block time 60/F s, retarget 2016/F blocks, ...)")
 
     sp = add("down", cmd_down, "stop a run and remove everything it created")
     which = sp.add_mutually_exclusive_group()
