@@ -176,12 +176,13 @@ def test_ctrl_c_while_the_command_line_loads(delay):
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=30)[1]
+    # on a loaded machine the signal can land while the interpreter itself starts, before any of our code runs:
+    # then CPython dies by it (no output) or reports a fatal error importing its own site module
+    if p.returncode == -signal.SIGINT or err.startswith("Fatal Python error: init_import_site"):
+        assert "testbed" not in err
+        return
     assert "Traceback" not in err
-    # done before the signal, interrupted with one line, or (on a loaded machine) killed by SIGINT before the
-    # interpreter had installed its handler: then nothing at all was printed
-    assert p.returncode in (0, 130, -signal.SIGINT)
-    if p.returncode == -signal.SIGINT:
-        assert err == ""
+    assert p.returncode in (0, 130)               # done before the signal, or interrupted with one line
     if p.returncode == 130:
         assert err.strip() == "pktlab: interrupted"
 
