@@ -422,6 +422,8 @@ def plots(results: dict, plan: Plan, out: Path) -> list[str]:
                   if (q["cc"], q["mode"], q["loss"]) == (cc, "fifo", p)]
             ax.plot(*zip(*xy), marker="o", label=f"loss {p:.1%}")
         ax.set_xscale("log")
+        ax.set_xticks(plan.rtts_ms, [str(r) for r in plan.rtts_ms])
+        ax.minorticks_off()
         ax.set_title(f"{cc}: one flow, {RATE / 1e6:.0f} Mbit/s bottleneck", fontsize=9)
         ax.set_xlabel("RTT (ms)")
         ax.set_ylabel("goodput (Mbit/s)")
