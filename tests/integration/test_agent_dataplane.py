@@ -80,7 +80,8 @@ def test_three_node_line_ping_iperf_and_control_api(mesh):
     sa = {s["ip6"]: s for s in mesh.agent("n1").call("sessions")["sessions"]}
     assert sa[mesh.ip6("n3")]["established"]
     cb = mesh.agent("n2").call("counters")
-    assert all(v["rx_packets"] > 1000 for v in cb["interfaces"].values())
+    rx = sorted(v["rx_packets"] for v in cb["interfaces"].values())
+    assert rx[-1] > 1000 and rx[0] > 100      # the data one way, the ACKs (fewer, delayed) the other
     assert cb["tun"]["tun_tx_packets"] < 100
     st = mesh.agent("n2").call("status")
     assert st["node"] == "n2" and st["ip6"] == mesh.ip6("n2") and st["healthy"]
