@@ -15,7 +15,7 @@ from node.cjdns import switch_header as SH
 from testbed import cli, runs
 from testbed import faults as F
 from testbed.faults.link import Partition
-from testbed.topology import RUNNING_ROLES, load, validate
+from testbed.topology import RUNNING_ROLES, load
 from testbed.topology import model
 
 ROOT = Path(__file__).resolve().parents[2]
