@@ -30,7 +30,7 @@ from testbed import runs, ui
 from testbed.backends.netns import exec_in
 from testbed.cli.common import Bars
 from testbed.console import data_table, make_console, styled
-from testbed.events import ASSERTION, FILENAME as EVENTS_FILE, EventLog
+from testbed.events import ASSERTION, PING, FILENAME as EVENTS_FILE, EventLog
 from testbed.labs.checking import flood
 from testbed.mesh import Mesh
 from testbed.report import render_report
@@ -63,6 +63,7 @@ class Demo:
     out: Path
     console: object
     note: callable                              # note("flooding ...") shows what a long step is doing now
+    events: EventLog
     ui_url: str = ""
     proofs: list = field(default_factory=list)
 
@@ -87,13 +88,14 @@ def show_mesh(demo: Demo) -> Proof:
     for rec in mesh.run.state["links"]:
         ends.setdefault(rec["a"], []).append(f"{rec['a_if']} -> {rec['b']}")
         ends.setdefault(rec["b"], []).append(f"{rec['b_if']} -> {rec['a']}")
-    t = data_table("node", "roles (what the agent does)", "ISP", "fc00::/8 address", "links",
+    t = data_table("node", "roles", "ISP", "fc00::/8 address", "links",
                    title=f"run {mesh.run.name}: {len(topo.nodes)} PKT routing devices, {len(topo.links)} links")
     for name, node in topo.nodes.items():
-        roles = "\n".join(f"{r}: {RUNNING_ROLES[r]}" for r in node.roles)
-        isp = node.isp or "none (free tier)"
-        t.add_row(name, roles, isp, mesh.ip6(name), "\n".join(ends.get(name, [])))
+        t.add_row(name, ", ".join(node.roles), node.isp or "none (free tier)", mesh.ip6(name),
+                  "\n".join(ends.get(name, [])))
     demo.console.print(t)
+    for role in sorted({r for n in topo.nodes.values() for r in n.roles}):
+        demo.console.print(f"   {role}: {RUNNING_ROLES[role]}")
     servers = topo.nodes_with_role("route_server")
     for rs in servers:
         try:
@@ -103,9 +105,9 @@ def show_mesh(demo: Demo) -> Proof:
     t = data_table("ISP", "relations", "route servers", "leases it sells (link, holder, settings)", title="ISPs")
     leases = declared_leases(topo)
     for name, isp in topo.isps.items():
-        sold = [f"{l.id} on {topo.links[l.link_index].name}, holder {l.holder_isp}, guarantee "
-                f"{format_rate(l.guarantee_bps)}, max-priority-bandwidth "
-                f"{'unlimited' if l.max_priority_bandwidth is None else l.max_priority_bandwidth}"
+        sold = [f"{l.id} on {topo.links[l.link_index].name} to {l.holder_isp}: guarantee "
+                f"{format_rate(l.guarantee_bps) if l.guarantee_bps else 'none'}, max-priority-bandwidth "
+                f"{'unlimited' if l.max_priority_bandwidth is None else f'{l.max_priority_bandwidth:g}'}"
                 for l in leases if l.isp == name]
         t.add_row(name, ", ".join(f"{other} is its {rel}" for other, rel in isp.relations.items()) or "-",
                   ", ".join(s for s in servers if topo.nodes[s].isp == name), "\n".join(sold) or "-")
@@ -148,8 +150,7 @@ def decoded_path(demo: Demo) -> Proof:
     except TimedOut as e:
         raise StepFailed(f"{e}; its path now: {path_text(mesh, CUSTOMER, RECEIVER)}") from None
     t = data_table("hop", "node", "leaves by (interface:lease)", "label on arrival",
-                   title=f"{CUSTOMER} -> {RECEIVER}: label {labels.label_text(hops[0][2])} from route server "
-                         f"{', '.join(s for s in mesh.topo.nodes_with_role('route_server') if mesh.topo.nodes[s].isp == mesh.topo.nodes[CUSTOMER].isp)}")
+                   title=f"{CUSTOMER} -> {RECEIVER}: the label its route server gave it, one director per hop")
     for i, (node, ifname, label) in enumerate(hops, 1):
         tier = f"paid lease {ifname.split(':')[1]}" if ":" in ifname else "free tier"
         t.add_row(str(i), node, f"{ifname} ({tier})", labels.label_text(label))
@@ -224,7 +225,10 @@ def link_cut(demo: Demo) -> Proof:
     mesh.heal(fault, check=False)
     replies = [float(m) for m in re.findall(r"^\[([\d.]+)\].*icmp_seq=", out, re.M)]
     times = [t for t in replies if t <= cut_at][-1:] + [t for t in replies if t > cut_at] + [end]
-    outage = max(b - a for a, b in zip(times, times[1:]))
+    gap = max(zip(times, times[1:]), key=lambda p: p[1] - p[0])
+    outage = gap[1] - gap[0]
+    for ts, ok in ((gap[0], False), (gap[1], True)):        # the outage, for the report's reachability plot
+        demo.events.append(PING, src=src, dst=dst, reachable=ok, ts=ts)
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     demo.console.print(f"   {src} -> {dst} was {before}; link {x}--{y} cut ({fault.id}); now {after}")
     demo.console.print(styled("   outage (longest gap between replies): ", (f"{outage:.2f} s", "bold"),
@@ -277,7 +281,8 @@ def run(out: Path = OUT, console=None, name: str | None = None, steps=None, on_r
         for task in progress.task_ids:
             progress.remove_task(task)
         overall = progress.add_task("demo", total=len(steps))
-        demo = Demo(mesh, out, console, lambda text: progress.update(overall, description=text))
+        events = EventLog(mesh.run.path(EVENTS_FILE))
+        demo = Demo(mesh, out, console, lambda text: progress.update(overall, description=text), events)
         server = None
         try:
             server = ui.start_background(mesh)
@@ -285,7 +290,6 @@ def run(out: Path = OUT, console=None, name: str | None = None, steps=None, on_r
             console.print(styled(("live view: ", "bold"), server.url, f"   (mesh up in {time.monotonic() - t0:.1f} s)"))
             if on_ready:
                 on_ready(demo)
-            events = EventLog(mesh.run.path(EVENTS_FILE))
             for i, step in enumerate(steps, 1):
                 console.rule(f"{i}. {TITLES.get(step, step.__name__)}")
                 progress.update(overall, description=TITLES.get(step, step.__name__))
