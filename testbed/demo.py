@@ -24,6 +24,7 @@ from pathlib import Path
 import networkx as nx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from node.agent.control_client import AgentError
 from node.cjdns import labels
 from node.leases import requests as lease_requests
 from testbed import runs, ui
@@ -91,17 +92,15 @@ def show_mesh(demo: Demo) -> Proof:
     t = data_table("node", "roles", "ISP", "fc00::/8 address", "links",
                    title=f"run {mesh.run.name}: {len(topo.nodes)} PKT routing devices, {len(topo.links)} links")
     for name, node in topo.nodes.items():
-        t.add_row(name, ", ".join(node.roles), node.isp or "none (free tier)", mesh.ip6(name),
+        isp = node.isp + (" (its Edge Point device)" if node.attrs.get("edge") else "") if node.isp \
+            else "none (free tier)"
+        t.add_row(name, ", ".join(node.roles), isp, mesh.ip6(name),
                   "\n".join(ends.get(name, [])))
     demo.console.print(t)
     for role in sorted({r for n in topo.nodes.values() for r in n.roles}):
         demo.console.print(f"   {role}: {RUNNING_ROLES[role]}")
     servers = topo.nodes_with_role("route_server")
-    for rs in servers:
-        try:
-            mesh.agent(rs).call("rs_status", timeout=5)
-        except Exception as e:          # the agent's answer or its absence, by name
-            raise StepFailed(f"route server {rs} does not answer: {e}") from None
+    federated = route_servers(demo, servers)
     t = data_table("ISP", "relations", "route servers", "leases it sells (link, holder, settings)", title="ISPs")
     leases = declared_leases(topo)
     for name, isp in topo.isps.items():
@@ -112,9 +111,35 @@ def show_mesh(demo: Demo) -> Proof:
         t.add_row(name, ", ".join(f"{other} is its {rel}" for other, rel in isp.relations.items()) or "-",
                   ", ".join(s for s in servers if topo.nodes[s].isp == name), "\n".join(sold) or "-")
     demo.console.print(t)
-    return Proof(f"{len(topo.nodes)} PKT routing devices of {len(topo.isps)} ISPs run, route servers "
-                 f"{', '.join(servers)} answer, every role shown is one the agents run",
-                 {"nodes": len(topo.nodes), "route_servers": servers})
+    return Proof(f"{len(topo.nodes)} PKT routing devices of {len(topo.isps)} ISPs run; route servers "
+                 f"{' and '.join(servers)} each know all {len(topo.nodes)} nodes, federated "
+                 f"({federated} announcements passed between them); every role shown is one the agents run",
+                 {"nodes": len(topo.nodes), "route_servers": servers, "forwarded_in": federated})
+
+
+def route_servers(demo: Demo, servers: list[str]) -> int:
+    """Wait until every route server knows every node (its own ISP's announce to it, the others' come federated);
+    show what each holds; the number of announcements they forwarded to each other."""
+    mesh, want = demo.mesh, len(demo.mesh.topo.nodes)
+
+    def status():
+        try:
+            found = {rs: mesh.agent(rs).call("rs_status", timeout=5) for rs in servers}
+        except (OSError, AgentError, ValueError) as e:
+            raise StepFailed(f"a route server does not answer: {e}") from None
+        return found if all(st["nodes"] == want and st["announcements_forwarded_in"] for st in found.values()) \
+            else None
+    try:
+        found = mesh.wait_until(status, 20, f"every route server knowing all {want} nodes")
+    except TimedOut as e:
+        raise StepFailed(str(e)) from None
+    t = data_table("route server", "ISP", "nodes known", "links known", "announcements from nodes",
+                   "forwarded in by federated servers", title="route servers")
+    for rs, st in found.items():
+        t.add_row(rs, mesh.topo.nodes[rs].isp, str(st["nodes"]), str(st["edges"]),
+                  str(st["announcements_accepted"]), str(st["announcements_forwarded_in"]))
+    demo.console.print(t)
+    return sum(st["announcements_forwarded_in"] for st in found.values())
 
 
 def reachability(demo: Demo) -> Proof:
@@ -176,7 +201,10 @@ def lease_priority(demo: Demo) -> Proof:
     """The customer (over the lease) and the free tier flood ep's uplink; shares at the receiver before and after
     the holder gives the lease priority with a signed request."""
     mesh = demo.mesh
-    t = data_table("lease cloud_in", f"{CUSTOMER} (customer, over the lease)", f"{FREE} (free tier)",
+    demo.console.print(f"   {CUSTOMER} marks its packets priority 15 + customer and reaches {SELLER_NODE} over the lease "
+                       f"{LEASE}; {FREE} holds no lease (priority 0). Both leave {SELLER_NODE} on its uplink's free "
+                       f"lease, where its PKT scheduler orders packets by the priority the lease let through.")
+    t = data_table(f"lease {LEASE}", f"{CUSTOMER} (customer, over the lease)", f"{FREE} (free tier)",
                    f"{CUSTOMER}'s share",
                    title=f"UDP floods {CUSTOMER} + {FREE} -> {RECEIVER} over ep's 2 mbit/s uplink, kbit/s at {RECEIVER}")
     shares = {}
