@@ -4,9 +4,10 @@ The mesh is testbed/topologies/demo.yaml: an Edge Point operator (edge) and a Cl
 each (federated); the Edge Point sells the Cloud ISP the lease cloud_in on its access link c2--ep; f1 holds no
 lease (the free tier); ep's uplink to gw is the congested 2 mbit/s link. The live view is served while it runs.
 
-STEPS run in order; a step is a function ``step(demo) -> Proof`` that shows what it does and returns one line of
-what it proved (with the figures it measured), or raises StepFailed saying what did not hold. A step that needs a
-role the agents do not run yet (chain, pool, miner, issuer: topology.RUNNING_ROLES) joins STEPS, one function,
+A step is a function ``fn(demo) -> Proof`` registered with ``@step(title)`` (STEPS keeps the order of definition):
+it shows what it does and returns one line of what it proved (with the figures it measured), or raises StepFailed
+saying what did not hold. A step that needs a role the agents do not run yet (chain, pool, miner, issuer:
+topology.RUNNING_ROLES), such as blocks being mined or a lease bought by atomic swap, is one more such function
 when they do; the mesh shows no role that does nothing (step 1 refuses it). Each proof is also logged as an
 assertion event, so the report (last step) lists them. The run is removed at the end, also after a failure.
 """
@@ -78,8 +79,21 @@ def path_text(mesh: Mesh, src: str, dst: str) -> str:
     return " -> ".join([h[0] for h in mesh.route(src, dst)] + [dst])
 
 
-# -- the steps ------------------------------------------------------------------------------------------------------
+# -- the steps, in the order they run ------------------------------------------------------------------------------
 
+STEPS = []
+
+
+def step(title: str):
+    """Register a step function (STEPS keeps the order of definition) under the title the demo shows."""
+    def register(fn):
+        fn.title = title
+        STEPS.append(fn)
+        return fn
+    return register
+
+
+@step("the mesh: two ISPs, their route servers, the Edge Point's lease")
 def show_mesh(demo: Demo) -> Proof:
     """Nodes, the roles their agents run, ISPs and leases; each route server answers."""
     mesh, topo = demo.mesh, demo.mesh.topo
@@ -142,6 +156,7 @@ def route_servers(demo: Demo, servers: list[str]) -> int:
     return sum(st["announcements_forwarded_in"] for st in found.values())
 
 
+@step("reachability: every node pings every other")
 def reachability(demo: Demo) -> Proof:
     """Every node pings every other end to end (CryptoAuth sessions over the route servers' labels)."""
     mesh = demo.mesh
@@ -164,14 +179,17 @@ def reachability(demo: Demo) -> Proof:
                  {"pairs": len(reached), "reach": reached})
 
 
+@step("a path decoded hop by hop from the route server's answer")
 def decoded_path(demo: Demo) -> Proof:
     """The label the customer's route server gave it for the receiver, decoded one director per hop."""
     mesh = demo.mesh
     mesh.ping(CUSTOMER, RECEIVER, count=1)
-    leased = f":{LEASE}"
+
+    def over_the_lease():
+        hops = mesh.route(CUSTOMER, RECEIVER)
+        return hops if hops and hops[0][1].endswith(f":{LEASE}") else None
     try:
-        hops = mesh.wait_until(lambda: (lambda h: h if h and h[0][1].endswith(leased) else None)(
-            mesh.route(CUSTOMER, RECEIVER)), 20, f"{CUSTOMER}'s path to {RECEIVER} over the lease {LEASE}")
+        hops = mesh.wait_until(over_the_lease, 20, f"{CUSTOMER}'s path to {RECEIVER} over the lease {LEASE}")
     except TimedOut as e:
         raise StepFailed(f"{e}; its path now: {path_text(mesh, CUSTOMER, RECEIVER)}") from None
     t = data_table("hop", "node", "leaves by (interface:lease)", "label on arrival",
@@ -187,32 +205,36 @@ def decoded_path(demo: Demo) -> Proof:
                  {"hops": [list(h) for h in hops]})
 
 
-def configure_lease(mesh: Mesh, changes: dict) -> dict:
+def configure_lease(mesh: Mesh, changes: dict) -> None:
     """A signed configuration request to the Edge Point, as the lease's holder (its key from the run seed)."""
     key = holder_identity(mesh.run.state["seed"], HOLDER).private_key
     request = lease_requests.make_request(key, LEASE, changes, time.time()).decode()
     answer = mesh.agent(SELLER_NODE).request({"cmd": "lease_config", "request": request}, timeout=5)
     check(answer.get("ok"), f"{SELLER_NODE} refused the signed request: {answer.get('error')} "
                             f"{answer.get('detail', '')}")
-    return answer["lease"]
 
 
+@step("the lease's priority against the free tier on a congested link")
 def lease_priority(demo: Demo) -> Proof:
     """The customer (over the lease) and the free tier flood ep's uplink; shares at the receiver before and after
     the holder gives the lease priority with a signed request."""
     mesh = demo.mesh
-    demo.console.print(f"   {CUSTOMER} marks its packets priority 15 + customer and reaches {SELLER_NODE} over the lease "
-                       f"{LEASE}; {FREE} holds no lease (priority 0). Both leave {SELLER_NODE} on its uplink's free "
-                       f"lease, where its PKT scheduler orders packets by the priority the lease let through.")
+    demo.console.print(f"   {CUSTOMER} marks its packets priority 15 + customer and reaches {SELLER_NODE} over the "
+                       f"lease {LEASE}; {FREE} holds no lease (priority 0). Both leave {SELLER_NODE} on its uplink's "
+                       f"free lease, where its PKT scheduler orders packets by the priority the lease let through.")
     t = data_table(f"lease {LEASE}", f"{CUSTOMER} (customer, over the lease)", f"{FREE} (free tier)",
-                   f"{CUSTOMER}'s share",
-                   title=f"UDP floods {CUSTOMER} + {FREE} -> {RECEIVER} over ep's 2 mbit/s uplink, kbit/s at {RECEIVER}")
+                   f"{CUSTOMER}'s share", title=f"UDP floods {CUSTOMER} + {FREE} -> {RECEIVER} over {SELLER_NODE}'s "
+                                                f"2 mbit/s uplink, kbit/s received at {RECEIVER}")
+    bought = next(l for ll in mesh.agent(SELLER_NODE).call("leases", timeout=5)["links"].values()
+                  for l in ll["leases"] if l["id"] == LEASE)
+    check(bought["max_priority_bandwidth"] == 0, f"{LEASE} on {SELLER_NODE} has max-priority-bandwidth "
+                                                 f"{bought['max_priority_bandwidth']}, not 0 as bought")
     shares = {}
-    for label, changes in (("max-priority-bandwidth 0 (no priority)", {"max_priority_bandwidth": 0}),
-                           ("signed request: unlimited priority", {"max_priority_bandwidth": None})):
-        lease = configure_lease(mesh, changes)
-        demo.note(f"flooding {CUSTOMER} + {FREE} -> {RECEIVER}, lease {LEASE} at max-priority-bandwidth "
-                  f"{lease['max_priority_bandwidth']}")
+    for label, changes in (("as bought: max-priority-bandwidth 0", None),
+                           ("holder's signed request: unlimited", {"max_priority_bandwidth": None})):
+        if changes:
+            configure_lease(mesh, changes)
+        demo.note(f"flooding {CUSTOMER} + {FREE} -> {RECEIVER} ({label})")
         got = flood(mesh, [CUSTOMER, FREE], RECEIVER)
         total = got[CUSTOMER] + got[FREE]
         check(total > 0, f"{RECEIVER} received nothing from {CUSTOMER} or {FREE}")
@@ -230,6 +252,7 @@ def lease_priority(demo: Demo) -> Proof:
                  f"{before[FREE]:.0f} -> {after[FREE]:.0f})", {"before": before, "after": after})
 
 
+@step("a link cut on the active path, and recovery")
 def link_cut(demo: Demo) -> Proof:
     """A link on PROBE's active path goes down under a 10/s ping; the route servers find a way round; healed."""
     mesh = demo.mesh
@@ -255,8 +278,9 @@ def link_cut(demo: Demo) -> Proof:
     times = [t for t in replies if t <= cut_at][-1:] + [t for t in replies if t > cut_at] + [end]
     gap = max(zip(times, times[1:]), key=lambda p: p[1] - p[0])
     outage = gap[1] - gap[0]
-    for ts, ok in ((gap[0], False), (gap[1], True)):        # the outage, for the report's reachability plot
-        demo.events.append(PING, src=src, dst=dst, reachable=ok, ts=ts)
+    demo.events.append(PING, src=src, dst=dst, reachable=False, ts=gap[0])    # the outage, for the report's plot
+    if gap[1] in replies:
+        demo.events.append(PING, src=src, dst=dst, reachable=True, ts=gap[1])
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     demo.console.print(f"   {src} -> {dst} was {before}; link {x}--{y} cut ({fault.id}); now {after}")
     demo.console.print(styled("   outage (longest gap between replies): ", (f"{outage:.2f} s", "bold"),
@@ -271,6 +295,7 @@ def link_cut(demo: Demo) -> Proof:
                  {"cut": [x, y], "outage_s": outage, "before": before, "after": after})
 
 
+@step("the report")
 def report(demo: Demo) -> Proof:
     """`pktlab report` of the run so far: plots and an HTML page in the output folder."""
     demo.note("drawing the report")
@@ -282,15 +307,6 @@ def report(demo: Demo) -> Proof:
     return Proof(f"{result['events']} events of the run drawn to {len(result['plots'])} plots and "
                  f"{result['index']} ({result['faults']} fault, {result['assertions']} assertions)",
                  {"index": result["index"], "plots": result["plots"]})
-
-
-STEPS = [show_mesh, reachability, decoded_path, lease_priority, link_cut, report]
-TITLES = {show_mesh: "the mesh: two ISPs, their route servers, the Edge Point's lease",
-          reachability: "reachability: every node pings every other",
-          decoded_path: "a path decoded hop by hop from the route server's answer",
-          lease_priority: "the lease's priority against the free tier on a congested link",
-          link_cut: "a link cut on the active path, and recovery",
-          report: "the report"}
 
 
 # -- running them ---------------------------------------------------------------------------------------------------
@@ -318,16 +334,17 @@ def run(out: Path = OUT, console=None, name: str | None = None, steps=None, on_r
             console.print(styled(("live view: ", "bold"), server.url, f"   (mesh up in {time.monotonic() - t0:.1f} s)"))
             if on_ready:
                 on_ready(demo)
-            for i, step in enumerate(steps, 1):
-                console.rule(f"{i}. {TITLES.get(step, step.__name__)}")
-                progress.update(overall, description=TITLES.get(step, step.__name__))
+            for i, fn in enumerate(steps, 1):
+                title = getattr(fn, "title", fn.__name__)
+                console.rule(f"{i}. {title}")
+                progress.update(overall, description=title)
                 try:
-                    proof = step(demo)
+                    proof = fn(demo)
                 except StepFailed as e:
-                    events.append(ASSERTION, name=step.__name__, ok=False, message=str(e))
-                    console.print(styled((f"FAILED ({step.__name__}): ", "bold red"), str(e)))
+                    events.append(ASSERTION, name=fn.__name__, ok=False, message=str(e))
+                    console.print(styled((f"FAILED ({fn.__name__}): ", "bold red"), str(e)))
                     raise
-                events.append(ASSERTION, name=step.__name__, ok=True, message=proof.text,
+                events.append(ASSERTION, name=fn.__name__, ok=True, message=proof.text,
                               **({"reach": proof.facts["reach"]} if "reach" in proof.facts else {}))
                 demo.proofs.append(proof)
                 console.print(styled(("proved: ", "bold green"), proof.text))
