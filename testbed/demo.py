@@ -19,10 +19,12 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from node.agent.control_client import AgentError
@@ -63,8 +65,8 @@ class Proof:
 class Demo:
     mesh: Mesh
     out: Path
-    console: object
-    note: callable                              # note("flooding ...") shows what a long step is doing now
+    console: Console
+    note: Callable[[str], None]                 # note("flooding ...") shows what a long step is doing now
     events: EventLog
     ui_url: str = ""
     proofs: list = field(default_factory=list)
