@@ -38,6 +38,7 @@ from testbed.events import ASSERTION, PING, FILENAME as EVENTS_FILE, EventLog
 from testbed.labs.checking import flood
 from testbed.mesh import Mesh
 from testbed.report import render_report
+from testbed.runs import RunError
 from testbed.topology import RUNNING_ROLES, idle_roles
 from testbed.topology.leases import declared_leases, holder_identity
 from testbed.topology.units import format_rate
@@ -342,10 +343,11 @@ def run(out: Path = OUT, console=None, name: str | None = None, steps=None, on_r
                 progress.update(overall, description=title)
                 try:
                     proof = fn(demo)
-                except StepFailed as e:
-                    events.append(ASSERTION, name=fn.__name__, ok=False, message=str(e))
-                    console.print(styled((f"FAILED ({fn.__name__}): ", "bold red"), str(e)))
-                    raise
+                except Exception as e:          # a claim that did not hold, or a tool that failed: named, not a trace
+                    failure = e if isinstance(e, StepFailed) else StepFailed(f"{type(e).__name__}: {e}")
+                    events.append(ASSERTION, name=fn.__name__, ok=False, message=str(failure))
+                    console.print(styled((f"FAILED ({fn.__name__}): ", "bold red"), str(failure)))
+                    raise failure from (None if failure is e else e)
                 events.append(ASSERTION, name=fn.__name__, ok=True, message=proof.text,
                               **({"reach": proof.facts["reach"]} if "reach" in proof.facts else {}))
                 demo.proofs.append(proof)
@@ -377,7 +379,13 @@ def main(argv=None) -> int:
     try:
         run(args.out, console)
     except StepFailed:
+        return 1                        # run() said what did not hold
+    except RunError as e:               # the mesh could not be built
+        console.print(styled(("the demo's mesh did not come up: ", "bold red"), str(e)))
         return 1
+    except KeyboardInterrupt as e:      # the run was removed on the way out (Mesh.up or run()'s finally)
+        console.print(str(e) if isinstance(e, runs.Interrupted) else "interrupted: the run was removed")
+        return 130
     return 0
 
 
