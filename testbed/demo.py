@@ -44,6 +44,7 @@ from testbed.topology.leases import declared_leases, holder_identity
 from testbed.topology.units import format_rate
 from testbed.waiting import TimedOut
 
+console = make_console(width=120)                         # data prints as data (testbed/console.py)
 TOPOLOGY = "demo"
 OUT = Path(os.environ.get("PKTLAB_DEMO_OUT", "demo-output"))
 LEASE, SELLER_NODE, HOLDER = "cloud_in", "ep", "cloud"   # the lease the Cloud ISP configures, on the Edge Point
@@ -314,11 +315,10 @@ def report(demo: Demo) -> Proof:
 
 # -- running them ---------------------------------------------------------------------------------------------------
 
-def run(out: Path = OUT, console=None, name: str | None = None, steps=None, on_ready=None) -> Demo:
+def run(out: Path = OUT, console: Console = console, name: str | None = None, steps=None, on_ready=None) -> Demo:
     """Build the mesh, serve the live view, run the steps, tear down. Returns the Demo (its proofs); raises
     StepFailed for a claim that did not hold, after the run is removed. on_ready(demo): called once the mesh is up
     (the tests note the run's records there, to check nothing of it is left)."""
-    console = console or make_console(width=120)
     steps = STEPS if steps is None else steps
     out.mkdir(parents=True, exist_ok=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -372,7 +372,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the report goes (default {OUT})")
     args = parser.parse_args(argv)
-    console = make_console(width=120)
     if os.geteuid() != 0:
         console.print("the demo needs root (namespaces, TUN devices): sudo make demo")
         return 2
