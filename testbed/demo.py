@@ -110,10 +110,10 @@ def show_mesh(demo: Demo) -> Proof:
     t = data_table("node", "roles", "ISP", "fc00::/8 address", "links",
                    title=f"run {mesh.run.name}: {len(topo.nodes)} PKT routing devices, {len(topo.links)} links")
     for name, node in topo.nodes.items():
-        isp = node.isp + (" (its Edge Point device)" if node.attrs.get("edge") else "") if node.isp \
-            else "none (free tier)"
-        t.add_row(name, ", ".join(node.roles), isp, mesh.ip6(name),
-                  "\n".join(ends.get(name, [])))
+        isp = node.isp or "none (free tier)"
+        if node.attrs.get("edge"):
+            isp += " (its Edge Point device)"
+        t.add_row(name, ", ".join(node.roles), isp, mesh.ip6(name), "\n".join(ends.get(name, [])))
     demo.console.print(t)
     for role in sorted({r for n in topo.nodes.values() for r in n.roles}):
         demo.console.print(f"   {role}: {RUNNING_ROLES[role]}")
