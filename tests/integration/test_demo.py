@@ -34,7 +34,7 @@ def test_the_demo_proves_every_step_and_leaves_nothing(tmp_path):
     print(text)
     assert seen["ui"] == 200 and d.ui_url in text
     assert len(d.proofs) == len(demo.STEPS) and text.count("proved: ") == len(demo.STEPS)
-    mesh, reach, path, priority, cut, report = (p.facts for p in d.proofs)
+    mesh, reach, path, priority, cut, chain, report = (p.facts for p in d.proofs)
 
     assert mesh["route_servers"] == ["e1", "c1"]
     assert reach["pairs"] == 42 and all(reach["reach"].values())
@@ -44,8 +44,9 @@ def test_the_demo_proves_every_step_and_leaves_nothing(tmp_path):
     assert after["c2"] > 1.5 * before["c2"] and after["f1"] < 0.5 * before["f1"], priority
     x, y = cut["cut"]
     assert f"{x} -> {y}" in cut["before"] and f"{x} -> {y}" not in cut["after"] and cut["outage_s"] < 5
+    assert chain["height"] >= 2 and chain["blocks"] >= 2 and chain["announcements"] > 0, chain
     assert {os.path.basename(p) for p in report["plots"]} == {"throughput.png", "reachability.png", "faults.png",
-                                                              "topology.png"}
+                                                              "topology.png", "chain.png"}
     assert all(os.path.getsize(p) > 1000 for p in report["plots"])
     index = (tmp_path / "report" / "index.html").read_text()
     assert "link_down" in index and index.count("PASS") == len(demo.STEPS) - 1      # the report step logs after
