@@ -138,7 +138,8 @@ class Dumbbell:
             data = collect(self.client(1, ["-u", "-b", "5M", "-l", "1200", "-t", str(seconds)]), seconds)
         finally:
             stop(server)
-        return data["end"]["sum"]["lost_percent"] / 100 if "end" in data else None
+        lost = data.get("end", {}).get("sum", {}).get("lost_percent")    # None: iperf3 gave no UDP summary
+        return None if lost is None else lost / 100
 
     def server(self, i):
         """A one-test iperf3 server on d_i (JSON, so its client can fetch its per-interval view)."""

@@ -82,7 +82,11 @@ def test_three_node_line_ping_iperf_and_control_api(mesh):
     assert [s["ip6"] for s in sa] == [c.ip6] and sa[0]["established"]
     assert mesh.client(b).call("sessions")["sessions"] == []
     cb = mesh.client(b).call("counters")
-    assert all(v["rx_packets"] > 1000 for v in cb["interfaces"].values())
+    # the middle node switched the flow: its data in on one link (frames of up to the TUN MTU, so bytes, not
+    # packets, measure it), the acks on the other
+    links = cb["interfaces"].values()
+    assert max(v["rx_bytes"] for v in links) >= 0.9 * mbps * 1e6 * 3 / 8, cb["interfaces"]
+    assert all(v["rx_packets"] > 100 for v in links), cb["interfaces"]
     st = mesh.client(b).call("status")
     assert st["node"] == b.name and st["ip6"] == b.ip6 and st["healthy"]
     assert {p["peer_name"] for p in mesh.client(b).call("peers")["peers"]} == {a.name, c.name}
