@@ -103,8 +103,8 @@ class RouteServerService:
             return M.pack_reply(M.Reply(txid, self.version, recv_time=now_ms, error=f"bad message: {e}"))
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
-        if peer is not None and path is not None and not peer.heard_via:
-            peer.heard_label = path
+        if peer is not None and path is not None:
+            peer.heard_label, peer.heard_via = path, ()
         self._note_foreign(q.foreign, src_ip6)
         if q.sq == "ann":
             return self._announce(q, src_ip6, now_ms)
@@ -198,12 +198,13 @@ class RouteServerService:
             to_node = self.core.route(self.ip6, src_ip6)
             if to_node is None:
                 continue
-            try:
-                if to_node.via:
-                    raise LabelError("the way to the node has waypoints already")
-                peer.heard_label, peer.heard_via = splice(addr.label, to_node.label), ()
-            except LabelError:
-                peer.heard_label, peer.heard_via = to_node.label, to_node.via + (addr.label,)
+            if not to_node.via:
+                try:
+                    peer.heard_label, peer.heard_via = splice(addr.label, to_node.label), ()
+                    continue
+                except LabelError:
+                    pass
+            peer.heard_label, peer.heard_via = to_node.label, to_node.via + (addr.label,)
 
     # -- federation output ---------------------------------------------------------------------------
     def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:
