@@ -81,6 +81,7 @@ TRAFFIC = {"type": "object", "additionalProperties": False, "minProperties": 1, 
 _height = _obj(("height",), height=_count)        # at: {height: N}: when the first chain node reaches block N
 STEP = {"type": "object", "additionalProperties": False, "properties": {
     "at": {"anyOf": [_seconds, _height]}, "name": {"type": "string", "minLength": 1}, "check": {"type": "boolean"},
+    "within": {**_seconds, "exclusiveMinimum": 0},       # a step at a block height: how long to wait for it
     "fault": {"type": ["string", "object"], "minLength": 1},
     "heal": {"type": "string", "minLength": 1},
     "action": {"anyOf": [{"type": "string", "minLength": 1}, COMMAND]},

@@ -20,7 +20,7 @@ def test_height_entries_and_chain_assertions_load():
 
 @pytest.mark.parametrize("at", [{"height": -1}, {"height": "20"}, {"height": True}, {"block": 3}, "soon"])
 def test_a_bad_height_entry_is_refused(at):
-    with pytest.raises(S.ScenarioError, match=r"timeline\[0\]: a mapping with `at`"):
+    with pytest.raises(S.ScenarioError, match=r"timeline\[0\]\.at: expected number or object"):
         S.load_scenario(_scenario([{"at": at, "heal": "all"}]))
 
 
