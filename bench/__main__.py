@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "priority", "reroute", "congestion",
+BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "priority", "reroute", "congestion", "scale",
               "backends"]
 
 

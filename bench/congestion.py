@@ -111,6 +111,19 @@ class Dumbbell:
         return {"fifo_dropped": emu.get("queue_dropped", 0), "random_lost": emu.get("lost", 0),
                 "fair_dropped": c["drops"].get("fair_share_queue_full", 0)}
 
+    def drain(self, timeout=20.0) -> None:
+        """Wait until the bottleneck is idle (under 5 frames in 0.5 s: link pings only): a finished flow's socket
+        still sends what its buffer held, and those frames must not count in the next point."""
+        def sent():
+            return self.mesh.agent("r1").call("counters")["interfaces"][self.fwd]["tx_packets"]
+        last, deadline = sent(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = sent()
+            if now - last < 5:
+                return
+            last = now
+
     def ping_ms(self, count=10) -> float | None:
         r = self.mesh.exec("s1", ["ping", "-6", "-n", "-c", str(count), "-i", "0.2", "-W", "3", self.mesh.ip6("d1")],
                            timeout=count + 30)
@@ -125,7 +138,8 @@ class Dumbbell:
             data = collect(self.client(1, ["-u", "-b", "5M", "-l", "1200", "-t", str(seconds)]), seconds)
         finally:
             stop(server)
-        return data["end"]["sum"]["lost_percent"] / 100 if "end" in data else None
+        lost = data.get("end", {}).get("sum", {}).get("lost_percent")    # None: iperf3 gave no UDP summary
+        return None if lost is None else lost / 100
 
     def server(self, i):
         """A one-test iperf3 server on d_i (JSON, so its client can fetch its per-interval view)."""
@@ -144,6 +158,7 @@ class Dumbbell:
     def flows(self, n: int, cc: str, seconds: float, stagger: float, omit: float = 0.0) -> dict:
         """n TCP flows s_i -> d_i with congestion control cc, flow i starting i * stagger seconds after the first,
         all ending together."""
+        self.drain()
         senders = [f"s{i}" for i in range(1, n + 1)]
         segs_before = {s: self.tcp_segments(s) for s in senders}
         bottleneck_before = self.bottleneck()
@@ -422,6 +437,8 @@ def plots(results: dict, plan: Plan, out: Path) -> list[str]:
                   if (q["cc"], q["mode"], q["loss"]) == (cc, "fifo", p)]
             ax.plot(*zip(*xy), marker="o", label=f"loss {p:.1%}")
         ax.set_xscale("log")
+        ax.set_xticks(plan.rtts_ms, [str(r) for r in plan.rtts_ms])
+        ax.minorticks_off()
         ax.set_title(f"{cc}: one flow, {RATE / 1e6:.0f} Mbit/s bottleneck", fontsize=9)
         ax.set_xlabel("RTT (ms)")
         ax.set_ylabel("goodput (Mbit/s)")

@@ -96,9 +96,9 @@ def _lease_holder_keys(topo: Topology, seed) -> dict:
 
 def announce_interval_s(nodes: int) -> float:
     """Every node re-announces this often (a change of its peers is announced at once): 2 s on small meshes, about
-    50 announcements a second in all on big ones, which a route server ingests with a few percent of a core
-    (bench.route_server) and which keeps the idle mesh's own traffic small."""
-    return max(2.0, nodes / 50)
+    25 announcements a second in all on big ones (each server takes them all, its own clients' and the others'
+    passed on), which keeps the idle mesh's own traffic small."""
+    return max(2.0, nodes / 25)
 
 
 def _route_server_settings(topo: Topology, node: str, ids: dict, holder_keys: dict) -> dict:

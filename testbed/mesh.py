@@ -29,7 +29,7 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, backends, faults, runs
+from testbed import agent_configs, backends, chain_view, faults, runs, services
 from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
@@ -106,9 +106,10 @@ class Mesh:
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
            agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True,
-           backend: str = "netns", **backend_options) -> "Mesh":
+           time_scale: float | None = None, backend: str = "netns", **backend_options) -> "Mesh":
         """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
         again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault).
+        time_scale: the PKT chain's lengths divided by it (testbed/services.py; else the topology's chain: section).
         `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the backend's options (hosts=...,
         see testbed/backends/) go with it."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
@@ -146,6 +147,8 @@ class Mesh:
                     mesh.start_all_agents(progress, agents_per_process)
                     mesh.start_monitor()
                     mesh.wait_reachable(progress, wait)
+                    if services.has_services(topo):       # chain, pool, miner, block_miner (testbed/services.py)
+                        services.start_all(run, topo, time_scale=time_scale, progress=progress)
                 run.state["status"] = "ready"
                 run.state["owner"] = None
                 run.save()
@@ -325,6 +328,36 @@ class Mesh:
                 label >>= bits
                 node = peer
         return hops
+
+    # -- the PKT chain (testbed/services.py, testbed/chain_view.py) --------------------------------------------
+    def start_service(self, node: str, role: str) -> int:
+        """(Re)start a node's chain-side service (chain, pool, miner, block_miner) from its config."""
+        pid = services.start_service(self.run, node, role)
+        self.run.save()
+        return pid
+
+    def stop_service(self, node: str, role: str, sig=signal.SIGTERM) -> None:
+        services.stop_service(self.run, node, role, sig)
+
+    def chain(self) -> dict:
+        """{"params", "nodes": {chain node: status (height, tip, difficulty, reorgs, rejections by reason, ...)}}."""
+        return chain_view.chain(self.run, self.topo)
+
+    def mining(self) -> dict:
+        """Announcement miners, block miners and pools: rates, bytes, shares, blocks, payouts."""
+        return chain_view.mining(self.run, self.topo)
+
+    def wallet(self, node: str) -> dict:
+        """The node's wallet address and balance (spendable, immature, burned), from its nearest chain node."""
+        return chain_view.wallet(self.run, self.topo, node)
+
+    def send(self, node: str, to: str, amount_pkt: float, fee_pkt: float = 0.001) -> dict:
+        """Pay `amount_pkt` from the node's wallet to an address or another node's wallet."""
+        return chain_view.send(self.run, self.topo, node, to, amount_pkt, fee_pkt)
+
+    def wait_height(self, height: int, within: float, nodes: list[str] | None = None) -> dict:
+        """Until every chain node (or these) is at `height` or above; their statuses."""
+        return chain_view.wait_height(self.run, self.topo, height, within, nodes)
 
     # -- using the mesh ---------------------------------------------------------------------------------------
     @property

@@ -8,7 +8,10 @@ format, for runs that keep counter samples apart). Output in ``out_dir``:
 * ``reachability.png`` per (src, dst) pair: green while pings/reachability assertions succeed, red while not
 * ``faults.png``       one bar per fault from its ``fault`` event to its ``heal`` (or the end of the run), with
                        agent restarts, route changes and link up/down marked
-* ``index.html``       the three plots, a table of faults and a table of assertions
+* ``chain.png``        for runs with a PKT chain (testbed/services.py): the interval before each block found (by
+                       height), accepted announcements per second per miner over time (from ``miner_stats``), and
+                       announcement bytes per link (each miner's uploads on its fewest-hop path to its nearest pool)
+* ``index.html``       the plots, a table of faults and a table of assertions
 
 Times are seconds since the run start (the ``run_start`` event, else the first event).
 """
@@ -254,6 +257,77 @@ def plot_faults(fault_list, events, t0, t_end, path):
     _save(fig, path)
 
 
+CHAIN_PLOT = "chain.png"
+
+
+def block_intervals(events) -> list[tuple[int, float]]:
+    """(height, seconds since the block before) of each block a pool found, in the order found."""
+    found = sorted((e["ts"], e["details"]["height"]) for e in events if e["kind"] == "block_found")
+    return [(h, t - prev) for (prev, _), (t, h) in zip(found, found[1:])]
+
+
+def ann_rates(events) -> dict:
+    """{miner node: [(ts, accepted announcements per second)]} from consecutive miner_stats events."""
+    last, out = {}, {}
+    for e in events:
+        if e["kind"] != "miner_stats":
+            continue
+        node, acc = e["node"], e["details"].get("accepted", 0)
+        if node in last and e["ts"] > last[node][0] and acc >= last[node][1]:
+            out.setdefault(node, []).append((e["ts"], (acc - last[node][1]) / (e["ts"] - last[node][0])))
+        last[node] = (e["ts"], acc)
+    return out
+
+
+def ann_bytes_per_link(events, run_dir) -> dict:
+    """{link: bytes} of the miners' last reported uploads along their fewest-hop paths to their nearest pool."""
+    path = os.path.join(run_dir, "topology.yaml")
+    sent = {}
+    for e in events:
+        if e["kind"] == "miner_stats":
+            sent[e["node"]] = e["details"].get("bytes_sent", 0)
+    if not sent or not os.path.exists(path):
+        return {}
+    import networkx as nx
+
+    from testbed.services import nearest
+    from testbed.topology import load
+    topo = load(path)
+    g, pools = topo.graph(), topo.nodes_with_role("pool")
+    out = {}
+    for node, n in sent.items():
+        near = nearest(g, node, pools) if node in g else None
+        if near is None:
+            continue
+        hops = nx.shortest_path(g, node, near)
+        for a, b in zip(hops, hops[1:]):
+            name = topo.find_link(a, b).name
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+def plot_chain(intervals, rates, link_bytes, t0, path):
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9))
+    ax = axes[0]
+    if intervals:
+        ax.bar([h for h, _ in intervals], [d for _, d in intervals], color="tab:blue")
+    ax.set_title("Block intervals (s before each block found)")
+    ax.set_xlabel("height")
+    ax = axes[1]
+    for node, pts in sorted(rates.items())[:MAX_SERIES]:
+        ax.plot([t - t0 for t, _ in pts], [r for _, r in pts], label=node)
+    ax.set_title("Accepted announcements per second per miner")
+    ax.set_xlabel("seconds since the run start")
+    if rates:
+        ax.legend(fontsize="small", loc="upper right")
+    ax = axes[2]
+    links = sorted(link_bytes)
+    ax.barh(links, [link_bytes[k] / 1e6 for k in links], color="tab:green")
+    ax.set_title("Announcement traffic per link (MB uploaded by miners)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
 # -- HTML --------------------------------------------------------------------------------------------------
 
 def _table(headers, rows) -> str:
@@ -339,6 +413,8 @@ def render_html(run_dir, events, fault_list, bad, t0, t_end, facts=None, topolog
         parts.append(f"<h2>Topology</h2><img src='{topology_png}' alt='topology'>")
     for png, title in zip(PLOTS, PLOT_TITLES):
         parts.append(f"<h2>{title}</h2><img src='{png}' alt='{title}'>")
+    if any(e["kind"] in ("block_found", "miner_stats") for e in events):
+        parts.append(f"<h2>PKT chain and mining</h2><img src='{CHAIN_PLOT}' alt='chain'>")
     parts.append("<h2>Faults applied</h2>" + _table(
         ["start (s)", "healed (s)", "duration (s)", "type", "target", "id", "details"], fault_rows))
     parts.append("<h2>Assertions</h2>" + _table(
@@ -369,6 +445,9 @@ def render_report(run_dir, out_dir) -> dict:
         from testbed.topology.formats import draw_png
         draw_png(topo, os.path.join(out_dir, TOPOLOGY_PNG))
         paths.append(os.path.join(out_dir, TOPOLOGY_PNG))
+    if any(e["kind"] in ("block_found", "miner_stats") for e in events):
+        paths.append(os.path.join(out_dir, CHAIN_PLOT))
+        plot_chain(block_intervals(events), ann_rates(events), ann_bytes_per_link(events, run_dir), t0, paths[-1])
     index = os.path.join(out_dir, "index.html")
     with open(index, "w") as f:
         f.write(render_html(run_dir, events, fault_list, bad, t0, t_end,

@@ -17,14 +17,22 @@ A scenario file (YAML)::
       - {at: 5, heal: flap}                          # or heal: all
       - {at: 5, action: reroute}                     # or restart NODE, or a command {node:, run:}
       - {at: 6, expect: {reachable: {from: n1, to: n3}, within: 10}}
+      - {at: {height: 20}, fault: "partition a1,a2"}   # when a chain node first reaches block 20
     assertions:                           # checked at the end
       - outage: {from: n1, to: n3, at_most: 6}
+      - {chains_agree: {within_blocks: 1}, within: 60}
 
 Assertions: reachable / unreachable {from, to}, throughput {from, to, at_least, seconds, mss, parallel}, outage {from, to,
 at_most} (from a ping probe), path_changed {from, to} (the label src uses for dst differs from the start),
 counters {node, counter, at_least | at_most} (counter: "drops" for all drops, or a dotted path into the agent's
 `counters` answer; measured as the increase since the start), agent_healthy {node}. "within T": the check is
 retried until it holds or T seconds pass.
+
+On a topology with a PKT chain (testbed/services.py): chain_height {at_least, nodes (default: every chain node)},
+chains_agree {within_blocks (default 0: the same tip)}, reorg {node (default: any), at_least (default 1)},
+balance {node, at_least (PKT, spendable)}. A timeline entry at {height: N} runs when the first chain node reaches
+height N (waiting at most the entry's `within`, default 600 s); a timeline with height entries runs in file order
+(each entry given in seconds still waits for its second), one without them in order of `at`.
 
 Determinism: the seed fixes the topology (generator seed), node keys, and every random choice the scenario asks
 for (`{random_link}`, `{random_spare_link}` (not a bridge), `{random_node}` anywhere in traffic, timeline and
@@ -134,12 +142,20 @@ def plan(s: dict, topo: Topology, seed: int) -> dict:
             return [fill(v) for v in obj]
         return subst(obj)
     traffic = fill(s.get("traffic") or [])
-    timeline = sorted(fill(s.get("timeline") or []), key=lambda e: e.get("at", 0))
+    timeline = fill(s.get("timeline") or [])
+    if not any(_height_of(e) is not None for e in timeline):     # by block height: in the file's order
+        timeline.sort(key=lambda e: e.get("at", 0))
     return {"traffic": traffic, "timeline": timeline, "assertions": fill(s.get("assertions") or [])}
 
 
 def _assertion_kind(a: dict) -> str:
     return next(k for k in ASSERTION_KINDS if k in a)
+
+
+def _height_of(entry: dict) -> int | None:
+    """N of an entry `at: {height: N}`, else None."""
+    at = entry.get("at")
+    return at["height"] if isinstance(at, dict) else None
 
 
 def resolve_topology(s: dict, seed: int) -> Topology:
@@ -363,11 +379,16 @@ class Runner:
             if "iperf" in t or "command" in t:
                 self._later(t)
         for entry in timeline:
-            wait = entry.get("at", 0) - self.now()
-            if wait > 0:
-                time.sleep(wait)
-            self.result.timeline.append({"at": round(self.now(), 2), **{k: v for k, v in entry.items()
-                                                                         if k != "at"}})
+            height = _height_of(entry)
+            if height is not None:
+                self._wait_height(height, float(entry.get("within", 600)))
+            else:
+                wait = entry.get("at", 0) - self.now()
+                if wait > 0:
+                    time.sleep(wait)
+            self.result.timeline.append({"at": round(self.now(), 2), **({"height": height} if height is not None
+                                                                        else {}),
+                                         **{k: v for k, v in entry.items() if k not in ("at", "within")}})
             self._step(entry)
         end = float(self.s.get("duration", 0))
         if end > self.now():
@@ -375,6 +396,16 @@ class Runner:
         self._stop_traffic()
         for a in assertions:
             self._assert(a)
+
+    def _wait_height(self, height: int, within: float) -> None:
+        def top():
+            heights = [st.get("height", -1) for st in self.mesh.chain()["nodes"].values()]
+            return max(heights, default=-1) >= height
+        if not self.mesh.chain()["nodes"]:
+            raise ScenarioError(f"at: {{height: {height}}} needs a topology with a chain node")
+        self.progress(f"t={self.now():5.1f}s waiting for block {height}")
+        if not wait_until(top, within, interval=0.3):
+            raise ScenarioError(f"no chain node reached height {height} within {within:g} s")
 
     def _remember_start(self, entries) -> None:
         for e in entries:
@@ -558,6 +589,44 @@ class Runner:
             return False, f"no answer: {e}"
         ok = st.get("healthy") and st.get("ip6") == self.mesh.ip6(body["node"])
         return bool(ok), f"healthy={st.get('healthy')} ip6={st.get('ip6')}"
+
+    # -- the PKT chain (testbed/chain_view.py) --
+    def _chain_nodes(self, body) -> dict:
+        nodes = self.mesh.chain()["nodes"]
+        wanted = body.get("nodes") or list(nodes)
+        return {n: nodes.get(n, {}) for n in ([wanted] if isinstance(wanted, str) else wanted)}
+
+    def _a_chain_height(self, body):
+        heights = {n: st.get("height", -1) for n, st in self._chain_nodes(body).items()}
+        low = int(body["at_least"])
+        return bool(heights) and min(heights.values()) >= low, \
+            f"heights {', '.join(f'{n} {h}' for n, h in heights.items())} (at least {low})"
+
+    def _a_chains_agree(self, body):
+        nodes = self._chain_nodes(body)
+        heights = {n: st.get("height", -1) for n, st in nodes.items()}
+        tips = {st.get("tip") for st in nodes.values()}
+        spread = max(heights.values(), default=0) - min(heights.values(), default=0)
+        within_blocks = int(body.get("within_blocks", 0))
+        ok = bool(nodes) and (len(tips) == 1 if within_blocks == 0 else spread <= within_blocks)
+        return ok, (f"{len(tips)} tip(s), heights {', '.join(f'{n} {h}' for n, h in heights.items())} "
+                    f"(within {within_blocks} blocks)")
+
+    def _a_reorg(self, body):
+        nodes = self._chain_nodes({"nodes": body.get("node")} if body.get("node") else {})
+        counts = {n: st.get("reorgs", 0) for n, st in nodes.items()}
+        low = int(body.get("at_least", 1))
+        return sum(counts.values()) >= low, (f"reorgs {', '.join(f'{n} {c}' for n, c in counts.items())} "
+                                             f"(at least {low})")
+
+    def _a_balance(self, body):
+        from testbed.chain_view import ChainViewError
+        try:
+            w = self.mesh.wallet(body["node"])
+        except ChainViewError as e:
+            return False, str(e)
+        pkt = w["balance"]["spendable"] / (1 << 30)
+        return pkt >= float(body["at_least"]), f"{body['node']} spendable {pkt:.4f} PKT (at least {body['at_least']})"
 
 
 def _reach(res: dict) -> dict:

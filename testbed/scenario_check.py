@@ -19,7 +19,8 @@ import jsonschema
 from testbed import faults as F
 from testbed.topology import TopologyError, parse_rate
 
-ASSERTION_KINDS = ("reachable", "unreachable", "throughput", "outage", "path_changed", "counters", "agent_healthy")
+ASSERTION_KINDS = ("reachable", "unreachable", "throughput", "outage", "path_changed", "counters", "agent_healthy",
+                   "chain_height", "chains_agree", "reorg", "balance")
 TIMELINE_VERBS = ("fault", "heal", "action", "expect")
 TRAFFIC_KINDS = ("ping", "iperf", "command")
 PLACEHOLDERS = ("{random_node}", "{random_link}", "{random_spare_link}")
@@ -39,6 +40,7 @@ _nodes = {"anyOf": [_node, {"type": "array", "items": _node, "minItems": 1, "max
 _rate = {"type": ["string", "number"]}
 _port = {"type": "integer", "minimum": 1, "maximum": 65535}
 _mss = {"type": "integer", "minimum": 88, "maximum": 9000}
+_count = {"type": "integer", "minimum": 0, "maximum": 10**9}
 _parallel = {"type": "integer", "minimum": 1, "maximum": 128}    # iperf's TCP connections at once
 
 
@@ -58,6 +60,11 @@ ASSERTION_BODIES = {
     "counters": _obj(("node",), node=_node, counter={"type": "string", "minLength": 1},
                      at_least={"type": "number"}, at_most={"type": "number"}),
     "agent_healthy": _obj(("node",), node=_node),
+    # the PKT chain (testbed/services.py): heights, tips and reorgs of the chain nodes, a wallet's spendable PKT
+    "chain_height": _obj(("at_least",), at_least=_count, nodes=_nodes),
+    "chains_agree": _obj((), within_blocks=_count, nodes=_nodes),
+    "reorg": _obj((), node=_node, at_least=_count),
+    "balance": _obj(("node", "at_least"), node=_node, at_least={"type": "number", "minimum": 0}),
 }
 ASSERTION = {"type": "object", "additionalProperties": False, "minProperties": 1,
              "properties": {**ASSERTION_BODIES, "within": _seconds, "name": {"type": "string"}}}
@@ -71,8 +78,10 @@ TRAFFIC = {"type": "object", "additionalProperties": False, "minProperties": 1, 
                                      "parallel": _parallel}),
     "command": {**COMMAND, "properties": {**COMMAND["properties"], "at": _seconds}},
 }}
+_height = _obj(("height",), height=_count)        # at: {height: N}: when the first chain node reaches block N
 STEP = {"type": "object", "additionalProperties": False, "properties": {
-    "at": _seconds, "name": {"type": "string", "minLength": 1}, "check": {"type": "boolean"},
+    "at": {"anyOf": [_seconds, _height]}, "name": {"type": "string", "minLength": 1}, "check": {"type": "boolean"},
+    "within": {**_seconds, "exclusiveMinimum": 0},       # a step at a block height: how long to wait for it
     "fault": {"type": ["string", "object"], "minLength": 1},
     "heal": {"type": "string", "minLength": 1},
     "action": {"anyOf": [{"type": "string", "minLength": 1}, COMMAND]},
@@ -204,7 +213,7 @@ class _Checker:
     def assertion(self, a: dict, path: str) -> None:
         kind = next(k for k in ASSERTION_KINDS if k in a)
         body = a[kind]
-        for key in ("from", "to", "node"):
+        for key in ("from", "to", "node", "nodes"):
             if key in body:
                 self.nodes(body[key], f"{path}.{kind}.{key}")
         for key in ("at_least", "at_most"):
@@ -242,7 +251,10 @@ def check_against(plan: dict, topo, where: str) -> None:
                 c.node(t[kind][key], f"traffic[{i}].{kind}.{key}")
     applied: dict[str, bool] = {}      # fault name -> instant
     for i, step in enumerate(plan["timeline"]):
-        path = f"timeline[{i}] (at {step.get('at', 0):g} s)"
+        at = step.get("at", 0)
+        path = f"timeline[{i}] (at {'block %d' % at['height'] if isinstance(at, dict) else '%g s' % at})"
+        if isinstance(at, dict) and not topo.nodes_with_role("chain"):
+            c.fail(f"{path}.at", "a step at a block height needs a topology with a chain node (role chain)")
         if "fault" in step:
             fault = c.fault(step["fault"], f"{path}.fault")
             applied[step.get("name", "")] = fault.instant

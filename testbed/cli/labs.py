@@ -15,7 +15,6 @@ from testbed.console import styled
 
 
 def _labs():
-    from testbed import labs  # noqa: F401  (the package docstring is the format's reference)
     from testbed.labs import catalog, session
     return catalog, session
 

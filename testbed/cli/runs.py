@@ -19,7 +19,7 @@ def cmd_up(args):
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
                        progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
-                       restart_agents=not args.no_restart, **_backend_args(args))
+                       restart_agents=not args.no_restart, time_scale=args.time_scale, **_backend_args(args))
     for w in mesh.topo.warnings:
         console.print(styled(("warning: ", "yellow"), w))
     if args.json:
@@ -177,6 +177,8 @@ def register(add) -> None:
                                                          "(YAML; see docs/backends.md)")
     sp.add_argument("--backend", choices=("netns", "ssh", "vagrant"),
                     help="where the nodes live: namespaces here (default), SSH hosts (--hosts), Vagrant VMs")
+    sp.add_argument("--time-scale", type=float, metavar="F",
+                    help="shrink the PKT chain's lengths F times (block time 60/F s, retarget 2016/F blocks, ...)")
 
     sp = add("down", cmd_down, "stop a run and remove everything it created")
     which = sp.add_mutually_exclusive_group()

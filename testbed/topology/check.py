@@ -74,7 +74,7 @@ def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str
     if idle:
         listed = "; ".join(f"{role} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})"
                            for role, names in idle.items())
-        warnings.append(f"{src}: roles with no effect yet (the node agent runs only "
+        warnings.append(f"{src}: roles with no effect yet (a run acts only on "
                         f"{', '.join(RUNNING_ROLES)}): {listed}")
     if not errors:
         errors += [f"{src}: {e}" for e in dataplane_errors(topo)]

@@ -189,6 +189,8 @@ def to_networkx(topo: Topology) -> nx.Graph:
                                       for i in topo.isps.values()})
     if topo.attrs:
         g.graph["attrs"] = json.dumps(topo.attrs)
+    if topo.chain:
+        g.graph["chain"] = json.dumps(topo.chain)
     for n in topo.nodes.values():
         data = {"roles": " ".join(n.roles)}
         if n.isp is not None:
@@ -242,7 +244,7 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
     if g.graph.get("allow_disconnected"):
         d["allow_disconnected"] = True
     d["defaults"] = {key: g.graph[f"default_{key}"] for key in PARAMS if f"default_{key}" in g.graph}
-    for key in ("isps", "attrs"):
+    for key in ("isps", "attrs", "chain"):
         if key in g.graph:
             try:
                 d[key] = json.loads(g.graph[key])

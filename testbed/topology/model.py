@@ -15,13 +15,18 @@ from testbed.topology.units import (format_fraction, format_rate, format_time, p
 
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-ROLES = ("router", "route_server", "miner", "pool", "chain", "issuer")     # every role a file may give a node
-# The roles the node agent acts on, and what it does for each: the one registry of implemented roles. A role of
+ROLES = ("router", "route_server", "miner", "pool", "chain", "issuer", "block_miner")     # every role a node may have
+# The roles a run acts on (the node agent, or a service beside it), and what it does for each: the one registry of implemented roles. A role of
 # ROLES missing here is accepted in files but has no effect yet (`validate` and `up` say so, the demo hides it);
 # register a role here when the agent runs it.
 RUNNING_ROLES = {
     "router": "forwards packets (every node is a PKT routing device)",
     "route_server": "serves paths to the nodes of its Cloud ISP and federates with the other route servers",
+    # the chain side (testbed/services.py starts them in the node's namespace)
+    "chain": "keeps the PKT chain (P2P over the mesh, an RPC for wallets and pools)",
+    "pool": "runs a PacketCrypt pool (master, announcement and block handlers, paymaker) over HTTP",
+    "miner": "mines PacketCrypt announcements and uploads them to its nearest pool",
+    "block_miner": "mines blocks from the pool's announcements and submits shares and blocks",
 }
 
 
@@ -110,6 +115,7 @@ class Topology:
     description: str = ""
     allow_disconnected: bool = False  # the source's own default; load()/validate() may override
     attrs: dict = field(default_factory=dict)
+    chain: dict = field(default_factory=dict)  # the run's PKT chain (testbed/services.py check_section)
     warnings: list[str] = field(default_factory=list, compare=False)  # filled by load()
 
     # --- queries ---
@@ -182,6 +188,8 @@ class Topology:
         d["links"] = [_link_to_dict(link, self.defaults) for link in self.links]
         if self.attrs:
             d["attrs"] = copy.deepcopy(self.attrs)
+        if self.chain:
+            d["chain"] = copy.deepcopy(self.chain)
         return d
 
 

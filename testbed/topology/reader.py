@@ -14,7 +14,8 @@ import yaml
 from testbed.topology.model import _OPPOSITE, PARAMS, RELATIONS, Isp, Link, LinkParams, Node, Topology
 from testbed.topology.units import TopologyError
 
-TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs")
+TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs",
+              "chain")
 NODE_FIELDS = ("name", "roles", "isp", "attrs")
 LINK_FIELDS = ("a", "b", *PARAMS, "a_to_b", "b_to_a", "attrs")
 ISP_FIELDS = ("relations", "attrs", "leases")
@@ -142,6 +143,12 @@ class _Reader:
             topo.links.append(self.link(entry, i, topo.defaults))
         if "attrs" in d:
             topo.attrs = self.attrs(d["attrs"], "top level")
+        if d.get("chain") is not None:
+            from testbed.services import ChainConfigError, check_section
+            try:
+                topo.chain = check_section(d["chain"])
+            except ChainConfigError as e:
+                self.fail("chain", str(e).removeprefix("chain: "))
         return topo
 
     def node_entries(self, nodes):

@@ -59,5 +59,9 @@ def json_schema() -> dict:
             "links": {"type": "array", "items": {"oneOf": [
                 {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*--[A-Za-z][A-Za-z0-9_]*$"}, link]}},
             "attrs": attrs,
+            "chain": {"type": "object", "additionalProperties": False, "properties": {   # testbed/services.py
+                **{k: {"type": "integer", "minimum": 1} for k in ("block_time", "retarget_interval", "burn_depth",
+                                                                  "maturity", "lock_blocks", "genesis_bits")},
+                "time_scale": {"type": "number", "minimum": 1}, "ann_rate": {"type": "number", "minimum": 0}}},
         },
     }

@@ -6,10 +6,16 @@ splicing). Meshes bigger than STATIC_PATHS_UP_TO nodes without a route server th
 ``default_count(nodes)`` of them when they come up (testbed/mesh.py), and any generator takes ``route_servers=N``.
 
 Placement is farthest-first (the greedy k-centre heuristic) inside the largest connected component: the first
-server is its best-connected node, each next one the node farthest in hops from the servers already placed (ties:
+server is its best-connected node, each next one the node farthest (in label bits, below) from the servers already placed (ties:
 more links, then name), so servers spread over the mesh and every node of the component has one a few hops away.
 Every other component of two or more nodes (an imported mesh with ``--allow-disconnected``) gets one server of its
 own, placed the same way, so each island routes inside itself.
+
+Distance is counted in label bits, not hops: a node finds its server through its peers (GETSNODE) and reaches it by
+one label, which holds 59 bits of directors (4 bits per hop through small nodes, 7 or 10 through hubs). So more
+servers are placed than asked for while some node is further from every server than REACH_BITS (a margin below 59
+for the way back, whose directors may be wider): on grid:20x20 one server in the middle is 20 hops (80 bits) from
+the corners, whose nodes then never found it.
 """
 from __future__ import annotations
 
@@ -17,11 +23,13 @@ import math
 
 import networkx as nx
 
+from node.cjdns import labels
 from testbed.topology.model import Topology
 from testbed.topology.units import TopologyError
 
 STATIC_PATHS_UP_TO = 300   # nodes; above this a mesh without route servers gets default_count of them
 NODES_PER_SERVER = 500
+REACH_BITS = labels.MAX_LABEL_BITS - 7   # directors a node's label to its server may take
 
 
 def default_count(nodes: int) -> int:
@@ -29,8 +37,8 @@ def default_count(nodes: int) -> int:
 
 
 def place(topo: Topology, count: int) -> list[str]:
-    """Give ``count`` nodes of the largest component, and one of every other component of two or more nodes, the
-    route_server role (farthest-first); returns them."""
+    """Give at least ``count`` nodes of the largest component (more while a node is out of a label's reach of every
+    server), and one of every other component of two or more nodes, the route_server role; returns them."""
     g = topo.graph()
     if count < 1 or not g.number_of_nodes():
         return []
@@ -38,10 +46,10 @@ def place(topo: Topology, count: int) -> list[str]:
     if count > len(parts[0]):
         raise TopologyError(f"{topo.name}: route_servers={count} but the largest component has only "
                             f"{len(parts[0])} nodes")
-    chosen = _farthest_first(g.subgraph(parts[0]), count)
-    for part in parts[1:]:
-        if len(part) > 1:
-            chosen += _farthest_first(g.subgraph(part), 1)
+    chosen = []
+    for i, part in enumerate(parts):
+        if len(part) > 1 or i == 0:
+            chosen += _farthest_first(g.subgraph(part), count if i == 0 else 1)
     for n in chosen:
         roles = topo.nodes[n].roles
         if "route_server" not in roles:
@@ -49,13 +57,22 @@ def place(topo: Topology, count: int) -> list[str]:
     return chosen
 
 
+def director_bits(degree: int) -> int:
+    """Bits of the widest director a node with this many links uses (interfaces 0, 2, ..., degree)."""
+    highest = max(degree, 1)
+    return labels.scheme_for_interfaces(highest).bits_for_number(highest)
+
+
 def _farthest_first(g: nx.Graph, count: int) -> list[str]:
-    nodes = sorted(g)                              # max() keeps the first of equals: ties go by name
+    bits = {n: director_bits(g.degree(n)) for n in g}
+    cost = lambda u, v, _: max(bits[u], bits[v])        # noqa: E731  (either way along the link)
+    nodes = sorted(g)                                   # max() keeps the first of equals: ties go by name
     chosen = [max(nodes, key=g.degree)]
-    distance = nx.single_source_shortest_path_length(g, chosen[0])
-    while len(chosen) < count:
+    distance = nx.single_source_dijkstra_path_length(g, chosen[0], weight=cost)
+    while True:
         far = max(nodes, key=lambda n: (distance[n], g.degree(n)))
+        if len(chosen) >= count and distance[far] <= REACH_BITS:
+            return chosen
         chosen.append(far)
-        for n, d in nx.single_source_shortest_path_length(g, far).items():
+        for n, d in nx.single_source_dijkstra_path_length(g, far, weight=cost).items():
             distance[n] = min(distance[n], d)
-    return chosen

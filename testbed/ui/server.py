@@ -181,11 +181,14 @@ def make_app(mesh, allowed_hosts: set[str] | None) -> web.Application:
             return web.json_response({"ok": False, "error": 'give "a" and "b": node names'}, status=400)
         return await act(ping, data["a"], data["b"])
 
+    tasks = []
+
     async def start_hub(app):
-        app["hub_task"] = asyncio.create_task(hub.run())
+        tasks.append(asyncio.create_task(hub.run()))
 
     async def stop_hub(app):
-        app["hub_task"].cancel()
+        for task in tasks:
+            task.cancel()
         hub.close()
 
     app = web.Application(middlewares=[guard])

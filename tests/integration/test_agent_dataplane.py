@@ -80,7 +80,10 @@ def test_three_node_line_ping_iperf_and_control_api(mesh):
     sa = {s["ip6"]: s for s in mesh.agent("n1").call("sessions")["sessions"]}
     assert sa[mesh.ip6("n3")]["established"]
     cb = mesh.agent("n2").call("counters")
-    assert all(v["rx_packets"] > 1000 for v in cb["interfaces"].values())
+    # its data in on one link (frames of up to the TUN MTU, so bytes, not packets, measure it), the ACKs on the other
+    links = cb["interfaces"].values()
+    assert max(v["rx_bytes"] for v in links) >= 0.9 * mbps * 1e6 * 3 / 8, cb["interfaces"]
+    assert all(v["rx_packets"] > 100 for v in links), cb["interfaces"]
     assert cb["tun"]["tun_tx_packets"] < 100
     st = mesh.agent("n2").call("status")
     assert st["node"] == "n2" and st["ip6"] == mesh.ip6("n2") and st["healthy"]

@@ -103,7 +103,9 @@ def test_capture_to_stdout_into_dissect(tri, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "-").exists()
     text = (tmp_path / "out.txt").read_text()
-    assert text.startswith("#1 +0.000000 ") and "cjdns switch: label=" in text, text[:500]
+    # the peer links carry link sessions (the default): their frames are link data, no switch header in clear
+    assert text.startswith("#1 +0.000000 ") and "cjdns switch:" not in text, text[:500]
+    assert "link data:" in text or "link handshake:" in text, text[:500]
     assert "a:a-eth0 [" in text and "b:b-eth0 [" in text
 
 
@@ -157,9 +159,14 @@ def test_ctrl_c_during_up(env, delay):
     time.sleep(delay)
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=60)
+    assert not (Path(env["PKTLAB_HOME"]) / "intr").exists()
+    # the signal can land while the interpreter itself starts, before any of our code runs: then CPython dies by
+    # it (no output) or reports a fatal error importing its own site module, and nothing was built
+    if p.returncode == -signal.SIGINT or err.startswith("Fatal Python error: init_import_site"):
+        assert "testbed" not in err, err
+        return
     assert "Traceback" not in err, err
     assert p.returncode == 130, err
-    assert not (Path(env["PKTLAB_HOME"]) / "intr").exists()
     assert err.strip().splitlines()[-1] in ("pktlab: interrupted",
                                             "pktlab: interrupted while building run intr: removed, nothing of it "
                                             "is left behind")

@@ -15,7 +15,7 @@ from node.cjdns import switch_header as SH
 from testbed import cli, runs
 from testbed import faults as F
 from testbed.faults.link import Partition
-from testbed.topology import RUNNING_ROLES, load, validate
+from testbed.topology import RUNNING_ROLES, load
 from testbed.topology import model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,9 @@ def test_the_current_run(tmp_path, monkeypatch):
                                             r"shell: choose one with --run NAME"):
         runs.current_run_name()
     me = runs.this_shell()
-    assert me is not None                        # pytest runs under a shell here
+    if me is None:      # no shell above this pytest (detached from its terminal): stand one in for it
+        me = {"pid": os.getpid(), "start": runs.proc_start_time(os.getpid())}
+        monkeypatch.setattr(runs, "this_shell", lambda: me)
     fake_run(tmp_path, "mine-old", me, created=1.0)
     fake_run(tmp_path, "mine", me, created=2.0)
     assert runs.current_run_name() == ("mine", "the last run started from this shell")
@@ -123,25 +125,35 @@ def test_report_takes_run_like_everything_else(tmp_path, monkeypatch, capsys):
 
 # -- roles with no effect yet (item 5) ------------------------------------------------------------------------
 
-def test_validate_says_which_roles_have_no_effect_yet(capsys):
-    assert cli.main(["validate", "default"]) == 0
+ISSUER = "triangle-issuer.yaml"     # the market's issuer role has no effect yet (issue 16)
+
+
+def issuer_topology(tmp_path) -> str:
+    path = tmp_path / ISSUER
+    path.write_text("nodes: {a: {roles: [router, issuer]}, b: {roles: [issuer, miner]}, c: {}}\n"
+                    "links: [a--b, b--c, c--a]\n")
+    return str(path)
+
+
+def test_validate_says_which_roles_have_no_effect_yet(tmp_path, capsys):
+    assert cli.main(["validate", issuer_topology(tmp_path)]) == 0
     err = " ".join(capsys.readouterr().err.split())
-    assert "roles with no effect yet (the node agent runs only router, route_server): chain (a2, b2); " \
-           "pool (a2); miner (a3, b3)" in err
+    assert "roles with no effect yet (a run acts only on router, route_server, chain, pool, miner, " \
+           "block_miner): issuer (a, b)" in err
 
 
-def test_registering_a_role_silences_it(monkeypatch):
-    monkeypatch.setitem(model.RUNNING_ROLES, "miner", "mines")
-    warnings = load("default").warnings
-    assert any("chain (a2, b2); pool (a2)" in w for w in warnings)
-    assert not any("miner (" in w for w in warnings)
-    monkeypatch.setattr(model, "RUNNING_ROLES", {r: "" for r in model.ROLES})
-    assert validate(load("default")) == []
+def test_registering_a_role_silences_it(tmp_path, monkeypatch):
+    assert any("issuer (a, b)" in w for w in load(issuer_topology(tmp_path)).warnings)
+    assert not any("no effect" in w for w in load("default").warnings)     # its chain roles all run
+    monkeypatch.setitem(model.RUNNING_ROLES, "issuer", "issues tokens")
+    assert not any("no effect" in w for w in load(issuer_topology(tmp_path)).warnings)
+    monkeypatch.setattr(model, "RUNNING_ROLES", {})
+    assert any("router (a, c)" in w for w in load(issuer_topology(tmp_path)).warnings)
 
 
 def test_demo_shows_only_roles_that_run():
     from testbed import demo
-    assert demo.shown_roles(["router", "chain", "pool", "route_server"]) == "router, route_server"
+    assert model.idle_roles(load(demo.TOPOLOGY).nodes.values()) == {}    # its first step refuses any other
     assert set(RUNNING_ROLES) <= set(model.ROLES)
 
 
@@ -166,12 +178,13 @@ def test_ctrl_c_while_the_command_line_loads(delay):
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=30)[1]
+    # on a loaded machine the signal can land while the interpreter itself starts, before any of our code runs:
+    # then CPython dies by it (no output) or reports a fatal error importing its own site module
+    if p.returncode == -signal.SIGINT or err.startswith("Fatal Python error: init_import_site"):
+        assert "testbed" not in err
+        return
     assert "Traceback" not in err
-    # done before the signal, interrupted with one line, or (on a loaded machine) killed by SIGINT before the
-    # interpreter had installed its handler: then nothing at all was printed
-    assert p.returncode in (0, 130, -signal.SIGINT)
-    if p.returncode == -signal.SIGINT:
-        assert err == ""
+    assert p.returncode in (0, 130)               # done before the signal, or interrupted with one line
     if p.returncode == 130:
         assert err.strip() == "pktlab: interrupted"
 

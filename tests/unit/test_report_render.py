@@ -167,3 +167,25 @@ def test_reachability_plot_reflects_assertions(tmp_path):
     R.render_report(tmp_path, tmp_path / "out")
     img = mpimg.imread(str(tmp_path / "out" / "reachability.png"))
     assert img[..., :3].std() > 0.01
+
+
+def test_chain_plot_from_block_and_miner_events(tmp_path):
+    from testbed.events import EventLog
+    from testbed.topology import from_dict, save
+    save(from_dict({"nodes": {"p": {"roles": ["pool"]}, "r": {}, "m": {"roles": ["miner"]}},
+                    "links": ["p--r", "r--m"]}), tmp_path / "topology.yaml")
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append("up", ts=100.0)
+    for i, t in enumerate((110.0, 113.0, 121.0), 1):
+        log.append("block_found", node="p", ts=t, height=i, hash="00" * 32)
+    for t, acc, sent in ((105.0, 0, 0), (110.0, 50, 51200), (115.0, 80, 81920)):
+        log.append("miner_stats", node="m", ts=t, accepted=acc, bytes_sent=sent)
+    log.close()
+    events, _ = R.load_run(tmp_path)
+    assert R.block_intervals(events) == [(2, 3.0), (3, 8.0)]
+    assert R.ann_rates(events) == {"m": [(110.0, 10.0), (115.0, 6.0)]}
+    assert R.ann_bytes_per_link(events, str(tmp_path)) == {"r--m": 81920, "p--r": 81920}
+    result = R.render_report(tmp_path, tmp_path / "out")
+    assert [os.path.basename(p) for p in result["plots"]][-1] == "chain.png"
+    assert os.path.getsize(tmp_path / "out" / "chain.png") > 1000
+    assert "chain.png" in (tmp_path / "out" / "index.html").read_text()

@@ -37,7 +37,7 @@ LOAD_TIME = [      # each used to raise something other than ScenarioError while
     (BASE + "requires: [warp-drive]\n", "requires: unknown capabilities warp-drive (known: freifunk-data)"),
     (BASE + "duration: .nan\n", "duration: nan is not a finite number"),
     (BASE + "wait: soon\n", "wait: expected number, got 'soon'"),
-    (BASE + "timeline: [{at: x, heal: all}]\n", "timeline[0].at: expected number, got 'x'"),
+    (BASE + "timeline: [{at: x, heal: all}]\n", "timeline[0].at: expected number or object, got 'x'"),
     (BASE + "timeline: [[1]]\n", "timeline[0]: expected object, got [1]"),
     (BASE + "timeline: [{at: 1}]\n", "timeline[0]: exactly one of fault, heal, action, expect, got none"),
     (BASE + "traffic: [{ping: {from: n1}}]\n", "traffic[0].ping: 'to' is missing"),
@@ -91,6 +91,11 @@ AFTER_BUILD = [    # each used to crash (or pass) only after the mesh was built
      "(placeholders: {random_node}"),
     ({"traffic": [{"ping": {"from": "n1", "to": "n2"}}], "topology": "grid:2x2"},
      "has no node 'n1'; its nodes: r1c1, r1c2, r2c1, r2c2"),
+    ({"timeline": [{"at": {"height": 3}, "fault": "link-down n1--n2"}]},
+     "timeline[0] (at block 3).at: a step at a block height needs a topology with a chain node"),
+    ({"timeline": [{"at": {"height": -1}, "heal": "all"}]}, "timeline[0].at"),
+    ({"assertions": [{"balance": {"node": "n1"}}]}, "'at_least' is missing"),
+    ({"assertions": [{"chain_height": {"at_least": 2, "nodes": ["n8"]}}]}, "has no node 'n8'"),
 ]
 
 

@@ -63,7 +63,7 @@ def test_bad_switches_are_named(top, links, nodes, message):
 
 
 def test_fair_share_links_become_agent_sections(tmp_path):
-    from testbed.topology.leases import AGENT_PACE
+    from node.tun_switch.lease_plane import AGENT_PACE
     cfgs = configs(topo(links={1: {"fair_share": True}}), tmp_path)
     assert cfgs["r"]["fair_share"] == {"links": {"r-eth1": {"rate_bps": round(10e6 * AGENT_PACE)}}}
     assert cfgs["b"]["fair_share"] == {"links": {"b-eth1": {"rate_bps": round(10e6 * AGENT_PACE)}}}

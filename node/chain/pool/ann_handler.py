@@ -109,12 +109,22 @@ class AnnHandler:
         if len(body) % ANN:
             result["runt"] += 1
         seen = self.seen.setdefault(worknum, set())
+        candidates = []
         for i in range(len(body) // ANN):
             raw = body[i * ANN:(i + 1) * ANN]
-            reason = self._check(raw, worknum, work, seen)
+            reason = self._precheck(raw, worknum, seen)
+            if reason is None:
+                candidates.append(raw)
+            else:
+                result[reason] += 1
+        # the faithful validation takes milliseconds per announcement: off the event loop, so the master's long
+        # polls and the other parts keep answering; the dedupe keys were reserved above (no double acceptance)
+        for raw, reason in zip(candidates, await asyncio.to_thread(self._validate_all, candidates, work.prev_hash)):
             result[reason] += 1
             if reason == "accepted":
                 self.pending.append(raw)
+            else:
+                seen.discard(h32(raw)[:8])
         for k, v in result.items():
             self.counts[k] += v
         miner = self.by_miner.setdefault(pay_to, Counter())
@@ -125,7 +135,8 @@ class AnnHandler:
             credit[k] += result[k]
         return web.json_response({"result": dict(result, payTo=pay_to), "error": [], "warn": []})
 
-    def _check(self, raw: bytes, worknum: int, work, seen: set) -> str:
+    def _precheck(self, raw: bytes, worknum: int, seen: set) -> str | None:
+        """The cheap checks in order, the dedupe key reserved; None when only the validation is left."""
         try:
             ann = ann_mod.Announcement.parse(raw)
         except ann_mod.AnnValidationError:
@@ -143,17 +154,23 @@ class AnnHandler:
             return "badHash"
         if key in seen:
             return "dup"
-        try:
-            ann_mod.validate(raw, work.prev_hash, min_v1_parent_height=self.rules.min_v1_parent_height,
-                             allow_fast=self.rules.allow_fast_anns)
-        except ann_mod.AnnValidationError as e:
-            log.info("announcement invalid: %s", e)
-            return "inval"
-        except Exception:
-            log.exception("validating an announcement")
-            return "internalErr"
         seen.add(key)
-        return "accepted"
+        return None
+
+    def _validate_all(self, anns: list[bytes], parent_hash: bytes) -> list[str]:
+        out = []
+        for raw in anns:
+            try:
+                ann_mod.validate(raw, parent_hash, min_v1_parent_height=self.rules.min_v1_parent_height,
+                                 allow_fast=self.rules.allow_fast_anns)
+                out.append("accepted")
+            except ann_mod.AnnValidationError as e:
+                log.info("announcement invalid: %s", e)
+                out.append("inval")
+            except Exception:
+                log.exception("validating an announcement")
+                out.append("internalErr")
+        return out
 
     async def index(self, request):
         return web.json_response({"highestAnnFile": self.highest})
@@ -199,7 +216,7 @@ class AnnHandler:
                                       headers={"authorization": basic_auth(self.password)},
                                       timeout=ClientTimeout(total=10)) as r:
                 await r.read()
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             log.warning("posting announcement credits to the paymaker: %s", e)
 
     def status(self) -> dict:

@@ -27,7 +27,7 @@ from ..blocks import BlockHeader
 from ..mining import root_from_branch
 from ..packetcrypt import block as pc_block
 from ..packetcrypt import difficulty
-from ..packetcrypt.ann_tree import CommitmentError, CoinbaseCommitment
+from ..packetcrypt.ann_tree import CoinbaseCommitment, CommitmentError
 from ..packetcrypt.announcement import Announcement, AnnValidationError
 from ..tx import Transaction
 from ..wire import hash_from_hex, hash_hex, sha256d, varint
@@ -119,8 +119,9 @@ class BlkHandler:
             raise Refused("duplicate", sid.hex())
         hashes = await self._parent_hashes(pcp, work.height)
         try:
-            is_block, _ = pc_block.validate_block_proof(header80, pcp, commitment, work.height, hashes.get,
-                                                        rules=self.rules, share_target=work.share_target)
+            is_block, _ = await asyncio.to_thread(      # milliseconds of hashing: off the event loop
+                pc_block.validate_block_proof, header80, pcp, commitment, work.height, hashes.get,
+                rules=self.rules, share_target=work.share_target)
         except pc_block.BlockValidationError as e:
             raise Refused(e.reason.value, str(e)) from None
         except (AnnValidationError, ValueError) as e:
@@ -156,7 +157,7 @@ class BlkHandler:
                                      params={"from": str(heights[0]), "count": str(heights[-1] - heights[0] + 1)},
                                      timeout=ClientTimeout(total=5)) as r:
                 answer = await r.json()
-        except (ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ClientError, ValueError) as e:
             raise Refused("chain_unreachable", str(e)) from None
         for i, h in enumerate(answer.get("hashes", [])):
             out[answer["from"] + i] = hash_from_hex(h)
@@ -167,7 +168,7 @@ class BlkHandler:
             async with self.http.post(f"{self.chain_url}/submitblock", json={"block": raw.hex()},
                                       timeout=ClientTimeout(total=20)) as r:
                 return await r.json()
-        except (ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ClientError, ValueError) as e:
             log.warning("submitting a block: %s", e)
             return {"status": "unreachable"}
 
@@ -192,7 +193,7 @@ class BlkHandler:
                                       headers={"authorization": basic_auth(self.password)},
                                       timeout=ClientTimeout(total=10)) as r:
                 await r.read()
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             log.warning("posting a share to the paymaker: %s", e)
 
     def status(self) -> dict:

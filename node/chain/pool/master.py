@@ -72,7 +72,7 @@ class Master:
         if n not in self.works:
             try:
                 await asyncio.wait_for(self._changed.wait(), LONG_POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return n in self.works
 
@@ -108,7 +108,7 @@ class Master:
                 if tip["hash"] != known or tip["height"] + 1 not in self.works:
                     await self.new_work(tip)
                     known = tip["hash"]
-            except (ClientError, asyncio.TimeoutError, ValueError, KeyError, WorkError) as e:
+            except (TimeoutError, ClientError, ValueError, KeyError, WorkError) as e:
                 self.errors += 1
                 log.warning("master: %s: %s", type(e).__name__, e)
                 await asyncio.sleep(1.0)
@@ -185,7 +185,7 @@ class MasterClient:
                     if r.status == 200:
                         self.works[self.height + 1] = Work.decode(await r.read())
                         continue
-            except (ClientError, asyncio.TimeoutError, ValueError, KeyError, WorkError) as e:
+            except (TimeoutError, ClientError, ValueError, KeyError, WorkError) as e:
                 log.warning("following the master: %s: %s", type(e).__name__, e)
             await asyncio.sleep(0.5)
 

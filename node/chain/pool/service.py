@@ -22,7 +22,7 @@ from collections import Counter
 from aiohttp import ClientSession, web
 
 from ..packetcrypt import difficulty
-from ..service import Runtime, ServiceConfigError, listening_socket, run_until_stopped
+from ..runtime import Runtime, ServiceConfigError, listening_socket, run_until_stopped
 from .ann_handler import AnnHandler, valid_pay_to
 from .blk_handler import BlkHandler
 from .master import Master, MasterClient, basic_auth

@@ -65,7 +65,7 @@ class Work:
                 + self.coinbase + b"".join(self.branch))
 
     @classmethod
-    def decode(cls, data: bytes) -> "Work":
+    def decode(cls, data: bytes) -> Work:
         if len(data) < 80 + 32 + 16:
             raise WorkError(f"work of {len(data)} bytes is too short")
         header, key = data[:80], data[80:112]
