@@ -1,6 +1,6 @@
 """Conformance runner: `python -m node.conformance FILE.json [FILE.json ...]`.
 
-Runs every vector of files in the schema of shared/spec/vectors/README.md and prints one line per vector
+Runs every vector of files in the schema of tests/vectors/README.md and prints one line per vector
 (`PASS id`, `FAIL id: why`, `UNSUPPORTED id: kind`) and a closing `N passed, N failed` line. Unsupported kinds
 count as failures; the exit status is 0 only if nothing failed.
 

@@ -1,4 +1,4 @@
-"""Conformance checks for the ``cjdns.*`` vector kinds (shared/spec/vectors/README.md).
+"""Conformance checks for the ``cjdns.*`` vector kinds (tests/vectors/README.md).
 
 Each check recomputes the expected fields with the protocol code and raises ``Mismatch`` on a difference.
 """

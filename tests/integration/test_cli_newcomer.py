@@ -166,7 +166,9 @@ def test_ctrl_c_during_up(env, delay):
         assert "testbed" not in err, err
         return
     assert "Traceback" not in err, err
-    assert p.returncode == 130, err
+    # exit 130, or ended by the SIGINT itself once the message is out (CPython does that when the interrupt hit an
+    # import): a shell shows 130 for both
+    assert p.returncode in (130, -signal.SIGINT), err
     assert err.strip().splitlines()[-1] in ("pktlab: interrupted",
                                             "pktlab: interrupted while building run intr: removed, nothing of it "
                                             "is left behind")

@@ -1,4 +1,4 @@
-"""Conformance checks for the `packetcrypt.*` vector kinds (shared/spec/vectors/README.md).
+"""Conformance checks for the `packetcrypt.*` vector kinds (tests/vectors/README.md).
 
 Each check recomputes the vector's outputs from its inputs with this package and compares the keys the vector
 lists in `check`. RandGen/RandHash kinds come from randhash_vectors (merged in when that module is present).
