@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench vm test-vm clean
 
 install:
 	@scripts/bootstrap.sh
@@ -16,6 +16,15 @@ demo: install
 
 bench: install
 	$(PY) -m bench
+
+# VMs: libvirt, QEMU and pktlab's Vagrant box (built from Debian packages; minutes the first time, then cached)
+vm: install
+	@scripts/bootstrap.sh --vm
+	@scripts/build-box.sh
+
+# the slow VM tests: a VM booted from the box, a two-VM mesh (minutes under software emulation)
+test-vm: vm
+	$(PY) -m pytest -m slow tests/integration/test_backend_vagrant.py -s
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -143,14 +143,14 @@ class Dumbbell:
 
     def server(self, i):
         """A one-test iperf3 server on d_i (JSON, so its client can fetch its per-interval view)."""
-        from testbed.backends.netns import exec_in
+        from testbed.backends import exec_in
         return exec_in(self.mesh.run, f"d{i}", ["iperf3", "-s", "-1", "-J", "-i", f"{INTERVAL_S:g}", "-p", str(PORT), "-B",
                                                 self.mesh.ip6(f"d{i}")],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self, i, args):
         """iperf3 from s_i to d_i, with the server's report in the client's JSON."""
-        from testbed.backends.netns import exec_in
+        from testbed.backends import exec_in
         return exec_in(self.mesh.run, f"s{i}", ["iperf3", "-c", self.mesh.ip6(f"d{i}"), "-p", str(PORT), "-J",
                                                 "--get-server-output"] + args,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

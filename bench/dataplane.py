@@ -25,7 +25,7 @@ from testbed.console import make_console
 from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -85,7 +85,7 @@ while time.monotonic() - start < duration:
 
 def flood(mesh, senders: list[str]) -> dict[str, list[float]]:
     """bit/s per second per sender, as the sink received it."""
-    from testbed.backends.netns import exec_in
+    from testbed.backends import exec_in
     rx = exec_in(mesh.run, "sink", [sys.executable, "-m", "testbed.udp_receiver", str(PORT), str(FLOOD_S + 0.5)],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)

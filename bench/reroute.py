@@ -27,7 +27,7 @@ from rich.table import Table
 
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
 from testbed import faults
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.topology.generators import two_isp_grid
 

@@ -35,7 +35,7 @@ import time
 
 from bench.common import RESULTS, console, previous, table, write
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.waiting import wait_until
 

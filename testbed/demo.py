@@ -31,7 +31,7 @@ from node.agent.control_client import AgentError
 from node.cjdns import labels
 from node.leases import requests as lease_requests
 from testbed import runs, ui
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.cli.common import Bars
 from testbed.console import data_table, make_console, styled
 from testbed.events import ASSERTION, PING, FILENAME as EVENTS_FILE, EventLog

@@ -12,7 +12,6 @@ fixture is one too.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -30,8 +29,8 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, chain_view, faults, hosts, runs, services
-from testbed.backends.netns import NetnsBackend, exec_in
+from testbed import agent_configs, backends, chain_view, faults, runs, services
+from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
 from testbed.runs import Run, RunError
@@ -58,7 +57,9 @@ def _remove_failed(run: Run, error: BaseException):
             pass
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not leave half a run
     try:
-        runs.destroy(run)
+        backends.destroy(run)
+    except RunError as cleanup:     # a host that cannot be reached: say so, with what went wrong first
+        raise RunError(f"{error}; then cleaning up: {cleanup}") from error
     finally:
         signal.signal(signal.SIGINT, previous)
     if isinstance(error, KeyboardInterrupt):
@@ -88,19 +89,29 @@ def _shown(names, limit: int = 12) -> str:
 
 
 class Mesh:
-    def __init__(self, run: Run, topo: Topology):
+    def __init__(self, run: Run, topo: Topology, backend: backends.Backend | None = None):
         self.run = run
         self.topo = topo
+        self._backend = backend     # None: the one the journal names, when first needed
+
+    @property
+    def backend(self) -> backends.Backend:
+        """What the nodes live on (testbed/backends/base.py), as the journal says."""
+        if self._backend is None:
+            self._backend = backends.for_run(self.run, self.topo)
+        return self._backend
 
     # -- life cycle -------------------------------------------------------------------------------------------
     @classmethod
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
            agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True,
-           time_scale: float | None = None) -> "Mesh":
+           time_scale: float | None = None, backend: str = "netns", **backend_options) -> "Mesh":
         """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
         again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault).
-        time_scale: the PKT chain's lengths divided by it (testbed/services.py; else the topology's chain: section)."""
+        time_scale: the PKT chain's lengths divided by it (testbed/services.py; else the topology's chain: section).
+        `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the backend's options (hosts=...,
+        see testbed/backends/) go with it."""
         topo = spec if isinstance(spec, Topology) else load(spec, seed=seed, allow_disconnected=allow_disconnected)
         if isinstance(spec, Topology):
             validate(topo, allow_disconnected)
@@ -118,20 +129,17 @@ class Mesh:
         with _interrupts_as_exceptions():
             try:
                 run = runs.new_run(name, topo.name, topo.source)
-                mesh = cls(run, topo)
                 run.state["seed"] = seed
                 run.state["routing"] = routing
                 run.state["restart_agents"] = bool(restart_agents)
                 save(topo, run.path("topology.yaml"))
-                backend = NetnsBackend(run, topo)
+                mesh = cls(run, topo, backends.create(backend, run, topo, **backend_options))
                 try:
-                    backend.build(progress)
+                    mesh.backend.build(progress)
                 finally:
-                    backend.close()
+                    mesh.backend.close()
                 run.state["addresses"] = {n: mesh.identity(n).ip6_text for n in topo.nodes}
-                hosts.write_and_mount(run.path("hosts"), run.name, run.state["addresses"],
-                                      [rec["pid"] for rec in run.state["nodes"].values()],
-                                      env=dict(os.environ, **{runs.TAG_VAR: run.id}))
+                mesh.backend.name_nodes(run.path("hosts"), run.state["addresses"])
                 run.save()
                 events = EventLog(run.path(EVENTS_FILE))
                 events.append(UP, nodes=len(topo.nodes), links=len(topo.links), source=topo.source, seed=seed)
@@ -161,15 +169,17 @@ class Mesh:
         run = runs.pick_run(name)
         return cls(run, load(str(run.path("topology.yaml"))))
 
-    def down(self, archive: str | os.PathLike | None = None) -> None:
-        """Remove the run; with `archive`, first copy its journal, events, counters and logs there."""
+    def down(self, archive: str | os.PathLike | None = None, skip_unreachable: bool = False) -> None:
+        """Remove the run; with `archive`, first copy its journal, events, counters and logs there. SSH hosts that
+        cannot be reached fail the call (RunError naming them; the run is kept) unless skip_unreachable."""
         try:
             EventLog(self.run.path(EVENTS_FILE)).append(DOWN)
         except OSError:
             pass
         if archive is not None:
+            self.backend.collect_logs()
             runs.archive(self.run, Path(archive))
-        runs.destroy(self.run)
+        backends.destroy(self.run, skip_unreachable=skip_unreachable)
 
     def start_monitor(self) -> None:
         """Counter sampling and restart detection, in a tagged process of its own (see testbed/monitor.py)."""
@@ -207,11 +217,7 @@ class Mesh:
         groups = [[n] for n in nodes if "route_server" in self.topo.nodes[n].roles]
         rest = [n for n in nodes if "route_server" not in self.topo.nodes[n].roles]
         groups += [rest[i:i + per_process] for i in range(0, len(rest), per_process)]
-        started = 0
-        for group in groups:
-            self.start_agents(group)
-            started += len(group)
-            progress("agents", started, len(nodes))
+        self.backend.start_agents(groups, progress)
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
         pending = set(configs)
@@ -230,21 +236,8 @@ class Mesh:
 
     def start_agents(self, nodes: list[str]) -> int:
         """One agent process for these nodes: inside the namespace for one node, a multi-node host for several."""
-        configs = [str(self.run.path("nodes", n, "agent.json")) for n in nodes]
-        log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
-        io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        if len(nodes) == 1:
-            proc = exec_in(self.run, nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
-        else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
-            argv = [sys.executable, "-m", "node.agent"]
-            for n, cfg in zip(nodes, configs):
-                argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
-            proc = subprocess.Popen(argv, env=dict(os.environ, **{runs.TAG_VAR: self.run.id}), **io)
-        log.close()
-        start = runs.proc_start_time(proc.pid)
-        for n in nodes:
-            self.run.state["agents"][n] = {"pid": proc.pid, "start": start}
-        return proc.pid
+        self.backend.start_agents([nodes])
+        return self.run.state["agents"][nodes[0]]["pid"]
 
     def _shares_process(self, node: str) -> bool:
         pid = self.run.state["agents"].get(node, {}).get("pid")
@@ -252,10 +245,7 @@ class Mesh:
 
     def restart_agents(self, nodes: list[str]) -> int:
         """Start these nodes' agents again (one process, as start_agents) from their saved configs: same key,
-        same address; the sockets a killed agent left behind are removed first."""
-        for n in nodes:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.run.path("nodes", n, "agent.sock"))
+        same address (the backend replaces the sockets a killed agent left behind)."""
         pid = self.start_agents(nodes)
         self.run.save()
         return pid
@@ -275,16 +265,7 @@ class Mesh:
             self.run.state["agents"][node] = {"pid": 0, "start": None, "stopped": True}
             self.run.save()
             return
-        if rec and runs.alive(rec["pid"], rec["start"]):
-            os.kill(rec["pid"], sig)
-
-            def gone():
-                try:
-                    os.waitpid(rec["pid"], os.WNOHANG)      # reap it if it is our child
-                except ChildProcessError:
-                    pass
-                return not runs.alive(rec["pid"], rec["start"])
-            wait_until(gone, timeout, interval=0.02)
+        self.backend.stop_agent(node, sig, timeout)
 
     def agent(self, node: str) -> AgentClient:
         return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
@@ -423,30 +404,34 @@ class Mesh:
         return faults.ping_stats(self, a, b, count=count, interval=interval, wait=wait)
 
     def pingall(self, pairs=None, count: int = 3, interval: float = 0.2, wait: float = 1.0) -> dict:
-        """ping_stats of every ordered pair (or of `pairs`), a few dozen pings running at a time."""
+        """ping_stats of every ordered pair (or of `pairs`), a few dozen pings running at a time (fewer on SSH hosts:
+        the backend's parallel_execs)."""
         pairs = [(a, b) for a in self.topo.nodes for b in self.topo.nodes if a != b] if pairs is None else pairs
         out = {}
-        for start in range(0, len(pairs), 64):
+        step = self.backend.parallel_execs
+        for start in range(0, len(pairs), step):
             procs = {(a, b): exec_in(self.run, a, ["ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval),
                                                    "-W", str(wait), self.ip6(b)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                     for a, b in pairs[start:start + 64]}
+                     for a, b in pairs[start:start + step]}
             for pair, proc in procs.items():
                 out[pair] = parse_ping(proc.communicate()[0], count)
         return out
 
     def ping_link_ends(self) -> dict[str, float | None]:
         """Ping both directions of every link over the underlay addresses, concurrently."""
-        procs = {}
-        for rec in self.run.state["links"]:
-            for src, dst in ((rec["a"], rec["b_addr"]), (rec["b"], rec["a_addr"])):
-                procs[(rec["name"], src)] = exec_in(self.run, src, ["ping", "-6", "-n", "-c", "1", "-W", "2", dst],
-                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        todo = [(rec["name"], src, dst) for rec in self.run.state["links"]
+                for src, dst in ((rec["a"], rec["b_addr"]), (rec["b"], rec["a_addr"]))]
         result = {}
-        for (name, src), p in procs.items():
-            out, _ = p.communicate()
-            m = re.search(r"time=([\d.]+)", out)
-            result[f"{name} from {src}"] = float(m.group(1)) if p.returncode == 0 and m else None
+        step = self.backend.parallel_execs
+        for start in range(0, len(todo), step):
+            procs = {(name, src): exec_in(self.run, src, ["ping", "-6", "-n", "-c", "1", "-W", "2", dst],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     for name, src, dst in todo[start:start + step]}
+            for (name, src), p in procs.items():
+                out, _ = p.communicate()
+                m = re.search(r"time=([\d.]+)", out)
+                result[f"{name} from {src}"] = float(m.group(1)) if p.returncode == 0 and m else None
         return result
 
     def pairs(self, sample: int | None = REACH_SAMPLE) -> list[tuple[str, str]]:

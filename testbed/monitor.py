@@ -91,9 +91,16 @@ def watch_agents(run_dir: Path, watch: AgentWatch, events: EventLog, uptime: dic
         return
     seen = {}
     for node, rec in state.get("agents", {}).items():
-        dead = not runs.alive(rec.get("pid", 0), rec.get("start")) and \
+        here = not rec.get("host")      # an agent on an SSH host or VM has no process here to look at
+        dead = not (here and runs.alive(rec.get("pid", 0), rec.get("start"))) and \
             not _answers(str(run_dir / "nodes" / node / "agent.sock"))
-        seen[node] = {"dead": dead, "stopped": bool(rec.get("stopped")), "pid": rec.get("pid")}
+        seen[node] = {"dead": dead, "stopped": bool(rec.get("stopped")), "pid": rec.get("pid"), "here": here}
+    elsewhere = [n for n, s in seen.items() if s["dead"] and not s["here"]]
+    if elsewhere:       # silent is not dead (a paused agent): ask its host, once per host
+        from testbed.backends import for_run
+        states = for_run(runs.Run(state["name"], run_dir, state)).node_states()
+        for node in elsewhere:
+            seen[node]["dead"] = states.get(node, {}).get("agent") is False
     died, restart, gave_up = watch.tick(time.monotonic(), seen, bool(state.get("restart_agents", True)))
     for node in died:
         events.append(AGENT_DIED, node=node, pid=seen[node]["pid"], stopped_on_purpose=seen[node]["stopped"])

@@ -14,6 +14,10 @@ function (default), class, module or session: tests in that scope with the
 same topology and seed share one mesh; faults a test leaves behind are healed after it. On a test failure the
 report gets the merged per-node agent logs and the run's event log.
 
+Where the nodes live: namespaces on this machine, unless the marker says `hosts="inventory.yaml"` (SSH hosts,
+testbed/backends/ssh.py) or `backend="vagrant"`; `pytest --pktlab-hosts inventory.yaml` sends every mesh of the
+session to those hosts, so the same tests run unchanged across machines.
+
 The package registers it as the `pktlab` pytest11 entry point, so any pytest of the project's venv has it.
 """
 from __future__ import annotations
@@ -30,13 +34,19 @@ LOG_TAIL = 300        # lines of merged agent log attached to a failure report
 EVENT_TAIL = 200
 
 
+def pytest_addoption(parser):
+    parser.addoption("--pktlab-hosts", metavar="INVENTORY", default=None,
+                     help="build every pktlab mesh on the SSH hosts of this inventory (YAML)")
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "mesh(spec, scope='function', seed=None, wait=60): the topology of the "
-                                       "`mesh` fixture (testbed.pytest_plugin)")
+    config.addinivalue_line("markers", "mesh(spec, scope='function', seed=None, wait=60, hosts=None, "
+                                       "backend=None): the topology of the `mesh` fixture (testbed.pytest_plugin)")
 
 
 def _options(request) -> dict:
-    opts = {"spec": None, "scope": "function", "seed": None, "wait": 60.0}
+    opts = {"spec": None, "scope": "function", "seed": None, "wait": 60.0, "backend": None,
+            "hosts": request.config.getoption("--pktlab-hosts", None)}
     marker = request.node.get_closest_marker("mesh")
     if marker is not None:
         if marker.args:
@@ -52,6 +62,7 @@ def _options(request) -> dict:
                                 '@pytest.mark.mesh("grid:3x3") or indirect parametrization')
     if opts["scope"] not in SCOPES:
         raise pytest.UsageError(f"mesh scope {opts['scope']!r}: one of {', '.join(SCOPES)}")
+    opts["backend"] = opts["backend"] or ("ssh" if opts["hosts"] else "netns")
     return opts
 
 
@@ -73,10 +84,11 @@ def mesh(request):
     opts = _options(request)
     owner = _scope_node(request, opts["scope"])
     cache = request.config.stash.setdefault(MESHES_KEY, {})
-    key = (owner.nodeid, str(opts["spec"]), opts["seed"])
+    key = (owner.nodeid, str(opts["spec"]), opts["seed"], opts["backend"], str(opts["hosts"]))
     handle = cache.get(key)
     if handle is None:
-        handle = Mesh.up(opts["spec"], seed=opts["seed"], wait=float(opts["wait"]))
+        where = {"backend": opts["backend"], **({"hosts": opts["hosts"]} if opts["hosts"] else {})}
+        handle = Mesh.up(opts["spec"], seed=opts["seed"], wait=float(opts["wait"]), **where)
         cache[key] = handle
 
         def down():
@@ -143,9 +155,10 @@ def pytest_runtest_makereport(item, call):
         return
     run = handle.run
     try:
+        handle.backend.collect_logs()   # agents on other hosts log there
         logs = merged_agent_logs(run)
         events = event_log_text(run)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         rep.sections.append(("pktlab", f"could not read the run's logs in {run.dir}: {e}"))
         return
     rep.sections.append((f"pktlab agent logs (run {run.name}, last {LOG_TAIL} lines, {run.dir}/nodes/*/)", logs))

@@ -65,6 +65,12 @@ def alive(pid: int, start: int | None) -> bool:
     return bool(fields) and int(fields[19]) == start and fields[0] not in (b"Z", b"X")
 
 
+def proc_state(pid: int) -> str:
+    """The state letter (R, S, T, ...) of a process, `?` if there is no such process."""
+    fields = _stat(pid) if pid > 0 else None
+    return fields[0].decode() if fields else "?"
+
+
 def netns_inode(pid: int) -> int | None:
     try:
         return os.stat(f"/proc/{pid}/ns/net").st_ino
@@ -113,23 +119,28 @@ class Run:
         return alive(owner.get("pid", 0), owner.get("start"))
 
     def nodes_alive(self) -> tuple[int, int]:
-        nodes = self.state.get("nodes", {})
-        up = sum(alive(n["pid"], n["start"]) for n in nodes.values())
+        nodes = _here(self.state.get("nodes", {}).values())
+        up = sum(alive(n["pid"], n["start"]) for n in nodes)
         return up, len(nodes)
 
     def agents_down(self) -> list[str]:
-        """Nodes whose agent is not running (died, or stopped on purpose by a crash fault)."""
-        return [n for n, a in self.state.get("agents", {}).items() if not alive(a.get("pid", 0), a.get("start"))]
+        """Nodes whose agent is not running (died, or stopped on purpose by a crash fault). An agent on another host
+        (SSH, VM) has no process here to look at: it counts as down when it was stopped on purpose, and the run
+        monitor sees it die (testbed/monitor.py asks its backend)."""
+        return [n for n, a in self.state.get("agents", {}).items()
+                if (a.get("stopped") if a.get("host") else not alive(a.get("pid", 0), a.get("start")))]
 
     def condition(self) -> str:
         """ready; degraded (ready, but agents are down); building, stopping; or stale (the orchestrator died
-        mid-way, or the namespaces are gone)."""
+        mid-way, or the namespaces are gone; for nodes on other hosts: the local process that forwards their
+        control sockets is gone)."""
         st = self.state.get("status", "building")
         if st in ("building", "stopping") and not self.owner_alive():
             return "stale"
         if st == "ready":
             up, total = self.nodes_alive()
-            if up < total:
+            forwarder = self.state.get("forwarder")
+            if up < total or (forwarder and not alive(forwarder["pid"], forwarder.get("start"))):
                 return "stale"
             if self.agents_down():
                 return "degraded"
@@ -140,10 +151,11 @@ class Run:
         """Every live process of this run: named in the journal, tagged with the run id, or inside its namespaces."""
         me = os.getpid()
         tag = f"{TAG_VAR}={self.id}".encode()
-        inodes = {n.get("netns") for n in self.state.get("nodes", {}).values()} - {None}
+        nodes = _here(self.state.get("nodes", {}).values())
+        inodes = {n.get("netns") for n in nodes} - {None}
         found = set()
-        extra = [self.state["monitor"]] if self.state.get("monitor") else []
-        for entry in list(self.state.get("nodes", {}).values()) + list(self.state.get("agents", {}).values()) + extra:
+        extra = [self.state[k] for k in ("monitor", "forwarder") if self.state.get(k)]
+        for entry in nodes + _here(self.state.get("agents", {}).values()) + extra:
             if alive(entry["pid"], entry.get("start")):
                 found.add(entry["pid"])
         for pid in _all_pids():
@@ -153,6 +165,11 @@ class Run:
                 found.add(pid)
         found.discard(me)
         return sorted(found)
+
+
+def _here(entries) -> list[dict]:
+    """Journal entries of processes on this machine (those on SSH hosts and VMs name their "host")."""
+    return [e for e in entries if not e.get("host")]
 
 
 def default_name(base: str) -> str:
@@ -297,16 +314,22 @@ def keep_records(run: Run, kind: str) -> Path:
     return archive(run, dest)
 
 
-def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
-    """Stop every process of the run, wait for its namespaces to disappear, remove its directory."""
+def mark_stopping(run: Run) -> None:
+    """The journal says the run is being removed, by this process (a crash half-way leaves it stale)."""
     run.state["status"] = "stopping"
     run.state["owner"] = {"pid": os.getpid(), "start": proc_start_time(os.getpid())}
     try:
         run.save()
     except OSError:
         pass
+
+
+def destroy(run: Run, grace: float = 2.0, timeout: float = 30.0) -> None:
+    """Stop every process of the run on this machine, wait for its namespaces to disappear, remove its directory.
+    (testbed.backends.destroy first removes what a run has on other hosts or VMs, then calls this.)"""
+    mark_stopping(run)
     # agents first, gently: they remove their own TUN devices and sockets
-    agents = [a["pid"] for a in run.state.get("agents", {}).values() if alive(a["pid"], a.get("start"))]
+    agents = [a["pid"] for a in _here(run.state.get("agents", {}).values()) if alive(a["pid"], a.get("start"))]
     _signal_all(agents, signal.SIGTERM)
     wait_until(lambda: not any(alive(p, proc_start_time(p)) for p in agents), grace, interval=0.02)
 

@@ -286,8 +286,10 @@ class Probe(threading.Thread):
 class Runner:
     """Runs one scenario on a fresh mesh (or on `mesh` if given) and collects the checks."""
 
-    def __init__(self, scenario, seed: int | None = None, mesh=None, progress=None, keep: bool = False):
+    def __init__(self, scenario, seed: int | None = None, mesh=None, progress=None, keep: bool = False,
+                 mesh_options: dict | None = None):
         self.s = load_scenario(scenario)
+        self.mesh_options = mesh_options or {}   # where a mesh it builds lives: backend=, hosts= (Mesh.up)
         self.where = self.s["_file"] or str(self.s.get("name", "scenario"))
         self.seed = int(seed if seed is not None else self.s.get("seed", 1))
         self.mesh = mesh
@@ -325,7 +327,7 @@ class Runner:
             if self.mesh is None:
                 from testbed.mesh import Mesh
                 self.progress(f"building {topo.name}: {len(topo.nodes)} nodes, {len(topo.links)} links")
-                self.mesh = Mesh.up(topo, seed=self.seed, wait=float(self.s.get("wait", 120)))
+                self.mesh = Mesh.up(topo, seed=self.seed, wait=float(self.s.get("wait", 120)), **self.mesh_options)
             self.result.run_dir = str(self.mesh.run.dir)
             self.log = EventLog(self.mesh.run.path("events.jsonl"))
             self.log.append("run_start", scenario=self.result.name, seed=self.seed)
@@ -357,8 +359,9 @@ class Runner:
             return
         if self.result.status != "passed":
             try:
+                self.mesh.backend.collect_logs()    # agents on other hosts log there
                 self.result.records = str(keep_records(self.mesh.run, "scenarios"))
-            except OSError:
+            except (OSError, RuntimeError):
                 pass
         self.mesh.down()
 
@@ -694,7 +697,7 @@ def bundled() -> list[Path]:
 
 # -- command line: `pktlab run SCENARIO` ------------------------------------------------------------------
 
-def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
+def run_with_progress(ref, seed=None, keep=False, console=None, mesh_options=None) -> Result:
     """Run a scenario with a live status line (rich) and print the pass/fail table."""
     from testbed.console import make_console
     console = console or make_console(stderr=True)
@@ -705,7 +708,7 @@ def run_with_progress(ref, seed=None, keep=False, console=None) -> Result:
         if text.startswith("t="):
             console.log(text)
     with status:
-        result = Runner(ref, seed=seed, progress=progress, keep=keep).run()
+        result = Runner(ref, seed=seed, progress=progress, keep=keep, mesh_options=mesh_options).run()
     print_result(result, console)
     return result
 

@@ -183,7 +183,7 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
 
 def start_service(run, node: str, role: str) -> int:
     """Start (or restart) one service of a node from its config file, in the node's namespace, tagged."""
-    from testbed.backends.netns import exec_in
+    from testbed.backends import exec_in
     cfg = run.path("nodes", node, f"{role}.json")
     log = open(run.path("nodes", node, f"{role}.stderr"), "ab")
     proc = exec_in(run, node, [sys.executable, "-m", "node.chain.service", str(cfg)], stdin=subprocess.DEVNULL,

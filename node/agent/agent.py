@@ -90,7 +90,8 @@ class Agent:
             self.lease_plane.start()
             if self.route_server is not None:
                 self.route_server.use_lease_table(self.lease_plane.table)    # route servers route over them
-        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(), self.node.errors)
+        self.control = ControlServer(self.config.control_socket, self.loop, self.handlers(), self.node.errors,
+                                     self.config.control_socket_owner)
         log.info("node %s up: %s %s, %d peer link(s)", self.config.node, self.node.identity.ip6_text,
                  self.node.identity.pubkey_text, len(self.node.links))
 

@@ -25,8 +25,8 @@ MIN_TUN_MTU = 1280
 MAX_TUN_MTU = 65535
 MAX_SWITCH_INDEX = (1 << labels.MAX_HUB_BITS) - 1   # V358 numbers 0..256; a hub's wider scheme up to this
 
-TOP_KEYS = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers", "paths",
-            "link_emulation", "leases", "route_server", "state_dir", "fair_share"}
+TOP_KEYS = {"node", "private_key", "control_socket", "control_socket_owner", "log_file", "tun", "udp_port", "peers",
+            "paths", "link_emulation", "leases", "route_server", "state_dir", "fair_share"}
 REQUIRED = {"node", "private_key", "control_socket", "log_file", "tun", "udp_port", "peers"}
 PEER_KEYS = {"switch_index", "ifname", "local_addr", "peer_addr", "peer_public_key", "peer_name", "link_crypto"}
 OPTIONAL_PEER_KEYS = {"peer_name", "link_crypto"}
@@ -64,6 +64,7 @@ class AgentConfig:
     route_server: object = None  # tun_switch.route_server_plane.RouteServerSettings when it has "route_server"
     state_dir: str | None = None  # where state that must outlive the process is kept (None: in memory)
     fair_share: dict = field(default_factory=dict)  # ifname -> (rate_bps, buffer_s): links shared per flow
+    control_socket_owner: int | None = None  # uid the socket is handed to (the SSH user reaching it from afar)
 
 
 def load_config(path):
@@ -106,6 +107,9 @@ def parse_config(data, source="config"):
         fail("control_socket", "a Unix socket path must be shorter than 108 bytes")
     if not os.path.isdir(os.path.dirname(os.path.abspath(control_socket))):
         fail("control_socket", f"directory {os.path.dirname(os.path.abspath(control_socket))} does not exist")
+    owner = data.get("control_socket_owner")
+    if owner is not None and (not _is_int(owner) or not 0 <= owner < 1 << 32):
+        fail("control_socket_owner", f"expected a user id (integer), got {owner!r}")
     log_file = _string(data, "log_file", fail)
     if not os.path.isdir(os.path.dirname(os.path.abspath(log_file))):
         fail("log_file", f"directory {os.path.dirname(os.path.abspath(log_file))} does not exist")
@@ -210,7 +214,7 @@ def parse_config(data, source="config"):
             fail(f"fair_share.links.{ifname}", "the lease plane paces this link: it cannot also share it fairly")
 
     return AgentConfig(node, identity, control_socket, log_file, tun_ifname, tun_mtu, udp_port, peers,
-                       paths, emulation, data, leases, route_server, state_dir, fair_share)
+                       paths, emulation, data, leases, route_server, state_dir, fair_share, owner)
 
 
 def _is_int(v):

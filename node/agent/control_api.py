@@ -27,7 +27,7 @@ class CommandError(Exception):
 
 
 class ControlServer:
-    def __init__(self, path, loop, handlers, errors=None):
+    def __init__(self, path, loop, handlers, errors=None, owner=None):
         self.path = path
         self.loop = loop
         self.handlers = handlers
@@ -38,6 +38,8 @@ class ControlServer:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         os.chmod(path, 0o600)
+        if owner is not None:   # only that user (and root) may connect: the SSH user forwarding it, on a host
+            os.chown(path, owner, -1)
         self.sock.listen(16)
         self.sock.setblocking(False)
         loop.add_reader(self.sock, self._accept)

@@ -16,19 +16,24 @@ those entries in one table shared by all namespaces of the machine, 1024 entries
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
+import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
 from mininet.node import Host
 
-from node.leases.tc_plan import handle_text
+from testbed import runs
 from testbed.agent_configs import htb_plans as lease_htb_plans
-from node.agent.netns import in_netns
-from testbed.netlink_batch import Batch, Templates, dump_links, netlink_socket
+from testbed.backends import nsops
+from testbed.backends.base import Backend, BackendError
+from testbed.hosts import write_and_mount
+from testbed.netlink_batch import Batch, Templates, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
 from testbed.waiting import wait_until
@@ -36,10 +41,6 @@ from testbed.waiting import wait_until
 MNEXEC = "mnexec"
 DEFAULT_MTU = 65535  # the agents size their TUN MTU to fit one frame of this underlay
 BATCH_NODES = 64  # namespaces created per step (progress and journal granularity)
-
-
-class BackendError(RuntimeError):
-    pass
 
 
 def run_prefix(run_id: str) -> ipaddress.IPv6Network:
@@ -120,12 +121,38 @@ class LinkRecord:
     b_addr: str
 
 
-class NetnsBackend:
-    """Builds a topology as namespaces and veth links for one run."""
+def plan_links(run_id: str, topo: Topology) -> list[LinkRecord]:
+    """Each link's interface names (NODE-ethK, K counting the node's links in topology order) and addresses."""
+    prefix = run_prefix(run_id)
+    counters = {n: 0 for n in topo.nodes}
+    records = []
+    for i, link in enumerate(topo.links):
+        a_if, b_if = f"{link.a}-eth{counters[link.a]}", f"{link.b}-eth{counters[link.b]}"
+        counters[link.a] += 1
+        counters[link.b] += 1
+        records.append(LinkRecord(link.name, link.a, link.b, a_if, b_if, *link_addresses(prefix, i)))
+    return records
 
-    def __init__(self, run: Run, topo: Topology, mtu: int = DEFAULT_MTU):
-        self.run = run
-        self.topo = topo
+
+def interfaces_by_node(topo: Topology, links: list[LinkRecord], macs=link_macs) -> dict[str, list[tuple]]:
+    """node -> [(ifname, address, rate in bit/s, lease HTB plan or None, peer address, peer MAC)] for
+    nsops.configure; `macs(link number)` gives the link's (a side, b side) MAC addresses."""
+    by_node: dict[str, list] = {n: [] for n in topo.nodes}
+    lease_plans = lease_htb_plans(topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
+    for i, (rec, link) in enumerate(zip(links, topo.links)):
+        a_mac, b_mac = macs(i)
+        by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab.rate_bps, lease_plans.get((rec.a, i)), rec.b_addr, b_mac))
+        by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba.rate_bps, lease_plans.get((rec.b, i)), rec.a_addr, a_mac))
+    return by_node
+
+
+class NetnsBackend(Backend):
+    """Builds a topology as namespaces and veth links for one run, on this machine."""
+
+    name = "netns"
+
+    def __init__(self, run: Run, topo: Topology | None = None, mtu: int = DEFAULT_MTU):
+        super().__init__(run, topo)
         self.mtu = mtu
         self.hosts: dict[str, PktHost] = {}
         self.links: list[LinkRecord] = []
@@ -171,20 +198,13 @@ class NetnsBackend:
             self.run.state["nodes"][n] = {"pid": pid, "start": proc_start_time(pid), "netns": ino}
 
     def _create_links(self, progress) -> None:
-        prefix = run_prefix(self.run.id)
         host_sock = netlink_socket()
         try:
             batch = Batch(host_sock)
-            counters = {n: 0 for n in self.topo.nodes}
-            for i, link in enumerate(self.topo.links):
-                a_if = f"{link.a}-eth{counters[link.a]}"
-                b_if = f"{link.b}-eth{counters[link.b]}"
-                counters[link.a] += 1
-                counters[link.b] += 1
-                a_addr, b_addr = link_addresses(prefix, i)
-                self.links.append(LinkRecord(link.name, link.a, link.b, a_if, b_if, a_addr, b_addr))
-                batch.add(self._tpl.veth(a_if, self._fds[link.a], b_if, self._fds[link.b], self.mtu,
-                                         f"pktlab:{self.run.id}:{link.name}", link_macs(i)), f"link {link.name}")
+            self.links = plan_links(self.run.id, self.topo)
+            for i, rec in enumerate(self.links):
+                batch.add(self._tpl.veth(rec.a_if, self._fds[rec.a], rec.b_if, self._fds[rec.b], self.mtu,
+                                         f"pktlab:{self.run.id}:{rec.name}", link_macs(i)), f"link {rec.name}")
                 if len(batch) >= 256:
                     batch.flush()
                     progress("links", i + 1, len(self.topo.links))
@@ -195,39 +215,10 @@ class NetnsBackend:
 
     def _configure(self, progress) -> None:
         """Per namespace: lo and every link up, the link's address, HTB shaping where the link has a rate."""
-        by_node: dict[str, list[tuple]] = {n: [] for n in self.topo.nodes}
-        lease_plans = lease_htb_plans(self.topo)  # (node, link number) -> per-lease HTB plan (testbed/agent_configs.py)
-        plans = {}
-        for i, (rec, link) in enumerate(zip(self.links, self.topo.links)):
-            a_mac, b_mac = link_macs(i)
-            by_node[rec.a].append((rec.a_if, rec.a_addr, link.ab, rec.b_addr, b_mac))
-            by_node[rec.b].append((rec.b_if, rec.b_addr, link.ba, rec.a_addr, a_mac))
-            for node, ifname in ((rec.a, rec.a_if), (rec.b, rec.b_if)):
-                plans[(node, ifname)] = lease_plans.get((node, i))
-        up, htb = self._tpl.link_up(), self._tpl.htb_root()
+        by_node = interfaces_by_node(self.topo, self.links)
         total = len(by_node)
         for done, (node, ifaces) in enumerate(by_node.items(), 1):
-            with in_netns(self._fds[node]):
-                sock = netlink_socket()
-            try:
-                index = dump_links(sock)
-                batch = Batch(sock)
-                batch.add(up, f"{node}: lo up", index["lo"])
-                for ifname, addr, params, peer_addr, peer_mac in ifaces:
-                    idx = index[ifname]
-                    batch.add(up, f"{node}: {ifname} up", idx)
-                    batch.add(self._tpl.addr6(addr, 64), f"{node}: {ifname} address {addr}", idx)
-                    batch.add(self._tpl.neighbour6(peer_addr, peer_mac), f"{node}: {ifname} neighbour {peer_addr}",
-                              idx)
-                    if plans[(node, ifname)]:
-                        for msg, what in lease_htb_messages(self._tpl, plans[(node, ifname)]):
-                            batch.add(msg, f"{node}: {ifname} {what}", idx)
-                    elif params.rate_bps:
-                        batch.add(htb, f"{node}: {ifname} htb", idx)
-                        batch.add(self._tpl.htb_class(params.rate_bps), f"{node}: {ifname} rate", idx)
-                batch.flush()
-            finally:
-                sock.close()
+            nsops.configure(self._fds[node], node, ifaces, self._tpl)
             if done % 32 == 0 or done == total:
                 progress("configure", done, total)
 
@@ -237,21 +228,100 @@ class NetnsBackend:
         self._fds.clear()
         self._tpl.close()
 
+    # -- agents ------------------------------------------------------------------------------------------------
+    def start_agents(self, groups, progress=lambda step, done, total: None) -> None:
+        done = 0
+        for nodes in groups:
+            self._start_group(nodes)
+            done += len(nodes)
+            progress("agents", done, sum(map(len, groups)))
 
-def exec_in(run: Run, node: str, argv: list[str], **popen_kwargs) -> subprocess.Popen:
-    """Start a command inside a node of a running run (tagged, so the run's cleanup finds it)."""
-    rec = run.state.get("nodes", {}).get(node)
-    if rec is None:
-        raise BackendError(f"run {run.name} has no node {node!r}")
-    env = dict(os.environ, **{TAG_VAR: run.id, "PKTLAB_NODE": node})
-    return subprocess.Popen([MNEXEC, "-a", str(rec["pid"])] + argv, env=env, **popen_kwargs)
+    def _start_group(self, nodes: list[str]) -> None:
+        """One agent process for these nodes: inside the namespace for one node, a multi-node host for several."""
+        configs = [str(self.run.path("nodes", n, "agent.json")) for n in nodes]
+        for n in nodes:     # a killed agent leaves its socket behind: nothing may take it for the new agent's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.run.path("nodes", n, "agent.sock"))
+        log = open(self.run.path("nodes", nodes[0], "agent.stderr"), "ab")
+        io = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        if len(nodes) == 1:
+            proc = self.popen(nodes[0], [sys.executable, "-m", "node.agent", configs[0]], **io)
+        else:  # runs in the host namespace; each node's TUN and sockets are made inside its own namespace
+            argv = [sys.executable, "-m", "node.agent"]
+            for n, cfg in zip(nodes, configs):
+                argv += ["--netns", f"/proc/{self.run.state['nodes'][n]['pid']}/ns/net", cfg]
+            proc = subprocess.Popen(argv, env=dict(os.environ, **{TAG_VAR: self.run.id}), **io)
+        log.close()
+        start = proc_start_time(proc.pid)
+        for n in nodes:
+            self.run.state["agents"][n] = {"pid": proc.pid, "start": start}
 
+    def _agent_process(self, node: str) -> dict | None:
+        rec = self.run.state["agents"].get(node)
+        return rec if rec and runs.alive(rec["pid"], rec.get("start")) else None
 
-def lease_htb_messages(templates: Templates, plan: dict):
-    """(netlink message, description) pairs that install a lease HTB plan (tc_plan.htb_plan) on one interface
-    (ifindex stamped later)."""
-    yield templates.htb_root(default_class=plan["root"]["default"]), "htb (lease plan)"
-    for c in plan["classes"]:
-        classid, parent = handle_text(c["handle"]), handle_text(c["parent"])
-        yield (templates.htb_class(c["rate_bps"], c["ceil_bps"], classid, parent, prio=c["prio"]),
-               f"class {classid} ({c['lease'] or 'link'})")
+    def stop_agent(self, node, sig=signal.SIGTERM, timeout=10.0) -> None:
+        rec = self._agent_process(node)
+        if rec is None:
+            return
+        os.kill(rec["pid"], sig)
+
+        def gone():
+            try:
+                os.waitpid(rec["pid"], os.WNOHANG)      # reap it if it is our child
+            except ChildProcessError:
+                pass
+            return not runs.alive(rec["pid"], rec["start"])
+        wait_until(gone, timeout, interval=0.02)
+
+    def signal_agent(self, node, sig) -> None:
+        rec = self._agent_process(node)
+        if rec is not None:
+            os.kill(rec["pid"], sig)
+
+    def agent_state(self, node) -> str | None:
+        rec = self._agent_process(node)
+        return runs.proc_state(rec["pid"]) if rec else None
+
+    # -- inside nodes --------------------------------------------------------------------------------------------
+    def popen(self, node, argv, tty=False, **popen_kwargs) -> subprocess.Popen:
+        rec = self.run.state.get("nodes", {}).get(node)
+        if rec is None:
+            raise BackendError(f"run {self.run.name} has no node {node!r}")
+        env = dict(os.environ, **{TAG_VAR: self.run.id, "PKTLAB_NODE": node}, **popen_kwargs.pop("env", {}))
+        return subprocess.Popen([MNEXEC, "-a", str(rec["pid"])] + list(argv), env=env, **popen_kwargs)
+
+    def _netns_fd(self, node: str) -> int:
+        rec = self.run.state["nodes"][node]
+        if not runs.alive(rec["pid"], rec.get("start")):
+            raise BackendError(f"node {node}: its namespace holder is gone")
+        return os.open(f"/proc/{rec['pid']}/ns/net", os.O_RDONLY)
+
+    def set_link_state(self, ends, up) -> None:
+        for e in ends:
+            fd = self._netns_fd(e.node)
+            try:
+                nsops.set_link_state(fd, e.ifname, e.addr, up)
+            except LookupError:
+                raise BackendError(f"node {e.node} has no interface {e.ifname}") from None
+            finally:
+                os.close(fd)
+
+    def send_udp(self, node, src, dst, sport, dport, payloads) -> None:
+        fd = self._netns_fd(node)
+        try:
+            nsops.send_raw_udp(fd, src, dst, sport, dport, payloads)
+        finally:
+            os.close(fd)
+
+    def name_nodes(self, hosts_file, addresses) -> None:
+        write_and_mount(hosts_file, self.run.name, addresses, [rec["pid"] for rec in self.run.state["nodes"].values()],
+                        env=dict(os.environ, **{TAG_VAR: self.run.id}))
+
+    # -- status ------------------------------------------------------------------------------------------------
+    def node_states(self) -> dict[str, dict]:
+        agents = self.run.state.get("agents", {})
+        return {n: {"alive": runs.alive(rec["pid"], rec.get("start")), "host": None,
+                    "agent": runs.alive(agents[n]["pid"], agents[n].get("start")) if n in agents else None}
+                for n, rec in self.run.state.get("nodes", {}).items()}
+

@@ -109,7 +109,8 @@ def cmd_run(args):
     if os.geteuid() != 0:
         raise SystemExit("pktlab: this command needs root (network namespaces): run it with sudo")
     try:
-        result = S.run_with_progress(args.scenario, seed=args.seed, keep=args.keep, console=console)
+        result = S.run_with_progress(args.scenario, seed=args.seed, keep=args.keep, console=console,
+                                     mesh_options={"backend": "ssh", "hosts": args.hosts} if args.hosts else None)
     except S.ScenarioError as e:
         raise RuntimeError(str(e)) from None
     if result.kept_run:
@@ -155,3 +156,4 @@ links: {LINK_FORMS}""")
     sp.add_argument("--keep", action="store_true", help="leave the mesh running afterwards")
     sp.add_argument("--list", action="store_true", help="list the bundled scenarios")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.add_argument("--hosts", metavar="INVENTORY", help="build the scenario's mesh on these SSH hosts")

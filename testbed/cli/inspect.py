@@ -10,7 +10,8 @@ import sys
 from testbed import runs
 from testbed.topology import load
 from testbed.topology.dataplane import link_crypto
-from testbed.cli.common import console, need_root, node_pid, out, run_option
+from testbed.backends import exec_in
+from testbed.cli.common import console, need_root, out, run_option
 from testbed.console import data_table, styled
 
 
@@ -46,8 +47,8 @@ def cmd_capture(args):
     run = runs.pick_run(args.run)
     node, ifname, number = _interface(run, args.where)
     to_stdout = args.output == "-"
-    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w",
-            "-" if to_stdout else os.path.abspath(args.output)]
+    # the pcap comes back on stdout, so it lands here whichever machine the node is on
+    argv = ["tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", "-"]
     if args.count:
         argv += ["-c", str(args.count)]
     if not to_stdout:
@@ -56,12 +57,14 @@ def cmd_capture(args):
             raise runs.RunError(f"cannot write {args.output}: no directory {parent}")
         with open(names_file(args.output), "w") as f:
             json.dump(address_names(run), f)
-    env = dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node})
     console.print(f"capturing on {node}:{ifname} into {'stdout' if to_stdout else args.output} "
                   f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})")
-    proc = subprocess.Popen(["mnexec", "-a", str(node_pid(run, node))] + argv, env=env,
-                            stdout=sys.stdout.buffer if to_stdout else subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    pcap = sys.stdout.buffer if to_stdout else open(args.output, "wb")
+    try:
+        proc = exec_in(run, node, argv, stdout=pcap, stderr=subprocess.DEVNULL)
+    finally:
+        if not to_stdout:
+            pcap.close()        # the command has its own copy
     try:
         proc.wait(timeout=args.duration)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):

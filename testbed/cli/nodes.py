@@ -6,13 +6,13 @@ several (after `--`), it runs as it is, without a shell. Node names resolve insi
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
 
 
 from testbed import runs
+from testbed.backends import exec_in
 from testbed.cli.common import attach, console, need_root, node_pid, out, run_option
 from testbed.console import data_table, styled
 
@@ -22,10 +22,6 @@ def _argv(words: list[str]) -> list[str]:
     if not words:
         raise SystemExit('pktlab exec: give the command, e.g. pktlab exec n1 "ip -6 route | head -3"')
     return ["bash", "-c", words[0]] if len(words) == 1 else words
-
-
-def _tagged_env(run, node: str, **extra) -> dict:
-    return dict(os.environ, **{runs.TAG_VAR: run.id, "PKTLAB_NODE": node}, **extra)
 
 
 def _wait_passing_ctrl_c(proc: subprocess.Popen) -> int:
@@ -44,13 +40,11 @@ def cmd_exec(args):
     if not args.all:
         if args.node is None:
             raise SystemExit("pktlab exec: give a NODE, or --all")
-        proc = subprocess.Popen(["mnexec", "-a", str(node_pid(run, args.node))] + _argv(args.command),
-                                env=_tagged_env(run, args.node))
-        sys.exit(_wait_passing_ctrl_c(proc))
+        node_pid(run, args.node)       # an unknown node: a RunError naming the run's nodes
+        sys.exit(_wait_passing_ctrl_c(exec_in(run, args.node, _argv(args.command))))
     # `exec --all CMD`: what argparse took for a node is the command
     argv = _argv(([args.node] if args.node is not None else []) + args.command)
-    procs = {n: subprocess.Popen(["mnexec", "-a", str(node_pid(run, n))] + argv, env=_tagged_env(run, n),
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs = {n: exec_in(run, n, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for n in run.state["nodes"]}
     worst = 0
     for n, proc in procs.items():
@@ -66,8 +60,8 @@ def cmd_exec(args):
 def cmd_shell(args):
     need_root()
     run = runs.pick_run(args.run)
-    proc = subprocess.Popen(["mnexec", "-a", str(node_pid(run, args.node)), "bash", "--norc"],
-                            env=_tagged_env(run, args.node, PS1=f"{args.node}@{run.name}# "))
+    node_pid(run, args.node)
+    proc = exec_in(run, args.node, ["env", f"PS1={args.node}@{run.name}# ", "bash", "--norc"], tty=True)
     sys.exit(_wait_passing_ctrl_c(proc))
 
 

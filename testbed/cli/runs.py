@@ -19,7 +19,7 @@ def cmd_up(args):
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
                        progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
-                       restart_agents=not args.no_restart, time_scale=args.time_scale)
+                       restart_agents=not args.no_restart, time_scale=args.time_scale, **_backend_args(args))
     for w in mesh.topo.warnings:
         console.print(styled(("warning: ", "yellow"), w))
     if args.json:
@@ -34,11 +34,17 @@ def cmd_up(args):
     console.print(f"next: pktlab status | pktlab pingall | pktlab down   (from another shell: --run {mesh.run.name})")
 
 
+def _backend_args(args) -> dict:
+    """--hosts INVENTORY means the ssh backend; --backend says it explicitly (vagrant: VMs)."""
+    backend = args.backend or ("ssh" if args.hosts else "netns")
+    return {"backend": backend, **({"hosts": args.hosts} if args.hosts else {})}
+
+
 def _status(run) -> dict:
+    from testbed.backends import for_run
     from testbed.faults.record import faults_of_run
     from testbed.topology import load, RUNNING_ROLES
-    up, total = run.nodes_alive()
-    agents = run.state.get("agents", {})
+    states = for_run(run).node_states()     # on SSH hosts: one call per host
     try:
         topo = load(str(run.path("topology.yaml")))
     except Exception:    # a run being built or torn down may not have it (yet): status still answers
@@ -50,21 +56,19 @@ def _status(run) -> dict:
 
     def node_info(n, rec):
         node = topo.nodes.get(n) if topo else None
-        return {"alive": runs.alive(rec["pid"], rec["start"]), "pid": rec["pid"],
-                "ip6": run.state.get("addresses", {}).get(n),
-                "agent": runs.alive(agents[n]["pid"], agents[n]["start"]) if n in agents else None,
+        return {**states[n], "pid": rec["pid"], "ip6": run.state.get("addresses", {}).get(n),
                 "roles": list(node.roles) if node else [],
                 "roles_without_effect": [r for r in node.roles if r not in RUNNING_ROLES] if node else [],
                 "isp": node.isp if node else None, "peers": peers.get(n, [])}
     return {
         "run": run.name, "id": run.id, "status": run.condition(), "dir": str(run.dir),
         "source": run.state.get("source"), "seed": run.state.get("seed"), "prefix": run.state.get("prefix"),
-        "routing": run.state.get("routing"),
+        "routing": run.state.get("routing"), "backend": run.state.get("backend", "netns"),
         "nodes": {n: node_info(n, rec) for n, rec in run.state.get("nodes", {}).items()},
         "links": run.state.get("links", []),
         "faults": faults_of_run(run), "agents_down": run.agents_down(),
         "restart_agents": run.state.get("restart_agents", False),
-        "nodes_alive": up, "nodes_total": total,
+        "nodes_alive": sum(bool(st["alive"]) for st in states.values()), "nodes_total": len(states),
     }
 
 
@@ -77,12 +81,14 @@ def cmd_status(args):
     condition = (st["status"], "red" if st["status"] in ("degraded", "stale") else "")
     out.print(styled("run ", (st["run"], "bold"), " (", condition, f"), {st['nodes_alive']}/{st['nodes_total']} "
                      f"nodes alive, from {st['source']}, seed {st['seed']}, routing {st['routing'] or '-'}, "
-                     f"underlay {st['prefix']}"))
+                     f"underlay {st['prefix']}, backend {st['backend']}"))
     if st["agents_down"]:
         out.print(f"agents down: {', '.join(st['agents_down'])}"
                   + ("; the monitor restarts an agent that died (not one a crash fault stopped)"
                      if st["restart_agents"] else "; no restart policy (up --no-restart)"), style="red")
-    t = data_table("node", "roles", "ISP", "fc00::/8 address", "agent", "peers", "links (interface, underlay address)")
+    hosts = any(rec["host"] for rec in st["nodes"].values())
+    t = data_table("node", *(["host"] if hosts else []), "roles", "ISP", "fc00::/8 address", "agent", "peers",
+                   "links (interface, underlay address)")
     links_of = {}
     for rec in st["links"]:
         links_of.setdefault(rec["a"], []).append(f"{rec['a_if']} {rec['a_addr']}")
@@ -91,8 +97,8 @@ def cmd_status(args):
         agent = {True: styled(("running", "green")), False: styled(("down", "red")), None: "-"}[rec["agent"]]
         roles = Text(", ").join(Text(f"{r}*", "dim") if r in rec["roles_without_effect"] else Text(r)
                                 for r in rec["roles"]) if rec["roles"] else "-"
-        t.add_row(n, roles, rec["isp"] or "-", rec["ip6"] or "-", agent, " ".join(rec["peers"]),
-                  "\n".join(links_of.get(n, [])))
+        t.add_row(n, *([rec["host"]] if hosts else []), roles, rec["isp"] or "-", rec["ip6"] or "-", agent,
+                  " ".join(rec["peers"]), "\n".join(links_of.get(n, [])))
     out.print(t)
     if any(rec["roles_without_effect"] for rec in st["nodes"].values()):
         out.print("* a role with no effect yet (the node agent does not run it)", style="dim")
@@ -132,7 +138,7 @@ def cmd_down(args):
         console.print("no runs")
     for r in targets:
         archive = None if args.archive is None else (os.path.join(args.archive, r.name) if args.all else args.archive)
-        Mesh(r, None).down(archive=archive)
+        Mesh(r, None).down(archive=archive, skip_unreachable=args.skip_unreachable)
         console.print(f"run {r.name} removed" + (f"; its records are in {archive}" if archive else ""))
 
 
@@ -147,8 +153,9 @@ def cmd_cleanup(args):
         targets = all_runs
     else:  # --stale is the default: never touch a healthy run unasked
         targets = [r for r in all_runs if r.condition() == "stale"]
+    from testbed import backends
     for r in targets:
-        runs.destroy(r)
+        backends.destroy(r, skip_unreachable=args.skip_unreachable)
         console.print(f"run {r.name} removed")
     if not targets:
         console.print("nothing to clean up")
@@ -166,6 +173,10 @@ def register(add) -> None:
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
                     help="accept a topology that falls apart in several components")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
+    sp.add_argument("--hosts", metavar="INVENTORY", help="spread the nodes over the SSH hosts of this inventory "
+                                                         "(YAML; see docs/backends.md)")
+    sp.add_argument("--backend", choices=("netns", "ssh", "vagrant"),
+                    help="where the nodes live: namespaces here (default), SSH hosts (--hosts), Vagrant VMs")
     sp.add_argument("--time-scale", type=float, metavar="F",
                     help="shrink the PKT chain's lengths F times (block time 60/F s, retarget 2016/F blocks, ...)")
 
@@ -174,6 +185,8 @@ def register(add) -> None:
     which.add_argument("--run", metavar="NAME", help=RUN_HELP)
     which.add_argument("--all", action="store_true", help="every run on this machine")
     sp.add_argument("--archive", metavar="DIR", help="first copy the run's journal, events, counters and logs to DIR")
+    sp.add_argument("--skip-unreachable", action="store_true",
+                    help="SSH hosts that cannot be reached: give up their part of the run (warned about)")
 
     sp = add("status", cmd_status, "nodes, roles, ISPs, addresses, agents, peers, links and active faults of a run")
     run_option(sp)
@@ -187,3 +200,5 @@ def register(add) -> None:
     sp.add_argument("--stale", action="store_true", help="runs whose orchestrator died or whose nodes are gone "
                                                           "(the default)")
     sp.add_argument("--all", action="store_true", help="every pktlab run on this machine")
+    sp.add_argument("--skip-unreachable", action="store_true",
+                    help="SSH hosts that cannot be reached: give up their part of the run (warned about)")

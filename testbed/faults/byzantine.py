@@ -1,19 +1,15 @@
 """Byzantine inputs: garbage switch frames injected on a link, which the receiving node must count and drop."""
 from __future__ import annotations
 
-import os
 import random
-import socket
-import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 from node.agent.control_client import AgentError
-from node.agent.netns import in_netns
+from testbed.backends.base import BackendError
 from testbed.faults.base import End, Fault, FaultError, link_ends
 from testbed.faults.measure import drops
 from testbed.waiting import wait_until
-from testbed.faults.netlink import netns_fd
 
 PEER_PORT = 7100
 
@@ -48,7 +44,10 @@ class Malformed(Fault):
         rng = random.Random(f"{mesh.run.state.get('seed')}:{self.id}")
         frames = [bytes(rng.getrandbits(8) for _ in range(rng.choice((1, 5, 11, 13, 40, 120))))
                   for _ in range(count)]
-        send_raw_udp(mesh, e.node, e.addr, e.peer_addr, PEER_PORT, PEER_PORT, frames)
+        try:
+            mesh.backend.send_udp(e.node, e.addr, e.peer_addr, PEER_PORT, PEER_PORT, frames)
+        except BackendError as err:
+            raise FaultError(f"malformed {self.link}: {err}") from None
 
     def heal(self, mesh) -> None:
         pass
@@ -71,20 +70,3 @@ class Malformed(Fault):
             return mesh.agent(node).call("status", timeout=2)
         except (OSError, AgentError, ValueError):
             return None
-
-
-def send_raw_udp(mesh, node: str, src: str, dst: str, sport: int, dport: int, payloads: list[bytes]) -> None:
-    """UDP datagrams with a chosen source port, from a raw socket made inside the node's namespace."""
-    fd = netns_fd(mesh, node)
-    try:
-        with in_netns(fd):
-            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
-    finally:
-        os.close(fd)
-    try:
-        s.setsockopt(socket.IPPROTO_IPV6, 7, 6)     # IPV6_CHECKSUM: the kernel fills the UDP checksum
-        s.bind((src, 0))
-        for p in payloads:
-            s.sendto(struct.pack("!HHHH", sport, dport, 8 + len(p), 0) + p, (dst, 0))
-    finally:
-        s.close()

@@ -9,6 +9,7 @@ import time
 
 from node.agent.control_client import AgentError
 from testbed.faults.base import End, FaultError
+from testbed.runs import proc_state  # noqa: F401 (tests read a process's state through here)
 
 
 def ping_stats(mesh, a: str, b: str, count: int = 10, interval: float = 0.2, wait: float = 1.0) -> dict:
@@ -39,7 +40,7 @@ def iperf(mesh, client: str, server: str, seconds: float = 2.0, reverse: bool = 
           extra: list[str] | None = None, omit: float = 0.5) -> float | None:
     """TCP throughput client -> server (bit/s, as received) with iperf3 over the fc00::/8 addresses; the first
     `omit` seconds (slow start, a shaper's initial burst) are not counted."""
-    from testbed.backends.netns import exec_in
+    from testbed.backends import exec_in
     srv = exec_in(mesh.run, server, ["iperf3", "-s", "-1", "-p", str(port), "-B", mesh.ip6(server)],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -95,13 +96,3 @@ def emulation_counter(mesh, end: End, name: str) -> int:
     except (OSError, AgentError, ValueError) as e:
         raise FaultError(f"counters of {end.node}: {e}") from None
     return (c.get("interfaces", {}).get(end.ifname, {}).get("emulation") or {}).get(name, 0)
-
-
-def proc_state(pid: int) -> str:
-    """The state letter of /proc/<pid>/stat (R, S, T, ...), `?` if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[0].decode()
-    except OSError:
-        return "?"

@@ -2,7 +2,6 @@
 (instant stop and start) and pause (SIGSTOP, heal sends SIGCONT)."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -11,9 +10,8 @@ from typing import ClassVar
 import networkx as nx
 
 from node.agent.control_client import AgentError
-from testbed import runs
 from testbed.faults.base import Fault, FaultError, check_node, topology_node
-from testbed.faults.measure import ping_stats, proc_state
+from testbed.faults.measure import ping_stats
 from testbed.waiting import wait_until
 
 
@@ -52,8 +50,7 @@ class Crash(NodeFault):
         restart_agent(mesh, self.node)
 
     def check(self, mesh) -> str:
-        rec = mesh.run.state["agents"].get(self.node, {})
-        if runs.alive(rec.get("pid", 0), rec.get("start")) or self._agent_answers(mesh):
+        if mesh.backend.agent_state(self.node) is not None or self._agent_answers(mesh):
             raise FaultError(f"crash {self.node}: the agent still runs")
         return f"agent of {self.node} (pid {self.state.get('pid')}) gone"
 
@@ -95,7 +92,7 @@ class Pause(NodeFault):
 
     def _pid(self, mesh) -> int:
         rec = mesh.run.state["agents"].get(check_node(mesh, self.node))
-        if not rec or not runs.alive(rec["pid"], rec.get("start")):
+        if not rec or mesh.backend.agent_state(self.node) is None:
             raise FaultError(f"pause {self.node}: no running agent")
         sharing = [n for n, r in mesh.run.state["agents"].items() if r.get("pid") == rec["pid"] and n != self.node]
         if sharing:      # big meshes host several nodes per agent process: SIGSTOP would freeze them all
@@ -104,15 +101,15 @@ class Pause(NodeFault):
         return rec["pid"]
 
     def apply(self, mesh) -> None:
-        os.kill(self._pid(mesh), signal.SIGSTOP)
+        self._pid(mesh)
+        mesh.backend.signal_agent(self.node, signal.SIGSTOP)
 
     def heal(self, mesh) -> None:
-        rec = mesh.run.state["agents"].get(self.node)
-        if rec and runs.alive(rec["pid"], rec.get("start")):
-            os.kill(rec["pid"], signal.SIGCONT)
+        mesh.backend.signal_agent(self.node, signal.SIGCONT)
 
     def check(self, mesh) -> str:
-        if proc_state(self._pid(mesh)) != "T" or self._agent_answers(mesh, timeout=0.5):
+        self._pid(mesh)
+        if mesh.backend.agent_state(self.node) != "T" or self._agent_answers(mesh, timeout=0.5):
             raise FaultError(f"pause {self.node}: the agent is not stopped")
         return f"agent of {self.node} stopped, control API silent"
 
@@ -123,9 +120,9 @@ class Pause(NodeFault):
 
 
 def restart_agent(mesh, node: str) -> int:
-    """Start a node's agent again from its saved config: same key, same address."""
-    rec = mesh.run.state["agents"].get(node)
-    if rec and runs.alive(rec["pid"], rec.get("start")):
-        os.kill(rec["pid"], signal.SIGCONT)
+    """Start a node's agent again from its saved config: same key, same address (a killed agent's stale socket
+    file is replaced by the new agent's)."""
+    if mesh.backend.agent_state(node) is not None:
+        mesh.backend.signal_agent(node, signal.SIGCONT)
         mesh.stop_agent(node, signal.SIGKILL, timeout=5)
     return mesh.restart_agents([node])

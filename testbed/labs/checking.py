@@ -79,7 +79,7 @@ while time.monotonic() - start < duration:
 
 def flood(mesh, senders: list[str], receiver: str, seconds: float = 8.0) -> dict[str, float]:
     """Steady kbit/s per sender (after WARMUP_S) of simultaneous UDP floods to the receiver."""
-    from testbed.backends.netns import exec_in
+    from testbed.backends import exec_in
     from testbed.udp_receiver import kbit_after
     for s in senders:      # sessions first: a handshake is not part of the measurement
         mesh.ping(s, receiver, count=1)
@@ -132,7 +132,7 @@ def traffic_classes(mesh, node: str, senders: list[str], seconds: float = 3.0) -
     arrive meanwhile: link pings and control messages (unclassed) and the keepalives of every other session
     the node has (each side of a session answers the other's every second)."""
     from node.cjdns import switch_header
-    from testbed.backends.netns import exec_in
+    from testbed.backends import exec_in
     ifnames = [rec["a_if"] if rec["a"] == node else rec["b_if"] for rec in mesh.run.state["links"]
                if node in (rec["a"], rec["b"])]
     out = {}

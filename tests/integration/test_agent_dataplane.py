@@ -19,7 +19,7 @@ from node.agent.control_client import AgentError
 from node.cjdns import labels
 from testbed import runs
 from testbed.agent_configs import AGENT_UDP_PORT
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root,

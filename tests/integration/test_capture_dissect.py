@@ -8,7 +8,7 @@ import time
 import pytest
 
 from node.cjdns.labels import bit_reverse64, parse_label_text
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.dissect import dissect_pcap
 from testbed.mesh import Mesh
 from testbed.topology import load

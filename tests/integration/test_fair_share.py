@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.topology import from_dict
 

@@ -25,7 +25,7 @@ import pytest
 
 from node.cjdns import keys
 from node.leases import requests as cr
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.topology.leases import holder_identity
 from testbed.udp_receiver import kbit_after
 

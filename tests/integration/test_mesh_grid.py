@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.waiting import wait_until
 

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from testbed import faults
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.topology.generators import two_isp_grid
 

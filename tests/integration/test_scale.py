@@ -8,7 +8,7 @@ import subprocess
 import networkx as nx
 import pytest
 
-from testbed.backends.netns import exec_in
+from testbed.backends import exec_in
 from testbed.mesh import Mesh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")

@@ -37,6 +37,8 @@ def test_defaults(good):
     del good["paths"], good["link_emulation"], good["tun"]["mtu"]
     cfg = parse_config(good)
     assert cfg.tun_mtu == DEFAULT_TUN_MTU and cfg.paths == {} and cfg.link_emulation == {}
+    assert cfg.control_socket_owner is None
+    assert parse_config(dict(good, control_socket_owner=1001)).control_socket_owner == 1001
     assert cfg.peers[0].link_crypto is True           # peer links are encrypted unless the config says not
     good["peers"][0]["link_crypto"] = False
     assert parse_config(good).peers[0].link_crypto is False
@@ -64,6 +66,8 @@ def test_defaults(good):
      "paths"),
     (lambda c: c.update(link_emulation={"l9": {}}), "link_emulation.l9"),
     (lambda c: c.update(link_emulation={"l0": {"loss": 2}}), "link_emulation.l0.loss"),
+    (lambda c: c.update(control_socket_owner="alice"), "control_socket_owner"),
+    (lambda c: c.update(control_socket_owner=-1), "control_socket_owner"),
 ])
 def test_bad_fields_are_named(good, mutate, field):
     bad = copy.deepcopy(good)

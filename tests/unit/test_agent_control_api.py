@@ -87,3 +87,16 @@ def test_socket_file_removed_on_close(tmp_path):
     srv.close()
     assert not (tmp_path / "s.sock").exists()
     loop.close()
+
+
+def test_socket_handed_to_an_owner(tmp_path):
+    """On an SSH host the agent runs as root and hands its socket to the SSH user, who forwards it."""
+    import os
+    loop = EventLoop()
+    path = tmp_path / "s.sock"
+    uid = 12345 if os.geteuid() == 0 else os.geteuid()    # without root only our own uid can be given
+    srv = ControlServer(str(path), loop, {}, owner=uid)
+    st = path.stat()
+    assert st.st_uid == uid and st.st_mode & 0o777 == 0o600
+    srv.close()
+    loop.close()
