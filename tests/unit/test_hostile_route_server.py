@@ -76,6 +76,22 @@ def test_a_plausible_skew_is_still_adopted():
     assert A.Announcement.parse(q.ann).timestamp_ms == clock.now + 60_000
 
 
+def test_only_announcement_replies_move_the_clock_estimate():
+    """As cjdns's ReachabilityAnnouncer: a look-up's reply carries the server's clock too, but taking it would hide
+    a jump of our clock from the server until it rejected nothing (the clock-skew fault must bite)."""
+    c, clock = client()
+    c.lookup(PEER.ip6)
+    queries = [M.parse_query(o.payload) for o in c.poll() if o.kind == "snode"]
+    [gr] = [q for q in queries if q.sq == "gr"]
+    [first] = [q for q in queries if q.sq == "ann"]
+    c.on_reply(M.pack_reply(M.Reply(first.txid, recv_time=T0, state_hash=bytes(64))), RS.public_key)
+    c.on_reply(M.pack_reply(M.Reply(gr.txid, recv_time=T0 + 60_000)), RS.public_key)
+    assert c.skew_ms == 0
+    clock.now += 1000
+    q = pending_announcement(c)
+    assert A.Announcement.parse(q.ann).timestamp_ms == clock.now
+
+
 @pytest.mark.parametrize("big", [10**39, -(10**38)])
 def test_extreme_numbers_in_other_reply_fields(big):
     """Version, acc and labels at the edges of what bencode carries (40 digits) are no reason to fail."""
