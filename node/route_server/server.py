@@ -156,6 +156,7 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
+        self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
 
     # -- announcements -----------------------------------------------------------------------------------
@@ -216,8 +217,21 @@ class RouteServer:
         self._forget_old(fresh, ann.timestamp_ms)
         self._rebuild_links(fresh)
         self._collect_leases(fresh, now_ms)
+        self._index_leases(ann.ip6, self.nodes.get(ann.ip6), fresh)
         self.nodes[ann.ip6] = fresh
         return fresh
+
+    def _index_leases(self, ip6: bytes, old: NodeState | None, new: NodeState | None) -> None:
+        """Keep _lease_nodes: a path query looks up the asker's leases there instead of scanning every node."""
+        for state, add in ((old, False), (new, True)):
+            for lease in state.leases.values() if state is not None else ():
+                where = self._lease_nodes.setdefault(lease.holder, set())
+                if add:
+                    where.add(ip6)
+                else:
+                    where.discard(ip6)
+                    if not where:
+                        del self._lease_nodes[lease.holder]
 
     @staticmethod
     def _forget_old(node: NodeState, newest_ms: int) -> None:
@@ -283,7 +297,7 @@ class RouteServer:
         """Forget nodes that sent nothing for 20 minutes; returns their ip6."""
         gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
         for ip6 in gone:
-            del self.nodes[ip6]
+            self._index_leases(ip6, self.nodes.pop(ip6), None)
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
@@ -410,8 +424,9 @@ class RouteServer:
         if now_ms is None or node is None:
             return None
         mine = {bytes(k) for k in holders} | {node.public_key}
-        if not any(lease.holder in mine and not lease.expired(now_ms) for n in self.nodes.values()
-                   for lease in n.leases.values()):
+        if not any(lease.holder in mine and not lease.expired(now_ms)
+                   for holder in mine for ip6 in self._lease_nodes.get(holder, ())
+                   for lease in self.nodes[ip6].leases.values()):
             return None
 
         def lease_of(u, v):

@@ -503,3 +503,18 @@ def test_a_lease_both_ends_do_not_announce_alike_is_not_used(n0_end, n1_end):
     svc = RouteServerService(RS.public_key)
     leased_line(svc, n0_end, n1_end)
     assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)
+
+
+def test_a_lease_announced_no_more_is_not_used_and_forgotten_nodes_leave_the_lease_index():
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, (lease_end("L", 0, 200),), (lease_end("L", 2, 201),))
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(200)
+    leased_line(svc, (), (), now=T0 + 1000)                    # both ends re-announce without it
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,), now=T0 + 1000) == one_hop_label(0)
+    leased_line(svc, (lease_end("L", 0, 200),), (lease_end("L", 2, 201),), now=T0 + 2000)
+    later = T0 + 2000 + 21 * 60_000
+    svc.core.expire(later)                                     # 20 minutes of silence: every node forgotten
+    assert svc.core.nodes == {}
+    for ident, peers in ((RS, [(NODES[0], 0, 2)]), (NODES[0], [(RS, 2, 0)])):     # two of them back, no lease
+        assert query(svc, M.Query("ann", b"a", ann=ann(ident, peers, later)), ident, later).error is None
+    assert path_label(svc, NODES[0], RS, (HOLDER,), now=later) == one_hop_label(2)
