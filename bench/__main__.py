@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "priority", "reroute", "congestion", "scale"]
+BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "chain", "bandwidth_hard", "priority", "reroute", "congestion", "scale"]
 
 
 def main(argv=None) -> int:
