@@ -36,7 +36,7 @@ ANN_BITS = 0x20020000           # the pools' default announcement target
 SPACING = 20                    # seconds between blocks
 NOW = 2_000_000_000             # the nodes' clock: every generated block is in its past
 MINER = Key.from_seed("pktlab bench miner")
-A_HOST, B_HOST = "127.0.0.1", "127.0.0.2"
+A_HOST, B_HOST = "127.0.0.2", "127.0.0.1"      # the lower address dials: B dials A, already listening
 
 
 def _ann_parent(height: int) -> int:
@@ -114,29 +114,33 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _serve(directory: str, port: int, b_port: int) -> None:
-    """Node A: serve its chain over P2P until killed."""
+def _serve(directory: str, port: int, b_port: int, ready) -> None:
+    """Node A: serve its chain over P2P until killed (`ready` is set once it listens)."""
     node = ChainNode("A", PARAMS, directory, clock=lambda: NOW)
     node.p2p = P2P(node, PARAMS, listen=(A_HOST, port), peers=[(B_HOST, b_port)])
 
     async def run():
         await node.p2p.start()
+        ready.set()
         await asyncio.Event().wait()
     asyncio.run(run())
 
 
 def measure_sync(a_dir: Path, b_dir: Path, tip: bytes, within: float = 300.0) -> float:
     a_port, b_port = _free_port(A_HOST), _free_port(B_HOST)
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(str(a_dir), a_port, b_port),
-                                                         daemon=True)
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    server = ctx.Process(target=_serve, args=(str(a_dir), a_port, b_port, ready), daemon=True)
     server.start()
+    if not ready.wait(60):
+        server.terminate()
+        raise RuntimeError("sync: node A did not come up in 60 s")
     node = ChainNode("B", PARAMS, b_dir, clock=lambda: NOW)
     node.p2p = P2P(node, PARAMS, listen=(B_HOST, b_port), peers=[(A_HOST, a_port)])
 
     async def run() -> float:
-        await asyncio.sleep(1.0)                           # A's listener is up
         start = time.perf_counter()
-        await node.p2p.start()                              # 127.0.0.1 < .2: A dials B
+        await node.p2p.start()
         try:
             while node.chain.tip.hash != tip:
                 if time.perf_counter() - start > within:
