@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "chain", "bandwidth_hard", "priority", "reroute", "congestion", "scale"]
+BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "chain", "bandwidth_hard", "priority", "reroute",
+              "congestion", "scale"]
 
 
 def main(argv=None) -> int:
