@@ -1,8 +1,9 @@
 """Chain rules on a running, time-scaled mesh (tests/integration/topologies/chain-rules.yaml: maturity 2, steward
 burn depth 8, HTLC lock 4), through the chain nodes' RPC: a steward output older than the burn depth cannot be
 spent (STEWARD_BURNED) while a younger one can; an HTLC output is redeemable with its preimage (not with another)
-and refundable only from its lock height (NON_FINAL before). Every chain node ends with the same coins.
-Not covered here: the stake election (unit-tested in tests/unit/test_chain_election.py)."""
+and refundable only from its lock height (NON_FINAL before); stake-weighted votes against the steward (`mesh.vote`,
+what `pktlab wallet NODE --vote-for C --vote-against steward` does) from every holder, above half of all PKT mined,
+elect the most-voted candidate. Every chain node ends with the same coins and steward."""
 from __future__ import annotations
 
 import hashlib
@@ -109,3 +110,19 @@ def test_steward_burn_and_htlc_on_a_running_chain():
         assert status == 200, answer
         _on_every_node(mesh, claimer.address, claim_txid)
         _on_every_node(mesh, r1.address, answer["txid"])
+
+        # --- the stake election: every holder votes against the steward, the most stake for r1 ----------------
+        holders = {n: mesh.wallet(n)["balance"]["spendable"] for n in mesh.nodes}
+        holders = sorted((v, n) for n, v in holders.items() if v > FEE)
+        assert len(holders) >= 2, holders
+        votes = {}
+        for i, (_, n) in enumerate(holders):               # the smallest holder votes for c2, the others for r1
+            votes[n] = mesh.vote(n, vote_for="c2" if i == 0 else "r1", vote_against="steward")
+        assert sum(v["weight"] for v in votes.values() if v["for"] == "r1") > votes[holders[0][1]]["weight"]
+        want = r1.p2pkh_script.hex()
+
+        def elected():
+            st = mesh.chain()["nodes"]
+            return st if all(st[n].get("steward") == want for n in CHAIN_NODES) else None
+        st = mesh.wait_until(elected, 90, "r1 elected Network Steward on every chain node")
+        print("votes:", votes, "heights:", {n: st[n]["height"] for n in CHAIN_NODES})
