@@ -144,7 +144,8 @@ def send(run, topo, node: str, to: str, amount_pkt: float, fee_pkt: float) -> di
     except WalletError as e:
         raise ChainViewError(f"{node}: {e}") from None
     sent = _rpc(run, via, "/sendtx", {"tx": tx.raw.hex()})
-    return {"from": w.address, "to": to, "amount_pkt": amount_pkt, "fee_pkt": fee_pkt, "txid": sent["txid"],
+    to_address = services.wallet_key(run.state["seed"], to).address if to in topo.nodes else to
+    return {"from": w.address, "to": to_address, "amount_pkt": amount_pkt, "fee_pkt": fee_pkt, "txid": sent["txid"],
             "chain_node": via}
 
 
