@@ -6,8 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "priority", "reroute", "congestion", "scale",
-              "backends"]
+BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "chain", "bandwidth_hard", "priority", "reroute",
+              "congestion", "scale", "backends"]
 
 
 def main(argv=None) -> int:

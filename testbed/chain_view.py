@@ -111,32 +111,69 @@ def wallet(run, topo, node: str) -> dict:
             "balance": answer["balance"], "coins": len(answer["coins"])}
 
 
+def _script_of(run, topo, who: str, what: str) -> bytes:
+    """A node of the run (its wallet's P2PKH) or a PKT address, as an output script."""
+    if who in topo.nodes:
+        return services.wallet_key(run.state["seed"], who).p2pkh_script
+    try:
+        return decode_address(who)
+    except AddressError as e:
+        raise ChainViewError(f"{what} {who!r}: neither a node of the run nor a PKT address ({e})") from None
+
+
+def _coin_view(run, via: str, w: Wallet) -> SimpleNamespace:
+    """The wallet's coins as its chain node reports them, in the shape Wallet.send/vote read."""
+    answer = _rpc(run, via, f"/coins?address={w.address}")
+    coins = [(OutPoint(hash_from_hex(c["txid"]), c["index"]),
+              Coin(c["value"], bytes.fromhex(c["script"]), c["height"], c["coinbase"], c["steward"]))
+             for c in answer["coins"]]
+    return SimpleNamespace(height=answer["height"], iter_coins=lambda: iter(coins),
+                           mempool=SimpleNamespace(spenders=set()))      # the RPC leaves mempool-spent coins out
+
+
 def send(run, topo, node: str, to: str, amount_pkt: float, fee_pkt: float) -> dict:
     """Sign a payment with the node's wallet key over the coins its chain node reports, send it there."""
     if "chain" not in run.state:
         raise ChainViewError(f"run {run.name} runs no chain")
     w = _wallet(run, node)
-    if to in topo.nodes:
-        to = services.wallet_key(run.state["seed"], to).address
-    try:
-        to_script = decode_address(to)
-    except AddressError as e:
-        raise ChainViewError(f"{to!r}: neither a node of the run nor a PKT address ({e})") from None
+    to_script = _script_of(run, topo, to, "to")
     via = _chain_node_for(run, topo, node)
-    answer = _rpc(run, via, f"/coins?address={w.address}")
-    coins = [(OutPoint(hash_from_hex(c["txid"]), c["index"]),
-              Coin(c["value"], bytes.fromhex(c["script"]), c["height"], c["coinbase"], c["steward"]))
-             for c in answer["coins"]]
-    view = SimpleNamespace(height=answer["height"], iter_coins=lambda: iter(coins),
-                           mempool=SimpleNamespace(spenders=set()))      # the RPC leaves mempool-spent coins out
     units = w.params.units_per_coin
     try:
-        tx = w.send(view, to_script, round(amount_pkt * units), round(fee_pkt * units))
+        tx = w.send(_coin_view(run, via, w), to_script, round(amount_pkt * units), round(fee_pkt * units))
     except WalletError as e:
         raise ChainViewError(f"{node}: {e}") from None
     sent = _rpc(run, via, "/sendtx", {"tx": tx.raw.hex()})
-    return {"from": w.address, "to": to, "amount_pkt": amount_pkt, "fee_pkt": fee_pkt, "txid": sent["txid"],
+    to_address = services.wallet_key(run.state["seed"], to).address if to in topo.nodes else to
+    return {"from": w.address, "to": to_address, "amount_pkt": amount_pkt, "fee_pkt": fee_pkt, "txid": sent["txid"],
             "chain_node": via}
+
+
+def vote(run, topo, node: str, vote_for: str | None, vote_against: str | None, fee_pkt: float) -> dict:
+    """Move all the node's spendable coins onto one output of its wallet that votes for and/or against a
+    candidate (a node of the run, a PKT address, or `steward`: the current Network Steward)."""
+    if "chain" not in run.state:
+        raise ChainViewError(f"run {run.name} runs no chain")
+    if not vote_for and not vote_against:
+        raise ChainViewError("a vote needs a candidate to vote for or against")
+    w = _wallet(run, node)
+    via = _chain_node_for(run, topo, node)
+
+    def candidate(who, what):
+        if not who:
+            return None
+        if who == "steward":
+            return bytes.fromhex(_rpc(run, via, "/status")["steward"])
+        return _script_of(run, topo, who, what)
+    scripts = candidate(vote_for, "vote for"), candidate(vote_against, "vote against")
+    try:
+        tx = w.vote(_coin_view(run, via, w), vote_for=scripts[0], vote_against=scripts[1],
+                    fee=round(fee_pkt * w.params.units_per_coin))
+    except WalletError as e:
+        raise ChainViewError(f"{node}: {e}") from None
+    sent = _rpc(run, via, "/sendtx", {"tx": tx.raw.hex()})
+    return {"from": w.address, "for": vote_for, "against": vote_against, "weight": tx.outputs[0].value,
+            "txid": sent["txid"], "chain_node": via}
 
 
 def wait_height(run, topo, height: int, within: float, nodes: list[str] | None = None) -> dict:

@@ -355,6 +355,12 @@ class Mesh:
         """Pay `amount_pkt` from the node's wallet to an address or another node's wallet."""
         return chain_view.send(self.run, self.topo, node, to, amount_pkt, fee_pkt)
 
+    def vote(self, node: str, vote_for: str | None = None, vote_against: str | None = None,
+             fee_pkt: float = 0.001) -> dict:
+        """Move the node's spendable coins onto one output voting for/against a candidate (a node, an address,
+        or "steward", the current one): the stake vote of the Network Steward election."""
+        return chain_view.vote(self.run, self.topo, node, vote_for, vote_against, fee_pkt)
+
     def wait_height(self, height: int, within: float, nodes: list[str] | None = None) -> dict:
         """Until every chain node (or these) is at `height` or above; their statuses."""
         return chain_view.wait_height(self.run, self.topo, height, within, nodes)

@@ -1,4 +1,4 @@
-"""`pktlab chain`, `pktlab mining`, `pktlab wallet NODE [--send TO AMOUNT]`: the run's PKT chain, pools and miners
+"""`pktlab chain`, `pktlab mining`, `pktlab wallet NODE [--send TO AMOUNT | --vote-for C --vote-against C]`: the run's PKT chain, pools and miners
 (testbed/chain_view.py; the services: testbed/services.py)."""
 from __future__ import annotations
 
@@ -80,10 +80,15 @@ def cmd_mining(args):
 
 
 def cmd_wallet(args):
-    from testbed.chain_view import ChainViewError, send, wallet
+    from testbed.chain_view import ChainViewError, send, vote, wallet
     mesh = attach(args)
+    voting = bool(args.vote_for or args.vote_against)
+    if voting and args.send:
+        raise SystemExit("pktlab wallet: --send and --vote-for/--vote-against are separate transactions")
     try:
-        if args.send:
+        if voting:
+            result = vote(mesh.run, mesh.topo, args.node, args.vote_for, args.vote_against, args.fee)
+        elif args.send:
             to, amount = args.send
             try:
                 amount_pkt = float(amount)
@@ -96,6 +101,9 @@ def cmd_wallet(args):
         raise SystemExit(f"pktlab wallet: {e}") from None
     if args.json:
         print(json.dumps(result, indent=1))
+    elif voting:
+        console.print(f"{args.node} votes {result['weight'] / (1 << 30):.6f} PKT for {result['for'] or '-'}, "
+                      f"against {result['against'] or '-'}: txid {result['txid']} (via {result['chain_node']})")
     elif args.send:
         console.print(f"sent {result['amount_pkt']:g} PKT from {result['from']} to {result['to']}: txid "
                       f"{result['txid']} (via {result['chain_node']})")
@@ -120,5 +128,10 @@ def register(add) -> None:
     run_option(sp)
     sp.add_argument("--send", nargs=2, metavar=("TO", "AMOUNT"), help="pay AMOUNT PKT to a node of the run or an "
                                                                      "address")
-    sp.add_argument("--fee", type=float, default=0.001, metavar="PKT", help="the fee of a --send (0.001 PKT)")
+    sp.add_argument("--vote-for", metavar="CANDIDATE", help="vote all spendable coins for a Network Steward "
+                                                             "candidate: a node of the run or an address")
+    sp.add_argument("--vote-against", metavar="CANDIDATE", help="vote all spendable coins against a candidate; "
+                                                                 "'steward' is the current Network Steward")
+    sp.add_argument("--fee", type=float, default=0.001, metavar="PKT",
+                    help="the fee of a --send or a vote (0.001 PKT)")
     sp.add_argument("--json", action="store_true")
