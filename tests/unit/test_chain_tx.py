@@ -244,7 +244,8 @@ def test_mutated_blocks_never_crash_the_chain(fuzz_chain, data):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     raw = raw[:data.draw(st.integers(0, len(raw)))]
     r = fuzz_chain.process_block(bytes(raw), fuzz_chain.tip.time + 100)
-    assert r.status in ("rejected", "orphan") and isinstance(r.reason, (Reason, type(None)))
+    # "duplicate": an earlier example left an orphan with the same header (the proof is not in the block id)
+    assert r.status in ("rejected", "orphan", "duplicate") and isinstance(r.reason, (Reason, type(None)))
     assert fuzz_chain.height == 0
 
 
