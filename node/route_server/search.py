@@ -21,18 +21,17 @@ def cheapest(adj: dict, source, target, avoid=frozenset()) -> tuple[float, list]
         return 0.0, [source]
     seen = ({source: 0.0}, {target: 0.0})          # tentative distances from each end
     pred = ({source: None}, {target: None})
-    done = (set(), set())
     fringe = ([(0.0, source)], [(0.0, target)])
     best, meet = INF, None
     while fringe[0] and fringe[1]:
-        if fringe[0][0][0] + fringe[1][0][0] >= best:
+        top0, top1 = fringe[0][0][0], fringe[1][0][0]
+        if top0 + top1 >= best:
             break
-        side = 0 if fringe[0][0][0] <= fringe[1][0][0] else 1
-        d, u = heappop(fringe[side])
-        if u in done[side]:
-            continue
-        done[side].add(u)
+        side = 0 if top0 <= top1 else 1
         mine, theirs, back, heap = seen[side], seen[1 - side], pred[side], fringe[side]
+        d, u = heappop(heap)
+        if d > mine[u]:
+            continue                                # a stale entry: u was settled closer (no done-set needed)
         for v, w in adj[u].items():
             if avoid and ((u, v) if side == 0 else (v, u)) in avoid:
                 continue
