@@ -491,6 +491,19 @@ def test_a_gr_query_naming_the_holder_gets_the_label_through_the_lease():
     assert path_label(svc, NODES[1], NODES[0], (HOLDER,)) == one_hop_label(201)
 
 
+def test_leases_announced_or_expiring_after_a_query_count_at_the_next_one():
+    """The server keeps an index of lease holders between queries: a new announcement and the lease's end must
+    show at once."""
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, (), ())
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)          # no lease yet
+    ends = T0 // 1000 + 60
+    leased_line(svc, (lease_end("L", 0, 200, expires_s=ends),), (lease_end("L", 2, 201, expires_s=ends),),
+                now=T0 + 1000)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,), now=T0 + 2000) == one_hop_label(200)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,), now=ends * 1000) == one_hop_label(0)   # it ended
+
+
 @pytest.mark.parametrize("n0_end, n1_end", [
     ((lease_end("L", 0, 200),), ()),                                          # one end only
     ((lease_end("L", 0, 200),), (lease_end("L", 2, 201, holder=bytes(range(32))),)),   # two holders
