@@ -4,7 +4,9 @@
 symmetric: a link's cost comes from both ends' link values). The search grows from both ends and stops when the
 two smallest tentative distances together reach the best meeting found, so on a mesh of thousands of nodes it
 settles a few hundred of them instead of everything closer than the target (networkx's single-source Dijkstra
-with a target). Ties are broken by node id, so a pair searched from the same end always gets the same path.
+with a target). It grows the side with the smaller fringe (fewer nodes to touch near a hub) and skips stale heap
+entries by distance instead of keeping settled sets. Ties are broken by node id, so a pair searched from the same
+end always gets the same path.
 """
 from __future__ import annotations
 
@@ -19,19 +21,21 @@ def cheapest(adj: dict, source, target, avoid=frozenset()) -> tuple[float, list]
         return None
     if source == target:
         return 0.0, [source]
-    seen = ({source: 0.0}, {target: 0.0})          # tentative distances from each end
+    dist = ({source: 0.0}, {target: 0.0})
     pred = ({source: None}, {target: None})
     fringe = ([(0.0, source)], [(0.0, target)])
     best, meet = INF, None
-    while fringe[0] and fringe[1]:
-        top0, top1 = fringe[0][0][0], fringe[1][0][0]
-        if top0 + top1 >= best:
+    f0, f1 = fringe
+    while f0 and f1:
+        if f0[0][0] + f1[0][0] >= best:
             break
-        side = 0 if top0 <= top1 else 1
-        mine, theirs, back, heap = seen[side], seen[1 - side], pred[side], fringe[side]
+        side = 0 if len(f0) <= len(f1) else 1
+        heap = fringe[side]
         d, u = heappop(heap)
+        mine = dist[side]
         if d > mine[u]:
-            continue                                # a stale entry: u was settled closer (no done-set needed)
+            continue                                  # a stale entry: u was settled cheaper
+        theirs, back = dist[1 - side], pred[side]
         for v, w in adj[u].items():
             if avoid and ((u, v) if side == 0 else (v, u)) in avoid:
                 continue

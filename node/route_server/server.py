@@ -156,8 +156,8 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
+        self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
-        self._lease_ends: dict | None = None  # holder key -> when its last lease ends (ms): rebuilt after a change
 
     # -- announcements -----------------------------------------------------------------------------------
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
@@ -173,7 +173,6 @@ class RouteServer:
         self.counters[key] = self.counters.get(key, 0) + 1
         self.replay_state.raise_high_water(REPLAY_SCOPE, node.ip6, node.timestamp_ms)
         self._update_graph(node.ip6)
-        self._lease_ends = None
         return node
 
     def _accept(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
@@ -218,8 +217,21 @@ class RouteServer:
         self._forget_old(fresh, ann.timestamp_ms)
         self._rebuild_links(fresh)
         self._collect_leases(fresh, now_ms)
+        self._index_leases(ann.ip6, self.nodes.get(ann.ip6), fresh)
         self.nodes[ann.ip6] = fresh
         return fresh
+
+    def _index_leases(self, ip6: bytes, old: NodeState | None, new: NodeState | None) -> None:
+        """Keep _lease_nodes: a path query looks up the asker's leases there instead of scanning every node."""
+        for state, add in ((old, False), (new, True)):
+            for lease in state.leases.values() if state is not None else ():
+                where = self._lease_nodes.setdefault(lease.holder, set())
+                if add:
+                    where.add(ip6)
+                else:
+                    where.discard(ip6)
+                    if not where:
+                        del self._lease_nodes[lease.holder]
 
     @staticmethod
     def _forget_old(node: NodeState, newest_ms: int) -> None:
@@ -284,9 +296,8 @@ class RouteServer:
     def expire(self, now_ms: int) -> list[bytes]:
         """Forget nodes that sent nothing for 20 minutes; returns their ip6."""
         gone = [ip6 for ip6, n in self.nodes.items() if n.timestamp_ms < now_ms - AGREED_TIMEOUT_MS]
-        self._lease_ends = None
         for ip6 in gone:
-            del self.nodes[ip6]
+            self._index_leases(ip6, self.nodes.pop(ip6), None)
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
@@ -413,26 +424,14 @@ class RouteServer:
         if now_ms is None or node is None:
             return None
         mine = {bytes(k) for k in holders} | {node.public_key}
-        ends = self._holder_lease_ends()
-        if not any(ends.get(holder, -1) > now_ms for holder in mine):
+        if not any(lease.holder in mine and not lease.expired(now_ms)
+                   for holder in mine for ip6 in self._lease_nodes.get(holder, ())
+                   for lease in self.nodes[ip6].leases.values()):
             return None
 
         def lease_of(u, v):
             return next((lease for lease in self.lease_links(u, v) if lease.usable(mine, now_ms)), None)
         return lease_of
-
-    def _holder_lease_ends(self) -> dict:
-        """{holder key: when the last lease it holds ends, ms (inf: never)}, so that a query need not scan every
-        node's leases to learn that the asker has none (the common case)."""
-        if self._lease_ends is None:
-            ends = {}
-            for node in self.nodes.values():
-                for lease in node.leases.values():
-                    if lease.holder is not None:
-                        end = float("inf") if lease.expires_s == NEVER else lease.expires_s * 1000
-                        ends[lease.holder] = max(ends.get(lease.holder, -1), end)
-            self._lease_ends = ends
-        return self._lease_ends
 
     def path_of_label(self, src_ip6: bytes, label: int) -> list | None:
         """The nodes a label leads through from src, by the announced peerNums; None if it leaves what we know."""

@@ -455,6 +455,19 @@ def test_federation_recovers_when_either_side_restarts():
     assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
 
 
+def test_a_report_too_long_to_splice_makes_the_reporting_node_a_waypoint():
+    """Servers far apart in a big mesh: the node's label to the other server and ours to the node do not fit one
+    label together, so the subscription goes with the node as a waypoint (waypoints.py)."""
+    a = RouteServerService(RS.public_key, same_isp=[FOREIGN.public_key])
+    line(a)
+    far = (1 << 57) | 0x15                                      # 58 bits: nothing fits in front of it
+    query(a, M.Query("pn", b"p", foreign=(M.Address(FOREIGN.public_key, far),)), NODES[0])
+    to_node = a.core.route(RS.ip6, NODES[0].ip6)
+    [(key, label, payload, via)] = a.take_outbox(T0)
+    assert key == FOREIGN.public_key and M.parse_query(payload).sq == "sub"
+    assert (label, via) == (to_node.label, to_node.via + (far,))
+
+
 # -- leases --------------------------------------------------------------------------------------------------
 
 HOLDER = bytes([0x42]) * 32
@@ -517,15 +530,3 @@ def test_a_lease_both_ends_do_not_announce_alike_is_not_used(n0_end, n1_end):
     leased_line(svc, n0_end, n1_end)
     assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)
 
-
-def test_a_report_too_long_to_splice_makes_the_reporting_node_a_waypoint():
-    """Servers far apart in a big mesh: the node's label to the other server and ours to the node do not fit one
-    label together, so the subscription goes with the node as a waypoint (waypoints.py)."""
-    a = RouteServerService(RS.public_key, same_isp=[FOREIGN.public_key])
-    line(a)
-    far = (1 << 57) | 0x15                                      # 58 bits: nothing fits in front of it
-    query(a, M.Query("pn", b"p", foreign=(M.Address(FOREIGN.public_key, far),)), NODES[0])
-    to_node = a.core.route(RS.ip6, NODES[0].ip6)
-    [(key, label, payload, via)] = a.take_outbox(T0)
-    assert key == FOREIGN.public_key and M.parse_query(payload).sq == "sub"
-    assert (label, via) == (to_node.label, to_node.via + (far,))
