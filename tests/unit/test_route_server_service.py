@@ -529,4 +529,3 @@ def test_a_lease_both_ends_do_not_announce_alike_is_not_used(n0_end, n1_end):
     svc = RouteServerService(RS.public_key)
     leased_line(svc, n0_end, n1_end)
     assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)
-
