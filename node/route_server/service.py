@@ -60,6 +60,7 @@ class FederationPeer:
     subscribed: bool = False          # it acknowledged our subscription
     last_sub_ms: int = -SUBSCRIBE_RETRY_MS
     heard_label: int | None = None    # a path to it learned from a node's report or its own messages
+    heard_via: tuple = ()             # ... and its further waypoint segments (the reporting node is a waypoint)
     queue: list = None                # announcements waiting to be forwarded
 
     def __post_init__(self):
@@ -104,7 +105,7 @@ class RouteServerService:
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
-            peer.heard_label = path
+            peer.heard_label, peer.heard_via = path, ()
         self._note_foreign(q.foreign, src_ip6)
         if q.sq == "ann":
             return self._announce(q, src_ip6, now_ms)
@@ -190,18 +191,23 @@ class RouteServerService:
         return tuple(out)
 
     def _note_foreign(self, found, src_ip6: bytes) -> None:
-        """A node reports route servers its neighbours use: a first path to a federation peer."""
+        """A node reports route servers its neighbours use: a first path to a federation peer. Where our path to
+        the node and its label to the server do not fit one label, the node becomes a waypoint between the two
+        (waypoints.py): servers far apart in a big mesh still find each other."""
         for addr in found:
             peer = self.peers.get(keys.address_for_key(addr.public_key))
             if peer is None or self.core.route(self.ip6, peer.ip6) is not None:
                 continue
             to_node = self.core.route(self.ip6, src_ip6)
-            if to_node is None or to_node.via:
+            if to_node is None:
                 continue
-            try:
-                peer.heard_label = splice(addr.label, to_node.label)
-            except LabelError:
-                continue
+            if not to_node.via:
+                try:
+                    peer.heard_label, peer.heard_via = splice(addr.label, to_node.label), ()
+                    continue
+                except LabelError:
+                    pass
+            peer.heard_label, peer.heard_via = to_node.label, to_node.via + (addr.label,)
 
     # -- federation output ---------------------------------------------------------------------------
     def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:
@@ -209,7 +215,7 @@ class RouteServerService:
         route = self.core.route(self.ip6, peer.ip6)
         if route is not None:
             return route.label, route.via
-        return None if peer.heard_label is None else (peer.heard_label, ())
+        return None if peer.heard_label is None else (peer.heard_label, peer.heard_via)
 
     def take_outbox(self, now_ms: int) -> list[Outbound]:
         """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""

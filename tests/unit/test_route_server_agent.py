@@ -189,6 +189,27 @@ def test_clock_skew_is_rejected_then_the_client_follows_the_server_clock():
     assert abs(client.skew_ms) < 1000 and client.counters["ann_accepted"] > accepted
 
 
+def test_a_path_reply_after_a_clock_jump_does_not_hide_the_jump_from_the_server():
+    """Only announcement replies move the skew estimate (cjdns): a path query answered first must not correct the
+    stamp, so the next announcement is the one rejected for clock skew (what the clock-skew fault checks)."""
+    wire, loop, nodes, glues = up()
+    client = glues["00"].client
+    rejected = client.counters["ann_rejected_clock_skew"]
+    client.next_announce = client.clock() + 60_000           # no announcement before the path reply
+    nodes["00"].clock_offset_s = 60.0
+    client.flush_cache()
+    target = nodes["22"].identity.ip6
+    client.lookup(target)
+    for _ in range(20):
+        step(wire, loop, nodes, glues, 0.1)
+        if client.lookup(target) is not None:
+            break
+    assert client.lookup(target) is not None and abs(client.skew_ms) < 1000
+    client.next_announce = client.clock()
+    step(wire, loop, nodes, glues, 4)
+    assert client.counters["ann_rejected_clock_skew"] > rejected and abs(client.skew_ms + 60_000) < 1000
+
+
 def test_a_lost_route_server_its_nodes_fail_over_and_a_fresh_one_rebuilds_by_federation():
     wire, loop, nodes, glues = up(servers=("11", "22"))
     lost = keys.address_for_key(nodes["11"].identity.public_key)

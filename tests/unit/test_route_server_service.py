@@ -455,6 +455,19 @@ def test_federation_recovers_when_either_side_restarts():
     assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
 
 
+def test_a_report_too_long_to_splice_makes_the_reporting_node_a_waypoint():
+    """Servers far apart in a big mesh: the node's label to the other server and ours to the node do not fit one
+    label together, so the subscription goes with the node as a waypoint (waypoints.py)."""
+    a = RouteServerService(RS.public_key, same_isp=[FOREIGN.public_key])
+    line(a)
+    far = (1 << 57) | 0x15                                      # 58 bits: nothing fits in front of it
+    query(a, M.Query("pn", b"p", foreign=(M.Address(FOREIGN.public_key, far),)), NODES[0])
+    to_node = a.core.route(RS.ip6, NODES[0].ip6)
+    [(key, label, payload, via)] = a.take_outbox(T0)
+    assert key == FOREIGN.public_key and M.parse_query(payload).sq == "sub"
+    assert (label, via) == (to_node.label, to_node.via + (far,))
+
+
 # -- leases --------------------------------------------------------------------------------------------------
 
 HOLDER = bytes([0x42]) * 32
@@ -489,6 +502,19 @@ def test_a_gr_query_naming_the_holder_gets_the_label_through_the_lease():
     assert [h["lease"] for h in hops] == ["L"]
     # from the far end, through its own interface of the lease
     assert path_label(svc, NODES[1], NODES[0], (HOLDER,)) == one_hop_label(201)
+
+
+def test_leases_announced_or_expiring_after_a_query_count_at_the_next_one():
+    """The server keeps an index of lease holders between queries: a new announcement and the lease's end must
+    show at once."""
+    svc = RouteServerService(RS.public_key)
+    leased_line(svc, (), ())
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,)) == one_hop_label(0)          # no lease yet
+    ends = T0 // 1000 + 60
+    leased_line(svc, (lease_end("L", 0, 200, expires_s=ends),), (lease_end("L", 2, 201, expires_s=ends),),
+                now=T0 + 1000)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,), now=T0 + 2000) == one_hop_label(200)
+    assert path_label(svc, NODES[0], NODES[1], (HOLDER,), now=ends * 1000) == one_hop_label(0)   # it ended
 
 
 @pytest.mark.parametrize("n0_end, n1_end", [
