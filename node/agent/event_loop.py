@@ -12,8 +12,8 @@ MAX_WAIT_S at a time (epoll refuses huge timeouts).
 
 import heapq
 import itertools
-import math
 import logging
+import math
 import selectors
 import time
 
@@ -75,8 +75,8 @@ class EventLoop:
         """Call fn() every period seconds until the loop stops (also when a call raises).
 
         The calls fall on a grid of the period counted from the loop's start, so the periodic timers of all the
-        nodes one process hosts share one wakeup per period instead of one each (an idle mesh's CPU goes mostly
-        to wakeups); a late call does not shift the grid, and calls missed while the loop stalled are not made
+        nodes one process hosts share one wakeup per period instead of one each (an idle agent host spends
+        most of its time waking up); a late call does not shift the grid, and calls missed while the loop stalled are not made
         up (the next is the next grid point)."""
         def tick(n):
             n = max(n + 1, self._grid_step(period))

@@ -10,7 +10,7 @@
   one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
   arrived with, which is exactly that label.
 * Every ``TICK_S`` the peer list (links that answered link pings; when it changes, and its RTTs every
-  ``PEERS_REFRESH_S``: rebuilding it was most of an idle node's CPU) and, on a node with leases
+  ``PEERS_REFRESH_S``: rebuilding it was most of an idle tick's cost) and, on a node with leases
   (``use_lease_table``), its end of every paid lease in force (:func:`lease_entities`) go to the client, the
   client's and the service's queued messages are sent, and newly learned paths are pushed to existing
   destinations.
