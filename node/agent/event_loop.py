@@ -2,6 +2,7 @@
 
 The data plane runs every packet through here, so it stays minimal: one callback per file descriptor (bound
 methods, no per-event allocation beyond what selectors does) and a heap of (when, seq, fn, args) timers.
+Periodic timers of one period fall on one grid, so the nodes an agent process hosts wake it together.
 
 Each callback runs behind the edge (node/agent/handler_errors.py): one that raises is counted in ``errors`` by its
 name and exception type, logged once, and the loop goes on with the next; a periodic timer is rescheduled before
@@ -12,6 +13,7 @@ MAX_WAIT_S at a time (epoll refuses huge timeouts).
 import heapq
 import itertools
 import logging
+import math
 import selectors
 import time
 
@@ -42,6 +44,7 @@ class EventLoop:
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._origin = clock()       # where the periodic timers' grid starts (call_every)
         self._seq = itertools.count()
         self._running = False
         self.errors = HandlerErrors(log)
@@ -69,12 +72,23 @@ class EventLoop:
         return self.call_at(self.clock() + delay, fn, *args)
 
     def call_every(self, period, fn):
-        """Call fn() every period seconds until the loop stops (also when a call raises)."""
-        def tick():
-            self.call_later(period, tick)
+        """Call fn() every period seconds until the loop stops (also when a call raises).
+
+        The calls fall on a grid of the period counted from the loop's start, so the periodic timers of all the
+        nodes one process hosts share one wakeup per period instead of one each (an idle agent host spends
+        most of its time waking up); a late call does not shift the grid, and calls missed while the loop stalled are not made
+        up (the next is the next grid point)."""
+        def tick(n):
+            n = max(n + 1, self._grid_step(period))
+            self.call_at(self._origin + n * period, tick, n)
             fn()
         tick.__qualname__ = getattr(fn, "__qualname__", "periodic")
-        return self.call_later(period, tick)
+        n = self._grid_step(period)
+        return self.call_at(self._origin + n * period, tick, n)
+
+    def _grid_step(self, period):
+        """The number of the first grid point of this period after now."""
+        return math.floor((self.clock() - self._origin) / period) + 1
 
     # -- running ----------------------------------------------------------------------------------------------
     def stop(self):

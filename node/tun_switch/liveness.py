@@ -9,8 +9,13 @@ floor, so a slow path is not a lost packet.
 
 pktlab's rule, per link (``Liveness``):
 
-* a link is **up** once the peer answered one of our probes (a switch PING to its router, KEEPALIVE_S apart): a
-  valid PONG proves both directions work. Each answer is an RTT sample for SRTT/RTTVAR (alpha 1/8, beta 1/4).
+* a link is **up** once the peer answered one of our probes (a switch PING to its router): a valid PONG proves
+  both directions work. Each answer is an RTT sample for SRTT/RTTVAR (alpha 1/8, beta 1/4).
+* a probe goes out at a housekeeping run (KEEPALIVE_S apart) only when it tells us something (``wants_probe``), as
+  cjdns pings only quiet peers: the link is not up, or the peer has been quiet for KEEPALIVE_S, or a probe is still
+  unanswered (the misses must be counted), or our last answer is ANSWER_EVERY_S old (hearing the peer does not
+  prove that it hears us). On an idle mesh the two ends' probes and pongs keep each other quiet, so a link carries
+  about one probe per 1.5 s instead of one per second from each end; a silent peer is probed every second as before.
 * while up, **any frame** from the peer is proof of life (its own probes, data, pongs): silence is counted from the
   last one.
 * a probe is **missed** when no pong came since it was sent and it is overdue by the RTO (floor MIN_RTO_S). Probes
@@ -26,11 +31,12 @@ really silent peer is still found in about that time.
 """
 from __future__ import annotations
 
-KEEPALIVE_S = 1.0        # a probe to every peer this often
+KEEPALIVE_S = 1.0        # the liveness verdict (and a probe to each peer that needs one) this often
 MIN_RTO_S = 1.0          # RFC 6298's floor for the retransmission timeout
 MAX_RTO_S = 3.0
 MISSED_PROBES = 3
 DEAD_AFTER_S = 3.5       # ... and this much silence from the peer
+ANSWER_EVERY_S = 2.0     # a peer we hear is still probed this often: an answer proves it hears us
 ONE_WAY_PROBES = 8       # missed while the peer's frames still arrive: it does not hear us
 STALL_S = 0.5            # a housekeeping run this much later than its period: our own loop stalled
 
@@ -68,6 +74,11 @@ class Liveness:
         came_up = not self.up
         self.up = True
         return came_up
+
+    def wants_probe(self, now: float) -> bool:
+        """Whether a probe at this housekeeping run tells us something (see the module docstring)."""
+        return (not self.up or bool(self.outstanding) or self.last_heard is None
+                or now - self.last_heard >= KEEPALIVE_S or now - self.last_answered >= ANSWER_EVERY_S)
 
     def probe_sent(self, now: float) -> None:
         self.outstanding.append(now)

@@ -309,7 +309,8 @@ class Node:
 
     def housekeeping(self):
         """Every KEEPALIVE_S: the liveness verdict of every peer link (liveness.py; a stall of our own loop
-        forgives what went unanswered meanwhile), a switch PING to every peer (liveness and RTT), and a keepalive
+        forgives what went unanswered meanwhile), a switch PING to every peer that needs one (a quiet peer, an
+        unanswered probe, an answer due: Liveness.wants_probe), and a keepalive
         to destinations that send to us while we stay silent, so their sessions see answers (and only a really
         lost session triggers their restart)."""
         now = self.clock()
@@ -325,7 +326,8 @@ class Node:
             elif link.liveness.last_answered is not None:     # it answered once, and then stopped
                 self.down_links.add(link.switch_index)
             self._note_transition(link, up)
-            self.ping_link(link, now)
+            if link.liveness.wants_probe(now):
+                self.ping_link(link, now)
         if self.held:
             self.release_held()
         for d in self.dests.values():

@@ -9,7 +9,8 @@
 * GETSNODE and RPATH switch control messages go to :meth:`on_control`. RPATH is how a node learns its peer's
   one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
   arrived with, which is exactly that label.
-* Every ``TICK_S`` the peer list (links that answered link pings, with their RTT) and, on a node with leases
+* Every ``TICK_S`` the peer list (links that answered link pings; when it changes, and its RTTs every
+  ``PEERS_REFRESH_S``: rebuilding it was most of an idle tick's cost) and, on a node with leases
   (``use_lease_table``), its end of every paid lease in force (:func:`lease_entities`) go to the client, the
   client's and the service's queued messages are sent, and newly learned paths are pushed to existing
   destinations.
@@ -43,6 +44,7 @@ from node.route_server.service import RouteServerService
 CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
 TICK_S = 0.1
 RPATH_RETRY_S = 1.0
+PEERS_REFRESH_S = 1.0            # the peer list's RTTs go to the client this often (a changed list at once)
 SILENCE_S = 2.0                  # a destination we send to that answers nothing for this long: re-query its path
 ROUTER = 1
 LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
@@ -151,6 +153,7 @@ class RouteServerGlue:
         self.closed = False
         self.loop = None
         self._wake_pending = False
+        self._peers_given, self._peers_due = None, 0.0  # the up links (index, their label) the client has
         self._guarded_tick = node.errors.guard("route_server.tick", self._tick)   # a bug costs one tick
         self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
@@ -237,24 +240,7 @@ class RouteServerGlue:
 
     def _tick(self) -> None:
         node = self.node
-        peers = []
-        # a lease's own peer link is announced as the lease (a LEASE entity), not as one more link to the peer
-        lease_links = self.lease_table.lease_interfaces() if self.lease_table is not None else set()
-        for index, link in node.links.items():
-            if not node.link_up(link) or link.peer_public_key is None or index in lease_links:
-                continue
-            their = self.their_labels.get(index)
-            if their is None:
-                self._ask_rpath(index)
-                continue
-            rtt = link.rtt_ms
-            if rtt is not None and not 0 <= rtt <= MAX_RTT_MS:     # NaN too: announced as unmeasured, counted
-                self.counters["bad_link_rtt"] = self.counters.get("bad_link_rtt", 0) + 1
-                rtt = None
-            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), node.switch.label_for(index), their,
-                                  link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
-                                  capacity_kbps=LINK_CAPACITY_KBPS))
-        self.client.set_peers(peers)
+        self._refresh_peers()
         if self.lease_table is not None:
             self.client.set_leases(lease_entities(self.lease_table, node.clock(), node.wall_clock()))
         for out in self.client.poll():
@@ -268,6 +254,38 @@ class RouteServerGlue:
                 self.send_message(out.public_key, out.label, out.payload, out.via)
         self._push_paths()
         self._watch_silence()
+
+    def _refresh_peers(self) -> None:
+        """Give the client the links that are up (with their RTT) when that set changes, else at most every
+        PEERS_REFRESH_S for the RTTs: building the list is most of an idle tick's cost, and RTTs change only
+        with a pong (about once a second per link)."""
+        node = self.node
+        # a lease's own peer link is announced as the lease (a LEASE entity), not as one more link to the peer
+        lease_links = self.lease_table.lease_interfaces() if self.lease_table is not None else set()
+        current = []
+        for index, link in node.links.items():
+            if not node.link_up(link) or link.peer_public_key is None or index in lease_links:
+                continue
+            their = self.their_labels.get(index)
+            if their is None:
+                self._ask_rpath(index)
+                continue
+            current.append((index, their))
+        now = node.clock()
+        if current == self._peers_given and now < self._peers_due:
+            return
+        self._peers_given, self._peers_due = current, now + PEERS_REFRESH_S
+        peers = []
+        for index, their in current:
+            link = node.links[index]
+            rtt = link.rtt_ms
+            if rtt is not None and not 0 <= rtt <= MAX_RTT_MS:     # NaN too: announced as unmeasured, counted
+                self.counters["bad_link_rtt"] = self.counters.get("bad_link_rtt", 0) + 1
+                rtt = None
+            peers.append(PeerInfo(keys.address_for_key(link.peer_public_key), node.switch.label_for(index), their,
+                                  link.peer_public_key, rtt_us=max(int((rtt or 0) * 1000), 1),
+                                  capacity_kbps=LINK_CAPACITY_KBPS))
+        self.client.set_peers(peers)
 
     def _watch_silence(self) -> None:
         now = self.node.clock()

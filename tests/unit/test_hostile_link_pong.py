@@ -112,9 +112,11 @@ def test_route_server_tick_survives_any_link_rtt():
     assert glues[1].client.counters["ann_accepted"] >= 1
     for rtt in (math.nan, math.inf, -5.0, 1e30):
         b.links[3].rtt_ms = rtt
+        loop.now += 1.0                               # the peer list's RTTs go to the client once a second
         glues[1].client.next_announce = 0
         glues[1].tick()
         wire.pump()
         glues[0].tick()
         wire.pump()
         assert "tick_errors" not in glues[1].counters, rtt
+    assert glues[1].counters["bad_link_rtt"] == 4

@@ -275,3 +275,20 @@ def test_lease_holders_in_the_route_server_settings():
         parse_settings({"lease_holders": [holder.pubkey_text] * 9})
     with pytest.raises(ValueError, match=r"lease_holders\[0\]"):
         parse_settings({"lease_holders": ["nope"]})
+
+
+def test_the_peer_list_goes_to_the_client_when_it_changes_and_its_rtts_once_a_second():
+    """An idle tick does not rebuild the peer list (most of an idle node's CPU); a link that goes down leaves the
+    client's list at the next tick."""
+    wire, loop, nodes, glues = up()
+    glue, node = glues["00"], nodes["00"]
+    given = []
+    set_peers = glue.client.set_peers
+    glue.client.set_peers = lambda peers: (given.append([p.our_label for p in peers]), set_peers(peers))
+    step(wire, loop, nodes, glues, 2.0)                  # 20 ticks
+    assert 1 <= len(given) <= 3 and all(len(g) == 2 for g in given)
+    link = node.links[0]
+    link.liveness.up = False                             # its verdict: down
+    glue.tick()
+    assert given[-1] == [node.switch.label_for(i) for i in node.links if i != 0]
+    assert node.switch.label_for(0) not in glue.client.peers
