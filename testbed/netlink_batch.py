@@ -53,14 +53,19 @@ class Templates:
     ifaddrmsg and tcmsg alike; offset 8 is the sequence number)."""
 
     def __init__(self):
-        self._ipb = IPBatch()
         self._cache: dict[tuple, bytes] = {}
+
+    @staticmethod
+    def _build(build) -> bytes:
+        # a short-lived IPBatch per message: pyroute2 gives each object an event loop per calling thread that only
+        # close() in that same thread releases, and a loop left to the garbage collector at exit prints a traceback
+        with IPBatch() as ipb:
+            build(ipb)
+            return bytes(ipb.batch)
 
     def _compile(self, key, build) -> bytes:
         if key not in self._cache:
-            build(self._ipb)
-            self._cache[key] = bytes(self._ipb.batch)
-            self._ipb.reset()
+            self._cache[key] = self._build(build)
         return self._cache[key]
 
     def link_up(self) -> bytes:
@@ -99,14 +104,9 @@ class Templates:
     def veth(self, name_a: str, fd_a: int, name_b: str, fd_b: int, mtu: int, alias: str,
              macs: tuple[str, str]) -> bytes:
         """Both ends are created directly inside their namespaces, so names never meet in the host namespace."""
-        self._ipb.link("add", ifname=name_a, kind="veth", net_ns_fd=fd_a, mtu=mtu, ifalias=alias, address=macs[0],
-                       peer={"ifname": name_b, "net_ns_fd": fd_b, "mtu": mtu, "ifalias": alias, "address": macs[1]})
-        data = bytes(self._ipb.batch)
-        self._ipb.reset()
-        return data
-
-    def close(self):
-        self._ipb.close()
+        return self._build(lambda b: b.link(
+            "add", ifname=name_a, kind="veth", net_ns_fd=fd_a, mtu=mtu, ifalias=alias, address=macs[0],
+            peer={"ifname": name_b, "net_ns_fd": fd_b, "mtu": mtu, "ifalias": alias, "address": macs[1]}))
 
 
 class Batch:

@@ -226,7 +226,6 @@ class NetnsBackend(Backend):
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
-        self._tpl.close()
 
     # -- agents ------------------------------------------------------------------------------------------------
     def start_agents(self, groups, progress=lambda step, done, total: None) -> None:

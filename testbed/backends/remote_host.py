@@ -96,14 +96,11 @@ class Host:
             fds = self._namespaces(spec["nodes"])
             try:
                 tpl = Templates()
-                try:
-                    self._veths(spec.get("veths", []), fds, tpl, spec.get("mtu", 65535))
-                    self._tunnels(spec.get("tunnels", []), fds)
-                    self._nics(spec.get("nics", []), fds)
-                    for node, ifaces in spec.get("ifaces", {}).items():
-                        nsops.configure(fds[node], node, [tuple(i) for i in ifaces], tpl)
-                finally:
-                    tpl.close()
+                self._veths(spec.get("veths", []), fds, tpl, spec.get("mtu", 65535))
+                self._tunnels(spec.get("tunnels", []), fds)
+                self._nics(spec.get("nics", []), fds)
+                for node, ifaces in spec.get("ifaces", {}).items():
+                    nsops.configure(fds[node], node, [tuple(i) for i in ifaces], tpl)
             finally:
                 for fd in fds.values():
                     os.close(fd)
