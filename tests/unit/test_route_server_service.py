@@ -277,6 +277,20 @@ def test_client_with_one_failed_server_tries_it_again_soon_and_keeps_it_for_data
     assert [o for o in c.poll() if o.kind == "snode"] and c.server == RS.public_key   # ... alone: again soon
 
 
+def test_client_reaches_a_direct_peer_over_its_own_link_until_that_link_fails():
+    """As cjdns's subnode pathfinder: a peer's one-hop path, without asking the server (which may weigh a longer
+    way lower); once a switch error or silence reports that label failed, the server is asked instead."""
+    c, clock = make_client()
+    assert c.lookup(NODES[1].ip6) == (NODES[1].public_key, one_hop_label(0), ())
+    assert c.counters["peer_path"] == 1 and c.counters["cache_miss"] == 0 and not c.wanted
+    c.report_failure(NODES[1].ip6, one_hop_label(0))
+    assert c.lookup(NODES[1].ip6) is None and NODES[1].ip6 in c.wanted
+    clock.now += c.config.failed_label_hold_ms
+    assert c.lookup(NODES[1].ip6) == (NODES[1].public_key, one_hop_label(0), ())
+    c.set_peers([])                                     # the link went down
+    assert c.lookup(NODES[1].ip6) is None
+
+
 def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
     """A square RS-N1-N0 / RS-N2-N0: N0 reaches RS by N1 (its label) and learns the backup by N2 from RS itself."""
     svc = RouteServerService(RS.public_key)
@@ -304,13 +318,15 @@ def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
     assert set(svc.core.path_of_label(NODES[0].ip6, backup)) & set(svc.core.path_of_label(NODES[0].ip6, first)) \
         == {NODES[0].ip6, RS.ip6}                       # no node (so no link) in common
     # a look-up on its way when a switch error says the way to the server broke: resent at once on the backup
-    c.lookup(NODES[2].ip6)
+    # (of a node that is not a peer: a peer is reached over its own link, without a query)
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, one_hop_label(3), ())
+    c.lookup(RS2.ip6)
     [gr] = [o for o in c.poll() if o.kind == "snode"]
     c.report_failure(RS.ip6, first)
     assert c.server == RS.public_key and c.candidates[RS.public_key].label == backup
     assert c.counters["server_backup_used"] == 1 and c.counters["server_failed_switch_error"] == 0
     out = [o for o in c.poll() if o.kind == "snode"]
-    [again] = [o for o in out if M.parse_query(o.payload).tar == NODES[2].ip6]
+    [again] = [o for o in out if M.parse_query(o.payload).tar == RS2.ip6]
     assert {o.label for o in out} == {backup}          # and a new backup is asked for, on the new way
     # a peer still offering the broken label does not bring it back
     c._add_candidate(RS.public_key, first, "peer")
