@@ -3,7 +3,8 @@
 :class:`RouteServerService` wraps the pure graph core (:mod:`.server`) with the message layer
 (:mod:`.messages`). It does no I/O and reads no clock: ``handle(msg_bytes, src, now_ms, path=None)`` takes one
 message from the node with public key ``src`` (known from the CryptoAuth session that carried it; ``path`` is
-the return label, if the host knows it) and returns the reply bytes, or None when nothing should be sent.
+the way back, if the host knows it: ``(label, via)``, via the further segments when the message came through
+waypoints) and returns the reply bytes, or None when nothing should be sent.
 
 * ``ann``: accept or reject (a counted reason, see server.py) and reply with ``recvTime``, the sender's
   ``stateHash`` and, for a rejection, ``error``; ``alt`` lists the other route servers of our Cloud ISP with a
@@ -88,7 +89,7 @@ class RouteServerService:
         self._last_expire = None
 
     # -- messages from nodes and peers ----------------------------------------------------------------
-    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: int | None = None) -> bytes | None:
+    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None) -> bytes | None:
         src_ip6 = keys.address_for_key(bytes(src))
         self._housekeeping(now_ms)
         try:
@@ -105,7 +106,7 @@ class RouteServerService:
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
-            peer.heard_label, peer.heard_via = path, ()
+            peer.heard_label, peer.heard_via = path[0], tuple(path[1])
         self._note_foreign(q.foreign, src_ip6)
         if q.sq == "ann":
             return self._announce(q, src_ip6, now_ms)

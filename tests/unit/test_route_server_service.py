@@ -92,7 +92,7 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     assert key == FOREIGN.public_key and label > 1
     assert M.parse_query(payload).sq == "sub"
     # b answers the subscription and records the return path; a learns it was accepted
-    reply = b.handle(payload, RS.public_key, T0, path=0x1234)
+    reply = b.handle(payload, RS.public_key, T0, path=(0x1234, ()))
     a.handle(reply, FOREIGN.public_key, T0)
     assert a.peers[FOREIGN.ip6].subscribed and b.peers[RS.ip6].heard_label == 0x1234
     # b subscribes to a (over the return path): a sends the catch-up, b accepts all five announcements
@@ -138,7 +138,7 @@ def test_servers_pass_on_what_other_servers_forwarded():
         for _ in range(n):
             for src in (a, a2, f):
                 for key, _, payload, _ in src.take_outbox(now):
-                    reply = by_key[key].handle(payload, src.public_key, now, path=0x17)
+                    reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
                     if reply is not None:
                         src.handle(reply, key, now)
     rounds(T0)
@@ -396,7 +396,7 @@ def test_service_and_client_survive_arbitrary_messages():
     @given(fields, st.sampled_from([NODES[0], FOREIGN, RS2]))
     def run(d, src):
         raw = bencode.encode(d)
-        out = svc.handle(raw, src.public_key, T0, path=0x13)
+        out = svc.handle(raw, src.public_key, T0, path=(0x13, ()))
         assert out is None or isinstance(out, bytes)
         c.on_reply(raw, RS.public_key)
         c.poll()
@@ -436,7 +436,7 @@ def test_federation_recovers_when_either_side_restarts():
         fwds = 0
         for key, _, payload, _ in src.take_outbox(now):
             fwds += M.parse_query(payload).sq == "fwd"
-            reply = dst.handle(payload, src.public_key, now, path=0x17)
+            reply = dst.handle(payload, src.public_key, now, path=(0x17, ()))
             if reply is not None:
                 src.handle(reply, dst.public_key, now)
         return fwds
