@@ -204,11 +204,21 @@ class RouteServerService:
                 continue
             if not to_node.via:
                 try:
-                    peer.heard_label, peer.heard_via = splice(addr.label, to_node.label), ()
+                    peer.heard_label, peer.heard_via = splice(self._from_node(src_ip6, to_node, addr.label),
+                                                              to_node.label), ()
                     continue
                 except LabelError:
                     pass
             peer.heard_label, peer.heard_via = to_node.label, to_node.via + (addr.label,)
+
+    def _from_node(self, ip6: bytes, to_node, label: int) -> int:
+        """The node's ``label`` (from its router) for a packet that reaches it on our path ``to_node``: its first
+        director widened to the node's interface back towards us where that is wider (labels.convert_for_return;
+        its switch refuses a narrower one)."""
+        if len(to_node.nodes) < 2:
+            return label
+        back = self.core.hop_label(ip6, to_node.nodes[-2])
+        return labels.convert_for_return(self.core.nodes[ip6].scheme, label, back)
 
     # -- federation output ---------------------------------------------------------------------------
     def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:

@@ -387,7 +387,7 @@ class RouteServerGlue:
             if msg.reply:
                 self.client.on_getsnode_reply(msg, back)
             else:
-                answer = self.client.answer_getsnode(msg)
+                answer = self.client.answer_getsnode(msg, back)
                 if answer is not None:
                     self.counters["getsnode_answered"] += 1
                     self._send_control(back, answer)

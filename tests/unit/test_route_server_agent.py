@@ -14,11 +14,9 @@ from node.cjdns import keys, labels
 T0 = 1_700_000_000_000
 
 
-def build_grid(n=3, servers=("11",), fast=True, cols=None):
-    """An n x n grid (n x cols), nodes named by row and column ("00", "01", ...)."""
-    cols = n if cols is None else cols
+def build(names, links, servers):
+    """Nodes with route-server glue joined by in-memory links; ``links``: (a, a's switch index, b, b's)."""
     wire, loop = MemoryWire(), ManualLoop()
-    names = [f"{r}{c}" for r in range(n) for c in range(cols)]
     idents = {name: keys.Identity.from_seed(b"rs-agent", i) for i, name in enumerate(names)}
     server_keys = [idents[s].pubkey_text for s in servers]
     nodes, glues = {}, {}
@@ -36,15 +34,19 @@ def build_grid(n=3, servers=("11",), fast=True, cols=None):
         glue = RouteServerGlue(node, settings)         # on the node's wall clock
         glue.install(loop)
         glues[name] = glue
-    # interfaces 0 east, 2 west, 3 south, 4 north
-    for r in range(n):
-        for c in range(cols):
-            for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)):
-                if r + dr < n and c + dc < cols:
-                    a, b = f"{r}{c}", f"{r + dr}{c + dc}"
-                    wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, idents[b].public_key),
-                              nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, idents[a].public_key))
+    for a, mine, b, theirs in links:
+        wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, idents[b].public_key),
+                  nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, idents[a].public_key))
     return wire, loop, nodes, glues
+
+
+def build_grid(n=3, servers=("11",), cols=None):
+    """An n x n grid (n x cols), nodes named by row and column ("00", "01", ...); interfaces 0 east, 2 west,
+    3 south, 4 north."""
+    cols = n if cols is None else cols
+    links = [(f"{r}{c}", mine, f"{r + dr}{c + dc}", theirs) for r in range(n) for c in range(cols)
+             for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)) if r + dr < n and c + dc < cols]
+    return build([f"{r}{c}" for r in range(n) for c in range(cols)], links, servers)
 
 
 def step(wire, loop, nodes, glues, seconds, dt=0.1):
@@ -244,6 +246,20 @@ def test_route_servers_too_far_apart_for_one_label_federate_through_a_waypoint_b
     assert a.counters["forwarded"] >= 1 and b.counters["forwarded"] >= 1
     assert not any(n.drops.get("session_unknown_handle") for n in nodes.values()), \
         "no reply ended at a waypoint that has no session for it"
+
+
+def test_a_node_behind_a_wide_interface_of_its_peer_reaches_the_route_server_the_peer_names():
+    """server - hub - leaf, the leaf on the hub's interface 11 (a 7-bit director), the server on its interface 0
+    (4 bits): the hub's GETSNODE answer is widened for the leaf (cjdns NumberCompress_getLabelFor), else every
+    announcement of the leaf is refused by the hub's switch (MALFORMED_ADDRESS) and times out."""
+    wire, loop, nodes, glues = build(["s", "hub", "leaf"], [("hub", 0, "s", 2), ("hub", 11, "leaf", 0)], ["s"])
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, 6)
+    leaf = glues["leaf"].client
+    assert leaf.server == nodes["s"].identity.public_key and leaf.counters["ann_accepted"] >= 1
+    assert not leaf.counters["timeout_ann"] and not nodes["leaf"].drops
+    assert glues["s"].service.status()["nodes"] == 3
 
 
 def test_bad_announcements_injected_by_a_node_are_rejected_and_counted():

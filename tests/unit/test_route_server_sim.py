@@ -122,7 +122,7 @@ class SimNet:
         if control.is_control(body):
             msg = control.unframe(body)
             if isinstance(msg, control.GetSnode) and not msg.reply:
-                answer = node.client.answer_getsnode(msg)
+                answer = node.client.answer_getsnode(msg, back)
                 if answer is not None:
                     self.send(name, back, control.frame(answer))
             elif isinstance(msg, control.GetSnode):
