@@ -5,7 +5,7 @@ from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
-from node.route_server.service import RouteServerService
+from node.route_server.service import ALT_REFRESH_MS, RouteServerService
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
@@ -55,6 +55,9 @@ def test_ann_reply_carries_state_hash_and_alternatives():
     assert alt.public_key == RS2.public_key and alt.label == svc.core.route(NODES[0].ip6, RS2.ip6).label
     pn = query(svc, M.Query("pn", b"p"), NODES[0], T0 + 1000)
     assert pn.state_hash == r.state_hash
+    assert pn.alternatives == ()                     # the node got them lately: no searches for them again
+    later = T0 + 1000 + ALT_REFRESH_MS
+    assert query(svc, M.Query("pn", b"p"), NODES[0], later).alternatives == (alt,)
     assert query(svc, M.Query("pn", b"p"), FOREIGN, T0).state_hash == bytes(64)
 
 
