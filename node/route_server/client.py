@@ -250,14 +250,24 @@ class RouteServerClient(PathProvider):
             if self.server == me:
                 self._fail_server(self.clock(), "lost")
 
-    def answer_getsnode(self, msg: control.GetSnode) -> control.GetSnode | None:
-        """Our reply to a peer's GETSNODE query: the route server we use and our label to it."""
+    def answer_getsnode(self, msg: control.GetSnode, asker_label: int | None = None) -> control.GetSnode | None:
+        """Our reply to a peer's GETSNODE query: the route server we use and our label to it. ``asker_label`` is
+        our label back to the asker (the query's arrival label, bit-reversed): the asker splices our label onto
+        its label to us, so our first director must be at least as wide as the director back to it, or our
+        switch refuses the packet (a small interface must be written with a big director when the packet comes
+        in on a big one). cjdns does the same (ControlHandler: NumberCompress_getLabelFor)."""
         if msg.reply:
             return None
         server = self._server(self.clock())
         if server is None:
             return None
         label = self.candidates[server].label
+        if asker_label is not None and label != SELF_LABEL:
+            try:
+                label = labels.convert_for_return(self.scheme, label, asker_label)
+            except LabelError:
+                self.counters["getsnode_not_expressible"] += 1      # too long once widened: the asker cannot use it
+                return None
         return control.GetSnode(self.version, snode_version=self.version, snode_key=server, path_to_snode=label,
                                 reply=True)
 
