@@ -148,7 +148,7 @@ class RouteServerGlue:
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
-        self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
+        self.return_seen: dict[bytes, tuple] = {}       # destination -> the last way back (way_back) its packets came by
         self.lease_table = None                         # the node's leases, announced (use_lease_table)
         self.closed = False
         self.loop = None
