@@ -48,6 +48,7 @@ MAX_QUEUED_FORWARDS = 10_000
 # per node (alternatives; a reply in between lists none, the node keeps what it has) or per federation peer (reports).
 ALT_REFRESH_MS = 30_000
 REPORT_CHECK_MS = SUBSCRIBE_RETRY_MS
+FORWARD_EVERY_MS = 500            # queued announcements go to a peer in batches this often (a search for its path)
 
 
 class Outbound(NamedTuple):
@@ -65,6 +66,7 @@ class FederationPeer:
     interested: bool = False          # it subscribed to us
     subscribed: bool = False          # it acknowledged our subscription
     last_sub_ms: int = -SUBSCRIBE_RETRY_MS
+    last_fwd_ms: int = -FORWARD_EVERY_MS
     heard_label: int | None = None    # a path to it learned from a node's report or its own messages
     heard_via: tuple = ()             # ... and its further waypoint segments (the reporting node is a waypoint)
     report_checked_ms: int | None = None   # when a node's report of it was last looked at
@@ -190,17 +192,16 @@ class RouteServerService:
             peer.subscribed = True
 
     def _alternatives(self, ip6: bytes, now_ms: int) -> tuple:
-        """The other route servers of our ISP with a path from ``ip6``; none if it got some lately."""
+        """The other route servers of our ISP with a path from ``ip6``; none if they were looked for lately."""
         if 0 <= now_ms - self._alt_given.get(ip6, now_ms - ALT_REFRESH_MS) < ALT_REFRESH_MS:
             return ()
+        self._alt_given[ip6] = now_ms
         out = []
         for peer in self.peers.values():
             if peer.same_isp:
                 route = self.core.route(ip6, peer.ip6)
                 if route is not None and not route.via:      # a client reaches its servers by one label
                     out.append(M.Address(peer.public_key, route.label))
-        if out:
-            self._alt_given[ip6] = now_ms
         return tuple(out)
 
     def _note_foreign(self, found, src_ip6: bytes, now_ms: int) -> None:
@@ -248,16 +249,22 @@ class RouteServerService:
         """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""
         out = []
         for peer in self.peers.values():
+            since = now_ms - peer.last_sub_ms
+            sub_due = (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS
+            fwd_due = peer.interested and peer.queue and not 0 <= now_ms - peer.last_fwd_ms < FORWARD_EVERY_MS
+            if not (sub_due or fwd_due):
+                continue                         # the path search below costs more than the rest of a tick
             found = self._route_to(peer)
             if found is None:
                 continue
             label, via = found
-            since = now_ms - peer.last_sub_ms
-            if (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS:
+            if sub_due:
                 peer.last_sub_ms = now_ms
                 sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
                 out.append(Outbound(peer.public_key, label, M.pack_query(sub), via))
-            while peer.interested and peer.queue:
+            if fwd_due:
+                peer.last_fwd_ms = now_ms
+            while fwd_due and peer.queue:
                 batch, size = [], 0
                 while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:
                     raw = peer.queue.pop(0)

@@ -45,18 +45,19 @@ def line(svc, now=T0):
 
 def test_ann_reply_carries_state_hash_and_alternatives():
     svc = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
-    line(svc)
-    raw = ann(NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], T0 + 1000, reset=False)
-    r = query(svc, M.Query("ann", b"x", ann=raw), NODES[0], T0 + 1000)
-    assert r.error is None and r.recv_time == T0 + 1000
+    line(svc)                                        # N0 announced before RS2: no alternative then
+    now = T0 + ALT_REFRESH_MS                        # looked for again only this much later
+    raw = ann(NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], now, reset=False)
+    r = query(svc, M.Query("ann", b"x", ann=raw), NODES[0], now)
+    assert r.error is None and r.recv_time == now
     assert r.state_hash == state_hash([a.raw for a in svc.core.nodes[NODES[0].ip6].announcements])
     assert len(svc.core.nodes[NODES[0].ip6].announcements) == 2
     [alt] = r.alternatives
     assert alt.public_key == RS2.public_key and alt.label == svc.core.route(NODES[0].ip6, RS2.ip6).label
-    pn = query(svc, M.Query("pn", b"p"), NODES[0], T0 + 1000)
+    pn = query(svc, M.Query("pn", b"p"), NODES[0], now)
     assert pn.state_hash == r.state_hash
     assert pn.alternatives == ()                     # the node got them lately: no searches for them again
-    later = T0 + 1000 + ALT_REFRESH_MS
+    later = now + ALT_REFRESH_MS
     assert query(svc, M.Query("pn", b"p"), NODES[0], later).alternatives == (alt,)
     assert query(svc, M.Query("pn", b"p"), FOREIGN, T0).state_hash == bytes(64)
 
