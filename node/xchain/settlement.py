@@ -189,19 +189,26 @@ def _may_reveal(t: Transfer, view: View, timing: Timing) -> bool:
 
 # --- transactions -------------------------------------------------------------------------------------------------
 
-def lock_tx(leg: Leg, key: Key, coins: list[tuple[OutPoint, int]], fee: int):
-    """The payer's transaction funding the leg's HTLC from its P2PKH coins [(outpoint, value)], change back."""
-    total = sum(v for _, v in coins)
-    if total < leg.amount + fee:
-        raise PlanError(f"{leg.payer} has {total} units on {leg.chain}, the leg needs {leg.amount + fee}")
-    outputs = [TxOut(leg.amount, leg.script)]
-    if total > leg.amount + fee:
-        outputs.append(TxOut(total - leg.amount - fee, key.p2pkh_script))
+def p2pkh_spend(key: Key, coins: list[tuple[OutPoint, int]], outputs: list[TxOut], fee: int):
+    """A signed transaction spending `key`'s P2PKH coins [(outpoint, value)] to `outputs`, the change back."""
+    total, need = sum(v for _, v in coins), sum(o.value for o in outputs) + fee
+    if total < need:
+        raise PlanError(f"{key.address} has {total} units in the coins given, {need} are needed")
+    if total > need:
+        outputs = [*outputs, TxOut(total - need, key.p2pkh_script)]
     tx = spend_tx([op for op, _ in coins], outputs)
     for i in range(len(coins)):
         sig = signature(tx, i, key, key.p2pkh_script)
         tx = with_script_sig(tx, i, S.push_data(sig) + S.push_data(key.pubkey))
     return tx
+
+
+def lock_tx(leg: Leg, key: Key, coins: list[tuple[OutPoint, int]], fee: int):
+    """The payer's transaction funding the leg's HTLC from its P2PKH coins, the change back."""
+    try:
+        return p2pkh_spend(key, coins, [TxOut(leg.amount, leg.script)], fee)
+    except PlanError as e:
+        raise PlanError(f"{leg.payer} on {leg.chain}: {e}") from None
 
 
 def redeem_tx(leg: Leg, seen: Seen, key: Key, preimage: bytes, fee: int):
