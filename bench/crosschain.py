@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import asdict
 
 from bench.common import RESULTS, console, table, write
 from node.xchain.settlement import COMMITTED, REFUNDED, Timing
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
                           f"{r['latency_p50_s']:.1f}" if r["latency_p50_s"] else "-",
                           f"{r['latency_p90_s']:.1f}" if r["latency_p90_s"] else "-",
                           f"{r['round_p50_s']:.2f}" if r["round_p50_s"] else "-"] for r in rows]))
-    write("crosschain", {"seed": args.seed, "timing": vars(TIMING) if hasattr(TIMING, "__dict__") else str(TIMING),
+    write("crosschain", {"seed": args.seed, "timing": asdict(TIMING),
                          "block_time_s": BLOCK_TIME, "rows": rows})
     plot(rows, RESULTS / "crosschain.png")
     bad = [r for r in rows if r["audit_half_or_pending"] or r["unsettled"]]

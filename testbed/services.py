@@ -222,7 +222,7 @@ def instance_configs(state: dict, run_dir: Path) -> dict[str, dict[str, dict]]:
     addr = state["addresses"]
     events = str(run_dir / "events.jsonl")
     out: dict[str, dict[str, dict]] = {}
-    for name, inst in state["chains"].items():
+    for inst in state["chains"].values():
         port = inst["config"]["port"]
         for n in inst["nodes"]:
             d = run_dir / "nodes" / n

@@ -196,10 +196,10 @@ class Settlement:
 
     # --- transfers ------------------------------------------------------------------------------------------------
     def _start(self, hops: list[X.Hop], amount: int, holder: str, fee_per_hop: int = 0) -> X.Transfer:
+        heights = {c: self.height(c) for c in {h.chain for h in hops}}
         self.counter += 1
         tid = f"t{self.counter}"
         secret = hashlib.sha256(f"pktlab xchain {self.seed} {tid}".encode()).digest()
-        heights = {c: self.height(c) for c in {h.chain for h in hops}}
         t = X.plan(tid, hops, amount, htlc_hash(secret), heights, self.block_times, self.timing, fee_per_hop)
         for n in t.parties:
             self.parties[n].add(t, secret if n == holder else None)
@@ -230,7 +230,7 @@ class Settlement:
                 tid, preimage = p.handed_back.pop()
                 for q in self.transfers[tid].parties - {p.name} - self.cut:
                     self.parties[q].learn(tid, preimage)
-        for tid, t in self.transfers.items():
+        for tid in self.transfers:
             if tid not in self.finished and self.outcome(tid) != X.PENDING:
                 self.finished[tid] = time.monotonic()
 

@@ -23,8 +23,18 @@ from dataclasses import dataclass, field
 from node.chain.keys import Key
 from node.chain.script import htlc_hash
 
-from .settlement import Action, PlanError, Timing, Transfer, View, decide, lock_tx, pick_coins, redeem_tx, \
-    refund_tx
+from .settlement import (
+    Action,
+    PlanError,
+    Timing,
+    Transfer,
+    View,
+    decide,
+    lock_tx,
+    pick_coins,
+    redeem_tx,
+    refund_tx,
+)
 from .watch import ChainWatch, State
 
 MAX_BLOCKS_PER_STEP = 200

@@ -31,13 +31,20 @@ Pure: heights, the seen states and the time are passed in; building transactions
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 from node.chain import script as S
 from node.chain.keys import Key
 from node.chain.tx import OutPoint, TxOut
-from node.chain.wallet import htlc_redeem, htlc_refund, signature, spend_tx, with_script_sig
+from node.chain.wallet import (
+    htlc_redeem,
+    htlc_refund,
+    signature,
+    spend_tx,
+    with_script_sig,
+)
 
 from .watch import Seen, State
 
@@ -110,7 +117,7 @@ def plan(transfer_id: str, hops: list[Hop], amount: int, payment_hash: bytes, he
         raise PlanError("the amount must be positive and the fee not negative")
     if len(payment_hash) != 32:
         raise PlanError("the payment hash is 32 bytes")
-    for i, (a, b) in enumerate(zip(hops, hops[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(hops)):
         if a.payee != b.payer:
             raise PlanError(f"hop {i + 1} is paid by {b.payer}, but hop {i} pays {a.payee}")
     for h in hops:

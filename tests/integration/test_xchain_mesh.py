@@ -59,6 +59,7 @@ def _transfers_with_faults(mesh, n_transfers: int, n_faults: int, seed: int):
     """n transfers (relay through x1 or pairwise swaps, random chains) started 1.5 s apart, with n faults at random
     moments (partition the relay, or kill every node of a chain), each 5-12 s, shorter than the margin."""
     import random
+
     from node.xchain.settlement import COMMITTED, REFUNDED, Timing
     from testbed.xchain import PKT, Settlement, XchainError
     print(f"cross-chain fault test: seed {seed}, {n_transfers} transfers, {n_faults} faults")

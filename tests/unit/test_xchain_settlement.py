@@ -163,11 +163,11 @@ def test_plan_decreasing_locks_and_errors():
     assert TIMING.times(2) == [2 * 2 + 10 + 5 + 2, 2 * 2 + 10]
     assert [leg.lock_height for leg in t.legs] == [100 + 21, 10 + 7]          # beta: 14 s at 2 s a block
     assert [leg.amount for leg in t.legs] == [1007, 1000]
-    for bad, words in [(dict(hops=[hops[1], hops[0]]), "paid by s"), (dict(hops=[]), "at least one hop"),
-                       (dict(amount=0), "positive"), (dict(payment_hash=b"x"), "32 bytes"),
-                       (dict(heights={"alpha": 1}), "chain beta")]:
-        args = dict(transfer_id="t", hops=hops, amount=1000, payment_hash=bytes(32), heights=heights,
-                    block_times=bt, timing=TIMING)
+    for bad, words in [({"hops": [hops[1], hops[0]]}, "paid by s"), ({"hops": []}, "at least one hop"),
+                       ({"amount": 0}, "positive"), ({"payment_hash": b"x"}, "32 bytes"),
+                       ({"heights": {"alpha": 1}}, "chain beta")]:
+        args = {"transfer_id": "t", "hops": hops, "amount": 1000, "payment_hash": bytes(32), "heights": heights,
+                "block_times": bt, "timing": TIMING}
         with pytest.raises(X.PlanError, match=words):
             X.plan(**(args | bad))
 
