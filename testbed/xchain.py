@@ -242,6 +242,21 @@ class Settlement:
     def pending(self) -> list[str]:
         return [tid for tid in self.transfers if tid not in self.finished]
 
+    def describe(self, tid: str) -> str:
+        """Why a transfer is where it is, for a failure message: each leg as its payer and payee see it (state,
+        lock height, the chain's height) and what those parties could not do."""
+        t, out = self.transfers[tid], [tid]
+        for i, leg in enumerate(t.legs):
+            views = []
+            for n in (leg.payer, leg.payee):
+                p = self.parties[n]
+                seen = p.seen(tid)[i]
+                views.append(f"{n} sees {seen.state.name} at height {p.watches[leg.chain].height}")
+            out.append(f"leg {i} on {leg.chain} {leg.payer}->{leg.payee} lock_height {leg.lock_height}: "
+                       + ", ".join(views))
+        errors = [e for n in t.parties for e in self.parties[n].errors if e.startswith(f"{tid} ")]
+        return "; ".join(out + [f"errors: {errors[-4:]}"] if errors else out)
+
     def run_until_settled(self, within: float, interval: float = 0.5, during=None) -> bool:
         """Step until every transfer is settled (or `within` seconds); `during()` is called every round (faults)."""
         deadline = time.monotonic() + within

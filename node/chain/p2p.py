@@ -14,7 +14,8 @@ block or header join a header index (a header is checked for sanity on arrival: 
 limit, not more than 720 s ahead); 2000 headers in a reply ask for the next batch. Blocks of indexed headers are
 fetched with `getdata` in height order, at most MAX_IN_FLIGHT per peer, and re-asked of another peer after
 STALL_S. An `inv` of an unknown block is answered with `getheaders` (headers first); an unknown transaction with
-`getdata`. Relaying a block is an `inv` of it to every peer.
+`getdata`. Relaying a block is an `inv` of it to every peer; a peer that connects (or reconnects) gets an `inv` of
+the whole mempool after the handshake (what was accepted while it was away would never reach it otherwise).
 
 Ban scores (pktlab's numbers; btcd's ban threshold is the same 100). A peer accumulates SCORES[reason] for each
 bad thing it sends; at BAN_THRESHOLD it is disconnected and its address refused for `ban_s` seconds. A bad magic or
@@ -288,6 +289,14 @@ class P2P:
         if not peer.handshake:
             peer.handshake = True
             self._get_headers(peer)
+            self._announce_mempool(peer)
+
+    def _announce_mempool(self, peer: Peer) -> None:
+        """A transaction accepted while a peer was away (restarted, cut off) would otherwise never reach it, and
+        if that peer is the one that mines, never a block: a new connection gets an inv of the whole mempool."""
+        txids = list(self.host.chain.mempool.entries)[-M.MAX_INV:]
+        if txids:
+            self._send(peer, "inv", M.Inventory([(M.MSG_TX, h) for h in txids]).encode())
 
     def _on_ping(self, peer: Peer, payload: bytes) -> None:
         self._send(peer, "pong", M.encode_nonce(M.decode_nonce(payload, "ping")))

@@ -107,7 +107,7 @@ def _transfers_with_faults(mesh, n_transfers: int, n_faults: int, seed: int):
             s.step()
             during()
             time.sleep(0.5)
-        assert s.run_until_settled(within=300), f"not settled: {s.pending()}"
+        assert s.run_until_settled(within=300), "not settled:\n" + "\n".join(map(s.describe, s.pending()))
         mesh.wait_until(lambda: all(v == 0 for v in s.audit()["mempools"].values()), 60, "empty mempools")
         report = s.audit()
         print("outcomes:", report["outcomes"])

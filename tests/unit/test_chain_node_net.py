@@ -63,6 +63,36 @@ def test_two_nodes_sync_headers_first_and_relay_a_new_block(tmp_path):
         b.close()
 
 
+def test_a_peer_that_connects_later_gets_the_mempool(tmp_path):
+    """A transaction accepted while the miner was away (restarted, cut off) reaches it when it connects: without
+    that it would wait in one node's mempool forever and never be mined."""
+    from node.chain.keys import Key
+    from node.chain.wallet import Wallet
+    a = ChainNode("a", PARAMS, tmp_path / "a", clock=lambda: 2_000_000_000)
+    b = ChainNode("b", PARAMS, tmp_path / "b", clock=lambda: 2_000_000_000)
+    for blk in H.extend(a.chain, 4):                          # both on one chain, as after a restart
+        b.process_block(blk.raw, "rpc")
+    tx = Wallet(PARAMS, [H.MINER]).send(a.chain, Key.from_seed("alice").p2pkh_script, 1000, fee=500)
+    a.accept_tx(tx, "rpc")                                    # no peer yet: announced to nobody
+    pa, pb = _free_port("127.0.0.1"), _free_port("127.0.0.2")
+    a.p2p = P2P(a, PARAMS, listen=("127.0.0.1", pa), peers=[("127.0.0.2", pb)])
+    b.p2p = P2P(b, PARAMS, listen=("127.0.0.2", pb), peers=[("127.0.0.1", pa)])
+
+    async def go():
+        await a.p2p.start()
+        await b.p2p.start()
+        try:
+            await _until(lambda: tx.txid in b.chain.mempool.entries)
+        finally:
+            await a.p2p.stop()
+            await b.p2p.stop()
+    try:
+        asyncio.run(go())
+    finally:
+        a.close()
+        b.close()
+
+
 def test_malformed_frames_are_counted_and_the_sender_banned(tmp_path):
     node = ChainNode("n", PARAMS, tmp_path / "n")
     port = _free_port("127.0.0.1")
