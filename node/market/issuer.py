@@ -16,8 +16,20 @@ from node.cjdns import keys
 
 from .chain_view import CLAIMED, ChainView, depth
 from .evidence import BAD_PREIMAGE, Reveal
-from .token_chain import (LOCK_NOT_PENDING, PENDING, WRONG_ISSUER, IssueLease, IssueRouter, Lock, LockRequest,
-                          RuleError, TokenState, Transfer, Unlock, make_update)
+from .token_chain import (
+    LOCK_NOT_PENDING,
+    PENDING,
+    WRONG_ISSUER,
+    IssueLease,
+    IssueRouter,
+    Lock,
+    LockRequest,
+    RuleError,
+    TokenState,
+    Transfer,
+    Unlock,
+    make_update,
+)
 from .wire import BAD_SIGNATURE, WireError, decode_as, sha256
 
 TYPES = {c.TYPE: c for c in (LockRequest, Reveal)}
@@ -33,6 +45,12 @@ class Issuer:
         self.updates: list = []
         self.state = TokenState(self.key)
         self.rejected: Counter = Counter()
+
+    def restore(self, updates) -> None:
+        """Continue a chain this issuer made before (read back from its store); RuleError if it is not valid."""
+        for u in updates:
+            self.state = self.state.apply(u)
+            self.updates.append(u)
 
     def issue_lease(self, token: str, lease: str, link: str, kbps: int, start: int, end: int, price: int) -> list:
         return self._commit([IssueLease(token, lease, link, kbps, start, end, price)])

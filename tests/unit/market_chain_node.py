@@ -36,8 +36,9 @@ class ChainNodeProcess:
                "events_file": None, "log_file": str(self.dir / "chain.log"), "chain": self.config,
                "settings": {"p2p_port": free_port(), "rpc_port": free_port(), "socket": self.socket, "peers": []}}
         (self.dir / "chain.json").write_text(json.dumps(cfg))
-        self.proc = subprocess.Popen([sys.executable, "-m", "node.chain.service", str(self.dir / "chain.json")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.dir / "chain.stderr", "wb"))
+        with open(self.dir / "chain.stderr", "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "node.chain.service", str(self.dir / "chain.json")],
+                                         stdout=subprocess.DEVNULL, stderr=err)
         self.replicas = [Chain(self.dir / "replica0", self.params)]
         end = time.monotonic() + 30
         while not (self.dir / "chain.status.json").exists():
