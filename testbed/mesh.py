@@ -29,7 +29,7 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, backends, chain_view, faults, runs, services
+from testbed import agent_configs, backends, chain_view, faults, market_view, runs, services
 from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
@@ -364,6 +364,40 @@ class Mesh:
     def wait_height(self, height: int, within: float, nodes: list[str] | None = None) -> dict:
         """Until every chain node (or these) is at `height` or above; their statuses."""
         return chain_view.wait_height(self.run, self.topo, height, within, nodes)
+
+    # -- the bandwidth market (node/market/service.py, testbed/market_view.py) -----------------------------------
+    def market_offers(self, nodes: list[str] | None = None, measure: bool = True) -> list[dict]:
+        """Every offer of the run's markets (nodes with the role issuer); with `measure`, the link's quality
+        measured over the free tier (pings between its ends: loss, RTT) next to its configured parameters."""
+        found = market_view.offers(self.run, self.topo, nodes)
+        for o in found:
+            ends = o["link"].split("--")
+            if measure and o["link_quality"] is not None:
+                st = self.ping_stats(ends[0], ends[1], count=5, interval=0.1, wait=1.0)
+                o["measured"] = {"rtt_ms": st["avg"], "loss": st["loss"]}
+        return found
+
+    def market_sell(self, node: str, lease: str, price: int, term_s: float, **kw) -> dict:
+        """Issue a token for one of the node's leases at `price` atomic PKT for `term_s` from now."""
+        return market_view.sell(self.run, self.topo, node, lease, price, term_s, **kw)
+
+    def market_buy(self, buyer: str, seller: str, token: str, price: int | None = None,
+                   wait: float | None = None) -> dict:
+        """Buy `token` from `seller` by atomic swap; with `wait`, until it ended (outcome completed/refunded)."""
+        started = market_view.buy(self.run, self.topo, buyer, seller, token, price)
+        if wait is None:
+            return started
+        return market_view.wait_swap(self.run, self.topo, buyer, started["swap"], wait)
+
+    def market_swap(self, node: str, swap_id: str) -> dict:
+        return market_view.swap(self.run, self.topo, node, swap_id)
+
+    def market_tokens(self, node: str) -> list[dict]:
+        """The tokens of every issuer chain the node's market holds: owner, lock, terms."""
+        return market_view.tokens(self.run, self.topo, node)
+
+    def market_status(self, node: str) -> dict:
+        return market_view.status(self.run, self.topo, node)
 
     # -- using the mesh ---------------------------------------------------------------------------------------
     @property

@@ -8,6 +8,8 @@ the node's run directory for the host (`pktlab market ...`).
     POST /issuer   <message>          a lock request or reveal for our issuer
     POST /swap     <message>          a swap message from a buyer -> {"replies": [message, ...]}
     POST /buy      {"url", "issuer", "token", "price"}    start buying: -> {"swap": ID}
+    POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
+                                      now: -> {"offer": ...}
     GET  /swaps/ID                    a swap's phase and outcome (completed | refunded | null while running)
 
 Market messages travel as their wire.py JSON text. A request the market refuses gets 400 {"error": CODE,
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 from aiohttp import web
 
@@ -99,6 +102,13 @@ def make_app(market: MarketNode) -> web.Application:
         sid = await market.buy(req["url"], _hex(req["issuer"], "issuer", 32), req["token"], price)
         return web.json_response({"swap": sid.hex()})
 
+    async def sell(request):
+        try:
+            offer = json.loads(await body(request))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MarketError("bad_json", f"the body is not JSON: {e}") from None
+        return web.json_response({"offer": market.sell(offer, time.time())})
+
     async def swap_status(request):
         return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
 
@@ -110,5 +120,6 @@ def make_app(market: MarketNode) -> web.Application:
     app.router.add_post("/issuer", issuer)
     app.router.add_post("/swap", swap)
     app.router.add_post("/buy", buy)
+    app.router.add_post("/sell", sell)
     app.router.add_get("/swaps/{id}", swap_status)
     return app

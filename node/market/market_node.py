@@ -54,7 +54,7 @@ from .swap import (
     SwapParams,
 )
 from .token_chain import Update
-from .wire import WireError, decode_as
+from .wire import MAX_UINT, Name, WireError, decode_as
 
 log = logging.getLogger(__name__)
 MARKET_PORT = 64780
@@ -66,6 +66,26 @@ class MarketError(ValueError):
     def __init__(self, code: str, detail: str):
         super().__init__(f"{code}: {detail}")
         self.code, self.detail = code, detail
+
+
+OFFER_KEYS = {"token", "lease", "link", "kbps", "term_s", "price"}
+
+
+def check_offer(o) -> dict:
+    """An offer {token, lease, link, kbps, term_s, price} checked field by field (MarketError bad_field)."""
+    if not isinstance(o, dict) or set(o) != OFFER_KEYS:
+        raise MarketError("bad_field", f"an offer has the fields {', '.join(sorted(OFFER_KEYS))}")
+    for k in ("token", "lease", "link"):
+        try:
+            Name().decode(o[k], k)
+        except WireError as e:
+            raise MarketError("bad_field", e.detail) from None
+    for k in ("kbps", "price"):
+        if isinstance(o[k], bool) or not isinstance(o[k], int) or not 0 < o[k] <= MAX_UINT:
+            raise MarketError("bad_field", f"{k}: a whole number > 0")
+    if isinstance(o["term_s"], bool) or not isinstance(o["term_s"], (int, float)) or not 0 < o["term_s"] < 1e9:
+        raise MarketError("bad_field", "term_s: seconds > 0")
+    return o
 
 
 class MarketNode:
@@ -101,12 +121,22 @@ class MarketNode:
             self.issuer.restore(updates)
             for u in updates:
                 self.replicator.receive(u.encode())
-        issued = self.issuer.state.tokens
         for o in self.offers:
-            if o["token"] not in issued:
-                self._commit(self.issuer.issue_lease(o["token"], o["lease"], o["link"], o["kbps"], int(now),
-                                                     int(now + o["term_s"]), o["price"]))
+            if o["token"] not in self.issuer.state.tokens:
+                self.sell(o, now)
         self._restore_swaps()
+
+    def sell(self, offer: dict, now: float) -> dict:
+        """Issue a lease token (an offer checked by check_offer) for the term from now; returns the offer."""
+        o = check_offer(offer)
+        if o["token"] in self.issuer.state.tokens:
+            raise MarketError("duplicate_token", f"token {o['token']} was already issued")
+        updates = self.issuer.issue_lease(o["token"], o["lease"], o["link"], o["kbps"], int(now),
+                                          int(now + o["term_s"]), o["price"])
+        if not updates:
+            raise MarketError("not_issued", f"the issuer refused: {dict(self.issuer.rejected)}")
+        self._commit(updates)
+        return next(x for x in self.my_offers() if x["token"] == o["token"])
 
     async def close(self) -> None:
         if self._http is not None:

@@ -3,15 +3,15 @@ namespace, started beside the chain services like them (testbed/services.py) and
 
 Config (JSON)::
 
-  {"node", "address" (the node's fc00::/8 address), "state_dir" (the node's run directory), "log_file",
-   "chain" (the chain parameters in their config form), "settings": {
+  {"role": "issuer" (optional), "node", "address" (the node's fc00::/8 address), "state_dir" (the node's run directory), "log_file",
+   "events_file" (ignored), "chain" (the chain parameters in their config form), "settings": {
       "port" (default MARKET_PORT), "socket" (a Unix socket path, optional), "chain_url" (its chain node's RPC),
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
       "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
       "swap" {SwapParams fields, optional}}}
 
-It writes ``<state_dir>/market.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
+It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
 """
 from __future__ import annotations
 
@@ -33,13 +33,11 @@ from node.chain.runtime import (
 )
 
 from .chain_client import ChainClient, ChainClientError
-from .market_node import MARKET_PORT, MarketNode
+from .market_node import MARKET_PORT, MarketError, MarketNode, check_offer
 from .swap import SwapParams
-from .wire import MAX_UINT, Name
 
 log = logging.getLogger("node.market.service")
-TOP_KEYS = {"node", "address", "state_dir", "log_file", "chain", "settings"}
-OFFER_KEYS = {"token", "lease", "link", "kbps", "term_s", "price"}
+TOP_KEYS = {"role", "node", "address", "state_dir", "events_file", "log_file", "chain", "settings"}
 
 
 def _secret(rt: Runtime, key: str) -> bytes:
@@ -56,20 +54,10 @@ def _secret(rt: Runtime, key: str) -> bytes:
 def _offers(rt: Runtime) -> list:
     out = []
     for i, o in enumerate(rt.setting("offers", list, [])):
-        where = f"{rt.source}: settings.offers[{i}]"
-        if not isinstance(o, dict) or set(o) != OFFER_KEYS:
-            raise ServiceConfigError(f"{where}: expected the fields {', '.join(sorted(OFFER_KEYS))}")
-        for k in ("token", "lease", "link"):
-            try:
-                Name().decode(o[k], k)
-            except ValueError as e:
-                raise ServiceConfigError(f"{where}: {e}") from None
-        for k in ("kbps", "price"):
-            if isinstance(o[k], bool) or not isinstance(o[k], int) or not 0 < o[k] <= MAX_UINT:
-                raise ServiceConfigError(f"{where}: {k}: a whole number > 0")
-        if isinstance(o["term_s"], bool) or not isinstance(o["term_s"], (int, float)) or not 0 < o["term_s"] < 1e9:
-            raise ServiceConfigError(f"{where}: term_s: seconds > 0")
-        out.append(o)
+        try:
+            out.append(check_offer(o))
+        except MarketError as e:
+            raise ServiceConfigError(f"{rt.source}: settings.offers[{i}]: {e.detail}") from None
     return out
 
 
@@ -82,6 +70,8 @@ def load_config(path: str) -> tuple[Runtime, str]:
         raise ServiceConfigError(f"{path}: not JSON: {e}") from None
     if not isinstance(data, dict) or set(data) - TOP_KEYS:
         raise ServiceConfigError(f"{path}: expected an object with the fields {', '.join(sorted(TOP_KEYS))}")
+    if data.get("role", "issuer") != "issuer":
+        raise ServiceConfigError(f"{path}: role: a market service has the role issuer, got {data['role']!r}")
     for key in ("node", "address", "state_dir", "log_file"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ServiceConfigError(f"{path}: {key}: expected a non-empty string")
@@ -93,7 +83,7 @@ def load_config(path: str) -> tuple[Runtime, str]:
         params = chain_params.for_run(data.get("chain") or {})
     except ValueError as e:
         raise ServiceConfigError(f"{path}: chain: {e}") from None
-    rt = Runtime("market", data["node"], data["address"], Path(data["state_dir"]), data["settings"], params, None,
+    rt = Runtime("issuer", data["node"], data["address"], Path(data["state_dir"]), data["settings"], params, None,
                  path)
     return rt, data["log_file"]
 

@@ -1,0 +1,103 @@
+"""A run's bandwidth market from the host: the data behind `pktlab market offers|sell|buy|tokens|swaps` and the same
+Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
+(`nodes/<node>/market.sock`); the services talk to each other over the mesh.
+
+`sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
+lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its
+offer when none is given.
+"""
+from __future__ import annotations
+
+from node.market.market_node import MARKET_PORT
+from testbed import services
+from testbed.topology.leases import declared_leases
+from testbed.waiting import wait_until
+
+
+class MarketViewError(RuntimeError):
+    """A market question or order that cannot be answered, saying why."""
+
+
+def issuers(topo) -> list[str]:
+    return topo.nodes_with_role("issuer")
+
+
+def rpc(run, topo, node: str, path: str, body: dict | None = None) -> dict:
+    if node not in topo.nodes:
+        raise MarketViewError(f"no node {node!r} in run {run.name}")
+    if node not in issuers(topo):
+        raise MarketViewError(f"{node} runs no market (give it the role issuer)")
+    try:
+        status, answer = services.unix_http(run.path("nodes", node, "market.sock"), path, body,
+                                            what=f"{node}: market")
+    except OSError as e:
+        raise MarketViewError(f"the market of {node} does not answer: {e}") from None
+    if status != 200:
+        raise MarketViewError(f"{node}: {answer.get('error')}: {answer.get('detail', '')}".rstrip(": "))
+    return answer
+
+
+def offers(run, topo, nodes: list[str] | None = None) -> list[dict]:
+    """Every offer of the run's markets (or these nodes'), with the seller and the link's emulated quality."""
+    out = []
+    for n in nodes or issuers(topo):
+        for o in rpc(run, topo, n, "/offers")["offers"]:
+            out.append(dict(o, seller=n, link_quality=_link_quality(topo, o["link"])))
+    return out
+
+
+def _link_quality(topo, link: str) -> dict | None:
+    """The link's emulated parameters as configured (a->b), None for a link the topology does not have."""
+    ends = link.split("--")
+    found = topo.find_link(*ends) if len(ends) == 2 else None
+    if found is None:
+        return None
+    p = found.ab
+    return {"rate_bps": p.rate_bps, "delay_s": p.delay_s, "loss": p.loss}
+
+
+def sell(run, topo, node: str, lease: str, price: int, term_s: float, *, link: str | None = None,
+         kbps: int | None = None, token: str | None = None) -> dict:
+    declared = next((d for d in declared_leases(topo) if d.id == lease), None)
+    if declared is not None:
+        l = topo.links[declared.link_index]
+        link = link or f"{l.a}--{l.b}"
+        kbps = kbps or max(1, declared.guarantee_bps // 1000)
+    if link is None or kbps is None:
+        raise MarketViewError(f"lease {lease} is not declared in the topology: give its link and kbps")
+    body = {"token": token or f"{node}.{lease}", "lease": lease, "link": link, "kbps": kbps, "term_s": term_s,
+            "price": price}
+    return rpc(run, topo, node, "/sell", body)["offer"]
+
+
+def buy(run, topo, buyer: str, seller: str, token: str, price: int | None = None) -> dict:
+    """Start buying `token` from `seller`; {"swap": id, ...}."""
+    status = rpc(run, topo, seller, "/status")
+    offer = next((o for o in status["offers"] if o["token"] == token), None)
+    if price is None:
+        if offer is None:
+            raise MarketViewError(f"{seller} offers no token {token} now (pktlab market offers)")
+        price = offer["price"]
+    url = f"http://[{run.state['addresses'][seller]}]:{MARKET_PORT}"
+    answer = rpc(run, topo, buyer, "/buy", {"url": url, "issuer": status["key"], "token": token, "price": price})
+    return {"swap": answer["swap"], "buyer": buyer, "seller": seller, "token": token, "price": price}
+
+
+def swap(run, topo, node: str, swap_id: str) -> dict:
+    return rpc(run, topo, node, f"/swaps/{swap_id}")
+
+
+def wait_swap(run, topo, node: str, swap_id: str, within: float) -> dict:
+    """Until the swap ends (completed or refunded) at `node`; its status."""
+    def ended():
+        s = swap(run, topo, node, swap_id)
+        return s if s["outcome"] else None
+    return wait_until(ended, within, f"swap {swap_id[:8]} at {node} ended", interval=0.5)
+
+
+def tokens(run, topo, node: str) -> list[dict]:
+    return rpc(run, topo, node, "/tokens")["tokens"]
+
+
+def status(run, topo, node: str) -> dict:
+    return rpc(run, topo, node, "/status")
