@@ -24,7 +24,7 @@ from node.chain.coins import Coin
 from node.chain.keys import Key
 from node.chain.tx import OutPoint, TxOut
 from node.chain.wallet import Wallet, WalletError, htlc_redeem, htlc_refund, spend_tx
-from node.chain.wire import DecodeError, hash_from_hex, hash_hex
+from node.chain.wire import DecodeError, hash_from_hex
 
 from .htlc_index import HtlcIndex
 
@@ -147,7 +147,3 @@ class ChainClient:
         htlc = self.index.htlc(outpoint)
         _, script, tx = self._spend(outpoint, key, fee, lock_time=htlc.refund_height if htlc else 0)
         return await self.send(htlc_refund(tx, 0, script, key))
-
-
-def outpoint_of(txid: bytes, index: int) -> str:
-    return f"{hash_hex(txid)}:{index}"

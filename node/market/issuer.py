@@ -16,20 +16,8 @@ from node.cjdns import keys
 
 from .chain_view import CLAIMED, ChainView, depth
 from .evidence import BAD_PREIMAGE, Reveal
-from .token_chain import (
-    LOCK_NOT_PENDING,
-    PENDING,
-    WRONG_ISSUER,
-    IssueLease,
-    IssueRouter,
-    Lock,
-    LockRequest,
-    RuleError,
-    TokenState,
-    Transfer,
-    Unlock,
-    make_update,
-)
+from .token_chain import (LOCK_NOT_PENDING, PENDING, WRONG_ISSUER, IssueLease, IssueRouter, Lock, LockRequest,
+                          RuleError, TokenState, Transfer, Unlock, make_update)
 from .wire import BAD_SIGNATURE, WireError, decode_as, sha256
 
 TYPES = {c.TYPE: c for c in (LockRequest, Reveal)}
