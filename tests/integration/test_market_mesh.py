@@ -47,10 +47,10 @@ def test_a_lease_token_is_bought_by_atomic_swap_over_the_mesh(mesh):
     # the CLI shows the same
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     cli = [sys.executable, "-m", "testbed.cli", "market"]
-    got = subprocess.run(cli + ["tokens", "m1", "--run", mesh.run.name, "--json"], capture_output=True, text=True, check=False,
-                         env=env, timeout=60)
+    got = subprocess.run(cli + ["tokens", "m1", "--run", mesh.run.name, "--json"], capture_output=True, text=True,
+                         check=False, env=env, timeout=60)
     assert got.returncode == 0, got.stderr
     assert any(t["token"] == "c3.c3_lease" and t["mine"] for t in json.loads(got.stdout))
-    bad = subprocess.run(cli + ["buy", "m1", "c3", "no.such", "--run", mesh.run.name], capture_output=True, check=False,
-                         text=True, env=env, timeout=60)
+    bad = subprocess.run(cli + ["buy", "m1", "c3", "no.such", "--run", mesh.run.name], capture_output=True,
+                         text=True, check=False, env=env, timeout=60)
     assert bad.returncode != 0 and "c3 offers no token no.such" in bad.stderr and "Traceback" not in bad.stderr
