@@ -1,5 +1,6 @@
 """A run's PKT chain: the topology's `chain:` section and the time scale, the starting difficulty, and the chain-side
-services of the nodes with the roles `chain`, `pool`, `miner` and `block_miner` (node/chain/service.py), started in
+services of the nodes with the roles `chain`, `pool`, `miner` and `block_miner` (node/chain/service.py), and the
+market service of the nodes with the role `issuer` (node/market/service.py, on its nearest chain node), started in
 the nodes' namespaces and tagged with the run like every process of it (so `pktlab down`/`cleanup` stop them).
 
 The `chain:` section (every field optional):
@@ -52,10 +53,10 @@ SERVICE_ROLES = {
     "pool": "runs a PacketCrypt pool (master, announcement handler, block handler, paymaker) on its nearest chain node",
     "miner": "mines PacketCrypt announcements and uploads them to its nearest pool",
     "block_miner": "mines PacketCrypt blocks from its nearest pool's announcements",
-    "issuer": "runs the node's bandwidth market (node/market/service.py): issues tokens for its leases, buys others'",
+    "issuer": "runs the node's bandwidth market (node/market/service.py): issues its lease tokens, buys others'",
 }
-ORDER = ("chain", "pool", "block_miner", "miner", "issuer")
-MODULES = {"issuer": "node.market.service"}        # every other role: node.chain.service       # start order: what a service needs comes up first
+ORDER = ("chain", "pool", "block_miner", "miner", "issuer")   # start order: what a service needs comes up first
+MODULES = {"issuer": "node.market.service"}                    # every other role: node.chain.service
 SECTION_KEYS = set(chain_params.RUN_LENGTHS) | {"genesis_bits", "time_scale", "ann_rate"}
 DEFAULT_ANN_RATE = 10.0
 MARKET_TICK_S = 0.5

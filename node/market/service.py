@@ -3,8 +3,8 @@ namespace, started beside the chain services like them (testbed/services.py) and
 
 Config (JSON)::
 
-  {"role": "issuer" (optional), "node", "address" (the node's fc00::/8 address), "state_dir" (the node's run directory), "log_file",
-   "events_file" (ignored), "chain" (the chain parameters in their config form), "settings": {
+  {"role": "issuer" (optional), "node", "address" (the node's fc00::/8 address), "state_dir" (the node's run
+   directory), "log_file", "events_file" (ignored), "chain" (the chain parameters in their config form), "settings": {
       "port" (default MARKET_PORT), "socket" (a Unix socket path, optional), "chain_url" (its chain node's RPC),
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
