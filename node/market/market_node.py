@@ -90,15 +90,13 @@ def check_offer(o) -> dict:
 
 class MarketNode:
     def __init__(self, name: str, node_secret: bytes, wallet: Key, chain: ChainClient, state_dir: Path, *,
-                 offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000,
-                 clock=None):
+                 offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000):
         self.name = name
         self.secret = node_secret
         self.key = cjdns_keys.signing_public_key(node_secret)
         self.wallet, self.chain, self.params, self.fee = wallet, chain, params or SwapParams(), fee
         self.dir = Path(state_dir) / "market"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.clock = clock
         self.replicator = Replicator(chain.index, Policy(frozenset({self.key})), node_secret)
         self.issuer = Issuer(node_secret, chain.index)
         self.offers = list(offers or [])
