@@ -7,7 +7,7 @@ import sys
 import time
 
 BENCHMARKS = ["bringup", "dataplane", "route_server", "packetcrypt", "chain", "bandwidth_hard", "priority", "reroute",
-              "congestion", "scale", "backends"]
+              "congestion", "crosschain", "scale", "backends"]
 
 
 def main(argv=None) -> int:

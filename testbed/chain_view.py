@@ -31,11 +31,21 @@ def _alive(run, node: str, role: str) -> bool:
 
 
 def chain(run, topo) -> dict:
+    """{"params", "nodes": {chain node: status}}; a run of several chain instances has "params" None, every
+    instance's nodes (each status naming its "chain") and "chains": {name: {"config", "nodes", "miner"}}."""
+    instances = run.state.get("chains")
+    members = [n for inst in instances.values() for n in inst["nodes"]] if instances else \
+        topo.nodes_with_role("chain")
     nodes = {}
-    for n in topo.nodes_with_role("chain"):
+    for n in members:
         st = services.service_status(run, n, "chain") or {}
         nodes[n] = dict(st, running=_alive(run, n, "chain"))
-    return {"params": run.state.get("chain"), "nodes": nodes}
+        if instances:
+            nodes[n]["chain"] = services.chain_of(run.state, n)
+    out = {"params": run.state.get("chain"), "nodes": nodes}
+    if instances:
+        out["chains"] = instances
+    return out
 
 
 def mining(run, topo) -> dict:

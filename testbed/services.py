@@ -16,6 +16,20 @@ The `chain:` section (every field optional):
                       real one from there.
     ann_rate          the most announcements per second each announcement miner mines (default 10; 0 = as fast as
                       its core goes)
+Several chain instances (issue 19: cross-chain settlement, testbed/xchain.py) come from a `chains:` section instead:
+    chains:
+      alpha: {nodes: [a1, a2], miner: a1, time_scale: 30}
+      beta:  {nodes: [b1, b2]}
+each a named chain with the fields of `chain:` (but ann_rate) plus
+    nodes             its chain nodes (at least one; a node keeps at most one chain)
+    miner             the node that mines it, alone (node/chain/solo.py: one block per block time); default: the first
+    net_magic, port   its own network: P2P magic and port (RPC on port + 1); default for the i-th chain (0-based, in
+                      file order): 0x082f00fc + 1 + i and 64766 + 2 i, so no two instances talk to each other
+    genesis_bits      default: the pow limit (the solo miner is paced, not raced)
+Each instance has its own genesis (its genesis time is the run's start + i seconds). The nodes of a chain need no
+role: the section makes them chain nodes; `chain:` and `chains:` do not mix, nor do `chains:` and pools or miners.
+The journal keeps them in `state["chains"]` {name: {"config", "nodes", "miner"}}.
+
 The genesis time is the moment the run comes up (so the first retarget window does not span years). What a run
 chose is in its journal (`state["chain"]`) and printed by `pktlab chain`.
 
@@ -92,8 +106,58 @@ def check_section(section) -> dict:
     return dict(section)
 
 
+CHAINS_KEYS = (SECTION_KEYS - {"ann_rate"}) | {"nodes", "miner", "net_magic", "port"}
+MAX_CHAINS = 16
+FIRST_INSTANCE_PORT = 64766
+
+
+def check_chains(section, topo) -> dict:
+    """The `chains:` section checked against the topology's nodes; raises ChainConfigError naming the field."""
+    if not isinstance(section, dict) or not 1 <= len(section) <= MAX_CHAINS:
+        raise ChainConfigError(f"chains: expected a mapping of 1..{MAX_CHAINS} named chains")
+    if topo.chain:
+        raise ChainConfigError("chains: a topology has either a chain: section or a chains: section, not both")
+    busy = set(topo.nodes_with_role("chain")) | {n for r in ("pool", "miner", "block_miner")
+                                                    for n in topo.nodes_with_role(r)}
+    if busy:
+        raise ChainConfigError(f"chains: the roles chain, pool, miner and block_miner belong to the single chain: "
+                               f"section (nodes {', '.join(sorted(busy))}); chains: makes its own chain nodes")
+    owner: dict[str, str] = {}
+    out = {}
+    for name, entry in section.items():
+        where = f"chains: {name}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ChainConfigError(f"chains: {name!r} is not a chain name (letters, digits, _)")
+        if not isinstance(entry, dict):
+            raise ChainConfigError(f"{where}: expected a mapping")
+        unknown = set(entry) - CHAINS_KEYS
+        if unknown:
+            raise ChainConfigError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))} "
+                                   f"(known: {', '.join(sorted(CHAINS_KEYS))})")
+        nodes = entry.get("nodes")
+        if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) for n in nodes):
+            raise ChainConfigError(f"{where}: nodes: expected a list of node names")
+        for n in nodes:
+            if n not in topo.nodes:
+                raise ChainConfigError(f"{where}: nodes: no node {n!r} in the topology")
+            if n in owner:
+                raise ChainConfigError(f"{where}: node {n} is already a node of chain {owner[n]}")
+            owner[n] = name
+        miner = entry.get("miner", nodes[0])
+        if miner not in nodes:
+            raise ChainConfigError(f"{where}: miner: {miner!r} is not one of its nodes")
+        rest = {k: v for k, v in entry.items() if k not in ("nodes", "miner", "net_magic", "port")}
+        try:
+            check_section(rest)
+            chain_params.for_run({k: entry[k] for k in ("net_magic", "port") if k in entry})
+        except ValueError as e:
+            raise ChainConfigError(f"{where}: {str(e).removeprefix('chain: ')}") from None
+        out[name] = dict(entry)
+    return out
+
+
 def has_services(topo) -> bool:
-    return any(set(n.roles) & set(SERVICE_ROLES) for n in topo.nodes.values())
+    return bool(topo.chains) or any(set(n.roles) & set(SERVICE_ROLES) for n in topo.nodes.values())
 
 
 def wallet_key(seed, node: str) -> Key:
@@ -131,6 +195,54 @@ def run_chain(topo, *, time_scale: float | None = None, now: float | None = None
                     "genesis_bits": f"0x{config['genesis_bits']:08x}"}
     chain_params.for_run(config)                  # raises on anything the parts above let through
     return {"config": config, "ann_rate": ann_rate, "measured": measured}
+
+
+def run_chains(topo, *, time_scale: float | None = None, now: float | None = None) -> dict:
+    """What each chain instance of a `chains:` section runs with: {name: {"config", "nodes", "miner"}}."""
+    start = int(now if now is not None else time.time())
+    out = {}
+    for i, (name, entry) in enumerate(topo.chains.items()):
+        config = {}
+        scale = time_scale if time_scale is not None else entry.get("time_scale")
+        if scale is not None:
+            try:
+                config.update(chain_params.scaled_lengths(scale))
+            except ValueError as e:
+                raise ChainConfigError(f"time scale: {e}") from None
+        config.update({k: entry[k] for k in chain_params.RUN_LENGTHS if k in entry})
+        config.update(genesis_time=start + i, genesis_bits=entry.get("genesis_bits", chain_params.REGTEST_POW_LIMIT),
+                      net_magic=entry.get("net_magic", chain_params.MAINNET.net_magic + 1 + i),
+                      port=entry.get("port", FIRST_INSTANCE_PORT + 2 * i))
+        chain_params.for_run(config)
+        out[name] = {"config": config, "nodes": list(entry["nodes"]), "miner": entry.get("miner", entry["nodes"][0])}
+    ports = [c["config"]["port"] for c in out.values()]
+    if len(set(ports) | {p + 1 for p in ports}) != 2 * len(ports):
+        raise ChainConfigError(f"chains: two instances share a port (P2P ports {ports}, each RPC on port + 1)")
+    return out
+
+
+def instance_configs(state: dict, run_dir: Path) -> dict[str, dict[str, dict]]:
+    """{node: {"chain": service config}} for the chain nodes of every instance (needs state["chains"])."""
+    addr = state["addresses"]
+    events = str(run_dir / "events.jsonl")
+    out: dict[str, dict[str, dict]] = {}
+    for inst in state["chains"].values():
+        port = inst["config"]["port"]
+        for n in inst["nodes"]:
+            d = run_dir / "nodes" / n
+            settings = {"p2p_port": port, "rpc_port": port + 1, "socket": str(d / "chain.sock"),
+                        "peers": [[addr[c], port] for c in inst["nodes"] if c != n]}
+            if n == inst["miner"]:
+                settings["solo_pay_to"] = wallet_key(state["seed"], n).address
+            out[n] = {"chain": {"role": "chain", "node": n, "address": addr[n], "state_dir": str(d),
+                                "events_file": events, "log_file": str(d / "chain.log"), "chain": inst["config"],
+                                "settings": settings}}
+    return out
+
+
+def chain_of(state: dict, node: str) -> str | None:
+    """The name of the chain instance whose chain node `node` is (None in a single-chain run or when it is none)."""
+    return next((name for name, inst in state.get("chains", {}).items() if node in inst["nodes"]), None)
 
 
 def nearest(graph, node: str, candidates: list[str]) -> str | None:
@@ -226,8 +338,12 @@ def stop_service(run, node: str, role: str, sig=signal.SIGTERM, timeout: float =
 def start_all(run, topo, *, time_scale: float | None = None, progress=lambda *a: None, wait: float = 30.0) -> None:
     """Choose the run's chain parameters, write every service config, start them in ORDER and wait until each
     writes its status (a service that exits names its log)."""
-    run.state["chain"] = run_chain(topo, time_scale=time_scale)
-    configs = service_configs(topo, run.state, run.dir)
+    if topo.chains:
+        run.state["chains"] = run_chains(topo, time_scale=time_scale)
+        configs = instance_configs(run.state, run.dir)
+    else:
+        run.state["chain"] = run_chain(topo, time_scale=time_scale)
+        configs = service_configs(topo, run.state, run.dir)
     todo = [(node, role) for role in ORDER for node, roles in configs.items() if role in roles]
     for i, (node, role) in enumerate(todo):
         path = run.path("nodes", node, f"{role}.json")

@@ -173,13 +173,17 @@ def scaled_lengths(time_scale: float) -> dict:
     return {key: max(1, round(getattr(MAINNET, field) / time_scale)) for key, field in RUN_LENGTHS.items()}
 
 
+NETWORK_FIELDS = {"net_magic": "net_magic", "port": "default_port"}   # a chain instance's own network (config form)
+
+
 def for_run(config: dict) -> ChainParams:
     """The parameters of a testbed run's chain from its config form: {"block_time", "retarget_interval",
     "burn_depth", "maturity", "lock_blocks" (each optional, mainnet's when absent), "genesis_time",
-    "genesis_bits"}. Like regtest: the pow limit 0x207fffff (a run's slow block miners need easy targets), no
+    "genesis_bits", "net_magic" and "port" (a chain instance's own network: the P2P magic and port, RPC on port + 1;
+    mainnet's when absent)}. Like regtest: the pow limit 0x207fffff (a run's slow block miners need easy targets), no
     min-difficulty rule (a block at the pow limit after 2 block times would make every interval at most two
     block times), faithful announcements. Raises ValueError naming a bad field."""
-    known = set(RUN_LENGTHS) | {"genesis_time", "genesis_bits"}
+    known = set(RUN_LENGTHS) | {"genesis_time", "genesis_bits"} | set(NETWORK_FIELDS)
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"chain parameters: unknown field(s) {', '.join(sorted(unknown))} "
@@ -191,6 +195,13 @@ def for_run(config: dict) -> ChainParams:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 1 << 32:
                 raise ValueError(f"chain parameters: {key} must be a 32-bit positive whole number, got {v!r}")
             changes[key] = v
+    for key, field_name in NETWORK_FIELDS.items():
+        v = config.get(key)
+        if v is not None:
+            high = 1 << 32 if key == "net_magic" else 65535
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < high:
+                raise ValueError(f"chain parameters: {key} must be a whole number in 1..{high - 1}, got {v!r}")
+            changes[field_name] = v
     if "genesis_bits" in changes and not 0 < difficulty.compact_to_big(changes["genesis_bits"]) <= \
             difficulty.compact_to_big(REGTEST_POW_LIMIT):
         raise ValueError(f"chain parameters: genesis_bits 0x{changes['genesis_bits']:08x} is not a target "
@@ -203,6 +214,7 @@ def run_config(p: ChainParams) -> dict:
     """The config form of a run's parameters (the inverse of for_run)."""
     out = {key: getattr(p, field) for key, field in RUN_LENGTHS.items()}
     out.update(genesis_time=p.genesis_time, genesis_bits=p.starting_bits)
+    out.update({key: getattr(p, f) for key, f in NETWORK_FIELDS.items() if getattr(p, f) != getattr(MAINNET, f)})
     return out
 
 

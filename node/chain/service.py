@@ -2,7 +2,8 @@
 
 Roles (the config's "role"):
   chain        a chain node: its chain in `<state_dir>/chain/` (SQLite; a restarted node reopens it), P2P on
-               [address]:p2p_port, the RPC on [address]:rpc_port and on the Unix socket `settings.socket`
+               [address]:p2p_port, the RPC on [address]:rpc_port and on the Unix socket `settings.socket`;
+               with settings.solo_pay_to (an address) it also mines, alone, one block per block time (solo.py)
   pool         a PacketCrypt pool (§5.10): master, announcement handler, block handler, paymaker
   miner        an announcement miner uploading to its pool's announcement handlers
   block_miner  a block miner working for its pool
@@ -56,6 +57,16 @@ async def run_chain(rt: Runtime) -> None:
     node.p2p = P2P(node, rt.params, listen=(rt.address, p2p_port), peers=peers,
                    ban_s=rt.setting("ban_s", (int, float), 3600.0))
     runner = web.AppRunner(make_app(node), access_log=None, shutdown_timeout=2.0)
+    solo = None
+    pay_to = rt.setting("solo_pay_to", str)
+    if pay_to is not None:
+        from .keys import AddressError, decode_address
+        from .solo import SoloMiner
+        try:
+            solo = SoloMiner(node.chain, decode_address(pay_to))
+        except AddressError as e:
+            raise ServiceConfigError(f"{rt.source}: settings.solo_pay_to: {e}") from None
+    tasks = []
 
     async def start():
         await node.p2p.start(listening_socket(rt.address, p2p_port))
@@ -66,13 +77,46 @@ async def run_chain(rt: Runtime) -> None:
             if os.path.exists(unix):
                 os.unlink(unix)
             await web.UnixSite(runner, unix).start()
+        if solo is not None:
+            tasks.append(asyncio.create_task(solo_mine(node, solo)))
+
+    def status():
+        st = node.status()
+        if solo is not None:
+            st["solo_miner"] = solo.status()
+        return st
 
     async def stop():
+        for t in tasks:
+            t.cancel()
         await node.p2p.stop()
         await runner.cleanup()
         node.close()
 
-    await run_until_stopped(rt, start, node.status, stop)
+    await run_until_stopped(rt, start, status, stop)
+
+
+async def solo_mine(node, solo) -> None:
+    """One block per block time on the node's own chain; announcements are mined in a thread (the loop keeps
+    serving P2P and the RPC)."""
+    from .solo import mine_anns
+    loop = asyncio.get_running_loop()
+    block_time = node.params.target_block_time
+    next_at = loop.time()
+    while True:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        try:
+            parent = solo.ann_parent()
+            if parent is not None:
+                solo.add_anns(await loop.run_in_executor(None, mine_anns, *parent))
+            block = solo.block(int(node.clock()))
+            if block is not None:
+                result = node.process_block(block, "solo")
+                if not result.ok:
+                    log.warning("solo block refused: %s %s", result.reason, result.detail)
+        except Exception:                       # a failed round is logged; the miner goes on
+            log.exception("solo miner")
+        next_at = max(next_at + block_time, loop.time())
 
 
 def main(argv=None) -> int:

@@ -428,6 +428,16 @@ def convert_label(scheme: EncodingScheme, label: int, to_form) -> int:
     return out
 
 
+def convert_for_return(scheme: EncodingScheme, label: int, back: int) -> int:
+    """``label`` from this node, for a packet that arrives on the interface ``back`` (our label back to where it
+    came from) names: its first director re-encoded to back's form where that is wider (build_label's rule for
+    one node; cjdns NumberCompress_getLabelFor)."""
+    num_back = scheme.get_form_num(back)
+    if num_back < 0 or scheme[num_back].size <= scheme.form_of(label).size:
+        return label
+    return convert_label(scheme, label, num_back)
+
+
 def build_label(hops, scheme=V358) -> tuple[int, list[int]]:
     """Label of a path given per node ``(label_p, label_n)``: the label back to the previous node and the
     label to the next (None at the ends), first node first. Returns ``(label, path_labels)``; a next-hop label

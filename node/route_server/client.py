@@ -166,6 +166,7 @@ class RouteServerClient(PathProvider):
         self.server: bytes | None = None
         self._had_server = False
         self.peers: dict[int, PeerInfo] = {}                # our_label -> peer
+        self._peer_by_ip6: dict[bytes, PeerInfo] = {}
         self.leases: list = []
         self.cache: dict[bytes, CacheEntry] = {}
         self.wanted: dict[bytes, int] = {}                  # ip6 -> earliest time to ask
@@ -194,6 +195,7 @@ class RouteServerClient(PathProvider):
             if not self.peers and new:
                 self.next_hunt = 0
         self.peers = new
+        self._peer_by_ip6 = {p.ip6: p for p in new.values()}
 
     def _checked_metrics(self, p: PeerInfo) -> PeerInfo:
         metrics = {name: getattr(p, name) for name in ("rtt_us", "loss_ppm", "capacity_kbps")}
@@ -248,14 +250,24 @@ class RouteServerClient(PathProvider):
             if self.server == me:
                 self._fail_server(self.clock(), "lost")
 
-    def answer_getsnode(self, msg: control.GetSnode) -> control.GetSnode | None:
-        """Our reply to a peer's GETSNODE query: the route server we use and our label to it."""
+    def answer_getsnode(self, msg: control.GetSnode, asker_label: int | None = None) -> control.GetSnode | None:
+        """Our reply to a peer's GETSNODE query: the route server we use and our label to it. ``asker_label`` is
+        our label back to the asker (the query's arrival label, bit-reversed): the asker splices our label onto
+        its label to us, so our first director must be at least as wide as the director back to it, or our
+        switch refuses the packet (a small interface must be written with a big director when the packet comes
+        in on a big one). cjdns does the same (ControlHandler: NumberCompress_getLabelFor)."""
         if msg.reply:
             return None
         server = self._server(self.clock())
         if server is None:
             return None
         label = self.candidates[server].label
+        if asker_label is not None and label != SELF_LABEL:
+            try:
+                label = labels.convert_for_return(self.scheme, label, asker_label)
+            except LabelError:
+                self.counters["getsnode_not_expressible"] += 1      # too long once widened: the asker cannot use it
+                return None
         return control.GetSnode(self.version, snode_version=self.version, snode_key=server, path_to_snode=label,
                                 reply=True)
 
@@ -297,6 +309,13 @@ class RouteServerClient(PathProvider):
         if ip6 == self.identity.ip6:
             return None
         now = self.clock()
+        peer = self._peer_by_ip6.get(ip6)
+        if peer is not None and peer.public_key is not None and peer.our_label not in self.dead_labels \
+                and peer.our_label not in self._bad(ip6, now):
+            # a direct peer is reached over its own link, as cjdns's subnode pathfinder hands the core a peer's
+            # one-hop path (SubnodePathfinder.c `peer`): no query, whatever the server would weigh
+            self.counters["peer_path"] += 1
+            return peer.public_key, peer.our_label, ()
         e = self.cache.get(ip6)
         if e is not None and e.label is not None:
             if now >= e.expires_ms and ip6 not in self.wanted:

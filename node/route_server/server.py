@@ -522,9 +522,9 @@ class RouteServer:
         for i, ip6 in enumerate(path):
             prev_label = next_label = None
             if i > 0:
-                prev_label = self._label(ip6, path[i - 1]) if leases[i - 1] is None else leases[i - 1].labels[ip6]
+                prev_label = self.hop_label(ip6, path[i - 1]) if leases[i - 1] is None else leases[i - 1].labels[ip6]
             if i + 1 < len(path):
-                next_label = self._label(ip6, path[i + 1]) if leases[i] is None else leases[i].labels[ip6]
+                next_label = self.hop_label(ip6, path[i + 1]) if leases[i] is None else leases[i].labels[ip6]
             hops.append((prev_label, next_label))
             schemes.append(self.nodes[ip6].scheme)
         try:
@@ -538,7 +538,7 @@ class RouteServer:
                      leases=tuple(leases) if any(leases) else (), via=tuple(s.label for s in segments[1:]),
                      waypoints=tuple(path[s.end] for s in segments[:-1]))
 
-    def _label(self, a: bytes, b: bytes) -> int:
+    def hop_label(self, a: bytes, b: bytes) -> int:
         """a's one-hop label to b: a's peerNum for b, else what b announced as a's label to reach it."""
         forward = self._link(a, b)
         if forward is not None and forward.peer_num != UNKNOWN_PEER_NUM:

@@ -3,7 +3,8 @@
 :class:`RouteServerService` wraps the pure graph core (:mod:`.server`) with the message layer
 (:mod:`.messages`). It does no I/O and reads no clock: ``handle(msg_bytes, src, now_ms, path=None)`` takes one
 message from the node with public key ``src`` (known from the CryptoAuth session that carried it; ``path`` is
-the return label, if the host knows it) and returns the reply bytes, or None when nothing should be sent.
+the way back, if the host knows it: ``(label, via)``, via the further segments when the message came through
+waypoints) and returns the reply bytes, or None when nothing should be sent.
 
 * ``ann``: accept or reject (a counted reason, see server.py) and reply with ``recvTime``, the sender's
   ``stateHash`` and, for a rejection, ``error``; ``alt`` lists the other route servers of our Cloud ISP with a
@@ -42,6 +43,12 @@ SUBSCRIBE_REFRESH_MS = 60_000     # renewed, so a peer that restarted (and forgo
 EXPIRE_EVERY_MS = 10_000
 FORWARD_BATCH_BYTES = 16 * 1024
 MAX_QUEUED_FORWARDS = 10_000
+# Each costs path searches over the whole graph, and at 1000 nodes they were most of a server's CPU (two searches
+# per announcement for the alternatives, one per report and announcement for frs): each is done at most this often
+# per node (alternatives; a reply in between lists none, the node keeps what it has) or per federation peer (reports).
+ALT_REFRESH_MS = 30_000
+REPORT_CHECK_MS = SUBSCRIBE_RETRY_MS
+FORWARD_EVERY_MS = 500            # queued announcements go to a peer in batches this often (a search for its path)
 
 
 class Outbound(NamedTuple):
@@ -59,8 +66,10 @@ class FederationPeer:
     interested: bool = False          # it subscribed to us
     subscribed: bool = False          # it acknowledged our subscription
     last_sub_ms: int = -SUBSCRIBE_RETRY_MS
+    last_fwd_ms: int = -FORWARD_EVERY_MS
     heard_label: int | None = None    # a path to it learned from a node's report or its own messages
     heard_via: tuple = ()             # ... and its further waypoint segments (the reporting node is a waypoint)
+    report_checked_ms: int | None = None   # when a node's report of it was last looked at
     queue: list = None                # announcements waiting to be forwarded
 
     def __post_init__(self):
@@ -86,9 +95,10 @@ class RouteServerService:
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None
+        self._alt_given: dict[bytes, int] = {}     # node -> when its reply last listed the alternatives
 
     # -- messages from nodes and peers ----------------------------------------------------------------
-    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: int | None = None) -> bytes | None:
+    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None) -> bytes | None:
         src_ip6 = keys.address_for_key(bytes(src))
         self._housekeeping(now_ms)
         try:
@@ -105,14 +115,14 @@ class RouteServerService:
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
-            peer.heard_label, peer.heard_via = path, ()
-        self._note_foreign(q.foreign, src_ip6)
+            peer.heard_label, peer.heard_via = path[0], tuple(path[1])
+        self._note_foreign(q.foreign, src_ip6, now_ms)
         if q.sq == "ann":
             return self._announce(q, src_ip6, now_ms)
         if q.sq == "pn":
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
                                         state_hash=self.core.state_hash(src_ip6),
-                                        alternatives=self._alternatives(src_ip6)))
+                                        alternatives=self._alternatives(src_ip6, now_ms)))
         if q.sq == "gr":
             return self._path(q, now_ms)
         if peer is None:
@@ -136,7 +146,7 @@ class RouteServerService:
             error = e.reason
         return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error=error,
                                     state_hash=self.core.state_hash(ann_ip6),
-                                    alternatives=self._alternatives(ann_ip6)))
+                                    alternatives=self._alternatives(ann_ip6, now_ms)))
 
     def _path(self, q: M.Query, now_ms: int) -> bytes:
         route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
@@ -181,7 +191,11 @@ class RouteServerService:
         if reply.error is None:
             peer.subscribed = True
 
-    def _alternatives(self, ip6: bytes) -> tuple:
+    def _alternatives(self, ip6: bytes, now_ms: int) -> tuple:
+        """The other route servers of our ISP with a path from ``ip6``; none if they were looked for lately."""
+        if 0 <= now_ms - self._alt_given.get(ip6, now_ms - ALT_REFRESH_MS) < ALT_REFRESH_MS:
+            return ()
+        self._alt_given[ip6] = now_ms
         out = []
         for peer in self.peers.values():
             if peer.same_isp:
@@ -190,24 +204,38 @@ class RouteServerService:
                     out.append(M.Address(peer.public_key, route.label))
         return tuple(out)
 
-    def _note_foreign(self, found, src_ip6: bytes) -> None:
+    def _note_foreign(self, found, src_ip6: bytes, now_ms: int) -> None:
         """A node reports route servers its neighbours use: a first path to a federation peer. Where our path to
         the node and its label to the server do not fit one label, the node becomes a waypoint between the two
         (waypoints.py): servers far apart in a big mesh still find each other."""
         for addr in found:
             peer = self.peers.get(keys.address_for_key(addr.public_key))
-            if peer is None or self.core.route(self.ip6, peer.ip6) is not None:
+            if peer is None or (peer.report_checked_ms is not None
+                                and 0 <= now_ms - peer.report_checked_ms < REPORT_CHECK_MS):
+                continue
+            peer.report_checked_ms = now_ms
+            if self.core.route(self.ip6, peer.ip6) is not None:
                 continue
             to_node = self.core.route(self.ip6, src_ip6)
             if to_node is None:
                 continue
             if not to_node.via:
                 try:
-                    peer.heard_label, peer.heard_via = splice(addr.label, to_node.label), ()
+                    peer.heard_label, peer.heard_via = splice(self._from_node(src_ip6, to_node, addr.label),
+                                                              to_node.label), ()
                     continue
                 except LabelError:
                     pass
             peer.heard_label, peer.heard_via = to_node.label, to_node.via + (addr.label,)
+
+    def _from_node(self, ip6: bytes, to_node, label: int) -> int:
+        """The node's ``label`` (from its router) for a packet that reaches it on our path ``to_node``: its first
+        director widened to the node's interface back towards us where that is wider (labels.convert_for_return;
+        its switch refuses a narrower one)."""
+        if len(to_node.nodes) < 2:
+            return label
+        back = self.core.hop_label(ip6, to_node.nodes[-2])
+        return labels.convert_for_return(self.core.nodes[ip6].scheme, label, back)
 
     # -- federation output ---------------------------------------------------------------------------
     def _route_to(self, peer: FederationPeer) -> tuple[int, tuple] | None:
@@ -221,16 +249,22 @@ class RouteServerService:
         """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""
         out = []
         for peer in self.peers.values():
+            since = now_ms - peer.last_sub_ms
+            sub_due = (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS
+            fwd_due = peer.interested and peer.queue and not 0 <= now_ms - peer.last_fwd_ms < FORWARD_EVERY_MS
+            if not (sub_due or fwd_due):
+                continue                         # the path search below costs more than the rest of a tick
             found = self._route_to(peer)
             if found is None:
                 continue
             label, via = found
-            since = now_ms - peer.last_sub_ms
-            if (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS:
+            if sub_due:
                 peer.last_sub_ms = now_ms
                 sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
                 out.append(Outbound(peer.public_key, label, M.pack_query(sub), via))
-            while peer.interested and peer.queue:
+            if fwd_due:
+                peer.last_fwd_ms = now_ms
+            while fwd_due and peer.queue:
                 batch, size = [], 0
                 while peer.queue and size + len(peer.queue[0]) < FORWARD_BATCH_BYTES:
                     raw = peer.queue.pop(0)
@@ -270,6 +304,7 @@ class RouteServerService:
         if self._last_expire is None or now_ms - self._last_expire >= EXPIRE_EVERY_MS:
             self._last_expire = now_ms
             self.core.expire(now_ms)
+            self._alt_given = {k: t for k, t in self._alt_given.items() if 0 <= now_ms - t < ALT_REFRESH_MS}
 
     def status(self) -> dict:
         adj = self.core.adjacency()

@@ -77,8 +77,8 @@ _link_ping = struct.Struct(">Hd")       # our switch index of the link, send tim
 class Destination:
     """What the data plane knows about one remote node: its key, the label we send on, what came back."""
 
-    __slots__ = ("ip6", "public_key", "label", "via", "header", "learned_label", "rx_packets", "tx_packets",
-                 "last_rx", "last_tx", "unanswered_since")
+    __slots__ = ("ip6", "public_key", "label", "via", "header", "learned_label", "learned_via", "rx_packets",
+                 "tx_packets", "last_rx", "last_tx", "unanswered_since")
 
     def __init__(self, ip6, public_key, label=None, via=()):
         self.ip6 = ip6
@@ -86,7 +86,8 @@ class Destination:
         self.label = None
         self.via = ()
         self.header = None
-        self.learned_label = None
+        self.learned_label = None    # the label her last packet arrived with
+        self.learned_via = ()        # and its RETURN frames: the rest of the way back (waypoints.returns)
         self.rx_packets = self.tx_packets = 0
         self.last_rx = self.last_tx = None
         self.unanswered_since = None
@@ -99,6 +100,12 @@ class Destination:
         self.via = tuple(via)
         # packed once, prepended to every packet
         self.header = SwitchHeader(label=label).pack() + waypoints.frames(self.via)
+
+    def way_back(self):
+        """(label, via) back the way her last packet came, all segments of it; None before she sent any."""
+        if not self.learned_label:
+            return None
+        return labels.bit_reverse64(self.learned_label), self.learned_via
 
 
 class Node:
@@ -439,10 +446,10 @@ class Node:
         d.last_rx = now
         d.unanswered_since = None
         label = _be64.unpack_from(packet)[0]
-        if label != d.learned_label:
-            d.learned_label = label
+        if label != d.learned_label or back != d.learned_via:
+            d.learned_label, d.learned_via = label, back
             if d.header is None:        # no path from the provider: answer on the path it came by
-                d.set_label(labels.bit_reverse64(label), back)
+                d.set_label(*d.way_back())
         if packet[12] == 0 and packet[13] == 0 and packet[14] == 0 and packet[15] <= 3:
             if packet[15] <= 1:
                 # We just accepted a Hello: answer with a Key at once, so the handshake completes even when we
@@ -655,6 +662,7 @@ class Node:
                         "via": [labels.label_text(v) for v in d.via] if d else [],
                         "return_label": labels.label_text(labels.bit_reverse64(d.learned_label))
                         if d and d.learned_label is not None else None,
+                        "return_via": [labels.label_text(v) for v in d.learned_via] if d else [],
                         "rx_packets": d.rx_packets if d else 0, "tx_packets": d.tx_packets if d else 0})
         return out
 

@@ -148,7 +148,7 @@ class RouteServerGlue:
         self.their_labels: dict[int, int] = {}          # our switch index -> the peer's label to us
         self.rpath_sent: dict[int, float] = {}
         self.silence_reported: dict[bytes, float] = {}
-        self.return_seen: dict[bytes, int] = {}         # destination -> the last label its packets came by
+        self.return_seen: dict[bytes, tuple] = {}       # destination -> the last way back (way_back) its packets came by
         self.lease_table = None                         # the node's leases, announced (use_lease_table)
         self.closed = False
         self.loop = None
@@ -306,11 +306,12 @@ class RouteServerGlue:
         gives both ends the same path, so a move on a healthy path settles after one exchange. Not for our
         route server: it answers back the way each query came, so its packets arrive by more than one path,
         and its own failure detection (timeouts, switch errors, the backup path) covers the way to it."""
-        moved = d.learned_label is not None and d.learned_label != self.return_seen.get(ip6, d.learned_label)
-        self.return_seen[ip6] = d.learned_label
+        back = d.way_back()
+        moved = back is not None and back != self.return_seen.get(ip6, back)
+        self.return_seen[ip6] = back
         if d.public_key == self.client.server:
             return
-        if moved and d.label is not None and labels.bit_reverse64(d.learned_label) != d.label:
+        if moved and d.label is not None and back != (d.label, d.via):
             self.counters["return_path_moves"] += 1
             self.client.refresh(ip6)
 
@@ -346,7 +347,7 @@ class RouteServerGlue:
         me = self.node.identity.public_key
         if self.service is None:
             return
-        reply = self.service.handle(payload, me, now_ms, path=1)
+        reply = self.service.handle(payload, me, now_ms, path=(1, ()))
         if reply is not None:
             self.client.on_reply(reply, me)
 
@@ -360,7 +361,8 @@ class RouteServerGlue:
         except M.MessageError:
             self.counters["bad_messages"] += 1
             return
-        back = labels.bit_reverse64(d.learned_label) if d.learned_label else None
+        # the whole way back, with the waypoints' segments when it came through some (a far route server)
+        back = d.way_back()
         if is_query:
             if self.service is None:
                 self.counters["queries_unserved"] += 1      # we serve nothing (or lost our route server)
@@ -369,7 +371,8 @@ class RouteServerGlue:
             if reply is not None:
                 # back the way the query came (it just worked), as cjdns answers: our own path to the asker
                 # may cross the very link whose failure made it ask
-                self.send_message(d.public_key, back or d.label, reply)
+                label, via = back or (d.label, d.via)
+                self.send_message(d.public_key, label, reply, via)
         elif self.client.on_reply(payload, d.public_key):
             self._push_paths()                          # a new path is used from the next packet on
             self.node.release_held()                    # and what waited for a path goes now
@@ -384,7 +387,7 @@ class RouteServerGlue:
             if msg.reply:
                 self.client.on_getsnode_reply(msg, back)
             else:
-                answer = self.client.answer_getsnode(msg)
+                answer = self.client.answer_getsnode(msg, back)
                 if answer is not None:
                     self.counters["getsnode_answered"] += 1
                     self._send_control(back, answer)

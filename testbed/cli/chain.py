@@ -20,6 +20,14 @@ def cmd_chain(args):
     if args.json:
         print(json.dumps(data, indent=1))
         return
+    if data.get("chains"):
+        for name, inst in data["chains"].items():
+            cfg = inst["config"]
+            out.print(f"chain {name}: magic 0x{cfg['net_magic']:08x}, P2P port {cfg['port']}, RPC port "
+                      f"{cfg['port'] + 1}, solo miner {inst['miner']}, " + ", ".join(
+                          f"{k} {v}" for k, v in cfg.items() if k not in ("genesis_bits", "net_magic", "port")))
+            out.print(_nodes_table({n: data["nodes"][n] for n in inst["nodes"]}))
+        return
     params = data["params"]
     if params is None:
         raise SystemExit(f"run {mesh.run.name} runs no chain (no node with the role chain)")
@@ -30,8 +38,12 @@ def cmd_chain(args):
         m = params["measured"]
         out.print(f"starting difficulty from {m['block_hashes_per_s']} block hashes/s measured (x {m['share_of_cpu']})"
                   f" and {m['anns_per_block']} announcements per block")
+    out.print(_nodes_table(data["nodes"]))
+
+
+def _nodes_table(nodes: dict) -> Table:
     t = Table("chain node", "height", "tip", "bits", "reorgs (deepest)", "peers", "rejected (by reason)")
-    for n, st in data["nodes"].items():
+    for n, st in nodes.items():
         name = n if st["running"] else f"{n} (down)"
         if "height" not in st:
             t.add_row(name, *["-"] * 6)
@@ -39,7 +51,7 @@ def cmd_chain(args):
         rejected = "; ".join(f"{kind}: {_reasons(c)}" for kind, c in st["rejections"].items() if any(c.values()))
         t.add_row(name, str(st["height"]), st["tip"][:16], st["bits"], f"{st['reorgs']} ({st['deepest_reorg']})",
                   str(len(st["p2p"]["peers"])), rejected or "-")
-    out.print(t)
+    return t
 
 
 def cmd_mining(args):

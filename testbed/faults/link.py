@@ -99,11 +99,7 @@ class Loss(LinkEmulation):
         if p == 0 and not self.burst:
             return "loss 0%: nothing to measure"
         count = 60 if self.burst else min(1500, max(200, math.ceil(40 / p)))
-        before = interface_counters(mesh, e)
-        st = ping_stats(mesh, e.node, e.peer, count=count, interval=0.05 if self.burst else 0.005, wait=1)
-        after = interface_counters(mesh, e)
-        lost = after.get("lost", 0) - before.get("lost", 0)
-        offered = lost + after["tx_packets"] - before["tx_packets"]
+        lost, offered, st = _drops_while_pinging(mesh, e, count, interval=0.05 if self.burst else 0.005)
         seen = f"{lost} of {offered} frames dropped on {e.node}:{e.ifname}, ping loss {st['loss']:.0%} of {st['sent']}"
         if self.burst:
             if lost <= 0:
@@ -112,7 +108,7 @@ class Loss(LinkEmulation):
         if offered < 20:
             raise FaultError(f"{self.describe()}: only {offered} frames crossed {e.node}:{e.ifname} during "
                              f"{st['sent']} pings to {e.peer}: the loss could not be measured")
-        tolerance = 4 * math.sqrt(p * (1 - p) / offered) + 0.01
+        tolerance = _tolerance(p, offered)
         stacked = _other_faults_on(mesh, self)      # other loss on the same end adds to ours
         measured = lost / offered
         if measured < p - tolerance or (measured > p + tolerance and not stacked):
@@ -121,12 +117,15 @@ class Loss(LinkEmulation):
         return f"{measured:.1%} lost ({seen}; expected {p:.1%} ± {tolerance:.1%})"
 
     def check_healed(self, mesh) -> str:
+        """The emulation drops no more than the topology's own loss of the link (within the tolerance of check)."""
         self.assert_restored(mesh)
         e = self.ends(mesh)[0]
-        before = emulation_counter(mesh, e, "lost")
-        st = ping_stats(mesh, e.node, e.peer, count=50, interval=0.01)
-        if emulation_counter(mesh, e, "lost") != before and not _other_faults_on(mesh, self):
-            raise FaultError(f"{self.describe()}: the emulation still drops packets after heal")
+        base = interface_params(mesh, e, [])["loss"]
+        lost, offered, st = _drops_while_pinging(mesh, e, count=50, interval=0.01)
+        allowed = 0 if base == 0 else (base + _tolerance(base, max(offered, 1))) * offered
+        if lost > allowed and not _other_faults_on(mesh, self):
+            raise FaultError(f"{self.describe()}: the emulation still drops packets after heal ({lost} of {offered} "
+                             f"frames on {e.node}:{e.ifname}; the topology's loss of the link is {base:.1%})")
         return f"ping loss {st['loss']:.0%} after heal"
 
 
@@ -510,6 +509,21 @@ def interface_params(mesh, end: End, faults: list[Fault]) -> dict:
             if any(e.ifname == end.ifname and e.node == end.node for e in f.ends(mesh)):
                 out.update(f.changes())
     return out
+
+
+def _drops_while_pinging(mesh, end: End, count: int, interval: float) -> tuple[int, int, dict]:
+    """Ping the far end from `end`'s node: what the emulation on `end`'s interface dropped of the frames offered
+    to it meanwhile (counted at the interface, whatever path the pings take): (lost, offered, ping stats)."""
+    before = interface_counters(mesh, end)
+    st = ping_stats(mesh, end.node, end.peer, count=count, interval=interval, wait=1)
+    after = interface_counters(mesh, end)
+    lost = after.get("lost", 0) - before.get("lost", 0)
+    return lost, lost + after["tx_packets"] - before["tx_packets"], st
+
+
+def _tolerance(p: float, offered: int) -> float:
+    """How far a measured loss fraction may stray from p: four standard deviations of a binomial count plus a point."""
+    return 4 * math.sqrt(p * (1 - p) / offered) + 0.01
 
 
 def _bursty(faults) -> bool:

@@ -191,6 +191,8 @@ def to_networkx(topo: Topology) -> nx.Graph:
         g.graph["attrs"] = json.dumps(topo.attrs)
     if topo.chain:
         g.graph["chain"] = json.dumps(topo.chain)
+    if topo.chains:
+        g.graph["chains"] = json.dumps(topo.chains)
     for n in topo.nodes.values():
         data = {"roles": " ".join(n.roles)}
         if n.isp is not None:
@@ -244,7 +246,7 @@ def _from_own_networkx(g: nx.Graph, source: str) -> Topology:
     if g.graph.get("allow_disconnected"):
         d["allow_disconnected"] = True
     d["defaults"] = {key: g.graph[f"default_{key}"] for key in PARAMS if f"default_{key}" in g.graph}
-    for key in ("isps", "attrs", "chain"):
+    for key in ("isps", "attrs", "chain", "chains"):
         if key in g.graph:
             try:
                 d[key] = json.loads(g.graph[key])

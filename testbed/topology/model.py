@@ -117,6 +117,7 @@ class Topology:
     allow_disconnected: bool = False  # the source's own default; load()/validate() may override
     attrs: dict = field(default_factory=dict)
     chain: dict = field(default_factory=dict)  # the run's PKT chain (testbed/services.py check_section)
+    chains: dict = field(default_factory=dict)  # or several named chain instances (testbed/services.py check_chains)
     warnings: list[str] = field(default_factory=list, compare=False)  # filled by load()
 
     # --- queries ---
@@ -191,6 +192,8 @@ class Topology:
             d["attrs"] = copy.deepcopy(self.attrs)
         if self.chain:
             d["chain"] = copy.deepcopy(self.chain)
+        if self.chains:
+            d["chains"] = copy.deepcopy(self.chains)
         return d
 
 

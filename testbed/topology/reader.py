@@ -15,7 +15,7 @@ from testbed.topology.model import _OPPOSITE, PARAMS, RELATIONS, Isp, Link, Link
 from testbed.topology.units import TopologyError
 
 TOP_FIELDS = ("name", "description", "seed", "allow_disconnected", "defaults", "isps", "nodes", "links", "attrs",
-              "chain")
+              "chain", "chains")
 NODE_FIELDS = ("name", "roles", "isp", "attrs")
 LINK_FIELDS = ("a", "b", *PARAMS, "a_to_b", "b_to_a", "attrs")
 ISP_FIELDS = ("relations", "attrs", "leases")
@@ -149,6 +149,12 @@ class _Reader:
                 topo.chain = check_section(d["chain"])
             except ChainConfigError as e:
                 self.fail("chain", str(e).removeprefix("chain: "))
+        if d.get("chains") is not None:
+            from testbed.services import ChainConfigError, check_chains
+            try:
+                topo.chains = check_chains(d["chains"], topo)
+            except ChainConfigError as e:
+                self.fail("chains", str(e).removeprefix("chains: "))
         return topo
 
     def node_entries(self, nodes):

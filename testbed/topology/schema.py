@@ -63,5 +63,12 @@ def json_schema() -> dict:
                 **{k: {"type": "integer", "minimum": 1} for k in ("block_time", "retarget_interval", "burn_depth",
                                                                   "maturity", "lock_blocks", "genesis_bits")},
                 "time_scale": {"type": "number", "minimum": 1}, "ann_rate": {"type": "number", "minimum": 0}}},
+            "chains": {"type": "object", "propertyNames": name, "additionalProperties": {   # testbed/services.py
+                "type": "object", "additionalProperties": False, "required": ["nodes"], "properties": {
+                    **{k: {"type": "integer", "minimum": 1} for k in (
+                        "block_time", "retarget_interval", "burn_depth", "maturity", "lock_blocks", "genesis_bits",
+                        "net_magic", "port")},
+                    "time_scale": {"type": "number", "minimum": 1},
+                    "nodes": {"type": "array", "minItems": 1, "items": name}, "miner": name}}},
         },
     }

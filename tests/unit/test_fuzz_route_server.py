@@ -150,7 +150,7 @@ def test_fuzz_route_server_service(case):
     raw = build_query(spec)
     before = state(svc)
     counted = sum(v for k, v in svc.core.counters.items() if k == "accepted" or k.startswith("rejected_"))
-    out = svc.handle(raw, src.public_key, T0 + dt, path=0x13)
+    out = svc.handle(raw, src.public_key, T0 + dt, path=(0x13, ()))
     if out is None:
         return
     reply = M.parse_reply(out)

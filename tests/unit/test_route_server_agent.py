@@ -14,9 +14,9 @@ from node.cjdns import keys, labels
 T0 = 1_700_000_000_000
 
 
-def build_grid(n=3, servers=("11",), fast=True):
+def build(names, links, servers):
+    """Nodes with route-server glue joined by in-memory links; ``links``: (a, a's switch index, b, b's)."""
     wire, loop = MemoryWire(), ManualLoop()
-    names = [f"{r}{c}" for r in range(n) for c in range(n)]
     idents = {name: keys.Identity.from_seed(b"rs-agent", i) for i, name in enumerate(names)}
     server_keys = [idents[s].pubkey_text for s in servers]
     nodes, glues = {}, {}
@@ -34,15 +34,19 @@ def build_grid(n=3, servers=("11",), fast=True):
         glue = RouteServerGlue(node, settings)         # on the node's wall clock
         glue.install(loop)
         glues[name] = glue
-    # interfaces 0 east, 2 west, 3 south, 4 north
-    for r in range(n):
-        for c in range(n):
-            for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)):
-                if r + dr < n and c + dc < n:
-                    a, b = f"{r}{c}", f"{r + dr}{c + dc}"
-                    wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, idents[b].public_key),
-                              nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, idents[a].public_key))
+    for a, mine, b, theirs in links:
+        wire.join(nodes[a], MemoryLink(wire, a, mine, f"to{b}", b, idents[b].public_key),
+                  nodes[b], MemoryLink(wire, b, theirs, f"to{a}", a, idents[a].public_key))
     return wire, loop, nodes, glues
+
+
+def build_grid(n=3, servers=("11",), cols=None):
+    """An n x n grid (n x cols), nodes named by row and column ("00", "01", ...); interfaces 0 east, 2 west,
+    3 south, 4 north."""
+    cols = n if cols is None else cols
+    links = [(f"{r}{c}", mine, f"{r + dr}{c + dc}", theirs) for r in range(n) for c in range(cols)
+             for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)) if r + dr < n and c + dc < cols]
+    return build([f"{r}{c}" for r in range(n) for c in range(cols)], links, servers)
 
 
 def step(wire, loop, nodes, glues, seconds, dt=0.1):
@@ -57,8 +61,8 @@ def step(wire, loop, nodes, glues, seconds, dt=0.1):
         wire.pump()
 
 
-def up(n=3, servers=("11",), seconds=6):
-    wire, loop, nodes, glues = build_grid(n, servers)
+def up(n=3, servers=("11",), seconds=6, cols=None):
+    wire, loop, nodes, glues = build_grid(n, servers, cols=cols)
     for node in nodes.values():
         node.housekeeping()
     step(wire, loop, nodes, glues, seconds)
@@ -226,6 +230,36 @@ def test_a_lost_route_server_its_nodes_fail_over_and_a_fresh_one_rebuilds_by_fed
     st = glues["11"].service.status()
     assert glues["11"].client.server == nodes["11"].identity.public_key
     assert st["nodes"] == 9 and st["announcements_forwarded_in"] > 0
+
+
+def test_route_servers_too_far_apart_for_one_label_federate_through_a_waypoint_both_ways():
+    """A line of 18 nodes with a route server at each end: 17 hops do not fit a label, so each server's messages
+    to the other go through a waypoint, and the answer (the subscription's reply, the forwarded batches) must go
+    back over every segment the message came by, not only the last one to the waypoint."""
+    wire, loop, nodes, glues = up(1, servers=("00", "017"), cols=18, seconds=20)
+    a, b = glues["00"].service, glues["017"].service
+    to_b, to_a = nodes["00"].dests_by_key[b.public_key], nodes["017"].dests_by_key[a.public_key]
+    assert to_b.learned_via and to_a.learned_via, "the servers' messages came through a waypoint"
+    assert a.peers[b.ip6].subscribed and b.peers[a.ip6].subscribed
+    # each server holds the other's own announcement, which only federation brings
+    assert b.ip6 in a.core.nodes and a.ip6 in b.core.nodes
+    assert a.counters["forwarded"] >= 1 and b.counters["forwarded"] >= 1
+    assert not any(n.drops.get("session_unknown_handle") for n in nodes.values()), \
+        "no reply ended at a waypoint that has no session for it"
+
+
+def test_a_node_behind_a_wide_interface_of_its_peer_reaches_the_route_server_the_peer_names():
+    """server - hub - leaf, the leaf on the hub's interface 11 (a 7-bit director), the server on its interface 0
+    (4 bits): the hub's GETSNODE answer is widened for the leaf (cjdns NumberCompress_getLabelFor), else every
+    announcement of the leaf is refused by the hub's switch (MALFORMED_ADDRESS) and times out."""
+    wire, loop, nodes, glues = build(["s", "hub", "leaf"], [("hub", 0, "s", 2), ("hub", 11, "leaf", 0)], ["s"])
+    for node in nodes.values():
+        node.housekeeping()
+    step(wire, loop, nodes, glues, 6)
+    leaf = glues["leaf"].client
+    assert leaf.server == nodes["s"].identity.public_key and leaf.counters["ann_accepted"] >= 1
+    assert not leaf.counters["timeout_ann"] and not nodes["leaf"].drops
+    assert glues["s"].service.status()["nodes"] == 3
 
 
 def test_bad_announcements_injected_by_a_node_are_rejected_and_counted():

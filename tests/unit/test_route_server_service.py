@@ -5,11 +5,11 @@ from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
-from node.route_server.service import RouteServerService
+from node.route_server.service import ALT_REFRESH_MS, RouteServerService
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
-from node.cjdns.labels import V358, one_hop_label
+from node.cjdns.labels import V358, convert_label, one_hop_label, splice
 
 T0 = 1_700_000_000_000
 RS = Identity.from_seed(b"svc", 0)
@@ -45,16 +45,20 @@ def line(svc, now=T0):
 
 def test_ann_reply_carries_state_hash_and_alternatives():
     svc = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
-    line(svc)
-    raw = ann(NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], T0 + 1000, reset=False)
-    r = query(svc, M.Query("ann", b"x", ann=raw), NODES[0], T0 + 1000)
-    assert r.error is None and r.recv_time == T0 + 1000
+    line(svc)                                        # N0 announced before RS2: no alternative then
+    now = T0 + ALT_REFRESH_MS                        # looked for again only this much later
+    raw = ann(NODES[0], [(RS, 2, 0), (NODES[1], 0, 2)], now, reset=False)
+    r = query(svc, M.Query("ann", b"x", ann=raw), NODES[0], now)
+    assert r.error is None and r.recv_time == now
     assert r.state_hash == state_hash([a.raw for a in svc.core.nodes[NODES[0].ip6].announcements])
     assert len(svc.core.nodes[NODES[0].ip6].announcements) == 2
     [alt] = r.alternatives
     assert alt.public_key == RS2.public_key and alt.label == svc.core.route(NODES[0].ip6, RS2.ip6).label
-    pn = query(svc, M.Query("pn", b"p"), NODES[0], T0 + 1000)
+    pn = query(svc, M.Query("pn", b"p"), NODES[0], now)
     assert pn.state_hash == r.state_hash
+    assert pn.alternatives == ()                     # the node got them lately: no searches for them again
+    later = now + ALT_REFRESH_MS
+    assert query(svc, M.Query("pn", b"p"), NODES[0], later).alternatives == (alt,)
     assert query(svc, M.Query("pn", b"p"), FOREIGN, T0).state_hash == bytes(64)
 
 
@@ -92,7 +96,7 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     assert key == FOREIGN.public_key and label > 1
     assert M.parse_query(payload).sq == "sub"
     # b answers the subscription and records the return path; a learns it was accepted
-    reply = b.handle(payload, RS.public_key, T0, path=0x1234)
+    reply = b.handle(payload, RS.public_key, T0, path=(0x1234, ()))
     a.handle(reply, FOREIGN.public_key, T0)
     assert a.peers[FOREIGN.ip6].subscribed and b.peers[RS.ip6].heard_label == 0x1234
     # b subscribes to a (over the return path): a sends the catch-up, b accepts all five announcements
@@ -138,7 +142,7 @@ def test_servers_pass_on_what_other_servers_forwarded():
         for _ in range(n):
             for src in (a, a2, f):
                 for key, _, payload, _ in src.take_outbox(now):
-                    reply = by_key[key].handle(payload, src.public_key, now, path=0x17)
+                    reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
                     if reply is not None:
                         src.handle(reply, key, now)
     rounds(T0)
@@ -212,6 +216,26 @@ def test_client_discovers_through_getsnode_and_announces():
     assert reply.snode_key == RS.public_key and reply.path_to_snode == 0x153
 
 
+def test_a_getsnode_answer_widens_its_first_director_to_the_askers_interface():
+    """The asker splices our label onto its label to us; when its packet comes in on one of our wide
+    interfaces (here 11, a 7-bit director), a 4-bit first director would be refused by our switch
+    (MALFORMED_ADDRESS): it is re-encoded as cjdns does (pkt-reference.md 2.4 convertLabel)."""
+    c, clock = make_client()
+    c.on_getsnode_reply(control.GetSnode(22, snode_key=RS.public_key, path_to_snode=0x15, reply=True),
+                        one_hop_label(0))
+    c.poll()
+    wide, narrow = one_hop_label(11), one_hop_label(2)
+    assert c.answer_getsnode(control.GetSnode(22), narrow).path_to_snode == 0x153
+    widened = c.answer_getsnode(control.GetSnode(22), wide).path_to_snode
+    assert widened == convert_label(V358, 0x153, V358.get_form_num(wide))
+    assert V358.form_of(widened).size == V358.form_of(wide).size == 7
+    assert V358.decompress(widened, 7) == V358.decompress(0x153, 4) == 0           # the same interface
+    assert widened >> 7 == 0x153 >> 4                                             # the same rest of the path
+    c.candidates[RS.public_key].label = (1 << 57) | 0x13                          # no room to widen: no answer
+    assert c.answer_getsnode(control.GetSnode(22), wide) is None
+    assert c.counters["getsnode_not_expressible"] == 1
+
+
 def test_client_state_hash_mismatch_forces_reset():
     c, clock = make_client()
     c._add_candidate(RS.public_key, 0x13, "static")
@@ -277,6 +301,20 @@ def test_client_with_one_failed_server_tries_it_again_soon_and_keeps_it_for_data
     assert [o for o in c.poll() if o.kind == "snode"] and c.server == RS.public_key   # ... alone: again soon
 
 
+def test_client_reaches_a_direct_peer_over_its_own_link_until_that_link_fails():
+    """As cjdns's subnode pathfinder: a peer's one-hop path, without asking the server (which may weigh a longer
+    way lower); once a switch error or silence reports that label failed, the server is asked instead."""
+    c, clock = make_client()
+    assert c.lookup(NODES[1].ip6) == (NODES[1].public_key, one_hop_label(0), ())
+    assert c.counters["peer_path"] == 1 and c.counters["cache_miss"] == 0 and not c.wanted
+    c.report_failure(NODES[1].ip6, one_hop_label(0))
+    assert c.lookup(NODES[1].ip6) is None and NODES[1].ip6 in c.wanted
+    clock.now += c.config.failed_label_hold_ms
+    assert c.lookup(NODES[1].ip6) == (NODES[1].public_key, one_hop_label(0), ())
+    c.set_peers([])                                     # the link went down
+    assert c.lookup(NODES[1].ip6) is None
+
+
 def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
     """A square RS-N1-N0 / RS-N2-N0: N0 reaches RS by N1 (its label) and learns the backup by N2 from RS itself."""
     svc = RouteServerService(RS.public_key)
@@ -304,13 +342,15 @@ def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
     assert set(svc.core.path_of_label(NODES[0].ip6, backup)) & set(svc.core.path_of_label(NODES[0].ip6, first)) \
         == {NODES[0].ip6, RS.ip6}                       # no node (so no link) in common
     # a look-up on its way when a switch error says the way to the server broke: resent at once on the backup
-    c.lookup(NODES[2].ip6)
+    # (of a node that is not a peer: a peer is reached over its own link, without a query)
+    assert c.lookup(NODES[2].ip6) == (NODES[2].public_key, one_hop_label(3), ())
+    c.lookup(RS2.ip6)
     [gr] = [o for o in c.poll() if o.kind == "snode"]
     c.report_failure(RS.ip6, first)
     assert c.server == RS.public_key and c.candidates[RS.public_key].label == backup
     assert c.counters["server_backup_used"] == 1 and c.counters["server_failed_switch_error"] == 0
     out = [o for o in c.poll() if o.kind == "snode"]
-    [again] = [o for o in out if M.parse_query(o.payload).tar == NODES[2].ip6]
+    [again] = [o for o in out if M.parse_query(o.payload).tar == RS2.ip6]
     assert {o.label for o in out} == {backup}          # and a new backup is asked for, on the new way
     # a peer still offering the broken label does not bring it back
     c._add_candidate(RS.public_key, first, "peer")
@@ -396,7 +436,7 @@ def test_service_and_client_survive_arbitrary_messages():
     @given(fields, st.sampled_from([NODES[0], FOREIGN, RS2]))
     def run(d, src):
         raw = bencode.encode(d)
-        out = svc.handle(raw, src.public_key, T0, path=0x13)
+        out = svc.handle(raw, src.public_key, T0, path=(0x13, ()))
         assert out is None or isinstance(out, bytes)
         c.on_reply(raw, RS.public_key)
         c.poll()
@@ -436,7 +476,7 @@ def test_federation_recovers_when_either_side_restarts():
         fwds = 0
         for key, _, payload, _ in src.take_outbox(now):
             fwds += M.parse_query(payload).sq == "fwd"
-            reply = dst.handle(payload, src.public_key, now, path=0x17)
+            reply = dst.handle(payload, src.public_key, now, path=(0x17, ()))
             if reply is not None:
                 src.handle(reply, dst.public_key, now)
         return fwds
@@ -453,6 +493,18 @@ def test_federation_recovers_when_either_side_restarts():
     exchange(b, a, later)                                    # b's first sub asks for a catch-up ...
     assert exchange(a, b, later) >= 1                        # ... of the announcements a already held
     assert len(b.core.nodes) == 5 and b.core.counters["accepted_forwarded"] == 5
+
+
+def test_a_reported_label_is_widened_for_the_interface_our_packets_reach_the_node_on():
+    """RS reaches N0 on N0's interface 11 (a 7-bit director); N0 reports the foreign server behind its interface 0
+    (4 bits). N0's switch refuses a 4-bit director for a packet that came in on a 7-bit interface, so the
+    spliced label carries the director re-encoded to 7 bits."""
+    a = RouteServerService(RS.public_key, same_isp=[FOREIGN.public_key])
+    for ident, peers in ((RS, [(NODES[0], 0, 11)]), (NODES[0], [(RS, 11, 0)])):
+        assert query(a, M.Query("ann", b"a", ann=ann(ident, peers, T0)), ident).error is None
+    query(a, M.Query("pn", b"p", foreign=(M.Address(FOREIGN.public_key, 0x13),)), NODES[0])
+    wide = convert_label(V358, 0x13, V358.get_form_num(one_hop_label(11)))
+    assert a.peers[FOREIGN.ip6].heard_label == splice(wide, a.core.route(RS.ip6, NODES[0].ip6).label)
 
 
 def test_a_report_too_long_to_splice_makes_the_reporting_node_a_waypoint():

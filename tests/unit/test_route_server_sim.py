@@ -122,7 +122,7 @@ class SimNet:
         if control.is_control(body):
             msg = control.unframe(body)
             if isinstance(msg, control.GetSnode) and not msg.reply:
-                answer = node.client.answer_getsnode(msg)
+                answer = node.client.answer_getsnode(msg, back)
                 if answer is not None:
                     self.send(name, back, control.frame(answer))
             elif isinstance(msg, control.GetSnode):
@@ -137,11 +137,11 @@ class SimNet:
         serving = node.service is not None and node.service_alive
         if M.is_query(payload):
             if serving:                                  # a crashed server is silent
-                reply = node.service.handle(payload, src, self.now, path=back)
+                reply = node.service.handle(payload, src, self.now, path=(back, ()))
                 if reply is not None:
                     self.send_msg(name, src, back, reply)
         elif not node.client.on_reply(payload, src) and serving:
-            node.service.handle(payload, src, self.now, path=back)      # federation replies
+            node.service.handle(payload, src, self.now, path=(back, ()))      # federation replies
 
     def send_msg(self, name, dst_key, label, payload):
         node = self.nodes[name]
