@@ -28,6 +28,8 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
                                   reason), signed-request counters, the HTB plan per paced link
   lease_config request="<JSON>"   a signed lease configuration request (node/leases/requests.py);
                                   the answer is {"ok": true, "lease": ...} or {"ok": false, "error": CODE, ...}
+  lease_grant lease, holder, expires_at   (nodes with "leases") the operator hands a paid lease to a new
+                                  holder (a cjdns key) until a Unix time (null: never): a market sale
   routes                          (nodes with "route_server" in the config) the route server in use, candidates,
                                   cached paths, client counters (node/tun_switch/route_server_plane.py)
   rs_status                       (a route-server node) graph size, announcements accepted, rejections by
