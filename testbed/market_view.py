@@ -5,9 +5,17 @@ Mesh methods. It asks the nodes' market services (role issuer, node/market/servi
 `sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
 lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its
 offer when none is given.
+
+A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
+chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
+to the token's owner until the token's end, with the agents' ``lease_grant`` command. The holder key is the owner's
+cjdns key: a market key is the Ed25519 counterpart of the node's cjdns key (node/market/market_node.py), as the
+signer of a lease request is (node/leases/requests.py). From then on the route servers prefer the lease for the
+owner's traffic, the owner configures it with signed requests, and at the token's end it is the free tier again.
 """
 from __future__ import annotations
 
+from node.cjdns.keys import curve25519_from_signing_key, pubkey_text
 from node.market.market_node import MARKET_PORT
 from testbed import services
 from testbed.topology.leases import declared_leases
@@ -56,10 +64,16 @@ def _link_quality(topo, link: str) -> dict | None:
     return {"rate_bps": p.rate_bps, "delay_s": p.delay_s, "loss": p.loss}
 
 
+def declared_lease(topo, lease: str):
+    return next((d for d in declared_leases(topo) if d.id == lease), None)
+
+
 def sell(run, topo, node: str, lease: str, price: int, term_s: float, *, link: str | None = None,
          kbps: int | None = None, token: str | None = None) -> dict:
-    declared = next((d for d in declared_leases(topo) if d.id == lease), None)
+    declared = declared_lease(topo, lease)
     if declared is not None:
+        if node in topo.nodes and topo.nodes[node].isp != declared.isp:
+            raise MarketViewError(f"lease {lease} is isp {declared.isp}'s: {node} cannot sell it")
         l = topo.links[declared.link_index]
         link = link or f"{l.a}--{l.b}"
         kbps = kbps or max(1, declared.guarantee_bps // 1000)
@@ -101,3 +115,34 @@ def tokens(run, topo, node: str) -> list[dict]:
 
 def status(run, topo, node: str) -> dict:
     return rpc(run, topo, node, "/status")
+
+
+def sold_token(run, topo, seller: str, token: str) -> dict:
+    """The seller's token as its issuer chain has it, once it belongs to someone else (else MarketViewError)."""
+    key = status(run, topo, seller)["key"]
+    t = next((t for t in tokens(run, topo, seller) if t["issuer"] == key and t["token"] == token), None)
+    if t is None:
+        raise MarketViewError(f"{seller} issued no token {token}")
+    if t["owner"] == key or t["locked"]:
+        raise MarketViewError(f"token {token} is not sold yet (owner: {seller}, locked: {t['locked']})")
+    return t
+
+
+def grants(topo, sold: dict) -> list[tuple[str, dict]]:
+    """[(node, lease_grant arguments)] for both ends of the link of a sold token's declared lease."""
+    declared = declared_lease(topo, sold.get("lease", ""))
+    if declared is None:
+        raise MarketViewError(f"token {sold['token']}: its lease {sold.get('lease')!r} is not declared in the "
+                              "topology, so no device carries it")
+    link = topo.links[declared.link_index]
+    holder = pubkey_text(curve25519_from_signing_key(bytes.fromhex(sold["owner"])))
+    return [(end, {"lease": declared.id, "holder": holder, "expires_at": sold["end"]}) for end in (link.a, link.b)]
+
+
+def lease_ends(topo, lease: str) -> tuple[str, str]:
+    """The two nodes of a declared lease's link."""
+    declared = declared_lease(topo, lease)
+    if declared is None:
+        raise MarketViewError(f"no lease {lease!r} is declared in the topology")
+    link = topo.links[declared.link_index]
+    return link.a, link.b

@@ -387,7 +387,51 @@ class Mesh:
         started = market_view.buy(self.run, self.topo, buyer, seller, token, price)
         if wait is None:
             return started
-        return market_view.wait_swap(self.run, self.topo, buyer, started["swap"], wait)
+        done = market_view.wait_swap(self.run, self.topo, buyer, started["swap"], wait)
+        if done["outcome"] == "completed":
+            sold = market_view.sold_token(self.run, self.topo, seller, token)
+            if market_view.declared_lease(self.topo, sold["lease"]) is not None:
+                done["lease"] = self.market_provision(seller, token)
+        return done
+
+    def market_provision(self, seller: str, token: str) -> dict:
+        """A sold token's lease handed to its owner at both ends of the link until the term's end (see
+        testbed/market_view.py); {node: the lease as the agent has it now}."""
+        out = {}
+        sold = market_view.sold_token(self.run, self.topo, seller, token)
+        granted = market_view.grants(self.topo, sold)
+        for node, grant in granted:
+            try:
+                out[node] = self.agent(node).call("lease_grant", **grant)["lease"]
+            except (OSError, AgentError) as e:
+                raise market_view.MarketViewError(f"{node}: lease_grant: {e}") from None
+        # with route servers: once they know the lease's new holder from both ends, the holder asks again
+        lease, holder = granted[0][1]["lease"], granted[0][1]["holder"]
+        ends = {self.ip6(n) for n, _ in granted}
+
+        def known(rs):
+            return {x["node"] for x in self.agent(rs).call("rs_status")["leases"]
+                    if x["lease"] == lease and x["holder"] == holder} >= ends
+        for rs in self.topo.nodes_with_role("route_server"):
+            self.wait_until(lambda: known(rs), 30, f"route server {rs} knows lease {lease} is {holder[:8]}'s")
+        owner = next((n for n in self.topo.nodes if self.identity(n).pubkey_text == holder), None)
+        if owner is not None and self.topo.nodes_with_role("route_server"):
+            self.agent(owner).call("routes_refresh")
+        return out
+
+    def market_configure(self, holder: str, lease: str, **changes) -> dict:
+        """A signed lease configuration request (node/leases/requests.py) from the node `holder`'s key, sent to
+        both ends of the lease's link; {node: the agent's answer} ({"ok": false, "error": ...} when refused)."""
+        from node.leases import requests as lease_requests
+        key = self.identity(holder).private_key
+        out = {}
+        for node in market_view.lease_ends(self.topo, lease):
+            request = lease_requests.make_request(key, lease, changes, time.time()).decode()
+            try:
+                out[node] = self.agent(node).call("lease_config", request=request)
+            except AgentError as e:
+                out[node] = {"ok": False, "error": str(e)}
+        return out
 
     def market_swap(self, node: str, swap_id: str) -> dict:
         return market_view.swap(self.run, self.topo, node, swap_id)
