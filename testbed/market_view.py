@@ -6,6 +6,13 @@ Mesh methods. It asks the nodes' market services (role issuer, node/market/servi
 lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its
 offer when none is given.
 
+`audit` is the metering referee (node/market/referee.py) with the testbed's own byte counts: the bytes a lease
+carried are what its ends' agents counted coming in on it (both directions); what is owed for it is the fixed
+price of each of its tokens that changed hands (term leases have no per-volume part); what was paid is the price
+of each swap of those tokens that the seller saw completed. A token that changed hands without a completed swap
+shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py is protocol code only), and
+`channels` says so.
+
 A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
 chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
 to the token's owner until the token's end, with the agents' ``lease_grant`` command. The holder key is the owner's
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 from node.cjdns.keys import curve25519_from_signing_key, pubkey_text
 from node.market.market_node import MARKET_PORT
+from node.market.referee import LeaseUsage, audit as referee_audit
 from testbed import services
 from testbed.topology.leases import declared_leases
 from testbed.waiting import wait_until
@@ -139,6 +147,11 @@ def grants(topo, sold: dict) -> list[tuple[str, dict]]:
     return [(end, {"lease": declared.id, "holder": holder, "expires_at": sold["end"]}) for end in (link.a, link.b)]
 
 
+def lease_nodes(topo) -> list[str]:
+    """The nodes at an end of a declared lease's link (the ones whose agents count lease bytes)."""
+    return sorted({n for d in declared_leases(topo) for n in lease_ends(topo, d.id)})
+
+
 def lease_ends(topo, lease: str) -> tuple[str, str]:
     """The two nodes of a declared lease's link."""
     declared = declared_lease(topo, lease)
@@ -146,3 +159,31 @@ def lease_ends(topo, lease: str) -> tuple[str, str]:
         raise MarketViewError(f"no lease {lease!r} is declared in the topology")
     link = topo.links[declared.link_index]
     return link.a, link.b
+
+
+CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py is their protocol (tested on "
+                   "its own), and no market service opens one")
+
+
+def audit(run, topo, lease_counts: dict[str, dict]) -> list[dict]:
+    """The referee's lines for every declared lease that has a market token. ``lease_counts``: {node: the agent's
+    ``leases`` answer} for the nodes with leases."""
+    carried = {}
+    for answer in lease_counts.values():
+        for key, counters in answer.get("ingress", {}).items():
+            lease = key.rsplit("/", 1)[1]
+            carried[lease] = carried.get(lease, 0) + counters.get("bytes", 0)
+    owed, paid = {}, {}
+    for seller in issuers(topo):
+        st = status(run, topo, seller)
+        done = [s["token"] for s in st["swaps"] if s["role"] == "seller" and s["outcome"] == "completed"]
+        for t in tokens(run, topo, seller):
+            if t["issuer"] != st["key"] or declared_lease(topo, t.get("lease", "")) is None:
+                continue
+            owed.setdefault(t["lease"], 0)
+            paid.setdefault(t["lease"], 0)
+            if t["owner"] != st["key"]:
+                owed[t["lease"]] += t["price"]
+            paid[t["lease"]] += t["price"] * done.count(t["token"])
+    usages = [LeaseUsage(lease, carried.get(lease, 0), fixed_price=owed[lease]) for lease in owed]
+    return [vars(line) for line in referee_audit(usages, paid)]

@@ -433,6 +433,16 @@ class Mesh:
                 out[node] = {"ok": False, "error": str(e)}
         return out
 
+    def market_audit(self) -> list[dict]:
+        """Per sold lease: bytes carried (its ends' agents' counts), owed, paid, over, under, verdict
+        (node/market/referee.py; see testbed/market_view.py)."""
+        ends = market_view.lease_nodes(self.topo)
+        return market_view.audit(self.run, self.topo, {n: self.agent(n).call("leases") for n in ends})
+
+    def market_channels(self) -> dict:
+        """The payment channels on the mesh: none yet, and the answer says so."""
+        return {"channels": [], "note": market_view.CHANNELS_ABSENT}
+
     def market_swap(self, node: str, swap_id: str) -> dict:
         return market_view.swap(self.run, self.topo, node, swap_id)
 

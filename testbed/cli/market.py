@@ -1,4 +1,4 @@
-"""`pktlab market offers|sell|buy|tokens|swaps`: the run's bandwidth market (testbed/market_view.py; the market
+"""`pktlab market offers|sell|buy|tokens|swaps|audit|channels`: the run's bandwidth market (testbed/market_view.py; the market
 services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def _positive_int(text: str) -> int:
 
 def cmd_market(args):
     from testbed.market_view import MarketViewError
+    from testbed.waiting import TimedOut
     from testbed.topology.leases import parse_term
     mesh = attach(args)
     try:
@@ -44,7 +45,13 @@ def cmd_market(args):
         elif args.verb == "buy":
             if len(args.what) != 3:
                 raise SystemExit("pktlab market buy BUYER SELLER TOKEN [--price UNITS] [--wait S]")
+            if args.wait is not None and not 0 < args.wait < 1e6:
+                raise SystemExit("pktlab market buy: --wait: seconds > 0")
             data = mesh.market_buy(*args.what, price=args.price, wait=args.wait)
+        elif args.verb in ("audit", "channels"):
+            if args.what:
+                raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
+            data = mesh.market_audit() if args.verb == "audit" else mesh.market_channels()
         elif args.verb == "tokens":
             if len(args.what) != 1:
                 raise SystemExit("pktlab market tokens NODE")
@@ -53,7 +60,7 @@ def cmd_market(args):
             if len(args.what) != 1:
                 raise SystemExit("pktlab market swaps NODE")
             data = mesh.market_status(args.what[0])["swaps"]
-    except MarketViewError as e:
+    except (MarketViewError, TimedOut) as e:
         raise _fail(e) from None
     if args.json or args.verb in ("sell", "buy"):
         print(json.dumps(data, indent=1))
@@ -67,6 +74,15 @@ def cmd_market(args):
             q, m = o.get("link_quality") or {}, o.get("measured") or {}
             t.add_row(o["seller"], o["token"], o["link"], str(o["kbps"]), str(max(0, round(o["end"] - now))),
                       str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")))
+    elif args.verb == "channels":
+        print(data["note"])
+        return
+    elif args.verb == "audit":
+        t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
+                  title="market audit")
+        for a in data:
+            t.add_row(a["lease"], str(a["bytes_carried"]), str(a["owed"]), str(a["paid"]), str(a["over"]),
+                      str(a["under"]), a["verdict"])
     elif args.verb == "tokens":
         t = Table("issuer", "token", "kind", "link", "kbps", "owner", "mine", "locked", title=f"{args.what[0]}: tokens")
         for k in data:
@@ -82,8 +98,10 @@ def cmd_market(args):
 
 def register(add) -> None:
     sp = add("market", cmd_market, "the bandwidth market: offers (with the link measured over the free tier), sell "
-                                   "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT), tokens NODE, swaps NODE")
-    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps"))
+                                   "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
+                                   "lease of the topology then carries the buyer's traffic), tokens NODE, swaps NODE, "
+                                   "audit (bytes carried vs paid per lease), channels")
+    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps", "audit", "channels"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
     sp.add_argument("--price", type=_positive_int, metavar="UNITS", help="atomic PKT units (2^30 per PKT)")

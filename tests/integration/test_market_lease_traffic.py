@@ -9,7 +9,10 @@ lease starts at the buyer: a device keeps what came in on the free tier on the f
     f1 (free tier) -- m1 (buyer, miner) --2 mbit/s, lease up: 1.5 mbit/s-- core1 (route server, chain, pool,
                                                                           seller) -- sink, b1 (block miner)
 """
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,3 +70,16 @@ def test_buying_a_lease_raises_the_buyers_share_of_a_flooded_link_until_the_term
     print("kbit/s, the term over:", after)
     assert after["m1"] <= 0.8 * leased["m1"], (free, leased, after)    # back to the free tier's share
     assert after["m1"] <= 1.25 * free["m1"], (free, leased, after)
+
+    # the referee: the lease carried m1's flood (counted by its ends' agents) and was paid its price, no more
+    line = next(a for a in mesh.market_audit() if a["lease"] == "up")
+    assert line["bytes_carried"] > 1_000_000, line
+    assert (line["owed"], line["paid"], line["over"], line["under"], line["verdict"]) == (PRICE, PRICE, 0, 0, "ok")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    cli = [sys.executable, "-m", "testbed.cli", "market"]
+    got = subprocess.run(cli + ["audit", "--run", mesh.run.name, "--json"], capture_output=True, text=True,
+                         check=False, env=env, timeout=60)
+    assert got.returncode == 0 and json.loads(got.stdout) == mesh.market_audit(), got.stderr
+    got = subprocess.run(cli + ["channels", "--run", mesh.run.name], capture_output=True, text=True, check=False,
+                         env=env, timeout=60)
+    assert got.returncode == 0 and "not on the mesh yet" in got.stdout, got
