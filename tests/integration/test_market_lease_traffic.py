@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="ne
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "market-lease.yaml"))]
 
 PRICE = 1 << 30                 # 1 PKT
-TERM_S = 50                     # the swap, the grant and one flood fit in it
+TERM_S = 75                     # the swap (a few PKT blocks), the grant and one flood fit in it
 GUARANTEE_KBIT = 1500
 
 
