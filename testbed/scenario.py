@@ -686,8 +686,8 @@ class Runner:
         for n in ends:
             found = [l for link in self.mesh.agent(n).call("leases")["links"].values() for l in link["leases"]
                      if l["id"] == body["lease"]]
-            states[n] = "held by the holder" if found and found[0]["holder"] == holder and not found[0]["expired"] \
-                else "expired" if found and found[0]["expired"] else "held by another key"
+            states[n] = ("has no such lease" if not found else "expired" if found[0]["expired"]
+                         else "held by the holder" if found[0]["holder"] == holder else "held by another key")
         ok = all(v == "held by the holder" for v in states.values())
         return ok, f"lease {body['lease']} for {body['holder']}: " + ", ".join(f"{n} {v}" for n, v in states.items())
 

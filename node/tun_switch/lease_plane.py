@@ -189,7 +189,8 @@ class LeasePlane:
             raise ValueError(f"holder: {e}") from None
         now = self.node.clock()
         try:
-            lease = self.table.grant(lease_id, key, None if until is None else max(0.0, now + until - self.wall_clock()))
+            expires = None if until is None else max(0.0, now + until - self.wall_clock())
+            lease = self.table.grant(lease_id, key, expires)
         except LeaseError as e:
             raise ValueError(str(e)) from None
         log.info("%s: lease %s granted to %s", self.node.name, lease_id, holder)

@@ -1,5 +1,5 @@
-"""`pktlab market offers|sell|buy|tokens|swaps|audit|channels`: the run's bandwidth market (testbed/market_view.py; the market
-services: node/market/service.py on the nodes with the role issuer)."""
+"""`pktlab market offers|sell|buy|tokens|swaps|audit|channels`: the run's bandwidth market (testbed/market_view.py;
+the market services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
 import json
