@@ -29,7 +29,7 @@ import networkx as nx
 from node.agent.control_client import AgentClient, AgentError
 from node.cjdns import labels
 from node.cjdns.keys import Identity
-from testbed import agent_configs, backends, chain_view, faults, runs, services
+from testbed import agent_configs, backends, chain_view, faults, market_view, runs, services
 from testbed.backends import exec_in
 from testbed.events import DOWN, FILENAME as EVENTS_FILE, UP, EventLog
 from testbed.faults.measure import parse_ping
@@ -364,6 +364,94 @@ class Mesh:
     def wait_height(self, height: int, within: float, nodes: list[str] | None = None) -> dict:
         """Until every chain node (or these) is at `height` or above; their statuses."""
         return chain_view.wait_height(self.run, self.topo, height, within, nodes)
+
+    # -- the bandwidth market (node/market/service.py, testbed/market_view.py) -----------------------------------
+    def market_offers(self, nodes: list[str] | None = None, measure: bool = True) -> list[dict]:
+        """Every offer of the run's markets (nodes with the role issuer); with `measure`, the link's quality
+        measured over the free tier (pings between its ends: loss, RTT) next to its configured parameters."""
+        found = market_view.offers(self.run, self.topo, nodes)
+        for o in found:
+            ends = o["link"].split("--")
+            if measure and o["link_quality"] is not None:
+                st = self.ping_stats(ends[0], ends[1], count=5, interval=0.1, wait=1.0)
+                o["measured"] = {"rtt_ms": st["avg"], "loss": st["loss"]}
+        return found
+
+    def market_sell(self, node: str, lease: str, price: int, term_s: float, **kw) -> dict:
+        """Issue a token for one of the node's leases at `price` atomic PKT for `term_s` from now."""
+        return market_view.sell(self.run, self.topo, node, lease, price, term_s, **kw)
+
+    def market_buy(self, buyer: str, seller: str, token: str, price: int | None = None,
+                   wait: float | None = None) -> dict:
+        """Buy `token` from `seller` by atomic swap; with `wait`, until it ended (outcome completed/refunded)."""
+        started = market_view.buy(self.run, self.topo, buyer, seller, token, price)
+        if wait is None:
+            return started
+        done = market_view.wait_swap(self.run, self.topo, buyer, started["swap"], wait)
+        if done["outcome"] == "completed":
+            sold = market_view.sold_token(self.run, self.topo, seller, token)
+            if market_view.declared_lease(self.topo, sold["lease"]) is not None:
+                done["lease"] = self.market_provision(seller, token)
+        return done
+
+    def market_provision(self, seller: str, token: str) -> dict:
+        """A sold token's lease handed to its owner at both ends of the link until the term's end (see
+        testbed/market_view.py); {node: the lease as the agent has it now}."""
+        out = {}
+        sold = market_view.sold_token(self.run, self.topo, seller, token)
+        granted = market_view.grants(self.topo, sold)
+        for node, grant in granted:
+            try:
+                out[node] = self.agent(node).call("lease_grant", **grant)["lease"]
+            except (OSError, AgentError) as e:
+                raise market_view.MarketViewError(f"{node}: lease_grant: {e}") from None
+        # with route servers: once they know the lease's new holder from both ends, the holder asks again
+        lease, holder = granted[0][1]["lease"], granted[0][1]["holder"]
+        ends = {self.ip6(n) for n, _ in granted}
+
+        def known(rs):
+            return {x["node"] for x in self.agent(rs).call("rs_status")["leases"]
+                    if x["lease"] == lease and x["holder"] == holder} >= ends
+        for rs in self.topo.nodes_with_role("route_server"):
+            self.wait_until(lambda: known(rs), 30, f"route server {rs} knows lease {lease} is {holder[:8]}'s")
+        owner = next((n for n in self.topo.nodes if self.identity(n).pubkey_text == holder), None)
+        if owner is not None and self.topo.nodes_with_role("route_server"):
+            self.agent(owner).call("routes_refresh")
+        return out
+
+    def market_configure(self, holder: str, lease: str, **changes) -> dict:
+        """A signed lease configuration request (node/leases/requests.py) from the node `holder`'s key, sent to
+        both ends of the lease's link; {node: the agent's answer} ({"ok": false, "error": ...} when refused)."""
+        from node.leases import requests as lease_requests
+        key = self.identity(holder).private_key
+        out = {}
+        for node in market_view.lease_ends(self.topo, lease):
+            request = lease_requests.make_request(key, lease, changes, time.time()).decode()
+            try:
+                out[node] = self.agent(node).call("lease_config", request=request)
+            except AgentError as e:
+                out[node] = {"ok": False, "error": str(e)}
+        return out
+
+    def market_audit(self) -> list[dict]:
+        """Per sold lease: bytes carried (its ends' agents' counts), owed, paid, over, under, verdict
+        (node/market/referee.py; see testbed/market_view.py)."""
+        ends = market_view.lease_nodes(self.topo)
+        return market_view.audit(self.run, self.topo, {n: self.agent(n).call("leases") for n in ends})
+
+    def market_channels(self) -> dict:
+        """The payment channels on the mesh: none yet, and the answer says so."""
+        return {"channels": [], "note": market_view.CHANNELS_ABSENT}
+
+    def market_swap(self, node: str, swap_id: str) -> dict:
+        return market_view.swap(self.run, self.topo, node, swap_id)
+
+    def market_tokens(self, node: str) -> list[dict]:
+        """The tokens of every issuer chain the node's market holds: owner, lock, terms."""
+        return market_view.tokens(self.run, self.topo, node)
+
+    def market_status(self, node: str) -> dict:
+        return market_view.status(self.run, self.topo, node)
 
     # -- using the mesh ---------------------------------------------------------------------------------------
     @property

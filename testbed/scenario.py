@@ -30,7 +30,11 @@ retried until it holds or T seconds pass.
 
 On a topology with a PKT chain (testbed/services.py): chain_height {at_least, nodes (default: every chain node)},
 chains_agree {within_blocks (default 0: the same tip)}, reorg {node (default: any), at_least (default 1)},
-balance {node, at_least (PKT, spendable)}. A timeline entry at {height: N} runs when the first chain node reaches
+balance {node, at_least (PKT, spendable)}. With markets (role issuer): swap {buyer, token, outcome (completed or
+refunded)}, lease_active {lease, holder (a node)}, contended_throughput {from, against, to, at_least, at_most}
+(UDP floods from both at once: what `from` gets); actions market_sell {node, lease, price (PKT), term} and
+market_buy {buyer, seller, token, wait (s, default 120)} (a purchase of a declared lease moves the buyer's traffic
+onto it, testbed/market_view.py). A timeline entry at {height: N} runs when the first chain node reaches
 height N (waiting at most the entry's `within`, default 600 s); a timeline with height entries runs in file order
 (each entry given in seconds still waits for its second), one without them in order of `at`.
 
@@ -489,6 +493,9 @@ class Runner:
             ok = r.returncode == 0 or not action.get("check", True)
             self.record(f"command on {action['node']}", ok, (r.stdout + r.stderr).strip()[-200:])
             return
+        if isinstance(action, dict) and ("market_sell" in action or "market_buy" in action):
+            self._market_action(action)
+            return
         words = str(action).split()
         if words[0] == "reroute":
             changed = reroute(self.mesh)
@@ -498,6 +505,24 @@ class Runner:
             self.record(f"restart {words[1]}", True, fault.state.get("effect", ""))
         else:       # scenario_check refuses these before anything is built
             raise ScenarioError(f"unknown action {action!r} (reroute, restart NODE, {{node:, run:}})")
+
+    def _market_action(self, action) -> None:
+        """market_sell {node, lease, price (PKT), term} or market_buy {buyer, seller, token, wait (default 120 s)}:
+        recorded as a check (a refused order fails it, with the market's reason)."""
+        from testbed.market_view import MarketViewError
+        from testbed.topology.leases import parse_term
+        try:
+            if "market_sell" in action:
+                b = action["market_sell"]
+                o = self.mesh.market_sell(b["node"], b["lease"], round(b["price"] * (1 << 30)), parse_term(b["term"]))
+                self.record(f"market_sell {o['token']}", True, f"{o['link']} {o['kbps']} kbit/s until {o['end']}")
+            else:
+                b = action["market_buy"]
+                done = self.mesh.market_buy(b["buyer"], b["seller"], b["token"], wait=float(b.get("wait", 120)))
+                self.record(f"market_buy {b['token']}", done["outcome"] == "completed",
+                            f"swap {done['outcome']}" + (", lease granted" if done.get("lease") else ""))
+        except (MarketViewError, AssertionError) as e:          # TimedOut is an AssertionError
+            self.record(f"market {next(iter(action))}", False, str(e))
 
     def record(self, name, ok, message, **details) -> None:
         check = Check(name, bool(ok), str(message), round(self.now(), 2))
@@ -627,6 +652,44 @@ class Runner:
             return False, str(e)
         pkt = w["balance"]["spendable"] / (1 << 30)
         return pkt >= float(body["at_least"]), f"{body['node']} spendable {pkt:.4f} PKT (at least {body['at_least']})"
+
+    # -- the bandwidth market (testbed/market_view.py) --
+    def _a_swap(self, body):
+        from testbed.market_view import MarketViewError
+        try:
+            swaps = [s for s in self.mesh.market_status(body["buyer"])["swaps"]
+                     if s["role"] == "buyer" and s["token"] == body["token"]]
+        except MarketViewError as e:
+            return False, str(e)
+        got = swaps[-1]["outcome"] if swaps else None
+        return got == body["outcome"], f"{body['buyer']}'s swap of {body['token']}: {got or 'none'} " \
+                                       f"(expected {body['outcome']})"
+
+    def _a_contended_throughput(self, body):
+        from testbed.labs.checking import flood
+        low = parse_rate(str(body["at_least"])) if "at_least" in body else 0
+        high = parse_rate(str(body["at_most"])) if "at_most" in body else float("inf")
+        got = flood(self.mesh, [body["from"], body["against"]], body["to"])
+        bps = got[body["from"]] * 1000
+        bounds = ", ".join(f"{k.replace('_', ' ')} {body[k]}" for k in ("at_least", "at_most") if k in body)
+        return low <= bps <= high, f"{mbit(bps)} beside {body['against']}'s {mbit(got[body['against']] * 1000)} " \
+                                   f"({bounds})"
+
+    def _a_lease_active(self, body):
+        from testbed.market_view import MarketViewError, lease_ends
+        holder = self.mesh.identity(body["holder"]).pubkey_text
+        try:
+            ends = lease_ends(self.mesh.topo, body["lease"])
+        except MarketViewError as e:
+            return False, str(e)
+        states = {}
+        for n in ends:
+            found = [l for link in self.mesh.agent(n).call("leases")["links"].values() for l in link["leases"]
+                     if l["id"] == body["lease"]]
+            states[n] = ("has no such lease" if not found else "expired" if found[0]["expired"]
+                         else "held by the holder" if found[0]["holder"] == holder else "held by another key")
+        ok = all(v == "held by the holder" for v in states.values())
+        return ok, f"lease {body['lease']} for {body['holder']}: " + ", ".join(f"{n} {v}" for n, v in states.items())
 
 
 def _reach(res: dict) -> dict:

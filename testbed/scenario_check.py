@@ -18,9 +18,10 @@ import jsonschema
 
 from testbed import faults as F
 from testbed.topology import TopologyError, parse_rate
+from testbed.topology.leases import parse_term
 
 ASSERTION_KINDS = ("reachable", "unreachable", "throughput", "outage", "path_changed", "counters", "agent_healthy",
-                   "chain_height", "chains_agree", "reorg", "balance")
+                   "chain_height", "chains_agree", "reorg", "balance", "swap", "lease_active", "contended_throughput")
 TIMELINE_VERBS = ("fault", "heal", "action", "expect")
 TRAFFIC_KINDS = ("ping", "iperf", "command")
 PLACEHOLDERS = ("{random_node}", "{random_link}", "{random_spare_link}")
@@ -42,6 +43,7 @@ _port = {"type": "integer", "minimum": 1, "maximum": 65535}
 _mss = {"type": "integer", "minimum": 88, "maximum": 9000}
 _count = {"type": "integer", "minimum": 0, "maximum": 10**9}
 _parallel = {"type": "integer", "minimum": 1, "maximum": 128}    # iperf's TCP connections at once
+_token = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}  # a market Name (node/market/wire.py)
 
 
 def _obj(required: tuple, **props) -> dict:
@@ -65,11 +67,25 @@ ASSERTION_BODIES = {
     "chains_agree": _obj((), within_blocks=_count, nodes=_nodes),
     "reorg": _obj((), node=_node, at_least=_count),
     "balance": _obj(("node", "at_least"), node=_node, at_least={"type": "number", "minimum": 0}),
+    # the bandwidth market (testbed/market_view.py): how the buyer's last swap of a token ended; who holds a lease
+    "swap": _obj(("buyer", "token", "outcome"), buyer=_node, token=_token,
+                 outcome={"enum": ["completed", "refunded"]}),
+    "lease_active": _obj(("lease", "holder"), lease=_token, holder=_node),
+    # UDP floods from `from` and `against` at once (testbed/labs/checking.flood): what `from` gets
+    "contended_throughput": _obj(("from", "against", "to"), **{"from": _node, "against": _node, "to": _node,
+                                                              "at_least": _rate, "at_most": _rate}),
 }
 ASSERTION = {"type": "object", "additionalProperties": False, "minProperties": 1,
              "properties": {**ASSERTION_BODIES, "within": _seconds, "name": {"type": "string"}}}
 COMMAND = _obj(("node", "run"), node=_node, run={"type": "string", "minLength": 1},
                timeout={**_seconds, "exclusiveMinimum": 0}, check={"type": "boolean"})
+MARKET_SELL = _obj(("market_sell",), market_sell=_obj(
+    ("node", "lease", "price", "term"), node=_node, lease=_token, price={"type": "number", "exclusiveMinimum": 0},
+    term={"type": "string", "minLength": 1}))
+MARKET_BUY = _obj(("market_buy",), market_buy=_obj(
+    ("buyer", "seller", "token"), buyer=_node, seller=_node, token=_token,
+    wait={**_seconds, "exclusiveMinimum": 0}))
+MARKET_ACTION = {"market_sell": MARKET_SELL, "market_buy": MARKET_BUY}
 TRAFFIC = {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1, "properties": {
     "ping": _obj(("from", "to"), **{"from": _node, "to": _node,
                                     "interval": {"type": "number", "minimum": 0.01, "maximum": 60}}),
@@ -84,7 +100,7 @@ STEP = {"type": "object", "additionalProperties": False, "properties": {
     "within": {**_seconds, "exclusiveMinimum": 0},       # a step at a block height: how long to wait for it
     "fault": {"type": ["string", "object"], "minLength": 1},
     "heal": {"type": "string", "minLength": 1},
-    "action": {"anyOf": [{"type": "string", "minLength": 1}, COMMAND]},
+    "action": {"anyOf": [{"type": "string", "minLength": 1}, COMMAND, MARKET_SELL, MARKET_BUY]},
     "expect": ASSERTION,
 }}
 SCHEMA = {
@@ -175,8 +191,13 @@ def _message(e: jsonschema.ValidationError) -> str:
         return f"expected {' or '.join(kinds)}, got {value}"
     if e.validator == "required":
         return e.message.replace("is a required property", "is missing")
+    if e.validator == "anyOf" and e.schema is STEP["properties"]["action"] and isinstance(e.instance, dict) \
+            and len(e.instance) == 1 and next(iter(e.instance)) in ("market_sell", "market_buy"):
+        inner = next(jsonschema.Draft202012Validator(MARKET_ACTION[next(iter(e.instance))]).iter_errors(e.instance))
+        return f"{_path(inner.absolute_path)}: {_message(inner)}"
     if e.validator == "anyOf" and e.schema is STEP["properties"]["action"]:
-        return f"expected reroute, restart NODE or {{node:, run:}}, got {value}"
+        return (f"expected reroute, restart NODE, {{node:, run:}}, {{market_sell: {{node, lease, price, term}}}} or "
+                f"{{market_buy: {{buyer, seller, token, wait}}}}, got {value}")
     if e.validator == "anyOf":
         return f"expected {' or '.join(s.get('type', 'object') for s in e.validator_value)}, got {value}"
     return e.message if len(e.message) <= 200 else e.message[:197] + "..."
@@ -213,11 +234,11 @@ class _Checker:
     def assertion(self, a: dict, path: str) -> None:
         kind = next(k for k in ASSERTION_KINDS if k in a)
         body = a[kind]
-        for key in ("from", "to", "node", "nodes"):
+        for key in ("from", "to", "node", "nodes", "buyer", "holder", "against"):
             if key in body:
                 self.nodes(body[key], f"{path}.{kind}.{key}")
         for key in ("at_least", "at_most"):
-            if kind == "throughput" and key in body:
+            if kind in ("throughput", "contended_throughput") and key in body:
                 self.rate(body[key], f"{path}.{kind}.{key}")
 
     def fault(self, spec, path: str):
@@ -229,6 +250,23 @@ class _Checker:
         return fault
 
     def action(self, action, path: str) -> None:
+        if isinstance(action, dict) and "market_sell" in action:
+            body = action["market_sell"]
+            self.node(body["node"], f"{path}.market_sell.node")
+            try:
+                parse_term(body["term"])
+            except ValueError as e:
+                self.fail(f"{path}.market_sell.term", str(e))
+            if body["node"] not in self.topo.nodes_with_role("issuer"):
+                self.fail(f"{path}.market_sell.node", f"{body['node']} runs no market (give it the role issuer)")
+            return
+        if isinstance(action, dict) and "market_buy" in action:
+            body = action["market_buy"]
+            for key in ("buyer", "seller"):
+                self.node(body[key], f"{path}.market_buy.{key}")
+                if body[key] not in self.topo.nodes_with_role("issuer"):
+                    self.fail(f"{path}.market_buy.{key}", f"{body[key]} runs no market (give it the role issuer)")
+            return
         if isinstance(action, dict):
             self.node(action["node"], f"{path}.node")
             return

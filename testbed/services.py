@@ -1,5 +1,6 @@
 """A run's PKT chain: the topology's `chain:` section and the time scale, the starting difficulty, and the chain-side
-services of the nodes with the roles `chain`, `pool`, `miner` and `block_miner` (node/chain/service.py), started in
+services of the nodes with the roles `chain`, `pool`, `miner` and `block_miner` (node/chain/service.py), and the
+market service of the nodes with the role `issuer` (node/market/service.py, on its nearest chain node), started in
 the nodes' namespaces and tagged with the run like every process of it (so `pktlab down`/`cleanup` stop them).
 
 The `chain:` section (every field optional):
@@ -66,10 +67,13 @@ SERVICE_ROLES = {
     "pool": "runs a PacketCrypt pool (master, announcement handler, block handler, paymaker) on its nearest chain node",
     "miner": "mines PacketCrypt announcements and uploads them to its nearest pool",
     "block_miner": "mines PacketCrypt blocks from its nearest pool's announcements",
+    "issuer": "runs the node's bandwidth market (node/market/service.py): issues its lease tokens, buys others'",
 }
-ORDER = ("chain", "pool", "block_miner", "miner")       # start order: what a service needs comes up first
+ORDER = ("chain", "pool", "block_miner", "miner", "issuer")   # start order: what a service needs comes up first
+MODULES = {"issuer": "node.market.service"}                    # every other role: node.chain.service
 SECTION_KEYS = set(chain_params.RUN_LENGTHS) | {"genesis_bits", "time_scale", "ann_rate"}
 DEFAULT_ANN_RATE = 10.0
+MARKET_TICK_S = 0.5
 HASHRATE_SHARE = 0.5
 
 
@@ -277,6 +281,15 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                     raise ChainConfigError(f"pool {n.name}: no node with the role chain to work with")
                 settings = {"chain_url": _url(addr[near], rpc_port),
                             "default_address": wallet_key(state["seed"], n.name).address}
+            elif role == "issuer":
+                near = nearest(graph, n.name, chains)
+                if near is None:
+                    raise ChainConfigError(f"issuer {n.name}: no node with the role chain to work with")
+                from testbed.agent_configs import identity
+                settings = {"chain_url": _url(addr[near], rpc_port), "socket": str(d / "market.sock"),
+                            "node_secret": identity(topo, state["seed"], n.name).private_key.hex(),
+                            "wallet_secret": wallet_key(state["seed"], n.name).secret.hex(),
+                            "tick_s": MARKET_TICK_S}
             else:
                 near = nearest(graph, n.name, pools)
                 if near is None:
@@ -298,7 +311,8 @@ def start_service(run, node: str, role: str) -> int:
     from testbed.backends import exec_in
     cfg = run.path("nodes", node, f"{role}.json")
     log = open(run.path("nodes", node, f"{role}.stderr"), "ab")
-    proc = exec_in(run, node, [sys.executable, "-m", "node.chain.service", str(cfg)], stdin=subprocess.DEVNULL,
+    module = MODULES.get(role, "node.chain.service")
+    proc = exec_in(run, node, [sys.executable, "-m", module, str(cfg)], stdin=subprocess.DEVNULL,
                    stdout=log, stderr=log, start_new_session=True)
     log.close()
     run.state.setdefault("services", {}).setdefault(node, {})[role] = {"pid": proc.pid,
@@ -374,9 +388,10 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-def chain_rpc(run, node: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
-    """(HTTP status, JSON answer) of a chain node's RPC, through its Unix socket; OSError when it does not answer."""
-    conn = _UnixHTTP(str(run.path("nodes", node, "chain.sock")), timeout)
+def unix_http(socket_path: str, path: str, body: dict | None = None, timeout: float = 10.0,
+              what: str = "service") -> tuple[int, dict]:
+    """(HTTP status, JSON answer) of a service's HTTP API through its Unix socket; OSError when it does not answer."""
+    conn = _UnixHTTP(str(socket_path), timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
         conn.request("GET" if body is None else "POST", path, body=data,
@@ -384,10 +399,15 @@ def chain_rpc(run, node: str, path: str, body: dict | None = None, timeout: floa
         r = conn.getresponse()
         raw = r.read()
     except (TimeoutError, http.client.HTTPException) as e:
-        raise OSError(f"{node}: chain RPC {path}: {e}") from None
+        raise OSError(f"{what} {path}: {e}") from None
     finally:
         conn.close()
     try:
         return r.status, json.loads(raw)
     except ValueError:
-        raise OSError(f"{node}: chain RPC {path}: not JSON (HTTP {r.status})") from None
+        raise OSError(f"{what} {path}: not JSON (HTTP {r.status})") from None
+
+
+def chain_rpc(run, node: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
+    """(HTTP status, JSON answer) of a chain node's RPC, through its Unix socket; OSError when it does not answer."""
+    return unix_http(run.path("nodes", node, "chain.sock"), path, body, timeout, f"{node}: chain RPC")

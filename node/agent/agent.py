@@ -28,10 +28,14 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
                                   reason), signed-request counters, the HTB plan per paced link
   lease_config request="<JSON>"   a signed lease configuration request (node/leases/requests.py);
                                   the answer is {"ok": true, "lease": ...} or {"ok": false, "error": CODE, ...}
+  lease_grant lease, holder, expires_at   (nodes with "leases") the operator hands a paid lease to a new
+                                  holder (a cjdns key) until a Unix time (null: never): a market sale
   routes                          (nodes with "route_server" in the config) the route server in use, candidates,
                                   cached paths, client counters (node/tun_switch/route_server_plane.py)
+  routes_refresh                  (nodes with "route_server") ask the route server again for every path held,
+                                  keeping each until its answer comes (after a lease was bought)
   rs_status                       (a route-server node) graph size, announcements accepted, rejections by
-                                  reason, federation peers
+                                  reason, federation peers, the leases the nodes announce
   rs_route  src, dst              (a route-server node) the path it answers, hop by hop with each hop's label
   set_clock offset_s              skew this node's wall clock (what its announcements and lease requests are
                                   stamped and judged by) by offset_s seconds; 0 restores it

@@ -184,6 +184,23 @@ class LeaseTable:
             self.check_join(lease, lease.virtual_router)
         return ll.add(lease)
 
+    def grant(self, lease_id: str, holder: bytes, expires: float | None) -> Lease:
+        """Hand a paid lease to ``holder`` until ``expires`` (None: never): what the device does when the lease
+        is sold (the market's token changed hands). Its configurables stay as they are; the new holder sets them
+        with signed requests. A virtual router of the old holder is left."""
+        lease = self.find(lease_id)
+        if lease is None:
+            raise LeaseError(f"no paid lease {lease_id!r}")
+        holder = _check_key(holder, f"lease {lease_id}")
+        if holder is None:
+            raise LeaseError(f"lease {lease_id}: a paid lease needs a holder key")
+        if expires is not None:
+            expires = finite_nonnegative(expires, f"lease {lease_id}: expires")
+        if lease.virtual_router is not None and lease.holder != holder:
+            lease.virtual_router = None
+        lease.holder, lease.expires = holder, expires
+        return lease
+
     def add_virtual_router(self, vr: VirtualRouter) -> VirtualRouter:
         if vr.id in self.virtual_routers:
             raise LeaseError(f"virtual router {vr.id} already exists")

@@ -34,6 +34,12 @@ class Issuer:
         self.state = TokenState(self.key)
         self.rejected: Counter = Counter()
 
+    def restore(self, updates) -> None:
+        """Continue a chain this issuer made before (read back from its store); RuleError if it is not valid."""
+        for u in updates:
+            self.state = self.state.apply(u)
+            self.updates.append(u)
+
     def issue_lease(self, token: str, lease: str, link: str, kbps: int, start: int, end: int, price: int) -> list:
         return self._commit([IssueLease(token, lease, link, kbps, start, end, price)])
 

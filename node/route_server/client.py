@@ -206,8 +206,14 @@ class RouteServerClient(PathProvider):
         return replace(p, **fixed)
 
     def set_leases(self, leases) -> None:
-        """The LEASE entities (announcement.LeaseEntity) our next announcements carry: our end of each lease."""
-        self.leases = list(leases)
+        """The LEASE entities (announcement.LeaseEntity) our next announcements carry: our end of each lease; an
+        announcement follows soon if a lease came, went or changed hands (not for the expiry's rounding)."""
+        def what(entities):
+            return {(e.lease_id, e.peer_num, e.lease_num, e.guarantee_bps, e.holder) for e in entities}
+        leases = list(leases)
+        if what(leases) != what(self.leases):
+            self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
+        self.leases = leases
 
     def on_getsnode_reply(self, msg: control.GetSnode, peer_label: int) -> None:
         """A peer (reached with our one-hop ``peer_label``) told us which route server it uses."""

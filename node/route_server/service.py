@@ -318,6 +318,10 @@ class RouteServerService:
             "rejected": rejected,
             "counters": dict(self.counters),
             "routes": {k: v for k, v in self.core.counters.items() if k.startswith("route_")},
+            "leases": sorted(({"node": keys.ip6_text(n.ip6), "lease": e.lease_id,
+                               "holder": keys.pubkey_text(e.holder) if e.holder else None, "expires_s": e.expires_s}
+                              for n in self.core.nodes.values() for e in n.leases.values()),
+                             key=lambda d: (d["lease"], d["node"])),
             "federation": {keys.ip6_text(p.ip6): {"same_isp": p.same_isp, "interested": p.interested,
                                                   "subscribed": p.subscribed, "queued": len(p.queue)}
                            for p in self.peers.values()},

@@ -15,8 +15,9 @@ through it) and it builds on that Forwarder's public face. It
   priority drops);
 * marks this node's own unclassed packets with the configured "origin" traffic class (the customer's device
   declares its priority and customer bit);
-* brings the control API commands ``leases`` (leases, meters, schedulers, counters) and ``lease_config``
-  (a signed configuration request, node/leases/requests.py).
+* brings the control API commands ``leases`` (leases, meters, schedulers, counters), ``lease_config``
+  (a signed configuration request, node/leases/requests.py) and ``lease_grant`` (the device's operator hands a
+  paid lease to a new holder until a Unix time: what the testbed does when the market sells the lease's token).
 
 Split with Linux traffic control (DESIGN.md §3): HTB can give each lease its guarantee (rate) and let it borrow
 up to the link (ceil), and is reached without filters through SO_PRIORITY. It cannot see the 4-bit PKT
@@ -26,11 +27,14 @@ scheduler also implements level 1 itself so the rules hold on kernels without HT
 """
 
 import logging
+import math
 import socket
 
+from node.cjdns.keys import parse_pubkey_text
 from node.cjdns.switch_header import SIZE as HEADER_SIZE, UNCLASSED, traffic_class_of, with_traffic_class
 from node.leases.datapath import LeaseDataPath
 from node.leases.requests import ConfigRequestHandler
+from node.leases.table import LeaseError
 from node.leases.tc_plan import htb_plan, so_priority
 from node.tun_switch.forwarding import ROUTER, is_own_control
 from node.tun_switch.peer_link import PeerLink
@@ -46,7 +50,7 @@ AGENT_PACE = 0.9
 
 
 class LeasePlane:
-    COMMANDS = ("leases", "lease_config")
+    COMMANDS = ("leases", "lease_config", "lease_grant")
     ABSENT = 'this node has no "leases" section in its config'
 
     def __init__(self, node, lease_config, wall_clock=None, replay_state=None):
@@ -163,12 +167,34 @@ class LeasePlane:
     # -- control API -----------------------------------------------------------------------------------------
     def commands(self) -> dict:
         """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
-        return {"leases": lambda req, respond: self.describe(), "lease_config": self.cmd_lease_config}
+        return {"leases": lambda req, respond: self.describe(), "lease_config": self.cmd_lease_config,
+                "lease_grant": self.cmd_lease_grant}
 
     def cmd_lease_config(self, req, respond):
         if not isinstance(req.get("request"), str):
             raise ValueError('needs "request": the signed request as JSON text')
         return self.configure(req["request"])
+
+    def cmd_lease_grant(self, req, respond):
+        """lease=ID holder="<key>.k" expires_at=UNIX|null: the lease's new holder and end (Unix time)."""
+        lease_id, holder, until = req.get("lease"), req.get("holder"), req.get("expires_at")
+        if not isinstance(lease_id, str) or not isinstance(holder, str):
+            raise ValueError('needs "lease" (an id) and "holder" (a cjdns key "....k")')
+        if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))
+                                  or not math.isfinite(until)):
+            raise ValueError(f'"expires_at": a Unix time or null, got {until!r}')
+        try:
+            key = parse_pubkey_text(holder)
+        except ValueError as e:
+            raise ValueError(f"holder: {e}") from None
+        now = self.node.clock()
+        try:
+            expires = None if until is None else max(0.0, now + until - self.wall_clock())
+            lease = self.table.grant(lease_id, key, expires)
+        except LeaseError as e:
+            raise ValueError(str(e)) from None
+        log.info("%s: lease %s granted to %s", self.node.name, lease_id, holder)
+        return {"lease": lease.describe(now)}
 
     def describe(self):
         now = self.node.clock()

@@ -127,7 +127,7 @@ def lease_entities(table: LeaseTable, now: float, wall_now: float) -> list:
 
 
 class RouteServerGlue:
-    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject")
+    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject", "routes_refresh")
     ABSENT = 'this node has no "route_server" section in its config'
 
     def __init__(self, node, settings: RouteServerSettings, clock_ms=None, replay_state=None):
@@ -416,7 +416,8 @@ class RouteServerGlue:
     def commands(self) -> dict:
         """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
         return {"routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
-                "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject}
+                "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject,
+                "routes_refresh": self.cmd_routes_refresh}
 
     def _server(self, running=True):
         if not self.settings.serve:
@@ -427,6 +428,14 @@ class RouteServerGlue:
 
     def cmd_routes(self, req, respond):
         return dict(self.client.describe(), agent_counters=dict(self.counters))
+
+    def cmd_routes_refresh(self, req, respond):
+        """Ask the route server again for every path we hold, using each until its answer comes (a node that
+        just got a lease does, to have its traffic over it; _push_paths then moves the flows)."""
+        held = list(self.client.cache)
+        for ip6 in held:
+            self.client.refresh(ip6)
+        return {"refreshing": len(held)}
 
     def cmd_rs_service(self, req, respond):
         self._server(running=False)

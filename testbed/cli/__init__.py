@@ -6,6 +6,7 @@ subcommands (`add(name, fn, help)` returns an argparse subparser whose `fn` gets
     faults    fault, heal, faults, run (scenarios)     leases    leases, lease-config
     routes    routes, rs                               labs, ui  lab ..., ui (issue 18)
     chain     chain, mining, wallet (the PKT chain, pools and miners)
+    market    market offers|sell|buy|tokens|swaps (the bandwidth market)
     common    consoles, root check, --run, attach
 
 This module imports nothing heavy at the top, so Ctrl-C while the rest loads ends with one line, not a traceback.
@@ -44,7 +45,7 @@ examples:
 def build_parser():
     import argparse
 
-    from testbed.cli import chain, faults, inspect, labs, leases, nodes, routes, runs, topology, ui
+    from testbed.cli import chain, faults, inspect, labs, leases, market, nodes, routes, runs, topology, ui
     from testbed.topology import bundled_examples
     p = argparse.ArgumentParser(prog="pktlab", description=DESCRIPTION.format(bundled=", ".join(bundled_examples())),
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +58,7 @@ def build_parser():
         sp.set_defaults(fn=fn)
         return sp
 
-    for group in (runs, nodes, topology, inspect, faults, routes, leases, labs, ui, chain):
+    for group in (runs, nodes, topology, inspect, faults, routes, leases, labs, ui, chain, market):
         group.register(add)
     return p
 

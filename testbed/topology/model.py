@@ -27,6 +27,7 @@ RUNNING_ROLES = {
     "pool": "runs a PacketCrypt pool (master, announcement and block handlers, paymaker) over HTTP",
     "miner": "mines PacketCrypt announcements and uploads them to its nearest pool",
     "block_miner": "mines blocks from the pool's announcements and submits shares and blocks",
+    "issuer": "runs the node's bandwidth market: issues lease tokens, sells and buys them by atomic swap",
 }
 
 

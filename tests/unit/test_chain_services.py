@@ -67,3 +67,20 @@ def test_service_configs_pick_the_nearest_chain_node_and_pool():
     no_pool = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "m1": {"roles": ["miner"]}}, "links": ["c1--m1"]})
     with pytest.raises(services.ChainConfigError, match="miner m1: no node with the role pool"):
         services.service_configs(no_pool, dict(state, addresses={"c1": "fc00::1", "m1": "fc00::2"}), Path("/x"))
+
+
+def test_an_issuer_runs_a_market_service_on_its_nearest_chain_node():
+    from testbed.agent_configs import identity
+    topo = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "s1": {"roles": ["issuer"]}, "r1": {}},
+                      "links": ["c1--r1", "r1--s1"]})
+    state = {"seed": 3, "chain": services.run_chain(topo, hashrate=1000.0),
+             "addresses": {"c1": "fc00::1", "s1": "fc00::2", "r1": "fc00::3"}}
+    cfg = services.service_configs(topo, state, Path("/run/x"))["s1"]["issuer"]
+    s = cfg["settings"]
+    assert s["chain_url"] == "http://[fc00::1]:64765" and s["socket"] == "/run/x/nodes/s1/market.sock"
+    assert s["node_secret"] == identity(topo, 3, "s1").private_key.hex()           # its market key: its node key
+    assert s["wallet_secret"] == services.wallet_key(3, "s1").secret.hex()
+    assert services.MODULES["issuer"] == "node.market.service"
+    lone = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "s1": {"roles": ["issuer"]}}, "links": []})
+    with pytest.raises(services.ChainConfigError, match="issuer s1: no node with the role chain"):
+        services.service_configs(lone, dict(state, addresses={"c1": "fc00::1", "s1": "fc00::2"}), Path("/x"))

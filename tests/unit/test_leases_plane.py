@@ -1,5 +1,6 @@
 """The lease rules inside a running Node (node/tun_switch/lease_plane.py), without root: in-memory links, a fake clock."""
 import json
+import pytest
 
 
 from node.agent.config import parse_config
@@ -180,6 +181,34 @@ def test_signed_configuration_request_through_the_plane():
     other = keys.Identity.from_seed(b"lease-plane", 10)
     bad = cr.make_request(other.private_key, "cust", {"max_priority_bandwidth": 1}, 1_700_000_000.0)
     assert lp.configure(bad)["error"] == cr.WRONG_KEY
+
+
+def test_a_granted_lease_takes_its_new_holders_requests_and_ends_at_the_unix_time_given():
+    loop, node, lp = plane(spec())
+    buyer = keys.Identity.from_seed(b"lease-plane", 11)
+    wall = 1_700_000_000.0                                              # the plane's wall clock (see plane())
+    got = lp.commands()["lease_grant"]({"lease": "up", "holder": buyer.pubkey_text, "expires_at": wall + 30}, None)
+    assert got["lease"]["holder"] == buyer.pubkey_text and got["lease"]["expires_in_s"] == 30
+    before = cr.make_request(HOLDER.private_key, "up", {"max_priority_bandwidth": 1}, wall)
+    assert lp.configure(before)["error"] == cr.WRONG_KEY                 # the old holder has no say any more
+    req = cr.make_request(buyer.private_key, "up", {"max_priority_bandwidth": 7}, wall)
+    assert lp.configure(req)["ok"] and lp.table.find("up").max_priority_bandwidth == 7
+    loop.advance(loop.now + 31)
+    assert lp.table.lease("eth_out", "up", loop.now).is_free           # the term ended: the free tier
+
+
+@pytest.mark.parametrize("req, needle", [
+    ({"holder": "x.k"}, '"lease"'),
+    ({"lease": "up", "holder": "nokey"}, "holder:"),
+    ({"lease": "nope", "holder": HOLDER.pubkey_text}, "no paid lease 'nope'"),
+    ({"lease": "up", "holder": HOLDER.pubkey_text, "expires_at": "soon"}, "expires_at"),
+    ({"lease": "up", "holder": HOLDER.pubkey_text, "expires_at": float("nan")}, "expires_at"),
+])
+def test_a_bad_grant_is_refused_naming_what_is_wrong_and_changes_nothing(req, needle):
+    loop, node, lp = plane(spec())
+    with pytest.raises(ValueError, match=needle.replace("'", ".").replace('"', '.')):
+        lp.commands()["lease_grant"](req, None)
+    assert lp.table.find("up").holder == keys.parse_pubkey_text(HOLDER.pubkey_text)
 
 
 def test_own_packets_get_the_origin_traffic_class():

@@ -73,7 +73,7 @@ AFTER_BUILD = [    # each used to crash (or pass) only after the mesh was built
     ({"timeline": [{"at": 0, "expect": {"reachable": {"from": "n1"}}}]}, "reachable: 'to' is missing"),
     ({"timeline": [{"at": 0, "expect": {"reachable": {"from": "n1", "to": "n3"}, "within": "soon"}}]},
      "timeline[0].expect.within: expected number, got 'soon'"),
-    ({"timeline": [{"at": 0, "action": ""}]}, "timeline[0].action: expected reroute, restart NODE or"),
+    ({"timeline": [{"at": 0, "action": ""}]}, "timeline[0].action: expected reroute, restart NODE,"),
     ({"timeline": [{"at": 0, "action": "explode"}]}, "unknown action 'explode'"),
     ({"timeline": [{"at": 0, "action": "restart n7"}]}, "has no node 'n7'"),
     ({"timeline": [{"at": 0, "fault": "loss n1--n3 10%"}]}, "no link between 'n1' and 'n3' (n1's links go to n2)"),
@@ -96,6 +96,25 @@ AFTER_BUILD = [    # each used to crash (or pass) only after the mesh was built
     ({"timeline": [{"at": {"height": -1}, "heal": "all"}]}, "timeline[0].at"),
     ({"assertions": [{"balance": {"node": "n1"}}]}, "'at_least' is missing"),
     ({"assertions": [{"chain_height": {"at_least": 2, "nodes": ["n8"]}}]}, "has no node 'n8'"),
+    # the bandwidth market
+    ({"timeline": [{"at": 0, "action": {"market_sell": {"node": "n1", "lease": "up", "price": 1}}}]},
+     "action: market_sell: 'term' is missing"),
+    ({"timeline": [{"at": 0, "action": {"market_sell": {"node": "n1", "lease": "up", "price": 1, "term": "x"}}}]},
+     "market_sell.term: term: expected a duration"),
+    ({"timeline": [{"at": 0, "action": {"market_sell": {"node": "n1", "lease": "up", "price": 1, "term": "1m"}}}]},
+     "market_sell.node: n1 runs no market (give it the role issuer)"),
+    ({"timeline": [{"at": 0, "action": {"market_sell": {"node": "n1", "lease": "up", "price": 0, "term": "1m"}}}]},
+     "action: market_sell.price: 0 is less than or equal to the minimum of 0"),
+    ({"timeline": [{"at": 0, "action": {"market_buy": {"buyer": "n9", "seller": "n1", "token": "n1.up"}}}]},
+     "market_buy.buyer: topology line-3 has no node 'n9'"),
+    ({"timeline": [{"at": 0, "action": {"market_buy": {"buyer": "n1", "seller": "n2", "token": "bad token"}}}]},
+     "action: market_buy.token: 'bad token' does not match"),
+    ({"assertions": [{"swap": {"buyer": "n1", "token": "t", "outcome": "maybe"}}]},
+     "assertions[0].swap.outcome: 'maybe' is not one of ['completed', 'refunded']"),
+    ({"assertions": [{"lease_active": {"lease": "up", "holder": "n7"}}]}, "lease_active.holder: topology line-3 "
+                                                                          "has no node 'n7'"),
+    ({"assertions": [{"contended_throughput": {"from": "n1", "against": "n2", "to": "n3", "at_least": "x"}}]},
+     "at_least: bad rate 'x'"),
 ]
 
 

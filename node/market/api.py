@@ -1,0 +1,125 @@
+"""A device market's HTTP API (aiohttp), on ``[fc00 address]:MARKET_PORT`` for other markets and on a Unix socket in
+the node's run directory for the host (`pktlab market ...`).
+
+    GET  /status                      key, wallet, PKT height, offers, swaps, counters, rejections by reason
+    GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price
+    GET  /tokens                      every token of every issuer chain we hold, with owner and lock
+    GET  /updates?issuer=KEY&from=N   that issuer's updates from height N (encoded messages), as we hold them
+    POST /issuer   <message>          a lock request or reveal for our issuer
+    POST /swap     <message>          a swap message from a buyer -> {"replies": [message, ...]}
+    POST /buy      {"url", "issuer", "token", "price"}    start buying: -> {"swap": ID}
+    POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
+                                      now: -> {"offer": ...}
+    GET  /swaps/ID                    a swap's phase and outcome (completed | refunded | null while running)
+
+Market messages travel as their wire.py JSON text. A request the market refuses gets 400 {"error": CODE,
+"detail"} (the message rules' codes, or bad_json, bad_field, unknown_swap, busy, ...), counted by code in
+``rejected``; an unexpected failure is a counted 500 ``internal``, never a dead service.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from aiohttp import web
+
+from .market_node import MarketError, MarketNode
+from .wire import MAX_MESSAGE_BYTES, MAX_UINT
+
+log = logging.getLogger(__name__)
+_HEX = re.compile(r"\A[0-9a-f]*\Z")
+
+
+def _hex(value, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str) or not _HEX.match(value) or len(value) % 2 or (size and len(value) != 2 * size):
+        raise MarketError("bad_field", f"{what}: expected {f'{size} bytes as ' if size else ''}lowercase hex")
+    return bytes.fromhex(value)
+
+
+def make_app(market: MarketNode) -> web.Application:
+    @web.middleware
+    async def errors(request, handler):
+        try:
+            return await handler(request)
+        except MarketError as e:
+            market.rejected[f"api_{e.code}"] += 1
+            return web.json_response({"error": e.code, "detail": e.detail}, status=400)
+        except web.HTTPException:
+            raise
+        except Exception as e:                  # the edge: one failed request, never a dead service
+            market.rejected["api_internal"] += 1
+            log.exception("market %s %s", request.method, request.path)
+            return web.json_response({"error": "internal", "detail": f"{type(e).__name__}: {e}"}, status=500)
+
+    async def body(request) -> bytes:
+        data = await request.read()
+        if not data:
+            raise MarketError("bad_json", "empty body")
+        return data
+
+    async def status(request):
+        return web.json_response(market.status())
+
+    async def offers(request):
+        return web.json_response({"offers": market.my_offers(), "pkt_height": market.chain.index.height()})
+
+    async def tokens(request):
+        return web.json_response({"tokens": market.tokens()})
+
+    async def updates(request):
+        issuer = _hex(request.query.get("issuer"), "?issuer", 32)
+        try:
+            since = int(request.query.get("from", "0"))
+        except ValueError:
+            raise MarketError("bad_field", "?from must be a whole number") from None
+        if since < 0:
+            raise MarketError("bad_field", "?from must be >= 0")
+        return web.json_response({"updates": market.updates(issuer, since)})
+
+    async def issuer(request):
+        market.on_issuer_message(await body(request))
+        return web.json_response({"ok": True, "updates": len(market.issuer.updates)})
+
+    async def swap(request):
+        return web.json_response({"replies": await market.on_swap_message(await body(request))})
+
+    async def buy(request):
+        try:
+            req = json.loads(await body(request))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MarketError("bad_json", f"the body is not JSON: {e}") from None
+        if not isinstance(req, dict) or set(req) != {"url", "issuer", "token", "price"}:
+            raise MarketError("bad_field", 'expected {"url", "issuer", "token", "price"}')
+        price = req["price"]
+        if isinstance(price, bool) or not isinstance(price, int) or not 0 < price <= MAX_UINT:
+            raise MarketError("bad_field", "price: a whole number of atomic PKT units > 0")
+        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
+            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        if not isinstance(req["token"], str) or not req["token"]:
+            raise MarketError("bad_field", "token: a token name")
+        sid = await market.buy(req["url"], _hex(req["issuer"], "issuer", 32), req["token"], price)
+        return web.json_response({"swap": sid.hex()})
+
+    async def sell(request):
+        try:
+            offer = json.loads(await body(request))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MarketError("bad_json", f"the body is not JSON: {e}") from None
+        return web.json_response({"offer": market.sell(offer, time.time())})
+
+    async def swap_status(request):
+        return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
+
+    app = web.Application(middlewares=[errors], client_max_size=MAX_MESSAGE_BYTES)
+    app.router.add_get("/status", status)
+    app.router.add_get("/offers", offers)
+    app.router.add_get("/tokens", tokens)
+    app.router.add_get("/updates", updates)
+    app.router.add_post("/issuer", issuer)
+    app.router.add_post("/swap", swap)
+    app.router.add_post("/buy", buy)
+    app.router.add_post("/sell", sell)
+    app.router.add_get("/swaps/{id}", swap_status)
+    return app

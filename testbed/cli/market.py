@@ -1,0 +1,113 @@
+"""`pktlab market offers|sell|buy|tokens|swaps|audit|channels`: the run's bandwidth market (testbed/market_view.py;
+the market services: node/market/service.py on the nodes with the role issuer)."""
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from testbed.cli.common import attach, out, run_option
+
+
+def _fail(e) -> SystemExit:
+    return SystemExit(f"pktlab market: {e}")
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def cmd_market(args):
+    from testbed.market_view import MarketViewError
+    from testbed.waiting import TimedOut
+    from testbed.topology.leases import parse_term
+    mesh = attach(args)
+    try:
+        if args.verb == "offers":
+            data = mesh.market_offers(measure=not args.no_measure)
+        elif args.verb == "sell":
+            if len(args.what) != 2:
+                raise SystemExit("pktlab market sell NODE LEASE --price UNITS --term DURATION")
+            if args.price is None or args.term is None:
+                raise SystemExit("pktlab market sell: needs --price UNITS and --term DURATION")
+            try:
+                term_s = parse_term(args.term)
+            except ValueError as e:
+                raise SystemExit(f"pktlab market sell: {e}") from None
+            data = mesh.market_sell(args.what[0], args.what[1], args.price, term_s, link=args.link, kbps=args.kbps)
+        elif args.verb == "buy":
+            if len(args.what) != 3:
+                raise SystemExit("pktlab market buy BUYER SELLER TOKEN [--price UNITS] [--wait S]")
+            if args.wait is not None and not 0 < args.wait < 1e6:
+                raise SystemExit("pktlab market buy: --wait: seconds > 0")
+            data = mesh.market_buy(*args.what, price=args.price, wait=args.wait)
+        elif args.verb in ("audit", "channels"):
+            if args.what:
+                raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
+            data = mesh.market_audit() if args.verb == "audit" else mesh.market_channels()
+        elif args.verb == "tokens":
+            if len(args.what) != 1:
+                raise SystemExit("pktlab market tokens NODE")
+            data = mesh.market_tokens(args.what[0])
+        else:
+            if len(args.what) != 1:
+                raise SystemExit("pktlab market swaps NODE")
+            data = mesh.market_status(args.what[0])["swaps"]
+    except (MarketViewError, TimedOut) as e:
+        raise _fail(e) from None
+    if args.json or args.verb in ("sell", "buy"):
+        print(json.dumps(data, indent=1))
+        return
+    if args.verb == "offers":
+        t = Table("seller", "token", "link", "guarantee kbit/s", "term left s", "price (units)", "link rate",
+                  "measured RTT ms", "loss", title="offers")
+        import time
+        now = time.time()
+        for o in data:
+            q, m = o.get("link_quality") or {}, o.get("measured") or {}
+            t.add_row(o["seller"], o["token"], o["link"], str(o["kbps"]), str(max(0, round(o["end"] - now))),
+                      str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")))
+    elif args.verb == "channels":
+        print(data["note"])
+        return
+    elif args.verb == "audit":
+        t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
+                  title="market audit")
+        for a in data:
+            t.add_row(a["lease"], str(a["bytes_carried"]), str(a["owed"]), str(a["paid"]), str(a["over"]),
+                      str(a["under"]), a["verdict"])
+    elif args.verb == "tokens":
+        t = Table("issuer", "token", "kind", "link", "kbps", "owner", "mine", "locked", title=f"{args.what[0]}: tokens")
+        for k in data:
+            t.add_row(k["issuer"][:16], k["token"], k["kind"], str(k.get("link", "-")), str(k.get("kbps", "-")),
+                      k["owner"][:16], "yes" if k["mine"] else "", "yes" if k["locked"] else "")
+    else:
+        t = Table("swap", "role", "token", "phase", "outcome", "htlc", title=f"{args.what[0]}: swaps")
+        for s in data:
+            t.add_row(s["swap"][:16], s["role"], s["token"], s["phase"], str(s["outcome"] or "-"),
+                      str(s["outpoint"] or "-"))
+    out.print(t)
+
+
+def register(add) -> None:
+    sp = add("market", cmd_market, "the bandwidth market: offers (with the link measured over the free tier), sell "
+                                   "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
+                                   "lease of the topology then carries the buyer's traffic), tokens NODE, swaps NODE, "
+                                   "audit (bytes carried vs paid per lease), channels")
+    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps", "audit", "channels"))
+    sp.add_argument("what", nargs="*", metavar="ARG")
+    run_option(sp)
+    sp.add_argument("--price", type=_positive_int, metavar="UNITS", help="atomic PKT units (2^30 per PKT)")
+    sp.add_argument("--term", metavar="DURATION", help="sell: how long the lease lasts (600s, 30m, 2h)")
+    sp.add_argument("--link", metavar="A--B", help="sell: the lease's link, for a lease the topology does not declare")
+    sp.add_argument("--kbps", type=_positive_int, help="sell: the guarantee, for a lease the topology does not declare")
+    sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end")
+    sp.add_argument("--no-measure", action="store_true", help="offers: do not ping the links")
+    sp.add_argument("--json", action="store_true")

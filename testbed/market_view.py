@@ -1,0 +1,189 @@
+"""A run's bandwidth market from the host: the data behind `pktlab market offers|sell|buy|tokens|swaps` and the same
+Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
+(`nodes/<node>/market.sock`); the services talk to each other over the mesh.
+
+`sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
+lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its
+offer when none is given.
+
+`audit` is the metering referee (node/market/referee.py) with the testbed's own byte counts: the bytes a lease
+carried are what its ends' agents counted coming in on it (both directions); what is owed for it is the fixed
+price of each of its tokens that changed hands (term leases have no per-volume part); what was paid is the price
+of each swap of those tokens that the seller saw completed. A token that changed hands without a completed swap
+shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py is protocol code only), and
+`channels` says so.
+
+A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
+chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
+to the token's owner until the token's end, with the agents' ``lease_grant`` command. The holder key is the owner's
+cjdns key: a market key is the Ed25519 counterpart of the node's cjdns key (node/market/market_node.py), as the
+signer of a lease request is (node/leases/requests.py). From then on the route servers prefer the lease for the
+owner's traffic, the owner configures it with signed requests, and at the token's end it is the free tier again.
+"""
+from __future__ import annotations
+
+from node.cjdns.keys import curve25519_from_signing_key, pubkey_text
+from node.market.market_node import MARKET_PORT
+from node.market.referee import LeaseUsage, audit as referee_audit
+from testbed import services
+from testbed.topology.leases import declared_leases
+from testbed.waiting import wait_until
+
+
+class MarketViewError(RuntimeError):
+    """A market question or order that cannot be answered, saying why."""
+
+
+def issuers(topo) -> list[str]:
+    return topo.nodes_with_role("issuer")
+
+
+def rpc(run, topo, node: str, path: str, body: dict | None = None) -> dict:
+    if node not in topo.nodes:
+        raise MarketViewError(f"no node {node!r} in run {run.name}")
+    if node not in issuers(topo):
+        raise MarketViewError(f"{node} runs no market (give it the role issuer)")
+    try:
+        status, answer = services.unix_http(run.path("nodes", node, "market.sock"), path, body,
+                                            what=f"{node}: market")
+    except OSError as e:
+        raise MarketViewError(f"the market of {node} does not answer: {e}") from None
+    if status != 200:
+        raise MarketViewError(f"{node}: {answer.get('error')}: {answer.get('detail', '')}".rstrip(": "))
+    return answer
+
+
+def offers(run, topo, nodes: list[str] | None = None) -> list[dict]:
+    """Every offer of the run's markets (or these nodes'), with the seller and the link's emulated quality."""
+    out = []
+    for n in nodes or issuers(topo):
+        for o in rpc(run, topo, n, "/offers")["offers"]:
+            out.append(dict(o, seller=n, link_quality=_link_quality(topo, o["link"])))
+    return out
+
+
+def _link_quality(topo, link: str) -> dict | None:
+    """The link's emulated parameters as configured (a->b), None for a link the topology does not have."""
+    ends = link.split("--")
+    found = topo.find_link(*ends) if len(ends) == 2 else None
+    if found is None:
+        return None
+    p = found.ab
+    return {"rate_bps": p.rate_bps, "delay_s": p.delay_s, "loss": p.loss}
+
+
+def declared_lease(topo, lease: str):
+    return next((d for d in declared_leases(topo) if d.id == lease), None)
+
+
+def sell(run, topo, node: str, lease: str, price: int, term_s: float, *, link: str | None = None,
+         kbps: int | None = None, token: str | None = None) -> dict:
+    declared = declared_lease(topo, lease)
+    if declared is not None:
+        if node in topo.nodes and topo.nodes[node].isp != declared.isp:
+            raise MarketViewError(f"lease {lease} is isp {declared.isp}'s: {node} cannot sell it")
+        l = topo.links[declared.link_index]
+        link = link or f"{l.a}--{l.b}"
+        kbps = kbps or max(1, declared.guarantee_bps // 1000)
+    if link is None or kbps is None:
+        raise MarketViewError(f"lease {lease} is not declared in the topology: give its link and kbps")
+    body = {"token": token or f"{node}.{lease}", "lease": lease, "link": link, "kbps": kbps, "term_s": term_s,
+            "price": price}
+    return rpc(run, topo, node, "/sell", body)["offer"]
+
+
+def buy(run, topo, buyer: str, seller: str, token: str, price: int | None = None) -> dict:
+    """Start buying `token` from `seller`; {"swap": id, ...}."""
+    status = rpc(run, topo, seller, "/status")
+    offer = next((o for o in status["offers"] if o["token"] == token), None)
+    if price is None:
+        if offer is None:
+            raise MarketViewError(f"{seller} offers no token {token} now (pktlab market offers)")
+        price = offer["price"]
+    url = f"http://[{run.state['addresses'][seller]}]:{MARKET_PORT}"
+    answer = rpc(run, topo, buyer, "/buy", {"url": url, "issuer": status["key"], "token": token, "price": price})
+    return {"swap": answer["swap"], "buyer": buyer, "seller": seller, "token": token, "price": price}
+
+
+def swap(run, topo, node: str, swap_id: str) -> dict:
+    return rpc(run, topo, node, f"/swaps/{swap_id}")
+
+
+def wait_swap(run, topo, node: str, swap_id: str, within: float) -> dict:
+    """Until the swap ends (completed or refunded) at `node`; its status."""
+    def ended():
+        s = swap(run, topo, node, swap_id)
+        return s if s["outcome"] else None
+    return wait_until(ended, within, f"swap {swap_id[:8]} at {node} ended", interval=0.5)
+
+
+def tokens(run, topo, node: str) -> list[dict]:
+    return rpc(run, topo, node, "/tokens")["tokens"]
+
+
+def status(run, topo, node: str) -> dict:
+    return rpc(run, topo, node, "/status")
+
+
+def sold_token(run, topo, seller: str, token: str) -> dict:
+    """The seller's token as its issuer chain has it, once it belongs to someone else (else MarketViewError)."""
+    key = status(run, topo, seller)["key"]
+    t = next((t for t in tokens(run, topo, seller) if t["issuer"] == key and t["token"] == token), None)
+    if t is None:
+        raise MarketViewError(f"{seller} issued no token {token}")
+    if t["owner"] == key or t["locked"]:
+        raise MarketViewError(f"token {token} is not sold yet (owner: {seller}, locked: {t['locked']})")
+    return t
+
+
+def grants(topo, sold: dict) -> list[tuple[str, dict]]:
+    """[(node, lease_grant arguments)] for both ends of the link of a sold token's declared lease."""
+    declared = declared_lease(topo, sold.get("lease", ""))
+    if declared is None:
+        raise MarketViewError(f"token {sold['token']}: its lease {sold.get('lease')!r} is not declared in the "
+                              "topology, so no device carries it")
+    link = topo.links[declared.link_index]
+    holder = pubkey_text(curve25519_from_signing_key(bytes.fromhex(sold["owner"])))
+    return [(end, {"lease": declared.id, "holder": holder, "expires_at": sold["end"]}) for end in (link.a, link.b)]
+
+
+def lease_nodes(topo) -> list[str]:
+    """The nodes at an end of a declared lease's link (the ones whose agents count lease bytes)."""
+    return sorted({n for d in declared_leases(topo) for n in lease_ends(topo, d.id)})
+
+
+def lease_ends(topo, lease: str) -> tuple[str, str]:
+    """The two nodes of a declared lease's link."""
+    declared = declared_lease(topo, lease)
+    if declared is None:
+        raise MarketViewError(f"no lease {lease!r} is declared in the topology")
+    link = topo.links[declared.link_index]
+    return link.a, link.b
+
+
+CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py is their protocol (tested on "
+                   "its own), and no market service opens one")
+
+
+def audit(run, topo, lease_counts: dict[str, dict]) -> list[dict]:
+    """The referee's lines for every declared lease that has a market token. ``lease_counts``: {node: the agent's
+    ``leases`` answer} for the nodes with leases."""
+    carried = {}
+    for answer in lease_counts.values():
+        for key, counters in answer.get("ingress", {}).items():
+            lease = key.rsplit("/", 1)[1]
+            carried[lease] = carried.get(lease, 0) + counters.get("bytes", 0)
+    owed, paid = {}, {}
+    for seller in issuers(topo):
+        st = status(run, topo, seller)
+        done = [s["token"] for s in st["swaps"] if s["role"] == "seller" and s["outcome"] == "completed"]
+        for t in tokens(run, topo, seller):
+            if t["issuer"] != st["key"] or declared_lease(topo, t.get("lease", "")) is None:
+                continue
+            owed.setdefault(t["lease"], 0)
+            paid.setdefault(t["lease"], 0)
+            if t["owner"] != st["key"]:
+                owed[t["lease"]] += t["price"]
+            paid[t["lease"]] += t["price"] * done.count(t["token"])
+    usages = [LeaseUsage(lease, carried.get(lease, 0), fixed_price=owed[lease]) for lease in owed]
+    return [vars(line) for line in referee_audit(usages, paid)]
