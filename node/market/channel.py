@@ -158,29 +158,38 @@ class PayeeChannel:
     def receive(self, data) -> bool:
         """A channel_pay from the payer; True if it was accepted."""
         try:
-            pay = decode_as({ChannelPay.TYPE: ChannelPay}, data)
-            t = self.terms
-            if pay.channel != t.channel:
-                raise WireError(WRONG_CHANNEL, "payment for another channel")
-            if pay.seq <= self.seq:
-                raise WireError(REPLAYED, f"seq {pay.seq} already used (at {self.seq})")
-            if pay.seq != self.seq + 1:
-                raise WireError(OUT_OF_ORDER, f"seq {pay.seq} after {self.seq}")
-            if pay.increment == 0:
-                raise WireError(ZERO_INCREMENT, "a payment pays something")
-            paid = self.paid + pay.increment
-            if paid > t.capacity:
-                raise WireError(OVER_CAPACITY, f"{paid} > capacity {t.capacity}")
-            if paid > self.delivered * t.unit_price:
-                raise WireError(PAYS_UNDELIVERED, f"{paid} pays for more than the {self.delivered} units sent")
-            c = Commitment(t.channel, t.payer, pay.seq, paid, pay.sig)
-            if not c.signature_ok():
-                raise WireError(BAD_SIGNATURE, "the commitment signature does not verify")
+            commitment = self.check(data)
         except WireError as e:
             self.rejected[e.code] += 1
             return False
-        self.seq, self.paid, self.latest = pay.seq, paid, c
+        self.take(commitment)
         return True
+
+    def check(self, data) -> Commitment:
+        """The commitment a channel_pay makes, if the channel's rules let it in (else WireError naming why)."""
+        pay = decode_as({ChannelPay.TYPE: ChannelPay}, data)
+        t = self.terms
+        if pay.channel != t.channel:
+            raise WireError(WRONG_CHANNEL, "payment for another channel")
+        if pay.seq <= self.seq:
+            raise WireError(REPLAYED, f"seq {pay.seq} already used (at {self.seq})")
+        if pay.seq != self.seq + 1:
+            raise WireError(OUT_OF_ORDER, f"seq {pay.seq} after {self.seq}")
+        if pay.increment == 0:
+            raise WireError(ZERO_INCREMENT, "a payment pays something")
+        paid = self.paid + pay.increment
+        if paid > t.capacity:
+            raise WireError(OVER_CAPACITY, f"{paid} > capacity {t.capacity}")
+        if paid > self.delivered * t.unit_price:
+            raise WireError(PAYS_UNDELIVERED, f"{paid} pays for more than the {self.delivered} units sent")
+        c = Commitment(t.channel, t.payer, pay.seq, paid, pay.sig)
+        if not c.signature_ok():
+            raise WireError(BAD_SIGNATURE, "the commitment signature does not verify")
+        return c
+
+    def take(self, commitment: Commitment) -> None:
+        """Accept a commitment that :meth:`check` returned."""
+        self.seq, self.paid, self.latest = commitment.seq, commitment.paid, commitment
 
 
 def settle(terms: ChannelOpen, commitments) -> tuple[int, int]:
