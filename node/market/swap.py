@@ -344,6 +344,15 @@ class BuyerSwap(_Role):
         self.phase, self.started = "proposed", self.chain.height()
         return [Send(self.propose.encode())]
 
+    def resume(self, accept: bytes | None = None, outpoint: str | None = None) -> None:
+        """Continue a swap its driver journaled before a restart: the accept was checked against the height at which
+        it came (checked again now, a late restart would refuse it as too_late and forget a funded HTLC), the
+        outpoint is our funding."""
+        if accept is not None:
+            self.accept, self.phase = SwapAccept.decode(accept), "accepted"
+        if outpoint is not None and self.accept is not None:
+            self.outpoint, self.phase = outpoint, "funded"
+
     def funded(self, outpoint: str) -> list:
         """The driver funded the HTLC of our FundHtlc action at ``outpoint``."""
         self.outpoint, self.phase = outpoint, "funded"

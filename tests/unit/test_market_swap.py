@@ -153,6 +153,29 @@ def test_a_claim_dropped_after_the_token_moved_is_claimed_again():
     assert w.check_settled() == sw.COMPLETED
 
 
+def test_a_buyer_restarted_late_resumes_its_funded_swap():
+    """Found on the mesh: a buyer killed after the seller claimed and restarted near T_htlc replayed its journaled
+    accept through receive(), which refused it as too_late, so the funded swap was forgotten and reported
+    refunded. resume() takes the journaled accept and outpoint as they were."""
+    w = SwapWorld()
+    run_until(w, lambda: w.seller.phase == "claimed")
+    w.kill("buyer")
+    run_until(w, lambda: w.chain.height() + 1 + w.buyer.params.confirmations >= w.buyer.accept.htlc_refund)
+    accept, outpoint = w.buyer.accept.encode(), w.buyer.outpoint
+    replayed = sw.BuyerSwap(BUYER_SK, w.buyer.propose.refund_to, w.issuer.key, TOKEN, PRICE, w.views["buyer"],
+                            w.reps[0], w.buyer.propose.swap)
+    replayed.phase = "proposed"
+    assert replayed.receive(accept) == [] and replayed.rejected[sw.TOO_LATE] == 1       # the old way
+    w.buyer = sw.BuyerSwap(BUYER_SK, w.buyer.propose.refund_to, w.issuer.key, TOKEN, PRICE, w.views["buyer"],
+                           w.reps[0], w.buyer.propose.swap)
+    w.buyer.resume(accept=accept)
+    w.buyer.resume(outpoint=outpoint)
+    assert w.buyer.phase == "funded"
+    w.kill("buyer", False)
+    w.finish()
+    assert w.check_settled() == sw.COMPLETED
+
+
 def test_seller_reveals_only_once_its_claim_is_deep():
     """A claim censored by a reorg while the seller is down and the buyer never saw it: the buyer refunds, so the
     token must not have moved (the seller published no reveal for a shallow claim)."""
