@@ -45,7 +45,14 @@ from node.chain.tx import OutPoint, Transaction, TxOut
 from node.chain.wallet import Wallet, signature, spend_tx, with_script_sig
 from node.chain.wire import hash160, hash_from_hex
 
-from .channel import OVER_CAPACITY, ChannelError, ChannelOpen, ChannelPay, PayeeChannel, PayerChannel
+from .channel import (
+    OVER_CAPACITY,
+    ChannelError,
+    ChannelOpen,
+    ChannelPay,
+    PayeeChannel,
+    PayerChannel,
+)
 from .wire import ID16, SIG, Hex, Message, UInt, WireError, decode_as
 
 BAD_CLOSE_SIG = "bad_close_sig"

@@ -17,7 +17,7 @@ from node.chain.interpreter import ScriptError, verify_input
 from node.chain.keys import Key
 from node.market import channel as ch
 from node.market import channel_chain as cc
-from node.market.chain_client import ChainClient, ChainClientError
+from node.market.chain_client import ChainClient
 from tests.unit import chain_helpers as H
 from tests.unit.market_chain_node import ChainNodeProcess
 
