@@ -1,8 +1,8 @@
 """One-way payment channels, the accounting half (seeds-digest.md §3: BTT-T13, T14, T15).
 
 A payer pays a payee per *unit* of service (a piece, or ``unit_bytes`` of lease traffic) at ``unit_price``
-atomic PKT units. On chain (the chain part, behind :class:`ChannelChain`): a 2-of-2 funding output of
-``capacity``, a refund to the payer from ``refund_height``, a close that pays the latest commitment.
+atomic PKT units. On chain (channel_chain.py): a 2-of-2 funding output of ``capacity``, a refund to the payer
+from ``refund_height``, a close that pays the latest commitment.
 Off chain (here)::
 
     channel_open  {"v":1,"type":"channel_open", "channel", "payer", "payee", "capacity", "unit_price",
@@ -28,9 +28,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
-from .wire import BAD_SIGNATURE, ID16, KEY, OUTPOINT, SIG, Message, UInt, WireError, decode_as
+from .wire import (
+    BAD_SIGNATURE,
+    ID16,
+    KEY,
+    OUTPOINT,
+    SIG,
+    Message,
+    UInt,
+    WireError,
+    decode_as,
+)
 
 # rejection reasons
 WRONG_CHANNEL = "wrong_channel"
@@ -82,16 +92,6 @@ class ChannelPay(Message):
     seq: int
     increment: int
     sig: bytes
-
-
-class ChannelChain(Protocol):
-    """The on-chain half, for the chain part: fund the 2-of-2 output, close with a commitment, refund."""
-
-    def fund(self, terms: ChannelOpen) -> str: ...
-
-    def close(self, terms: ChannelOpen, commitment: Commitment) -> None: ...
-
-    def refund(self, terms: ChannelOpen) -> None: ...
 
 
 def refund_height(height: int, expected_s: float, block_s: float = 60.0, k: float = 2.0,
