@@ -11,6 +11,8 @@ APT_PACKAGES="mininet iproute2 iputils-ping iperf3 tcpdump procps psmisc ethtool
 APT_PACKAGES="$APT_PACKAGES openssh-server socat sudo python3-nacl python3-pyroute2 python3-networkx"
 # Vagrant and its libvirt provider, enough for `vagrant validate` of vagrant/Vagrantfile
 APT_PACKAGES="$APT_PACKAGES vagrant vagrant-libvirt"
+# the market fault test's clock skew (tests/integration/test_market_faults_mesh.py): a service's clock set off
+APT_PACKAGES="$APT_PACKAGES libfaketime"
 # the live view's browser test (tests/integration/test_ui_browser.py): headless chromium driven by selenium
 APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"
 # running VMs (the slow-marked tests, bench.backends): only with --vm

@@ -10,6 +10,11 @@ Templates (the interpreter in interpreter.py runs them; nothing here decides val
             OP_ELSE <height> OP_CHECKLOCKTIMEVERIFY OP_DROP <refund pubkey> OP_ENDIF OP_CHECKSIG
             redeem: scriptSig <sig> <preimage> OP_1; refund: <sig> OP_0 with nLockTime >= height and a
             non-final input sequence
+  channel   OP_IF OP_2 <payer pubkey> <payee pubkey> OP_2 OP_CHECKMULTISIG
+            OP_ELSE <height> OP_CHECKLOCKTIMEVERIFY OP_DROP <payer pubkey> OP_CHECKSIG OP_ENDIF
+            a one-way payment channel's funding (node/market/channel_chain.py): close by both, scriptSig
+            OP_0 <payer sig> <payee sig> OP_1; refund to the payer: <sig> OP_0 with nLockTime >= height and a
+            non-final input sequence
   vote      any script followed by <voteFor | OP_0> <voteAgainst | OP_0> OP_VOTE; OP_VOTE (0x66, the old
             OP_VERNOTIF) executes as OP_2DROP; a candidate is a pkScript of 1..79 bytes in a canonical push
 """
@@ -273,6 +278,16 @@ def htlc(payment_hash: bytes, redeem_pubkey: bytes, refund_pubkey: bytes, lock_h
             + push_data(redeem_pubkey) + bytes([Op.OP_ELSE]) + push_int(lock_height)
             + bytes([Op.OP_CHECKLOCKTIMEVERIFY, Op.OP_DROP]) + push_data(refund_pubkey)
             + bytes([Op.OP_ENDIF, Op.OP_CHECKSIG]))
+
+
+def channel(payer_pubkey: bytes, payee_pubkey: bytes, refund_height: int) -> bytes:
+    """A one-way channel's funding: spent by payer and payee together (2-of-2), or by the payer alone from the
+    absolute block height `refund_height` on."""
+    if not 0 < refund_height < LOCKTIME_THRESHOLD:
+        raise ValueError("the refund lock is a block height")
+    return (bytes([Op.OP_IF]) + multisig(2, [payer_pubkey, payee_pubkey]) + bytes([Op.OP_ELSE])
+            + push_int(refund_height) + bytes([Op.OP_CHECKLOCKTIMEVERIFY, Op.OP_DROP]) + push_data(payer_pubkey)
+            + bytes([Op.OP_CHECKSIG, Op.OP_ENDIF]))
 
 
 def htlc_hash(preimage: bytes) -> bytes:

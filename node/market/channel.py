@@ -1,8 +1,8 @@
 """One-way payment channels, the accounting half (seeds-digest.md §3: BTT-T13, T14, T15).
 
 A payer pays a payee per *unit* of service (a piece, or ``unit_bytes`` of lease traffic) at ``unit_price``
-atomic PKT units. On chain (the chain part, behind :class:`ChannelChain`): a 2-of-2 funding output of
-``capacity``, a refund to the payer from ``refund_height``, a close that pays the latest commitment.
+atomic PKT units. On chain (channel_chain.py): a 2-of-2 funding output of ``capacity``, a refund to the payer
+from ``refund_height``, a close that pays the latest commitment.
 Off chain (here)::
 
     channel_open  {"v":1,"type":"channel_open", "channel", "payer", "payee", "capacity", "unit_price",
@@ -28,9 +28,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
-from .wire import BAD_SIGNATURE, ID16, KEY, OUTPOINT, SIG, Message, UInt, WireError, decode_as
+from .wire import (
+    BAD_SIGNATURE,
+    ID16,
+    KEY,
+    OUTPOINT,
+    SIG,
+    Message,
+    UInt,
+    WireError,
+    decode_as,
+)
 
 # rejection reasons
 WRONG_CHANNEL = "wrong_channel"
@@ -82,16 +92,6 @@ class ChannelPay(Message):
     seq: int
     increment: int
     sig: bytes
-
-
-class ChannelChain(Protocol):
-    """The on-chain half, for the chain part: fund the 2-of-2 output, close with a commitment, refund."""
-
-    def fund(self, terms: ChannelOpen) -> str: ...
-
-    def close(self, terms: ChannelOpen, commitment: Commitment) -> None: ...
-
-    def refund(self, terms: ChannelOpen) -> None: ...
 
 
 def refund_height(height: int, expected_s: float, block_s: float = 60.0, k: float = 2.0,
@@ -158,29 +158,38 @@ class PayeeChannel:
     def receive(self, data) -> bool:
         """A channel_pay from the payer; True if it was accepted."""
         try:
-            pay = decode_as({ChannelPay.TYPE: ChannelPay}, data)
-            t = self.terms
-            if pay.channel != t.channel:
-                raise WireError(WRONG_CHANNEL, "payment for another channel")
-            if pay.seq <= self.seq:
-                raise WireError(REPLAYED, f"seq {pay.seq} already used (at {self.seq})")
-            if pay.seq != self.seq + 1:
-                raise WireError(OUT_OF_ORDER, f"seq {pay.seq} after {self.seq}")
-            if pay.increment == 0:
-                raise WireError(ZERO_INCREMENT, "a payment pays something")
-            paid = self.paid + pay.increment
-            if paid > t.capacity:
-                raise WireError(OVER_CAPACITY, f"{paid} > capacity {t.capacity}")
-            if paid > self.delivered * t.unit_price:
-                raise WireError(PAYS_UNDELIVERED, f"{paid} pays for more than the {self.delivered} units sent")
-            c = Commitment(t.channel, t.payer, pay.seq, paid, pay.sig)
-            if not c.signature_ok():
-                raise WireError(BAD_SIGNATURE, "the commitment signature does not verify")
+            commitment = self.check(data)
         except WireError as e:
             self.rejected[e.code] += 1
             return False
-        self.seq, self.paid, self.latest = pay.seq, paid, c
+        self.take(commitment)
         return True
+
+    def check(self, data) -> Commitment:
+        """The commitment a channel_pay makes, if the channel's rules let it in (else WireError naming why)."""
+        pay = decode_as({ChannelPay.TYPE: ChannelPay}, data)
+        t = self.terms
+        if pay.channel != t.channel:
+            raise WireError(WRONG_CHANNEL, "payment for another channel")
+        if pay.seq <= self.seq:
+            raise WireError(REPLAYED, f"seq {pay.seq} already used (at {self.seq})")
+        if pay.seq != self.seq + 1:
+            raise WireError(OUT_OF_ORDER, f"seq {pay.seq} after {self.seq}")
+        if pay.increment == 0:
+            raise WireError(ZERO_INCREMENT, "a payment pays something")
+        paid = self.paid + pay.increment
+        if paid > t.capacity:
+            raise WireError(OVER_CAPACITY, f"{paid} > capacity {t.capacity}")
+        if paid > self.delivered * t.unit_price:
+            raise WireError(PAYS_UNDELIVERED, f"{paid} pays for more than the {self.delivered} units sent")
+        c = Commitment(t.channel, t.payer, pay.seq, paid, pay.sig)
+        if not c.signature_ok():
+            raise WireError(BAD_SIGNATURE, "the commitment signature does not verify")
+        return c
+
+    def take(self, commitment: Commitment) -> None:
+        """Accept a commitment that :meth:`check` returned."""
+        self.seq, self.paid, self.latest = commitment.seq, commitment.paid, commitment
 
 
 def settle(terms: ChannelOpen, commitments) -> tuple[int, int]:

@@ -2,7 +2,10 @@
 
 It issues its lease and virtual-router tokens, answers lock requests and reveals with updates, and on every PKT
 block (:meth:`Issuer.tick`) settles its pending locks: a lock whose preimage is on the PKT chain (a claimed HTLC
-with that hash, ``confirmations`` deep) is transferred, and a lock whose timeout has passed is unlocked. Settling
+with that hash, ``confirmations`` deep) is transferred, and a lock whose timeout has passed is unlocked. Updates
+are anchored on the PKT block ``confirmations`` deep, not the tip: a reorg of the tip would otherwise orphan the
+anchor, and a replicator that comes later (or a restarted one) could no longer check it (found with a reorg on a
+mesh); so an unlock comes ``confirmations - 1`` blocks after the timeout, which only lengthens the lock. Settling
 from the chain as well as from reveals means a transfer completes even when the buyer is gone.
 
 Each call returns the encoded updates to gossip (at most one update per call); a request it must not act on is
@@ -76,7 +79,7 @@ class Issuer:
             preimage = self._published_preimage(lock.hash)
             if preimage is not None:
                 ops.append(Transfer(lock.id, preimage, lock.to))
-            elif self.chain.height() >= lock.timeout:
+            elif self._anchor() >= lock.timeout:
                 ops.append(Unlock(lock.id))
         return self._commit(ops) if ops else []
 
@@ -86,8 +89,13 @@ class Issuer:
                 return htlc.preimage
         return None
 
+    def _anchor(self) -> int:
+        """The PKT height our updates are anchored on: ``confirmations`` deep, so that a reorg (shallower than that,
+        as the swap assumes) never orphans the block an update names and every replicator can check it later."""
+        return max(0, self.chain.height() - self.confirmations + 1)
+
     def _commit(self, ops) -> list:
-        height = self.chain.height()
+        height = self._anchor()
         if height < self.state.pkt_height:       # the PKT chain went back (reorg): wait until it is past us
             self.rejected[PKT_CHAIN_BEHIND] += 1
             return []

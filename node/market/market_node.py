@@ -53,7 +53,7 @@ from .swap import (
     Send,
     SwapParams,
 )
-from .token_chain import Update
+from .token_chain import LockRequest, Update
 from .wire import MAX_UINT, Name, WireError, decode_as
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,20 @@ def check_offer(o) -> dict:
     return o
 
 
+def _is_lock_request(data: bytes) -> bool:
+    try:
+        decode_as({LockRequest.TYPE: LockRequest}, data)
+    except WireError:
+        return False
+    return True
+
+
 class MarketNode:
     def __init__(self, name: str, node_secret: bytes, wallet: Key, chain: ChainClient, state_dir: Path, *,
-                 offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000):
+                 offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000,
+                 refuse_locks: bool = False):
         self.name = name
+        self.refuse_locks = refuse_locks        # a fault to inject: our issuer ignores every lock request
         self.secret = node_secret
         self.key = cjdns_keys.signing_public_key(node_secret)
         self.wallet, self.chain, self.params, self.fee = wallet, chain, params or SwapParams(), fee
@@ -171,12 +181,9 @@ class MarketNode:
                 s = self._buyer(r["url"], bytes.fromhex(r["issuer"]), r["token"], r["price"], sid)
                 s.phase, s.started = "proposed", r["started"]
             elif r["kind"] == "accepted":
-                s = self.swaps[sid]
-                s.receive(bytes.fromhex(r["accept"]))
-                if s.phase == "funding":
-                    s.phase = "accepted"        # no funding journaled: fund on the next tick
-            elif r["kind"] == "funded" and self.swaps[sid].accept is not None:
-                self.swaps[sid].funded(r["outpoint"])
+                self.swaps[sid].resume(accept=bytes.fromhex(r["accept"]))     # no funding journaled: fund next
+            elif r["kind"] == "funded":
+                self.swaps[sid].resume(outpoint=r["outpoint"])
 
     # -- offers and tokens -----------------------------------------------------------------------------------
 
@@ -249,6 +256,9 @@ class MarketNode:
 
     def on_issuer_message(self, data: bytes) -> None:
         """A lock request or reveal for our issuer (also witnessed by our replicator)."""
+        if self.refuse_locks and _is_lock_request(data):
+            self.counters["lock_refused"] += 1
+            raise MarketError("lock_refused", "this issuer refuses to lock (an injected fault)")
         before = sum(self.issuer.rejected.values())
         self.replicator.receive(data)
         self._commit(self.issuer.receive(data))

@@ -9,7 +9,8 @@ Config (JSON)::
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
       "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
-      "swap" {SwapParams fields, optional}}}
+      "swap" {SwapParams fields, optional},
+      "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request)}}
 
 It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
 """
@@ -99,7 +100,8 @@ async def run_market(rt: Runtime) -> None:
         raise ServiceConfigError(f"{rt.source}: settings.swap: {e}") from None
     chain = ChainClient(rt.setting("chain_url", str, required=True), rt.params)
     market = MarketNode(rt.node, _secret(rt, "node_secret"), Key(_secret(rt, "wallet_secret")), chain, rt.state_dir,
-                        offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000))
+                        offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000),
+                        refuse_locks=rt.setting("refuse_locks", bool, False))
     tick_s = rt.setting("tick_s", (int, float), 0.5)
     port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)

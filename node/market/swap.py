@@ -41,8 +41,9 @@ would hold both. reveal_margin must exceed the buyer's detection lag plus gossip
 
 Other rules that keep either both sides settled or both refunded: the seller claims only after the funding is
 p.confirmations deep (a shallower reorg cannot take the payment back once x is public) and publishes its own
-reveal only once its claim is that deep; a buyer that has seen a claim never refunds (it has x, so it takes the
-token); a claim dropped by a reorg is claimed again (unless the token has gone back to the seller).
+reveal only once its claim is that deep, and is done only then, even if the token moved earlier (the buyer reveals
+as soon as it sees the claim); a buyer that has seen a claim never refunds (it has x, so it takes the token); a
+claim dropped by a reorg is claimed again (unless the token has gone back to the seller).
 
 What the timeouts assume of the PKT chain (chain liveness): a reorg is shallower than p.confirmations, every
 transaction is in a block that stays in the best chain within D blocks of being broadcast, a party's view of the
@@ -318,9 +319,11 @@ class SellerSwap(_Role):
             return [ClaimHtlc(self.outpoint, self.secret)]  # not mined yet, or a reorg dropped it
         if htlc.state == REFUNDED:
             return self._end(REFUNDED_OUTCOME) if lock.state == UNLOCKED else []
+        if depth(self.chain, htlc.spent_height) < self.params.confirmations:
+            return []           # not done even if the token moved (the buyer reveals at once): a reorg may drop it
         if lock.state == TRANSFERRED:
             return self._end(COMPLETED)
-        if depth(self.chain, htlc.spent_height) >= self.params.confirmations and lock.state == PENDING:
+        if lock.state == PENDING:
             return [Publish(Reveal(self.issuer, lock.id, self.secret).signed(self._sk).encode())]
         return []
 
@@ -340,6 +343,15 @@ class BuyerSwap(_Role):
     def start(self) -> list:
         self.phase, self.started = "proposed", self.chain.height()
         return [Send(self.propose.encode())]
+
+    def resume(self, accept: bytes | None = None, outpoint: str | None = None) -> None:
+        """Continue a swap its driver journaled before a restart: the accept was checked against the height at which
+        it came (checked again now, a late restart would refuse it as too_late and forget a funded HTLC), the
+        outpoint is our funding."""
+        if accept is not None:
+            self.accept, self.phase = SwapAccept.decode(accept), "accepted"
+        if outpoint is not None and self.accept is not None:
+            self.outpoint, self.phase = outpoint, "funded"
 
     def funded(self, outpoint: str) -> list:
         """The driver funded the HTLC of our FundHtlc action at ``outpoint``."""

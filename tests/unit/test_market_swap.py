@@ -132,6 +132,50 @@ def test_reorg_that_censors_the_claim_is_claimed_again():
     assert w.check_settled() == sw.COMPLETED
 
 
+def test_a_claim_dropped_after_the_token_moved_is_claimed_again():
+    """Found on the mesh (tests/integration/test_market_faults_mesh.py), where the parties tick many times per
+    block: the buyer reveals as soon as it sees the claim, so the token moves while the claim is one block deep; a
+    reorg that then drops the claim must not leave the seller unpaid. The seller is done only once its claim is
+    confirmations deep, and claims again until then."""
+    w = SwapWorld()
+    run_until(w, lambda: w.seller.outpoint and (w.chain.htlc(w.seller.outpoint) or None) and
+              w.chain.htlc(w.seller.outpoint).state == "claimed")
+    for _ in range(3):                  # ticks within one block: reveal, transfer, the seller sees it
+        w.act("buyer", w.buyer.tick())
+        w.gossip(w.issuer.tick(), w.issuer)
+        for r in w.reps:
+            w.gossip(r.tick(), r)
+        w.act("seller", w.seller.tick())
+    assert w.seller.tokens.lock(w.issuer.key, w.seller.accept.lock).state == "transferred"
+    assert w.chain.height() == w.chain.htlc(w.seller.outpoint).spent_height      # the claim is one block deep
+    w.chain.reorg(1, drop="claim")
+    w.finish()
+    assert w.check_settled() == sw.COMPLETED
+
+
+def test_a_buyer_restarted_late_resumes_its_funded_swap():
+    """Found on the mesh: a buyer killed after the seller claimed and restarted near T_htlc replayed its journaled
+    accept through receive(), which refused it as too_late, so the funded swap was forgotten and reported
+    refunded. resume() takes the journaled accept and outpoint as they were."""
+    w = SwapWorld()
+    run_until(w, lambda: w.seller.phase == "claimed")
+    w.kill("buyer")
+    run_until(w, lambda: w.chain.height() + 1 + w.buyer.params.confirmations >= w.buyer.accept.htlc_refund)
+    accept, outpoint = w.buyer.accept.encode(), w.buyer.outpoint
+    replayed = sw.BuyerSwap(BUYER_SK, w.buyer.propose.refund_to, w.issuer.key, TOKEN, PRICE, w.views["buyer"],
+                            w.reps[0], w.buyer.propose.swap)
+    replayed.phase = "proposed"
+    assert replayed.receive(accept) == [] and replayed.rejected[sw.TOO_LATE] == 1       # the old way
+    w.buyer = sw.BuyerSwap(BUYER_SK, w.buyer.propose.refund_to, w.issuer.key, TOKEN, PRICE, w.views["buyer"],
+                           w.reps[0], w.buyer.propose.swap)
+    w.buyer.resume(accept=accept)
+    w.buyer.resume(outpoint=outpoint)
+    assert w.buyer.phase == "funded"
+    w.kill("buyer", False)
+    w.finish()
+    assert w.check_settled() == sw.COMPLETED
+
+
 def test_seller_reveals_only_once_its_claim_is_deep():
     """A claim censored by a reorg while the seller is down and the buyer never saw it: the buyer refunds, so the
     token must not have moved (the seller published no reveal for a shallow claim)."""

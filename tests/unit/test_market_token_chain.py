@@ -10,11 +10,12 @@ from hypothesis import given, settings, strategies as st
 from node.market import token_chain as tc
 from node.market.evidence import Reveal
 from node.market.issuer import Issuer
+from node.market.replicator import Replicator
 from node.market.token_chain import IssueLease, IssueRouter, Lock, LockRequest, Transfer, Unlock, make_update
 from node.market.wire import WireError
 
 sys.path.insert(0, os.path.dirname(__file__))
-from market_fakes import BUYER_SK, ISSUER_SK, RESELLER_SK, FakeChain, key  # noqa: E402
+from market_fakes import BUYER_SK, ISSUER_SK, POLICY, RESELLER_SK, FakeChain, key  # noqa: E402
 
 ISSUER, BUYER, OTHER = key(ISSUER_SK), key(BUYER_SK), key(RESELLER_SK)
 X = b"p" * 32
@@ -166,8 +167,22 @@ def test_issuer_unlocks_expired_locks_on_tick():
     w.issuer.receive(r.encode())
     assert w.issuer.tick() == []
     w.chain.mine(3)
+    assert w.issuer.tick() == []            # the tip is at the timeout, the anchor (confirmations deep) not yet
+    w.chain.mine(1)
     assert w.issuer.tick() and w.issuer.state.locks[r.lock_id].state == tc.UNLOCKED
+    assert w.issuer.updates[-1].pkt_height == w.chain.height() - w.issuer.confirmations + 1
     assert w.issuer.tick() == []
+
+
+def test_an_issuer_anchors_its_updates_below_a_shallow_reorg():
+    """Found with a reorg on a mesh: an update anchored on the tip names a block a reorg can orphan, and a replicator
+    that reads the chain later (a restarted market, a new buyer) refuses it as unknown_pkt_block, and everything
+    after it. Anchored confirmations deep, a fresh replicator after a one-block reorg takes the whole chain."""
+    w = IssuerWorld()
+    w.issuer.receive(request(timeout=w.chain.height() + 10).encode())
+    w.chain.reorg(1)
+    fresh = Replicator(w.chain, POLICY)
+    assert all(fresh.receive(u.encode()) for u in w.issuer.updates), fresh.rejected
 
 
 def test_issuer_transfers_when_the_preimage_is_deep_on_the_pkt_chain():
