@@ -432,6 +432,27 @@ class RouteServerClient(PathProvider):
                                                  dead=self._dead(now), holders=self.config.lease_holders)))
         return out
 
+    def next_due(self) -> int | None:
+        """The earliest time (ms, our steady clock) at which ``poll`` has timed work: a reply's timeout, a hunt,
+        an announcement, a look-up or backup query due, a failed server becoming usable again. The host sleeps
+        until then instead of polling on a fixed short period; None: nothing is timed (new work calls ``wake``)."""
+        cfg = self.config
+        times = [p.sent_ms + cfg.query_timeout_ms for p in self.pending.values()]
+        if self.peers:
+            times.append(self.next_hunt)
+        if self.server is None:
+            times += [t for c in self.candidates.values()
+                      for t in (c.failed_until, c.failed_until - cfg.fail_hold_ms + cfg.lone_retry_ms)]
+            return min(times, default=None)
+        if not any(p.kind == "ann" for p in self.pending.values()):
+            times.append(self.next_announce)
+        asking = {p.target for p in self.pending.values() if p.kind == "gr"}
+        times += [when for ip6, when in self.wanted.items() if ip6 not in asking]
+        c = self.candidates[self.server]
+        if c.source != "self" and c.backup is None and self.acked:
+            times.append(0 if c.backup_asked_ms is None else c.backup_asked_ms + cfg.announce_interval_ms)
+        return min(times, default=None)
+
     def _dead(self, now: int) -> tuple:
         for label in [l for l, until in self.dead_labels.items() if until <= now]:
             del self.dead_labels[label]
