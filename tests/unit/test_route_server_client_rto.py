@@ -46,12 +46,12 @@ def test_a_server_falling_behind_stretches_the_timeout_instead_of_failing():
         clock.now += client.config.announce_interval_ms
     assert 4000 < client.timeout_ms() <= MAX_TIMEOUT_MS
     assert client.counters["ann_accepted"] >= 6
-    assert not any(k.startswith("timeout_") or k.startswith("server_failed") for k in client.counters)
+    assert not any(k.startswith(("timeout_", "server_failed")) for k in client.counters)
     assert client.server == server
 
 
 def test_before_any_round_trip_the_configured_timeout_holds():
-    clock, service, client, server, node = pair()
+    clock, _, client, _, _ = pair()
     assert [o.kind for o in client.poll()] == ["snode"]         # the first announcement, unanswered
     clock.now += 2000
     client.poll()
