@@ -106,9 +106,12 @@ class Mesh:
     def up(cls, spec: str | Topology, *, name: str | None = None, seed: int | None = None, agents: bool = True,
            progress=_no_progress, wait: float = 60.0, allow_disconnected: bool | None = None,
            agents_per_process: int | None = None, routing: str = "auto", restart_agents: bool = True,
-           time_scale: float | None = None, backend: str = "netns", **backend_options) -> "Mesh":
+           time_scale: float | None = None, backend: str = "netns", sample_counters: bool = True,
+           **backend_options) -> "Mesh":
         """Build a run and wait until it is ready. restart_agents: the run monitor starts an agent that died
         again, with the same identity (testbed/monitor.py), unless it was stopped on purpose (a crash fault).
+        sample_counters: the monitor samples the agents' counters for the report's throughput plots all along
+        (else only while the live view reads them: an idle mesh then costs less).
         time_scale: the PKT chain's lengths divided by it (testbed/services.py; else the topology's chain: section).
         `backend` is netns (this machine), ssh (with hosts=INVENTORY) or vagrant; the backend's options (hosts=...,
         see testbed/backends/) go with it."""
@@ -132,6 +135,7 @@ class Mesh:
                 run.state["seed"] = seed
                 run.state["routing"] = routing
                 run.state["restart_agents"] = bool(restart_agents)
+                run.state["sample_counters"] = bool(sample_counters)
                 save(topo, run.path("topology.yaml"))
                 mesh = cls(run, topo, backends.create(backend, run, topo, **backend_options))
                 try:

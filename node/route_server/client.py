@@ -23,7 +23,12 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
   and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
   a server that still answers with a label that just failed is asked again after a short wait.
-* **Failover**: a query unanswered after ``query_timeout_ms``, or a switch error on the way to the server, marks
+* **Timeouts follow the server** (TCP's RTO, RFC 6298): the round trips of our queries to the server give a smoothed
+  RTT and its variation; a query is given up after ``query_timeout_ms`` or SRTT + 4 RTTVAR, whichever is longer
+  (at most ``MAX_TIMEOUT_MS``). A server that answers late because it is busy (its queue is long) is not taken
+  for dead, and we do not pile re-sent queries and re-announcements onto its queue; after an announcement was
+  rejected, the next waits a round trip (a server that is behind would reject it too while its queue is long).
+* **Failover**: a query unanswered after its timeout (above), or a switch error on the way to the server, marks
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
   announcement, and queued look-ups go to it. With no other candidate, a failed one is tried again after
   ``lone_retry_ms`` (the failure may have been passing: a neighbour's agent not started yet).
@@ -56,6 +61,7 @@ MAX_CACHE = 4096                 # cached paths (and not-found entries); the soo
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
 U32_MAX = 0xFFFFFFFF
 MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
+MAX_TIMEOUT_MS = 30_000          # the longest a query waits for a slow server's answer
 
 
 def _u32(v) -> int:
@@ -177,6 +183,8 @@ class RouteServerClient(PathProvider):
         self.announced_peers: dict[int, PeerInfo] = {}      # as of the last acknowledged announcement
         self.needs_reset = True
         self.skew_ms = 0
+        self.srtt_ms: float | None = None                 # the server's smoothed round trip, and its variation
+        self.rttvar_ms = 0.0
         self.last_ts = 0
         self.next_announce = 0
         self.next_hunt = 0
@@ -290,6 +298,8 @@ class RouteServerClient(PathProvider):
             if p is not None:
                 self.pending[reply.txid] = p
             return False
+        if p.server == self.server:
+            self._rtt_sample(now - p.sent_ms)
         # only our announcements' replies move the clock estimate, as in cjdns (ReachabilityAnnouncer's
         # estimateClockSkew): a look-up's reply must not hide a clock jump before an announcement shows it
         if reply.recv_time is not None and p.kind == "ann":
@@ -400,8 +410,9 @@ class RouteServerClient(PathProvider):
     def poll(self, now: int | None = None) -> list[Outgoing]:
         now = self.clock() if now is None else now
         out: list[Outgoing] = []
+        timeout = self.timeout_ms()
         for txid, p in list(self.pending.items()):
-            if now - p.sent_ms >= self.config.query_timeout_ms and self.pending.pop(txid, None) is not None:
+            if now - p.sent_ms >= timeout and self.pending.pop(txid, None) is not None:
                 self.counters[f"timeout_{p.kind}"] += 1
                 if p.server == self.server:
                     self._fail_server(now, "silence")
@@ -437,6 +448,40 @@ class RouteServerClient(PathProvider):
                                                  bad=(label,) + self._bad(server_ip6, now)[:15],
                                                  dead=self._dead(now), holders=self.config.lease_holders)))
         return out
+
+    def next_due(self) -> int | None:
+        """The earliest time (ms, our steady clock) at which ``poll`` has timed work: a reply's timeout, a hunt,
+        an announcement, a look-up or backup query due, a failed server becoming usable again. The host sleeps
+        until then instead of polling on a fixed short period; None: nothing is timed (new work calls ``wake``)."""
+        cfg = self.config
+        times = [p.sent_ms + self.timeout_ms() for p in self.pending.values()]
+        if self.peers:
+            times.append(self.next_hunt)
+        if self.server is None:
+            times += [t for c in self.candidates.values()
+                      for t in (c.failed_until, c.failed_until - cfg.fail_hold_ms + cfg.lone_retry_ms)]
+            return min(times, default=None)
+        if not any(p.kind == "ann" for p in self.pending.values()):
+            times.append(self.next_announce)
+        asking = {p.target for p in self.pending.values() if p.kind == "gr"}
+        times += [when for ip6, when in self.wanted.items() if ip6 not in asking]
+        c = self.candidates[self.server]
+        if c.source != "self" and c.backup is None and self.acked:
+            times.append(0 if c.backup_asked_ms is None else c.backup_asked_ms + cfg.announce_interval_ms)
+        return min(times, default=None)
+
+    def timeout_ms(self) -> int:
+        """How long a query to our server waits for its answer (see the module docstring)."""
+        if self.srtt_ms is None:
+            return self.config.query_timeout_ms
+        return int(min(max(self.config.query_timeout_ms, self.srtt_ms + 4 * self.rttvar_ms), MAX_TIMEOUT_MS))
+
+    def _rtt_sample(self, rtt_ms: int) -> None:
+        if self.srtt_ms is None:
+            self.srtt_ms, self.rttvar_ms = float(rtt_ms), rtt_ms / 2
+        else:
+            self.rttvar_ms = 0.75 * self.rttvar_ms + 0.25 * abs(self.srtt_ms - rtt_ms)
+            self.srtt_ms = 0.875 * self.srtt_ms + 0.125 * rtt_ms
 
     def _dead(self, now: int) -> tuple:
         for label in [l for l, until in self.dead_labels.items() if until <= now]:
@@ -478,6 +523,7 @@ class RouteServerClient(PathProvider):
             self.counters["failovers"] += 1
         self._had_server = True
         self.server = best.public_key
+        self.srtt_ms, self.rttvar_ms = None, 0.0          # a new server: its round trips are unknown
         self.needs_reset = True
         self.acked = []
         self.next_announce = now
@@ -554,7 +600,8 @@ class RouteServerClient(PathProvider):
             # the server holds none of this one: our next stamp need only follow what it accepted (after a
             # clock-skew rejection the corrected stamp may be earlier than the rejected one)
             self.last_ts = self.acked[-1].timestamp_ms if self.acked else 0
-            self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
+            self.next_announce = min(self.next_announce, self.clock() + max(self.config.announce_min_gap_ms,
+                                                                            int(self.srtt_ms or 0)))
             return
         ann = A.Announcement.parse(p.raw, verify=False)
         if ann.reset:

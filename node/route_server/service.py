@@ -279,6 +279,16 @@ class RouteServerService:
                                                                                  anns=tuple(batch))), via))
         return out
 
+    def next_due(self) -> int | None:
+        """The earliest time (ms, the clock of ``take_outbox``) a subscription or a forward batch is due; None:
+        nothing queued or timed (the host then needs to call ``take_outbox`` only after ``handle``)."""
+        times = []
+        for peer in self.peers.values():
+            times.append(peer.last_sub_ms + (SUBSCRIBE_REFRESH_MS if peer.subscribed else SUBSCRIBE_RETRY_MS))
+            if peer.interested and peer.queue:
+                times.append(peer.last_fwd_ms + FORWARD_EVERY_MS)
+        return min(times, default=None)
+
     def _txid(self, prefix: bytes) -> bytes:
         self._txids += 1
         return prefix + self._txids.to_bytes(4, "big") + os.urandom(2)

@@ -28,10 +28,11 @@ def is_own_control(source: int, packet: bytes) -> bool:
 
 
 class Forwarder:
-    def __init__(self, switch, links: dict, down_links: set, link_up, to_router, drop):
+    def __init__(self, switch, links: dict, down_links: set, mark_down, link_up, to_router, drop):
         self.switch = switch
         self.links = links               # switch index -> PeerLink (the node's own table)
         self.down_links = down_links     # switch indexes of links that stopped answering (the node's own set)
+        self.mark_down = mark_down       # index -> None: add to that set (and start probing the link)
         self.link_up = link_up           # link -> bool
         self.to_router = to_router       # a packet for this node's own router
         self.drop = drop                 # count a drop by reason
@@ -61,7 +62,7 @@ class Forwarder:
         on_fail = functools.partial(self.undeliverable, source, packet, target) if target.emulated else None
         if self.next_hop_down(source, packet, dest) or target.send(out, on_fail) is False:
             if not self.link_up(target):
-                self.down_links.add(dest)     # refused: its agent is gone; a pong brings it back
+                self.mark_down(dest)          # refused: its agent is gone; a pong brings it back
             self.undeliverable(source, packet, target)
 
     def next_hop_down(self, source: int, packet: bytes, dest: int) -> bool:

@@ -1,5 +1,7 @@
 """In-memory peer links and a hand-driven event loop: data-plane Nodes wired together without namespaces or
 sockets, for simulations (bench.route_server) and tests. A MemoryLink has what a Node reads from a PeerLink."""
+import heapq
+import itertools
 from collections import deque
 
 from node.agent.event_loop import Timer
@@ -31,6 +33,40 @@ class ManualLoop:
         return Timer(when, fn, args)
 
     call_every = call_later
+
+
+class TimerLoop(ManualLoop):
+    """A ManualLoop whose timers fire: ``run_until(t)`` moves ``now`` from one due timer to the next and runs it,
+    as the real loop would (without sleeping). For tests of what runs on timers alone."""
+
+    def __init__(self, now=100.0):
+        super().__init__(now)
+        self._heap = []
+        self._seq = itertools.count()
+
+    def call_at(self, when, fn, *args):
+        timer = Timer(when, fn, args)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        return timer
+
+    def call_later(self, delay, fn, *args):
+        return self.call_at(self.now + delay, fn, *args)
+
+    def call_every(self, period, fn):
+        def tick():
+            self.call_later(period, tick)
+            fn()
+        return self.call_later(period, tick)
+
+    def run_until(self, until, after_each=lambda: None):
+        """Run every timer due up to ``until`` in time order (``after_each`` after each, e.g. a wire's pump)."""
+        while self._heap and self._heap[0][0] <= until:
+            when, _, timer = heapq.heappop(self._heap)
+            self.now = max(self.now, when)
+            if not timer.cancelled:
+                timer.fn(*timer.args)
+                after_each()
+        self.now = until
 
 
 class MemoryWire:

@@ -144,7 +144,10 @@ class Node:
         # itself (GETSNODE, RPATH); it returns True when it took the message.
         self.content_handlers = {}
         self.control_hook = None
-        self.forwarder = Forwarder(self.switch, self.links, self.down_links, self.link_up, self.to_router, self.drop)
+        self.on_link_change = lambda: None     # called when a peer link goes up or down
+        self._probe_timer = None     # the next probe of the down links, armed only while there are some
+        self.forwarder = Forwarder(self.switch, self.links, self.down_links, self.mark_down, self.link_up,
+                                   self.to_router, self.drop)
         self._ping_id = self.rng.randrange(1, 0xFFFF)
         self._ping_seq = 0
 
@@ -158,7 +161,6 @@ class Node:
         guard = self.errors.guard
         self.loop.add_reader(self.tun, guard("tun_rx", self._on_tun_readable))
         self.loop.call_every(KEEPALIVE_S, guard("housekeeping", self.housekeeping))
-        self.loop.call_every(DOWN_PROBE_S, guard("probe_down_links", self._probe_down_links))
         self.loop.call_later(0, guard("housekeeping", self.housekeeping))
         for p in cfg.peers:
             link = PeerLink(p.switch_index, p.ifname, p.local_addr, p.peer_addr, cfg.udp_port,
@@ -185,6 +187,7 @@ class Node:
             self.loop.remove_reader(link)
             link.close()
         self.links.clear()
+        self.down_links.clear()          # and the probe timer stops
         if self.tun is not None:
             self.loop.remove_reader(self.tun)
             self.tun.close()
@@ -331,7 +334,7 @@ class Node:
             if up:
                 self.down_links.discard(link.switch_index)
             elif link.liveness.last_answered is not None:     # it answered once, and then stopped
-                self.down_links.add(link.switch_index)
+                self.mark_down(link.switch_index)
             self._note_transition(link, up)
             if link.liveness.wants_probe(now):
                 self.ping_link(link, now)
@@ -348,6 +351,7 @@ class Node:
                      "up" if up else "down")
             link.was_up = up
             self.counters["peer_down"] += not up
+            self.on_link_change()
 
     def _new_destination(self, ip6, public_key=None):
         label, via = None, ()
@@ -592,6 +596,21 @@ class Node:
         if self.link_up(link):
             self.down_links.discard(link.switch_index)           # back now, not at the next housekeeping
             self._note_transition(link, True)
+
+    def mark_down(self, index):
+        """Link ``index`` stopped answering (or refused): forwarding answers ERROR on it, and it is probed every
+        DOWN_PROBE_S until it answers; the probe timer runs only while a link is down (an idle mesh has none)."""
+        self.down_links.add(index)
+        self._arm_probe()
+
+    def _arm_probe(self):
+        if self._probe_timer is None and self.down_links:
+            self._probe_timer = self.loop.call_later(DOWN_PROBE_S, self._probe_tick)
+
+    def _probe_tick(self):
+        self._probe_timer = None
+        self.errors.guard("probe_down_links", self._probe_down_links)()
+        self._arm_probe()
 
     def _probe_down_links(self):
         now = self.clock()

@@ -9,11 +9,15 @@
 * GETSNODE and RPATH switch control messages go to :meth:`on_control`. RPATH is how a node learns its peer's
   one-hop label back to it (the PEER entity's ``label``): the peer answers with the bit-reversed label the query
   arrived with, which is exactly that label.
-* Every ``TICK_S`` the peer list (links that answered link pings; when it changes, and its RTTs every
+* At each tick the peer list (links that answered link pings; when it changes, and its RTTs every
   ``PEERS_REFRESH_S``: rebuilding it was most of an idle tick's cost) and, on a node with leases
   (``use_lease_table``), its end of every paid lease in force (:func:`lease_entities`) go to the client, the
   client's and the service's queued messages are sent, and newly learned paths are pushed to existing
-  destinations.
+  destinations. Ticks are driven by deadlines: the next one comes when the client or the service has timed
+  work (``next_due``), a silent destination's ``SILENCE_S`` runs out, or something happens (a look-up, a
+  switch error, a message, a link going up or down: ``wake``), never sooner than ``TICK_S`` after the last
+  unless woken, and at least every ``IDLE_TICK_S`` (on the grid of the node's housekeeping, so an idle agent
+  host wakes once a second for both instead of ten times for this alone).
   A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
   a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
 
@@ -42,7 +46,8 @@ from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.service import RouteServerService
 
 CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
-TICK_S = 0.1
+TICK_S = 0.1                     # the shortest gap between two timed ticks (a wake is not held back)
+IDLE_TICK_S = 1.0                # an idle node ticks this often (the client's timers are seconds long)
 RPATH_RETRY_S = 1.0
 PEERS_REFRESH_S = 1.0            # the peer list's RTTs go to the client this often (a changed list at once)
 SILENCE_S = 2.0                  # a destination we send to that answers nothing for this long: re-query its path
@@ -153,9 +158,11 @@ class RouteServerGlue:
         self.closed = False
         self.loop = None
         self._wake_pending = False
+        self._timer = None                              # the next deadline tick (a loop Timer), if one is armed
+        self._silence_due = None                        # when the first silent destination is due a report (s)
         self._peers_given, self._peers_due = None, 0.0  # the up links (index, their label) the client has
         self._guarded_tick = node.errors.guard("route_server.tick", self._tick)   # a bug costs one tick
-        self.counters = {"messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
+        self.counters = {"ticks": 0, "messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
                          "queries_unserved": 0}
 
@@ -168,11 +175,12 @@ class RouteServerGlue:
         self.node.control_hook = guard("route_server.on_control", self.on_control, result=True)
         self.loop = loop
         self.client.wake = self._wake
-        loop.call_every(TICK_S, self.tick)
+        self.node.on_link_change = self._wake
+        loop.call_every(IDLE_TICK_S, self.tick)
 
     def _wake(self) -> None:
-        """The client has something to send now (a re-query after a switch error, a new look-up): tick as soon
-        as the loop is free instead of up to TICK_S later; a reroute is a few such steps."""
+        """Something to do now (a re-query after a switch error, a new look-up, a link that went up or down):
+        tick as soon as the loop is free instead of at the next deadline; a reroute is a few such steps."""
         if not self._wake_pending and self.loop is not None:
             self._wake_pending = True
             self.loop.call_later(0, self._woken)
@@ -237,9 +245,31 @@ class RouteServerGlue:
         if self.closed:
             return
         self._guarded_tick()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Arm one timer for the earliest deadline before the next idle tick (see the module docstring)."""
+        if self.loop is None or self.closed:
+            return
+        now = self.node.clock()
+        dues = [t / 1000 for t in (self.client.next_due(),
+                                   self.service.next_due() if self.service is not None else None) if t is not None]
+        if self._silence_due is not None:
+            dues.append(self._silence_due)
+        when = max(min(dues, default=now + IDLE_TICK_S), now + TICK_S)
+        if self._timer is not None:
+            if not self._timer.cancelled and self._timer.when <= when:
+                return                                  # an earlier one is armed already
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._deadline) if when < now + IDLE_TICK_S else None
+
+    def _deadline(self) -> None:
+        self._timer = None
+        self.tick()
 
     def _tick(self) -> None:
         node = self.node
+        self.counters["ticks"] += 1
         self._refresh_peers()
         if self.lease_table is not None:
             self.client.set_leases(lease_entities(self.lease_table, node.clock(), node.wall_clock()))
@@ -289,11 +319,14 @@ class RouteServerGlue:
 
     def _watch_silence(self) -> None:
         now = self.node.clock()
+        self._silence_due = None
         for ip6, d in self.node.dests.items():
             self._watch_return_path(ip6, d)
-            if d.unanswered_since is None or d.label is None or now - d.unanswered_since < SILENCE_S:
+            if d.unanswered_since is None or d.label is None:
                 continue
-            if now - self.silence_reported.get(ip6, -SILENCE_S) < SILENCE_S:
+            due = max(d.unanswered_since, self.silence_reported.get(ip6, -SILENCE_S)) + SILENCE_S
+            if now < due:
+                self._silence_due = due if self._silence_due is None else min(due, self._silence_due)
                 continue
             self.silence_reported[ip6] = now
             self.counters["silent_paths_reported"] += 1
@@ -378,6 +411,7 @@ class RouteServerGlue:
             self.node.release_held()                    # and what waited for a path goes now
         elif self.service is not None:
             self.service.handle(payload, d.public_key, now_ms, path=back)
+        self._schedule()                                # e.g. announcements queued for the federation
 
     def on_control(self, msg, packet: bytes) -> bool:
         """GETSNODE / RPATH from the switch; True when handled."""
@@ -398,6 +432,7 @@ class RouteServerGlue:
                 index = scheme.decompress(back, scheme.bits_for_label(back)) if back else None
                 if index in self.node.links and msg.rpath:
                     self.their_labels[index] = msg.rpath
+                    self._wake()                        # the client can list this peer now
             else:
                 self.counters["rpath_answered"] += 1
                 self._send_control(back, control.RPath(22, rpath=back, reply=True))

@@ -19,7 +19,8 @@ def cmd_up(args):
                   console=console, transient=not console.is_terminal) as progress:
         mesh = Mesh.up(args.topology, name=args.name, seed=args.seed, agents=not args.no_agents,
                        progress=Bars(progress), wait=args.wait, allow_disconnected=args.allow_disconnected,
-                       restart_agents=not args.no_restart, time_scale=args.time_scale, **_backend_args(args))
+                       restart_agents=not args.no_restart, time_scale=args.time_scale,
+                       sample_counters=args.counters, **_backend_args(args))
     for w in mesh.topo.warnings:
         console.print(styled(("warning: ", "yellow"), w))
     if args.json:
@@ -170,6 +171,9 @@ def register(add) -> None:
     sp.add_argument("--no-restart", action="store_true", help="leave an agent that dies down (by default the run "
                                                                "monitor starts it again, same identity)")
     sp.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for reachability")
+    sp.add_argument("--counters", action="store_true", help="sample the agents' counters all along, for the "
+                                                            "throughput plots of `pktlab report` (by default only "
+                                                            "while `pktlab ui` shows the run)")
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
                     help="accept a topology that falls apart in several components")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")

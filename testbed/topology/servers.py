@@ -15,10 +15,13 @@ Distance is counted in label bits, not hops: a node finds its server through its
 one label, which holds 59 bits of directors (4 bits per hop through small nodes, 7 or 10 through hubs). So more
 servers are placed than asked for while some node is further from every server than REACH_BITS (a margin below 59
 for the way back, whose directors may be wider): on grid:20x20 one server in the middle is 20 hops (80 bits) from
-the corners, whose nodes then never found it.
+the corners, whose nodes then never found it. Those extra servers go where they bring the most nodes into reach
+(greedy set cover), not farthest-first: fewer servers, and every server holds and verifies every announcement
+(federation), so each one more costs the whole mesh's announcement load once more.
 """
 from __future__ import annotations
 
+import heapq
 import math
 
 import networkx as nx
@@ -64,15 +67,44 @@ def director_bits(degree: int) -> int:
 
 
 def _farthest_first(g: nx.Graph, count: int) -> list[str]:
+    """``count`` servers farthest-first, then, while some node is out of a label's reach of every server, the node
+    that brings the most of them into reach (greedy set cover; farthest-first would put the next server at the
+    edge of the mesh, where it covers few: 11 servers on smallworld:1000,4,0.05 instead of 4)."""
     bits = {n: director_bits(g.degree(n)) for n in g}
-    cost = lambda u, v, _: max(bits[u], bits[v])        # noqa: E731  (either way along the link)
+    adj = {u: [(v, max(bits[u], bits[v])) for v in g[u]] for u in g}     # either way along the link
     nodes = sorted(g)                                   # max() keeps the first of equals: ties go by name
     chosen = [max(nodes, key=g.degree)]
-    distance = nx.single_source_dijkstra_path_length(g, chosen[0], weight=cost)
-    while True:
+    distance = _bits_from(adj, chosen[0])
+    while len(chosen) < count:
         far = max(nodes, key=lambda n: (distance[n], g.degree(n)))
-        if len(chosen) >= count and distance[far] <= REACH_BITS:
-            return chosen
         chosen.append(far)
-        for n, d in nx.single_source_dijkstra_path_length(g, far, weight=cost).items():
+        for n, d in _bits_from(adj, far).items():
             distance[n] = min(distance[n], d)
+    uncovered = {n for n in nodes if distance[n] > REACH_BITS}
+    reach = {u: _bits_from(adj, u, REACH_BITS) for u in uncovered}        # distances are symmetric: who reaches u
+    covers = dict.fromkeys(nodes, 0)
+    for u in uncovered:
+        for n in reach[u]:
+            covers[n] += 1
+    while uncovered:
+        best = max(nodes, key=lambda n: (covers[n], g.degree(n)))
+        chosen.append(best)
+        for u in uncovered & set(_bits_from(adj, best, REACH_BITS)):
+            uncovered.discard(u)
+            for n in reach.pop(u):
+                covers[n] -= 1
+    return chosen
+
+
+def _bits_from(adj: dict, source, cutoff: float = math.inf) -> dict:
+    """Dijkstra over label bits from ``source``: node -> bits, the nodes within ``cutoff``."""
+    dist, heap = {source: 0}, [(0, source)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if d > dist[u]:
+            continue
+        for v, w in adj[u]:
+            if d + w <= cutoff and d + w < dist.get(v, math.inf):
+                dist[v] = d + w
+                heapq.heappush(heap, (d + w, v))
+    return dist

@@ -26,7 +26,7 @@ from node.cjdns.labels import label_text
 from testbed import faults as F
 from testbed.events import FILENAME as EVENTS_FILE
 from testbed.faults.base import end_of
-from testbed.monitor import COUNTERS_FILE
+from testbed.monitor import COUNTERS_FILE, want_counters
 from testbed.ui.layout import layout
 
 AGENT_TIMEOUT = 1.0
@@ -115,6 +115,7 @@ class Collector:
             return None
 
     def _rates(self) -> None:
+        want_counters(self.mesh.run.dir)       # the monitor samples them while we read
         for e in self.counters.read():
             node, ifname, d = e.get("node"), e.get("link"), e.get("details") or {}
             tx, ts = d.get("tx_bytes"), e.get("ts")

@@ -7,11 +7,11 @@ from node.cjdns.paths import path_entry, static_paths
 from node.cjdns import keys
 
 
-def build_line(n, seed=b"dp", udp_port=1, link_crypto=False):
+def build_line(n, seed=b"dp", udp_port=1, link_crypto=False, loop=None):
     """n0 - n1 - ... with static paths between all nodes; link n_i -> n_i+1 is "to<i+1>" on n_i and "to<i>" on
     n_i+1; with ``link_crypto`` every link rides in a CryptoAuth session between its ends, as PeerLinks do.
-    Returns (wire, loop, nodes)."""
-    wire, loop = MemoryWire(), ManualLoop()
+    Returns (wire, loop, nodes); ``loop``: a ManualLoop by default (a TimerLoop runs the nodes' timers)."""
+    wire, loop = MemoryWire(), loop or ManualLoop()
     idents = [keys.Identity.from_seed(seed, i) for i in range(n)]
     names = [f"n{i}" for i in range(n)]
     adj = {name: {} for name in names}

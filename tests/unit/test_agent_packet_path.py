@@ -6,7 +6,7 @@ import struct
 import sys
 
 from node.tun_switch.node import UNANSWERED_RESET_S
-from node.tun_switch.memory_links import ManualLoop
+from node.tun_switch.memory_links import ManualLoop, TimerLoop
 from node.cjdns import keys, labels
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -323,3 +323,31 @@ def test_a_destination_without_a_path_answers_by_the_way_back_the_waypoints_wrot
     wire.pump()
     assert n0.delivered[-1].endswith(b"and back")
     assert not any(k.startswith("waypoint") for n in nodes for k in n.drops)
+
+
+def test_down_links_are_probed_every_down_probe_s_only_while_one_is_down():
+    """The probe timer runs while a link is down (a refused port here) and stops once it answers again: an idle
+    mesh with every link up has no probe timer waking its agents."""
+    wire, loop, (a, b, c) = build_line(3, loop=TimerLoop())
+    for n in (a, b, c):
+        n.housekeeping()
+    wire.pump()
+    to_c = next(l for l in b.links.values() if l.peer_name == "n2")
+    probes = []
+    ping_link = b.ping_link
+    b.ping_link = lambda link, now: (probes.append(link.peer_name), ping_link(link, now))
+    loop.run_until(loop.now + 2, wire.pump)
+    assert probes == []                                      # all up: nothing armed
+    real_send = to_c.send
+    to_c.send = lambda packet, on_fail=None: (setattr(to_c, "refused_at", loop.now), False)[1]
+    loop.now += 0.5
+    a.send_ip6(ip6_packet(a.identity, c.identity, b"lost"))
+    wire.pump()
+    assert to_c.switch_index in b.down_links
+    loop.run_until(loop.now + 1.01, wire.pump)
+    assert probes == ["n2"] * 5                              # every DOWN_PROBE_S (0.2 s)
+    to_c.send = real_send
+    loop.run_until(loop.now + 0.2, wire.pump)                # the next probe is answered: up at once
+    assert b.link_up(to_c) and not b.down_links and len(probes) == 6
+    loop.run_until(loop.now + 3, wire.pump)
+    assert len(probes) == 6                                  # and the timer stopped

@@ -7,16 +7,16 @@ import pytest
 
 from node.agent.config import parse_config
 from node.tun_switch.node import Node
-from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire
-from node.tun_switch.route_server_plane import CJDHT, RouteServerGlue, parse_settings
+from node.tun_switch.memory_links import ManualLoop, MemoryLink, MemoryWire, TimerLoop
+from node.tun_switch.route_server_plane import CJDHT, IDLE_TICK_S, RouteServerGlue, parse_settings
 from node.cjdns import keys, labels
 
 T0 = 1_700_000_000_000
 
 
-def build(names, links, servers):
+def build(names, links, servers, loop=None):
     """Nodes with route-server glue joined by in-memory links; ``links``: (a, a's switch index, b, b's)."""
-    wire, loop = MemoryWire(), ManualLoop()
+    wire, loop = MemoryWire(), loop or ManualLoop()
     idents = {name: keys.Identity.from_seed(b"rs-agent", i) for i, name in enumerate(names)}
     server_keys = [idents[s].pubkey_text for s in servers]
     nodes, glues = {}, {}
@@ -40,13 +40,13 @@ def build(names, links, servers):
     return wire, loop, nodes, glues
 
 
-def build_grid(n=3, servers=("11",), cols=None):
+def build_grid(n=3, servers=("11",), cols=None, loop=None):
     """An n x n grid (n x cols), nodes named by row and column ("00", "01", ...); interfaces 0 east, 2 west,
     3 south, 4 north."""
     cols = n if cols is None else cols
     links = [(f"{r}{c}", mine, f"{r + dr}{c + dc}", theirs) for r in range(n) for c in range(cols)
              for (dr, dc, mine, theirs) in ((0, 1, 0, 2), (1, 0, 3, 4)) if r + dr < n and c + dc < cols]
-    return build([f"{r}{c}" for r in range(n) for c in range(cols)], links, servers)
+    return build([f"{r}{c}" for r in range(n) for c in range(cols)], links, servers, loop)
 
 
 def step(wire, loop, nodes, glues, seconds, dt=0.1):
@@ -326,3 +326,30 @@ def test_the_peer_list_goes_to_the_client_when_it_changes_and_its_rtts_once_a_se
     glue.tick()
     assert given[-1] == [node.switch.label_for(i) for i in node.links if i != 0]
     assert node.switch.label_for(0) not in glue.client.peers
+
+
+def test_on_its_own_timers_the_glue_builds_the_mesh_and_an_idle_node_ticks_about_once_a_second():
+    """No hand-driven ticks: the glue runs on the deadlines it arms (the client's and the service's next_due) and
+    on wakes (a look-up, a link change), as in the agent. The mesh forms and every pair's first packet arrives;
+    then, idle, a node ticks at its announcements and its idle tick, not every TICK_S."""
+    loop = TimerLoop()
+    wire, loop, nodes, glues = build_grid(loop=loop)
+    for node in nodes.values():
+        node.housekeeping()
+        loop.call_every(1.0, node.housekeeping)             # as Node.start arms it
+    loop.run_until(loop.now + 8, wire.pump)
+    names = sorted(nodes)
+    for a in names:
+        for b in names:
+            if a != b:
+                nodes[a].send_ip6(ip6_packet(nodes[a].identity, nodes[b].identity, f"{a}>{b}".encode()))
+    loop.run_until(loop.now + 2, wire.pump)
+    for b in names:
+        assert sorted(p[40:].decode() for p in nodes[b].delivered) == sorted(f"{a}>{b}" for a in names if a != b)
+    before = {n: g.counters["ticks"] for n, g in glues.items()}
+    loop.run_until(loop.now + 20, wire.pump)
+    rates = {n: (g.counters["ticks"] - before[n]) / 20 for n, g in glues.items()}
+    # announce_interval_s is 1 here (build()): an announcement and the idle tick a second; before: 10 ticks a second
+    assert all(1 / IDLE_TICK_S <= r <= 2.5 for r in rates.values()), rates
+    assert all(g.client.counters["ann_accepted"] >= 20 for g in glues.values())
+    assert not any(g.client.counters.get("failovers") for g in glues.values())

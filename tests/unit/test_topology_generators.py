@@ -181,6 +181,18 @@ def test_every_node_is_within_a_labels_reach_of_a_server():
     assert servers.director_bits(4) == 4 and servers.director_bits(100) == 10 and servers.director_bits(659) > 10
 
 
+def test_servers_added_for_reach_go_where_they_cover_most():
+    """Greedy set cover, not farthest-first (which put 5 on grid:20x20 for one asked, and 11 on smallworld:1000,4,0.05 for two): the
+    servers beyond the asked count go where they bring the most nodes into reach, and every node is in reach."""
+    from testbed.topology import servers
+    for spec, most in (("grid:20x20", 3), ("smallworld:300,4,0.02", None)):
+        t = load(spec, seed=1)
+        placed = servers.place(t, 1)
+        dist = _reach_bits(t, placed)
+        assert len(dist) == len(t.nodes) and max(dist.values()) <= servers.REACH_BITS, spec
+        assert most is None or len(placed) <= most, (spec, placed)
+
+
 def test_big_meshes_get_route_servers_when_they_come_up():
     from testbed.topology import servers
     assert servers.default_count(servers.STATIC_PATHS_UP_TO) == 1 and servers.default_count(1259) == 3
