@@ -70,7 +70,8 @@ class Runtime:
         return v
 
 
-def load_config(path: str) -> tuple[Runtime, str]:
+def load_config(path: str, roles: tuple = ROLES, default_role: str | None = None) -> tuple[Runtime, str]:
+    """The config file of a service with one of `roles` (the market's service uses it too, with its role)."""
     try:
         data = json.loads(Path(path).read_text())
     except OSError as e:
@@ -82,9 +83,9 @@ def load_config(path: str) -> tuple[Runtime, str]:
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ServiceConfigError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
-    role = data.get("role")
-    if role not in ROLES:
-        raise ServiceConfigError(f"{path}: role: one of {', '.join(ROLES)}, got {role!r}")
+    role = data.get("role", default_role)
+    if role not in roles:
+        raise ServiceConfigError(f"{path}: role: one of {', '.join(roles)}, got {role!r}")
     for key in ("node", "address", "state_dir", "log_file"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ServiceConfigError(f"{path}: {key}: expected a non-empty string")

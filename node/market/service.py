@@ -4,7 +4,7 @@ namespace, started beside the chain services like them (testbed/services.py) and
 Config (JSON)::
 
   {"role": "issuer" (optional), "node", "address" (the node's fc00::/8 address), "state_dir" (the node's run
-   directory), "log_file", "events_file" (ignored), "chain" (the chain parameters in their config form), "settings": {
+   directory), "log_file", "events_file", "chain" (the chain parameters in their config form), "settings": {
       "port" (default MARKET_PORT), "socket" (a Unix socket path, optional), "chain_url" (its chain node's RPC),
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
@@ -17,19 +17,17 @@ It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
-from node.chain import params as chain_params
 from node.chain.keys import Key
 from node.chain.runtime import (
     Runtime,
     ServiceConfigError,
     listening_socket,
+    load_config,
     run_until_stopped,
 )
 
@@ -38,7 +36,6 @@ from .market_node import MARKET_PORT, MarketError, MarketNode, check_offer
 from .swap import SwapParams
 
 log = logging.getLogger("node.market.service")
-TOP_KEYS = {"role", "node", "address", "state_dir", "events_file", "log_file", "chain", "settings"}
 
 
 def _secret(rt: Runtime, key: str) -> bytes:
@@ -60,33 +57,6 @@ def _offers(rt: Runtime) -> list:
         except MarketError as e:
             raise ServiceConfigError(f"{rt.source}: settings.offers[{i}]: {e.detail}") from None
     return out
-
-
-def load_config(path: str) -> tuple[Runtime, str]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise ServiceConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except ValueError as e:
-        raise ServiceConfigError(f"{path}: not JSON: {e}") from None
-    if not isinstance(data, dict) or set(data) - TOP_KEYS:
-        raise ServiceConfigError(f"{path}: expected an object with the fields {', '.join(sorted(TOP_KEYS))}")
-    if data.get("role", "issuer") != "issuer":
-        raise ServiceConfigError(f"{path}: role: a market service has the role issuer, got {data['role']!r}")
-    for key in ("node", "address", "state_dir", "log_file"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise ServiceConfigError(f"{path}: {key}: expected a non-empty string")
-    if not Path(data["state_dir"]).is_dir():
-        raise ServiceConfigError(f"{path}: state_dir: {data['state_dir']} is not a directory")
-    if not isinstance(data.get("settings"), dict):
-        raise ServiceConfigError(f"{path}: settings: expected an object")
-    try:
-        params = chain_params.for_run(data.get("chain") or {})
-    except ValueError as e:
-        raise ServiceConfigError(f"{path}: chain: {e}") from None
-    rt = Runtime("issuer", data["node"], data["address"], Path(data["state_dir"]), data["settings"], params, None,
-                 path)
-    return rt, data["log_file"]
 
 
 async def run_market(rt: Runtime) -> None:
@@ -148,7 +118,7 @@ def main(argv=None) -> int:
         print("usage: python -m node.market.service CONFIG.json", file=sys.stderr)
         return 2
     try:
-        rt, log_file = load_config(argv[0])
+        rt, log_file = load_config(argv[0], roles=("issuer",), default_role="issuer")
         logging.basicConfig(filename=log_file, level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         asyncio.run(run_market(rt))
