@@ -130,16 +130,21 @@ class Dumbbell:
         times = [float(x) for x in re.findall(r"time=([\d.]+)", r.stdout)]
         return statistics.median(times) if times else None
 
-    def udp_loss(self, seconds=3.0) -> float | None:
-        """The loss iperf3 measures for a 5 Mbit/s UDP stream s1 -> d1 (fraction)."""
-        server = self.server(1)
-        try:
-            time.sleep(0.4)
-            data = collect(self.client(1, ["-u", "-b", "5M", "-l", "1200", "-t", str(seconds)]), seconds)
-        finally:
-            stop(server)
-        lost = data.get("end", {}).get("sum", {}).get("lost_percent")    # None: iperf3 gave no UDP summary
-        return None if lost is None else lost / 100
+    def udp_loss(self, seconds=3.0, attempts=3) -> float | None:
+        """The loss iperf3 measures for a 5 Mbit/s UDP stream s1 -> d1 (fraction). A test that gave no UDP summary
+        (on a busy machine the one-off server may not listen yet when the client starts) is run again, with a fresh
+        server, up to `attempts` times."""
+        for _ in range(attempts):
+            server = self.server(1)
+            try:
+                time.sleep(0.4)
+                data = collect(self.client(1, ["-u", "-b", "5M", "-l", "1200", "-t", str(seconds)]), seconds)
+            finally:
+                stop(server)
+            lost = data.get("end", {}).get("sum", {}).get("lost_percent")
+            if lost is not None:
+                return lost / 100
+        return None
 
     def server(self, i):
         """A one-test iperf3 server on d_i (JSON, so its client can fetch its per-interval view)."""

@@ -24,6 +24,7 @@ def test_quick_congestion_bench(tmp_path, monkeypatch):
     for c in d["calibration"]["rtt"]:
         assert c["asked_ms"] <= c["ping_ms"], c
     for c in d["calibration"]["loss"]:
+        assert c["iperf3_udp"] is not None, f"iperf3 gave no UDP summary in 3 attempts: {c}"
         assert c["asked"] - 0.015 <= c["iperf3_udp"] <= c["asked"] + 0.05, c
 
     points = d["sweep"]
