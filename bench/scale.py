@@ -35,6 +35,7 @@ import time
 
 from bench.common import RESULTS, console, previous, table, write
 from bench.yggdrasil import YGG, YGG_PORT, stop_procs, wait_listening, write_config
+from testbed import runs
 from testbed.backends import exec_in
 from testbed.mesh import Mesh
 from testbed.waiting import wait_until
@@ -252,19 +253,23 @@ def main(argv=None) -> int:
         console.print("bench.scale needs root")
         return 2
     sets = args.sets or FAST + (SLOW if args.slow else [])
-    rows = []
-    for spec in sets:
-        console.print(f"{spec}: pktlab (load {load()}) ...")
-        rows.append(run_pktlab(spec, args))
-        console.print(json.dumps(rows[-1]))
-        nodes = rows[-1].get("nodes")
-        if not args.no_ygg and not args.hog and nodes and nodes <= args.ygg_max:
-            console.print(f"{spec}: yggdrasil (load {load()}) ...")
-            try:
-                rows.append(run_yggdrasil(spec, args))
-            except Exception as e:
-                rows.append({"set": spec, "system": "yggdrasil", "error": str(e)[:300]})
+    rows, interrupted = [], False
+    try:
+        for spec in sets:
+            console.print(f"{spec}: pktlab (load {load()}) ...")
+            rows.append(run_pktlab(spec, args))
             console.print(json.dumps(rows[-1]))
+            nodes = rows[-1].get("nodes")
+            if not args.no_ygg and not args.hog and nodes and nodes <= args.ygg_max:
+                console.print(f"{spec}: yggdrasil (load {load()}) ...")
+                try:
+                    rows.append(run_yggdrasil(spec, args))
+                except Exception as e:
+                    rows.append({"set": spec, "system": "yggdrasil", "error": str(e)[:300]})
+                console.print(json.dumps(rows[-1]))
+    except (KeyboardInterrupt, runs.Interrupted) as e:      # the sets measured before are still written
+        console.print(f"interrupted: {e or 'Ctrl-C'}")
+        interrupted = True
     key = lambda r: (r["set"], r["system"], bool(r.get("hog_processes")))   # noqa: E731
     merged = {key(r): r for r in (previous("scale") or {}).get("rows", [])}
     merged.update({key(r): r for r in rows})
@@ -279,7 +284,7 @@ def main(argv=None) -> int:
     path = write("scale", {"quoted": QUOTED, "cores": os.cpu_count(), "rows": all_rows})
     plot(all_rows, RESULTS / "scale.png")
     console.print(f"written to {path} and {RESULTS / 'scale.png'}")
-    return 1 if any("error" in r for r in rows) else 0
+    return 130 if interrupted else 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":
