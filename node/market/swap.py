@@ -43,7 +43,8 @@ Other rules that keep either both sides settled or both refunded: the seller cla
 p.confirmations deep (a shallower reorg cannot take the payment back once x is public) and publishes its own
 reveal only once its claim is that deep, and is done only then, even if the token moved earlier (the buyer reveals
 as soon as it sees the claim); a buyer that has seen a claim never refunds (it has x, so it takes the token); a
-claim dropped by a reorg is claimed again (unless the token has gone back to the seller).
+claim dropped by a reorg is claimed again (unless the token has gone back to the seller); a funding not in a
+block by T_htlc + p.confirmations is watched for p.watch_after more blocks and refunded if it gets in.
 
 What the timeouts assume of the PKT chain (chain liveness): a reorg is shallower than p.confirmations, every
 transaction is in a block that stays in the best chain within D blocks of being broadcast, a party's view of the
@@ -92,9 +93,10 @@ class SwapParams:
     claim_within: int = 4           # blocks left for the seller's claim once the funding is confirmed
     reveal_margin: int = ACT_WITHIN + 2     # T_lock - T_htlc
     answer_within: int = 6          # blocks the buyer waits for an accept
+    watch_after: int = 20           # blocks a buyer still watches for its funding after T_htlc + confirmations
 
     def __post_init__(self):
-        for name in ("confirmations", "fund_within", "claim_within", "answer_within"):
+        for name in ("confirmations", "fund_within", "claim_within", "answer_within", "watch_after"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"SwapParams.{name} must be an integer >= 1")
         if not isinstance(self.reveal_margin, int) or self.reveal_margin < 2:
@@ -425,9 +427,10 @@ class BuyerSwap(_Role):
                 return self._end(COMPLETED)
             return [Publish(Reveal(self.issuer, lock.id, self.preimage).signed(self._sk).encode())]
         if htlc is None:
-            if height >= self.accept.htlc_refund + self.params.confirmations:
-                return self._end(REFUNDED_OUTCOME)          # the funding never made it into a block (the driver
-                #                                             must abandon that transaction)
+            # A funding not in a block yet may still get in (a mempool that was cut off, a slow miner): refunded
+            # only after watch_after more blocks; one that gets in by then is refunded below, never left locked.
+            if height >= self.accept.htlc_refund + self.params.confirmations + self.params.watch_after:
+                return self._end(REFUNDED_OUTCOME)
             return []
         if htlc.state == REFUNDED:
             if depth(self.chain, htlc.spent_height) >= self.params.confirmations:

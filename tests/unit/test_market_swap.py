@@ -176,6 +176,27 @@ def test_a_buyer_restarted_late_resumes_its_funded_swap():
     assert w.check_settled() == sw.COMPLETED
 
 
+def test_a_funding_mined_late_is_refunded_not_left_locked():
+    """The buyer's funding stays out of every block past T_htlc + confirmations (a mempool cut off from the miner)
+    and then gets in: the buyer, still watching, refunds it (it used to count the swap refunded and leave the PKT
+    locked in the HTLC)."""
+    w = SwapWorld()
+    fund, held = w.chain.fund_htlc, []
+
+    def fund_held(*args):
+        outpoint = fund(*args)
+        held.append(w.chain.mempool.pop())
+        return outpoint
+    w.chain.fund_htlc = fund_held
+    run_until(w, lambda: w.buyer.phase == "funded")
+    p = w.buyer.params
+    run_until(w, lambda: w.chain.height() >= w.buyer.accept.htlc_refund + p.confirmations + 2)
+    assert w.buyer.outcome is None                  # still watching for the funding
+    w.chain.mempool.extend(held)
+    w.finish()
+    assert w.check_settled() == sw.REFUNDED_OUTCOME
+
+
 def test_seller_reveals_only_once_its_claim_is_deep():
     """A claim censored by a reorg while the seller is down and the buyer never saw it: the buyer refunds, so the
     token must not have moved (the seller published no reveal for a shallow claim)."""
