@@ -125,6 +125,16 @@ def status(run, topo, node: str) -> dict:
     return rpc(run, topo, node, "/status")
 
 
+def issuer_listing(run, topo) -> list[dict]:
+    """Per market, every issuer chain it holds: the issuer (its node's name when it is one of the run's markets),
+    updates held, and whether that market refuses it (discredited, with the fault its proof showed)."""
+    statuses = {n: status(run, topo, n) for n in issuers(topo)}
+    names = {st["key"]: n for n, st in statuses.items()}
+    return [{"market": n, "issuer": names.get(i["issuer"], i["issuer"][:16]), "key": i["issuer"],
+             "updates": i["updates"], "discredited": i["discredited"], "fault": i["fault"]}
+            for n, st in statuses.items() for i in st["issuers"]]
+
+
 def sold_token(run, topo, seller: str, token: str) -> dict:
     """The seller's token as its issuer chain has it, once it belongs to someone else (else MarketViewError)."""
     key = status(run, topo, seller)["key"]
