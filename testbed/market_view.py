@@ -10,8 +10,9 @@ offer when none is given.
 carried are what its ends' agents counted coming in on it (both directions); what is owed for it is the fixed
 price of each of its tokens that changed hands (term leases have no per-volume part); what was paid is the price
 of each swap of those tokens that the seller saw completed. A token that changed hands without a completed swap
-shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py is protocol code only), and
-`channels` says so.
+shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py and hub.py are protocol code
+only), and `channels` says so. `issuer_listing` is what each market says of each issuer chain it holds: updates
+held, and whether it refuses the issuer (a discredit proof it verified).
 
 A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
 chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
@@ -171,8 +172,9 @@ def lease_ends(topo, lease: str) -> tuple[str, str]:
     return link.a, link.b
 
 
-CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py is their protocol (tested on "
-                   "its own), and no market service opens one")
+CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py (one-way) and hub.py (HTLC "
+                   "forwarding through a hub) are their protocol (tested on their own), and no market service opens "
+                   "one")
 
 
 def audit(run, topo, lease_counts: dict[str, dict]) -> list[dict]:
