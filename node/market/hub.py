@@ -24,12 +24,13 @@ never after a fulfill). The exposure invariant holds at every state: paid + the 
 
 **The margin rule** (why the hub can never lose): the hub forwards an incoming HTLC (expiry T_in, amount A) as an
 outgoing one with the same hash, expiry T_out = T_in - margin and amount A - fee, with margin >= CLOSE_WITHIN =
-confirmations (2) + claim_within (4) blocks. The hub pays on the outgoing hop only against the preimage, shown to
-it or in a close mined below T_out; it then knows the preimage by T_out + confirmations at the latest and has
-claim_within blocks left to be paid on the incoming hop, by the payer's settle or by closing with the preimage
-below T_in. A payment that fails (the payee's fail, no route, over capacity, an expiry too close) or expires
-(T_out on the outgoing hop, T_in on the incoming) is cancelled on both hops. In the pure model here a close is
-mined at the height it is made; CLOSE_WITHIN is the latency a real chain adds.
+confirmations (2) + claim_within (4) blocks (swap.py's SwapParams defaults). The hub pays on the outgoing hop only
+against the preimage, shown to it or in a close mined below T_out; it then knows the preimage by T_out +
+confirmations at the latest and has claim_within blocks left to be paid on the incoming hop, by the payer's
+settle or by closing with the preimage below T_in. A payment that fails (the payee's fail, no route, over
+capacity, an expiry too close) or expires (T_out on the outgoing hop, T_in on the incoming) is cancelled on both
+hops. In the pure model here a close is mined at the height it is made; CLOSE_WITHIN is the latency a real chain
+adds.
 
 Rejected input is counted in ``rejected`` by reason, never raised: ``malformed``, ``bad_signature`` (forged),
 ``wrong_channel``, ``replayed`` (an old seq, or a fulfill or fail of an HTLC already resolved), ``out_of_order``,
@@ -44,11 +45,27 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .channel import OUT_OF_ORDER, OVER_CAPACITY, REPLAYED, WRONG_CHANNEL, ChannelError
-from .wire import (BAD_SIGNATURE, HASH, ID16, KEY, OUTPOINT, SIG, Many, Message, Name, One, Record, UInt, WireError,
-                   decode_as, sha256)
+from .swap import SwapParams
+from .wire import (
+    BAD_SIGNATURE,
+    HASH,
+    ID16,
+    KEY,
+    OUTPOINT,
+    SIG,
+    Many,
+    Message,
+    Name,
+    One,
+    Record,
+    UInt,
+    WireError,
+    decode_as,
+    sha256,
+)
 
-CONFIRMATIONS, CLAIM_WITHIN = 2, 4
-CLOSE_WITHIN = CONFIRMATIONS + CLAIM_WITHIN     # blocks from learning a preimage to a close with it mined
+# blocks from learning a preimage to a close with it mined: the swap's chain-liveness assumptions (swap.py)
+CLOSE_WITHIN = SwapParams.confirmations + SwapParams.claim_within
 MAX_HTLCS = 32                                  # pending HTLCs per channel
 
 WRONG_HASH = "wrong_hash"
@@ -376,9 +393,10 @@ class Hub:
             self.rejected[WRONG_CHANNEL] += 1
             return []
         out = [Send(payee, s) for s in self.outbound[payee].receive(data, height)]
-        if out:
-            out += self._back(msg.hash, msg.preimage if isinstance(msg, HtlcFulfill) else None, height,
-                              getattr(msg, "reason", ""))
+        if out and isinstance(msg, HtlcFulfill):
+            out += self._back(msg.hash, msg.preimage, height, "")
+        elif out:
+            out += self._back(msg.hash, None, height, msg.reason)
         return out
 
     def learned(self, preimage: bytes, height: int) -> list:

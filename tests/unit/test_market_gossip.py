@@ -179,6 +179,7 @@ async def _post(url, data):
 ])
 def test_bad_gossip_settings_are_refused_by_name(tmp_path, capsys, settings, detail):
     import json
+
     from node.market import service
     cfg = {"node": "s1", "address": "127.0.0.1", "state_dir": str(tmp_path), "log_file": str(tmp_path / "m.log"),
            "chain": {"genesis_bits": 0x207FFFFF},

@@ -5,7 +5,8 @@ import os
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.market import hub as hb
 from node.market.channel import ChannelError
