@@ -28,7 +28,7 @@ confirmations (2) + claim_within (4) blocks (swap.py's SwapParams defaults). The
 against the preimage, shown to it or in a close mined below T_out; it then knows the preimage by T_out +
 confirmations at the latest and has claim_within blocks left to be paid on the incoming hop, by the payer's
 settle or by closing with the preimage below T_in. A payment that fails (the payee's fail, no route, over
-capacity, an expiry too close) or expires (T_out on the outgoing hop, T_in on the incoming) is cancelled on both
+capacity, an expiry too close, a hash it already routed) or expires (T_out on the outgoing hop, T_in on the incoming) is cancelled on both
 hops. In the pure model here a close is mined at the height it is made; CLOSE_WITHIN is the latency a real chain
 adds.
 
@@ -418,10 +418,11 @@ class Hub:
         return [c for c, end in self.inbound.items() if end.due(height)]
 
     def _forward(self, inbound: HtlcReceiver, h: Htlc, height: int) -> list:
-        self.routes[h.hash] = inbound.terms.channel
         out_end = self.outbound.get(h.to)
         amount, expiry = h.amount - self.fee, h.expiry - self.margin
-        if out_end is None:
+        if h.hash in self.routes:
+            reason = DUPLICATE_HASH             # a hash is routed once: the preimage must reach its own payer
+        elif out_end is None:
             reason = NO_ROUTE
         elif amount < 1:
             reason = FEE_TOO_LOW
@@ -429,13 +430,18 @@ class Hub:
             reason = out_end.refusal(h.hash, amount, expiry, height)
         if reason is not None:
             self.rejected[f"forward_{reason}"] += 1
-            return self._back(h.hash, None, height, reason)
+            return self._answer(inbound, h.hash, None, height, reason)
+        self.routes[h.hash] = inbound.terms.channel
         return [Send(h.to, out_end.add(h.hash, amount, expiry, h.to, height))]
 
     def _back(self, hash: bytes, preimage: bytes | None, height: int, reason: str) -> list:
-        """Pass a fulfill (preimage) or a fail back on the incoming hop."""
+        """Pass a fulfill (preimage) or a fail back on the incoming hop the payment came in on."""
         end = self.inbound.get(self.routes.get(hash, b""))
-        if end is None or hash not in end.htlcs or hash in end.preimages or hash in end.failed:
+        return [] if end is None else self._answer(end, hash, preimage, height, reason)
+
+    @staticmethod
+    def _answer(end: HtlcReceiver, hash: bytes, preimage: bytes | None, height: int, reason: str) -> list:
+        if hash not in end.htlcs or hash in end.preimages or hash in end.failed:
             return []
         try:
             data = end.fulfill(preimage, height) if preimage is not None else end.fail(hash, reason)

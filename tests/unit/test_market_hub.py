@@ -130,6 +130,20 @@ def test_a_payment_over_the_outgoing_capacity_or_without_a_route_is_failed_back(
     assert w.hub.rejected == {"forward_no_route": 1} and w.payer.htlcs == {}
 
 
+def test_a_hash_is_routed_once_so_a_second_payer_cannot_take_the_first_ones_preimage():
+    w = World()
+    other_sk = bytes(range(100, 132))
+    c = hb.open_hub_channel(other_sk, b"C" * 16, HUB, CAP, REFUND, FUNDING)
+    w.hub.accept(c)
+    other = hb.HtlcSender(c, other_sk)
+    w.pay(b"p" * 32, 100)
+    sends = w.hub.receive(other.add(sha256(b"p" * 32), 100, EXPIRY, PAYEE, w.height), w.height)
+    assert [s.to for s in sends] == [key(other_sk)] and w.hub.rejected == {"forward_duplicate_hash": 1}
+    assert hb.HtlcFail.decode(sends[0].data).reason == "duplicate_hash"
+    w.reveal(b"p" * 32)
+    assert w.payer.paid == 100 and w.hub_in().paid == 100                # the first payer pays, as it should
+
+
 def test_the_hub_never_loses_when_the_payer_does_not_settle():
     w = World()
     w.payer_silent = True
