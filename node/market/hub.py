@@ -154,7 +154,9 @@ def open_hub_channel(private_key: bytes, channel: bytes, receiver: bytes, capaci
 def settle(terms: HubOpen, states, preimages: dict, height: int) -> tuple[int, int]:
     """(to receiver, to sender) of a close mined at ``height`` presenting ``states`` and ``preimages`` ({hash:
     preimage}): the highest validly signed seq wins; its HTLCs pay the receiver if their preimage is shown below
-    their expiry, else return to the sender. With no state, everything returns to the sender."""
+    their expiry, else return to the sender. With no state, everything returns to the sender. A close needs the
+    receiver's signature (as channel_chain.py's does), so ``states`` are states the receiver accepted: a state the
+    sender signed and the receiver refused never closes the channel."""
     best = None
     for s in states:
         if (s.channel == terms.channel and s.sender == terms.sender and s.paid + s.pending() <= terms.capacity
