@@ -264,7 +264,8 @@ step = st.one_of(
 def test_random_payments_keep_balances_and_the_hub_never_loses(steps, payer_silent, payee_closes, delay, end):
     """Any sequence of payments, reveals, fails and blocks; a payer that may never settle; a payee that may claim
     by closing its channel at any height (the hub learns the preimages then and closes ``delay`` < margin blocks
-    later). Each channel's close splits exactly its capacity; the hub ends with at least its fees."""
+    later). Each channel's close splits exactly its capacity; the hub never ends below zero and earns at most its
+    fees."""
     w = World()
     w.payer_silent = payer_silent
     preimages = []
