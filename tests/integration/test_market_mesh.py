@@ -65,7 +65,7 @@ def test_a_double_issuer_is_discredited_and_a_market_that_saw_one_update_verifie
     market issuers`, a purchase)."""
     faulty, detector, witness = "m1", "c3", "m2"
     for n in (faulty, detector, witness):
-        mesh.wait_until(lambda n=n: _answers(mesh, n), 60, f"the market of {n} answers")
+        mesh.wait_until(lambda n=n: _answers(mesh, n), 120, f"the market of {n} answers")
     cfg_path = Path(mesh.run.path("nodes", faulty, "issuer.json"))
     cfg = json.loads(cfg_path.read_text())
     assert cfg["settings"]["peers"][0] == f"http://[{mesh.ip6(detector)}]:64780"       # its first peer
@@ -74,7 +74,7 @@ def test_a_double_issuer_is_discredited_and_a_market_that_saw_one_update_verifie
     cfg_path.write_text(json.dumps(cfg))
     services.status_file(mesh.run, faulty, "issuer").unlink(missing_ok=True)
     mesh.start_service(faulty, "issuer")
-    mesh.wait_until(lambda: _answers(mesh, faulty), 60, f"the market of {faulty} answers again")
+    mesh.wait_until(lambda: _answers(mesh, faulty), 120, f"the market of {faulty} answers again")
     key = mesh.market_status(faulty)["key"]
 
     offer = mesh.market_sell(faulty, "m1_lease", PRICE, 600, link="m1--r1", kbps=1000)
