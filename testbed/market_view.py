@@ -10,8 +10,9 @@ offer when none is given.
 carried are what its ends' agents counted coming in on it (both directions); what is owed for it is the fixed
 price of each of its tokens that changed hands (term leases have no per-volume part); what was paid is the price
 of each swap of those tokens that the seller saw completed. A token that changed hands without a completed swap
-shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py is protocol code only), and
-`channels` says so.
+shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py and hub.py are protocol code
+only), and `channels` says so. `issuer_listing` is what each market says of each issuer chain it holds: updates
+held, and whether it refuses the issuer (a discredit proof it verified).
 
 A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
 chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
@@ -125,6 +126,16 @@ def status(run, topo, node: str) -> dict:
     return rpc(run, topo, node, "/status")
 
 
+def issuer_listing(run, topo) -> list[dict]:
+    """Per market, every issuer chain it holds: the issuer (its node's name when it is one of the run's markets),
+    updates held, and whether that market refuses it (discredited, with the fault its proof showed)."""
+    statuses = {n: status(run, topo, n) for n in issuers(topo)}
+    names = {st["key"]: n for n, st in statuses.items()}
+    return [{"market": n, "issuer": names.get(i["issuer"], i["issuer"][:16]), "key": i["issuer"],
+             "updates": i["updates"], "discredited": i["discredited"], "fault": i["fault"]}
+            for n, st in statuses.items() for i in st["issuers"]]
+
+
 def sold_token(run, topo, seller: str, token: str) -> dict:
     """The seller's token as its issuer chain has it, once it belongs to someone else (else MarketViewError)."""
     key = status(run, topo, seller)["key"]
@@ -161,8 +172,9 @@ def lease_ends(topo, lease: str) -> tuple[str, str]:
     return link.a, link.b
 
 
-CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py is their protocol (tested on "
-                   "its own), and no market service opens one")
+CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py (one-way) and hub.py (HTLC "
+                   "forwarding through a hub) are their protocol (tested on their own), and no market service opens "
+                   "one")
 
 
 def audit(run, topo, lease_counts: dict[str, dict]) -> list[dict]:

@@ -457,6 +457,10 @@ class Mesh:
     def market_status(self, node: str) -> dict:
         return market_view.status(self.run, self.topo, node)
 
+    def market_issuers(self) -> list[dict]:
+        """Per market, each issuer chain it holds and whether it refuses that issuer (discredited, the fault)."""
+        return market_view.issuer_listing(self.run, self.topo)
+
     # -- using the mesh ---------------------------------------------------------------------------------------
     @property
     def nodes(self) -> list[str]:

@@ -58,6 +58,7 @@ from node.chain import params as chain_params
 from node.chain.keys import Key
 from node.chain.pool.service import PORTS as POOL_PORTS
 from node.chain.pool.work import DEFAULT_ANN_TARGET
+from node.market.market_node import MARKET_PORT
 from testbed import runs
 from testbed.waiting import wait_until
 
@@ -289,7 +290,9 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                 settings = {"chain_url": _url(addr[near], rpc_port), "socket": str(d / "market.sock"),
                             "node_secret": identity(topo, state["seed"], n.name).private_key.hex(),
                             "wallet_secret": wallet_key(state["seed"], n.name).secret.hex(),
-                            "tick_s": MARKET_TICK_S}
+                            "tick_s": MARKET_TICK_S,
+                            "peers": [_url(addr[m], MARKET_PORT) for m in topo.nodes_with_role("issuer")
+                                      if m != n.name]}
             else:
                 near = nearest(graph, n.name, pools)
                 if near is None:

@@ -1,12 +1,15 @@
 """A device market's HTTP API (aiohttp), on ``[fc00 address]:MARKET_PORT`` for other markets and on a Unix socket in
 the node's run directory for the host (`pktlab market ...`).
 
-    GET  /status                      key, wallet, PKT height, offers, swaps, counters, rejections by reason
+    GET  /status                      key, wallet, PKT height, offers, swaps, counters, rejections by reason,
+                                      issuers (each issuer chain held: updates, discredited and the fault)
     GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price
     GET  /tokens                      every token of every issuer chain we hold, with owner and lock
     GET  /updates?issuer=KEY&from=N   that issuer's updates from height N (encoded messages), as we hold them
     POST /issuer   <message>          a lock request or reveal for our issuer
     POST /swap     <message>          a swap message from a buyer -> {"replies": [message, ...]}
+    POST /gossip   <message>          an update or a discredit proof another market pushes to our replicator
+                                      (a refused one: 400 with the replicator's reason, e.g. duplicate)
     POST /buy      {"url", "issuer", "token", "price"}    start buying: -> {"swap": ID}
     POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
                                       now: -> {"offer": ...}
@@ -26,7 +29,7 @@ import time
 from aiohttp import web
 
 from .market_node import MarketError, MarketNode
-from .wire import MAX_MESSAGE_BYTES, MAX_UINT
+from .wire import MAX_PROOF_BYTES, MAX_UINT
 
 log = logging.getLogger(__name__)
 _HEX = re.compile(r"\A[0-9a-f]*\Z")
@@ -82,6 +85,10 @@ def make_app(market: MarketNode) -> web.Application:
         market.on_issuer_message(await body(request))
         return web.json_response({"ok": True, "updates": len(market.issuer.updates)})
 
+    async def gossip(request):
+        market.on_gossip(await body(request))
+        return web.json_response({"ok": True})
+
     async def swap(request):
         return web.json_response({"replies": await market.on_swap_message(await body(request))})
 
@@ -112,13 +119,14 @@ def make_app(market: MarketNode) -> web.Application:
     async def swap_status(request):
         return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
 
-    app = web.Application(middlewares=[errors], client_max_size=MAX_MESSAGE_BYTES)
+    app = web.Application(middlewares=[errors], client_max_size=MAX_PROOF_BYTES)     # a proof: 16 MiB
     app.router.add_get("/status", status)
     app.router.add_get("/offers", offers)
     app.router.add_get("/tokens", tokens)
     app.router.add_get("/updates", updates)
     app.router.add_post("/issuer", issuer)
     app.router.add_post("/swap", swap)
+    app.router.add_post("/gossip", gossip)
     app.router.add_post("/buy", buy)
     app.router.add_post("/sell", sell)
     app.router.add_get("/swaps/{id}", swap_status)

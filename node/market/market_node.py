@@ -16,6 +16,19 @@ Transport (the choices pktlab makes; the market messages themselves are wire.py'
   ``GET /updates?issuer=KEY&from=N`` (pull gossip: a buyer's replicator asks its seller for what it lacks).
 * Chain actions: FundHtlc, ClaimHtlc, RefundHtlc are sent at most once per PKT block each (a claim a reorg
   dropped is sent again on a later block, as swap.py asks).
+* Push gossip between markets (``peers``: the other markets' URLs): every update our issuer commits and every
+  discredit proof our replicator makes or newly accepts goes to each peer as ``POST /gossip``, in order, from a
+  queue per peer (at most MAX_GOSSIP_QUEUE messages; in memory: a restart forgets it). A peer that does not
+  answer, or answers ``unknown_pkt_block`` (its chain view is behind the update's anchor), gets the message again
+  on the next round; any other answer ends it (a refusal is counted as ``gossip_refused_CODE``). Updates of other
+  issuers are not passed on (each issuer pushes its own), proofs are: a proof reaches every market that refuses
+  duplicates, so the flood ends. A received proof is checked by our replicator (faults.verify, with nothing but
+  the proof); from then on the issuer's updates, lock requests and reveals are refused (``issuer_discredited``),
+  and so are purchases of its tokens.
+* The fault switch ``double_issue`` makes our issuer a double issuer: every update it commits also gets a *twin*
+  (same height, prev and anchor, no operations, signed by us) that goes to the first peer only, after the update
+  itself. That peer's replicator holds both, makes the ``double_update`` proof and gossips it; the other peers saw
+  only the update and verify the proof on its own.
 
 Persisted in ``<state_dir>/market/``: ``issuer.jsonl`` (this device's issuer chain, one encoded update a line,
 appended before it is gossiped: a restarted issuer continues the same chain, never forks it) and
@@ -25,11 +38,12 @@ funds are not at risk (the buyer refunds; a claim already on the chain makes the
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import secrets
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import aiohttp
@@ -53,11 +67,14 @@ from .swap import (
     Send,
     SwapParams,
 )
-from .token_chain import LockRequest, Update
-from .wire import MAX_UINT, Name, WireError, decode_as
+from .faults import Discredit
+from .token_chain import LockRequest, Update, make_update
+from .wire import MAX_UINT, Name, WireError, decode_as, message_type
 
 log = logging.getLogger(__name__)
 MARKET_PORT = 64780
+MAX_GOSSIP_QUEUE = 1024                 # messages waiting per peer
+GOSSIP_RETRY = {"unreachable", "unknown_pkt_block"}     # a peer not ready for a message yet: again next round
 
 
 class MarketError(ValueError):
@@ -99,9 +116,12 @@ def _is_lock_request(data: bytes) -> bool:
 class MarketNode:
     def __init__(self, name: str, node_secret: bytes, wallet: Key, chain: ChainClient, state_dir: Path, *,
                  offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000,
-                 refuse_locks: bool = False):
+                 refuse_locks: bool = False, peers: list | None = None, double_issue: bool = False):
         self.name = name
         self.refuse_locks = refuse_locks        # a fault to inject: our issuer ignores every lock request
+        self.double_issue = double_issue        # a fault to inject: our issuer forks its chain (see above)
+        self.gossip_peers = [u.rstrip("/") for u in peers or []]
+        self.gossip_queue: dict[str, deque] = {u: deque() for u in self.gossip_peers}
         self.secret = node_secret
         self.key = cjdns_keys.signing_public_key(node_secret)
         self.wallet, self.chain, self.params, self.fee = wallet, chain, params or SwapParams(), fee
@@ -137,6 +157,8 @@ class MarketNode:
     def sell(self, offer: dict, now: float) -> dict:
         """Issue a lease token (an offer checked by check_offer) for the term from now; returns the offer."""
         o = check_offer(offer)
+        if self.replicator.is_discredited(self.key):
+            raise MarketError("issuer_discredited", "our issuer is discredited: no market deals with it any more")
         if o["token"] in self.issuer.state.tokens:
             raise MarketError("duplicate_token", f"token {o['token']} was already issued")
         updates = self.issuer.issue_lease(o["token"], o["lease"], o["link"], o["kbps"], int(now),
@@ -152,7 +174,7 @@ class MarketNode:
         await self.chain.close()
 
     def _commit(self, updates: list) -> None:
-        """Our issuer's new updates: on disk first, then into our replicator."""
+        """Our issuer's new updates: on disk first, then into our replicator and out to our peers."""
         if not updates:
             return
         with open(self.dir / "issuer.jsonl", "ab") as f:
@@ -161,6 +183,14 @@ class MarketNode:
             os.fsync(f.fileno())
         for u in updates:
             self.replicator.receive(u)
+            self._gossip(u)
+            if self.double_issue and self.gossip_peers:
+                self._gossip(self._twin(Update.decode(u)), self.gossip_peers[:1])
+
+    def _twin(self, u: Update) -> bytes:
+        """The double issuer's second update at ``u``'s height: the same links, no operations."""
+        self.counters["twin_issued"] += 1
+        return make_update(self.secret, u.height, u.prev, u.pkt_height, u.pkt_block, ()).encode()
 
     def _journal(self, record: dict) -> None:
         with open(self.dir / "swaps.jsonl", "a") as f:
@@ -269,6 +299,52 @@ class MarketNode:
     def updates(self, issuer: bytes, since: int) -> list:
         return [u.encode().decode() for u in self.replicator.updates(issuer, since)]
 
+    # -- gossip between markets -----------------------------------------------------------------------------
+
+    def on_gossip(self, data: bytes) -> None:
+        """A message a peer pushed (an update or a discredit proof): into our replicator, passing on the proofs it
+        makes or newly accepts; MarketError with the replicator's reason if it refused the message."""
+        before = Counter(self.replicator.rejected)
+        out = self.replicator.receive(data)
+        refused = self.replicator.rejected - before
+        if refused:
+            code = next(iter(refused))
+            raise MarketError(code, f"the replicator refused it: {code}")
+        self._pass_on(out)
+
+    def _pass_on(self, messages) -> None:
+        for m in messages:
+            if message_type(m)[0] == Discredit.TYPE:
+                proof = Discredit.decode(m)
+                self.counters["discredit_accepted"] += 1
+                log.warning("%s: issuer %s discredited (%s)", self.name, proof.issuer.hex()[:16], proof.fault)
+                self._gossip(m)
+
+    def _gossip(self, data: bytes, peers=None) -> None:
+        for url in self.gossip_peers if peers is None else peers:
+            q = self.gossip_queue[url]
+            if len(q) >= MAX_GOSSIP_QUEUE:
+                q.popleft()
+                self.counters["gossip_dropped"] += 1
+            q.append(data)
+
+    async def gossip_round(self) -> None:
+        """Send what waits for each peer, the peers side by side, each in order (see the module docstring)."""
+        await asyncio.gather(*(self._flush(url) for url in self.gossip_peers))
+
+    async def _flush(self, url: str) -> None:
+        q = self.gossip_queue[url]
+        while q:
+            try:
+                await self._post(f"{url}/gossip", q[0])
+                self.counters["gossip_sent"] += 1
+            except MarketError as e:
+                if e.code in GOSSIP_RETRY:
+                    self.counters[f"gossip_retry_{e.code}"] += 1
+                    return
+                self.counters[f"gossip_refused_{e.code}"] += 1
+            q.popleft()
+
     # -- the buyer side --------------------------------------------------------------------------------------
 
     def _buyer(self, url: str, issuer: bytes, token: str, price: int, swap: bytes) -> BuyerSwap:
@@ -278,6 +354,8 @@ class MarketNode:
         return s
 
     async def buy(self, url: str, issuer: bytes, token: str, price: int) -> bytes:
+        if self.replicator.is_discredited(issuer):
+            raise MarketError("issuer_discredited", f"issuer {issuer.hex()[:16]}.. is discredited")
         if any(isinstance(s, BuyerSwap) and s.token == token and s.issuer == issuer and not s.outcome
                for s in self.swaps.values()):
             raise MarketError("busy", f"already buying {token}")
@@ -301,7 +379,7 @@ class MarketNode:
             return
         await self._pull_updates()
         self._commit(self.issuer.tick())
-        self.replicator.tick()
+        self._pass_on(self.replicator.tick())
         for sid, s in list(self.swaps.items()):
             if s.outcome:
                 continue
@@ -324,7 +402,7 @@ class MarketNode:
             except MarketError:
                 continue
             for text in answer.get("updates", []):
-                self.replicator.receive(text.encode())
+                self._pass_on(self.replicator.receive(text.encode()))
 
     async def _seller_actions(self, swap, actions) -> list:
         """A seller's actions: publish to our own issuer, chain transactions; returns the messages to send."""
@@ -441,4 +519,14 @@ class MarketNode:
                 "pkt_height": self.chain.index.height(), "issuer_updates": len(self.issuer.updates),
                 "offers": self.my_offers(), "swaps": [self.swap_status(s) for s in self.swaps],
                 "counters": dict(self.counters), "rejected": dict(self.rejected),
-                "issuer_rejected": dict(self.issuer.rejected), "replicator_rejected": dict(self.replicator.rejected)}
+                "issuer_rejected": dict(self.issuer.rejected), "replicator_rejected": dict(self.replicator.rejected),
+                "issuers": self.issuers(), "gossip_waiting": {u: len(q) for u, q in self.gossip_queue.items()}}
+
+    def issuers(self) -> list:
+        """Every issuer whose chain we hold or that we refuse: updates held, and the proof's fault if refused."""
+        out = []
+        for k in sorted(set(self.replicator.chains) | set(self.replicator.discredited)):
+            proof = self.replicator.discredited.get(k)
+            out.append({"issuer": k.hex(), "updates": len(self.replicator.chains.get(k, [])), "mine": k == self.key,
+                        "discredited": proof is not None, "fault": proof.fault if proof else None})
+        return out

@@ -10,7 +10,10 @@ Config (JSON)::
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
       "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
       "swap" {SwapParams fields, optional},
-      "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request)}}
+      "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request),
+      "peers" [the other markets' URLs, "http://[fc00 address]:port"] (push gossip: our updates, proofs),
+      "double_issue" (default false: true injects the fault of an issuer that gives a second, different update
+      at each height to its first peer; see market_node.py)}}
 
 It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
 """
@@ -59,6 +62,14 @@ def _offers(rt: Runtime) -> list:
     return out
 
 
+def _peers(rt: Runtime) -> list:
+    peers = rt.setting("peers", list, [])
+    for i, url in enumerate(peers):
+        if not isinstance(url, str) or not url.startswith("http://"):
+            raise ServiceConfigError(f"{rt.source}: settings.peers[{i}]: expected a market's http:// URL")
+    return peers
+
+
 async def run_market(rt: Runtime) -> None:
     from aiohttp import web
 
@@ -71,19 +82,20 @@ async def run_market(rt: Runtime) -> None:
     chain = ChainClient(rt.setting("chain_url", str, required=True), rt.params)
     market = MarketNode(rt.node, _secret(rt, "node_secret"), Key(_secret(rt, "wallet_secret")), chain, rt.state_dir,
                         offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000),
-                        refuse_locks=rt.setting("refuse_locks", bool, False))
+                        refuse_locks=rt.setting("refuse_locks", bool, False), peers=_peers(rt),
+                        double_issue=rt.setting("double_issue", bool, False))
     tick_s = rt.setting("tick_s", (int, float), 0.5)
     port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)
     ticking: list[asyncio.Task] = []
 
-    async def loop():
+    async def loop(step, what: str):
         while True:
             try:
-                await market.tick()
-            except Exception:                       # one failed tick, never a dead market
-                market.counters["tick_error"] += 1
-                log.exception("market tick")
+                await step()
+            except Exception:                       # one failed round, never a dead market
+                market.counters[f"{what}_error"] += 1
+                log.exception("market %s", what)
             await asyncio.sleep(tick_s)
 
     async def start():
@@ -101,7 +113,8 @@ async def run_market(rt: Runtime) -> None:
             if os.path.exists(unix):
                 os.unlink(unix)
             await web.UnixSite(runner, unix).start()
-        ticking.append(asyncio.create_task(loop()))
+        ticking.append(asyncio.create_task(loop(market.tick, "tick")))
+        ticking.append(asyncio.create_task(loop(market.gossip_round, "gossip")))      # a slow peer never holds a tick
 
     async def stop():
         for t in ticking:

@@ -6,6 +6,8 @@ canonically); byte strings are lowercase hex.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from node.conformance import Mismatch, expect
 from node.cjdns import keys
 
@@ -14,11 +16,13 @@ from .auction import auction, auto_bid
 from .channel import ChannelOpen, ChannelPay, Commitment, PayeeChannel
 from .evidence import Attestation, Policy, Reveal
 from .faults import Discredit, ProofError, verify
+from .hub import HtlcFail, HtlcFulfill, HtlcReceiver, HubOpen, HubState
 from .swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
 from .token_chain import LockRequest, RuleError, TokenState, Update
 
 MESSAGES = {c.TYPE: c for c in (Update, LockRequest, Reveal, Attestation, Discredit, SwapPropose, SwapAccept,
-                                 SwapFunded, SwapCancel, ChannelOpen, Commitment, ChannelPay)}
+                                 SwapFunded, SwapCancel, ChannelOpen, Commitment, ChannelPay, HubOpen, HubState,
+                                 HtlcFulfill, HtlcFail)}
 
 
 def _data(v: dict) -> bytes:
@@ -111,6 +115,30 @@ def check_channel(v):
     expect("paid", payee.paid, v["paid"])
 
 
+def check_hub_channel(v):
+    """The receiving end of an HTLC channel fed ``steps`` in order: a state (``state``, at ``height``), or its own
+    fulfill (``fulfill``: a preimage) or fail (``fail``: a hash); per step ``ok`` or the rejection reason; then
+    ``paid``, the pending hashes and the split (to receiver, to sender) of a close at ``close_height``."""
+    end = HtlcReceiver(HubOpen.from_body(v["open"]), bytes.fromhex(v["private_key"]))
+    results = []
+    for step in v["steps"]:
+        if "state" in step:
+            before = Counter(end.rejected)
+            end.receive(step["state"].encode(), step["height"])
+            new = end.rejected - before
+            results.append(next(iter(new)) if new else "ok")
+        elif "fulfill" in step:
+            end.fulfill(bytes.fromhex(step["fulfill"]), step["height"])
+            results.append("ok")
+        else:
+            end.fail(bytes.fromhex(step["fail"]), step["reason"])
+            results.append("ok")
+    expect("results", results, v["results"])
+    expect("paid", end.paid, v["paid"])
+    expect("pending", sorted(h.hex() for h in end.htlcs), v["pending"])
+    expect("close", list(end.close(v["close_height"])), v["close"])
+
+
 def check_swap_timeouts(v):
     p = SwapParams(**v["params"])
     htlc = p.htlc_refund(v["height"])
@@ -126,4 +154,5 @@ CHECKS = {
     "market.auto_bid": check_auto_bid,
     "market.channel": check_channel,
     "market.swap_timeouts": check_swap_timeouts,
+    "market.hub_channel": check_hub_channel,
 }

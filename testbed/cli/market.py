@@ -1,5 +1,5 @@
-"""`pktlab market offers|sell|buy|tokens|swaps|audit|channels`: the run's bandwidth market (testbed/market_view.py;
-the market services: node/market/service.py on the nodes with the role issuer)."""
+"""`pktlab market offers|sell|buy|tokens|swaps|issuers|audit|channels`: the run's bandwidth market
+(testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
 import json
@@ -48,10 +48,11 @@ def cmd_market(args):
             if args.wait is not None and not 0 < args.wait < 1e6:
                 raise SystemExit("pktlab market buy: --wait: seconds > 0")
             data = mesh.market_buy(*args.what, price=args.price, wait=args.wait)
-        elif args.verb in ("audit", "channels"):
+        elif args.verb in ("audit", "channels", "issuers"):
             if args.what:
                 raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
-            data = mesh.market_audit() if args.verb == "audit" else mesh.market_channels()
+            data = {"audit": mesh.market_audit, "channels": mesh.market_channels,
+                    "issuers": mesh.market_issuers}[args.verb]()
         elif args.verb == "tokens":
             if len(args.what) != 1:
                 raise SystemExit("pktlab market tokens NODE")
@@ -83,6 +84,11 @@ def cmd_market(args):
         for a in data:
             t.add_row(a["lease"], str(a["bytes_carried"]), str(a["owed"]), str(a["paid"]), str(a["over"]),
                       str(a["under"]), a["verdict"])
+    elif args.verb == "issuers":
+        t = Table("market", "issuer", "updates held", "status", title="issuers")
+        for i in data:
+            t.add_row(i["market"], i["issuer"], str(i["updates"]),
+                      f"discredited: {i['fault']}" if i["discredited"] else "ok")
     elif args.verb == "tokens":
         t = Table("issuer", "token", "kind", "link", "kbps", "owner", "mine", "locked", title=f"{args.what[0]}: tokens")
         for k in data:
@@ -100,8 +106,9 @@ def register(add) -> None:
     sp = add("market", cmd_market, "the bandwidth market: offers (with the link measured over the free tier), sell "
                                    "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
                                    "lease of the topology then carries the buyer's traffic), tokens NODE, swaps NODE, "
-                                   "audit (bytes carried vs paid per lease), channels")
-    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps", "audit", "channels"))
+                                   "issuers (per market: each issuer and whether it is discredited), audit (bytes "
+                                   "carried vs paid per lease), channels")
+    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps", "issuers", "audit", "channels"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
     sp.add_argument("--price", type=_positive_int, metavar="UNITS", help="atomic PKT units (2^30 per PKT)")

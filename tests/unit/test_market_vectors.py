@@ -59,6 +59,8 @@ def _by_id(vid):
     ("auto_bid_half", lambda v: v.update(bid=171)),
     ("channel_sequence", lambda v: v.update(paid=40)),
     ("swap_timeouts", lambda v: v.update(lock_timeout=110)),
+    ("hub_channel_sequence", lambda v: v.update(close=[0, 1000])),
+    ("hub_channel_sequence", lambda v: v["results"].__setitem__(1, "ok")),
 ])
 def test_checks_can_fail(vid, change):
     v = _by_id(vid)
