@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 
 import pytest
@@ -23,9 +21,7 @@ from node.market.channels import holder_key, min_unit_price
 from node.market.market_node import MarketError, MarketNode
 from tests.unit import chain_helpers as H
 from tests.unit.market_chain_node import ChainNodeProcess, free_port
-
-sys.path.insert(0, os.path.dirname(__file__))
-from market_fakes import FakeLeases  # noqa: E402
+from tests.unit.market_fakes import FakeLeases
 
 PRICE, KBPS, TERM_S = 50_000_000, 2000, 600
 OFFER = {"token": "s1.lease1", "lease": "lease1", "link": "s1--b1", "kbps": KBPS, "term_s": TERM_S, "price": PRICE}
