@@ -32,23 +32,23 @@ class AgentLeases:
     def has(self, lease: str) -> bool:
         return bool(self.sockets.get(lease))
 
-    def _call(self, path: str, cmd: str, **args) -> dict:
+    def _call(self, path: str, cmd: str, args: dict) -> dict:
         try:
             return AgentClient(path, self.timeout).call(cmd, **args)
         except (OSError, ValueError, AgentError) as e:
             raise LeaseDeviceError(f"agent {path}: {cmd}: {e}") from None
 
-    async def _each(self, lease: str, cmd: str, **args) -> list[dict]:
-        if not self.has(lease):
-            raise LeaseDeviceError(f"no device carries lease {lease!r}")
-        return [await asyncio.to_thread(self._call, path, cmd, **args) for path in self.sockets[lease]]
+    async def _each(self, lease_id: str, cmd: str, args: dict) -> list[dict]:
+        if not self.has(lease_id):
+            raise LeaseDeviceError(f"no device carries lease {lease_id!r}")
+        return [await asyncio.to_thread(self._call, path, cmd, args) for path in self.sockets[lease_id]]
 
     async def carried(self, lease: str) -> int:
         total = 0
-        for answer in await self._each(lease, "leases"):
+        for answer in await self._each(lease, "leases", {}):
             total += sum(c.get("bytes", 0) for key, c in answer.get("ingress", {}).items()
                          if key.rsplit("/", 1)[-1] == lease)
         return total
 
     async def grant(self, lease: str, holder: str, expires_at: float) -> None:
-        await self._each(lease, "lease_grant", lease=lease, holder=holder, expires_at=expires_at)
+        await self._each(lease, "lease_grant", {"lease": lease, "holder": holder, "expires_at": expires_at})

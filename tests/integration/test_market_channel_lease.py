@@ -4,26 +4,30 @@ PKT chain to core1's market and opens it; core1's market grants its lease "up" t
 meters the bytes the lease carries there (the agents' counters) and lets unit after unit start while m1 pays
 them; m1 floods sink over the lease; m1 stops paying, and core1 withdraws the lease one unit later (m1's traffic is
 on the free tier again) and closes the channel on chain with the latest payment: core1 is paid exactly the units
-m1 paid for, m1 gets the rest back. The exposure invariant held at every update. Needs root.
+m1 paid for, m1 gets the rest back. The exposure invariant held at every update. m1 sends below the link's rate:
+its market's payments cross the same link, and a flood that fills it would delay them past the unit they pay for.
+Needs root.
 """
 import json
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from testbed.labs.checking import flood
+from testbed.backends import exec_in
+from testbed.labs.checking import FLOOD_PORT, SENDER
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "market-lease.yaml"))]
 
 PRICE = 1 << 30                 # the term's price: the seller's least unit price follows from it
 TERM_S = 600
-UNIT_BYTES = 512 * 1024         # ~2 s of the 2 mbit/s link
+UNIT_BYTES = 512 * 1024         # ~4 s of m1's traffic: the payment of a unit has that long to arrive
+PPS = 120                       # 900-byte datagrams: ~1 mbit/s, under the guarantee and the link's 2 mbit/s
+SEND_S = 60
 UNITS = 40
 FEE = 10_000
 
@@ -56,10 +60,18 @@ def test_a_lease_paid_per_unit_over_a_channel_is_withdrawn_when_the_payments_sto
         {"m1": (m1_key, False), "core1": (m1_key, False)}                   # granted by core1's market
     mesh.wait_until(lambda: mesh.route("m1", "sink")[0][1] == f"{up_if}:up", 20, "m1's path to sink over the lease")
 
-    with ThreadPoolExecutor(1) as pool:
-        flooding = pool.submit(flood, mesh, ["m1"], "sink", 40.0)
+    rx = exec_in(mesh.run, "sink", [sys.executable, "-m", "testbed.udp_receiver", str(FLOOD_PORT), str(SEND_S)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tx = exec_in(mesh.run, "m1", [sys.executable, "-c", SENDER, mesh.ip6("sink"), str(FLOOD_PORT), str(PPS),
+                                  str(SEND_S)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
         # m1's traffic goes over the lease and m1 pays unit after unit as core1 reports them delivered
-        mesh.wait_until(lambda: mesh.market_channel("m1", cid)["paid_units"] >= 5, 25, "m1 paid 5 units")
+        views = {}
+
+        def paid_4():
+            views.update((n, mesh.market_channel(n, cid)) for n in ("m1", "core1"))
+            return views["m1"]["paid_units"] >= 4
+        assert mesh.wait_until(paid_4, 40), json.dumps(views)
         s = mesh.market_channel("core1", cid)
         assert s["state"] == "open" and s["violations"] == 0 and s["exposure"] <= unit_price, s
 
@@ -77,8 +89,10 @@ def test_a_lease_paid_per_unit_over_a_channel_is_withdrawn_when_the_payments_sto
         before = carried(mesh, "core1", "up")
         time.sleep(3)
         assert carried(mesh, "core1", "up") - before < UNIT_BYTES // 4
-        sent = flooding.result()
-    print("kbit/s of m1's flood:", sent, "channel at the withdrawal:", s)
+    finally:
+        tx.wait(timeout=SEND_S + 10)
+        rx.communicate(timeout=SEND_S + 20)
+    print("channel at the withdrawal:", s)
 
     # closed on chain with the latest payment: core1 paid exactly the units m1 paid for, m1 the rest less the fee
     s = mesh.wait_until(lambda: (x := mesh.market_channel("core1", cid))["state"] == "closed" and x, 60,

@@ -212,3 +212,45 @@ def test_bad_channel_opens_are_refused_by_reason(chain, tmp_path):
             await seller.stop()
             await buyer.stop()
     asyncio.run(run())
+
+
+def test_agent_leases_sum_both_ends_and_grant_at_both(tmp_path):
+    """lease_devices.AgentLeases over the agents' control protocol (one JSON line each way), here two small
+    socket servers answering as node/tun_switch/lease_plane.py does."""
+    import socket
+    import threading
+
+    from node.market.lease_devices import AgentLeases, LeaseDeviceError
+
+    seen = []
+
+    def agent(path, ingress):
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(str(path))
+        srv.listen()
+
+        def serve():
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    req = json.loads(conn.makefile().readline())
+                    seen.append((path.name, req))
+                    answer = {"ok": True, "ingress": ingress} if req["cmd"] == "leases" else \
+                        {"ok": False, "error": "no paid lease 'x'"} if req["lease"] == "x" else {"ok": True}
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
+        threading.Thread(target=serve, daemon=True).start()
+    a, b = tmp_path / "a.sock", tmp_path / "b.sock"
+    agent(a, {"l1/up": {"bytes": 1000}, "l1/free": {"bytes": 7}})
+    agent(b, {"l1/up": {"bytes": 234}})
+    devices = AgentLeases({"up": [str(a), str(b)], "x": [str(a)]})
+    assert asyncio.run(devices.carried("up")) == 1234
+    asyncio.run(devices.grant("up", "key.k", 99.0))
+    grants = [(name, r) for name, r in seen if r["cmd"] == "lease_grant"]
+    assert grants == [(n, {"cmd": "lease_grant", "lease": "up", "holder": "key.k", "expires_at": 99.0})
+                      for n in ("a.sock", "b.sock")]
+    with pytest.raises(LeaseDeviceError, match="no paid lease"):
+        asyncio.run(devices.grant("x", "key.k", 99.0))
+    with pytest.raises(LeaseDeviceError, match="no device carries lease 'nope'"):
+        asyncio.run(devices.carried("nope"))
+    with pytest.raises(LeaseDeviceError, match="gone.sock"):
+        asyncio.run(AgentLeases({"up": [str(tmp_path / "gone.sock")]}).carried("up"))
