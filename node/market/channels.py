@@ -273,7 +273,7 @@ class Channels:
             raise MarketError("unknown_token", f"we have no token {r['token']} on sale")
         if self.holds(r["token"]) or self.m.in_swap(r["token"]):
             raise MarketError("busy", f"{r['token']} is sold in another channel or swap")
-        if not self.devices.has(offer["lease"]):
+        if self.devices is None or not self.devices.has(offer["lease"]):
             raise MarketError("no_device", f"no device of ours carries lease {offer['lease']}")
         least = min_unit_price(offer["price"], offer["kbps"], offer["end"] - offer["start"], open_.unit_bytes)
         if open_.unit_price < least:

@@ -230,7 +230,7 @@ class MarketNode:
                 raise MarketError("wrong_token", "we sell only the tokens we issued")
             if self.in_swap(msg.token) or self.channels.holds(msg.token):
                 self.rejected["busy"] += 1
-                raise MarketError("busy", f"{msg.token} is in another swap")
+                raise MarketError("busy", f"{msg.token} is in another swap or a channel")
             secret, nonce = secrets.token_bytes(32), secrets.token_bytes(16)
             swap = self._seller(msg.token, secret, nonce)
         elif not isinstance(swap, SellerSwap):
