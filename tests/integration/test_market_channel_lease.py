@@ -81,7 +81,8 @@ def test_a_lease_paid_per_unit_over_a_channel_is_withdrawn_when_the_payments_sto
                             "core1 withdrew the lease")
         # one unit after the payments stopped: the unit m1 may owe, never more
         assert s["reason"] == "buyer_behind", s
-        assert s["paid_units"] in (stopped_paid, stopped_paid + 1), (stopped_paid, s)
+        # (a payment m1 signed just before it stopped may still be on its way)
+        assert stopped_paid - 1 <= s["paid_units"] <= stopped_paid, (stopped_paid, s)
         assert s["delivered"] == s["paid_units"] + 1 and s["metered"] <= s["delivered"], s
         assert s["violations"] == 0 and s["checks"] >= 2 * s["paid_units"], s     # every payment and metering
         # the lease is the free tier's again: it carries (almost) nothing more of the flood still running
