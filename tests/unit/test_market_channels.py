@@ -254,3 +254,30 @@ def test_agent_leases_sum_both_ends_and_grant_at_both(tmp_path):
         asyncio.run(devices.carried("nope"))
     with pytest.raises(LeaseDeviceError, match="gone.sock"):
         asyncio.run(AgentLeases({"up": [str(tmp_path / "gone.sock")]}).carried("up"))
+
+
+@pytest.mark.parametrize("method, path, body, code", [
+    ("POST", "/channels", b"{", "bad_json"),
+    ("POST", "/channels", {"url": "http://x", "token": "t"}, "bad_field"),
+    ("POST", "/channels", {"url": "ftp://x", "token": "t", "units": 1, "unit_bytes": 1}, "bad_field"),
+    ("POST", "/channels", {"url": "http://x", "token": "t", "units": 0, "unit_bytes": 1}, "bad_field"),
+    ("POST", "/channels", {"url": "http://x", "token": "t", "units": 1, "unit_bytes": 1, "extra": 1}, "bad_field"),
+    ("GET", "/channels/00", None, "bad_field"),
+    ("GET", "/channels/" + "00" * 16, None, "unknown_channel"),
+    ("POST", "/channels/" + "00" * 16 + "/stop", b"", "unknown_channel"),
+    ("POST", "/channel_open", {"open": "x"}, "bad_field"),
+    ("POST", "/channel_pay", b'{"v":1}', "malformed"),
+])
+def test_bad_channel_requests_are_refused_by_reason(chain, tmp_path, method, path, body, code):
+    import aiohttp
+
+    async def run():
+        m = await Market(tmp_path, "s1", chain, SELLER_WALLET, FakeLeases(["lease1"]), [OFFER]).start()
+        try:
+            data = json.dumps(body).encode() if isinstance(body, dict) else body
+            async with aiohttp.ClientSession() as s, s.request(method, m.url + path, data=data) as r:
+                return r.status, await r.json()
+        finally:
+            await m.stop()
+    status, answer = asyncio.run(run())
+    assert (status, answer["error"]) == (400, code), answer
