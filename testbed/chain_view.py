@@ -121,6 +121,13 @@ def wallet(run, topo, node: str) -> dict:
             "balance": answer["balance"], "coins": len(answer["coins"])}
 
 
+def coins(run, topo, node: str) -> list[dict]:
+    """The node's wallet's unspent coins (txid, index, value, height, ...) as its nearest chain node has them."""
+    wallet(run, topo, node)                 # the same checks
+    answer = _rpc(run, _chain_node_for(run, topo, node), f"/coins?address={_wallet(run, node).address}")
+    return answer["coins"]
+
+
 def _script_of(run, topo, who: str, what: str) -> bytes:
     """A node of the run (its wallet's P2PKH) or a PKT address, as an output script."""
     if who in topo.nodes:

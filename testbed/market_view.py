@@ -1,5 +1,5 @@
-"""A run's bandwidth market from the host: the data behind `pktlab market offers|sell|buy|tokens|swaps` and the same
-Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
+"""A run's bandwidth market from the host: the data behind `pktlab market offers|sell|buy|open|stop|tokens|swaps|
+channels` and the same Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
 (`nodes/<node>/market.sock`); the services talk to each other over the mesh.
 
 `sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
@@ -10,9 +10,13 @@ offer when none is given.
 carried are what its ends' agents counted coming in on it (both directions); what is owed for it is the fixed
 price of each of its tokens that changed hands (term leases have no per-volume part); what was paid is the price
 of each swap of those tokens that the seller saw completed. A token that changed hands without a completed swap
-shows as underpaid. Payment channels are not on the mesh yet (node/market/channel.py and hub.py are protocol code
-only), and `channels` says so. `issuer_listing` is what each market says of each issuer chain it holds: updates
-held, and whether it refuses the issuer (a discredit proof it verified).
+shows as underpaid. `issuer_listing` is what each market says of each issuer chain it holds: updates held, and
+whether it refuses the issuer (a discredit proof it verified).
+
+`open` buys a lease pay-as-you-go (node/market/channels.py): the buyer's market funds a payment channel to the
+seller's and opens it; the seller's market grants the lease at both ends of its link itself (its service config
+lists those ends' agents, testbed/services.py), meters the bytes the lease carries there, and withdraws it when
+the buyer falls behind. `channels` lists every market's channels; `stop` makes a buyer stop paying.
 
 A sale changes the traffic (`grants`): once a token of a declared lease belongs to someone else on its issuer's
 chain, both ends of the lease's link (devices the testbed operates, as the seller's Cloud ISP would) hand the lease
@@ -101,9 +105,36 @@ def buy(run, topo, buyer: str, seller: str, token: str, price: int | None = None
         if offer is None:
             raise MarketViewError(f"{seller} offers no token {token} now (pktlab market offers)")
         price = offer["price"]
-    url = f"http://[{run.state['addresses'][seller]}]:{MARKET_PORT}"
+    url = market_url(run, seller)
     answer = rpc(run, topo, buyer, "/buy", {"url": url, "issuer": status["key"], "token": token, "price": price})
     return {"swap": answer["swap"], "buyer": buyer, "seller": seller, "token": token, "price": price}
+
+
+def market_url(run, node: str) -> str:
+    return f"http://[{run.state['addresses'][node]}]:{MARKET_PORT}"
+
+
+def open_channel(run, topo, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
+                 unit_price: int | None = None) -> dict:
+    """Start buying `token` pay-as-you-go: {"channel": id, ...}."""
+    body = {"url": market_url(run, seller), "token": token, "units": units, "unit_bytes": unit_bytes}
+    if unit_price is not None:
+        body["unit_price"] = unit_price
+    answer = rpc(run, topo, buyer, "/channels", body)
+    return {"channel": answer["channel"], "buyer": buyer, "seller": seller, "token": token}
+
+
+def channel(run, topo, node: str, channel_id: str) -> dict:
+    return rpc(run, topo, node, f"/channels/{channel_id}")
+
+
+def stop_channel(run, topo, buyer: str, channel_id: str) -> dict:
+    return rpc(run, topo, buyer, f"/channels/{channel_id}/stop", {})
+
+
+def channels(run, topo) -> list[dict]:
+    """Every channel of every market of the run (a channel shows once per side), with the node it is at."""
+    return [dict(c, node=n) for n in issuers(topo) for c in rpc(run, topo, n, "/channels")["channels"]]
 
 
 def swap(run, topo, node: str, swap_id: str) -> dict:
@@ -170,11 +201,6 @@ def lease_ends(topo, lease: str) -> tuple[str, str]:
         raise MarketViewError(f"no lease {lease!r} is declared in the topology")
     link = topo.links[declared.link_index]
     return link.a, link.b
-
-
-CHANNELS_ABSENT = ("payment channels are not on the mesh yet: node/market/channel.py (one-way) and hub.py (HTLC "
-                   "forwarding through a hub) are their protocol (tested on their own), and no market service opens "
-                   "one")
 
 
 def audit(run, topo, lease_counts: dict[str, dict]) -> list[dict]:

@@ -355,6 +355,10 @@ class Mesh:
         """The node's wallet address and balance (spendable, immature, burned), from its nearest chain node."""
         return chain_view.wallet(self.run, self.topo, node)
 
+    def coins(self, node: str) -> list[dict]:
+        """The node's wallet's unspent coins (txid, index, value, height), from its nearest chain node."""
+        return chain_view.coins(self.run, self.topo, node)
+
     def send(self, node: str, to: str, amount_pkt: float, fee_pkt: float = 0.001) -> dict:
         """Pay `amount_pkt` from the node's wallet to an address or another node's wallet."""
         return chain_view.send(self.run, self.topo, node, to, amount_pkt, fee_pkt)
@@ -409,9 +413,12 @@ class Mesh:
                 out[node] = self.agent(node).call("lease_grant", **grant)["lease"]
             except (OSError, AgentError) as e:
                 raise market_view.MarketViewError(f"{node}: lease_grant: {e}") from None
-        # with route servers: once they know the lease's new holder from both ends, the holder asks again
-        lease, holder = granted[0][1]["lease"], granted[0][1]["holder"]
-        ends = {self.ip6(n) for n, _ in granted}
+        self._route_over_lease(granted[0][1]["lease"], granted[0][1]["holder"])
+        return out
+
+    def _route_over_lease(self, lease: str, holder: str) -> None:
+        """With route servers: once they know the lease's new holder from both ends, the holder asks again."""
+        ends = {self.ip6(n) for n in market_view.lease_ends(self.topo, lease)}
 
         def known(rs):
             return {x["node"] for x in self.agent(rs).call("rs_status")["leases"]
@@ -421,7 +428,33 @@ class Mesh:
         owner = next((n for n in self.topo.nodes if self.identity(n).pubkey_text == holder), None)
         if owner is not None and self.topo.nodes_with_role("route_server"):
             self.agent(owner).call("routes_refresh")
-        return out
+
+    def market_open(self, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
+                    unit_price: int | None = None, wait: float | None = None) -> dict:
+        """Buy `token` pay-as-you-go over a payment channel (node/market/channels.py): `units` units of `unit_bytes`
+        bytes at `unit_price` (default: the seller's least). With `wait`, until the seller granted the lease (and
+        the route servers know); the buyer's view of the channel."""
+        started = market_view.open_channel(self.run, self.topo, buyer, seller, token, units, unit_bytes, unit_price)
+        if wait is None:
+            return started
+        cid = started["channel"]
+
+        def opened():
+            c = market_view.channel(self.run, self.topo, buyer, cid)
+            if c["state"] == "refused":
+                raise market_view.MarketViewError(f"{seller} refused channel {cid[:8]}: {c['reason']}")
+            return c if c["state"] == "open" else None
+        c = self.wait_until(opened, wait, f"channel {cid[:8]} from {buyer} to {seller} open")
+        if market_view.declared_lease(self.topo, c["lease"]) is not None:
+            self._route_over_lease(c["lease"], self.identity(buyer).pubkey_text)
+        return c
+
+    def market_stop(self, buyer: str, channel_id: str) -> dict:
+        """The buyer stops paying the channel: the seller withdraws the lease and closes the channel on chain."""
+        return market_view.stop_channel(self.run, self.topo, buyer, channel_id)
+
+    def market_channel(self, node: str, channel_id: str) -> dict:
+        return market_view.channel(self.run, self.topo, node, channel_id)
 
     def market_configure(self, holder: str, lease: str, **changes) -> dict:
         """A signed lease configuration request (node/leases/requests.py) from the node `holder`'s key, sent to
@@ -443,9 +476,10 @@ class Mesh:
         ends = market_view.lease_nodes(self.topo)
         return market_view.audit(self.run, self.topo, {n: self.agent(n).call("leases") for n in ends})
 
-    def market_channels(self) -> dict:
-        """The payment channels on the mesh: none yet, and the answer says so."""
-        return {"channels": [], "note": market_view.CHANNELS_ABSENT}
+    def market_channels(self) -> list[dict]:
+        """Every payment channel of the run's markets, once per side (node, role): capacity, paid, units
+        delivered, exposure, state."""
+        return market_view.channels(self.run, self.topo)
 
     def market_swap(self, node: str, swap_id: str) -> dict:
         return market_view.swap(self.run, self.topo, node, swap_id)

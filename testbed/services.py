@@ -290,7 +290,7 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                 settings = {"chain_url": _url(addr[near], rpc_port), "socket": str(d / "market.sock"),
                             "node_secret": identity(topo, state["seed"], n.name).private_key.hex(),
                             "wallet_secret": wallet_key(state["seed"], n.name).secret.hex(),
-                            "tick_s": MARKET_TICK_S,
+                            "tick_s": MARKET_TICK_S, "lease_agents": _lease_agents(topo, run_dir, n),
                             "peers": [_url(addr[m], MARKET_PORT) for m in topo.nodes_with_role("issuer")
                                       if m != n.name]}
             else:
@@ -304,6 +304,18 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
             out.setdefault(n.name, {})[role] = {
                 "role": role, "node": n.name, "address": addr[n.name], "state_dir": str(d), "events_file": events,
                 "log_file": str(d / f"{role}.log"), "chain": chain["config"], "settings": settings}
+    return out
+
+
+def _lease_agents(topo, run_dir: Path, node) -> dict:
+    """{lease: the agent sockets of its link's ends} for the declared leases of the node's ISP: the devices its
+    market grants and meters the leases it sells pay-as-you-go on (the ISP operates both ends)."""
+    from testbed.topology.leases import declared_leases
+    out = {}
+    for d in declared_leases(topo):
+        if node.isp is not None and d.isp == node.isp:
+            link = topo.links[d.link_index]
+            out[d.id] = [str(run_dir / "nodes" / end / "agent.sock") for end in (link.a, link.b)]
     return out
 
 

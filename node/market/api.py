@@ -14,6 +14,13 @@ the node's run directory for the host (`pktlab market ...`).
     POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
                                       now: -> {"offer": ...}
     GET  /swaps/ID                    a swap's phase and outcome (completed | refunded | null while running)
+    POST /channels {"url", "token", "units", "unit_bytes", "unit_price" (optional: the seller's least)}
+                                      buy pay-as-you-go: fund a channel to that seller -> {"channel": ID}
+    POST /channels/ID/stop            (the buyer) stop paying: the seller withdraws the lease and closes
+    GET  /channels                    every channel we pay or are paid in (channels.py's view)
+    GET  /channels/ID                 one channel: state, capacity, units delivered, paid, exposure
+    POST /channel_open {"open", "payer_pk", "fee", "token", "funding_tx"}   a buyer's market opens a channel to us
+    POST /channel_pay  <message>      a channel_chain_pay for a channel that pays us -> the channel's view
 
 Market messages travel as their wire.py JSON text. A request the market refuses gets 400 {"error": CODE,
 "detail"} (the message rules' codes, or bad_json, bad_field, unknown_swap, busy, ...), counted by code in
@@ -28,7 +35,8 @@ import time
 
 from aiohttp import web
 
-from .market_node import MarketError, MarketNode
+from .errors import MarketError
+from .market_node import MarketNode
 from .wire import MAX_PROOF_BYTES, MAX_UINT
 
 log = logging.getLogger(__name__)
@@ -66,7 +74,8 @@ def make_app(market: MarketNode) -> web.Application:
         return web.json_response(market.status())
 
     async def offers(request):
-        return web.json_response({"offers": market.my_offers(), "pkt_height": market.chain.index.height()})
+        return web.json_response({"offers": market.my_offers(), "pkt_height": market.chain.index.height(),
+                                  "key": market.key.hex(), "wallet_key": market.wallet.pubkey.hex()})
 
     async def tokens(request):
         return web.json_response({"tokens": market.tokens()})
@@ -110,11 +119,51 @@ def make_app(market: MarketNode) -> web.Application:
         return web.json_response({"swap": sid.hex()})
 
     async def sell(request):
+        return web.json_response({"offer": market.sell(await json_body(request), time.time())})
+
+    async def json_body(request):
         try:
-            offer = json.loads(await body(request))
+            return json.loads(await body(request))
         except (ValueError, UnicodeDecodeError) as e:
             raise MarketError("bad_json", f"the body is not JSON: {e}") from None
-        return web.json_response({"offer": market.sell(offer, time.time())})
+
+    def whole(req: dict, key: str) -> int:
+        v = req[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_UINT:
+            raise MarketError("bad_field", f"{key}: a whole number > 0")
+        return v
+
+    async def channel_new(request):
+        req = await json_body(request)
+        if not isinstance(req, dict) or not {"url", "token", "units", "unit_bytes"} <= set(req) \
+                or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price"}:
+            raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?}')
+        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
+            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        if not isinstance(req["token"], str) or not req["token"]:
+            raise MarketError("bad_field", "token: a token name")
+        price = whole(req, "unit_price") if "unit_price" in req else None
+        cid = await market.channels.open(req["url"], req["token"], whole(req, "units"), whole(req, "unit_bytes"),
+                                         price)
+        return web.json_response({"channel": cid})
+
+    def channel_id(request) -> str:
+        return _hex(request.match_info["id"], "channel id", 16).hex()
+
+    async def channel_list(request):
+        return web.json_response({"channels": market.channels.list()})
+
+    async def channel_status(request):
+        return web.json_response(market.channels.status(channel_id(request)))
+
+    async def channel_stop(request):
+        return web.json_response(market.channels.stop(channel_id(request)))
+
+    async def channel_open(request):
+        return web.json_response(await market.channels.on_open(await body(request)))
+
+    async def channel_pay(request):
+        return web.json_response(market.channels.on_pay(await body(request)))
 
     async def swap_status(request):
         return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
@@ -130,4 +179,10 @@ def make_app(market: MarketNode) -> web.Application:
     app.router.add_post("/buy", buy)
     app.router.add_post("/sell", sell)
     app.router.add_get("/swaps/{id}", swap_status)
+    app.router.add_post("/channels", channel_new)
+    app.router.add_get("/channels", channel_list)
+    app.router.add_get("/channels/{id}", channel_status)
+    app.router.add_post("/channels/{id}/stop", channel_stop)
+    app.router.add_post("/channel_open", channel_open)
+    app.router.add_post("/channel_pay", channel_pay)
     return app

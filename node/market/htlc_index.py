@@ -15,6 +15,10 @@ One difference from the in-memory chain of the unit tests: Bitcoin's finality ru
 the block height) makes a refund valid from block ``refund_height + 1`` on, one block later than chain_view.py
 says. The swap only becomes safer by it (the claim window ends at ``refund_height - 1`` either way).
 
+For payment channels (channel_chain.py) the index also keeps which transactions the best chain holds
+(:meth:`confirmed`) and which transaction spent an outpoint (:meth:`spender`): the funding of a channel is a bare
+script the seller checks from the transaction itself, so the index needs only its txid and its spend.
+
 Blocks are fed in order by height (:meth:`HtlcIndex.add_block`); a reorg is :meth:`rewind` to the fork point
 and the new branch fed again. The index answers from what it was fed, without I/O: the driver keeps it in step
 with a chain node (chain_client.py).
@@ -63,15 +67,19 @@ class HtlcIndex:
         self._spends: list[list[_Spend]] = []
         self._state: dict[str, Htlc] | None = None
         self._scripts: dict[str, bytes] = {}
+        self._txids: list[set] = []             # per height: the txids (hex) of its transactions
+        self._spent: list[dict] = []            # per height: outpoint -> the txid (hex) that spent it
 
     # -- feeding ----------------------------------------------------------------------------------------------
 
     def add_block(self, height: int, block: Block) -> None:
         if height != len(self.hashes):
             raise ValueError(f"block at height {height}, the index expects {len(self.hashes)}")
-        funds, spends = [], []
+        funds, spends, spent = [], [], {}
         known = self.state()
         for tx in block.txs:
+            if not tx.is_coinbase:
+                spent.update((outpoint_text(txin.prevout), tx.txid_hex) for txin in tx.inputs)
             for i, out in enumerate(tx.outputs):
                 kind, fields = S.classify(out.script_pubkey)
                 if kind == "htlc":
@@ -93,11 +101,14 @@ class HtlcIndex:
         self.hashes.append(block.hash)
         self._funds.append(funds)
         self._spends.append(spends)
+        self._txids.append({tx.txid_hex for tx in block.txs})
+        self._spent.append(spent)
         self._state = None
 
     def rewind(self, height: int) -> None:
         """Forget every block above ``height`` (a reorg's fork point)."""
         del self.hashes[height + 1:], self._funds[height + 1:], self._spends[height + 1:]
+        del self._txids[height + 1:], self._spent[height + 1:]
         self._state = None
 
     def state(self) -> dict[str, Htlc]:
@@ -133,3 +144,11 @@ class HtlcIndex:
         """The output script of an HTLC the index has seen (what a claim or refund signs)."""
         self.state()
         return self._scripts.get(outpoint)
+
+    def confirmed(self, txid: str) -> int | None:
+        """The height of the block on the best chain that holds the transaction ``txid`` (hex), None if none."""
+        return next((h for h, txids in enumerate(self._txids) if txid in txids), None)
+
+    def spender(self, outpoint: str) -> str | None:
+        """The txid (hex) of the best chain's transaction that spent ``outpoint``, None while it is unspent."""
+        return next((s[outpoint] for s in self._spent if outpoint in s), None)

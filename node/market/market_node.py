@@ -52,6 +52,8 @@ from node.chain.keys import Key
 from node.cjdns import keys as cjdns_keys
 
 from .chain_client import ChainClient, ChainClientError
+from .channels import Channels
+from .errors import MarketError
 from .evidence import Policy
 from .issuer import Issuer
 from .replicator import Replicator
@@ -75,14 +77,6 @@ log = logging.getLogger(__name__)
 MARKET_PORT = 64780
 MAX_GOSSIP_QUEUE = 1024                 # messages waiting per peer
 GOSSIP_RETRY = {"unreachable", "unknown_pkt_block"}     # a peer not ready for a message yet: again next round
-
-
-class MarketError(ValueError):
-    """A request the market cannot act on, naming why (the API answers it as 400 with ``code``)."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
 
 
 OFFER_KEYS = {"token", "lease", "link", "kbps", "term_s", "price"}
@@ -116,7 +110,8 @@ def _is_lock_request(data: bytes) -> bool:
 class MarketNode:
     def __init__(self, name: str, node_secret: bytes, wallet: Key, chain: ChainClient, state_dir: Path, *,
                  offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000,
-                 refuse_locks: bool = False, peers: list | None = None, double_issue: bool = False):
+                 refuse_locks: bool = False, peers: list | None = None, double_issue: bool = False,
+                 lease_devices=None, refund_blocks: int | None = None):
         self.name = name
         self.refuse_locks = refuse_locks        # a fault to inject: our issuer ignores every lock request
         self.double_issue = double_issue        # a fault to inject: our issuer forks its chain (see above)
@@ -138,6 +133,7 @@ class MarketNode:
         self.counters: Counter = Counter()
         self.rejected: Counter = Counter()
         self._http: aiohttp.ClientSession | None = None
+        self.channels = Channels(self, lease_devices, self.dir, refund_blocks)
 
     # -- start, persistence ----------------------------------------------------------------------------------
 
@@ -153,6 +149,7 @@ class MarketNode:
             if o["token"] not in self.issuer.state.tokens:
                 self.sell(o, now)
         self._restore_swaps()
+        self.channels.restore()
 
     def sell(self, offer: dict, now: float) -> dict:
         """Issue a lease token (an offer checked by check_offer) for the term from now; returns the offer."""
@@ -262,9 +259,9 @@ class MarketNode:
             if msg.issuer != self.key:
                 self.rejected["wrong_token"] += 1
                 raise MarketError("wrong_token", "we sell only the tokens we issued")
-            if any(isinstance(s, SellerSwap) and s.token == msg.token and not s.outcome for s in self.swaps.values()):
+            if self.in_swap(msg.token) or self.channels.holds(msg.token):
                 self.rejected["busy"] += 1
-                raise MarketError("busy", f"{msg.token} is in another swap")
+                raise MarketError("busy", f"{msg.token} is in another swap or a channel")
             secret, nonce = secrets.token_bytes(32), secrets.token_bytes(16)
             swap = self._seller(msg.token, secret, nonce)
         elif not isinstance(swap, SellerSwap):
@@ -390,6 +387,7 @@ class MarketNode:
                 if sid in self.last_send and not any(isinstance(a, Send) for a in actions):
                     await self._send(sid, s, self.last_send[sid])       # unanswered: say it again
                 await self._run(sid, s, actions)
+        await self.channels.tick()
 
     async def _pull_updates(self) -> None:
         for sid, url in self.peers.items():
@@ -477,6 +475,20 @@ class MarketNode:
             self.counters[f"{type(a).__name__}_refused"] += 1
             log.info("%s: %s: %s", self.name, type(a).__name__, e)
 
+    # -- what channels.py asks of us ----------------------------------------------------------------------------
+
+    def offer(self, token: str) -> dict | None:
+        return next((o for o in self.my_offers() if o["token"] == token), None)
+
+    def in_swap(self, token: str) -> bool:
+        return any(isinstance(s, SellerSwap) and s.token == token and not s.outcome for s in self.swaps.values())
+
+    async def get(self, url: str) -> dict:
+        return await self._get(url)
+
+    async def post(self, url: str, data: bytes) -> dict:
+        return await self._post(url, data)
+
     # -- HTTP to other markets -------------------------------------------------------------------------------
 
     def _session(self) -> aiohttp.ClientSession:
@@ -517,7 +529,9 @@ class MarketNode:
     def status(self) -> dict:
         return {"node": self.name, "key": self.key.hex(), "wallet": self.wallet.address,
                 "pkt_height": self.chain.index.height(), "issuer_updates": len(self.issuer.updates),
-                "offers": self.my_offers(), "swaps": [self.swap_status(s) for s in self.swaps],
+                "wallet_key": self.wallet.pubkey.hex(), "offers": self.my_offers(),
+                "swaps": [self.swap_status(s) for s in self.swaps], "channels": self.channels.list(),
+                "channel_counters": dict(self.channels.counters),
                 "counters": dict(self.counters), "rejected": dict(self.rejected),
                 "issuer_rejected": dict(self.issuer.rejected), "replicator_rejected": dict(self.replicator.rejected),
                 "issuers": self.issuers(), "gossip_waiting": {u: len(q) for u, q in self.gossip_queue.items()}}

@@ -13,7 +13,11 @@ Config (JSON)::
       "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request),
       "peers" [the other markets' URLs, "http://[fc00 address]:port"] (push gossip: our updates, proofs),
       "double_issue" (default false: true injects the fault of an issuer that gives a second, different update
-      at each height to its first peer; see market_node.py)}}
+      at each height to its first peer; see market_node.py),
+      "lease_agents" {lease id: [the control sockets of the agents at both ends of its link]} (the devices that
+      carry the leases it sells pay-as-you-go, channels.py; default none),
+      "channel_refund_blocks" (optional: a channel's refund height this many blocks above the tip when it is
+      funded, instead of channel.py's T13 formula over the offer's remaining term)}}
 
 It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
 """
@@ -35,6 +39,7 @@ from node.chain.runtime import (
 )
 
 from .chain_client import ChainClient, ChainClientError
+from .lease_devices import AgentLeases
 from .market_node import MARKET_PORT, MarketError, MarketNode, check_offer
 from .swap import SwapParams
 
@@ -70,6 +75,14 @@ def _peers(rt: Runtime) -> list:
     return peers
 
 
+def _lease_agents(rt: Runtime) -> dict:
+    agents = rt.setting("lease_agents", dict, {})
+    for lease, paths in agents.items():
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ServiceConfigError(f"{rt.source}: settings.lease_agents.{lease}: a list of socket paths")
+    return agents
+
+
 async def run_market(rt: Runtime) -> None:
     from aiohttp import web
 
@@ -83,7 +96,9 @@ async def run_market(rt: Runtime) -> None:
     market = MarketNode(rt.node, _secret(rt, "node_secret"), Key(_secret(rt, "wallet_secret")), chain, rt.state_dir,
                         offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000),
                         refuse_locks=rt.setting("refuse_locks", bool, False), peers=_peers(rt),
-                        double_issue=rt.setting("double_issue", bool, False))
+                        double_issue=rt.setting("double_issue", bool, False),
+                        lease_devices=AgentLeases(_lease_agents(rt)),
+                        refund_blocks=rt.setting("channel_refund_blocks", int))
     tick_s = rt.setting("tick_s", (int, float), 0.5)
     port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)

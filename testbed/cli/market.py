@@ -1,4 +1,4 @@
-"""`pktlab market offers|sell|buy|tokens|swaps|issuers|audit|channels`: the run's bandwidth market
+"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels`: the run's bandwidth market
 (testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def cmd_market(args):
             if args.wait is not None and not 0 < args.wait < 1e6:
                 raise SystemExit("pktlab market buy: --wait: seconds > 0")
             data = mesh.market_buy(*args.what, price=args.price, wait=args.wait)
+        elif args.verb == "open":
+            if len(args.what) != 3 or args.units is None or args.unit_bytes is None:
+                raise SystemExit("pktlab market open BUYER SELLER TOKEN --units N --unit-bytes B [--price UNITS] "
+                                 "[--wait S]")
+            if args.wait is not None and not 0 < args.wait < 1e6:
+                raise SystemExit("pktlab market open: --wait: seconds > 0")
+            data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait)
+        elif args.verb == "stop":
+            if len(args.what) != 2:
+                raise SystemExit("pktlab market stop BUYER CHANNEL")
+            data = mesh.market_stop(*args.what)
         elif args.verb in ("audit", "channels", "issuers"):
             if args.what:
                 raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
@@ -63,7 +74,7 @@ def cmd_market(args):
             data = mesh.market_status(args.what[0])["swaps"]
     except (MarketViewError, TimedOut) as e:
         raise _fail(e) from None
-    if args.json or args.verb in ("sell", "buy"):
+    if args.json or args.verb in ("sell", "buy", "open", "stop"):
         print(json.dumps(data, indent=1))
         return
     if args.verb == "offers":
@@ -76,8 +87,12 @@ def cmd_market(args):
             t.add_row(o["seller"], o["token"], o["link"], str(o["kbps"]), str(max(0, round(o["end"] - now))),
                       str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")))
     elif args.verb == "channels":
-        print(data["note"])
-        return
+        t = Table("node", "role", "channel", "token", "state", "capacity", "unit price", "unit bytes", "delivered",
+                  "paid units", "paid", "exposure", "reason", title="payment channels")
+        for c in data:
+            t.add_row(c["node"], c["role"], c["channel"][:16], c["token"], c["state"], str(c["capacity"]),
+                      str(c["unit_price"]), str(c["unit_bytes"]), str(c["delivered"]), str(c["paid_units"]),
+                      str(c["paid"]), str(c["exposure"]), c["reason"] or "-")
     elif args.verb == "audit":
         t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
                   title="market audit")
@@ -107,14 +122,25 @@ def register(add) -> None:
                                    "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
                                    "lease of the topology then carries the buyer's traffic), tokens NODE, swaps NODE, "
                                    "issuers (per market: each issuer and whether it is discredited), audit (bytes "
-                                   "carried vs paid per lease), channels")
-    sp.add_argument("verb", choices=("offers", "sell", "buy", "tokens", "swaps", "issuers", "audit", "channels"))
+                                   "carried vs paid per lease), open BUYER SELLER TOKEN --units N "
+                                   "--unit-bytes B (pay-as-you-go over a payment channel: the seller grants the lease "
+                                   "while each unit of B bytes it carries is paid, and withdraws it one unit after "
+                                   "the payments stop), stop BUYER CHANNEL (stop paying), channels (every channel: "
+                                   "capacity, units delivered, paid, exposure, state)")
+    sp.add_argument("verb", choices=("offers", "sell", "buy", "open", "stop", "tokens", "swaps", "issuers", "audit",
+                                     "channels"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
-    sp.add_argument("--price", type=_positive_int, metavar="UNITS", help="atomic PKT units (2^30 per PKT)")
+    sp.add_argument("--price", type=_positive_int, metavar="UNITS",
+                    help="atomic PKT units (2^30 per PKT); open: per unit (default: the seller's least, its term "
+                         "price per byte of the guarantee)")
+    sp.add_argument("--units", type=_positive_int, help="open: how many units the channel can pay (its capacity)")
+    sp.add_argument("--unit-bytes", type=_positive_int, metavar="B",
+                    help="open: the metering unit, bytes of the lease's traffic (both directions) paid at a time")
     sp.add_argument("--term", metavar="DURATION", help="sell: how long the lease lasts (600s, 30m, 2h)")
     sp.add_argument("--link", metavar="A--B", help="sell: the lease's link, for a lease the topology does not declare")
     sp.add_argument("--kbps", type=_positive_int, help="sell: the guarantee, for a lease the topology does not declare")
-    sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end")
+    sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end; open: "
+                                                           "for the seller to grant the lease")
     sp.add_argument("--no-measure", action="store_true", help="offers: do not ping the links")
     sp.add_argument("--json", action="store_true")

@@ -333,3 +333,29 @@ class SwapWorld:
             if view == "issuer" or not self.reps[int(view[-1])].is_discredited(self.issuer.key):
                 assert token.owner == want_owner and token.lock is None, (view, token)
         return self.buyer.outcome
+
+
+class FakeLeases:
+    """The devices that carry a seller's leases (node/market/lease_devices.py's AgentLeases) in memory: the test
+    says how many bytes a lease carried (``carry``); grants are recorded as (lease, holder, expires_at)."""
+
+    def __init__(self, leases):
+        self.bytes = {lease: 0 for lease in leases}
+        self.grants: list = []
+        self.down = False
+
+    def has(self, lease: str) -> bool:
+        return lease in self.bytes
+
+    def carry(self, lease: str, n: int) -> None:
+        self.bytes[lease] += n
+
+    async def carried(self, lease: str) -> int:
+        if self.down:
+            from node.market.lease_devices import LeaseDeviceError
+            raise LeaseDeviceError("the devices are down (a test fault)")
+        return self.bytes[lease]
+
+    async def grant(self, lease: str, holder: str, expires_at: float) -> None:
+        await self.carried(lease)
+        self.grants.append((lease, holder, expires_at))
