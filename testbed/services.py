@@ -290,6 +290,8 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                             "node_secret": identity(topo, state["seed"], n.name).private_key.hex(),
                             "wallet_secret": wallet_key(state["seed"], n.name).secret.hex(),
                             "tick_s": MARKET_TICK_S}
+                if state.get("routing") == "route-server":      # its offers travel in the node's announcements
+                    settings["agent_socket"] = str(d / "agent.sock")
             else:
                 near = nearest(graph, n.name, pools)
                 if near is None:

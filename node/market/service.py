@@ -8,7 +8,8 @@ Config (JSON)::
       "port" (default MARKET_PORT), "socket" (a Unix socket path, optional), "chain_url" (its chain node's RPC),
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
-      "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
+      "agent_socket" (the node agent's control socket, optional: the offers are then announced in the node's
+      route-server announcements, offer_announcer.py), "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
       "swap" {SwapParams fields, optional},
       "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request)}}
 
@@ -33,6 +34,7 @@ from node.chain.runtime import (
 
 from .chain_client import ChainClient, ChainClientError
 from .market_node import MARKET_PORT, MarketError, MarketNode, check_offer
+from .offer_announcer import OfferAnnouncer
 from .swap import SwapParams
 
 log = logging.getLogger("node.market.service")
@@ -72,6 +74,8 @@ async def run_market(rt: Runtime) -> None:
     market = MarketNode(rt.node, _secret(rt, "node_secret"), Key(_secret(rt, "wallet_secret")), chain, rt.state_dir,
                         offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000),
                         refuse_locks=rt.setting("refuse_locks", bool, False))
+    agent_socket = rt.setting("agent_socket", str)
+    announcer = OfferAnnouncer(agent_socket, market.counters) if agent_socket else None
     tick_s = rt.setting("tick_s", (int, float), 0.5)
     port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)
@@ -81,6 +85,8 @@ async def run_market(rt: Runtime) -> None:
         while True:
             try:
                 await market.tick()
+                if announcer is not None:
+                    await announcer.tick(market.my_offers(), time.time())
             except Exception:                       # one failed tick, never a dead market
                 market.counters["tick_error"] += 1
                 log.exception("market tick")
