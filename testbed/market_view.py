@@ -4,7 +4,8 @@ Mesh methods. It asks the nodes' market services (role issuer, node/market/servi
 
 `offers` is what a buyer finds: on a route-server mesh, the offers the route servers hold (each market tells its
 node's agent what it sells, and the node announces it in its route-server link state: OFFER entities,
-node/route_server/announcement.py), each with the route servers that listed it (``source``); on a mesh without
+node/route_server/announcement.py), each with the route servers that listed it (``route_servers``, and ``source``
+in words); on a mesh without
 route servers, each market's own ``/offers`` (``source``: that market's API). The seller's own view stays its
 market's ``/offers`` and ``/status``.
 
@@ -81,12 +82,12 @@ def offers(run, topo, nodes: list[str] | None = None) -> list[dict]:
                 continue
             offer = found.setdefault((o["issuer"], o["token"]), {
                 **{k: o[k] for k in ("token", "lease", "link", "kbps", "start", "end", "price", "issuer")},
-                "seller": seller, "servers": [], "link_quality": _link_quality(topo, o["link"])})
-            offer["servers"].append(rs)
+                "seller": seller, "route_servers": [], "link_quality": _link_quality(topo, o["link"])})
+            offer["route_servers"].append(rs)
     if len(silent) == len(servers):
         raise MarketViewError(f"no route server answers: {'; '.join(silent)}")
     for o in found.values():
-        o["source"] = f"route server{'s' if len(o['servers']) > 1 else ''} {', '.join(o.pop('servers'))}"
+        o["source"] = f"route server{'s' if len(o['route_servers']) > 1 else ''} {', '.join(o['route_servers'])}"
     return sorted(found.values(), key=lambda o: (o["seller"], o["token"]))
 
 
