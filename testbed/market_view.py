@@ -5,9 +5,8 @@ Mesh methods. It asks the nodes' market services (role issuer, node/market/servi
 `offers` is what a buyer finds: on a route-server mesh, the offers the route servers hold (each market tells its
 node's agent what it sells, and the node announces it in its route-server link state: OFFER entities,
 node/route_server/announcement.py), each with the route servers that listed it (``route_servers``, and ``source``
-in words); on a mesh without
-route servers, each market's own ``/offers`` (``source``: that market's API). The seller's own view stays its
-market's ``/offers`` and ``/status``.
+in words); on a mesh without route servers, each market's own ``/offers`` (``source``: that market's API). The
+seller's own view stays its market's ``/offers`` and ``/status``.
 
 `sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
 lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its

@@ -4,8 +4,8 @@ The agent's control command ``market_offers offers=[...]`` (node/tun_switch/rout
 list (an offer left out is withdrawn) and announces it at once as OFFER entities (node/route_server/announcement.py);
 buyers find the offers at the route servers (``rs_offers``). The list is sent when it changes (an offer issued,
 sold, locked in a swap, or its term over) and again every RESEND_S (an agent that restarted has forgotten it). A
-refusal or an agent that does not answer is counted (``offers_announce_failed``) and tried again after RETRY_S;
-an agent without route servers (its config has no "route_server") is asked again only every RESEND_S.
+refusal or an agent that does not answer is counted (``offers_announce_failed``) and tried again after RETRY_S.
+The testbed gives a market its agent's socket only on a route-server mesh (testbed/services.py).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class OfferAnnouncer:
             await asyncio.to_thread(self.agent.call, "market_offers", offers=want)
         except (OSError, AgentError, ValueError) as e:
             self.counters["offers_announce_failed"] += 1
-            self.retry_at = now + (RESEND_S if "route_server" in str(e) else RETRY_S)
+            self.retry_at = now + RETRY_S
             log.warning("announcing %d offer(s): %s", len(want), e)
             return
         self.counters["offers_announced"] += 1

@@ -9,7 +9,8 @@ Config (JSON)::
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
       "agent_socket" (the node agent's control socket, optional: the offers are then announced in the node's
-      route-server announcements, offer_announcer.py), "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
+      route-server announcements, offer_announcer.py), "tick_s" (default 0.5), "fee" (atomic units per chain
+      transaction, default 10000),
       "swap" {SwapParams fields, optional},
       "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request)}}
 
