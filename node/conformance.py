@@ -18,6 +18,7 @@ CHECK_MODULES = {
     "cjdns.": "node.cjdns.vectors",
     "packetcrypt.": "node.chain.packetcrypt.vectors",
     "market.": "node.market.vectors",
+    "route_server.": "node.route_server.vectors",
 }
 
 

@@ -2,13 +2,13 @@
 
 The mesh is testbed/topologies/demo.yaml: an Edge Point operator (edge) and a Cloud ISP (cloud), a route server
 each (federated); the Edge Point sells the Cloud ISP the lease cloud_in on its access link c2--ep; f1 holds no
-lease (the free tier); ep's uplink to gw is the congested 2 mbit/s link. The live view is served while it runs.
+lease (the free tier); ep's uplink to gw is the congested 2 mbit/s link. The Edge Point's market (ep) sells the
+lease c4_up on its 2 mbit/s link to the Cloud ISP's device c4, which buys it by atomic swap for PKT (f2, behind c4,
+floods the same link on the free tier). The live view is served while it runs.
 
 A step is a function ``fn(demo) -> Proof`` registered with ``@step(title)`` (STEPS keeps the order of definition):
 it shows what it does and returns one line of what it proved (with the figures it measured), or raises StepFailed
-saying what did not hold. A step that needs a role the agents do not run yet (chain, pool, miner, issuer:
-topology.RUNNING_ROLES), such as blocks being mined or a lease bought by atomic swap, is one more such function
-when they do; the mesh shows no role that does nothing (step 1 refuses it). Each proof is also logged as an
+saying what did not hold. The mesh shows no role that does nothing (step 1 refuses it). Each proof is also logged as an
 assertion event, so the report (last step) lists them. The run is removed at the end, also after a failure.
 """
 from __future__ import annotations
@@ -51,6 +51,9 @@ LEASE, SELLER_NODE, HOLDER = "cloud_in", "ep", "cloud"   # the lease the Cloud I
 CUSTOMER, FREE, RECEIVER = "c2", "f1", "gw"               # who floods ep's congested uplink, and where to
 PROBE = ("c1", "gw")                                      # the pair whose path loses a link in step 5
 MAX_OUTAGE_S = 5.0
+MARKET_LEASE, BUYER, BEHIND, SINK = "c4_up", "c4", "f2", "f1"  # the lease sold, its buyer, who floods behind it, to
+PRICE = 1 << 30                                            # 1 PKT, in atomic units
+TERM_S = 600
 
 
 class StepFailed(Exception):
@@ -329,6 +332,74 @@ def chain(demo: Demo) -> Proof:
     return Proof(f"{len(nodes)} chain nodes agree on block {height}; the pool took {accepted} announcements "
                  f"mined on another node and found {blocks} blocks, all over the mesh",
                  {"height": height, "announcements": accepted, "blocks": blocks})
+
+
+@step("the Cloud ISP buys a lease by atomic swap and its traffic rises")
+def market(demo: Demo) -> Proof:
+    """The Edge Point's market sells the lease c4_up; the Cloud ISP's c4 finds the offer at the route servers (ep
+    announces it in its link state), buys it by atomic swap for PKT, and its share of the flooded 2 mbit/s link
+    c4--ep rises to the guarantee while f2 (behind c4, the free tier) floods the same link."""
+    mesh = demo.mesh
+    lease = next(l for l in declared_leases(mesh.topo) if l.id == MARKET_LEASE)
+    guarantee = lease.guarantee_bps / 1000
+    demo.note(f"waiting for {BUYER} to earn {2 * PRICE / 2 ** 30:g} PKT of spendable payouts")
+    try:
+        mesh.wait_until(lambda: mesh.wallet(BUYER)["balance"]["spendable"] >= 2 * PRICE, 120,
+                        f"{BUYER} earning 2 PKT of spendable mining payouts")
+    except TimedOut as e:
+        raise StepFailed(str(e)) from None
+    demo.note(f"flooding {BUYER} + {BEHIND} -> {SINK}, both on the free tier")
+    free = flood(mesh, [BUYER, BEHIND], SINK)
+
+    sold = mesh.market_sell(SELLER_NODE, MARKET_LEASE, PRICE, TERM_S)
+    demo.note("waiting for the offer at the route servers")
+
+    servers = mesh.topo.nodes_with_role("route_server")
+
+    def listed():       # by every route server: the buyer's own ISP's has it by federation
+        return next((o for o in mesh.market_offers() if o["token"] == sold["token"]
+                     and set(o["route_servers"]) == set(servers)), None)
+    try:
+        offer = mesh.wait_until(listed, 20, f"every route server listing {SELLER_NODE}'s offer {sold['token']}")
+    except TimedOut as e:
+        raise StepFailed(str(e)) from None
+    t = data_table("seller", "token", "link", "guarantee kbit/s", "term s", "price (PKT)", "found at",
+                   "link RTT ms (measured, free tier)", title="what the buyer finds: offers at the route servers")
+    t.add_row(offer["seller"], offer["token"], offer["link"], str(offer["kbps"]), str(offer["end"] - offer["start"]),
+              f"{offer['price'] / 2 ** 30:g}", offer["source"], f"{offer['measured']['rtt_ms']:.1f}")
+    demo.console.print(t)
+
+    demo.note(f"{BUYER} buys {offer['token']} by atomic swap")
+    done = mesh.market_buy(BUYER, offer["seller"], offer["token"], price=offer["price"], wait=90)
+    check(done["outcome"] == "completed", f"the swap ended {done['outcome']} in phase {done['phase']}: {done}")
+    configured = mesh.market_configure(BUYER, MARKET_LEASE, max_priority_bandwidth=None)
+    check(all(a.get("ok") for a in configured.values()), f"the new holder's signed request refused: {configured}")
+    up_if = next(r["a_if"] if r["a"] == BUYER else r["b_if"] for r in mesh.run.state["links"]
+                 if {r["a"], r["b"]} == {BUYER, SELLER_NODE})
+    try:
+        mesh.wait_until(lambda: mesh.route(BUYER, SINK)[0][1] == f"{up_if}:{MARKET_LEASE}", 20,
+                        f"{BUYER}'s path to {SINK} over the lease it bought")
+    except TimedOut as e:
+        raise StepFailed(f"{e}; its path now: {path_text(mesh, BUYER, SINK)}") from None
+    demo.note(f"flooding {BUYER} + {BEHIND} -> {SINK}, {BUYER} on its lease")
+    leased = flood(mesh, [BUYER, BEHIND], SINK)
+    t = data_table("", f"{BUYER} (the buyer)", f"{BEHIND} (free tier)",
+                   title=f"UDP floods {BUYER} + {BEHIND} -> {SINK} over the 2 mbit/s link {BUYER}--{SELLER_NODE}, "
+                         f"kbit/s received")
+    t.add_row("both on the free tier", f"{free[BUYER]:.0f}", f"{free[BEHIND]:.0f}")
+    t.add_row(f"{BUYER} on the lease it bought ({guarantee:.0f} kbit/s guaranteed)", f"{leased[BUYER]:.0f}",
+              f"{leased[BEHIND]:.0f}")
+    demo.console.print(t)
+    check(leased[BUYER] >= 0.85 * guarantee, f"{BUYER} got {leased[BUYER]:.0f} kbit/s on its lease, below the "
+                                             f"{guarantee:.0f} kbit/s guarantee")
+    check(leased[BUYER] >= 1.3 * free[BUYER], f"{BUYER} got {leased[BUYER]:.0f} kbit/s on its lease, not more than "
+                                              f"its {free[BUYER]:.0f} kbit/s on the free tier")
+    return Proof(f"{BUYER} found {SELLER_NODE}'s offer at {offer['source']}, bought {offer['token']} by atomic swap "
+                 f"for {offer['price'] / 2 ** 30:g} PKT (HTLC {done['outpoint']}), and its flooded throughput rose "
+                 f"from {free[BUYER]:.0f} to {leased[BUYER]:.0f} kbit/s (guarantee {guarantee:.0f}; the free tier "
+                 f"behind it {free[BEHIND]:.0f} -> {leased[BEHIND]:.0f})",
+                 {"free": free, "leased": leased, "guarantee_kbit": guarantee, "source": offer["source"],
+                  "swap": done["swap"], "outpoint": done["outpoint"]})
 
 
 @step("the report")

@@ -2,6 +2,12 @@
 channels` and the same Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
 (`nodes/<node>/market.sock`); the services talk to each other over the mesh.
 
+`offers` is what a buyer finds: on a route-server mesh, the offers the route servers hold (each market tells its
+node's agent what it sells, and the node announces it in its route-server link state: OFFER entities,
+node/route_server/announcement.py), each with the route servers that listed it (``route_servers``, and ``source``
+in words); on a mesh without route servers, each market's own ``/offers`` (``source``: that market's API). The
+seller's own view stays its market's ``/offers`` and ``/status``.
+
 `sell` fills a lease's link and guarantee from the topology's declared leases (testbed/topology/leases.py) when the
 lease is one of them; `buy` finds the seller's market URL (its fc00 address) and issuer key, and the price of its
 offer when none is given.
@@ -27,7 +33,8 @@ owner's traffic, the owner configures it with signed requests, and at the token'
 """
 from __future__ import annotations
 
-from node.cjdns.keys import curve25519_from_signing_key, pubkey_text
+from node.agent.control_client import AgentClient, AgentError
+from node.cjdns.keys import curve25519_from_signing_key, parse_ip6_text, pubkey_text
 from node.market.market_node import MARKET_PORT
 from node.market.referee import LeaseUsage, audit as referee_audit
 from testbed import services
@@ -59,12 +66,33 @@ def rpc(run, topo, node: str, path: str, body: dict | None = None) -> dict:
 
 
 def offers(run, topo, nodes: list[str] | None = None) -> list[dict]:
-    """Every offer of the run's markets (or these nodes'), with the seller and the link's emulated quality."""
-    out = []
-    for n in nodes or issuers(topo):
-        for o in rpc(run, topo, n, "/offers")["offers"]:
-            out.append(dict(o, seller=n, link_quality=_link_quality(topo, o["link"])))
-    return out
+    """Every offer on sale (or these sellers'), with the seller, where it was found (``source``) and the link's
+    emulated quality: from the route servers on a route-server mesh, else from each market (module docstring)."""
+    servers = topo.nodes_with_role("route_server") if run.state.get("routing") == "route-server" else []
+    if not servers:
+        return [dict(o, seller=n, source=f"market API of {n}", link_quality=_link_quality(topo, o["link"]))
+                for n in nodes or issuers(topo) for o in rpc(run, topo, n, "/offers")["offers"]]
+    name_of = {parse_ip6_text(a): n for n, a in run.state["addresses"].items()}
+    found, silent = {}, []
+    for rs in servers:
+        try:
+            listed = AgentClient(run.path("nodes", rs, "agent.sock")).call("rs_offers", timeout=5)["offers"]
+        except (OSError, AgentError, ValueError) as e:
+            silent.append(f"{rs}: {e}")
+            continue
+        for o in listed:
+            seller = name_of.get(parse_ip6_text(o["node"]), o["node"])
+            if nodes and seller not in nodes:
+                continue
+            offer = found.setdefault((o["issuer"], o["token"]), {
+                **{k: o[k] for k in ("token", "lease", "link", "kbps", "start", "end", "price", "issuer")},
+                "seller": seller, "route_servers": [], "link_quality": _link_quality(topo, o["link"])})
+            offer["route_servers"].append(rs)
+    if len(silent) == len(servers):
+        raise MarketViewError(f"no route server answers: {'; '.join(silent)}")
+    for o in found.values():
+        o["source"] = f"route server{'s' if len(o['route_servers']) > 1 else ''} {', '.join(o['route_servers'])}"
+    return sorted(found.values(), key=lambda o: (o["seller"], o["token"]))
 
 
 def _link_quality(topo, link: str) -> dict | None:

@@ -375,8 +375,10 @@ class Mesh:
 
     # -- the bandwidth market (node/market/service.py, testbed/market_view.py) -----------------------------------
     def market_offers(self, nodes: list[str] | None = None, measure: bool = True) -> list[dict]:
-        """Every offer of the run's markets (nodes with the role issuer); with `measure`, the link's quality
-        measured over the free tier (pings between its ends: loss, RTT) next to its configured parameters."""
+        """Every offer on sale, as a buyer finds it: from the route servers on a route-server mesh (the sellers'
+        announcements), else from the markets (nodes with the role issuer); ``source`` says which. With
+        `measure`, the link's quality measured over the free tier (pings between its ends: loss, RTT) next to its
+        configured parameters."""
         found = market_view.offers(self.run, self.topo, nodes)
         for o in found:
             ends = o["link"].split("--")

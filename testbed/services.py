@@ -293,6 +293,8 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                             "tick_s": MARKET_TICK_S, "lease_agents": _lease_agents(topo, run_dir, n),
                             "peers": [_url(addr[m], MARKET_PORT) for m in topo.nodes_with_role("issuer")
                                       if m != n.name]}
+                if state.get("routing") == "route-server":      # its offers travel in the node's announcements
+                    settings["agent_socket"] = str(d / "agent.sock")
             else:
                 near = nearest(graph, n.name, pools)
                 if near is None:

@@ -37,6 +37,10 @@ Control API (JSON lines, node/agent/control_api.py; client: node.agent.control_c
   rs_status                       (a route-server node) graph size, announcements accepted, rejections by
                                   reason, federation peers, the leases the nodes announce
   rs_route  src, dst              (a route-server node) the path it answers, hop by hop with each hop's label
+  rs_offers                       (a route-server node) the market offers the nodes announce (term not ended)
+  market_offers offers=[{token, lease, link, kbps, start, end, price[, issuer]}, ...]   (nodes with
+                                  "route_server") what this node's market sells now, announced at once in its
+                                  route-server announcements (OFFER entities); an offer left out is withdrawn
   set_clock offset_s              skew this node's wall clock (what its announcements and lease requests are
                                   stamped and judged by) by offset_s seconds; 0 restores it
   rs_service run=true|false       (a route-server node) lose its route server (the node keeps switching) or

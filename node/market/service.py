@@ -8,7 +8,9 @@ Config (JSON)::
       "port" (default MARKET_PORT), "socket" (a Unix socket path, optional), "chain_url" (its chain node's RPC),
       "node_secret" (the node's cjdns private key, hex: its market key), "wallet_secret" (its PKT wallet key, hex),
       "offers" [{"token", "lease", "link", "kbps", "term_s", "price"}, ...] (the leases it sells),
-      "tick_s" (default 0.5), "fee" (atomic units per chain transaction, default 10000),
+      "agent_socket" (the node agent's control socket, optional: the offers are then announced in the node's
+      route-server announcements, offer_announcer.py), "tick_s" (default 0.5), "fee" (atomic units per chain
+      transaction, default 10000),
       "swap" {SwapParams fields, optional},
       "refuse_locks" (default false: true injects the fault of an issuer that ignores every lock request),
       "peers" [the other markets' URLs, "http://[fc00 address]:port"] (push gossip: our updates, proofs),
@@ -41,6 +43,7 @@ from node.chain.runtime import (
 from .chain_client import ChainClient, ChainClientError
 from .lease_devices import AgentLeases
 from .market_node import MARKET_PORT, MarketError, MarketNode, check_offer
+from .offer_announcer import OfferAnnouncer
 from .swap import SwapParams
 
 log = logging.getLogger("node.market.service")
@@ -99,6 +102,8 @@ async def run_market(rt: Runtime) -> None:
                         double_issue=rt.setting("double_issue", bool, False),
                         lease_devices=AgentLeases(_lease_agents(rt)),
                         refund_blocks=rt.setting("channel_refund_blocks", int))
+    agent_socket = rt.setting("agent_socket", str)
+    announcer = OfferAnnouncer(agent_socket, market.counters) if agent_socket else None
     tick_s = rt.setting("tick_s", (int, float), 0.5)
     port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)
@@ -130,6 +135,9 @@ async def run_market(rt: Runtime) -> None:
             await web.UnixSite(runner, unix).start()
         ticking.append(asyncio.create_task(loop(market.tick, "tick")))
         ticking.append(asyncio.create_task(loop(market.gossip_round, "gossip")))      # a slow peer never holds a tick
+        if announcer is not None:
+            ticking.append(asyncio.create_task(loop(lambda: announcer.tick(market.my_offers(), time.time()),
+                                                    "announce")))
 
     async def stop():
         for t in ticking:

@@ -40,6 +40,17 @@ PKT entities (pktlab; cjdns uses types 0..3 and ignores unknown types, so these 
     type 81, 30 B (the first layout; still decoded, into the same entity, never written)
                                lease_id u64 | peerNum u16 | reserved u16 (0) | kbps u32 | expires_s u32 | price u64
         decodes as lease id = the decimal u64, guarantee_bps = kbps x 1000, no interface (0xffff), no holder.
+    type 82 OFFER (60..254 B)  version u8 (1) | kbps u64 | start_s u32 | end_s u32 | price u64 | seller 32
+                               | token_len u8 | token | lease_len u8 | lease | link_len u8 | link
+        A lease token the announcing device's market sells (node/market): the token id, the lease and the link
+        it is on (names: 1..64 of ``[A-Za-z0-9._:-]``, the market's Name rule; a link is ``a--b``), the guarantee
+        in kbit/s, the term as Unix seconds [start_s, end_s), the price in atomic PKT units (1..2^63-1, as the
+        market has it) and the seller's market key (Ed25519), which must be the key that signs the announcement:
+        a device announces only its own offers. Ephemeral: a node's offers are those of its newest announcement
+        (none there: it sells nothing now), until their end_s. A version other than 1 is refused (a newer
+        layout), not guessed at. An OFFER entity that breaks a rule does not make the announcement malformed:
+        it decodes as :class:`BadOfferEntity` naming why, and the route server counts and drops it (routing
+        state is not lost to a bad market entry).
 """
 from __future__ import annotations
 
@@ -53,13 +64,16 @@ from node.cjdns.labels import EncodingScheme, LabelError
 HEADER_SIZE = 120
 HEADER_VERSION = 1
 ENCODING_SCHEME, PEER, VERSION, LINK_STATE = 0, 1, 2, 3
-LINK_QUALITY, LEASE = 80, 81             # pktlab entities
+LINK_QUALITY, LEASE, OFFER = 80, 81, 82     # pktlab entities
 LINK_QUALITY_SIZE = 18
 LEASE_V1_SIZE = 30                     # the first LEASE layout (decoded only)
 LEASE_FIXED = struct.Struct(">HHQIQ32s")   # the LEASE layout before its id
 MAX_LEASE_ID = 64
 LEASE_ID_RE = re.compile(rb"\A[A-Za-z0-9._:-]{1,64}\Z")
 NEVER = 0xFFFFFFFF                     # LEASE expires_s: the lease does not end
+OFFER_VERSION = 1
+OFFER_FIXED = struct.Struct(">BQIIQ32s")  # the OFFER layout before its three names
+MAX_UINT = (1 << 63) - 1               # an offer's kbps and price (the market's integer range)
 PEER_SIZE = 32
 LINK_STATE_SLOTS = 18
 UNKNOWN_PEER_NUM = 0xFFFF
@@ -214,6 +228,88 @@ def _parse_lease(body: bytes) -> LeaseEntity:
 
 
 @dataclass(frozen=True)
+class OfferEntity:
+    """A lease token for sale (type 82, layout above)."""
+    token: str
+    lease: str
+    link: str
+    kbps: int
+    start_s: int
+    end_s: int
+    price: int
+    seller: bytes                          # the seller's market key (Ed25519): the announcement's signing key
+    type = OFFER
+
+    def body(self) -> bytes:
+        names = b""
+        for what in ("token", "lease", "link"):
+            value = getattr(self, what)
+            raw = value.encode("ascii", "replace") if isinstance(value, str) else b""
+            if not LEASE_ID_RE.match(raw):
+                raise AnnouncementError(f"offer {what} {value!r}: 1..{MAX_LEASE_ID} of A-Z a-z 0-9 . _ : -")
+            names += bytes([len(raw)]) + raw
+        problem = _offer_problem(self.kbps, self.start_s, self.end_s, self.price)
+        if problem:
+            raise AnnouncementError(f"offer {self.token}: {problem}")
+        if not isinstance(self.seller, bytes) or len(self.seller) != 32:
+            raise AnnouncementError("offer seller: a 32-byte Ed25519 key")
+        return OFFER_FIXED.pack(OFFER_VERSION, self.kbps, self.start_s, self.end_s, self.price, self.seller) + names
+
+    def expired(self, now_ms: int) -> bool:
+        return self.end_s * 1000 <= now_ms
+
+
+@dataclass(frozen=True)
+class BadOfferEntity:
+    """An OFFER entity that breaks a rule: ``reason`` (counted by the route server) and ``detail``."""
+    reason: str                            # malformed | unknown_version | bad_term | bad_value
+    detail: str
+    raw: bytes
+    type = OFFER
+
+    def body(self) -> bytes:
+        return self.raw
+
+
+def _offer_problem(kbps, start_s, end_s, price) -> str:
+    for name, v in (("kbps", kbps), ("price", price)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_UINT:
+            return f"{name} {v!r}: a whole number 1..2^63-1"
+    for name, v in (("start_s", start_s), ("end_s", end_s)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFFFFFF:
+            return f"{name} {v!r}: Unix seconds 0..2^32-1"
+    if end_s <= start_s:
+        return f"the term ends ({end_s}) before it starts ({start_s})"
+    return ""
+
+
+def _parse_offer(body: bytes):
+    def bad(reason, detail):
+        return BadOfferEntity(reason, detail, bytes(body))
+    if not body:
+        return bad("malformed", "empty offer entity")
+    if body[0] != OFFER_VERSION:
+        return bad("unknown_version", f"offer version {body[0]} (this server reads {OFFER_VERSION})")
+    if len(body) < OFFER_FIXED.size:
+        return bad("malformed", f"offer entity of {len(body) + 2} bytes")
+    _version, kbps, start, end, price, seller = OFFER_FIXED.unpack_from(body)
+    names, pos = [], OFFER_FIXED.size
+    for what in ("token", "lease", "link"):
+        size = body[pos] if pos < len(body) else 0
+        raw = body[pos + 1:pos + 1 + size]
+        if size == 0 or len(raw) != size or not LEASE_ID_RE.match(raw):
+            return bad("malformed", f"offer {what}: 1..{MAX_LEASE_ID} of A-Z a-z 0-9 . _ : -")
+        names.append(raw.decode("ascii"))
+        pos += 1 + size
+    if pos != len(body):
+        return bad("malformed", f"{len(body) - pos} bytes after the offer's link")
+    problem = _offer_problem(kbps, start, end, price)
+    if problem:
+        return bad("bad_term" if "term" in problem else "bad_value", f"offer {names[0]}: {problem}")
+    return OfferEntity(*names, kbps, start, end, price, seller)
+
+
+@dataclass(frozen=True)
 class UnknownEntity:
     type: int
     raw: bytes
@@ -265,6 +361,8 @@ def _parse_entity(t: int, body: bytes):
         return LinkQualityEntity(peer_num, rtt, loss, kbps)
     if t == LEASE:
         return _parse_lease(body)
+    if t == OFFER:
+        return _parse_offer(body)
     return UnknownEntity(t, bytes(body))
 
 
@@ -368,6 +466,11 @@ class Announcement:
     @property
     def leases(self) -> list[LeaseEntity]:
         return [e for e in self.entities if isinstance(e, LeaseEntity)]
+
+    @property
+    def offers(self) -> list:
+        """The OFFER entities: OfferEntity, or BadOfferEntity for one that breaks a rule."""
+        return [e for e in self.entities if isinstance(e, (OfferEntity, BadOfferEntity))]
 
     @property
     def encoding_scheme(self) -> EncodingScheme | None:

@@ -12,7 +12,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
 * **Announcements** (cjdns ReachabilityAnnouncer): every ``announce_interval_ms`` and soon after the peer set
   changes, a signed announcement with our encoding scheme, version, one PEER entity per link (the peer's label to
   us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity per lease of ours
-  (``set_leases``: the host passes what its lease table holds); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
+  (``set_leases``: the host passes what its lease table holds), an OFFER entity per market offer of this
+  device whose term has not ended (``set_offers``: its market tells the host); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
   estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
   about clocks: it is counted (``bad_recv_time``) and ignored.
@@ -174,6 +175,7 @@ class RouteServerClient(PathProvider):
         self.peers: dict[int, PeerInfo] = {}                # our_label -> peer
         self._peer_by_ip6: dict[bytes, PeerInfo] = {}
         self.leases: list = []
+        self.offers: list = []
         self.cache: dict[bytes, CacheEntry] = {}
         self.wanted: dict[bytes, int] = {}                  # ip6 -> earliest time to ask
         self.failed_labels: dict[bytes, dict[int, int]] = {}     # ip6 -> {label: avoid until}
@@ -222,6 +224,14 @@ class RouteServerClient(PathProvider):
         if what(leases) != what(self.leases):
             self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
         self.leases = leases
+
+    def set_offers(self, offers) -> None:
+        """The OFFER entities (announcement.OfferEntity) our announcements carry from now on; an announcement
+        follows soon if they changed (an offer came, or went: sold, withdrawn)."""
+        offers = list(offers)
+        if offers != self.offers:
+            self.next_announce = min(self.next_announce, self.clock() + self.config.announce_min_gap_ms)
+        self.offers = offers
 
     def on_getsnode_reply(self, msg: control.GetSnode, peer_label: int) -> None:
         """A peer (reached with our one-hop ``peer_label``) told us which route server it uses."""
@@ -586,6 +596,7 @@ class RouteServerClient(PathProvider):
                     entities.append(A.PeerEntity(p.ip6, 0, peer_num=our_label & 0xFFFF))
         entities.extend(self.leases)
         ts = max(self.wall_clock() + self.skew_ms, self.last_ts + 1)
+        entities.extend(o for o in self.offers if not o.expired(ts))
         self.last_ts = ts
         ann = A.Announcement.build(self.identity, keys.address_for_key(server), ts, tuple(entities), reset=reset)
         return self._query(server, label, "ann", now, M.Query("ann", b"", ann=ann.raw), raw=ann.raw,

@@ -26,6 +26,13 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   (older than what we held) is what rebuilds our state.
 * PKT entities: LINK_QUALITY samples feed the link value like LINK_STATE; LEASE entities are kept per lease id
   until they expire.
+* Market offers (OFFER entities, announcement.py): a node's offers are the ones its newest accepted announcement
+  carries (an announcement without any withdraws them: sold, or the market stopped), listed by :meth:`offers`
+  until their term ends. An offer entry that breaks a rule is dropped, the rest of the announcement is accepted,
+  and the reason is counted as ``offer_refused_<reason>``: ``malformed``, ``unknown_version``, ``bad_term``,
+  ``bad_value`` (announcement.py), ``forged`` (its seller key is not the key that signed the announcement: a
+  node announces only what its own market sells), ``duplicate`` (a token twice in one announcement),
+  ``too_many`` (more than MAX_OFFERS).
 * Links: a PEER entity with label 0 withdraws the link with that peerNum; otherwise it inserts or replaces it.
   An edge exists only if **both** nodes announce the link to each other.
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
@@ -66,8 +73,9 @@ from node.cjdns import keys
 from node.cjdns.labels import CANONICAL, EncodingScheme, LabelError, convert_label, mask
 from node.cjdns.waypoints import split
 from node.replay_state import ReplayState
-from .announcement import (NEVER, UNKNOWN_PEER_NUM, Announcement, AnnouncementError, EncodingSchemeEntity,
-                           LeaseEntity, LinkQualityEntity, LinkStateEntity, PeerEntity, VersionEntity)
+from .announcement import (NEVER, UNKNOWN_PEER_NUM, Announcement, AnnouncementError, BadOfferEntity,
+                           EncodingSchemeEntity, LeaseEntity, LinkQualityEntity, LinkStateEntity, PeerEntity,
+                           VersionEntity)
 from .search import cheapest
 from .state_hash import state_hash
 
@@ -80,6 +88,7 @@ MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the nod
 DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
 REPLAY_SCOPE = "route_server.announcement"
 LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
+MAX_OFFERS = 8                  # market offers kept per node (what one announcement may carry)
 
 
 class Rejected(Exception):
@@ -108,6 +117,7 @@ class NodeState:
     version: int | None = None
     scheme: EncodingScheme | None = None
     leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest, unexpired)
+    offers: tuple = ()                                    # OfferEntity of the newest announcement
 
     @property
     def timestamp_ms(self) -> int:
@@ -217,6 +227,7 @@ class RouteServer:
         self._forget_old(fresh, ann.timestamp_ms)
         self._rebuild_links(fresh)
         self._collect_leases(fresh, now_ms)
+        fresh.offers = self._accept_offers(ann)
         self._index_leases(ann.ip6, self.nodes.get(ann.ip6), fresh)
         self.nodes[ann.ip6] = fresh
         return fresh
@@ -292,6 +303,31 @@ class RouteServer:
                 if isinstance(e, LeaseEntity):
                     leases[e.lease_id] = e
         node.leases = {k: v for k, v in leases.items() if not v.expired(now_ms)}
+
+    def _accept_offers(self, ann: Announcement) -> tuple:
+        """The announcement's offers that keep the rules (module docstring); the others are counted."""
+        kept, tokens = [], set()
+        for e in ann.offers:
+            if isinstance(e, BadOfferEntity):
+                reason = e.reason
+            elif e.seller != ann.signing_key:
+                reason = "forged"
+            elif e.token in tokens:
+                reason = "duplicate"
+            elif len(kept) >= MAX_OFFERS:
+                reason = "too_many"
+            else:
+                kept.append(e)
+                tokens.add(e.token)
+                continue
+            key = f"offer_refused_{reason}"
+            self.counters[key] = self.counters.get(key, 0) + 1
+        return tuple(kept)
+
+    def offers(self, now_ms: int) -> list:
+        """[(NodeState, OfferEntity)] of every node's offers whose term has not ended, by node and token."""
+        return sorted(((node, o) for node in self.nodes.values() for o in node.offers if not o.expired(now_ms)),
+                      key=lambda x: (x[0].ip6, x[1].token))
 
     def expire(self, now_ms: int) -> list[bytes]:
         """Forget nodes that sent nothing for 20 minutes; returns their ip6."""

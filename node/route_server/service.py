@@ -316,7 +316,15 @@ class RouteServerService:
             self.core.expire(now_ms)
             self._alt_given = {k: t for k, t in self._alt_given.items() if 0 <= now_ms - t < ALT_REFRESH_MS}
 
-    def status(self) -> dict:
+    def offers(self, now_ms: int) -> list[dict]:
+        """The market offers the nodes announce (server.py), term not ended: who sells what, on which link."""
+        return [{"node": keys.ip6_text(node.ip6), "key": keys.pubkey_text(node.public_key), "token": o.token,
+                 "lease": o.lease, "link": o.link, "kbps": o.kbps, "start": o.start_s, "end": o.end_s,
+                 "price": o.price, "issuer": o.seller.hex(), "announced_ms": node.timestamp_ms}
+                for node, o in self.core.offers(now_ms)]
+
+    def status(self, now_ms: int | None = None) -> dict:
+        """``now_ms``: count only the offers whose term has not ended then (None: every offer held)."""
         adj = self.core.adjacency()
         rejected = {k[len("rejected_"):]: v for k, v in self.core.counters.items() if k.startswith("rejected_")}
         return {
@@ -332,6 +340,10 @@ class RouteServerService:
                                "holder": keys.pubkey_text(e.holder) if e.holder else None, "expires_s": e.expires_s}
                               for n in self.core.nodes.values() for e in n.leases.values()),
                              key=lambda d: (d["lease"], d["node"])),
+            "offers": sum(1 for n in self.core.nodes.values() for o in n.offers
+                          if now_ms is None or not o.expired(now_ms)),
+            "offers_refused": {k[len("offer_refused_"):]: v for k, v in self.core.counters.items()
+                               if k.startswith("offer_refused_")},
             "federation": {keys.ip6_text(p.ip6): {"same_isp": p.same_isp, "interested": p.interested,
                                                   "subscribed": p.subscribed, "queued": len(p.queue)}
                            for p in self.peers.values()},

@@ -18,6 +18,9 @@
   switch error, a message, a link going up or down: ``wake``), never sooner than ``TICK_S`` after the last
   unless woken, and at least every ``IDLE_TICK_S`` (on the grid of the node's housekeeping, so an idle agent
   host wakes once a second for both instead of ten times for this alone).
+  The node's market offers (``market_offers``, sent by its market service, node/market/service.py) go to the
+  client the same way and are announced at once when they change; a route-server node lists the offers it holds
+  with ``rs_offers``.
   A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
   a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
 
@@ -43,6 +46,7 @@ from node.leases.table import LeaseTable
 from node.replay_state import ReplayState
 from node.route_server import announcement as A, messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
+from node.route_server.server import MAX_OFFERS
 from node.route_server.service import RouteServerService
 
 CJDHT = 256                      # session content type of route server messages (cjdns ContentType_CJDHT)
@@ -131,8 +135,34 @@ def lease_entities(table: LeaseTable, now: float, wall_now: float) -> list:
     return out
 
 
+OFFER_FIELDS = {"token", "lease", "link", "kbps", "start", "end", "price"}
+
+
+def offer_entities(offers, seller: bytes) -> list:
+    """A market's offers (its /offers items: token, lease, link, kbps, start, end, price, and issuer, which must be
+    ``seller``: this node's market key) as OFFER entities; ValueError naming the offer and what is wrong."""
+    if not isinstance(offers, list):
+        raise ValueError('"offers" must be a list of offers')
+    if len(offers) > MAX_OFFERS:
+        raise ValueError(f"{len(offers)} offers: a node announces at most {MAX_OFFERS}")
+    out = []
+    for i, o in enumerate(offers):
+        if not isinstance(o, dict) or not OFFER_FIELDS <= set(o) <= OFFER_FIELDS | {"issuer"}:
+            raise ValueError(f"offers[{i}]: an object with {', '.join(sorted(OFFER_FIELDS))} (and issuer)")
+        if o.get("issuer", seller.hex()) != seller.hex():
+            raise ValueError(f"offers[{i}]: issuer {str(o['issuer'])[:16]}... is not this node's market key")
+        e = A.OfferEntity(o["token"], o["lease"], o["link"], o["kbps"], o["start"], o["end"], o["price"], seller)
+        try:
+            e.body()
+        except A.AnnouncementError as err:
+            raise ValueError(f"offers[{i}]: {err}") from None
+        out.append(e)
+    return out
+
+
 class RouteServerGlue:
-    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject", "routes_refresh")
+    COMMANDS = ("routes", "rs_status", "rs_route", "rs_service", "rs_inject", "routes_refresh", "market_offers",
+                "rs_offers")
     ABSENT = 'this node has no "route_server" section in its config'
 
     def __init__(self, node, settings: RouteServerSettings, clock_ms=None, replay_state=None):
@@ -452,7 +482,8 @@ class RouteServerGlue:
         """The control commands this plane brings (a handler refuses a request by raising ValueError)."""
         return {"routes": self.cmd_routes, "rs_status": self.cmd_rs_status, "rs_route": self.cmd_rs_route,
                 "rs_service": self.cmd_rs_service, "rs_inject": self.cmd_rs_inject,
-                "routes_refresh": self.cmd_routes_refresh}
+                "routes_refresh": self.cmd_routes_refresh, "market_offers": self.cmd_market_offers,
+                "rs_offers": self.cmd_rs_offers}
 
     def _server(self, running=True):
         if not self.settings.serve:
@@ -490,7 +521,17 @@ class RouteServerGlue:
         return self.send_bad_announcements(req.get("kind"), count)
 
     def cmd_rs_status(self, req, respond):
-        return dict(self._server().status(), glue=self.counters)
+        return dict(self._server().status(self.clock_ms()), glue=self.counters)
+
+    def cmd_market_offers(self, req, respond):
+        """What this node's market sells now (all of it: an offer left out is withdrawn), announced at once."""
+        offers = offer_entities(req.get("offers"), self.node.identity.signing_public_key)
+        self.client.set_offers(offers)
+        self._wake()
+        return {"offers": len(offers)}
+
+    def cmd_rs_offers(self, req, respond):
+        return {"offers": self._server().offers(self.clock_ms())}
 
     def cmd_rs_route(self, req, respond):
         service = self._server()

@@ -79,13 +79,13 @@ def cmd_market(args):
         return
     if args.verb == "offers":
         t = Table("seller", "token", "link", "guarantee kbit/s", "term left s", "price (units)", "link rate",
-                  "measured RTT ms", "loss", title="offers")
+                  "measured RTT ms", "loss", "found at", title="offers")
         import time
         now = time.time()
         for o in data:
             q, m = o.get("link_quality") or {}, o.get("measured") or {}
             t.add_row(o["seller"], o["token"], o["link"], str(o["kbps"]), str(max(0, round(o["end"] - now))),
-                      str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")))
+                      str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")), o["source"])
     elif args.verb == "channels":
         t = Table("node", "role", "channel", "token", "state", "capacity", "unit price", "unit bytes", "delivered",
                   "paid units", "paid", "exposure", "reason", title="payment channels")

@@ -34,10 +34,10 @@ def test_the_demo_proves_every_step_and_leaves_nothing(tmp_path):
     print(text)
     assert seen["ui"] == 200 and d.ui_url in text
     assert len(d.proofs) == len(demo.STEPS) and text.count("proved: ") == len(demo.STEPS)
-    mesh, reach, path, priority, cut, chain, report = (p.facts for p in d.proofs)
+    mesh, reach, path, priority, cut, chain, market, report = (p.facts for p in d.proofs)
 
     assert mesh["route_servers"] == ["e1", "c1"]
-    assert reach["pairs"] == 42 and all(reach["reach"].values())
+    assert reach["pairs"] == 72 and all(reach["reach"].values())
     assert [(node, ifname.partition(":")[2]) for node, ifname, _ in path["hops"]] == [("c2", "cloud_in"), ("ep", "")]
     before, after = priority["before"], priority["after"]
     assert 0.3 < before["share"] < 0.7 and after["share"] > 0.85, priority    # about half, then nearly all
@@ -45,6 +45,9 @@ def test_the_demo_proves_every_step_and_leaves_nothing(tmp_path):
     x, y = cut["cut"]
     assert f"{x} -> {y}" in cut["before"] and f"{x} -> {y}" not in cut["after"] and cut["outage_s"] < 5
     assert chain["height"] >= 2 and chain["blocks"] >= 2 and chain["announcements"] > 0, chain
+    free, leased = market["free"], market["leased"]
+    assert market["source"] == "route servers e1, c1" and market["outpoint"], market   # found where a buyer looks
+    assert leased["c4"] >= 0.85 * market["guarantee_kbit"] and leased["c4"] >= 1.3 * free["c4"], market
     assert {os.path.basename(p) for p in report["plots"]} == {"throughput.png", "reachability.png", "faults.png",
                                                               "topology.png", "chain.png"}
     assert all(os.path.getsize(p) > 1000 for p in report["plots"])

@@ -3,7 +3,8 @@
 both on the free tier; then core1 sells its lease "up" on that link (1.5 mbit/s guaranteed) and m1 buys it by
 atomic swap, both ends hand the lease to m1's key for the term, m1 configures it with a signed request, the route
 server routes m1's traffic over it and m1's share of the link rises to the guarantee while f1 still floods; when
-the term ends m1 is back on the free tier. Throughputs are compared with this run's own unleased figures. (The
+the term ends m1 is back on the free tier. The buyer finds the offer at the route server (core1 announces it in
+its link state), with the link measured over the free tier, and it is gone there once sold. Throughputs are compared with this run's own unleased figures. (The
 lease starts at the buyer: a device keeps what came in on the free tier on the free tier.) Needs root.
 
     f1 (free tier) -- m1 (buyer, miner) --2 mbit/s, lease up: 1.5 mbit/s-- core1 (route server, chain, pool,
@@ -45,11 +46,20 @@ def test_buying_a_lease_raises_the_buyers_share_of_a_flooded_link_until_the_term
 
     offer = mesh.market_sell("core1", "up", PRICE, TERM_S)
     assert (offer["link"], offer["kbps"]) == ("m1--core1", GUARANTEE_KBIT)
-    done = mesh.market_buy("m1", "core1", offer["token"], wait=60)
+    # the buyer's discovery: the offer travels in core1's route-server announcements (an OFFER entity)
+    found = mesh.wait_until(lambda: [o for o in mesh.market_offers() if o["token"] == offer["token"]] or None, 20,
+                            "the route server listing core1's offer")
+    assert len(found) == 1 and found[0]["source"] == "route server core1", found
+    assert {k: found[0][k] for k in offer} == offer and found[0]["seller"] == "core1"
+    assert found[0]["measured"]["loss"] == 0 and found[0]["measured"]["rtt_ms"] > 0      # over the free tier
+    assert mesh.agent("core1").call("rs_status")["offers"] == 1
+    done = mesh.market_buy("m1", found[0]["seller"], found[0]["token"], price=found[0]["price"], wait=60)
     assert done["outcome"] == "completed", done
     m1_key = mesh.identity("m1").pubkey_text
     assert {n: (l["holder"], l["expired"]) for n, l in done["lease"].items()} == \
         {"core1": (m1_key, False), "m1": (m1_key, False)}
+    mesh.wait_until(lambda: not mesh.agent("core1").call("rs_offers")["offers"], 10,
+                    "the sold offer gone from the route server")
     configured = mesh.market_configure("m1", "up", max_priority_bandwidth=None)
     assert all(a["ok"] for a in configured.values()), configured
     # a request from someone else's key is refused: a label is no access right, but the lease's settings are

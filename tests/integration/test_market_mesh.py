@@ -35,7 +35,7 @@ def test_a_lease_token_is_bought_by_atomic_swap_over_the_mesh(mesh):
     offer = mesh.market_sell("c3", "c3_lease", PRICE, 600, link="c2--c3", kbps=2000)
     assert (offer["token"], offer["link"], offer["kbps"], offer["price"]) == ("c3.c3_lease", "c2--c3", 2000, PRICE)
     offers = mesh.market_offers()
-    assert [(o["seller"], o["token"]) for o in offers] == [("c3", "c3.c3_lease")]
+    assert [(o["seller"], o["token"], o["source"]) for o in offers] == [("c3", "c3.c3_lease", "market API of c3")]
     assert offers[0]["measured"]["loss"] == 0 and offers[0]["measured"]["rtt_ms"] > 0
     done = mesh.market_buy("m1", "c3", "c3.c3_lease", wait=300)
     assert done["outcome"] == "completed", done

@@ -1,0 +1,97 @@
+"""Writes tests/vectors/offers.json: pktlab's own vectors for market offers in route-server announcements (the
+OFFER entity, type 82: node/route_server/announcement.py; README, Protocol).
+
+Deterministic (keys and signature randomness derived from names), so running it again gives the same file:
+``PYTHONPATH=. python tests/vectors/make_offers.py [OUT]``. The checks live in node/route_server/vectors.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from node.cjdns import keys
+from node.cjdns.labels import V358
+from node.route_server import announcement as A
+
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("offers.json")
+T_MS = 1_700_000_000_000
+T = T_MS // 1000
+
+
+def identity(name: str) -> keys.Identity:
+    # the first seed index whose key has an fc00::/8 address (Identity.from_seed looks for one)
+    return keys.Identity.from_seed(b"pktlab offer vectors " + name.encode(), 0)
+
+
+SELLER, OTHER, SERVER = identity("seller"), identity("other"), identity("server")
+vectors: list = []
+
+
+def entity(vid: str, about: str, error: bool = False, seller: bytes = SELLER.signing_public_key, **fields) -> None:
+    v = {"id": vid, "kind": "route_server.offer_entity", "about": about, **fields, "seller": seller.hex()}
+    o = A.OfferEntity(*(fields[k] for k in ("token", "lease", "link", "kbps", "start_s", "end_s", "price")), seller)
+    if error:
+        v["error"] = True
+    else:
+        body = o.body()
+        v["entity"] = (bytes([len(body) + 2, A.OFFER]) + body).hex()
+    vectors.append(v)
+
+
+def offer(token: str, seller: bytes = SELLER.signing_public_key, **kw) -> A.OfferEntity:
+    f = dict(lease="up", link="m1--core1", kbps=1500, start_s=T, end_s=T + 600, price=1 << 30)
+    f.update(kw)
+    return A.OfferEntity(token, f["lease"], f["link"], f["kbps"], f["start_s"], f["end_s"], f["price"], seller)
+
+
+def as_dict(o: A.OfferEntity) -> dict:
+    return {"token": o.token, "lease": o.lease, "link": o.link, "kbps": o.kbps, "start_s": o.start_s,
+            "end_s": o.end_s, "price": o.price, "seller": o.seller.hex()}
+
+
+def announcement(vid: str, about: str, entities, offers, refused, who=SELLER, now_ms=T_MS, rejected=None,
+                 tamper=False) -> None:
+    base = (A.VersionEntity(22), A.EncodingSchemeEntity(V358))
+    raw = A.Announcement.build(who, SERVER.ip6, T_MS, base + tuple(entities), reset=True,
+                               random32=hashlib.sha256(vid.encode()).digest()).raw
+    if tamper:
+        raw = raw[:-1] + bytes([raw[-1] ^ 1])
+    v = {"id": vid, "kind": "route_server.offer_announcement", "about": about, "hex": raw.hex(), "now_ms": now_ms}
+    if rejected:
+        v["rejected"] = rejected
+    else:
+        v.update(offers=[as_dict(o) for o in offers], refused=refused)
+    vectors.append(v)
+
+
+entity("offer_entity", "a 1.5 mbit/s lease for 10 minutes at 1 PKT", token="m1.up", lease="up", link="m1--core1",
+       kbps=1500, start_s=T, end_s=T + 600, price=1 << 30)
+entity("offer_entity_longest", "the longest names and largest numbers: 254 bytes, one entity", token="t" * 64,
+       lease="l" * 64, link="k" * 64, kbps=A.MAX_UINT, price=A.MAX_UINT, start_s=0, end_s=0xFFFFFFFF)
+entity("offer_entity_bad_name", "a space is not in the Name rule", error=True, token="m1 up", lease="up",
+       link="m1--core1", kbps=1, start_s=T, end_s=T + 1, price=1)
+entity("offer_entity_no_term", "the term must end after it starts", error=True, token="m1.up", lease="up",
+       link="m1--core1", kbps=1, start_s=T, end_s=T, price=1)
+entity("offer_entity_free", "a price of 0 is no offer", error=True, token="m1.up", lease="up", link="m1--core1",
+       kbps=1, start_s=T, end_s=T + 1, price=0)
+
+good = offer("m1.up")
+announcement("offers_kept", "two offers of the announcing node, one whose term is over", [
+    good, offer("m1.old", start_s=T - 600, end_s=T)], [good], {})
+announcement("offers_refused", "bad entries are counted and dropped, the rest kept: an unknown version, a "
+             "malformed one, another market's key (forged), a token twice", [
+                 A.UnknownEntity(A.OFFER, b"\x02" + good.body()[1:]), A.UnknownEntity(A.OFFER, good.body()[:-3]),
+                 offer("other.up", seller=OTHER.signing_public_key), good, good],
+             [good], {"unknown_version": 1, "malformed": 1, "forged": 1, "duplicate": 1})
+announcement("offers_too_many", "at most 8 offers per node", [offer(f"m1.t{i}") for i in range(10)],
+             [offer(f"m1.t{i}") for i in range(8)], {"too_many": 2})
+announcement("offers_bad_signature", "an offer changed after signing: the announcement is rejected", [good], [],
+             {}, rejected="bad_signature", tamper=True)
+
+doc = {"about": "pktlab's own vectors for market offers in route-server announcements: the OFFER entity (type 82) "
+                "and what a route server keeps of it (README, Protocol). Generated by tests/vectors/make_offers.py.",
+       "vectors": vectors}
+OUT.write_text(json.dumps(doc, indent=1) + "\n")
+print(f"wrote {len(vectors)} vectors to {OUT}")
