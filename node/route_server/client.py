@@ -14,7 +14,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity per lease of ours
   (``set_leases``: the host passes what its lease table holds); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
-  estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
+  estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does; with the
+  reply's ``sendTime`` as NTP does, so the time a busy server held the query is not taken for skew, messages.py). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
   about clocks: it is counted (``bad_recv_time``) and ignored.
 * **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
   after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
@@ -303,7 +304,10 @@ class RouteServerClient(PathProvider):
         # only our announcements' replies move the clock estimate, as in cjdns (ReachabilityAnnouncer's
         # estimateClockSkew): a look-up's reply must not hide a clock jump before an announcement shows it
         if reply.recv_time is not None and p.kind == "ann":
-            skew = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            # NTP's offset, ((T2 - T1) + (T3 - T4)) / 2: the time the server held the query (sendTime - recvTime)
+            # is left out; without sendTime (cjdns) T3 = T2, which is cjdns's midpoint rule
+            sent_back = reply.recv_time if reply.send_time is None else reply.send_time
+            skew = (reply.recv_time + sent_back - p.sent_wall_ms - self.wall_clock()) // 2
             if abs(skew) <= MAX_SKEW_MS:
                 self.skew_ms = skew
             else:

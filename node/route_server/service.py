@@ -98,8 +98,13 @@ class RouteServerService:
         self._alt_given: dict[bytes, int] = {}     # node -> when its reply last listed the alternatives
 
     # -- messages from nodes and peers ----------------------------------------------------------------
-    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None) -> bytes | None:
+    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None,
+               arrived_ms: int | None = None) -> bytes | None:
+        """``arrived_ms``: when the message reached this node (the kernel's receive time of its frame), if the host
+        knows it; a server that is behind gets to a message later than it arrived. An announcement's clock skew
+        is judged by it and replies carry it as ``recvTime``, with ``now_ms`` as ``sendTime`` (messages.py)."""
         src_ip6 = keys.address_for_key(bytes(src))
+        at = now_ms if arrived_ms is None else min(arrived_ms, now_ms)
         self._housekeeping(now_ms)
         try:
             if not M.is_query(msg_bytes):
@@ -111,70 +116,71 @@ class RouteServerService:
             txid = M.query_txid(msg_bytes)
             if txid is None:
                 return None
-            return M.pack_reply(M.Reply(txid, self.version, recv_time=now_ms, error=f"bad message: {e}"))
+            return M.pack_reply(M.Reply(txid, self.version, recv_time=at, send_time=now_ms,
+                                        error=f"bad message: {e}"))
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
             peer.heard_label, peer.heard_via = path[0], tuple(path[1])
         self._note_foreign(q.foreign, src_ip6, now_ms)
         if q.sq == "ann":
-            return self._announce(q, src_ip6, now_ms)
+            return self._announce(q, src_ip6, at, now_ms)
         if q.sq == "pn":
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         state_hash=self.core.state_hash(src_ip6),
                                         alternatives=self._alternatives(src_ip6, now_ms)))
         if q.sq == "gr":
-            return self._path(q, now_ms)
+            return self._path(q, at, now_ms)
         if peer is None:
             self.counters["rejected_not_federated"] += 1
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_federated"))
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error="not_federated"))
         if q.sq == "sub":
             if q.catch_up or not peer.interested:
                 peer.interested = True
                 peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements]
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms))
-        return self._forwarded(q, peer, now_ms)
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms))
+        return self._forwarded(q, peer, at, now_ms)
 
-    def _announce(self, q: M.Query, src_ip6: bytes, now_ms: int) -> bytes:
+    def _announce(self, q: M.Query, src_ip6: bytes, at: int, now_ms: int) -> bytes:
         error = None
         ann_ip6 = src_ip6
         try:
-            node = self.core.handle_announce(q.ann, now_ms)
+            node = self.core.handle_announce(q.ann, at)
             ann_ip6 = node.ip6
             self._pass_on(bytes(q.ann))
         except Rejected as e:
             error = e.reason
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error=error,
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error=error,
                                     state_hash=self.core.state_hash(ann_ip6),
                                     alternatives=self._alternatives(ann_ip6, now_ms)))
 
-    def _path(self, q: M.Query, now_ms: int) -> bytes:
+    def _path(self, q: M.Query, at: int, now_ms: int) -> bytes:
         route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
         if route is None:
             self.counters["path_not_found"] += 1
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error="not_found"))
         self.counters["path_found"] += 1
         if route.leases:
             self.counters["path_over_leases"] += 1
         key = self.core.nodes[q.tar].public_key
         if not route.via:
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         nodes=(M.Address(key, route.label),)))
         self.counters["path_found_waypoints"] += 1
         ends = [self.core.nodes[w].public_key for w in route.waypoints] + [key]
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, waypoints=tuple(
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, waypoints=tuple(
             M.Address(k, label) for k, label in zip(ends, (route.label,) + route.via))))
 
-    def _forwarded(self, q: M.Query, peer: FederationPeer, now_ms: int) -> bytes:
+    def _forwarded(self, q: M.Query, peer: FederationPeer, at: int, now_ms: int) -> bytes:
         accepted = 0
         for raw in q.anns:
             try:
-                self.core.handle_announce(raw, now_ms, via=peer.ip6)    # counted by reason in the core
+                self.core.handle_announce(raw, at, via=peer.ip6)    # counted by reason in the core
                 accepted += 1
                 self._pass_on(raw, came_from=peer)
             except Rejected:
                 pass
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, accepted=accepted))
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, accepted=accepted))
 
     def _pass_on(self, raw: bytes, came_from: FederationPeer | None = None) -> None:
         for peer in self.peers.values():
