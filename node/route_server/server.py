@@ -109,6 +109,7 @@ class NodeState:
     public_key: bytes
     announcements: list = field(default_factory=list)     # accepted Announcement objects, oldest first
     links: dict = field(default_factory=dict)             # peer_num -> Link
+    to_peer: dict = field(default_factory=dict)           # peer ip6 -> its newest Link (the path search's look-up)
     version: int | None = None
     scheme: EncodingScheme | None = None
     leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest, unexpired)
@@ -297,6 +298,11 @@ class RouteServer:
                     link.value += sample
                     link.value_slot = slot
         node.links = links
+        node.to_peer = {}
+        for link in links.values():
+            old = node.to_peer.get(link.peer_ip6)
+            if old is None or link.create_time_ms > old.create_time_ms:
+                node.to_peer[link.peer_ip6] = link
 
     @staticmethod
     def _collect_leases(node: NodeState, now_ms: int) -> None:
@@ -326,8 +332,7 @@ class RouteServer:
         node = self.nodes.get(a)
         if node is None:
             return None
-        found = [l for l in node.links.values() if l.peer_ip6 == b]
-        return max(found, key=lambda l: l.create_time_ms) if found else None
+        return node.to_peer.get(b)
 
     def adjacency(self) -> dict:
         """{ip6: {ip6: cost}} for links announced by both ends; cost = 1 / max(value both ways, 1e-20). Built once,
@@ -462,8 +467,7 @@ class RouteServer:
             except LabelError:
                 return None
             lease = next((l for l in node.leases.values() if l.lease_num == hop), None)
-            link = next((l for l in node.links.values() if l.peer_num == (hop if lease is None else lease.peer_num)),
-                        None)
+            link = node.links.get(hop if lease is None else lease.peer_num)      # keyed by peerNum
             if link is None:
                 return None
             label >>= form.size
