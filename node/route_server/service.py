@@ -46,7 +46,10 @@ MAX_QUEUED_FORWARDS = 10_000
 # Each costs path searches over the whole graph, and at 1000 nodes they were most of a server's CPU (two searches
 # per announcement for the alternatives, one per report and announcement for frs): each is done at most this often
 # per node (alternatives; a reply in between lists none, the node keeps what it has) or per federation peer (reports).
+# Alternatives a node was given hold longer (ALT_KEEP_MS): at 1000 nodes each re-announces every 40 s, and three
+# searches per announcement for its alternatives were a sixth of a busy server's time.
 ALT_REFRESH_MS = 30_000
+ALT_KEEP_MS = 300_000
 REPORT_CHECK_MS = SUBSCRIBE_RETRY_MS
 FORWARD_EVERY_MS = 500            # queued announcements go to a peer in batches this often (a search for its path)
 
@@ -95,7 +98,7 @@ class RouteServerService:
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None
-        self._alt_given: dict[bytes, int] = {}     # node -> when its reply last listed the alternatives
+        self._alt_given: dict[bytes, tuple] = {}   # node -> (when they were last looked for, how long that holds)
 
     # -- messages from nodes and peers ----------------------------------------------------------------
     def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None,
@@ -199,15 +202,16 @@ class RouteServerService:
 
     def _alternatives(self, ip6: bytes, now_ms: int) -> tuple:
         """The other route servers of our ISP with a path from ``ip6``; none if they were looked for lately."""
-        if 0 <= now_ms - self._alt_given.get(ip6, now_ms - ALT_REFRESH_MS) < ALT_REFRESH_MS:
+        when, hold = self._alt_given.get(ip6, (None, 0))
+        if when is not None and 0 <= now_ms - when < hold:
             return ()
-        self._alt_given[ip6] = now_ms
         out = []
         for peer in self.peers.values():
             if peer.same_isp:
                 route = self.core.route(ip6, peer.ip6)
                 if route is not None and not route.via:      # a client reaches its servers by one label
                     out.append(M.Address(peer.public_key, route.label))
+        self._alt_given[ip6] = (now_ms, ALT_KEEP_MS if out else ALT_REFRESH_MS)
         return tuple(out)
 
     def _note_foreign(self, found, src_ip6: bytes, now_ms: int) -> None:
@@ -320,7 +324,7 @@ class RouteServerService:
         if self._last_expire is None or now_ms - self._last_expire >= EXPIRE_EVERY_MS:
             self._last_expire = now_ms
             self.core.expire(now_ms)
-            self._alt_given = {k: t for k, t in self._alt_given.items() if 0 <= now_ms - t < ALT_REFRESH_MS}
+            self._alt_given = {k: (t, hold) for k, (t, hold) in self._alt_given.items() if 0 <= now_ms - t < hold}
 
     def status(self) -> dict:
         adj = self.core.adjacency()
