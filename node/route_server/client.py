@@ -15,7 +15,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   (``set_leases``: the host passes what its lease table holds), an OFFER entity per market offer of this
   device whose term has not ended (``set_offers``: its market tells the host); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
-  estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
+  estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does; with the
+  reply's ``sendTime`` as NTP does, so the time a busy server held the query is not taken for skew, messages.py). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
   about clocks: it is counted (``bad_recv_time``) and ignored.
 * **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
   after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
@@ -29,6 +30,10 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   (at most ``MAX_TIMEOUT_MS``). A server that answers late because it is busy (its queue is long) is not taken
   for dead, and we do not pile re-sent queries and re-announcements onto its queue; after an announcement was
   rejected, the next waits a round trip (a server that is behind would reject it too while its queue is long).
+  Each timeout doubles the least timeout until an answer comes (RFC 6298's back-off) while no other server is
+  there to try: a client fails over as soon as before, but once every server it knows has been silent (a whole
+  mesh coming up on a busy machine, where a first answer takes longer than the configured timeout) it waits
+  longer for one instead of sending it a reset announcement every few seconds, each one more in its queue.
 * **Failover**: a query unanswered after its timeout (above), or a switch error on the way to the server, marks
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
   announcement, and queued look-ups go to it. With no other candidate, a failed one is tried again after
@@ -187,6 +192,7 @@ class RouteServerClient(PathProvider):
         self.skew_ms = 0
         self.srtt_ms: float | None = None                 # the server's smoothed round trip, and its variation
         self.rttvar_ms = 0.0
+        self.backoff = 1                                  # doubled by each timeout, 1 again at the next answer
         self.last_ts = 0
         self.next_announce = 0
         self.next_hunt = 0
@@ -310,10 +316,14 @@ class RouteServerClient(PathProvider):
             return False
         if p.server == self.server:
             self._rtt_sample(now - p.sent_ms)
+            self.backoff = 1
         # only our announcements' replies move the clock estimate, as in cjdns (ReachabilityAnnouncer's
         # estimateClockSkew): a look-up's reply must not hide a clock jump before an announcement shows it
         if reply.recv_time is not None and p.kind == "ann":
-            skew = reply.recv_time - (p.sent_wall_ms + self.wall_clock()) // 2
+            # NTP's offset, ((T2 - T1) + (T3 - T4)) / 2: the time the server held the query (sendTime - recvTime)
+            # is left out; without sendTime (cjdns) T3 = T2, which is cjdns's midpoint rule
+            sent_back = reply.recv_time if reply.send_time is None else reply.send_time
+            skew = (reply.recv_time + sent_back - p.sent_wall_ms - self.wall_clock()) // 2
             if abs(skew) <= MAX_SKEW_MS:
                 self.skew_ms = skew
             else:
@@ -420,11 +430,12 @@ class RouteServerClient(PathProvider):
     def poll(self, now: int | None = None) -> list[Outgoing]:
         now = self.clock() if now is None else now
         out: list[Outgoing] = []
-        timeout = self.timeout_ms()
+        timeout = self.timeout_ms(now)
         for txid, p in list(self.pending.items()):
             if now - p.sent_ms >= timeout and self.pending.pop(txid, None) is not None:
                 self.counters[f"timeout_{p.kind}"] += 1
                 if p.server == self.server:
+                    self.backoff = min(self.backoff * 2, MAX_TIMEOUT_MS // max(self.config.query_timeout_ms, 1))
                     self._fail_server(now, "silence")
         if now >= self.next_hunt and self.peers:
             # keep hunting quickly until every peer named its route server: a neighbour in another Cloud ISP
@@ -464,7 +475,8 @@ class RouteServerClient(PathProvider):
         an announcement, a look-up or backup query due, a failed server becoming usable again. The host sleeps
         until then instead of polling on a fixed short period; None: nothing is timed (new work calls ``wake``)."""
         cfg = self.config
-        times = [p.sent_ms + self.timeout_ms() for p in self.pending.values()]
+        timeout = self.timeout_ms(self.clock())
+        times = [p.sent_ms + timeout for p in self.pending.values()]
         if self.peers:
             times.append(self.next_hunt)
         if self.server is None:
@@ -480,11 +492,17 @@ class RouteServerClient(PathProvider):
             times.append(0 if c.backup_asked_ms is None else c.backup_asked_ms + cfg.announce_interval_ms)
         return min(times, default=None)
 
-    def timeout_ms(self) -> int:
-        """How long a query to our server waits for its answer (see the module docstring)."""
-        if self.srtt_ms is None:
-            return self.config.query_timeout_ms
-        return int(min(max(self.config.query_timeout_ms, self.srtt_ms + 4 * self.rttvar_ms), MAX_TIMEOUT_MS))
+    def timeout_ms(self, now: int | None = None) -> int:
+        """How long a query to our server waits for its answer (see the module docstring): the RTO, backed off
+        after timeouts unless another server is there to try (``now``: checked then; None: assume none is)."""
+        rto = self.config.query_timeout_ms if self.srtt_ms is None else \
+            max(self.config.query_timeout_ms, self.srtt_ms + 4 * self.rttvar_ms)
+        if now is None or not self._untried_candidate(now):
+            rto = max(rto, self.config.query_timeout_ms * self.backoff)
+        return int(min(rto, MAX_TIMEOUT_MS))
+
+    def _untried_candidate(self, now: int) -> bool:
+        return any(k != self.server and c.failed_until <= now for k, c in self.candidates.items())
 
     def _rtt_sample(self, rtt_ms: int) -> None:
         if self.srtt_ms is None:

@@ -34,6 +34,11 @@ pktlab additions:
   first send everything you hold, as after our start; it is renewed every minute) and
   ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to a federated route server);
   replies carry ``recvTime`` and, for ``fwd``, ``acc`` (how many were accepted).
+* ``sendTime`` in replies: the server's clock when it answered, beside ``recvTime``, when the query arrived (the
+  kernel's receive time of its frame). A server that is behind holds a query for a while between the two; with
+  both the client estimates the clock skew as NTP does, ((recvTime - sent) + (sendTime - received)) / 2, which
+  leaves that wait out (cjdns's midpoint rule takes half of it for skew). Without ``sendTime`` it is the
+  midpoint rule.
 
 Parsers raise only :class:`MessageError`.
 """
@@ -91,6 +96,7 @@ class Reply:
     txid: bytes
     version: int = PROTOCOL_VERSION
     recv_time: int | None = None
+    send_time: int | None = None           # sendTime: when the server answered (pktlab, see above)
     state_hash: bytes | None = None
     error: str | None = None
     nodes: tuple = ()                      # n: Address records
@@ -203,6 +209,8 @@ def pack_reply(r: Reply) -> bytes:
     d = {b"txid": r.txid, b"p": r.version}
     if r.recv_time is not None:
         d[b"recvTime"] = r.recv_time
+    if r.send_time is not None:
+        d[b"sendTime"] = r.send_time
     if r.state_hash is not None:
         d[b"stateHash"] = r.state_hash
     if r.error is not None:
@@ -227,6 +235,7 @@ def parse_reply(data) -> Reply:
     error = _get(d, b"error", bytes, required=False)
     return Reply(txid, PROTOCOL_VERSION if version is None else version,
                  recv_time=_get(d, b"recvTime", int, required=False),
+                 send_time=_get(d, b"sendTime", int, required=False),
                  state_hash=_get(d, b"stateHash", bytes, 64, required=False),
                  error=None if error is None else error.decode("utf-8", "replace"),
                  nodes=_addresses(d, b"n"), waypoints=_addresses(d, b"wp"), alternatives=_addresses(d, b"alt"),

@@ -15,7 +15,10 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   federation (``via``, us, or one of ``servers``: route servers pass on what they got from each other, so every
   server ends up with every ISP's state), and the clock-skew check becomes the 20-minute window, since a
   catch-up transfer carries announcements up to 20 minutes old. A forwarded announcement we already hold
-  (it reached us by two servers) is counted as ``forwarded_duplicate``, not as a rejection.
+  (it reached us by two servers) is counted as ``forwarded_duplicate``, not as a rejection; one of the last
+  RECENT_ACCEPTED accepted, byte for byte, is turned away before it is parsed or its signature checked.
+* ``now_ms`` of ``handle_announce`` is when the announcement arrived (the service passes the kernel's receive
+  time): a server that is behind judges the clock skew of what waited in its queue by its arrival.
 * Replay across a restart: the newest timestamp accepted per node (a high-water mark) is kept in a
   :class:`~node.replay_state.ReplayState`, which the agent stores in the node's state directory, so it outlives
   the process. A direct announcement that is not newer than the mark, while the announcements held in memory do
@@ -85,6 +88,7 @@ SLOT_MS = 10 * 1000
 LINK_STATE_DECAY_SLOTS = 18
 MIN_VALUE = 1e-20
 MAX_ANNOUNCEMENTS_PER_NODE = 256   # more (without a reset) are refused: the node has to send a reset
+RECENT_ACCEPTED = 8192             # accepted announcements remembered byte for byte (forwarded duplicates)
 DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in every answer this long
 REPLAY_SCOPE = "route_server.announcement"
 LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
@@ -114,6 +118,7 @@ class NodeState:
     public_key: bytes
     announcements: list = field(default_factory=list)     # accepted Announcement objects, oldest first
     links: dict = field(default_factory=dict)             # peer_num -> Link
+    to_peer: dict = field(default_factory=dict)           # peer ip6 -> its newest Link (the path search's look-up)
     version: int | None = None
     scheme: EncodingScheme | None = None
     leases: dict = field(default_factory=dict)            # lease_id -> LeaseEntity (newest, unexpired)
@@ -168,12 +173,19 @@ class RouteServer:
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
         self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
+        self._recent: dict[bytes, None] = {}     # the last RECENT_ACCEPTED announcements accepted, oldest first
 
     # -- announcements -----------------------------------------------------------------------------------
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
         """Accept an announcement or raise Rejected. Returns the sender's updated state."""
+        raw = bytes(raw)
+        if via is not None and raw in self._recent:
+            # the same bytes, accepted lately (from the node, or passed on by another server): no parse and no
+            # signature check again; with S federated servers each announcement comes S - 2 times more like this
+            self.counters["forwarded_duplicate"] = self.counters.get("forwarded_duplicate", 0) + 1
+            raise Rejected("replay", "accepted already")
         try:
-            node = self._accept(bytes(raw), now_ms, via)
+            node = self._accept(raw, now_ms, via)
         except Rejected as e:
             duplicate = via is not None and e.reason in ("replay", "old_timestamp")
             key = "forwarded_duplicate" if duplicate else f"rejected_{e.reason}"
@@ -181,6 +193,9 @@ class RouteServer:
             raise
         key = "accepted" if via is None else "accepted_forwarded"
         self.counters[key] = self.counters.get(key, 0) + 1
+        self._recent[raw] = None
+        if len(self._recent) > RECENT_ACCEPTED:
+            del self._recent[next(iter(self._recent))]
         self.replay_state.raise_high_water(REPLAY_SCOPE, node.ip6, node.timestamp_ms)
         self._update_graph(node.ip6)
         return node
@@ -294,6 +309,11 @@ class RouteServer:
                     link.value += sample
                     link.value_slot = slot
         node.links = links
+        node.to_peer = {}
+        for link in links.values():
+            old = node.to_peer.get(link.peer_ip6)
+            if old is None or link.create_time_ms > old.create_time_ms:
+                node.to_peer[link.peer_ip6] = link
 
     @staticmethod
     def _collect_leases(node: NodeState, now_ms: int) -> None:
@@ -348,8 +368,7 @@ class RouteServer:
         node = self.nodes.get(a)
         if node is None:
             return None
-        found = [l for l in node.links.values() if l.peer_ip6 == b]
-        return max(found, key=lambda l: l.create_time_ms) if found else None
+        return node.to_peer.get(b)
 
     def adjacency(self) -> dict:
         """{ip6: {ip6: cost}} for links announced by both ends; cost = 1 / max(value both ways, 1e-20). Built once,
@@ -484,8 +503,7 @@ class RouteServer:
             except LabelError:
                 return None
             lease = next((l for l in node.leases.values() if l.lease_num == hop), None)
-            link = next((l for l in node.links.values() if l.peer_num == (hop if lease is None else lease.peer_num)),
-                        None)
+            link = node.links.get(hop if lease is None else lease.peer_num)      # keyed by peerNum
             if link is None:
                 return None
             label >>= form.size

@@ -46,7 +46,10 @@ MAX_QUEUED_FORWARDS = 10_000
 # Each costs path searches over the whole graph, and at 1000 nodes they were most of a server's CPU (two searches
 # per announcement for the alternatives, one per report and announcement for frs): each is done at most this often
 # per node (alternatives; a reply in between lists none, the node keeps what it has) or per federation peer (reports).
+# Alternatives a node was given hold longer (ALT_KEEP_MS): at 1000 nodes each re-announces every 40 s, and three
+# searches per announcement for its alternatives were a sixth of a busy server's time.
 ALT_REFRESH_MS = 30_000
+ALT_KEEP_MS = 300_000
 REPORT_CHECK_MS = SUBSCRIBE_RETRY_MS
 FORWARD_EVERY_MS = 500            # queued announcements go to a peer in batches this often (a search for its path)
 
@@ -95,11 +98,16 @@ class RouteServerService:
         self.counters: Counter = Counter()
         self._txids = 0
         self._last_expire = None
-        self._alt_given: dict[bytes, int] = {}     # node -> when its reply last listed the alternatives
+        self._alt_given: dict[bytes, tuple] = {}   # node -> (when they were last looked for, how long that holds)
 
     # -- messages from nodes and peers ----------------------------------------------------------------
-    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None) -> bytes | None:
+    def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None,
+               arrived_ms: int | None = None) -> bytes | None:
+        """``arrived_ms``: when the message reached this node (the kernel's receive time of its frame), if the host
+        knows it; a server that is behind gets to a message later than it arrived. An announcement's clock skew
+        is judged by it and replies carry it as ``recvTime``, with ``now_ms`` as ``sendTime`` (messages.py)."""
         src_ip6 = keys.address_for_key(bytes(src))
+        at = now_ms if arrived_ms is None else min(arrived_ms, now_ms)
         self._housekeeping(now_ms)
         try:
             if not M.is_query(msg_bytes):
@@ -111,70 +119,71 @@ class RouteServerService:
             txid = M.query_txid(msg_bytes)
             if txid is None:
                 return None
-            return M.pack_reply(M.Reply(txid, self.version, recv_time=now_ms, error=f"bad message: {e}"))
+            return M.pack_reply(M.Reply(txid, self.version, recv_time=at, send_time=now_ms,
+                                        error=f"bad message: {e}"))
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
             peer.heard_label, peer.heard_via = path[0], tuple(path[1])
         self._note_foreign(q.foreign, src_ip6, now_ms)
         if q.sq == "ann":
-            return self._announce(q, src_ip6, now_ms)
+            return self._announce(q, src_ip6, at, now_ms)
         if q.sq == "pn":
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         state_hash=self.core.state_hash(src_ip6),
                                         alternatives=self._alternatives(src_ip6, now_ms)))
         if q.sq == "gr":
-            return self._path(q, now_ms)
+            return self._path(q, at, now_ms)
         if peer is None:
             self.counters["rejected_not_federated"] += 1
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_federated"))
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error="not_federated"))
         if q.sq == "sub":
             if q.catch_up or not peer.interested:
                 peer.interested = True
                 peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements]
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms))
-        return self._forwarded(q, peer, now_ms)
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms))
+        return self._forwarded(q, peer, at, now_ms)
 
-    def _announce(self, q: M.Query, src_ip6: bytes, now_ms: int) -> bytes:
+    def _announce(self, q: M.Query, src_ip6: bytes, at: int, now_ms: int) -> bytes:
         error = None
         ann_ip6 = src_ip6
         try:
-            node = self.core.handle_announce(q.ann, now_ms)
+            node = self.core.handle_announce(q.ann, at)
             ann_ip6 = node.ip6
             self._pass_on(bytes(q.ann))
         except Rejected as e:
             error = e.reason
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error=error,
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error=error,
                                     state_hash=self.core.state_hash(ann_ip6),
                                     alternatives=self._alternatives(ann_ip6, now_ms)))
 
-    def _path(self, q: M.Query, now_ms: int) -> bytes:
+    def _path(self, q: M.Query, at: int, now_ms: int) -> bytes:
         route = self.core.route(q.src, q.tar, q.bad, q.dead, now_ms, holders=q.holders)
         if route is None:
             self.counters["path_not_found"] += 1
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, error="not_found"))
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error="not_found"))
         self.counters["path_found"] += 1
         if route.leases:
             self.counters["path_over_leases"] += 1
         key = self.core.nodes[q.tar].public_key
         if not route.via:
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms,
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         nodes=(M.Address(key, route.label),)))
         self.counters["path_found_waypoints"] += 1
         ends = [self.core.nodes[w].public_key for w in route.waypoints] + [key]
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, waypoints=tuple(
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, waypoints=tuple(
             M.Address(k, label) for k, label in zip(ends, (route.label,) + route.via))))
 
-    def _forwarded(self, q: M.Query, peer: FederationPeer, now_ms: int) -> bytes:
+    def _forwarded(self, q: M.Query, peer: FederationPeer, at: int, now_ms: int) -> bytes:
         accepted = 0
         for raw in q.anns:
             try:
-                self.core.handle_announce(raw, now_ms, via=peer.ip6)    # counted by reason in the core
+                self.core.handle_announce(raw, at, via=peer.ip6)    # counted by reason in the core
                 accepted += 1
                 self._pass_on(raw, came_from=peer)
             except Rejected:
                 pass
-        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=now_ms, accepted=accepted))
+        return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, accepted=accepted))
 
     def _pass_on(self, raw: bytes, came_from: FederationPeer | None = None) -> None:
         for peer in self.peers.values():
@@ -193,15 +202,16 @@ class RouteServerService:
 
     def _alternatives(self, ip6: bytes, now_ms: int) -> tuple:
         """The other route servers of our ISP with a path from ``ip6``; none if they were looked for lately."""
-        if 0 <= now_ms - self._alt_given.get(ip6, now_ms - ALT_REFRESH_MS) < ALT_REFRESH_MS:
+        when, hold = self._alt_given.get(ip6, (None, 0))
+        if when is not None and 0 <= now_ms - when < hold:
             return ()
-        self._alt_given[ip6] = now_ms
         out = []
         for peer in self.peers.values():
             if peer.same_isp:
                 route = self.core.route(ip6, peer.ip6)
                 if route is not None and not route.via:      # a client reaches its servers by one label
                     out.append(M.Address(peer.public_key, route.label))
+        self._alt_given[ip6] = (now_ms, ALT_KEEP_MS if out else ALT_REFRESH_MS)
         return tuple(out)
 
     def _note_foreign(self, found, src_ip6: bytes, now_ms: int) -> None:
@@ -314,7 +324,7 @@ class RouteServerService:
         if self._last_expire is None or now_ms - self._last_expire >= EXPIRE_EVERY_MS:
             self._last_expire = now_ms
             self.core.expire(now_ms)
-            self._alt_given = {k: t for k, t in self._alt_given.items() if 0 <= now_ms - t < ALT_REFRESH_MS}
+            self._alt_given = {k: (t, hold) for k, (t, hold) in self._alt_given.items() if 0 <= now_ms - t < hold}
 
     def offers(self, now_ms: int) -> list[dict]:
         """The market offers the nodes announce (server.py), term not ended: who sells what, on which link."""

@@ -150,6 +150,8 @@ class Node:
                                    self.to_router, self.drop)
         self._ping_id = self.rng.randrange(1, 0xFFFF)
         self._ping_seq = 0
+        self.arrival_stamps = False  # stamp_arrivals: the links record when the kernel received each frame
+        self._rx_link = None         # the link whose frames are being handled
 
     # -- setup / teardown ---------------------------------------------------------------------------------
     def start(self):
@@ -177,10 +179,26 @@ class Node:
         self.forwarder = forwarder
 
     def add_link(self, link):
+        if self.arrival_stamps and hasattr(link, "stamp_arrivals"):
+            link.stamp_arrivals()
         self.links[link.switch_index] = link
         self.links_by_name[link.ifname] = link
         self.switch.add_interface(link.switch_index)
         self.loop.add_reader(link, self.errors.guard("link_rx", lambda link=link: self._on_link_readable(link)))
+
+    def stamp_arrivals(self):
+        """Have the peer links record when the kernel received each frame (a route server judges a message's age
+        by it, node/route_server/service.py): ``rx_wait``. Links without kernel stamps (in-memory ones) have none."""
+        self.arrival_stamps = True
+        for link in self.links.values():
+            if hasattr(link, "stamp_arrivals"):
+                link.stamp_arrivals()
+
+    def rx_wait(self) -> float:
+        """Seconds the frame being handled waited in the kernel before we read it: 0 when not known (no stamps, or
+        not handling a frame from a link)."""
+        arrived = getattr(self._rx_link, "arrived", None)
+        return 0.0 if arrived is None else max(0.0, time.time() - arrived)
 
     def close(self):
         for link in self.links.values():
@@ -384,23 +402,27 @@ class Node:
         index = link.switch_index
         link.liveness.heard(self.clock())   # any frame is proof of life (liveness.py)
         open_frame = link.open if link.session is not None else None
-        for _ in range(READ_BATCH):
-            try:
-                packet = recv(65535)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                link.drop("recv_error")     # e.g. ECONNREFUSED after the peer's port was closed
-                if e.errno == errno.ECONNREFUSED:
-                    link.refused_at = self.clock()
-                continue
-            link.rx_packets += 1
-            link.rx_bytes += len(packet)
-            if open_frame is not None:
-                packet = open_frame(packet)     # the link session's frame, or None (counted on the link)
-                if packet is None:
+        self._rx_link = link
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    packet = recv(65535)
+                except BlockingIOError:
+                    return
+                except OSError as e:
+                    link.drop("recv_error")     # e.g. ECONNREFUSED after the peer's port was closed
+                    if e.errno == errno.ECONNREFUSED:
+                        link.refused_at = self.clock()
                     continue
-            forward(index, packet)
+                link.rx_packets += 1
+                link.rx_bytes += len(packet)
+                if open_frame is not None:
+                    packet = open_frame(packet)     # the link session's frame, or None (counted on the link)
+                    if packet is None:
+                        continue
+                forward(index, packet)
+        finally:
+            self._rx_link = None
 
     def receive_from_link(self, link, packet):
         """One packet from a peer link (what the readable handler does for each packet it reads)."""

@@ -9,11 +9,15 @@ inactive packets are sent straight away. Send errors
 peer's kernel answered port unreachable: its agent is gone) and a missing route mean nobody will forward what we
 send: ``send`` returns False, and ``refused_at`` tells the node the peer was last refused (the link is down until
 it answers a link ping again).
+
+``stamp_arrivals`` (a route server's links) has the kernel stamp each datagram's arrival (SO_TIMESTAMPNS): a
+busy node reads a datagram later than it arrived, and the node can tell how long it waited (``arrived``).
 """
 
 import errno
 import logging
 import socket
+import struct
 
 from node.cjdns.cryptoauth import CryptoAuthError
 from node.tun_switch.link_emulation import LinkEmulator, LinkParams
@@ -22,6 +26,9 @@ from node.tun_switch.liveness import Liveness
 log = logging.getLogger(__name__)
 
 IP_FREEBIND = 15
+SO_TIMESTAMPNS = 35            # Linux <asm-generic/socket.h>; Python's socket module does not name it
+_TIMESPEC = struct.Struct("@qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 SOCKET_BUFFER = 4 * 1024 * 1024
 RECV_SIZE = 65535
 # send errors that mean the link itself is gone (its veth is down: the route to the peer went with it)
@@ -49,6 +56,7 @@ class PeerLink:
         self.dead = False                        # the last send failed for good (no route, refused)
         self.was_up = False
         self.pings_sent = 0
+        self.arrived = None                      # with stamp_arrivals: the kernel's receive time of the last read
         self.sock = self._open_socket()
         self._send = self.sock.send
         self.recv = self.sock.recv
@@ -75,6 +83,19 @@ class PeerLink:
 
     def fileno(self):
         return self.sock.fileno()
+
+    def stamp_arrivals(self):
+        """From now on ``recv`` records in ``arrived`` when the kernel received the datagram (Unix seconds)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.recv = self._recv_stamped
+
+    def _recv_stamped(self, size):
+        data, ancillary, _, _ = self.sock.recvmsg(size, _STAMP_SPACE)
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                self.arrived = sec + nsec * 1e-9
+        return data
 
     def drop(self, reason):
         self.drops[reason] = self.drops.get(reason, 0) + 1

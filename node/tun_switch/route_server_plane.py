@@ -23,6 +23,9 @@
   with ``rs_offers``.
   A destination that has not answered for ``SILENCE_S`` while we keep sending (a link on its path died without
   a switch error, e.g. packets lost on the wire) is reported to the client like a switch error, so it re-queries.
+* A route server's links record when the kernel received each frame (``Node.stamp_arrivals``): the service
+  judges an announcement's clock skew by the time it arrived and answers it as ``recvTime``, so a server whose
+  queue is long does not reject announcements for the time they waited in it.
 
 Configuration (the ``route_server`` object of the agent config; all optional)::
 
@@ -231,6 +234,7 @@ class RouteServerGlue:
         self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
                                           replay_state=self.replay_state)
         self.client.set_serve_self(True)
+        self.node.stamp_arrivals()      # a message's age is judged by when it arrived, not when we got to it
 
     def stop_service(self) -> None:
         """Lose the route server (the route-server-loss fault): queries go unanswered, the node keeps switching."""
@@ -430,7 +434,8 @@ class RouteServerGlue:
             if self.service is None:
                 self.counters["queries_unserved"] += 1      # we serve nothing (or lost our route server)
                 return
-            reply = self.service.handle(payload, d.public_key, now_ms, path=back)
+            reply = self.service.handle(payload, d.public_key, now_ms, path=back,
+                                        arrived_ms=now_ms - int(self.node.rx_wait() * 1000))
             if reply is not None:
                 # back the way the query came (it just worked), as cjdns answers: our own path to the asker
                 # may cross the very link whose failure made it ask

@@ -64,3 +64,27 @@ def test_a_fast_server_keeps_the_configured_floor():
         round_trip(clock, service, client, server, node, 10)
         clock.now += client.config.announce_interval_ms
     assert client.timeout_ms() == 2000 and client.srtt_ms < 20
+
+
+def test_every_server_behind_the_timeouts_back_off_until_one_answers():
+    """Both servers answer 5 s late (configured: 2 s), as when a whole mesh comes up on a busy machine: the
+    client fails over at the configured timeout while it has a server it has not tried, then each timeout doubles
+    the least timeout (RFC 6298's back-off), so it waits long enough, is answered, and stays; the answer takes
+    the back-off away again."""
+    clock = Clock()
+    node_id = Identity.from_seed(b"rto", 1)
+    servers = [RouteServerService(Identity.from_seed(b"rto", i).public_key) for i in (0, 2)]
+    client = RouteServerClient(node_id, clock, ClientConfig(query_timeout_ms=2000, lone_retry_ms=0),
+                               route_servers=[(s.public_key, 0x13 + 2 * i) for i, s in enumerate(servers)])
+    in_flight = []                                  # (answer time, server, payload)
+    for _ in range(40):
+        out = [o for o in client.poll() if o.kind == "snode"]
+        in_flight += [(clock.now + 5000, o.public_key, o.payload) for o in out]
+        for item in [i for i in in_flight if i[0] <= clock.now]:
+            in_flight.remove(item)
+            svc = next(s for s in servers if s.public_key == item[1])
+            client.on_reply(svc.handle(item[2], node_id.public_key, clock.now), item[1])
+        clock.now += 500
+    assert client.counters["ann_accepted"] >= 1
+    assert client.counters["server_failed_silence"] == 2      # 2 s (the other is untried), 4 s; then 8 s is enough
+    assert client.backoff == 1 and client.timeout_ms() >= 5000  # what is left is the measured round trip

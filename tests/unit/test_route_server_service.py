@@ -5,7 +5,7 @@ from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
-from node.route_server.service import ALT_REFRESH_MS, RouteServerService
+from node.route_server.service import ALT_KEEP_MS, ALT_REFRESH_MS, RouteServerService
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
@@ -57,7 +57,8 @@ def test_ann_reply_carries_state_hash_and_alternatives():
     pn = query(svc, M.Query("pn", b"p"), NODES[0], now)
     assert pn.state_hash == r.state_hash
     assert pn.alternatives == ()                     # the node got them lately: no searches for them again
-    later = now + ALT_REFRESH_MS
+    assert query(svc, M.Query("pn", b"p"), NODES[0], now + ALT_REFRESH_MS).alternatives == ()   # found: held longer
+    later = now + ALT_KEEP_MS
     assert query(svc, M.Query("pn", b"p"), NODES[0], later).alternatives == (alt,)
     assert query(svc, M.Query("pn", b"p"), FOREIGN, T0).state_hash == bytes(64)
 
