@@ -116,6 +116,19 @@ def listening_socket(address: str, port: int) -> socket.socket:
     return s
 
 
+async def serve_http(rt: Runtime, runner, port: int) -> None:
+    """Serve an aiohttp AppRunner on [the node's address]:port and, when settings.socket names one, on that Unix
+    socket too (the host's way in)."""
+    from aiohttp import web
+    await runner.setup()
+    await web.SockSite(runner, listening_socket(rt.address, port)).start()
+    unix = rt.setting("socket", str)
+    if unix:
+        if os.path.exists(unix):
+            os.unlink(unix)
+        await web.UnixSite(runner, unix).start()
+
+
 async def run_until_stopped(rt: Runtime, start, status, stop=None) -> None:
     """Start a service (`await start()`), write its status every STATUS_S until SIGTERM/SIGINT, then `await
     stop()`."""

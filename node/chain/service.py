@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
-import os
 import signal
 import sys
 
@@ -31,6 +30,7 @@ from .runtime import (
     listening_socket,
     load_config,
     run_until_stopped,
+    serve_http,
 )
 
 log = logging.getLogger("node.chain.service")
@@ -70,13 +70,7 @@ async def run_chain(rt: Runtime) -> None:
 
     async def start():
         await node.p2p.start(listening_socket(rt.address, p2p_port))
-        await runner.setup()
-        await web.SockSite(runner, listening_socket(rt.address, rpc_port)).start()
-        unix = rt.setting("socket", str)
-        if unix:
-            if os.path.exists(unix):
-                os.unlink(unix)
-            await web.UnixSite(runner, unix).start()
+        await serve_http(rt, runner, rpc_port)
         if solo is not None:
             tasks.append(asyncio.create_task(solo_mine(node, solo)))
 

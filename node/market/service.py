@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 
@@ -35,9 +34,9 @@ from node.chain.keys import Key
 from node.chain.runtime import (
     Runtime,
     ServiceConfigError,
-    listening_socket,
     load_config,
     run_until_stopped,
+    serve_http,
 )
 
 from .chain_client import ChainClient, ChainClientError
@@ -126,13 +125,7 @@ async def run_market(rt: Runtime) -> None:
             except ChainClientError as e:
                 log.warning("market start: %s; again in 1 s", e)
                 await asyncio.sleep(1.0)
-        await runner.setup()
-        await web.SockSite(runner, listening_socket(rt.address, port)).start()
-        unix = rt.setting("socket", str)
-        if unix:
-            if os.path.exists(unix):
-                os.unlink(unix)
-            await web.UnixSite(runner, unix).start()
+        await serve_http(rt, runner, port)
         ticking.append(asyncio.create_task(loop(market.tick, "tick")))
         ticking.append(asyncio.create_task(loop(market.gossip_round, "gossip")))      # a slow peer never holds a tick
         if announcer is not None:
