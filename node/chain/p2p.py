@@ -17,6 +17,12 @@ STALL_S. An `inv` of an unknown block is answered with `getheaders` (headers fir
 `getdata`. Relaying a block is an `inv` of it to every peer; a peer that connects (or reconnects) gets an `inv` of
 the whole mempool after the handshake (what was accepted while it was away would never reach it otherwise).
 
+Silent peers. Every PING_S a peer is pinged; one that has sent nothing at all for SILENT_S since an unanswered ping
+is disconnected (counted `silent_peer`) and the dialling side dials again at once. A TCP connection over a mesh link
+that was cut and healed can sit in retransmission back-off for minutes (the RTO doubles up to 120 s) while a new
+connection would work at once; bitcoind drops such a peer too, after 20 minutes. SILENT_S is far above any pause
+of a descheduled process on a busy machine.
+
 Ban scores (pktlab's numbers; btcd's ban threshold is the same 100). A peer accumulates SCORES[reason] for each
 bad thing it sends; at BAN_THRESHOLD it is disconnected and its address refused for `ban_s` seconds. A bad magic or
 an impossible length end the connection at once (the stream cannot be read on). Every rejection is counted by
@@ -54,7 +60,8 @@ MAX_IN_FLIGHT = 16
 STALL_S = 20.0
 MAX_HEADER_INDEX = 200_000
 HANDSHAKE_S = 10.0
-PING_S = 30.0
+PING_S = 10.0
+SILENT_S = 30.0
 MIN_PROTOCOL = 70001
 
 
@@ -83,6 +90,7 @@ class Peer:
     connected_at: float = 0.0
     ping_nonce: int | None = None
     ping_sent: float = 0.0
+    last_recv: float = 0.0
     rtt_ms: float | None = None
 
     def describe(self) -> dict:
@@ -197,7 +205,8 @@ class P2P:
 
     async def _serve_peer(self, reader, writer, addr: str, port: int, outbound: bool) -> None:
         self._next_id += 1
-        peer = Peer(self._next_id, addr, port, outbound, writer, connected_at=self.clock())
+        now = self.clock()
+        peer = Peer(self._next_id, addr, port, outbound, writer, connected_at=now, last_recv=now)
         self.peers[peer.id] = peer
         frames = M.FrameReader(self.magic)
         self._send(peer, "version", M.Version(self.nonce, self.host.chain.height, timestamp=int(self.clock()),
@@ -213,6 +222,7 @@ class P2P:
                 if not data:
                     break
                 peer.bytes_in += len(data)
+                peer.last_recv = self.clock()
                 frames.feed(data)
                 while peer.id in self.peers:
                     try:
@@ -491,6 +501,11 @@ class P2P:
                         del p.in_flight[h]
                         if h in self.headers:
                             self.headers[h].source = -1
+                if p.ping_nonce is not None and now - p.ping_sent > SILENT_S and now - p.last_recv > SILENT_S:
+                    self.rejections["silent_peer"] += 1
+                    log.info("peer %s: silent for %.0f s, disconnected", p.addr, now - p.last_recv)
+                    self._close(p)
+                    continue
                 if p.handshake and p.ping_nonce is None and now - p.ping_sent > PING_S:
                     p.ping_nonce, p.ping_sent = int.from_bytes(os.urandom(8), "little"), now
                     self._send(p, "ping", M.encode_nonce(p.ping_nonce))

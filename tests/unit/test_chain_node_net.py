@@ -127,6 +127,55 @@ def test_malformed_frames_are_counted_and_the_sender_banned(tmp_path):
         node.close()
 
 
+def test_a_silent_peer_is_disconnected_and_a_live_one_kept(tmp_path, monkeypatch):
+    """A peer that completed the handshake and then sends nothing (a TCP connection stuck in retransmission
+    back-off after a cut) is dropped after SILENT_S, so the dialling side connects again; one that answers the
+    pings stays."""
+    import node.chain.p2p as p2p_module
+    monkeypatch.setattr(p2p_module, "PING_S", 0.2)
+    monkeypatch.setattr(p2p_module, "SILENT_S", 2.0)
+    node = ChainNode("n", PARAMS, tmp_path / "n")
+    port = _free_port("127.0.0.1")
+    node.p2p = P2P(node, PARAMS, listen=("127.0.0.1", port), peers=[])
+
+    async def handshake():
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(M.frame(PARAMS.net_magic, "version", M.Version(12345, 0, timestamp=2_000_000_000).encode()))
+        w.write(M.frame(PARAMS.net_magic, "verack"))
+        await w.drain()
+        return r, w
+
+    async def answer_pings(r, w):
+        frames = M.FrameReader(PARAMS.net_magic)
+        while data := await r.read(65536):
+            frames.feed(data)
+            while (msg := frames.next()) is not None:
+                if msg[0] == "ping":
+                    w.write(M.frame(PARAMS.net_magic, "pong", msg[1]))
+
+    async def go():
+        await node.p2p.start()
+        try:
+            silent = await handshake()
+            await _until(lambda: len(node.p2p.peers) == 1 and all(p.handshake for p in node.p2p.peers.values()))
+            live_r, live_w = await handshake()
+            live = asyncio.create_task(answer_pings(live_r, live_w))
+            await _until(lambda: node.p2p.rejections["silent_peer"] == 1)
+            await asyncio.wait_for(silent[0].read(), 5)                      # what it was sent, then the end:
+            assert silent[0].at_eof()                                        # the silent one was cut off
+            await asyncio.sleep(3)                                           # more than SILENT_S: the live one stays
+            assert node.p2p.rejections["silent_peer"] == 1 and len(node.p2p.peers) == 1
+            live.cancel()
+            for _, w in (silent, (live_r, live_w)):
+                w.close()
+        finally:
+            await node.p2p.stop()
+    try:
+        asyncio.run(go())
+    finally:
+        node.close()
+
+
 @pytest.mark.parametrize("method, path, body, status, code", [
     ("post", "/submitblock", "not json", 400, "bad_json"),
     ("post", "/submitblock", {"blk": "00"}, 400, "missing_field"),
