@@ -35,62 +35,60 @@ async def _until(pred, within: float = 20.0):
         await asyncio.sleep(0.05)
 
 
-def test_two_nodes_sync_headers_first_and_relay_a_new_block(tmp_path):
+@pytest.fixture
+def pair(tmp_path):
+    """Two chain nodes on the loopback that dial each other once their P2P starts (`_connected`)."""
     a = ChainNode("a", PARAMS, tmp_path / "a", clock=lambda: 2_000_000_000)
     b = ChainNode("b", PARAMS, tmp_path / "b", clock=lambda: 2_000_000_000)
-    H.extend(a.chain, 4)
     pa, pb = _free_port("127.0.0.1"), _free_port("127.0.0.2")
     a.p2p = P2P(a, PARAMS, listen=("127.0.0.1", pa), peers=[("127.0.0.2", pb)])
     b.p2p = P2P(b, PARAMS, listen=("127.0.0.2", pb), peers=[("127.0.0.1", pa)])
+    yield a, b
+    a.close()
+    b.close()
 
+
+def _connected(a, b, until):
+    """Start both nodes' P2P, wait for `until()` to hold, stop them."""
     async def go():
         await a.p2p.start()
         await b.p2p.start()
         try:
-            await _until(lambda: b.chain.tip.hash == a.chain.tip.hash)
-            assert b.blocks_by_origin["peer"] == 4
-            blk = H.next_block(a.chain)
-            assert a.process_block(blk.raw, "rpc").status == "accepted"      # relayed to b by inv
-            await _until(lambda: b.chain.tip.hash == blk.hash)
+            await until()
         finally:
             await a.p2p.stop()
             await b.p2p.stop()
-    try:
-        asyncio.run(go())
-        assert b.status()["tip"] == hash_hex(a.chain.tip.hash)
-    finally:
-        a.close()
-        b.close()
+    asyncio.run(go())
 
 
-def test_a_peer_that_connects_later_gets_the_mempool(tmp_path):
+def test_two_nodes_sync_headers_first_and_relay_a_new_block(pair):
+    a, b = pair
+    H.extend(a.chain, 4)
+
+    async def steps():
+        await _until(lambda: b.chain.tip.hash == a.chain.tip.hash)
+        assert b.blocks_by_origin["peer"] == 4
+        blk = H.next_block(a.chain)
+        assert a.process_block(blk.raw, "rpc").status == "accepted"      # relayed to b by inv
+        await _until(lambda: b.chain.tip.hash == blk.hash)
+    _connected(a, b, steps)
+    assert b.status()["tip"] == hash_hex(a.chain.tip.hash)
+
+
+def test_a_peer_that_connects_later_gets_the_mempool(pair):
     """A transaction accepted while the miner was away (restarted, cut off) reaches it when it connects: without
     that it would wait in one node's mempool forever and never be mined."""
     from node.chain.keys import Key
     from node.chain.wallet import Wallet
-    a = ChainNode("a", PARAMS, tmp_path / "a", clock=lambda: 2_000_000_000)
-    b = ChainNode("b", PARAMS, tmp_path / "b", clock=lambda: 2_000_000_000)
+    a, b = pair
     for blk in H.extend(a.chain, 4):                          # both on one chain, as after a restart
         b.process_block(blk.raw, "rpc")
     tx = Wallet(PARAMS, [H.MINER]).send(a.chain, Key.from_seed("alice").p2pkh_script, 1000, fee=500)
     a.accept_tx(tx, "rpc")                                    # no peer yet: announced to nobody
-    pa, pb = _free_port("127.0.0.1"), _free_port("127.0.0.2")
-    a.p2p = P2P(a, PARAMS, listen=("127.0.0.1", pa), peers=[("127.0.0.2", pb)])
-    b.p2p = P2P(b, PARAMS, listen=("127.0.0.2", pb), peers=[("127.0.0.1", pa)])
 
-    async def go():
-        await a.p2p.start()
-        await b.p2p.start()
-        try:
-            await _until(lambda: tx.txid in b.chain.mempool.entries)
-        finally:
-            await a.p2p.stop()
-            await b.p2p.stop()
-    try:
-        asyncio.run(go())
-    finally:
-        a.close()
-        b.close()
+    async def steps():
+        await _until(lambda: tx.txid in b.chain.mempool.entries)
+    _connected(a, b, steps)
 
 
 def test_malformed_frames_are_counted_and_the_sender_banned(tmp_path):
