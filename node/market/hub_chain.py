@@ -19,8 +19,8 @@ close   the transaction for a hub_state (paid P, pending HTLCs h1..hn): input th
         (the receiver takes it with the preimage, the sender from the HTLC's expiry on); capacity - P - pending to
         the sender's P2PKH (left out when zero). scriptSig ``OP_0 <sender sig> <receiver sig> OP_1``.
 refund  capacity to the sender's P2PKH, lock time = the refund height (channel_chain.py's refund).
-claim   an HTLC output of a mined close, spent by the receiver (``<sig> <preimage> OP_1``) or, from its expiry on,
-        by the sender (``<sig> OP_0``, lock time = expiry): amount - fee to the spender's P2PKH. An HTLC settled
+claim   an HTLC output of a mined close, spent as the swap's HTLC is (chain_client.py's claim and refund): by the
+        receiver with the preimage, or from its expiry on by the sender: amount - fee to the spender's P2PKH. An HTLC settled
         on chain costs its taker one fee; one settled off chain (the normal case) costs nothing.
 
 So the close pays exactly what :func:`hub.settle` says: ``paid`` plus every HTLC whose preimage the receiver shows
@@ -49,7 +49,7 @@ from node.chain import script as S
 from node.chain.interpreter import ScriptError, verify_input
 from node.chain.keys import Key
 from node.chain.tx import OutPoint, Transaction, TxOut
-from node.chain.wallet import Wallet, htlc_redeem, htlc_refund, signature, spend_tx, with_script_sig
+from node.chain.wallet import Wallet, signature, spend_tx, with_script_sig
 from node.chain.wire import hash160, hash_from_hex
 
 from .channel import ChannelError
@@ -177,25 +177,11 @@ def refund_tx(terms: HubTerms, key: Key) -> Transaction:
     return with_script_sig(tx, 0, S.push_data(signature(tx, 0, key, terms.script)) + bytes([S.Op.OP_0]))
 
 
-def htlc_outputs(terms: HubTerms, state: HubState, close: Transaction) -> list[tuple[int, object]]:
-    """(output index in the close, HTLC) for each HTLC of the state."""
+def htlc_outpoints(terms: HubTerms, state: HubState, close_txid: str) -> dict[bytes, str]:
+    """{hash: the outpoint of its HTLC output} in the close of ``state`` (txid hex): what a claim spends
+    (ChainClient.claim with the preimage, ChainClient.refund from the expiry on)."""
     first = 1 if state.paid else 0
-    assert close.outputs[first:first + len(state.htlcs)] == tuple(TxOut(h.amount, terms.htlc_script(h))
-                                                                  for h in state.htlcs)
-    return [(first + i, h) for i, h in enumerate(state.htlcs)]
-
-
-def claim_tx(terms: HubTerms, close_txid: bytes, index: int, h, key: Key, fee: int,
-             preimage: bytes | None = None) -> Transaction:
-    """Spend the HTLC output ``index`` of a mined close: the receiver's with the preimage, else the sender's (valid
-    from the HTLC's expiry on)."""
-    if h.amount <= fee:
-        raise ChannelError(f"an HTLC of {h.amount} does not pay the fee {fee} of its claim")
-    out = [TxOut(h.amount - fee, _p2pkh(key.pubkey))]
-    if preimage is not None:
-        return htlc_redeem(spend_tx([OutPoint(close_txid, index)], out), 0, terms.htlc_script(h), key, preimage)
-    return htlc_refund(spend_tx([OutPoint(close_txid, index)], out, lock_time=h.expiry), 0, terms.htlc_script(h),
-                       key)
+    return {h.hash: f"{close_txid}:{first + i}" for i, h in enumerate(state.htlcs)}
 
 
 def close_by(terms: HubTerms) -> int:

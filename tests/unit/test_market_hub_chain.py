@@ -14,8 +14,7 @@ from node.chain.interpreter import ScriptError, verify_input
 from node.chain.keys import Key
 from node.market import hub as hb
 from node.market import hub_chain as hc
-from node.market.chain_client import ChainClient
-from node.market.channel import ChannelError
+from node.market.chain_client import ChainClient, ChainClientError
 from node.market.wire import WireError, sha256
 from tests.unit import chain_helpers as H
 from tests.unit.market_chain_node import ChainNodeProcess
@@ -72,6 +71,25 @@ def _refused(node, tx) -> str:
     return answer["reason"]
 
 
+def _spend(node, how: str, outpoint: str, k: Key, preimage: bytes | None = None) -> str | None:
+    """Claim (with the preimage) or refund an HTLC output as the market does (ChainClient over the node's index);
+    None if the node took it, else its reason for refusing."""
+    async def go():
+        client = ChainClient(node.url, node.params)
+        try:
+            await client.sync()
+            if how == "claim":
+                await client.claim(outpoint, k, preimage, FEE)
+            else:
+                await client.refund(outpoint, k, FEE)
+        except ChainClientError as e:
+            return str(e)
+        finally:
+            await client.close()
+    why = asyncio.run(go())
+    return None if why is None else next(r for r in ("NON_FINAL", "SCRIPT_FAILED", why) if r in why)
+
+
 def _balance(node, k: Key) -> int:
     b = node.rpc(f"/coins?address={k.address}")["balance"]
     return b["spendable"] + b["immature"]
@@ -115,22 +133,17 @@ def test_a_close_with_pending_htlcs_pays_each_side_what_settle_says(node):
     _mine(node)
     assert _balance(node, RECEIVER) == AMOUNT
     assert _balance(node, SENDER) - sender_before == CAPACITY - 6 * AMOUNT
-    (i_claim, h_claim), (i_late, h_late) = hc.htlc_outputs(terms, e.receiver.latest, close)
+    ops = hc.htlc_outpoints(terms, e.receiver.latest, close.txid_hex)
     # the sender cannot take an HTLC output before its expiry; the receiver cannot take one without the preimage
-    early = hc.claim_tx(terms, close.txid, i_claim, h_claim, SENDER, FEE)
-    assert _refused(node, early) == "NON_FINAL"
-    with pytest.raises(ScriptError):
-        verify_input(hc.claim_tx(terms, close.txid, i_late, h_late, RECEIVER, FEE, x_claim), 0,
-                     terms.htlc_script(h_late))
-    claim = hc.claim_tx(terms, close.txid, i_claim, h_claim, RECEIVER, FEE, x_claim)
-    assert _send(node, claim)["txid"] == claim.txid_hex
+    assert _spend(node, "refund", ops[sha256(x_claim)], SENDER) == "NON_FINAL"
+    assert _spend(node, "claim", ops[sha256(x_late)], RECEIVER, x_claim) == "SCRIPT_FAILED"
+    assert _spend(node, "claim", ops[sha256(x_claim)], RECEIVER, x_claim) is None
     _mine(node)
     assert _balance(node, RECEIVER) == AMOUNT + 2 * AMOUNT - FEE
-    late = hc.claim_tx(terms, close.txid, i_late, h_late, SENDER, FEE)
-    while node.chain.height < h_late.expiry:
-        assert _refused(node, late) == "NON_FINAL"
+    while node.chain.height < h + 8:
+        assert _spend(node, "refund", ops[sha256(x_late)], SENDER) == "NON_FINAL"
         _mine(node)
-    assert _send(node, late)["txid"] == late.txid_hex
+    assert _spend(node, "refund", ops[sha256(x_late)], SENDER) is None
     _mine(node)
     # all told: the receiver has paid + the HTLC it showed the preimage of, the sender the rest, less the fees
     assert _balance(node, SENDER) - sender_before == CAPACITY - 3 * AMOUNT - FEE
@@ -168,6 +181,4 @@ def test_a_close_signature_for_another_state_is_refused_and_the_sender_cannot_cl
     own = hc.sign_close(terms, s2, SENDER)
     with pytest.raises(ScriptError):
         verify_input(hc.closed(terms, s2, own, own), 0, terms.script)       # the receiver's signature is needed
-    with pytest.raises(ChannelError):
-        hc.claim_tx(terms, b"\0" * 32, 0, s2.htlcs[0], RECEIVER, AMOUNT)    # a claim must pay its fee
     assert hc.close_by(terms) == 100 - hc.CLOSE_MARGIN
