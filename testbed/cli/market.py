@@ -1,4 +1,5 @@
-"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels`: the run's bandwidth market
+"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|hubs|hub-open|hub-pay|hub-close`:
+the run's bandwidth market
 (testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
@@ -59,10 +60,23 @@ def cmd_market(args):
             if len(args.what) != 2:
                 raise SystemExit("pktlab market stop BUYER CHANNEL")
             data = mesh.market_stop(*args.what)
-        elif args.verb in ("audit", "channels", "issuers"):
+        elif args.verb == "hub-open":
+            if len(args.what) != 2 or args.capacity is None:
+                raise SystemExit("pktlab market hub-open SENDER RECEIVER --capacity UNITS [--refund-blocks N] "
+                                 "[--wait S]")
+            data = mesh.market_hub_open(*args.what, args.capacity, args.refund_blocks, wait=args.wait)
+        elif args.verb == "hub-pay":
+            if len(args.what) != 3 or args.amount is None:
+                raise SystemExit("pktlab market hub-pay PAYER HUB PAYEE --amount UNITS [--hold] [--wait S]")
+            data = mesh.market_hub_pay(*args.what, args.amount, hold=args.hold, wait=args.wait)
+        elif args.verb == "hub-close":
+            if len(args.what) != 2:
+                raise SystemExit("pktlab market hub-close RECEIVER CHANNEL")
+            data = mesh.market_hub_close(*args.what)
+        elif args.verb in ("audit", "channels", "issuers", "hubs"):
             if args.what:
                 raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
-            data = {"audit": mesh.market_audit, "channels": mesh.market_channels,
+            data = {"audit": mesh.market_audit, "channels": mesh.market_channels, "hubs": mesh.market_hub_channels,
                     "issuers": mesh.market_issuers}[args.verb]()
         elif args.verb == "tokens":
             if len(args.what) != 1:
@@ -74,7 +88,7 @@ def cmd_market(args):
             data = mesh.market_status(args.what[0])["swaps"]
     except (MarketViewError, TimedOut) as e:
         raise _fail(e) from None
-    if args.json or args.verb in ("sell", "buy", "open", "stop"):
+    if args.json or args.verb in ("sell", "buy", "open", "stop", "hub-open", "hub-pay", "hub-close"):
         print(json.dumps(data, indent=1))
         return
     if args.verb == "offers":
@@ -93,6 +107,12 @@ def cmd_market(args):
             t.add_row(c["node"], c["role"], c["channel"][:16], c["token"], c["state"], str(c["capacity"]),
                       str(c["unit_price"]), str(c["unit_bytes"]), str(c["delivered"]), str(c["paid_units"]),
                       str(c["paid"]), str(c["exposure"]), c["reason"] or "-")
+    elif args.verb == "hubs":
+        t = Table("node", "role", "hub", "channel", "peer", "state", "capacity", "seq", "paid", "pending",
+                  "pending amount", title="hub channels (HTLC forwarding)")
+        for c in data:
+            t.add_row(c["node"], c["role"], "yes" if c["hub"] else "", c["channel"][:16], c["peer"], c["state"],
+                      str(c["capacity"]), str(c["seq"]), str(c["paid"]), str(c["pending"]), str(c["pending_amount"]))
     elif args.verb == "audit":
         t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
                   title="market audit")
@@ -126,9 +146,14 @@ def register(add) -> None:
                                    "--unit-bytes B (pay-as-you-go over a payment channel: the seller grants the lease "
                                    "while each unit of B bytes it carries is paid, and withdraws it one unit after "
                                    "the payments stop), stop BUYER CHANNEL (stop paying), channels (every channel: "
-                                   "capacity, units delivered, paid, exposure, state)")
+                                   "capacity, units delivered, paid, exposure, state); HTLC forwarding through a hub "
+                                   "(a market with the service setting hub: true): hub-open SENDER RECEIVER "
+                                   "--capacity UNITS (fund a hub channel: payer to hub, or hub to payee), hub-pay "
+                                   "PAYER HUB PAYEE --amount UNITS (the payee's invoice, paid by HTLCs forwarded hop by "
+                                   "hop; the payer adds the hub's fee), hub-close RECEIVER CHANNEL (close on chain "
+                                   "with the latest state), hubs (every hub channel: seq, paid, pending HTLCs)")
     sp.add_argument("verb", choices=("offers", "sell", "buy", "open", "stop", "tokens", "swaps", "issuers", "audit",
-                                     "channels"))
+                                     "channels", "hubs", "hub-open", "hub-pay", "hub-close"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
     sp.add_argument("--price", type=_positive_int, metavar="UNITS",
@@ -141,6 +166,12 @@ def register(add) -> None:
     sp.add_argument("--link", metavar="A--B", help="sell: the lease's link, for a lease the topology does not declare")
     sp.add_argument("--kbps", type=_positive_int, help="sell: the guarantee, for a lease the topology does not declare")
     sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end; open: "
-                                                           "for the seller to grant the lease")
+                                                           "for the seller to grant the lease; hub-open: for the "
+                                                           "receiver to accept; hub-pay: for the payment to end")
+    sp.add_argument("--capacity", type=_positive_int, metavar="UNITS", help="hub-open: what the channel can pay")
+    sp.add_argument("--refund-blocks", type=_positive_int, metavar="N",
+                    help="hub-open: the sender may take everything back N blocks from now (default 60)")
+    sp.add_argument("--amount", type=_positive_int, metavar="UNITS", help="hub-pay: what the payee gets")
+    sp.add_argument("--hold", action="store_true", help="hub-pay: a hold invoice (the payee fulfills it when told)")
     sp.add_argument("--no-measure", action="store_true", help="offers: do not ping the links")
     sp.add_argument("--json", action="store_true")

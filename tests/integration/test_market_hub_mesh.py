@@ -1,0 +1,161 @@
+"""Payments routed through a hub on a real mesh (issue 16 item 4; tests/integration/topologies/hub-small.yaml): h1's
+market runs with the service setting hub; the payer p1 funds a hub channel to h1, h1 one to the payee q1, each on
+the PKT chain; payments are HTLCs forwarded over HTTP between the markets and settled by q1's preimage; forged and
+replayed messages are refused with a counted reason; q1's market is killed (SIGKILL, by the PID the run keeps) with
+an HTLC pending, which is cancelled on both hops at its expiry, and q1's restarted market takes the cancel; the
+receivers close on chain: q1 gets exactly what was paid to it, p1 the rest of its capacity, and the hub earns its
+fees less its chain fees, never less than nothing. Needs root.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.market.hub_chain import HubChainState
+from testbed import market_view, services
+from testbed.market_view import MarketViewError
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+              pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "hub-small.yaml"))]
+
+PKT = 1 << 30
+FEE, HUB_FEE = 10_000, 10_000           # the markets' chain fee (their default) and the hub's fee per payment
+AMOUNT = PKT // 100
+CAP_IN, CAP_OUT = 10 * AMOUNT, 8 * AMOUNT
+PAYMENTS = 4
+
+
+def _market_up(mesh, node):
+    def answers():
+        try:
+            return mesh.market_status(node)
+        except (MarketViewError, OSError):
+            return None
+    return mesh.wait_until(answers, 60, f"the market of {node} answers")
+
+
+def _start_market(mesh, node, settings=None):
+    cfg_path = Path(mesh.run.path("nodes", node, "issuer.json"))
+    if settings:
+        cfg = json.loads(cfg_path.read_text())
+        cfg["settings"].update(settings)
+        cfg_path.write_text(json.dumps(cfg))
+    services.status_file(mesh.run, node, "issuer").unlink(missing_ok=True)
+    mesh.start_service(node, "issuer")
+    _market_up(mesh, node)
+
+
+def _total(mesh, node):
+    b = mesh.wallet(node)["balance"]
+    return b["spendable"] + b["immature"]
+
+
+def test_payments_through_a_hub_settle_fail_at_expiry_when_the_payee_dies_and_close_on_chain(mesh):
+    for n in ("p1", "h1", "q1"):
+        _market_up(mesh, n)
+    mesh.stop_service("h1", "issuer")
+    _start_market(mesh, "h1", {"hub": True, "hub_fee": HUB_FEE})
+    assert mesh.market_status("h1")["hub"]["hub"] is True
+
+    # the hub's funds come from the payer's mining, so the hub's wallet moves only by its channels from here
+    mesh.wait_until(lambda: mesh.wallet("p1")["balance"]["spendable"] >= CAP_IN + PKT // 4, 90,
+                    "the block miner p1 has mature coins")
+    mesh.send("p1", "h1", (CAP_OUT + 3 * FEE) / PKT, FEE / PKT)
+    mesh.wait_until(lambda: mesh.wallet("h1")["balance"]["spendable"] >= CAP_OUT + 2 * FEE, 30, "h1 is funded")
+    hub_before = _total(mesh, "h1")
+
+    cin = mesh.market_hub_open("p1", "h1", CAP_IN, wait=30)["channel"]
+    cout = mesh.market_hub_open("h1", "q1", CAP_OUT, wait=30)["channel"]
+
+    paid = [mesh.market_hub_pay("p1", "h1", "q1", AMOUNT, wait=30) for _ in range(PAYMENTS)]
+    assert [p["state"] for p in paid] == ["settled"] * PAYMENTS, paid
+    views = {(n, c): mesh.market_hub_channel(n, c) for n, c in (("p1", cin), ("h1", cin), ("h1", cout), ("q1", cout))}
+    assert {k: (v["paid"], v["pending"]) for k, v in views.items()} == {
+        ("p1", cin): (PAYMENTS * (AMOUNT + HUB_FEE), 0), ("h1", cin): (PAYMENTS * (AMOUNT + HUB_FEE), 0),
+        ("h1", cout): (PAYMENTS * AMOUNT, 0), ("q1", cout): (PAYMENTS * AMOUNT, 0)}, views
+
+    # forged and replayed messages, over HTTP to the hub's market: refused, counted, nothing changes
+    st = mesh.market_hub_channel("h1", cin)
+    latest = market_view.rpc(mesh.run, mesh.topo, "h1", "/status")["hub"]
+    replay = _last_state_from(mesh, "h1", cin)
+    tampered = HubChainState.decode(replay)
+    tampered = HubChainState(tampered.channel, tampered.sender, tampered.seq + 1, tampered.paid + AMOUNT,
+                             tampered.htlcs, tampered.sig, tampered.close_sig).encode()
+    for data, code in ((replay, "replayed"), (tampered, "bad_close_sig"), (b'{"v":1,"type":"nope"}', "malformed")):
+        got = _post(mesh, "q1", "h1", "/hub_msg", data)
+        assert got["error"] == code, got
+    after = market_view.rpc(mesh.run, mesh.topo, "h1", "/status")["hub"]
+    for code in ("replayed", "bad_close_sig", "malformed"):
+        assert after["rejected"].get(code, 0) == latest["rejected"].get(code, 0) + 1, after
+    assert mesh.market_hub_channel("h1", cin) == st
+
+    # the fault: q1 holds a payment (a hold invoice) and its market is killed; at the outgoing HTLC's expiry the
+    # hub cancels it and fails the incoming one back; q1's restarted market takes the cancel
+    held = mesh.market_hub_pay("p1", "h1", "q1", AMOUNT, hold=True)
+    mesh.wait_until(lambda: mesh.market_hub_channel("q1", cout)["pending"] == 1, 30, "q1 holds the HTLC")
+    mesh.stop_service("q1", "issuer", sig=signal.SIGKILL)
+    failed = mesh.wait_until(lambda: (p := mesh.market_hub_payment("p1", held["hash"]))["state"] != "pending" and p,
+                             90, "the held payment ended at p1")
+    assert (failed["state"], failed["reason"]) == ("failed", "expired"), failed
+    assert mesh.market_hub_channel("h1", cout)["pending"] == mesh.market_hub_channel("h1", cin)["pending"] == 0
+    assert mesh.market_status("h1")["hub"]["outbox"][market_view.market_url(mesh.run, "q1")] == 1
+    _start_market(mesh, "q1")
+    mesh.wait_until(lambda: mesh.market_hub_channel("q1", cout)["pending"] == 0, 30, "q1 took the cancel")
+
+    # the receivers close on chain: exactly what was paid, the hub never loses
+    mesh.market_hub_close("q1", cout)
+    mesh.market_hub_close("h1", cin)
+
+    def closed():
+        v = {(n, c): mesh.market_hub_channel(n, c) for n, c in (("p1", cin), ("h1", cin), ("h1", cout),
+                                                                ("q1", cout))}
+        return v if {x["state"] for x in v.values()} == {"closed"} else None
+    v = mesh.wait_until(closed, 40, "both hub channels closed on chain, seen by both ends")
+    t_in, t_out = v[("h1", cin)]["close_txid"], v[("h1", cout)]["close_txid"]
+    assert v[("p1", cin)]["close_txid"] == t_in and v[("q1", cout)]["close_txid"] == t_out
+
+    def outputs(node, txid):
+        return [c["value"] for c in mesh.coins(node) if c["txid"] == txid]
+    assert outputs("q1", t_out) == [PAYMENTS * AMOUNT]
+    assert outputs("h1", t_out) == [CAP_OUT - PAYMENTS * AMOUNT]
+    assert outputs("h1", t_in) == [PAYMENTS * (AMOUNT + HUB_FEE)]
+    assert outputs("p1", t_in) == [CAP_IN - PAYMENTS * (AMOUNT + HUB_FEE)]
+    gain = _total(mesh, "h1") - hub_before
+    assert gain == PAYMENTS * HUB_FEE - 2 * FEE >= 0        # its fees less its funding's fee and its close's fee
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    got = subprocess.run([sys.executable, "-m", "testbed.cli", "market", "hubs", "--run", mesh.run.name, "--json"],
+                         capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert {(c["node"], c["role"], c["hub"], c["state"], c["paid"]) for c in json.loads(got.stdout)} == {
+        ("p1", "sender", False, "closed", PAYMENTS * (AMOUNT + HUB_FEE)),
+        ("h1", "receiver", True, "closed", PAYMENTS * (AMOUNT + HUB_FEE)),
+        ("h1", "sender", True, "closed", PAYMENTS * AMOUNT), ("q1", "receiver", False, "closed", PAYMENTS * AMOUNT)}
+
+
+def _last_state_from(mesh, hub, channel):
+    """The last hub_chain_state the hub's market accepted on the channel, from its journal (what the payer sent and
+    an eavesdropper on the link saw)."""
+    path = Path(mesh.run.path("nodes", hub, "market", "hubs.jsonl"))
+    msgs = [r["data"] for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "msg"]
+    return next(m for m in reversed(msgs) if json.loads(m)["type"] == "hub_chain_state"
+                and json.loads(m)["channel"] == channel).encode()
+
+
+def _post(mesh, from_node, to_node, path, data):
+    """POST data to a market's API from another node's namespace, over the mesh."""
+    from testbed.backends import exec_in
+    url = market_view.market_url(mesh.run, to_node) + path
+    code = ("import sys, urllib.request, urllib.error\n"
+            "req = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST')\n"
+            "try:\n    r = urllib.request.urlopen(req, timeout=10); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n    print(e.read().decode())\n")
+    p = exec_in(mesh.run, from_node, [sys.executable, "-c", code, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+    out, err = p.communicate(data, timeout=30)
+    assert p.returncode == 0, err
+    return json.loads(out)
