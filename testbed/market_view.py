@@ -182,13 +182,16 @@ def hub_channel(run, topo, node: str, channel_id: str) -> dict:
     return rpc(run, topo, node, f"/hub_channels/{channel_id}")
 
 
-def hub_pay(run, topo, payer: str, hub: str, payee: str, amount: int, hold: bool = False) -> dict:
+def hub_pay(run, topo, payer: str, hub: str, payee: str, amount: int, hold: bool = False,
+            expiry_blocks: int | None = None) -> dict:
     """The payee's market draws an invoice for `amount`; the payer's pays it through the hub, adding the hub's
     fee: the payment as the payer has it (hash, state pending)."""
     fee = rpc(run, topo, hub, "/hub")["fee"]
     inv = rpc(run, topo, payee, "/invoices", {"amount": amount, "hold": hold})
-    return rpc(run, topo, payer, "/hub_pay", {"hub": market_url(run, hub), "to": inv["key"], "hash": inv["hash"],
-                                              "amount": amount + fee})
+    body = {"hub": market_url(run, hub), "to": inv["key"], "hash": inv["hash"], "amount": amount + fee}
+    if expiry_blocks is not None:
+        body["expiry_blocks"] = expiry_blocks
+    return rpc(run, topo, payer, "/hub_pay", body)
 
 
 def hub_payment(run, topo, payer: str, hash_hex: str) -> dict:

@@ -468,10 +468,11 @@ class Mesh:
         return self.wait_until(opened, wait, f"hub channel {cid[:8]} from {sender} to {receiver} open")
 
     def market_hub_pay(self, payer: str, hub: str, payee: str, amount: int, hold: bool = False,
-                       wait: float | None = None) -> dict:
+                       expiry_blocks: int | None = None, wait: float | None = None) -> dict:
         """Pay `amount` to the payee through the hub (an invoice of the payee's, an HTLC on each hop; the payer
-        adds the hub's fee). With `wait`, until it settled or failed (not for a hold invoice the payee keeps)."""
-        p = market_view.hub_pay(self.run, self.topo, payer, hub, payee, amount, hold)
+        adds the hub's fee; its HTLC expires `expiry_blocks` from now, default hubs.DEFAULT_EXPIRY). With `wait`,
+        until it settled or failed (not for a hold invoice the payee keeps)."""
+        p = market_view.hub_pay(self.run, self.topo, payer, hub, payee, amount, hold, expiry_blocks)
         if wait is None:
             return p
         return self.wait_until(lambda: (x := market_view.hub_payment(self.run, self.topo, payer, p["hash"]))

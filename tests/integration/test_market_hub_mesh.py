@@ -4,7 +4,8 @@ the PKT chain; payments are HTLCs forwarded over HTTP between the markets and se
 replayed messages are refused with a counted reason; q1's market is killed (SIGKILL, by the PID the run keeps) with
 an HTLC pending, which is cancelled on both hops at its expiry, and q1's restarted market takes the cancel; the
 receivers close on chain: q1 gets exactly what was paid to it, p1 the rest of its capacity, and the hub earns its
-fees less its chain fees, never less than nothing. Needs root.
+fees less its chain fees, never less than nothing. About 150 s (mesh up 40 s; the held HTLC's expiry is 8
+blocks of 2 s); tests/unit/test_market_hubs.py is the CI-sized one (three markets, a chain node, ~20 s). Needs root.
 """
 import json
 import os
@@ -19,7 +20,7 @@ from node.market.hub_chain import HubChainState
 from testbed import market_view, services
 from testbed.market_view import MarketViewError
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "hub-small.yaml"))]
 
 PKT = 1 << 30
@@ -27,6 +28,7 @@ FEE, HUB_FEE = 10_000, 10_000           # the markets' chain fee (their default)
 AMOUNT = PKT // 100
 CAP_IN, CAP_OUT = 10 * AMOUNT, 8 * AMOUNT
 PAYMENTS = 4
+EXPIRY = 14              # blocks to the held HTLC's expiry at p1 (the least the hub forwards, 2 x 6, and a block for lag)
 
 
 def _market_up(mesh, node):
@@ -101,7 +103,7 @@ def test_payments_through_a_hub_settle_fail_at_expiry_when_the_payee_dies_and_cl
 
     # the fault: q1 holds a payment (a hold invoice) and its market is killed; at the outgoing HTLC's expiry the
     # hub cancels it and fails the incoming one back; q1's restarted market takes the cancel
-    held = mesh.market_hub_pay("p1", "h1", "q1", AMOUNT, hold=True)
+    held = mesh.market_hub_pay("p1", "h1", "q1", AMOUNT, hold=True, expiry_blocks=EXPIRY)
     mesh.wait_until(lambda: mesh.market_hub_channel("q1", cout)["pending"] == 1, 30, "q1 holds the HTLC")
     mesh.stop_service("q1", "issuer", sig=signal.SIGKILL)
     try:
