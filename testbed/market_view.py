@@ -147,9 +147,11 @@ def market_url(run, node: str) -> str:
 
 
 def open_channel(run, topo, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
-                 unit_price: int | None = None) -> dict:
-    """Start buying `token` pay-as-you-go: {"channel": id, ...}."""
+                 unit_price: int | None = None, via: str | None = None) -> dict:
+    """Start buying `token` pay-as-you-go (through the hub market `via`, if given): {"channel": id, ...}."""
     body = {"url": market_url(run, seller), "token": token, "units": units, "unit_bytes": unit_bytes}
+    if via is not None:
+        body["via"] = market_url(run, via)
     if unit_price is not None:
         body["unit_price"] = unit_price
     answer = rpc(run, topo, buyer, "/channels", body)

@@ -432,11 +432,14 @@ class Mesh:
             self.agent(owner).call("routes_refresh")
 
     def market_open(self, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
-                    unit_price: int | None = None, wait: float | None = None) -> dict:
+                    unit_price: int | None = None, wait: float | None = None, via: str | None = None) -> dict:
         """Buy `token` pay-as-you-go over a payment channel (node/market/channels.py): `units` units of `unit_bytes`
         bytes at `unit_price` (default: the seller's least). With `wait`, until the seller granted the lease (and
-        the route servers know); the buyer's view of the channel."""
-        started = market_view.open_channel(self.run, self.topo, buyer, seller, token, units, unit_bytes, unit_price)
+        the route servers know); the buyer's view of the channel. With `via` (a hub market's node, to which the
+        buyer has an open hub channel and which has one to the seller), each unit is paid through that hub
+        instead (node/market/hubs.py)."""
+        started = market_view.open_channel(self.run, self.topo, buyer, seller, token, units, unit_bytes, unit_price,
+                                           via)
         if wait is None:
             return started
         cid = started["channel"]

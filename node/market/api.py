@@ -14,12 +14,15 @@ the node's run directory for the host (`pktlab market ...`).
     POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
                                       now: -> {"offer": ...}
     GET  /swaps/ID                    a swap's phase and outcome (completed | refunded | null while running)
-    POST /channels {"url", "token", "units", "unit_bytes", "unit_price" (optional: the seller's least)}
-                                      buy pay-as-you-go: fund a channel to that seller -> {"channel": ID}
+    POST /channels {"url", "token", "units", "unit_bytes", "unit_price" (optional: the seller's least), "via"
+                    (optional: a hub's URL)}
+                                      buy pay-as-you-go: fund a channel to that seller (or pay each unit through
+                                      the hub we have a hub channel to) -> {"channel": ID}
     POST /channels/ID/stop            (the buyer) stop paying: the seller withdraws the lease and closes
     GET  /channels                    every channel we pay or are paid in (channels.py's view)
     GET  /channels/ID                 one channel: state, capacity, units delivered, paid, exposure
     POST /channel_open {"open", "payer_pk", "fee", "token", "funding_tx"}   a buyer's market opens a channel to us
+                       ({"open", "token", "via"}: one paid through the hub at URL via)
     POST /channel_pay  <message>      a channel_chain_pay for a channel that pays us -> the channel's view
     GET  /hub                         whether we route (the hub setting), our fee and margin, keys, our payments
     POST /hub_channels {"url", "capacity", "refund_blocks"?}   fund a hub channel to that market -> {"channel"}
@@ -147,15 +150,17 @@ def make_app(market: MarketNode) -> web.Application:
     async def channel_new(request):
         req = await json_body(request)
         if not isinstance(req, dict) or not {"url", "token", "units", "unit_bytes"} <= set(req) \
-                or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price"}:
-            raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?}')
+                or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price", "via"}:
+            raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?, "via"?}')
+        if "via" in req and (not isinstance(req["via"], str) or not req["via"].startswith("http://")):
+            raise MarketError("bad_field", "via: the hub market's http:// URL")
         if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
             raise MarketError("bad_field", "url: the seller market's http:// URL")
         if not isinstance(req["token"], str) or not req["token"]:
             raise MarketError("bad_field", "token: a token name")
         price = whole(req, "unit_price") if "unit_price" in req else None
         cid = await market.channels.open(req["url"], req["token"], whole(req, "units"), whole(req, "unit_bytes"),
-                                         price)
+                                         price, req.get("via"))
         return web.json_response({"channel": cid})
 
     def channel_id(request) -> str:

@@ -176,6 +176,20 @@ class HubChannels:
         self.channels[c.id] = c
         return c
 
+    def sender_channel(self, url: str) -> HubOpen | None:
+        """The terms of our open hub channel to the market at ``url`` (what a lease paid through it names)."""
+        return next((c.terms.open for c in self.channels.values()
+                     if c.role == "sender" and c.url == url.rstrip("/") and c.state == OPEN), None)
+
+    def paid_by(self, url: str) -> bool:
+        """Whether the market at ``url`` has an open hub channel to us."""
+        return any(c.role == "receiver" and c.url == url.rstrip("/") and c.state == OPEN
+                   for c in self.channels.values())
+
+    def fulfilled(self, hash: bytes) -> bool:
+        """Whether we fulfilled an HTLC of that hash (the payer can no longer take it back)."""
+        return any(hash in end.preimages for end in self.receiving.values())
+
     def end(self, c: _HubChannel):
         """hub.py's end of the channel: ours, or the hub's."""
         if self.hub is None:

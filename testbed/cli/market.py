@@ -52,10 +52,11 @@ def cmd_market(args):
         elif args.verb == "open":
             if len(args.what) != 3 or args.units is None or args.unit_bytes is None:
                 raise SystemExit("pktlab market open BUYER SELLER TOKEN --units N --unit-bytes B [--price UNITS] "
-                                 "[--wait S]")
+                                 "[--via HUB] [--wait S]")
             if args.wait is not None and not 0 < args.wait < 1e6:
                 raise SystemExit("pktlab market open: --wait: seconds > 0")
-            data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait)
+            data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait,
+                                    via=args.via)
         elif args.verb == "stop":
             if len(args.what) != 2:
                 raise SystemExit("pktlab market stop BUYER CHANNEL")
@@ -145,7 +146,8 @@ def register(add) -> None:
                                    "carried vs paid per lease), open BUYER SELLER TOKEN --units N "
                                    "--unit-bytes B (pay-as-you-go over a payment channel: the seller grants the lease "
                                    "while each unit of B bytes it carries is paid, and withdraws it one unit after "
-                                   "the payments stop), stop BUYER CHANNEL (stop paying), channels (every channel: "
+                                   "the payments stop; --via HUB pays each unit through that hub instead of a channel "
+                                   "of its own), stop BUYER CHANNEL (stop paying), channels (every channel: "
                                    "capacity, units delivered, paid, exposure, state); HTLC forwarding through a hub "
                                    "(a market with the service setting hub: true): hub-open SENDER RECEIVER "
                                    "--capacity UNITS (fund a hub channel: payer to hub, or hub to payee), hub-pay "
@@ -168,6 +170,8 @@ def register(add) -> None:
     sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end; open: "
                                                            "for the seller to grant the lease; hub-open: for the "
                                                            "receiver to accept; hub-pay: for the payment to end")
+    sp.add_argument("--via", metavar="HUB", help="open: pay each unit through this hub market (the buyer needs an "
+                                                 "open hub channel to it, and it one to the seller: hub-open)")
     sp.add_argument("--capacity", type=_positive_int, metavar="UNITS", help="hub-open: what the channel can pay")
     sp.add_argument("--refund-blocks", type=_positive_int, metavar="N",
                     help="hub-open: the sender may take everything back N blocks from now (default 60)")

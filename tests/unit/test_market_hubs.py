@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 
 import pytest
 
@@ -16,7 +17,10 @@ from node.market import hub as hb
 from node.market.hub_chain import HubChainState, chain_state
 from node.market.market_node import MarketError
 from tests.unit import chain_helpers as H
-from tests.unit.test_market_channels import Market, _coin, _ticks, chain  # noqa: F401  (chain: the fixture)
+from node.market.channels import holder_key
+from tests.unit.market_fakes import FakeLeases
+from tests.unit.test_market_channels import (  # noqa: F401  (chain: the fixture)
+    OFFER, SELLER_WALLET, UNIT, UNIT_PRICE, Market, _coin, _ticks, chain)
 
 FEE, HUB_FEE, AMOUNT = 10_000, 2_000, 1_000_000
 CAP_IN, CAP_OUT = 20 * AMOUNT, 10 * AMOUNT
@@ -160,3 +164,53 @@ def test_bad_hub_requests_are_refused_by_reason(chain, tmp_path, path, body, cod
             await m.stop()
     status, answer = asyncio.run(run())
     assert (status, answer["error"]) == (400, code), answer
+
+
+def test_a_lease_paid_by_the_unit_through_the_hub_is_withdrawn_one_unit_after_the_buyer_stops(chain, tmp_path):
+    """channels.py's pay-as-you-go lease with each unit paid through the hub (open ... via): the seller grants the
+    lease, draws an invoice per unit it delivers, counts a unit paid once it fulfilled that invoice's HTLC, and
+    withdraws the lease one unit after the payments stop."""
+    async def run():
+        devices = FakeLeases(["lease1"])
+        chain.mine(1, payout=HUB_WALLET.p2pkh_script)
+        chain.mine(3)
+        buyer = await Market(tmp_path, "b1", chain, H.MINER).start()
+        hub = await Market(tmp_path, "h1", chain, HUB_WALLET, hub=True, hub_fee=HUB_FEE).start()
+        seller = await Market(tmp_path, "s1", chain, SELLER_WALLET, devices, [OFFER]).start()
+        try:
+            await buyer.node.hubs.open(hub.url, 10 * (UNIT_PRICE + HUB_FEE), 60)
+            cout = await hub.node.hubs.open(seller.url, 10 * UNIT_PRICE, 60)
+            chain.mine(1)
+            await _ticks(buyer, hub, seller, n=2)
+            cid = await buyer.node.channels.open(seller.url, OFFER["token"], 6, UNIT, via=hub.url)
+            await _ticks(buyer, hub, seller, n=4)
+            s = seller.node.channels.status(cid)
+            assert (s["state"], s["via"], s["delivered"], s["paid_units"], s["invoices"]) == \
+                ("open", hub.url, 1, 1, []), s
+            assert devices.grants == [("lease1", holder_key(buyer.node.key), seller.node.offer(OFFER["token"])
+                                       ["end"])]
+            for n in range(2, 4):
+                devices.carry("lease1", UNIT)
+                await _ticks(seller, buyer, hub, seller, buyer, hub, seller)
+                s = seller.node.channels.status(cid)
+                assert (s["delivered"], s["paid_units"], s["violations"]) == (n, n, 0), s
+            b = buyer.node.channels.status(cid)
+            assert (b["paid_units"], b["paid"]) == (3, 3 * UNIT_PRICE), b
+            assert hub.node.hubs.status(cout)["paid"] == 3 * UNIT_PRICE
+            buyer.node.channels.stop(cid)
+            devices.carry("lease1", UNIT)
+            await _ticks(seller, buyer, hub, seller, buyer, hub, seller)
+            s = seller.node.channels.status(cid)
+            assert (s["delivered"], s["paid_units"], s["state"]) == (4, 3, "open"), s       # one unit owed
+            devices.carry("lease1", UNIT)
+            await _ticks(seller, buyer, hub, seller)
+            s = seller.node.channels.status(cid)
+            assert (s["state"], s["reason"], s["paid_units"], s["violations"]) == ("closed", "buyer_behind", 3, 0), s
+            assert devices.grants[-1][2] <= time.time()                         # withdrawn: the free tier again
+            await _ticks(buyer)
+            assert buyer.node.channels.status(cid)["state"] == "closed"
+            assert hub.node.hubs.status(cout)["paid"] == 3 * UNIT_PRICE       # what the seller's hub channel holds
+        finally:
+            for m in (buyer, hub, seller):
+                await m.stop()
+    asyncio.run(run())
