@@ -256,12 +256,13 @@ class Channels:
         for h in answer["invoices"]:
             if c.stopped or h in c.paid_hashes:
                 continue
-            self._journal({"kind": "pay_via", "channel": c.id, "hash": h})
-            c.paid_hashes.add(h)
-            try:
+            try:        # (paid again after a restart that lost our record: the hub refuses it, duplicate_hash)
                 self.m.hubs.pay(c.via, c.terms.open.payee, bytes.fromhex(h), c.terms.open.unit_price + c.hub_fee)
             except MarketError as e:
-                self.counters[f"buyer_via_{e.code}"] += 1
+                self.counters[f"buyer_via_{e.code}"] += 1       # again on the next tick
+                continue
+            self._journal({"kind": "pay_via", "channel": c.id, "hash": h})
+            c.paid_hashes.add(h)
 
     def _paid_via(self, c: _Channel) -> int:
         """What the buyer paid through the hub: its settled payments of this channel's invoices."""

@@ -28,6 +28,8 @@ FEE, HUB_FEE = 10_000, 10_000           # the markets' chain fee (their default)
 AMOUNT = PKT // 100
 CAP_IN, CAP_OUT = 10 * AMOUNT, 8 * AMOUNT
 PAYMENTS = 4
+LEASE_TERM_S = 40
+LEASE_PRICE = PKT // 20         # a unit of 1 MiB then costs ~0.007 PKT, within the hub channels' capacities
 EXPIRY = 14              # blocks to the held HTLC's expiry at p1 (the least the hub forwards, 2 x 6, and a block for lag)
 
 
@@ -57,19 +59,7 @@ def _total(mesh, node):
 
 
 def test_payments_through_a_hub_settle_fail_at_expiry_when_the_payee_dies_and_close_on_chain(mesh):
-    for n in ("p1", "h1", "q1"):
-        _market_up(mesh, n)
-    mesh.stop_service("h1", "issuer")
-    _start_market(mesh, "h1", {"hub": True, "hub_fee": HUB_FEE})
-    assert mesh.market_status("h1")["hub"]["hub"] is True
-
-    # the hub's funds come from the payer's mining, so the hub's wallet moves only by its channels from here
-    mesh.wait_until(lambda: mesh.wallet("p1")["balance"]["spendable"] >= CAP_IN + PKT // 4, 90,
-                    "the block miner p1 has mature coins")
-    mesh.send("p1", "h1", (CAP_OUT + 3 * FEE) / PKT, FEE / PKT)
-    mesh.wait_until(lambda: mesh.wallet("h1")["balance"]["spendable"] >= CAP_OUT + 2 * FEE, 30, "h1 is funded")
-    hub_before = _total(mesh, "h1")
-
+    hub_before = _hub_up(mesh)
     cin = mesh.market_hub_open("p1", "h1", CAP_IN, wait=30)["channel"]
     cout = mesh.market_hub_open("h1", "q1", CAP_OUT, wait=30)["channel"]
 
@@ -151,6 +141,53 @@ def test_payments_through_a_hub_settle_fail_at_expiry_when_the_payee_dies_and_cl
         ("p1", "sender", False, "closed", PAYMENTS * (AMOUNT + HUB_FEE)),
         ("h1", "receiver", True, "closed", PAYMENTS * (AMOUNT + HUB_FEE)),
         ("h1", "sender", True, "closed", PAYMENTS * AMOUNT), ("q1", "receiver", False, "closed", PAYMENTS * AMOUNT)}
+
+
+def test_a_lease_paid_by_the_unit_through_the_hub_is_granted_and_withdrawn_at_its_end(mesh):
+    """`pktlab market open ... --via HUB` (Mesh.market_open(via=)): p1 buys q1's lease "up" on p1--q1 pay-as-you-go,
+    each unit paid through h1; q1's market grants the lease to p1 at both ends as for a direct channel, counts
+    unit 1 paid once it fulfilled its invoice's HTLC, and withdraws the lease at the end of the term."""
+    _hub_up(mesh)
+    mesh.market_hub_open("p1", "h1", CAP_IN, wait=30)
+    cout = mesh.market_hub_open("h1", "q1", CAP_OUT, wait=30)["channel"]
+    offer = mesh.market_sell("q1", "up", LEASE_PRICE, LEASE_TERM_S)
+    c = mesh.market_open("p1", "q1", offer["token"], 4, 1 << 20, via="h1", wait=30)
+    assert (c["state"], c["via"], c["lease"]) == ("open", market_view.market_url(mesh.run, "h1"), "up"), c
+    unit_price, cid = c["unit_price"], c["channel"]
+    p1_key = mesh.identity("p1").pubkey_text
+    for n in ("p1", "q1"):
+        lease = _up_lease(mesh, n)
+        assert (lease["holder"], lease["expired"]) == (p1_key, False), lease
+    s = mesh.wait_until(lambda: (x := mesh.market_channel("q1", cid))["paid_units"] == 1 and x, 30,
+                        "unit 1 paid through the hub")
+    assert (s["delivered"], s["invoices"], s["violations"]) == (1, [], 0), s
+    mesh.wait_until(lambda: mesh.market_hub_channel("q1", cout)["paid"] == unit_price, 10, "q1's hub channel paid")
+    s = mesh.wait_until(lambda: (x := mesh.market_channel("q1", cid))["state"] == "closed" and x, LEASE_TERM_S + 30,
+                        "the lease withdrawn at the term's end")
+    assert (s["reason"], s["paid_units"], s["violations"]) == ("term_end", 1, 0), s
+    assert _up_lease(mesh, "p1")["expired"] and _up_lease(mesh, "q1")["expired"]
+    mesh.wait_until(lambda: mesh.market_channel("p1", cid)["state"] == "closed", 10, "p1 saw the withdrawal")
+    assert mesh.market_channel("p1", cid)["paid"] == unit_price
+
+
+def _hub_up(mesh):
+    """h1's market restarted as a hub, and funded by p1 (the block miner): its wallet's total from then on."""
+    for n in ("p1", "h1", "q1"):
+        _market_up(mesh, n)
+    mesh.stop_service("h1", "issuer")
+    _start_market(mesh, "h1", {"hub": True, "hub_fee": HUB_FEE})
+    assert mesh.market_status("h1")["hub"]["hub"] is True
+    # the hub's funds come from the payer's mining, so the hub's wallet moves only by its channels from here
+    mesh.wait_until(lambda: mesh.wallet("p1")["balance"]["spendable"] >= CAP_IN + PKT // 4, 90,
+                    "the block miner p1 has mature coins")
+    mesh.send("p1", "h1", (CAP_OUT + 3 * FEE) / PKT, FEE / PKT)
+    mesh.wait_until(lambda: mesh.wallet("h1")["balance"]["spendable"] >= CAP_OUT + 2 * FEE, 30, "h1 is funded")
+    return _total(mesh, "h1")
+
+
+def _up_lease(mesh, node):
+    links = mesh.agent(node).call("leases")["links"].values()
+    return next(l for link in links for l in link["leases"] if l["id"] == "up")
 
 
 def _last_state_from(mesh, hub, channel):
