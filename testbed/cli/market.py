@@ -103,17 +103,20 @@ def cmd_market(args):
                       str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")), o["source"])
     elif args.verb == "channels":
         t = Table("node", "role", "channel", "token", "state", "capacity", "unit price", "unit bytes", "delivered",
-                  "paid units", "paid", "exposure", "reason", title="payment channels")
+                  "paid units", "paid", "exposure", "via", "reason", title="payment channels")
         for c in data:
             t.add_row(c["node"], c["role"], c["channel"][:16], c["token"], c["state"], str(c["capacity"]),
                       str(c["unit_price"]), str(c["unit_bytes"]), str(c["delivered"]), str(c["paid_units"]),
-                      str(c["paid"]), str(c["exposure"]), c["reason"] or "-")
+                      str(c["paid"]), str(c["exposure"]), c.get("via") or "-", c["reason"] or "-")
+        try:
+            hubs = mesh.market_hub_channels()
+        except MarketViewError as e:
+            raise _fail(e) from None
+        if hubs:                                    # the hub channels below (`hubs` alone, or with --json)
+            out.print(t)
+            t = _hub_table(hubs)
     elif args.verb == "hubs":
-        t = Table("node", "role", "hub", "channel", "peer", "state", "capacity", "seq", "paid", "pending",
-                  "pending amount", title="hub channels (HTLC forwarding)")
-        for c in data:
-            t.add_row(c["node"], c["role"], "yes" if c["hub"] else "", c["channel"][:16], c["peer"], c["state"],
-                      str(c["capacity"]), str(c["seq"]), str(c["paid"]), str(c["pending"]), str(c["pending_amount"]))
+        t = _hub_table(data)
     elif args.verb == "audit":
         t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
                   title="market audit")
@@ -136,6 +139,15 @@ def cmd_market(args):
             t.add_row(s["swap"][:16], s["role"], s["token"], s["phase"], str(s["outcome"] or "-"),
                       str(s["outpoint"] or "-"))
     out.print(t)
+
+
+def _hub_table(rows) -> Table:
+    t = Table("node", "role", "hub", "channel", "peer", "state", "capacity", "seq", "paid", "pending",
+              "pending amount", title="hub channels (HTLC forwarding; hub: the market routes)")
+    for c in rows:
+        t.add_row(c["node"], c["role"], "yes" if c["hub"] else "", c["channel"][:16], c["peer"], c["state"],
+                  str(c["capacity"]), str(c["seq"]), str(c["paid"]), str(c["pending"]), str(c["pending_amount"]))
+    return t
 
 
 def register(add) -> None:

@@ -168,6 +168,11 @@ def test_a_lease_paid_by_the_unit_through_the_hub_is_granted_and_withdrawn_at_it
     assert _up_lease(mesh, "p1")["expired"] and _up_lease(mesh, "q1")["expired"]
     mesh.wait_until(lambda: mesh.market_channel("p1", cid)["state"] == "closed", 10, "p1 saw the withdrawal")
     assert mesh.market_channel("p1", cid)["paid"] == unit_price
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]), COLUMNS="200")
+    got = subprocess.run([sys.executable, "-m", "testbed.cli", "market", "channels", "--run", mesh.run.name],
+                         capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert "payment channels" in got.stdout and "hub channels" in got.stdout, got.stdout
 
 
 def _hub_up(mesh):
