@@ -20,8 +20,8 @@ close   the transaction for a hub_state (paid P, pending HTLCs h1..hn): input th
         the sender's P2PKH (left out when zero). scriptSig ``OP_0 <sender sig> <receiver sig> OP_1``.
 refund  capacity to the sender's P2PKH, lock time = the refund height (channel_chain.py's refund).
 claim   an HTLC output of a mined close, spent as the swap's HTLC is (chain_client.py's claim and refund): by the
-        receiver with the preimage, or from its expiry on by the sender: amount - fee to the spender's P2PKH. An HTLC settled
-        on chain costs its taker one fee; one settled off chain (the normal case) costs nothing.
+        receiver with the preimage, or from its expiry on by the sender: amount - fee to the spender's P2PKH. An
+        HTLC settled on chain costs its taker one fee; one settled off chain (the normal case) costs nothing.
 
 So the close pays exactly what :func:`hub.settle` says: ``paid`` plus every HTLC whose preimage the receiver shows
 below its expiry (a claim mined below the expiry: the sender's spend is not valid before it), the sender the rest.

@@ -19,9 +19,9 @@ again on its next tick); then every message goes to the market of the channel's 
 hub_chain_state (sender -> receiver), htlc_fulfill and htlc_fail (receiver -> sender). Each market keeps an outbox
 per peer URL, sent in order on every tick; a peer that does not answer keeps its messages queued, one that refuses
 a message as ``replayed`` (it had it before we restarted) or ``closed`` has it dropped, counted
-``hub_refused_CODE``; any other refusal (its chain view behind ours) leaves it queued, counted ``hub_retry_CODE``. A message we
-refuse gets 400 with hub.py's reason (``bad_signature``, ``replayed``, ``wrong_hash``, ``bad_close_sig``, ...),
-counted in ``rejected``.
+``hub_refused_CODE``; any other refusal (its chain view behind ours) leaves it queued, counted
+``hub_retry_CODE``. A message we refuse gets 400 with hub.py's reason (``bad_signature``, ``replayed``,
+``wrong_hash``, ``bad_close_sig``, ...), counted in ``rejected``.
 
 On the chain (hub_chain.py): the receiver closes with the latest state when it must (an HTLC it fulfilled is not
 settled CLOSE_WITHIN blocks before its expiry: hub.py's ``due``), CLOSE_MARGIN blocks before the refund height, or
@@ -194,7 +194,8 @@ class HubChannels:
         """hub.py's end of the channel: ours, or the hub's."""
         if self.hub is None:
             return (self.sending if c.role == "sender" else self.receiving)[c.id]
-        return self.hub.outbound[c.terms.open.receiver] if c.role == "sender" else self.hub.inbound[c.terms.open.channel]
+        o = c.terms.open
+        return self.hub.outbound[o.receiver] if c.role == "sender" else self.hub.inbound[o.channel]
 
     # -- opening (the sender) --------------------------------------------------------------------------------------
 

@@ -163,8 +163,8 @@ def register(add) -> None:
                                    "capacity, units delivered, paid, exposure, state); HTLC forwarding through a hub "
                                    "(a market with the service setting hub: true): hub-open SENDER RECEIVER "
                                    "--capacity UNITS (fund a hub channel: payer to hub, or hub to payee), hub-pay "
-                                   "PAYER HUB PAYEE --amount UNITS (the payee's invoice, paid by HTLCs forwarded hop by "
-                                   "hop; the payer adds the hub's fee), hub-close RECEIVER CHANNEL (close on chain "
+                                   "PAYER HUB PAYEE --amount UNITS (the payee's invoice, paid by HTLCs forwarded hop "
+                                   "by hop; the payer adds the hub's fee), hub-close RECEIVER CHANNEL (close on chain "
                                    "with the latest state), hubs (every hub channel: seq, paid, pending HTLCs)")
     sp.add_argument("verb", choices=("offers", "sell", "buy", "open", "stop", "tokens", "swaps", "issuers", "audit",
                                      "channels", "hubs", "hub-open", "hub-pay", "hub-close"))

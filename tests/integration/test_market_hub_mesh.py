@@ -4,8 +4,10 @@ the PKT chain; payments are HTLCs forwarded over HTTP between the markets and se
 replayed messages are refused with a counted reason; q1's market is killed (SIGKILL, by the PID the run keeps) with
 an HTLC pending, which is cancelled on both hops at its expiry, and q1's restarted market takes the cancel; the
 receivers close on chain: q1 gets exactly what was paid to it, p1 the rest of its capacity, and the hub earns its
-fees less its chain fees, never less than nothing. About 150 s (mesh up 40 s; the held HTLC's expiry is 10
-blocks of 2 s; longer on a loaded machine); tests/unit/test_market_hubs.py is the CI-sized one (three markets, a chain node, ~20 s). Needs root.
+fees less its chain fees, never less than nothing. A second test buys q1's lease on p1--q1 pay-as-you-go with
+each unit paid through h1 (open --via). Each test about 100-150 s with its mesh (the held HTLC's expiry is 10 blocks
+of 2 s; longer on a loaded machine), so marked slow; tests/unit/test_market_hubs.py is the CI-sized one (three
+markets and a chain node, ~25 s). Needs root.
 """
 import json
 import os
@@ -20,7 +22,8 @@ from node.market.hub_chain import HubChainState
 from testbed import market_view, services
 from testbed.market_view import MarketViewError
 
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+pytestmark = [pytest.mark.root, pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "hub-small.yaml"))]
 
 PKT = 1 << 30
