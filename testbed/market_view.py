@@ -19,6 +19,10 @@ of each swap of those tokens that the seller saw completed. A token that changed
 shows as underpaid. `issuer_listing` is what each market says of each issuer chain it holds: updates held, and
 whether it refuses the issuer (a discredit proof it verified).
 
+`hub-open`, `hub-pay`, `hub-close`, `hubs` drive the HTLC-forwarding channels of node/market/hubs.py: a market
+funds a hub channel to another, a payer pays a payee's invoice through a hub market (one with the service
+setting ``hub``), the receiver of a channel closes it on chain.
+
 `open` buys a lease pay-as-you-go (node/market/channels.py): the buyer's market funds a payment channel to the
 seller's and opens it; the seller's market grants the lease at both ends of its link itself (its service config
 lists those ends' agents, testbed/services.py), meters the bytes the lease carries there, and withdraws it when
@@ -143,9 +147,11 @@ def market_url(run, node: str) -> str:
 
 
 def open_channel(run, topo, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
-                 unit_price: int | None = None) -> dict:
-    """Start buying `token` pay-as-you-go: {"channel": id, ...}."""
+                 unit_price: int | None = None, via: str | None = None) -> dict:
+    """Start buying `token` pay-as-you-go (through the hub market `via`, if given): {"channel": id, ...}."""
     body = {"url": market_url(run, seller), "token": token, "units": units, "unit_bytes": unit_bytes}
+    if via is not None:
+        body["via"] = market_url(run, via)
     if unit_price is not None:
         body["unit_price"] = unit_price
     answer = rpc(run, topo, buyer, "/channels", body)
@@ -163,6 +169,43 @@ def stop_channel(run, topo, buyer: str, channel_id: str) -> dict:
 def channels(run, topo) -> list[dict]:
     """Every channel of every market of the run (a channel shows once per side), with the node it is at."""
     return [dict(c, node=n) for n in issuers(topo) for c in rpc(run, topo, n, "/channels")["channels"]]
+
+
+def hub_open(run, topo, sender: str, receiver: str, capacity: int, refund_blocks: int | None = None) -> dict:
+    """The sender's market funds a hub channel (node/market/hubs.py) to the receiver's: {"channel": id, ...}."""
+    body = {"url": market_url(run, receiver), "capacity": capacity}
+    if refund_blocks is not None:
+        body["refund_blocks"] = refund_blocks
+    answer = rpc(run, topo, sender, "/hub_channels", body)
+    return {"channel": answer["channel"], "sender": sender, "receiver": receiver, "capacity": capacity}
+
+
+def hub_channel(run, topo, node: str, channel_id: str) -> dict:
+    return rpc(run, topo, node, f"/hub_channels/{channel_id}")
+
+
+def hub_pay(run, topo, payer: str, hub: str, payee: str, amount: int, hold: bool = False,
+            expiry_blocks: int | None = None) -> dict:
+    """The payee's market draws an invoice for `amount`; the payer's pays it through the hub, adding the hub's
+    fee: the payment as the payer has it (hash, state pending)."""
+    fee = rpc(run, topo, hub, "/hub")["fee"]
+    inv = rpc(run, topo, payee, "/invoices", {"amount": amount, "hold": hold})
+    body = {"hub": market_url(run, hub), "to": inv["key"], "hash": inv["hash"], "amount": amount + fee}
+    if expiry_blocks is not None:
+        body["expiry_blocks"] = expiry_blocks
+    return rpc(run, topo, payer, "/hub_pay", body)
+
+
+def hub_payment(run, topo, payer: str, hash_hex: str) -> dict:
+    found = next((p for p in rpc(run, topo, payer, "/hub")["payments"] if p["hash"] == hash_hex), None)
+    if found is None:
+        raise MarketViewError(f"{payer} made no payment {hash_hex[:16]}")
+    return found
+
+
+def hub_channels(run, topo) -> list[dict]:
+    """Every hub channel of every market of the run (once per end), with the node it is at."""
+    return [dict(c, node=n) for n in issuers(topo) for c in rpc(run, topo, n, "/hub_channels")["channels"]]
 
 
 def swap(run, topo, node: str, swap_id: str) -> dict:

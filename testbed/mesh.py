@@ -432,11 +432,14 @@ class Mesh:
             self.agent(owner).call("routes_refresh")
 
     def market_open(self, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
-                    unit_price: int | None = None, wait: float | None = None) -> dict:
+                    unit_price: int | None = None, wait: float | None = None, via: str | None = None) -> dict:
         """Buy `token` pay-as-you-go over a payment channel (node/market/channels.py): `units` units of `unit_bytes`
         bytes at `unit_price` (default: the seller's least). With `wait`, until the seller granted the lease (and
-        the route servers know); the buyer's view of the channel."""
-        started = market_view.open_channel(self.run, self.topo, buyer, seller, token, units, unit_bytes, unit_price)
+        the route servers know); the buyer's view of the channel. With `via` (a hub market's node, to which the
+        buyer has an open hub channel and which has one to the seller), each unit is paid through that hub
+        instead (node/market/hubs.py)."""
+        started = market_view.open_channel(self.run, self.topo, buyer, seller, token, units, unit_bytes, unit_price,
+                                           via)
         if wait is None:
             return started
         cid = started["channel"]
@@ -450,6 +453,47 @@ class Mesh:
         if market_view.declared_lease(self.topo, c["lease"]) is not None:
             self._route_over_lease(c["lease"], self.identity(buyer).pubkey_text)
         return c
+
+    def market_hub_open(self, sender: str, receiver: str, capacity: int, refund_blocks: int | None = None,
+                        wait: float | None = None) -> dict:
+        """Fund a hub channel (node/market/hubs.py) of `capacity` from the sender's market to the receiver's (a hub,
+        or a payee a hub pays). With `wait`, until the receiver accepted it; the sender's view."""
+        started = market_view.hub_open(self.run, self.topo, sender, receiver, capacity, refund_blocks)
+        if wait is None:
+            return started
+        cid = started["channel"]
+
+        def opened():
+            c = market_view.hub_channel(self.run, self.topo, sender, cid)
+            if c["state"] == "refused":
+                raise market_view.MarketViewError(f"{receiver} refused hub channel {cid[:8]}")
+            return c if c["state"] == "open" else None
+        return self.wait_until(opened, wait, f"hub channel {cid[:8]} from {sender} to {receiver} open")
+
+    def market_hub_pay(self, payer: str, hub: str, payee: str, amount: int, hold: bool = False,
+                       expiry_blocks: int | None = None, wait: float | None = None) -> dict:
+        """Pay `amount` to the payee through the hub (an invoice of the payee's, an HTLC on each hop; the payer
+        adds the hub's fee; its HTLC expires `expiry_blocks` from now, default hubs.DEFAULT_EXPIRY). With `wait`,
+        until it settled or failed (not for a hold invoice the payee keeps)."""
+        p = market_view.hub_pay(self.run, self.topo, payer, hub, payee, amount, hold, expiry_blocks)
+        if wait is None:
+            return p
+        return self.wait_until(lambda: (x := market_view.hub_payment(self.run, self.topo, payer, p["hash"]))
+                               ["state"] != "pending" and x, wait, f"payment {p['hash'][:8]} from {payer} ended")
+
+    def market_hub_payment(self, payer: str, hash_hex: str) -> dict:
+        return market_view.hub_payment(self.run, self.topo, payer, hash_hex)
+
+    def market_hub_channel(self, node: str, channel_id: str) -> dict:
+        return market_view.hub_channel(self.run, self.topo, node, channel_id)
+
+    def market_hub_close(self, receiver: str, channel_id: str) -> dict:
+        """The receiver of a hub channel closes it on chain with the latest state."""
+        return market_view.rpc(self.run, self.topo, receiver, f"/hub_channels/{channel_id}/close", {})
+
+    def market_hub_channels(self) -> list[dict]:
+        """Every hub channel of the run's markets, once per end (node, role): seq, paid, pending, state."""
+        return market_view.hub_channels(self.run, self.topo)
 
     def market_stop(self, buyer: str, channel_id: str) -> dict:
         """The buyer stops paying the channel: the seller withdraws the lease and closes the channel on chain."""

@@ -14,13 +14,27 @@ the node's run directory for the host (`pktlab market ...`).
     POST /sell     {"token", "lease", "link", "kbps", "term_s", "price"}   issue a lease token for the term from
                                       now: -> {"offer": ...}
     GET  /swaps/ID                    a swap's phase and outcome (completed | refunded | null while running)
-    POST /channels {"url", "token", "units", "unit_bytes", "unit_price" (optional: the seller's least)}
-                                      buy pay-as-you-go: fund a channel to that seller -> {"channel": ID}
+    POST /channels {"url", "token", "units", "unit_bytes", "unit_price" (optional: the seller's least), "via"
+                    (optional: a hub's URL)}
+                                      buy pay-as-you-go: fund a channel to that seller (or pay each unit through
+                                      the hub we have a hub channel to) -> {"channel": ID}
     POST /channels/ID/stop            (the buyer) stop paying: the seller withdraws the lease and closes
     GET  /channels                    every channel we pay or are paid in (channels.py's view)
     GET  /channels/ID                 one channel: state, capacity, units delivered, paid, exposure
     POST /channel_open {"open", "payer_pk", "fee", "token", "funding_tx"}   a buyer's market opens a channel to us
+                       ({"open", "token", "via"}: one paid through the hub at URL via)
     POST /channel_pay  <message>      a channel_chain_pay for a channel that pays us -> the channel's view
+    GET  /hub                         whether we route (the hub setting), our fee and margin, keys, our payments
+    POST /hub_channels {"url", "capacity", "refund_blocks"?}   fund a hub channel to that market -> {"channel"}
+    GET  /hub_channels                every hub channel we send or receive on (hubs.py's view)
+    GET  /hub_channels/ID             one: state, seq, paid, pending HTLCs
+    POST /hub_channels/ID/close       (the receiver) close it on chain now with the latest state
+    POST /invoices {"amount", "hold"?}   (a payee) draw a preimage -> {"hash", "key", "amount", "hold"}
+    POST /invoices/HASH/release       (a payee) fulfill the HTLC that pays a hold invoice
+    POST /hub_pay {"hub", "to", "hash", "amount", "expiry_blocks"?}   (a payer) pay ``to``'s invoice through the
+                                      hub at URL ``hub`` over our channel to it -> the payment
+    POST /hub_open {"open", "sender_pk", "fee", "funding_tx", "url"}   a market opens a hub channel to us
+    POST /hub_msg  <message>          hub_chain_state, htlc_fulfill or htlc_fail for one of our hub channels
 
 Market messages travel as their wire.py JSON text. A request the market refuses gets 400 {"error": CODE,
 "detail"} (the message rules' codes, or bad_json, bad_field, unknown_swap, busy, ...), counted by code in
@@ -136,15 +150,17 @@ def make_app(market: MarketNode) -> web.Application:
     async def channel_new(request):
         req = await json_body(request)
         if not isinstance(req, dict) or not {"url", "token", "units", "unit_bytes"} <= set(req) \
-                or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price"}:
-            raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?}')
+                or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price", "via"}:
+            raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?, "via"?}')
+        if "via" in req and (not isinstance(req["via"], str) or not req["via"].startswith("http://")):
+            raise MarketError("bad_field", "via: the hub market's http:// URL")
         if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
             raise MarketError("bad_field", "url: the seller market's http:// URL")
         if not isinstance(req["token"], str) or not req["token"]:
             raise MarketError("bad_field", "token: a token name")
         price = whole(req, "unit_price") if "unit_price" in req else None
         cid = await market.channels.open(req["url"], req["token"], whole(req, "units"), whole(req, "unit_bytes"),
-                                         price)
+                                         price, req.get("via"))
         return web.json_response({"channel": cid})
 
     def channel_id(request) -> str:
@@ -164,6 +180,58 @@ def make_app(market: MarketNode) -> web.Application:
 
     async def channel_pay(request):
         return web.json_response(market.channels.on_pay(await body(request)))
+
+    async def hub_info(request):
+        return web.json_response(market.hubs.info())
+
+    async def hub_new(request):
+        req = await json_body(request)
+        if not isinstance(req, dict) or not {"url", "capacity"} <= set(req) \
+                or not set(req) <= {"url", "capacity", "refund_blocks"}:
+            raise MarketError("bad_field", 'expected {"url", "capacity", "refund_blocks"?}')
+        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
+            raise MarketError("bad_field", "url: the other market's http:// URL")
+        blocks = whole(req, "refund_blocks") if "refund_blocks" in req else None
+        return web.json_response({"channel": await market.hubs.open(req["url"], whole(req, "capacity"), blocks)})
+
+    def hub_channel_id(request) -> str:
+        return _hex(request.match_info["id"], "channel id", 16).hex()
+
+    async def hub_list(request):
+        return web.json_response({"channels": market.hubs.list()})
+
+    async def hub_status(request):
+        return web.json_response(market.hubs.status(hub_channel_id(request)))
+
+    async def hub_close(request):
+        return web.json_response(market.hubs.close(hub_channel_id(request)))
+
+    async def invoice(request):
+        req = await json_body(request)
+        if not isinstance(req, dict) or not {"amount"} <= set(req) <= {"amount", "hold"} \
+                or not isinstance(req.get("hold", False), bool):
+            raise MarketError("bad_field", 'expected {"amount", "hold"?: true|false}')
+        return web.json_response(market.hubs.invoice(whole(req, "amount"), req.get("hold", False)))
+
+    async def invoice_release(request):
+        return web.json_response(market.hubs.release(_hex(request.match_info["hash"], "hash", 32)))
+
+    async def hub_pay(request):
+        req = await json_body(request)
+        if not isinstance(req, dict) or not {"hub", "to", "hash", "amount"} <= set(req) \
+                or not set(req) <= {"hub", "to", "hash", "amount", "expiry_blocks"}:
+            raise MarketError("bad_field", 'expected {"hub", "to", "hash", "amount", "expiry_blocks"?}')
+        if not isinstance(req["hub"], str) or not req["hub"].startswith("http://"):
+            raise MarketError("bad_field", "hub: the hub market's http:// URL")
+        extra = {"expiry_blocks": whole(req, "expiry_blocks")} if "expiry_blocks" in req else {}
+        return web.json_response(market.hubs.pay(req["hub"], _hex(req["to"], "to", 32), _hex(req["hash"], "hash", 32),
+                                                 whole(req, "amount"), **extra))
+
+    async def hub_open(request):
+        return web.json_response(market.hubs.on_open(await body(request)))
+
+    async def hub_msg(request):
+        return web.json_response(market.hubs.on_message(await body(request)))
 
     async def swap_status(request):
         return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
@@ -185,4 +253,14 @@ def make_app(market: MarketNode) -> web.Application:
     app.router.add_post("/channels/{id}/stop", channel_stop)
     app.router.add_post("/channel_open", channel_open)
     app.router.add_post("/channel_pay", channel_pay)
+    app.router.add_get("/hub", hub_info)
+    app.router.add_post("/hub_channels", hub_new)
+    app.router.add_get("/hub_channels", hub_list)
+    app.router.add_get("/hub_channels/{id}", hub_status)
+    app.router.add_post("/hub_channels/{id}/close", hub_close)
+    app.router.add_post("/invoices", invoice)
+    app.router.add_post("/invoices/{hash}/release", invoice_release)
+    app.router.add_post("/hub_pay", hub_pay)
+    app.router.add_post("/hub_open", hub_open)
+    app.router.add_post("/hub_msg", hub_msg)
     return app

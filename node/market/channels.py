@@ -27,6 +27,15 @@ HTTP (api.py): the buyer's market sends ``POST /channel_open`` {"open": channel_
 "funding_tx"} (an unconfirmed funding is refused ``unconfirmed``, and the buyer says it again on its next tick),
 ``POST /channel_pay`` <channel_chain_pay>, and reads ``GET /channels/ID`` (the units delivered) on every tick.
 
+Through a hub (``via``, hubs.py): the buyer funds no channel of its own; it needs an open hub channel to a hub
+market that has one to the seller. Its channel_open then names that hub channel's funding and refund height
+(informative: nothing is closed for it), capacity = units x unit_price, and goes as ``POST /channel_open`` {"open",
+"token", "via": the hub's URL}. The seller grants and meters the lease as above, and draws an invoice (hubs.py)
+for each unit it delivers, shown in ``GET /channels/ID`` (``invoices``: the unpaid ones); the buyer pays each
+through the hub (unit_price + the hub's fee), and a unit counts as paid once the seller fulfilled its HTLC. The
+same one-unit exposure and withdrawal rules hold; at the withdrawal there is nothing to close here (the seller's
+money is in its hub channel, which closes on its own).
+
 Persisted in ``<state_dir>/market/channels.jsonl``, each record appended before it is acted on: a buyer's open and
 each payment it signs, a seller's open (with the byte count it meters from), each unit it delivers, each payment
 it accepts and its withdrawal; a restarted market replays them and carries on (chain states are read again).
@@ -121,11 +130,18 @@ class Channels:
                 self._buyer(r)
                 continue
             c = self.channels[r["channel"]] if kind != "sell" else self._seller(r)
+            if kind == "pay_via":
+                c.paid_hashes.add(r["hash"])
+            elif kind == "paid_via":
+                c.payee.channel.paid += c.terms.open.unit_price
+                c.invoices.remove(r["hash"])
             if kind == "pay":
                 c.unsent = c.payer.unit_verified()         # the seller may not have it: say it again
             elif kind == "delivered":
                 while c.payee.channel.delivered < r["n"]:
                     c.payee.channel.sent()
+                if r.get("invoice"):
+                    c.invoices.append(r["invoice"])
             elif kind == "paid":
                 c.payee.receive(r["data"].encode())
             elif kind == "withdrawn":
@@ -142,6 +158,7 @@ class Channels:
         c = _Channel("buyer", self._terms(r), r["token"], r["lease"], OPENING)
         c.payer = ChainPayer(c.terms, self.m.secret, self.m.wallet)
         c.url, c.funding_tx, c.delivered, c.stopped, c.unsent = r["url"], r["funding_tx"], 0, False, None
+        c.via, c.hub_fee, c.invoices, c.paid_hashes = r.get("via"), r.get("hub_fee", 0), [], set()
         self.channels[c.id] = c
         return c
 
@@ -150,6 +167,7 @@ class Channels:
         c.payee = ChainPayee(c.terms, self.m.wallet)
         c.base, c.until, c.metered = r["base"], r["until"], 0
         c.checks, c.violations = 0, 0
+        c.via, c.invoices = r.get("via"), []             # through a hub: the unpaid units' invoices
         self.channels[c.id] = c
         return c
 
@@ -160,9 +178,11 @@ class Channels:
 
     # -- the buyer side ------------------------------------------------------------------------------------------
 
-    async def open(self, url: str, token: str, units: int, unit_bytes: int, unit_price: int | None = None) -> str:
-        """Fund a channel to the seller at ``url`` for ``units`` units of its lease token ``token``; returns the
-        channel id. The open itself goes to the seller on the next ticks (once the funding is mined)."""
+    async def open(self, url: str, token: str, units: int, unit_bytes: int, unit_price: int | None = None,
+                   via: str | None = None) -> str:
+        """Fund a channel to the seller at ``url`` for ``units`` units of its lease token ``token`` (or, ``via`` a
+        hub's URL, pay them through that hub); returns the channel id. The open itself goes to the seller on the
+        next ticks (once the funding is mined)."""
         url = url.rstrip("/")
         answer = await self.m.get(f"{url}/offers")
         offer = next((o for o in answer.get("offers", []) if o["token"] == token), None)
@@ -173,6 +193,8 @@ class Channels:
         unit_price = least if unit_price is None else unit_price
         if unit_price < least:
             raise MarketError("price_too_low", f"the seller takes at least {least} per unit")
+        if via is not None:
+            return await self._open_via(url, via, offer, answer, units, unit_bytes, unit_price)
         height = self.m.chain.index.height()
         if self.refund_blocks is None:
             refund_h = refund_height(height, max(0.0, offer["end"] - self.clock()),
@@ -195,6 +217,59 @@ class Channels:
         self._journal(r)
         return self._buyer(r).id
 
+    async def _open_via(self, url: str, via: str, offer: dict, answer: dict, units: int, unit_bytes: int,
+                        unit_price: int) -> str:
+        via = via.rstrip("/")
+        hub = self.m.hubs.sender_channel(via)
+        if hub is None:
+            raise MarketError("no_channel", f"no open hub channel of ours to {via}")
+        hub_fee = (await self.m.get(f"{via}/hub"))["fee"]
+        if units < 2:
+            raise MarketError("bad_field", "units: at least 2")
+        terms = open_channel(self.m.secret, secrets.token_bytes(16), bytes.fromhex(answer["key"]), units * unit_price,
+                             unit_price, unit_bytes, hub.refund_height, hub.funding)
+        r = {"kind": "buy", "url": url, "token": offer["token"], "lease": offer["lease"],
+             "open": terms.encode().decode(), "payer_pk": self.m.wallet.pubkey.hex(), "payee_pk": answer["wallet_key"],
+             "fee": 0, "funding_tx": "", "via": via, "hub_fee": hub_fee}
+        self._journal(r)
+        return self._buyer(r).id
+
+    async def _buyer_via_tick(self, c: _Channel) -> None:
+        """Through a hub: open, then pay each unit's invoice the seller shows through the hub."""
+        try:
+            if c.state == OPENING:
+                body = {"open": c.terms.open.encode().decode(), "token": c.token, "via": c.via}
+                answer = await self.m.post(f"{c.url}/channel_open", json.dumps(body).encode())
+                c.state = OPEN
+                self._journal({"kind": "opened", "channel": c.id})
+            else:
+                answer = await self.m.get(f"{c.url}/channels/{c.id}")
+        except MarketError as e:
+            self.counters[f"buyer_{e.code}"] += 1
+            if c.state == OPENING and e.code != "unreachable":
+                c.state, c.reason = REFUSED, f"{e.code}: {e.detail}"
+            return
+        c.delivered = answer["delivered"]
+        if answer["state"] in ENDED:
+            c.state, c.reason = answer["state"], answer["reason"]
+            return
+        for h in answer["invoices"]:
+            if c.stopped or h in c.paid_hashes:
+                continue
+            try:        # (paid again after a restart that lost our record: the hub refuses it, duplicate_hash)
+                self.m.hubs.pay(c.via, c.terms.open.payee, bytes.fromhex(h), c.terms.open.unit_price + c.hub_fee)
+            except MarketError as e:
+                self.counters[f"buyer_via_{e.code}"] += 1       # again on the next tick
+                continue
+            self._journal({"kind": "pay_via", "channel": c.id, "hash": h})
+            c.paid_hashes.add(h)
+
+    def _paid_via(self, c: _Channel) -> int:
+        """What the buyer paid through the hub: its settled payments of this channel's invoices."""
+        hashes = {bytes.fromhex(h) for h in c.paid_hashes}
+        return sum(c.terms.open.unit_price for h, p in self.m.hubs.payments.items()
+                   if h in hashes and p["state"] == "settled")
+
     def stop(self, channel: str) -> dict:
         """The buyer stops paying (what a buyer that is done, or defaults, does): the seller withdraws the lease
         once it is one unit behind, and closes."""
@@ -205,6 +280,10 @@ class Channels:
         return self.view(c)
 
     async def _buyer_tick(self, c: _Channel, height: int) -> None:
+        if c.via is not None:
+            if c.state not in ENDED and c.state != REFUSED:
+                await self._buyer_via_tick(c)
+            return
         if c.state in ENDED or self._settled(c):
             return
         if height >= c.terms.open.refund_height:         # the seller did not close in time: take it all back
@@ -253,7 +332,10 @@ class Channels:
             r = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise MarketError("bad_json", f"the body is not JSON: {e}") from None
-        if not isinstance(r, dict) or set(r) != {"open", "payer_pk", "fee", "token", "funding_tx"} \
+        via = isinstance(r, dict) and set(r) == {"open", "token", "via"} and all(isinstance(r[k], str) for k in r)
+        if via:         # paid through a hub: no funding of its own (module docstring)
+            r = dict(r, payer_pk="", fee=self.m.fee, funding_tx="")
+        if not isinstance(r, dict) or set(r) - {"via"} != {"open", "payer_pk", "fee", "token", "funding_tx"} \
                 or not all(isinstance(r[k], str) for k in ("open", "payer_pk", "token", "funding_tx")) \
                 or isinstance(r["fee"], bool) or not isinstance(r["fee"], int):
             raise MarketError("bad_field", 'expected {"open", "payer_pk", "fee", "token", "funding_tx"}')
@@ -282,6 +364,29 @@ class Channels:
             raise MarketError("fee_too_low", f"fee {r['fee']} < {self.m.fee}")
         if not open_.signature_ok():
             raise MarketError("bad_signature", "channel_open is not signed by its payer")
+        if via:
+            if not self.m.hubs.paid_by(r["via"]):
+                raise MarketError("no_channel", f"no open hub channel from {r['via']} pays us")
+            if open_.capacity <= open_.unit_price:
+                raise MarketError("bad_field", "capacity: at least two units")
+        else:
+            self._check_funding(open_, r)
+        try:
+            base = await self.devices.carried(offer["lease"])
+            await self.devices.grant(offer["lease"], holder_key(open_.payer), offer["end"])
+        except LeaseDeviceError as e:
+            raise MarketError("device_unreachable", str(e)) from None
+        rec = {"kind": "sell", "token": r["token"], "lease": offer["lease"], "open": r["open"],
+               "payer_pk": r["payer_pk"] or self.m.wallet.pubkey.hex(), "payee_pk": self.m.wallet.pubkey.hex(),
+               "fee": 0 if via else r["fee"], "base": base, "until": offer["end"]}
+        if via:
+            rec["via"] = r["via"]
+        self._journal(rec)
+        c = self._seller(rec)
+        self._deliver(c)
+        return self.view(c)
+
+    def _check_funding(self, open_: ChannelOpen, r: dict) -> None:
         try:
             terms = ChainTerms(open_, bytes.fromhex(r["payer_pk"]), self.m.wallet.pubkey, r["fee"])
             tx = Transaction.parse(bytes.fromhex(r["funding_tx"]))
@@ -295,18 +400,6 @@ class Channels:
             raise MarketError("bad_funding", "the funding is spent")
         if close_by(terms) <= self.m.chain.index.height():
             raise MarketError("refund_too_soon", f"refund height {open_.refund_height} leaves no time")
-        try:
-            base = await self.devices.carried(offer["lease"])
-            await self.devices.grant(offer["lease"], holder_key(open_.payer), offer["end"])
-        except LeaseDeviceError as e:
-            raise MarketError("device_unreachable", str(e)) from None
-        rec = {"kind": "sell", "token": r["token"], "lease": offer["lease"], "open": r["open"],
-               "payer_pk": r["payer_pk"], "payee_pk": self.m.wallet.pubkey.hex(), "fee": r["fee"], "base": base,
-               "until": offer["end"]}
-        self._journal(rec)
-        c = self._seller(rec)
-        self._deliver(c)
-        return self.view(c)
 
     def on_pay(self, data: bytes) -> dict:
         try:
@@ -328,7 +421,10 @@ class Channels:
 
     def _deliver(self, c: _Channel) -> None:
         c.payee.channel.sent()
-        self._journal({"kind": "delivered", "channel": c.id, "n": c.payee.channel.delivered})
+        invoice = self.m.hubs.invoice(c.terms.open.unit_price)["hash"] if c.via else None
+        self._journal({"kind": "delivered", "channel": c.id, "n": c.payee.channel.delivered, "invoice": invoice})
+        if invoice:
+            c.invoices.append(invoice)
 
     def _check(self, c: _Channel) -> None:
         """The exposure invariant, at every update: delivered - paid <= one unit."""
@@ -340,6 +436,12 @@ class Channels:
     async def _seller_tick(self, c: _Channel, height: int) -> None:
         if c.state in ENDED:
             return
+        if c.via is not None:              # units paid through the hub: their HTLCs we fulfilled
+            for h in [h for h in c.invoices if self.m.hubs.fulfilled(bytes.fromhex(h))]:
+                self._journal({"kind": "paid_via", "channel": c.id, "hash": h})
+                c.payee.channel.paid += c.terms.open.unit_price
+                c.invoices.remove(h)
+                self._check(c)
         if c.state == OPEN:
             try:
                 c.metered = (await self.devices.carried(c.lease) - c.base) // c.terms.open.unit_bytes
@@ -382,7 +484,9 @@ class Channels:
 
     def _settled(self, c: _Channel) -> bool:
         """Whether the funding was spent on the best chain: closed (a close, which needs the seller) or refunded
-        (the payer's refund)."""
+        (the payer's refund). A channel paid through a hub has no funding of its own."""
+        if c.via is not None:
+            return False
         spender = self.m.chain.index.spender(c.funding)
         if spender is None:
             return False
@@ -431,13 +535,14 @@ class Channels:
                "close_txid": c.close_txid}
         if c.role == "seller":
             ch = c.payee.channel
-            out.update(payer=o.payer.hex(), delivered=ch.delivered, paid=ch.paid,
+            out.update(via=c.via, invoices=list(c.invoices), payer=o.payer.hex(), delivered=ch.delivered, paid=ch.paid,
                        paid_units=ch.paid // o.unit_price, metered=c.metered, exposure=ch.exposure,
                        checks=c.checks, violations=c.violations, rejected=dict(c.payee.rejected))
         else:
             ch = c.payer.channel
-            out.update(seller=c.url, delivered=c.delivered, paid=ch.paid, paid_units=ch.verified,
-                       exposure=c.delivered * o.unit_price - ch.paid, stopped=c.stopped)
+            paid = self._paid_via(c) if c.via else ch.paid
+            out.update(via=c.via, seller=c.url, delivered=c.delivered, paid=paid, paid_units=paid // o.unit_price,
+                       exposure=c.delivered * o.unit_price - paid, stopped=c.stopped)
         return out
 
     def list(self) -> list[dict]:

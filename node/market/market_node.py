@@ -54,6 +54,7 @@ from node.cjdns import keys as cjdns_keys
 from .chain_client import ChainClient, ChainClientError
 from .channels import Channels
 from .errors import MarketError
+from .hubs import HubChannels
 from .evidence import Policy
 from .issuer import Issuer
 from .replicator import Replicator
@@ -111,7 +112,8 @@ class MarketNode:
     def __init__(self, name: str, node_secret: bytes, wallet: Key, chain: ChainClient, state_dir: Path, *,
                  offers: list | None = None, params: SwapParams | None = None, fee: int = 10_000,
                  refuse_locks: bool = False, peers: list | None = None, double_issue: bool = False,
-                 lease_devices=None, refund_blocks: int | None = None):
+                 lease_devices=None, refund_blocks: int | None = None, url: str = "", hub: bool = False,
+                 hub_fee: int = 0):
         self.name = name
         self.refuse_locks = refuse_locks        # a fault to inject: our issuer ignores every lock request
         self.double_issue = double_issue        # a fault to inject: our issuer forks its chain (see above)
@@ -134,6 +136,7 @@ class MarketNode:
         self.rejected: Counter = Counter()
         self._http: aiohttp.ClientSession | None = None
         self.channels = Channels(self, lease_devices, self.dir, refund_blocks)
+        self.hubs = HubChannels(self, self.dir, url, hub, hub_fee)
 
     # -- start, persistence ----------------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class MarketNode:
                 self.sell(o, now)
         self._restore_swaps()
         self.channels.restore()
+        self.hubs.restore()
 
     def sell(self, offer: dict, now: float) -> dict:
         """Issue a lease token (an offer checked by check_offer) for the term from now; returns the offer."""
@@ -388,6 +392,7 @@ class MarketNode:
                     await self._send(sid, s, self.last_send[sid])       # unanswered: say it again
                 await self._run(sid, s, actions)
         await self.channels.tick()
+        await self.hubs.tick()
 
     async def _pull_updates(self) -> None:
         for sid, url in self.peers.items():
@@ -531,7 +536,8 @@ class MarketNode:
                 "pkt_height": self.chain.index.height(), "issuer_updates": len(self.issuer.updates),
                 "wallet_key": self.wallet.pubkey.hex(), "offers": self.my_offers(),
                 "swaps": [self.swap_status(s) for s in self.swaps], "channels": self.channels.list(),
-                "channel_counters": dict(self.channels.counters),
+                "channel_counters": dict(self.channels.counters), "hub": self.hubs.info(),
+                "hub_channels": self.hubs.list(),
                 "counters": dict(self.counters), "rejected": dict(self.rejected),
                 "issuer_rejected": dict(self.issuer.rejected), "replicator_rejected": dict(self.replicator.rejected),
                 "issuers": self.issuers(), "gossip_waiting": {u: len(q) for u, q in self.gossip_queue.items()}}

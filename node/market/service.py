@@ -19,7 +19,10 @@ Config (JSON)::
       "lease_agents" {lease id: [the control sockets of the agents at both ends of its link]} (the devices that
       carry the leases it sells pay-as-you-go, channels.py; default none),
       "channel_refund_blocks" (optional: a channel's refund height this many blocks above the tip when it is
-      funded, instead of channel.py's T13 formula over the offer's remaining term)}}
+      funded, instead of channel.py's T13 formula over the offer's remaining term),
+      "hub" (default false: true makes the market a hub that routes HTLC payments between the hub channels opened
+      to it and those it opens, hubs.py), "hub_fee" (atomic units the hub keeps of each payment it routes,
+      default 0)}}
 
 It writes ``<state_dir>/issuer.status.json`` every second (what `pktlab market` shows). SIGTERM stops it.
 """
@@ -95,16 +98,20 @@ async def run_market(rt: Runtime) -> None:
     except (TypeError, ValueError) as e:
         raise ServiceConfigError(f"{rt.source}: settings.swap: {e}") from None
     chain = ChainClient(rt.setting("chain_url", str, required=True), rt.params)
+    port = rt.setting("port", int, MARKET_PORT)
+    hub_fee = rt.setting("hub_fee", int, 0)
+    if hub_fee < 0:
+        raise ServiceConfigError(f"{rt.source}: settings.hub_fee: atomic units >= 0")
     market = MarketNode(rt.node, _secret(rt, "node_secret"), Key(_secret(rt, "wallet_secret")), chain, rt.state_dir,
                         offers=_offers(rt), params=swap_params, fee=rt.setting("fee", int, 10_000),
                         refuse_locks=rt.setting("refuse_locks", bool, False), peers=_peers(rt),
                         double_issue=rt.setting("double_issue", bool, False),
                         lease_devices=AgentLeases(_lease_agents(rt)),
-                        refund_blocks=rt.setting("channel_refund_blocks", int))
+                        refund_blocks=rt.setting("channel_refund_blocks", int),
+                        url=f"http://[{rt.address}]:{port}", hub=rt.setting("hub", bool, False), hub_fee=hub_fee)
     agent_socket = rt.setting("agent_socket", str)
     announcer = OfferAnnouncer(agent_socket, market.counters) if agent_socket else None
     tick_s = rt.setting("tick_s", (int, float), 0.5)
-    port = rt.setting("port", int, MARKET_PORT)
     runner = web.AppRunner(make_app(market), access_log=None, shutdown_timeout=2.0)
     ticking: list[asyncio.Task] = []
 

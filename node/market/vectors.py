@@ -17,6 +17,7 @@ from .channel import ChannelOpen, ChannelPay, Commitment, PayeeChannel
 from .evidence import Attestation, Policy, Reveal
 from .faults import Discredit, ProofError, verify
 from .hub import HtlcFail, HtlcFulfill, HtlcReceiver, HubOpen, HubState
+from .hub_chain import HubTerms, close_tx
 from .swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
 from .token_chain import LockRequest, RuleError, TokenState, Update
 
@@ -139,6 +140,17 @@ def check_hub_channel(v):
     expect("close", list(end.close(v["close_height"])), v["close"])
 
 
+def check_hub_close(v):
+    """The unsigned close transaction of a hub channel's state (hub_chain.py): its bytes and txid, and the outputs
+    (value, script) in order: paid to the receiver, one swap HTLC per pending HTLC, the rest to the sender."""
+    terms = HubTerms(HubOpen.from_body(v["open"]), bytes.fromhex(v["sender_pk"]), bytes.fromhex(v["receiver_pk"]),
+                     v["fee"])
+    tx = close_tx(terms, HubState.decode(v["state"].encode()))
+    expect("outputs", [[o.value, o.script_pubkey.hex()] for o in tx.outputs], v["outputs"])
+    expect("close_tx", tx.raw.hex(), v["close_tx"])
+    expect("txid", tx.txid_hex, v["txid"])
+
+
 def check_swap_timeouts(v):
     p = SwapParams(**v["params"])
     htlc = p.htlc_refund(v["height"])
@@ -155,4 +167,5 @@ CHECKS = {
     "market.channel": check_channel,
     "market.swap_timeouts": check_swap_timeouts,
     "market.hub_channel": check_hub_channel,
+    "market.hub_close": check_hub_close,
 }

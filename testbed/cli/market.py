@@ -1,4 +1,5 @@
-"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels`: the run's bandwidth market
+"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|hubs|hub-open|hub-pay|hub-close`:
+the run's bandwidth market
 (testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
 from __future__ import annotations
 
@@ -51,18 +52,32 @@ def cmd_market(args):
         elif args.verb == "open":
             if len(args.what) != 3 or args.units is None or args.unit_bytes is None:
                 raise SystemExit("pktlab market open BUYER SELLER TOKEN --units N --unit-bytes B [--price UNITS] "
-                                 "[--wait S]")
+                                 "[--via HUB] [--wait S]")
             if args.wait is not None and not 0 < args.wait < 1e6:
                 raise SystemExit("pktlab market open: --wait: seconds > 0")
-            data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait)
+            data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait,
+                                    via=args.via)
         elif args.verb == "stop":
             if len(args.what) != 2:
                 raise SystemExit("pktlab market stop BUYER CHANNEL")
             data = mesh.market_stop(*args.what)
-        elif args.verb in ("audit", "channels", "issuers"):
+        elif args.verb == "hub-open":
+            if len(args.what) != 2 or args.capacity is None:
+                raise SystemExit("pktlab market hub-open SENDER RECEIVER --capacity UNITS [--refund-blocks N] "
+                                 "[--wait S]")
+            data = mesh.market_hub_open(*args.what, args.capacity, args.refund_blocks, wait=args.wait)
+        elif args.verb == "hub-pay":
+            if len(args.what) != 3 or args.amount is None:
+                raise SystemExit("pktlab market hub-pay PAYER HUB PAYEE --amount UNITS [--hold] [--wait S]")
+            data = mesh.market_hub_pay(*args.what, args.amount, hold=args.hold, wait=args.wait)
+        elif args.verb == "hub-close":
+            if len(args.what) != 2:
+                raise SystemExit("pktlab market hub-close RECEIVER CHANNEL")
+            data = mesh.market_hub_close(*args.what)
+        elif args.verb in ("audit", "channels", "issuers", "hubs"):
             if args.what:
                 raise SystemExit(f"pktlab market {args.verb}: takes no arguments")
-            data = {"audit": mesh.market_audit, "channels": mesh.market_channels,
+            data = {"audit": mesh.market_audit, "channels": mesh.market_channels, "hubs": mesh.market_hub_channels,
                     "issuers": mesh.market_issuers}[args.verb]()
         elif args.verb == "tokens":
             if len(args.what) != 1:
@@ -74,7 +89,7 @@ def cmd_market(args):
             data = mesh.market_status(args.what[0])["swaps"]
     except (MarketViewError, TimedOut) as e:
         raise _fail(e) from None
-    if args.json or args.verb in ("sell", "buy", "open", "stop"):
+    if args.json or args.verb in ("sell", "buy", "open", "stop", "hub-open", "hub-pay", "hub-close"):
         print(json.dumps(data, indent=1))
         return
     if args.verb == "offers":
@@ -88,11 +103,20 @@ def cmd_market(args):
                       str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")), o["source"])
     elif args.verb == "channels":
         t = Table("node", "role", "channel", "token", "state", "capacity", "unit price", "unit bytes", "delivered",
-                  "paid units", "paid", "exposure", "reason", title="payment channels")
+                  "paid units", "paid", "exposure", "via", "reason", title="payment channels")
         for c in data:
             t.add_row(c["node"], c["role"], c["channel"][:16], c["token"], c["state"], str(c["capacity"]),
                       str(c["unit_price"]), str(c["unit_bytes"]), str(c["delivered"]), str(c["paid_units"]),
-                      str(c["paid"]), str(c["exposure"]), c["reason"] or "-")
+                      str(c["paid"]), str(c["exposure"]), c.get("via") or "-", c["reason"] or "-")
+        try:
+            hubs = mesh.market_hub_channels()
+        except MarketViewError as e:
+            raise _fail(e) from None
+        if hubs:                                    # the hub channels below (`hubs` alone, or with --json)
+            out.print(t)
+            t = _hub_table(hubs)
+    elif args.verb == "hubs":
+        t = _hub_table(data)
     elif args.verb == "audit":
         t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
                   title="market audit")
@@ -117,6 +141,15 @@ def cmd_market(args):
     out.print(t)
 
 
+def _hub_table(rows) -> Table:
+    t = Table("node", "role", "hub", "channel", "peer", "state", "capacity", "seq", "paid", "pending",
+              "pending amount", title="hub channels (HTLC forwarding; hub: the market routes)")
+    for c in rows:
+        t.add_row(c["node"], c["role"], "yes" if c["hub"] else "", c["channel"][:16], c["peer"], c["state"],
+                  str(c["capacity"]), str(c["seq"]), str(c["paid"]), str(c["pending"]), str(c["pending_amount"]))
+    return t
+
+
 def register(add) -> None:
     sp = add("market", cmd_market, "the bandwidth market: offers (with the link measured over the free tier), sell "
                                    "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
@@ -125,10 +158,16 @@ def register(add) -> None:
                                    "carried vs paid per lease), open BUYER SELLER TOKEN --units N "
                                    "--unit-bytes B (pay-as-you-go over a payment channel: the seller grants the lease "
                                    "while each unit of B bytes it carries is paid, and withdraws it one unit after "
-                                   "the payments stop), stop BUYER CHANNEL (stop paying), channels (every channel: "
-                                   "capacity, units delivered, paid, exposure, state)")
+                                   "the payments stop; --via HUB pays each unit through that hub instead of a channel "
+                                   "of its own), stop BUYER CHANNEL (stop paying), channels (every channel: "
+                                   "capacity, units delivered, paid, exposure, state); HTLC forwarding through a hub "
+                                   "(a market with the service setting hub: true): hub-open SENDER RECEIVER "
+                                   "--capacity UNITS (fund a hub channel: payer to hub, or hub to payee), hub-pay "
+                                   "PAYER HUB PAYEE --amount UNITS (the payee's invoice, paid by HTLCs forwarded hop "
+                                   "by hop; the payer adds the hub's fee), hub-close RECEIVER CHANNEL (close on chain "
+                                   "with the latest state), hubs (every hub channel: seq, paid, pending HTLCs)")
     sp.add_argument("verb", choices=("offers", "sell", "buy", "open", "stop", "tokens", "swaps", "issuers", "audit",
-                                     "channels"))
+                                     "channels", "hubs", "hub-open", "hub-pay", "hub-close"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
     sp.add_argument("--price", type=_positive_int, metavar="UNITS",
@@ -141,6 +180,14 @@ def register(add) -> None:
     sp.add_argument("--link", metavar="A--B", help="sell: the lease's link, for a lease the topology does not declare")
     sp.add_argument("--kbps", type=_positive_int, help="sell: the guarantee, for a lease the topology does not declare")
     sp.add_argument("--wait", type=float, metavar="S", help="buy: wait up to S seconds for the swap to end; open: "
-                                                           "for the seller to grant the lease")
+                                                           "for the seller to grant the lease; hub-open: for the "
+                                                           "receiver to accept; hub-pay: for the payment to end")
+    sp.add_argument("--via", metavar="HUB", help="open: pay each unit through this hub market (the buyer needs an "
+                                                 "open hub channel to it, and it one to the seller: hub-open)")
+    sp.add_argument("--capacity", type=_positive_int, metavar="UNITS", help="hub-open: what the channel can pay")
+    sp.add_argument("--refund-blocks", type=_positive_int, metavar="N",
+                    help="hub-open: the sender may take everything back N blocks from now (default 60)")
+    sp.add_argument("--amount", type=_positive_int, metavar="UNITS", help="hub-pay: what the payee gets")
+    sp.add_argument("--hold", action="store_true", help="hub-pay: a hold invoice (the payee fulfills it when told)")
     sp.add_argument("--no-measure", action="store_true", help="offers: do not ping the links")
     sp.add_argument("--json", action="store_true")

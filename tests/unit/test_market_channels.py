@@ -34,8 +34,9 @@ SELLER_WALLET = Key.from_seed("channel market test seller wallet")
 class Market:
     """A MarketNode with its HTTP API on the loopback."""
 
-    def __init__(self, tmp, name, chain, wallet, devices=None, offers=(), refund_blocks=None, port=None):
+    def __init__(self, tmp, name, chain, wallet, devices=None, offers=(), refund_blocks=None, port=None, **node_kw):
         self.args = (tmp / name, name, chain, wallet, devices, offers, refund_blocks)
+        self.node_kw = node_kw                  # more MarketNode settings (hub, hub_fee)
         self.secret = Identity.from_seed(f"channel test {name}".encode(), 0).private_key
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,7 +45,8 @@ class Market:
     async def start(self):
         directory, name, chain, wallet, devices, offers, refund_blocks = self.args
         self.node = MarketNode(name, self.secret, wallet, ChainClient(chain.url, chain.params), directory,
-                               offers=list(offers), lease_devices=devices, refund_blocks=refund_blocks)
+                               offers=list(offers), lease_devices=devices, refund_blocks=refund_blocks,
+                               url=self.url, **self.node_kw)
         await self.node.start(time.time())
         self.runner = web.AppRunner(make_app(self.node))
         await self.runner.setup()

@@ -14,7 +14,9 @@ from pathlib import Path
 from node.market.channel import ChannelPay, Commitment, open_channel
 from node.market.evidence import Attestation, Reveal
 from node.market.faults import Discredit
+from node.chain.keys import Key
 from node.market.hub import HtlcFail, HtlcFulfill, Htlc, HubOpen, HubState
+from node.market.hub_chain import HubTerms, close_tx
 from node.market.swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
 from node.market.token_chain import IssueLease, IssueRouter, Lock, LockRequest, Transfer, Unlock, Update
 from node.cjdns import keys
@@ -175,6 +177,18 @@ vectors.append({"id": "hub_channel_sequence", "kind": "market.hub_channel", "ope
                 "results": ["ok", "bad_transition", "ok", "ok", "replayed", "over_capacity", "expired", "ok",
                             "bad_transition", "ok", "duplicate_hash"],
                 "paid": 100, "pending": [], "close_height": 40, "close": [100, 900]})
+
+# the close of a state with paid 100 and two pending HTLCs, on the chain (hub_chain.py)
+SENDER_PK, RECEIVER_PK = Key.from_seed("vector hub sender").pubkey, Key.from_seed("vector hub receiver").pubkey
+close_terms = HubTerms(hub_open, SENDER_PK, RECEIVER_PK, 10)
+close_state = hub_state(4, 100, [HX1, HX2], "hub_close_state")
+close = close_tx(close_terms, close_state)
+vectors.append({"id": "hub_close", "kind": "market.hub_close", "open": hub_open.body(), "sender_pk": SENDER_PK.hex(),
+                "receiver_pk": RECEIVER_PK.hex(), "fee": 10, "state": close_state.encode().decode(),
+                "about": "outputs: paid to the receiver's P2PKH, each pending HTLC to the swap's chain HTLC "
+                         "(receiver with the preimage, sender from the expiry), the rest to the sender's P2PKH",
+                "outputs": [[o.value, o.script_pubkey.hex()] for o in close.outputs], "close_tx": close.raw.hex(),
+                "txid": close.txid_hex})
 
 # -- invalid messages -----------------------------------------------------------------------------------------
 
