@@ -5,8 +5,12 @@ round_s, free_every); bids arrive as ``POST /bid``; every tick, a round that is 
 carried in it are read from the devices at the link's ends (lease_devices.py, as channels.py meters), each holder
 is billed on its payment channel to us (channels.py: an auction's channel has unit price 1, so a bill of any
 amount is whole units; the bidder pays what is due on its next tick), the next round is auctioned, and its holders
-get their leases at both ends of the link (``lease_grant``) until the round's end + ROUND_GRACE_S (so a holder that
-wins again keeps its lease without a gap; a new holder's grant replaces the old one at once).
+get their leases at both ends of the link (``lease_grant``) until the round's end + HOLD_OVER_S. A new holder's
+grant replaces the old one at once, and a lease nobody won for the next round is withdrawn at once (a grant to its
+last holder that expires now), so the hold-over only lets a holder that wins again keep its lease without a gap:
+the devices announce a lease's new holder to the route servers at once, but a later end of the same holder only
+with their periodic announcement (every 10 s, node/route_server/client.py), and until then the route servers
+would take the lease for expired and route its holder on the free tier.
 
 Bidder: ``bid`` opens a channel to the seller's auction (``capacity`` atomic units, unless one is open) and keeps
 a BidPlan: every tick it reads the seller's running round (``GET /auctions/NAME``) and sends what bids.py's Bidder
@@ -29,7 +33,7 @@ from .lease_devices import LeaseDeviceError
 from .wire import WireError, decode_as
 
 log = logging.getLogger(__name__)
-ROUND_GRACE_S = 1.0
+HOLD_OVER_S = 15.0          # longer than the route-server announcement interval (10 s): see the module docstring
 RESEND = {"unreachable", "old_round"}       # a bid to send again, for the round then open
 
 
@@ -122,9 +126,12 @@ class Auctions:
                 billed = self.m.channels.bill(name, bytes.fromhex(bidder), amount)
                 if billed != amount:
                     ended.bills[bidder] = billed        # what the channel could still pay
-        for lease, (bidder, _) in nxt.holders.items():
+        grants = {lease: (bidder, nxt.end + HOLD_OVER_S) for lease, (bidder, _) in nxt.holders.items()}
+        for lease, (bidder, _) in ended.holders.items():
+            grants.setdefault(lease, (bidder, now))                     # nobody won it: withdrawn
+        for lease, (bidder, until) in grants.items():
             try:
-                await self.devices.grant(lease, holder_key(bytes.fromhex(bidder)), nxt.end + ROUND_GRACE_S)
+                await self.devices.grant(lease, holder_key(bytes.fromhex(bidder)), until)
             except LeaseDeviceError as e:
                 self.counters["device_unreachable"] += 1
                 log.warning("auction %s: grant %s: %s", name, lease, e)

@@ -13,6 +13,7 @@ import json
 import aiohttp
 
 from node.chain.keys import Key
+from node.market.auctions import HOLD_OVER_S
 from node.market.bids import KIB, BidPlan, make_bid
 from node.market.channels import holder_key
 from tests.unit import chain_helpers as H
@@ -61,8 +62,8 @@ def test_two_bidders_and_a_non_bidder_over_rounds(chain, tmp_path):         # no
             r2 = seller.node.auctions.view("prio")["rounds"][-1]
             assert (r2["round"], r2["winners"], r2["price"]) == (2, [ka], 20)
             assert (r2["optimistic"], r2["optimistic_price"]) == (kb, 5)    # auctioned among fresh bidders
-            assert devices.grants == [("up", holder_key(a.node.key), 1020.0 + 1),
-                                      ("opt", holder_key(b.node.key), 1020.0 + 1)]
+            assert devices.grants == [("up", holder_key(a.node.key), 1020.0 + HOLD_OVER_S),
+                                      ("opt", holder_key(b.node.key), 1020.0 + HOLD_OVER_S)]
 
             devices.carry("up", 100 * KIB + 500)
             devices.carry("opt", 10 * KIB)
@@ -70,6 +71,8 @@ def test_two_bidders_and_a_non_bidder_over_rounds(chain, tmp_path):         # no
             await _ticks(seller)
             r = seller.node.auctions.view("prio")["rounds"]
             assert r[-2]["bills"] == {ka: 20 * 100, kb: 5 * 10}
+            assert devices.grants[2:] == [("up", holder_key(a.node.key), 1030.0 + HOLD_OVER_S),
+                                          ("opt", holder_key(c.node.key), 1030.0 + HOLD_OVER_S)]
             assert (r[-1]["winners"], r[-1]["optimistic"], r[-1]["optimistic_price"]) == ([ka], kc, 0)
             await _ticks(a, b)                          # the bidders pay what is due
             await _ticks(seller)
@@ -85,6 +88,8 @@ def test_two_bidders_and_a_non_bidder_over_rounds(chain, tmp_path):         # no
             t[0] += 10
             await _ticks(seller, a, b)
             assert seller.node.auctions.view("prio")["rounds"][-2]["bills"] == {ka: 20 * 7, kc: 0}
+            # nobody is new for the optimistic slot: it is withdrawn from c at once
+            assert devices.grants[-1] == ("opt", holder_key(c.node.key), 1030.0)
             t[0] += 10
             await _ticks(seller)
             r5 = seller.node.auctions.view("prio")["rounds"][-1]
