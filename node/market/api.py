@@ -3,7 +3,8 @@ the node's run directory for the host (`pktlab market ...`).
 
     GET  /status                      key, wallet, PKT height, offers, swaps, counters, rejections by reason,
                                       issuers (each issuer chain held: updates, discredited and the fault)
-    GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price
+    GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price;
+                                      our auctions (names: bids.py)
     GET  /tokens                      every token of every issuer chain we hold, with owner and lock
     GET  /updates?issuer=KEY&from=N   that issuer's updates from height N (encoded messages), as we hold them
     POST /issuer   <message>          a lock request or reveal for our issuer

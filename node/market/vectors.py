@@ -13,6 +13,7 @@ from node.cjdns import keys
 
 from . import wire
 from .auction import auction, auto_bid
+from .bids import AuctionTerms, Bid, Rounds
 from .channel import ChannelOpen, ChannelPay, Commitment, PayeeChannel
 from .evidence import Attestation, Policy, Reveal
 from .faults import Discredit, ProofError, verify
@@ -22,7 +23,7 @@ from .token_chain import LockRequest, RuleError, TokenState, Update
 
 MESSAGES = {c.TYPE: c for c in (Update, LockRequest, Reveal, Attestation, Discredit, SwapPropose, SwapAccept,
                                  SwapFunded, SwapCancel, ChannelOpen, Commitment, ChannelPay, HubOpen, HubState,
-                                 HtlcFulfill, HtlcFail)}
+                                 HtlcFulfill, HtlcFail, Bid)}
 
 
 def _data(v: dict) -> bytes:
@@ -101,6 +102,27 @@ def check_auto_bid(v):
     expect("bid", auto_bid(v["balance"], v["remaining_bytes"], v.get("spend_rate", 1.0)), v["bid"])
 
 
+def check_bid_rounds(v):
+    """A seller's auction (bids.py) fed ``steps`` in order: a bid (its encoding: ``ok`` or the refusal's reason) or
+    a round's end (``close`` time, ``carried`` {lease: bytes}, ``accounts`` {bidder: ok|unpaid|no_channel}: the
+    ended round's ``bills`` and the next round's winners, price, optimistic slot and ineligible bidders)."""
+    house = Rounds(bytes.fromhex(v["seller"]), AuctionTerms.check(v["terms"]), v["start"])
+    results = []
+    for step in v["steps"]:
+        if "bid" in step:
+            try:
+                house.receive(step["bid"].encode())
+                results.append("ok")
+            except wire.WireError as e:
+                results.append(e.code)
+        else:
+            r = house.close(step["close"], step["carried"], step["accounts"])
+            results.append({"bills": house.rounds[-2].bills, "round": r.number, "winners": r.winners,
+                            "price": r.price, "optimistic": r.optimistic, "optimistic_price": r.optimistic_price,
+                            "ineligible": r.ineligible})
+    expect("results", results, v["results"])
+
+
 def check_channel(v):
     """A payee fed ``payments`` in order, sending one unit before each: what it accepts and what it is owed."""
     payee = PayeeChannel(ChannelOpen.from_body(v["open"]))
@@ -152,6 +174,7 @@ CHECKS = {
     "market.discredit": check_discredit,
     "market.auction": check_auction,
     "market.auto_bid": check_auto_bid,
+    "market.bid_rounds": check_bid_rounds,
     "market.channel": check_channel,
     "market.swap_timeouts": check_swap_timeouts,
     "market.hub_channel": check_hub_channel,
