@@ -184,7 +184,8 @@ class Rounds:
         ended.bills = {}
         for lease, (bidder, price) in ended.holders.items():
             ended.bills[bidder] = ended.bills.get(bidder, 0) + price * (ended.carried[lease] // KIB)
-        start = max(ended.end, now - self.terms.round_s / 2)        # a late close does not shorten the round
+        # on schedule when the close is a tick late; a market that was stuck starts a whole round from now
+        start = ended.end if now - ended.end < self.terms.round_s / 2 else now
         nxt = Round(ended.number + 1, start, start + self.terms.round_s)
         prices = {b: bid.price for b, bid in self.bids.items()}
         nxt.bids = dict(prices)
@@ -249,6 +250,8 @@ class Bidder:
     def next_bid(self, private_key: bytes, seller: bytes, name: str, seller_round: int, balance: int,
                  budget: int, now: float) -> Bid | None:
         """The bid to send now (for the round after ``seller_round``), or None."""
+        if self.last is not None and self.last.round > seller_round:
+            return None                                 # one bid per round: ours for the next one is in
         price = self.unsent
         if price is None:
             price = self.plan.price_now(balance)

@@ -114,3 +114,43 @@ def test_two_bidders_and_a_non_bidder_over_rounds(chain, tmp_path):         # no
             for m in everyone:
                 await m.stop()
     asyncio.run(run())
+
+
+BAD_REQUESTS = [
+    ("POST", "/auctions", b"{", "bad_json"),
+    ("POST", "/auctions", dict(AUCTION, slots=2), "bad_field"),                 # 2 slots need 3 leases
+    ("POST", "/auctions", dict(AUCTION, name="p2", leases=["gone", "up"]), "no_device"),
+    ("POST", "/auctions", dict(AUCTION, name="p3"), "busy"),                    # its leases are in prio
+    ("POST", "/auctions", AUCTION, "duplicate_token"),                          # after the first one below
+    ("GET", "/auctions/other", None, "unknown_auction"),
+    ("GET", "/auctions/prio?last=0", None, "bad_field"),
+    ("POST", "/bid", b"", "bad_json"),
+    ("POST", "/bid", b'{"v":1,"type":"bid"}', "malformed"),
+    ("POST", "/bids", {"url": "http://x", "auction": "prio"}, "bad_field"),
+    ("POST", "/bids", {"url": "http://x", "auction": "prio", "price": 1, "remaining_bytes": 9}, "bad_field"),
+    ("POST", "/bids", {"url": "http://x", "auction": "prio", "price": -1}, "bad_field"),
+    ("POST", "/bids", {"url": "http://x", "auction": "prio", "price": 1, "spend_rate": 0}, "bad_field"),
+    ("POST", "/bids", {"url": "ftp://x", "auction": "prio", "price": 1}, "bad_field"),
+]
+
+
+def test_bad_auction_requests_are_refused_by_reason(chain, tmp_path):        # noqa: F811
+    async def run():
+        m = await Market(tmp_path, "s1", chain, SELLER_WALLET, FakeLeases(["up", "opt"])).start()
+        out = []
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(m.url + "/auctions", data=json.dumps(AUCTION).encode()) as r:
+                    assert r.status == 200, await r.text()
+                for method, path, body, _ in BAD_REQUESTS:
+                    data = json.dumps(body).encode() if isinstance(body, dict) else body
+                    async with s.request(method, m.url + path, data=data) as r:
+                        out.append((r.status, (await r.json())["error"]))
+                # a bid at the reserve or more with no channel and no capacity to open one
+                bids = {"url": m.url, "auction": "prio", "price": 5}
+                async with s.post(m.url + "/bids", data=json.dumps(bids).encode()) as r:
+                    out.append((r.status, (await r.json())["error"]))
+        finally:
+            await m.stop()
+        return out
+    assert asyncio.run(run()) == [(400, code) for *_, code in BAD_REQUESTS] + [(400, "no_channel")]

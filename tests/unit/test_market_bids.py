@@ -114,8 +114,9 @@ def test_a_standing_bid_counts_in_every_round_until_a_later_one_replaces_it():
     h.receive(bid(A_SK, 4, 50))
     r = h.close(30.0, {}, ok)
     assert r.winners == [A.hex()] and r.price == 40
-    late = h.close(95.0, {}, ok)                    # a late close: the next round still lasts round_s from now
-    assert late.start == 90.0 and late.end == 100.0
+    assert (h.close(40.4, {}, ok).start, h.current.end) == (40.0, 50.0)    # a tick late: on schedule
+    late = h.close(95.0, {}, ok)                    # a stuck market: a whole round from now
+    assert late.start == 95.0 and late.end == 105.0
 
 
 @pytest.mark.parametrize("body, why", [
@@ -153,6 +154,16 @@ def test_a_bid_that_did_not_arrive_goes_again_for_the_round_then_open():
     b.lost(first)
     again = b.next_bid(A_SK, SELLER, "prio", 2, 1000, 1000, now=0.1)      # within the re-bid interval
     assert (again.round, again.price) == (3, 30)
+
+
+def test_a_new_price_waits_for_the_next_round_when_this_one_has_our_bid():
+    b = Bidder(BidPlan(remaining_bytes=100 * KIB))
+    first = b.next_bid(A_SK, SELLER, "prio", 1, 0, 0, now=0.0)         # no channel yet: 0, interest only
+    assert first.price == 0
+    b.sent(first, True)
+    assert b.next_bid(A_SK, SELLER, "prio", 1, 1000, 5000, now=1.0) is None     # the channel opened: round 2 has one
+    funded = b.next_bid(A_SK, SELLER, "prio", 2, 1000, 5000, now=1.5)           # a new budget: at once
+    assert (funded.round, funded.price) == (3, 10)
 
 
 def test_the_auto_bid_follows_the_balance_within_the_rebid_limits():
