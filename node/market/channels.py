@@ -9,9 +9,10 @@ there while the payments keep up. The rules pktlab defines (PKT leaves them open
 * Metering: what the lease carried since the open, the sum of both ends' ingress byte counters of the lease (the
   referee's count); ``metered`` = complete units of ``unit_bytes``.
 * Units: a unit is *delivered* (channel.py's ``sent``) when the seller lets it start: the first at the open, unit
-  n+1 when unit n is used up (metered >= n) and units 1..n are paid. The buyer pays each unit the seller reports
-  delivered (``channel_chain_pay``, with its signature on the close for the new total). So the seller's exposure,
-  delivered - paid, is at most one unit at every update (checked and counted: ``checks``, ``violations``).
+  n+1 when unit n is used up (metered >= n) and units 1..n are paid. The buyer pays the units the seller reports
+  delivered, all that is due in one payment (``channel_chain_pay``, with its signature on the close for the new
+  total). So the seller's exposure, delivered - paid, is at most one unit at every update (checked and counted:
+  ``checks``, ``violations``).
 * Withdrawal: when a unit is used up and the next may not start (the buyer is behind: the one unit it may owe is
   unpaid; or the capacity is spent), or at the offer's end, or CLOSE_MARGIN blocks before the refund height, the
   seller withdraws the grant (``lease_grant`` expiring now: the free tier again) and closes the channel on chain
@@ -22,6 +23,10 @@ there while the payments keep up. The rules pktlab defines (PKT leaves them open
   costs what the term costs.
 * Refund: a payer whose channel is still unspent when the chain reaches the refund height sends the refund
   (everything back less the fee): the seller vanished.
+* Auctions (bids.py, auctions.py): a channel whose ``token`` names an auction of the seller's has unit price 1 and
+  no lease of its own; the seller adds each round's bill to what it delivered (``bill``: the exposure is then one
+  round's bill, and an unpaid bill keeps the bidder out of the next round), the buyer pays it, and the seller
+  closes on chain CLOSE_MARGIN blocks before the refund height. A seller takes one such channel per payer.
 
 HTTP (api.py): the buyer's market sends ``POST /channel_open`` {"open": channel_open, "payer_pk", "fee", "token",
 "funding_tx"} (an unconfirmed funding is refused ``unconfirmed``, and the buyer says it again on its next tick),
