@@ -1,7 +1,7 @@
 """BitTorrent Token bids for priority on a running mesh (issue 16 item 6; tests/integration/topologies/market-bids.yaml):
 core1's market auctions its link m1--core1 in rounds of ROUND_S: lease "up" to the highest bid, lease "opt" as the
 optimistic slot. m1 bids 30 and m2 bids 20 atomic units per KiB, each over a payment channel it funds on the PKT
-chain; m1 wins every round, at the clearing price 20 (m2's losing bid), and its lease is granted at both ends of
+chain; m1 wins every round both take part in, at the clearing price 20 (m2's losing bid), and its lease is granted at both ends of
 the link; m2 gets the optimistic slot once, auctioned at the reserve; c3, with no money, only says it wants the
 link and gets the optimistic slot free within FREE_EVERY rounds. m1 and f1 (behind m1, no lease) flood sink
 over the link at once: on the free tier they share it; once m1 holds the lease its flood gets the guarantee. core1
@@ -29,7 +29,7 @@ RESERVE = 5
 FREE_EVERY = 2
 CAPACITY = 1 << 21              # atomic units per bidder's channel: ~100 rounds of m1's flood at 20/KiB
 FEE = 10_000
-FREE_TIER_MAX, GUARANTEED_MIN = 1200, 1300     # kbit/s of m1's flood beside f1's (the lease guarantees 1500)
+GUARANTEED_MIN = 1300          # kbit/s of m1's flood beside f1's with the lease (it guarantees 1500)
 
 
 def lease(mesh, node: str, lease_id: str) -> dict:
@@ -50,7 +50,6 @@ def test_the_higher_bid_wins_priority_pays_the_losing_bid_per_kib_and_a_non_bidd
     earned("m1")
     # the free tier, while m2 still earns (a flood on m1--core1 would delay m1's own announcements to the pool)
     free = flood(mesh, ["m1", "f1"], "sink")
-    assert free["m1"] <= FREE_TIER_MAX, free
     earned("m2")
     mesh.market_auction("core1", "prio", ["up", "opt"], 1, RESERVE, ROUND_S, FREE_EVERY)
     mesh.market_bid("m1", "core1", "prio", 30, capacity=CAPACITY)
@@ -82,7 +81,9 @@ def test_the_higher_bid_wins_priority_pays_the_losing_bid_per_kib_and_a_non_bidd
     mesh.market_route_over_lease("up", "m1")
     mesh.wait_until(lambda: mesh.route("m1", "sink")[0][1] == f"{up_if}:up", 20, "m1's path to sink over the lease")
     prio = flood(mesh, ["m1", "f1"], "sink", seconds=10)
-    assert prio["m1"] >= GUARANTEED_MIN, (free, prio)
+    # the free tier shares the link (not evenly on a loaded machine); with the lease m1 gets its guarantee and f1
+    # what is left
+    assert prio["m1"] >= GUARANTEED_MIN and prio["m1"] > free["m1"] and prio["f1"] < free["f1"] / 2, (free, prio)
     print("m1 beside f1, kbit/s: free tier", free, "with the lease", prio)
     end = rounds(mesh)["round"]
 
