@@ -1,5 +1,6 @@
-"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|auction|bid|rounds`: the run's bandwidth market
-(testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
+"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|auction|bid|rounds`: the run's
+bandwidth market (testbed/market_view.py; the market services: node/market/service.py on the nodes with the role
+issuer)."""
 from __future__ import annotations
 
 import json
@@ -120,8 +121,9 @@ def cmd_market(args):
                   "KiB carried", "bills", title=f"{args.what[0]}: auction rounds")
         for a in data:
             for r in a["rounds"]:
+                opt = f"{r['optimistic']} at {r['optimistic_price']}" if r["optimistic"] else "-"
                 t.add_row(a["name"], str(r["round"]), _pairs(r["bids"]), ", ".join(r["winners"]) or "-",
-                          str(r["price"]), f"{r['optimistic']} at {r['optimistic_price']}" if r["optimistic"] else "-",
+                          str(r["price"]), opt,
                           _pairs(r["ineligible"]),
                           _pairs({k: v // 1024 for k, v in r["carried"].items()}) if r["carried"] is not None else
                           "(running)", _pairs(r["bills"]) if r["bills"] is not None else "-")

@@ -1,13 +1,13 @@
-"""BitTorrent Token bids for priority on a running mesh (issue 16 item 6; tests/integration/topologies/market-bids.yaml):
-core1's market auctions its link m1--core1 in rounds of ROUND_S: lease "up" to the highest bid, lease "opt" as the
+"""BitTorrent Token bids for priority on a running mesh (issue 16 item 6; topologies/market-bids.yaml): core1's
+market auctions its link m1--core1 in rounds of ROUND_S: lease "up" to the highest bid, lease "opt" as the
 optimistic slot. m1 bids 30 and m2 bids 20 atomic units per KiB, each over a payment channel it funds on the PKT
-chain; m1 wins every round both take part in, at the clearing price 20 (m2's losing bid), and its lease is granted at both ends of
-the link; m2 gets the optimistic slot once, auctioned at the reserve; c3, with no money, only says it wants the
-link and gets the optimistic slot free within FREE_EVERY rounds. m1 and f1 (behind m1, no lease) flood sink
-over the link at once: on the free tier they share it; once m1 holds the lease its flood gets the guarantee. core1
-bills m1 20 x the KiB the lease carried per round and m1 pays the bills over its channel: the channel's paid total
-on both sides is the sum of its bills. Forged and malformed bids are refused over HTTP with a counted reason.
-Needs root.
+chain; m1 wins every round both take part in, at the clearing price 20 (m2's losing bid), and its lease is granted
+at both ends of the link; m2 gets the optimistic slot once, auctioned at the reserve; c3, with no money, only says
+it wants the link and gets the optimistic slot free within FREE_EVERY rounds. m1 and f1 (behind m1, no lease)
+flood sink over the link at once: on the free tier they share it; once m1 holds the lease its flood gets the
+guarantee. core1 bills m1 20 x the KiB the lease carried per round and m1 pays the bills over its channel: the
+channel's paid total on both sides is the sum of its bills. Forged and malformed bids are refused over HTTP with a
+counted reason. Needs root.
 """
 import json
 import os
