@@ -102,13 +102,13 @@ def check_auto_bid(v):
     expect("bid", auto_bid(v["balance"], v["remaining_bytes"], v.get("spend_rate", 1.0)), v["bid"])
 
 
-def check_bid_rounds(v):
-    """A seller's auction (bids.py) fed ``steps`` in order: a bid (its encoding: ``ok`` or the refusal's reason) or
-    a round's end (``close`` time, ``carried`` {lease: bytes}, ``accounts`` {bidder: ok|unpaid|no_channel}: the
-    ended round's ``bills`` and the next round's winners, price, optimistic slot and ineligible bidders)."""
-    house = Rounds(bytes.fromhex(v["seller"]), AuctionTerms.check(v["terms"]), v["start"])
+def bid_rounds(seller: str, terms: dict, start: float, steps) -> list:
+    """What a seller's auction (bids.py) makes of ``steps`` in order: a bid (its encoding: ``ok`` or the refusal's
+    reason) or a round's end (``close`` time, ``carried`` {lease: bytes}, ``accounts`` {bidder: ok|unpaid|
+    no_channel}: the ended round's ``bills`` and the next round's winners, price, optimistic slot, ineligible)."""
+    house = Rounds(bytes.fromhex(seller), AuctionTerms.check(terms), start)
     results = []
-    for step in v["steps"]:
+    for step in steps:
         if "bid" in step:
             try:
                 house.receive(step["bid"].encode())
@@ -120,7 +120,11 @@ def check_bid_rounds(v):
             results.append({"bills": house.rounds[-2].bills, "round": r.number, "winners": r.winners,
                             "price": r.price, "optimistic": r.optimistic, "optimistic_price": r.optimistic_price,
                             "ineligible": r.ineligible})
-    expect("results", results, v["results"])
+    return results
+
+
+def check_bid_rounds(v):
+    expect("results", bid_rounds(v["seller"], v["terms"], v["start"], v["steps"]), v["results"])
 
 
 def check_channel(v):

@@ -11,12 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from node.market.bids import AuctionTerms, Rounds, make_bid
+from node.market.bids import AuctionTerms, make_bid
 from node.market.channel import ChannelPay, Commitment, open_channel
 from node.market.evidence import Attestation, Reveal
 from node.market.faults import Discredit
 from node.market.hub import HtlcFail, HtlcFulfill, Htlc, HubOpen, HubState
 from node.market.swap import SwapAccept, SwapCancel, SwapFunded, SwapParams, SwapPropose
+from node.market.vectors import bid_rounds
 from node.market.token_chain import IssueLease, IssueRouter, Lock, LockRequest, Transfer, Unlock, Update
 from node.cjdns import keys
 
@@ -289,21 +290,7 @@ steps = [
     {"close": 1030.0, "carried": {"up": 7 * 1024, "opt": 50 * 1024}, "accounts": {Bk: "ok", Rk: "ok"}},
     {"close": 1040.0, "carried": {"up": 1024}, "accounts": {Bk: "unpaid", Rk: "ok"}},
 ]
-house = Rounds(I, terms, 1000.0)
-results = []
-for step in steps:
-    if "bid" in step:
-        try:
-            house.receive(step["bid"].encode())
-            results.append("ok")
-        except Exception as e:              # WireError: the counted reason
-            results.append(e.code)
-    else:
-        r = house.close(step["close"], step["carried"], step["accounts"])
-        ended = house.rounds[-2]
-        results.append({"bills": ended.bills, "round": r.number, "winners": r.winners, "price": r.price,
-                        "optimistic": r.optimistic, "optimistic_price": r.optimistic_price,
-                        "ineligible": r.ineligible})
+results = bid_rounds(I.hex(), terms.view(), 1000.0, steps)
 vectors.append({"id": "bid_rounds", "kind": "market.bid_rounds", "seller": I.hex(), "terms": terms.view(),
                 "start": 1000.0, "about": "two bidders (30, 20) and one that only wants the link (0); bad bids; "
                 "rounds: the higher bid wins at the losing bid, bills per complete KiB, the optimistic slot "
