@@ -23,6 +23,11 @@ whether it refuses the issuer (a discredit proof it verified).
 funds a hub channel to another, a payer pays a payee's invoice through a hub market (one with the service
 setting ``hub``), the receiver of a channel closes it on chain.
 
+`auction` starts BitTorrent Token mode on a seller's link (node/market/bids.py, auctions.py): its market auctions
+priority (leases of the topology on its link) in rounds; `bid` makes a node's market bid in it (opening a payment
+channel to the seller first when given a capacity); `rounds` shows a seller's rounds with node names for keys:
+bids, winners, clearing price, the optimistic slot, each holder's bill and what each bidder paid.
+
 `open` buys a lease pay-as-you-go (node/market/channels.py): the buyer's market funds a payment channel to the
 seller's and opens it; the seller's market grants the lease at both ends of its link itself (its service config
 lists those ends' agents, testbed/services.py), meters the bytes the lease carries there, and withdraws it when
@@ -206,6 +211,49 @@ def hub_payment(run, topo, payer: str, hash_hex: str) -> dict:
 def hub_channels(run, topo) -> list[dict]:
     """Every hub channel of every market of the run (once per end), with the node it is at."""
     return [dict(c, node=n) for n in issuers(topo) for c in rpc(run, topo, n, "/hub_channels")["channels"]]
+
+
+def start_auction(run, topo, node: str, name: str, leases: list[str], slots: int, reserve: int, round_s: float,
+                  free_every: int | None = None) -> dict:
+    body = {"name": name, "leases": leases, "slots": slots, "reserve": reserve, "round_s": round_s}
+    if free_every is not None:
+        body["free_every"] = free_every
+    return rpc(run, topo, node, "/auctions", body)
+
+
+def bid(run, topo, node: str, seller: str, auction: str, price: int | None = None,
+        remaining_bytes: int | None = None, spend_rate: float | None = None, capacity: int | None = None,
+        time_scale: float | None = None) -> dict:
+    """Make `node`'s market bid in `seller`'s auction: a price (0: interest only) or the auto-bid."""
+    body = {"url": market_url(run, seller), "auction": auction}
+    for k, v in (("price", price), ("remaining_bytes", remaining_bytes), ("spend_rate", spend_rate),
+                 ("capacity", capacity), ("time_scale", time_scale)):
+        if v is not None:
+            body[k] = v
+    return rpc(run, topo, node, "/bids", body)
+
+
+def market_names(run, topo) -> dict:
+    """{market key hex: node} for the run's markets."""
+    return {status(run, topo, n)["key"]: n for n in issuers(topo)}
+
+
+def rounds(run, topo, node: str, auction: str | None = None, last: int | None = None) -> list[dict]:
+    """The seller's auctions (or one) with their rounds (the last `last`), bidder keys replaced by node names."""
+    names = market_names(run, topo)
+    query = f"?last={last}" if last else ""
+    found = [rpc(run, topo, node, f"/auctions/{a}{query}")
+             for a in ([auction] if auction else [x["name"] for x in rpc(run, topo, node, "/auctions")["auctions"]])]
+    return [_named(a, names) for a in found]
+
+
+def _named(obj, names: dict):
+    """``obj`` with every market key (as a dict key or a value) replaced by its node's name."""
+    if isinstance(obj, dict):
+        return {names.get(k, k): _named(v, names) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_named(v, names) for v in obj]
+    return names.get(obj, obj) if isinstance(obj, str) else obj
 
 
 def swap(run, topo, node: str, swap_id: str) -> dict:

@@ -418,6 +418,11 @@ class Mesh:
         self._route_over_lease(granted[0][1]["lease"], granted[0][1]["holder"])
         return out
 
+    def market_route_over_lease(self, lease: str, node: str) -> None:
+        """Once the route servers know `node` holds `lease` (a grant by a sale, a channel or an auction round),
+        `node` asks for its routes again, so its traffic takes the lease."""
+        self._route_over_lease(lease, self.identity(node).pubkey_text)
+
     def _route_over_lease(self, lease: str, holder: str) -> None:
         """With route servers: once they know the lease's new holder from both ends, the holder asks again."""
         ends = {self.ip6(n) for n in market_view.lease_ends(self.topo, lease)}
@@ -526,6 +531,25 @@ class Mesh:
         """Every payment channel of the run's markets, once per side (node, role): capacity, paid, units
         delivered, exposure, state."""
         return market_view.channels(self.run, self.topo)
+
+    def market_auction(self, node: str, name: str, leases: list[str], slots: int, reserve: int, round_s: float,
+                       free_every: int | None = None) -> dict:
+        """BitTorrent Token mode on `node`'s link (node/market/bids.py): its market auctions priority, `slots`
+        leases to the highest bids and the last of `leases` as the optimistic slot, every `round_s`; the winners
+        pay max(highest losing bid, `reserve`) per KiB their lease carried, over a payment channel."""
+        return market_view.start_auction(self.run, self.topo, node, name, leases, slots, reserve, round_s,
+                                         free_every)
+
+    def market_bid(self, node: str, seller: str, auction: str, price: int | None = None, **kw) -> dict:
+        """`node`'s market bids in `seller`'s auction from now on: `price` atomic units per KiB (0: it only wants
+        the link, a candidate for the free optimistic slot) or the auto-bid (`remaining_bytes`, `spend_rate`);
+        `capacity`: open a payment channel to the seller first."""
+        return market_view.bid(self.run, self.topo, node, seller, auction, price, **kw)
+
+    def market_rounds(self, node: str, auction: str | None = None, last: int | None = None) -> list[dict]:
+        """A seller's auctions with their rounds, node names for market keys: bids, winners, clearing price,
+        optimistic slot, bills, and per bidder its channel's billed and paid totals (``accounts``)."""
+        return market_view.rounds(self.run, self.topo, node, auction, last)
 
     def market_swap(self, node: str, swap_id: str) -> dict:
         return market_view.swap(self.run, self.topo, node, swap_id)

@@ -3,7 +3,8 @@ the node's run directory for the host (`pktlab market ...`).
 
     GET  /status                      key, wallet, PKT height, offers, swaps, counters, rejections by reason,
                                       issuers (each issuer chain held: updates, discredited and the fault)
-    GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price
+    GET  /offers                      our lease tokens for sale: token, lease, link, kbps, start, end, price;
+                                      our auctions (names: bids.py)
     GET  /tokens                      every token of every issuer chain we hold, with owner and lock
     GET  /updates?issuer=KEY&from=N   that issuer's updates from height N (encoded messages), as we hold them
     POST /issuer   <message>          a lock request or reveal for our issuer
@@ -35,6 +36,15 @@ the node's run directory for the host (`pktlab market ...`).
                                       hub at URL ``hub`` over our channel to it -> the payment
     POST /hub_open {"open", "sender_pk", "fee", "funding_tx", "url"}   a market opens a hub channel to us
     POST /hub_msg  <message>          hub_chain_state, htlc_fulfill or htlc_fail for one of our hub channels
+    POST /auctions {"name", "leases", "slots", "reserve", "round_s", "free_every"?}   (the seller) auction
+                                      priority on our link in rounds (bids.py, auctions.py) -> the auction
+    GET  /auctions                    our auctions, each with its last rounds
+    GET  /auctions/NAME[?last=N]      one auction: running round, standing bids, accounts, rounds (the last N)
+    POST /bid      <bid message>      a bidder's signed bid -> {"accepted", "round", "price"}
+    POST /bids {"url", "auction", "price" | "remaining_bytes" (+ "spend_rate"?), "capacity"?, "time_scale"?}
+                                      (the bidder) bid in a seller's auction from now on; capacity: open a
+                                      channel to it first (atomic units) -> our bidding there
+    GET  /bids                        our bidding: plan, last bid accepted, refusals, channel
 
 Market messages travel as their wire.py JSON text. A request the market refuses gets 400 {"error": CODE,
 "detail"} (the message rules' codes, or bad_json, bad_field, unknown_swap, busy, ...), counted by code in
@@ -49,6 +59,7 @@ import time
 
 from aiohttp import web
 
+from .bids import BidPlan
 from .errors import MarketError
 from .market_node import MarketNode
 from .wire import MAX_PROOF_BYTES, MAX_UINT
@@ -88,7 +99,8 @@ def make_app(market: MarketNode) -> web.Application:
         return web.json_response(market.status())
 
     async def offers(request):
-        return web.json_response({"offers": market.my_offers(), "pkt_height": market.chain.index.height(),
+        return web.json_response({"offers": market.my_offers(), "auctions": sorted(market.auctions.houses),
+                                  "pkt_height": market.chain.index.height(),
                                   "key": market.key.hex(), "wallet_key": market.wallet.pubkey.hex()})
 
     async def tokens(request):
@@ -232,6 +244,47 @@ def make_app(market: MarketNode) -> web.Application:
 
     async def hub_msg(request):
         return web.json_response(market.hubs.on_message(await body(request)))
+    async def auction_new(request):
+        return web.json_response(market.auctions.create(await json_body(request)))
+
+    async def auction_list(request):
+        return web.json_response({"auctions": market.auctions.list()})
+
+    async def auction_status(request):
+        last = request.query.get("last")
+        if last is not None and (not last.isdigit() or int(last) < 1):
+            raise MarketError("bad_field", "?last must be a whole number >= 1")
+        return web.json_response(market.auctions.view(request.match_info["name"], int(last) if last else None))
+
+    async def bid(request):
+        return web.json_response(market.auctions.on_bid(await body(request)))
+
+    async def bid_new(request):
+        req = await json_body(request)
+        known = {"url", "auction", "price", "remaining_bytes", "spend_rate", "capacity", "time_scale"}
+        if not isinstance(req, dict) or not {"url", "auction"} <= set(req) <= known \
+                or ("price" in req) == ("remaining_bytes" in req):
+            raise MarketError("bad_field", 'expected {"url", "auction", "price" | "remaining_bytes", '
+                                           '"spend_rate"?, "capacity"?, "time_scale"?}')
+        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
+            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        if not isinstance(req["auction"], str) or not req["auction"]:
+            raise MarketError("bad_field", "auction: an auction name")
+        price = req.get("price")
+        if price is not None and (isinstance(price, bool) or not isinstance(price, int) or not 0 <= price <= MAX_UINT):
+            raise MarketError("bad_field", "price: a whole number >= 0 (atomic units per KiB; 0: no bid)")
+        for k in ("spend_rate", "time_scale"):
+            v = req.get(k, 1.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1e6:
+                raise MarketError("bad_field", f"{k}: a number > 0")
+        plan = BidPlan(price, whole(req, "remaining_bytes") if "remaining_bytes" in req else None,
+                       float(req.get("spend_rate", 1.0)))
+        capacity = whole(req, "capacity") if "capacity" in req else None
+        return web.json_response(await market.auctions.bid(req["url"], req["auction"], plan, capacity,
+                                                           float(req.get("time_scale", 1.0))))
+
+    async def bid_list(request):
+        return web.json_response({"bids": market.auctions.bids()})
 
     async def swap_status(request):
         return web.json_response(market.swap_status(_hex(request.match_info["id"], "swap id", 16)))
@@ -263,4 +316,10 @@ def make_app(market: MarketNode) -> web.Application:
     app.router.add_post("/hub_pay", hub_pay)
     app.router.add_post("/hub_open", hub_open)
     app.router.add_post("/hub_msg", hub_msg)
+    app.router.add_post("/auctions", auction_new)
+    app.router.add_get("/auctions", auction_list)
+    app.router.add_get("/auctions/{name}", auction_status)
+    app.router.add_post("/bid", bid)
+    app.router.add_post("/bids", bid_new)
+    app.router.add_get("/bids", bid_list)
     return app

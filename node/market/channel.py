@@ -117,16 +117,18 @@ class PayerChannel:
         self.paid = 0
         self.seq = 0
 
-    def unit_verified(self) -> bytes:
-        """A unit arrived and checked out: pay for it (and only for it)."""
+    def unit_verified(self, units: int = 1) -> bytes:
+        """``units`` units arrived and checked out: pay for them (and only for them), in one payment."""
         t = self.terms
-        if self.paid + t.unit_price > t.capacity:
-            raise ChannelError(f"paying another unit would exceed the capacity {t.capacity}")
-        self.verified += 1
+        if units < 1:
+            raise ChannelError("a payment pays at least one unit")
+        if self.paid + units * t.unit_price > t.capacity:
+            raise ChannelError(f"paying {units} more units would exceed the capacity {t.capacity}")
+        self.verified += units
         self.seq += 1
-        self.paid += t.unit_price
+        self.paid += units * t.unit_price
         c = Commitment(t.channel, t.payer, self.seq, self.paid).signed(self._sk)
-        return ChannelPay(t.channel, self.seq, t.unit_price, c.sig).encode()
+        return ChannelPay(t.channel, self.seq, units * t.unit_price, c.sig).encode()
 
 
 class PayeeChannel:
@@ -154,6 +156,13 @@ class PayeeChannel:
             raise ChannelError("the previous unit is not paid (or the channel is full): sending would exceed "
                                "the one-unit exposure")
         self.delivered += 1
+
+    def bill(self, units: int) -> None:
+        """``units`` delivered at once (an auction round's bill, bids.py: its exposure bound is the seller's rule,
+        not one unit); never beyond the capacity."""
+        if units < 0 or (self.delivered + units) * self.terms.unit_price > self.terms.capacity:
+            raise ChannelError(f"a bill of {units} units does not fit the capacity {self.terms.capacity}")
+        self.delivered += units
 
     def receive(self, data) -> bool:
         """A channel_pay from the payer; True if it was accepted."""

@@ -157,10 +157,10 @@ class ChainPayer:
         self.terms, self._key = terms, chain_key
         self.channel = PayerChannel(terms.open, market_key)
 
-    def unit_verified(self) -> bytes:
-        if self.channel.paid + self.terms.open.unit_price > self.terms.most_paid:
-            raise ChannelError(f"paying another unit would leave less than the fee {self.terms.fee}")
-        pay = ChannelPay.decode(self.channel.unit_verified())
+    def unit_verified(self, units: int = 1) -> bytes:
+        if self.channel.paid + units * self.terms.open.unit_price > self.terms.most_paid:
+            raise ChannelError(f"paying {units} more units would leave less than the fee {self.terms.fee}")
+        pay = ChannelPay.decode(self.channel.unit_verified(units))
         close_sig = sign_close(self.terms, self.channel.paid, self._key)
         return ChainPay(pay.channel, pay.seq, pay.increment, pay.sig, close_sig).encode()
 

@@ -9,9 +9,10 @@ there while the payments keep up. The rules pktlab defines (PKT leaves them open
 * Metering: what the lease carried since the open, the sum of both ends' ingress byte counters of the lease (the
   referee's count); ``metered`` = complete units of ``unit_bytes``.
 * Units: a unit is *delivered* (channel.py's ``sent``) when the seller lets it start: the first at the open, unit
-  n+1 when unit n is used up (metered >= n) and units 1..n are paid. The buyer pays each unit the seller reports
-  delivered (``channel_chain_pay``, with its signature on the close for the new total). So the seller's exposure,
-  delivered - paid, is at most one unit at every update (checked and counted: ``checks``, ``violations``).
+  n+1 when unit n is used up (metered >= n) and units 1..n are paid. The buyer pays the units the seller reports
+  delivered, all that is due in one payment (``channel_chain_pay``, with its signature on the close for the new
+  total). So the seller's exposure, delivered - paid, is at most one unit at every update (checked and counted:
+  ``checks``, ``violations``).
 * Withdrawal: when a unit is used up and the next may not start (the buyer is behind: the one unit it may owe is
   unpaid; or the capacity is spent), or at the offer's end, or CLOSE_MARGIN blocks before the refund height, the
   seller withdraws the grant (``lease_grant`` expiring now: the free tier again) and closes the channel on chain
@@ -22,6 +23,10 @@ there while the payments keep up. The rules pktlab defines (PKT leaves them open
   costs what the term costs.
 * Refund: a payer whose channel is still unspent when the chain reaches the refund height sends the refund
   (everything back less the fee): the seller vanished.
+* Auctions (bids.py, auctions.py): a channel whose ``token`` names an auction of the seller's has unit price 1 and
+  no lease of its own; the seller adds each round's bill to what it delivered (``bill``: the exposure is then one
+  round's bill, and an unpaid bill keeps the bidder out of the next round), the buyer pays it, and the seller
+  closes on chain CLOSE_MARGIN blocks before the refund height. A seller takes one such channel per payer.
 
 HTTP (api.py): the buyer's market sends ``POST /channel_open`` {"open": channel_open, "payer_pk", "fee", "token",
 "funding_tx"} (an unconfirmed funding is refused ``unconfirmed``, and the buyer says it again on its next tick),
@@ -136,10 +141,9 @@ class Channels:
                 c.payee.channel.paid += c.terms.open.unit_price
                 c.invoices.remove(r["hash"])
             if kind == "pay":
-                c.unsent = c.payer.unit_verified()         # the seller may not have it: say it again
+                c.unsent = c.payer.unit_verified(r.get("units", 1))     # the seller may not have it: say it again
             elif kind == "delivered":
-                while c.payee.channel.delivered < r["n"]:
-                    c.payee.channel.sent()
+                c.payee.channel.bill(r["n"] - c.payee.channel.delivered)
                 if r.get("invoice"):
                     c.invoices.append(r["invoice"])
             elif kind == "paid":
@@ -168,6 +172,7 @@ class Channels:
         c.base, c.until, c.metered = r["base"], r["until"], 0
         c.checks, c.violations = 0, 0
         c.via, c.invoices = r.get("via"), []             # through a hub: the unpaid units' invoices
+        c.auction = r.get("auction", False)     # an auction's channel (bids.py): paid by the round's bill
         self.channels[c.id] = c
         return c
 
@@ -175,6 +180,38 @@ class Channels:
         """Whether a live channel sells ``token`` (so it is not for sale by swap meanwhile)."""
         return any(c.role == "seller" and c.token == token and c.state in (OPEN, WITHDRAWN, CLOSING)
                    for c in self.channels.values())
+
+    def _auction_channel(self, name: str, payer: bytes, role: str) -> _Channel | None:
+        return next((c for c in self.channels.values() if c.role == role and c.token == name
+                     and c.terms.open.payer == payer and c.state not in ENDED + (REFUSED,)), None)
+
+    def auction_channel(self, name: str, payer: bytes, role: str = "seller") -> dict | None:
+        """The live channel in which ``payer`` pays for auction ``name`` (our side ``role``), or None."""
+        c = self._auction_channel(name, payer, role)
+        return None if c is None else self.view(c)
+
+    def account(self, name: str, payer: bytes) -> str:
+        """bids.py's eligibility of a bidder: ok (its channel is open and every bill is paid), unpaid, no_channel."""
+        c = self._auction_channel(name, payer, "seller")
+        if c is None or c.state != OPEN:
+            return "no_channel"
+        return "ok" if c.payee.channel.exposure <= 0 else "unpaid"
+
+    def bill(self, name: str, payer: bytes, amount: int) -> int:
+        """An auction round's bill (atomic units; the channel's unit price is 1) on ``payer``'s channel; returns
+        what was billed: never more than the channel has left (the rest is counted ``bill_over_capacity``)."""
+        c = self._auction_channel(name, payer, "seller")
+        if c is None:
+            self.counters["bill_no_channel"] += 1
+            return 0
+        ch = c.payee.channel
+        fits = min(amount, c.terms.most_paid - ch.delivered)
+        if fits < amount:
+            self.counters["bill_over_capacity"] += 1
+        if fits > 0:
+            ch.bill(fits)
+            self._journal({"kind": "delivered", "channel": c.id, "n": ch.delivered})
+        return fits
 
     # -- the buyer side ------------------------------------------------------------------------------------------
 
@@ -186,15 +223,20 @@ class Channels:
         url = url.rstrip("/")
         answer = await self.m.get(f"{url}/offers")
         offer = next((o for o in answer.get("offers", []) if o["token"] == token), None)
-        if offer is None:
+        if offer is None and token in answer.get("auctions", []):
+            # an auction's channel (bids.py): unit price 1, so a round's bill of any amount is whole units
+            unit_price, unit_bytes = 1, 1024
+            offer = {"lease": token, "end": self.clock()}
+        elif offer is None:
             raise MarketError("unknown_token", f"{url} offers no token {token}")
-        term_s = offer["end"] - offer["start"]
-        least = min_unit_price(offer["price"], offer["kbps"], term_s, unit_bytes)
-        unit_price = least if unit_price is None else unit_price
-        if unit_price < least:
-            raise MarketError("price_too_low", f"the seller takes at least {least} per unit")
-        if via is not None:
-            return await self._open_via(url, via, offer, answer, units, unit_bytes, unit_price)
+        else:
+            term_s = offer["end"] - offer["start"]
+            least = min_unit_price(offer["price"], offer["kbps"], term_s, unit_bytes)
+            unit_price = least if unit_price is None else unit_price
+            if unit_price < least:
+                raise MarketError("price_too_low", f"the seller takes at least {least} per unit")
+            if via is not None:
+                return await self._open_via(url, via, offer, answer, units, unit_bytes, unit_price)
         height = self.m.chain.index.height()
         if self.refund_blocks is None:
             refund_h = refund_height(height, max(0.0, offer["end"] - self.clock()),
@@ -303,13 +345,14 @@ class Channels:
             c.delivered = answer["delivered"]
             if c.unsent is not None:
                 await self._pay(c, c.unsent)
-            while not c.stopped and c.state == OPEN and c.payer.channel.verified < c.delivered:
+            units = c.delivered - c.payer.channel.verified
+            if not c.stopped and c.state == OPEN and units > 0:       # all that is due in one payment
                 try:
-                    data = c.payer.unit_verified()
+                    data = c.payer.unit_verified(units)
                 except ChannelError:
                     self.counters["capacity_spent"] += 1
-                    break
-                self._journal({"kind": "pay", "channel": c.id})
+                    return
+                self._journal({"kind": "pay", "channel": c.id, "units": units})
                 c.unsent = data
                 await self._pay(c, data)
         except MarketError as e:        # the seller did not answer (or not yet): again on the next tick
@@ -350,27 +393,43 @@ class Channels:
             return self.view(known)                 # the buyer did not get our answer: say it again
         if open_.payee != self.m.key:
             raise MarketError("wrong_payee", "the channel does not pay us")
+        auction = self.m.auction_terms(r["token"])
         offer = self.m.offer(r["token"])
-        if offer is None:
+        if auction is not None:
+            if open_.unit_price != 1:
+                raise MarketError("bad_field", "an auction's channel has unit price 1 (bills are any amount)")
+            if self._auction_channel(r["token"], open_.payer, "seller") is not None:
+                raise MarketError("busy", f"that payer has a channel for auction {r['token']} already")
+        elif offer is None:
             raise MarketError("unknown_token", f"we have no token {r['token']} on sale")
-        if self.holds(r["token"]) or self.m.in_swap(r["token"]):
-            raise MarketError("busy", f"{r['token']} is sold in another channel or swap")
-        if self.devices is None or not self.devices.has(offer["lease"]):
-            raise MarketError("no_device", f"no device of ours carries lease {offer['lease']}")
-        least = min_unit_price(offer["price"], offer["kbps"], offer["end"] - offer["start"], open_.unit_bytes)
-        if open_.unit_price < least:
-            raise MarketError("price_too_low", f"unit_price {open_.unit_price} < {least}")
+        else:
+            if self.holds(r["token"]) or self.m.in_swap(r["token"]):
+                raise MarketError("busy", f"{r['token']} is sold in another channel or swap")
+            if self.devices is None or not self.devices.has(offer["lease"]):
+                raise MarketError("no_device", f"no device of ours carries lease {offer['lease']}")
+            least = min_unit_price(offer["price"], offer["kbps"], offer["end"] - offer["start"],
+                                   open_.unit_bytes)
+            if open_.unit_price < least:
+                raise MarketError("price_too_low", f"unit_price {open_.unit_price} < {least}")
         if r["fee"] < self.m.fee:
             raise MarketError("fee_too_low", f"fee {r['fee']} < {self.m.fee}")
         if not open_.signature_ok():
             raise MarketError("bad_signature", "channel_open is not signed by its payer")
         if via:
+            if auction is not None:
+                raise MarketError("bad_field", "an auction's channel is paid directly, not through a hub")
             if not self.m.hubs.paid_by(r["via"]):
                 raise MarketError("no_channel", f"no open hub channel from {r['via']} pays us")
             if open_.capacity <= open_.unit_price:
                 raise MarketError("bad_field", "capacity: at least two units")
         else:
             self._check_funding(open_, r)
+        if auction is not None:             # no lease of its own: the rounds grant and bill (auctions.py)
+            rec = {"kind": "sell", "token": r["token"], "lease": "", "open": r["open"], "payer_pk": r["payer_pk"],
+                   "payee_pk": self.m.wallet.pubkey.hex(), "fee": r["fee"], "base": 0, "until": None,
+                   "auction": True}
+            self._journal(rec)
+            return self.view(self._seller(rec))
         try:
             base = await self.devices.carried(offer["lease"])
             await self.devices.grant(offer["lease"], holder_key(open_.payer), offer["end"])
@@ -427,7 +486,10 @@ class Channels:
             c.invoices.append(invoice)
 
     def _check(self, c: _Channel) -> None:
-        """The exposure invariant, at every update: delivered - paid <= one unit."""
+        """The exposure invariant, at every update: delivered - paid <= one unit (an auction's channel is billed a
+        round at a time: its bound is the rounds' eligibility rule, bids.py)."""
+        if c.auction:
+            return
         c.checks += 1
         if c.payee.channel.exposure > c.terms.open.unit_price:
             c.violations += 1
@@ -442,7 +504,11 @@ class Channels:
                 c.payee.channel.paid += c.terms.open.unit_price
                 c.invoices.remove(h)
                 self._check(c)
-        if c.state == OPEN:
+        if c.state == OPEN and c.auction:
+            if height >= close_by(c.terms):
+                self._journal({"kind": "withdrawn", "channel": c.id, "reason": REFUND_NEAR})
+                c.state, c.reason = WITHDRAWN, REFUND_NEAR
+        elif c.state == OPEN:
             try:
                 c.metered = (await self.devices.carried(c.lease) - c.base) // c.terms.open.unit_bytes
             except LeaseDeviceError as e:

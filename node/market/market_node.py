@@ -52,6 +52,7 @@ from node.chain.keys import Key
 from node.cjdns import keys as cjdns_keys
 
 from .chain_client import ChainClient, ChainClientError
+from .auctions import Auctions
 from .channels import Channels
 from .errors import MarketError
 from .hubs import HubChannels
@@ -137,6 +138,7 @@ class MarketNode:
         self._http: aiohttp.ClientSession | None = None
         self.channels = Channels(self, lease_devices, self.dir, refund_blocks)
         self.hubs = HubChannels(self, self.dir, url, hub, hub_fee)
+        self.auctions = Auctions(self, lease_devices)
 
     # -- start, persistence ----------------------------------------------------------------------------------
 
@@ -393,6 +395,7 @@ class MarketNode:
                 await self._run(sid, s, actions)
         await self.channels.tick()
         await self.hubs.tick()
+        await self.auctions.tick()
 
     async def _pull_updates(self) -> None:
         for sid, url in self.peers.items():
@@ -485,6 +488,10 @@ class MarketNode:
     def offer(self, token: str) -> dict | None:
         return next((o for o in self.my_offers() if o["token"] == token), None)
 
+    def auction_terms(self, name: str):
+        """Our auction ``name`` (bids.py's AuctionTerms), or None."""
+        return self.auctions.terms(name)
+
     def in_swap(self, token: str) -> bool:
         return any(isinstance(s, SellerSwap) and s.token == token and not s.outcome for s in self.swaps.values())
 
@@ -538,6 +545,9 @@ class MarketNode:
                 "swaps": [self.swap_status(s) for s in self.swaps], "channels": self.channels.list(),
                 "channel_counters": dict(self.channels.counters), "hub": self.hubs.info(),
                 "hub_channels": self.hubs.list(),
+                "channel_counters": dict(self.channels.counters),
+                "auctions": self.auctions.list(), "bids": self.auctions.bids(),
+                "auction_counters": dict(self.auctions.counters), "bid_rejected": dict(self.auctions.rejected),
                 "counters": dict(self.counters), "rejected": dict(self.rejected),
                 "issuer_rejected": dict(self.issuer.rejected), "replicator_rejected": dict(self.replicator.rejected),
                 "issuers": self.issuers(), "gossip_waiting": {u: len(q) for u, q in self.gossip_queue.items()}}

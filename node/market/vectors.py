@@ -13,6 +13,7 @@ from node.cjdns import keys
 
 from . import wire
 from .auction import auction, auto_bid
+from .bids import AuctionTerms, Bid, Rounds
 from .channel import ChannelOpen, ChannelPay, Commitment, PayeeChannel
 from .evidence import Attestation, Policy, Reveal
 from .faults import Discredit, ProofError, verify
@@ -23,7 +24,7 @@ from .token_chain import LockRequest, RuleError, TokenState, Update
 
 MESSAGES = {c.TYPE: c for c in (Update, LockRequest, Reveal, Attestation, Discredit, SwapPropose, SwapAccept,
                                  SwapFunded, SwapCancel, ChannelOpen, Commitment, ChannelPay, HubOpen, HubState,
-                                 HtlcFulfill, HtlcFail)}
+                                 HtlcFulfill, HtlcFail, Bid)}
 
 
 def _data(v: dict) -> bytes:
@@ -102,6 +103,31 @@ def check_auto_bid(v):
     expect("bid", auto_bid(v["balance"], v["remaining_bytes"], v.get("spend_rate", 1.0)), v["bid"])
 
 
+def bid_rounds(seller: str, terms: dict, start: float, steps) -> list:
+    """What a seller's auction (bids.py) makes of ``steps`` in order: a bid (its encoding: ``ok`` or the refusal's
+    reason) or a round's end (``close`` time, ``carried`` {lease: bytes}, ``accounts`` {bidder: ok|unpaid|
+    no_channel}: the ended round's ``bills`` and the next round's winners, price, optimistic slot, ineligible)."""
+    house = Rounds(bytes.fromhex(seller), AuctionTerms.check(terms), start)
+    results = []
+    for step in steps:
+        if "bid" in step:
+            try:
+                house.receive(step["bid"].encode())
+                results.append("ok")
+            except wire.WireError as e:
+                results.append(e.code)
+        else:
+            r = house.close(step["close"], step["carried"], step["accounts"])
+            results.append({"bills": house.rounds[-2].bills, "round": r.number, "winners": r.winners,
+                            "price": r.price, "optimistic": r.optimistic, "optimistic_price": r.optimistic_price,
+                            "ineligible": r.ineligible})
+    return results
+
+
+def check_bid_rounds(v):
+    expect("results", bid_rounds(v["seller"], v["terms"], v["start"], v["steps"]), v["results"])
+
+
 def check_channel(v):
     """A payee fed ``payments`` in order, sending one unit before each: what it accepts and what it is owed."""
     payee = PayeeChannel(ChannelOpen.from_body(v["open"]))
@@ -164,6 +190,7 @@ CHECKS = {
     "market.discredit": check_discredit,
     "market.auction": check_auction,
     "market.auto_bid": check_auto_bid,
+    "market.bid_rounds": check_bid_rounds,
     "market.channel": check_channel,
     "market.swap_timeouts": check_swap_timeouts,
     "market.hub_channel": check_hub_channel,

@@ -1,6 +1,6 @@
-"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|hubs|hub-open|hub-pay|hub-close`:
-the run's bandwidth market
-(testbed/market_view.py; the market services: node/market/service.py on the nodes with the role issuer)."""
+"""`pktlab market offers|sell|buy|open|stop|tokens|swaps|issuers|audit|channels|hubs|hub-open|hub-pay|hub-close|
+auction|bid|rounds`: the run's bandwidth market (testbed/market_view.py; the market services: node/market/service.py
+on the nodes with the role issuer)."""
 from __future__ import annotations
 
 import json
@@ -57,6 +57,28 @@ def cmd_market(args):
                 raise SystemExit("pktlab market open: --wait: seconds > 0")
             data = mesh.market_open(*args.what, args.units, args.unit_bytes, unit_price=args.price, wait=args.wait,
                                     via=args.via)
+        elif args.verb == "auction":
+            if len(args.what) != 2 or not args.leases or args.slots is None or args.reserve is None \
+                    or args.round is None:
+                raise SystemExit("pktlab market auction NODE NAME --leases L1,..,OPT --slots N --reserve UNITS "
+                                 "--round DURATION [--free-every K]")
+            try:
+                round_s = parse_term(args.round)
+            except ValueError as e:
+                raise SystemExit(f"pktlab market auction: {e}") from None
+            data = mesh.market_auction(*args.what, args.leases.split(","), args.slots, args.reserve, round_s,
+                                       args.free_every)
+        elif args.verb == "bid":
+            if len(args.what) != 3 or [args.price is not None, args.interest, args.auto is not None].count(True) != 1:
+                raise SystemExit("pktlab market bid NODE SELLER AUCTION (--price UNITS | --interest | --auto BYTES "
+                                 "[--spend-rate R]) [--capacity UNITS] [--time-scale X]")
+            price = 0 if args.interest else args.price
+            data = mesh.market_bid(*args.what, price, remaining_bytes=args.auto, spend_rate=args.spend_rate,
+                                   capacity=args.capacity, time_scale=args.time_scale)
+        elif args.verb == "rounds":
+            if len(args.what) not in (1, 2):
+                raise SystemExit("pktlab market rounds NODE [AUCTION] [--last N]")
+            data = mesh.market_rounds(*args.what, last=args.last)
         elif args.verb == "stop":
             if len(args.what) != 2:
                 raise SystemExit("pktlab market stop BUYER CHANNEL")
@@ -89,7 +111,7 @@ def cmd_market(args):
             data = mesh.market_status(args.what[0])["swaps"]
     except (MarketViewError, TimedOut) as e:
         raise _fail(e) from None
-    if args.json or args.verb in ("sell", "buy", "open", "stop", "hub-open", "hub-pay", "hub-close"):
+    if args.json or args.verb in ("sell", "buy", "open", "stop", "hub-open", "hub-pay", "hub-close", "auction", "bid"):
         print(json.dumps(data, indent=1))
         return
     if args.verb == "offers":
@@ -117,6 +139,24 @@ def cmd_market(args):
             t = _hub_table(hubs)
     elif args.verb == "hubs":
         t = _hub_table(data)
+    elif args.verb == "rounds":
+        t = Table("auction", "round", "bids (per KiB)", "winners", "price", "optimistic", "ineligible",
+                  "KiB carried", "bills", title=f"{args.what[0]}: auction rounds")
+        for a in data:
+            for r in a["rounds"]:
+                opt = f"{r['optimistic']} at {r['optimistic_price']}" if r["optimistic"] else "-"
+                t.add_row(a["name"], str(r["round"]), _pairs(r["bids"]), ", ".join(r["winners"]) or "-",
+                          str(r["price"]), opt,
+                          _pairs(r["ineligible"]),
+                          _pairs({k: v // 1024 for k, v in r["carried"].items()}) if r["carried"] is not None else
+                          "(running)", _pairs(r["bills"]) if r["bills"] is not None else "-")
+        out.print(t)
+        t = Table("auction", "bidder", "standing bid", "channel", "billed", "paid", "owed", title="accounts")
+        for a in data:
+            for b, bid in a["bids"].items():
+                acc = a["accounts"].get(b) or {}
+                t.add_row(a["name"], b, f"{bid['price']} (from round {bid['round']})", acc.get("channel", "-")[:16],
+                          str(acc.get("billed", "-")), str(acc.get("paid", "-")), str(acc.get("owed", "-")))
     elif args.verb == "audit":
         t = Table("lease", "bytes carried", "owed (units)", "paid (units)", "over", "under", "verdict",
                   title="market audit")
@@ -150,6 +190,10 @@ def _hub_table(rows) -> Table:
     return t
 
 
+def _pairs(d: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"
+
+
 def register(add) -> None:
     sp = add("market", cmd_market, "the bandwidth market: offers (with the link measured over the free tier), sell "
                                    "NODE LEASE, buy BUYER SELLER TOKEN (atomic swap for PKT; a "
@@ -165,9 +209,21 @@ def register(add) -> None:
                                    "--capacity UNITS (fund a hub channel: payer to hub, or hub to payee), hub-pay "
                                    "PAYER HUB PAYEE --amount UNITS (the payee's invoice, paid by HTLCs forwarded hop "
                                    "by hop; the payer adds the hub's fee), hub-close RECEIVER CHANNEL (close on chain "
-                                   "with the latest state), hubs (every hub channel: seq, paid, pending HTLCs)")
+                                   "with the latest state), hubs (every hub channel: seq, paid, pending HTLCs); "
+                                   "auction NODE NAME --leases "
+                                   "L1,OPT --slots N --reserve UNITS --round 10s (BitTorrent Token mode: NODE's "
+                                   "market auctions priority on its link every round; the N highest bids get the "
+                                   "first N leases and pay max(highest losing bid, reserve) per KiB their lease "
+                                   "carried, over a payment channel; the last lease is the optimistic slot, free "
+                                   "to a non-bidder every K-th round), bid NODE SELLER AUCTION (--price UNITS | "
+                                   "--interest | --auto BYTES) [--capacity UNITS] (bid per KiB, or only say the "
+                                   "node wants the link, or auto-bid from the channel's balance and the bytes it "
+                                   "still wants to send; --capacity opens the channel that pays the bills), rounds "
+                                   "NODE [AUCTION] (a seller's rounds: bids, winners, price, optimistic slot, bills, "
+                                   "and what each bidder was billed and paid)")
     sp.add_argument("verb", choices=("offers", "sell", "buy", "open", "stop", "tokens", "swaps", "issuers", "audit",
-                                     "channels", "hubs", "hub-open", "hub-pay", "hub-close"))
+                                     "channels", "hubs", "hub-open", "hub-pay", "hub-close", "auction", "bid",
+                                     "rounds"))
     sp.add_argument("what", nargs="*", metavar="ARG")
     run_option(sp)
     sp.add_argument("--price", type=_positive_int, metavar="UNITS",
@@ -184,10 +240,27 @@ def register(add) -> None:
                                                            "receiver to accept; hub-pay: for the payment to end")
     sp.add_argument("--via", metavar="HUB", help="open: pay each unit through this hub market (the buyer needs an "
                                                  "open hub channel to it, and it one to the seller: hub-open)")
-    sp.add_argument("--capacity", type=_positive_int, metavar="UNITS", help="hub-open: what the channel can pay")
+    sp.add_argument("--capacity", type=_positive_int, metavar="UNITS",
+                    help="hub-open: what the channel can pay; bid: first open a payment channel of UNITS atomic PKT "
+                         "to the seller (pays the bills)")
     sp.add_argument("--refund-blocks", type=_positive_int, metavar="N",
                     help="hub-open: the sender may take everything back N blocks from now (default 60)")
     sp.add_argument("--amount", type=_positive_int, metavar="UNITS", help="hub-pay: what the payee gets")
     sp.add_argument("--hold", action="store_true", help="hub-pay: a hold invoice (the payee fulfills it when told)")
     sp.add_argument("--no-measure", action="store_true", help="offers: do not ping the links")
+    sp.add_argument("--leases", metavar="L1,..,OPT", help="auction: the leases on the seller's link, one per slot "
+                                                          "and the optimistic slot's last")
+    sp.add_argument("--slots", type=_positive_int, help="auction: how many bidders win a round")
+    sp.add_argument("--reserve", type=int, metavar="UNITS", help="auction: the least bid, atomic units per KiB")
+    sp.add_argument("--round", metavar="DURATION", help="auction: how long a round lasts (10s, 1m)")
+    sp.add_argument("--free-every", type=_positive_int, metavar="K",
+                    help="auction: every K-th round the optimistic slot goes free to a non-bidder (default 3)")
+    sp.add_argument("--interest", action="store_true",
+                    help="bid: no bid, the node only wants the link (a candidate for the free optimistic slot)")
+    sp.add_argument("--auto", type=_positive_int, metavar="BYTES",
+                    help="bid: auto-bid spend_rate x balance / (BYTES still to send / 1024), re-bid within the limits")
+    sp.add_argument("--spend-rate", type=float, metavar="R", help="bid: with --auto (default 1)")
+    sp.add_argument("--time-scale", type=float, metavar="X",
+                    help="bid: the re-bid interval is 60 s x X (default 1)")
+    sp.add_argument("--last", type=_positive_int, metavar="N", help="rounds: only the last N rounds")
     sp.add_argument("--json", action="store_true")
