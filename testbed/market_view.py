@@ -1,5 +1,5 @@
-"""A run's bandwidth market from the host: the data behind `pktlab market offers|sell|buy|open|stop|tokens|swaps|
-channels` and the same Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
+"""A run's bandwidth market from the host: the data behind `pktlab market ...` (testbed/cli/market.py) and the same
+Mesh methods. It asks the nodes' market services (role issuer, node/market/service.py) through their Unix sockets
 (`nodes/<node>/market.sock`); the services talk to each other over the mesh.
 
 `offers` is what a buyer finds: on a route-server mesh, the offers the route servers hold (each market tells its

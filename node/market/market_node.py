@@ -545,7 +545,6 @@ class MarketNode:
                 "swaps": [self.swap_status(s) for s in self.swaps], "channels": self.channels.list(),
                 "channel_counters": dict(self.channels.counters), "hub": self.hubs.info(),
                 "hub_channels": self.hubs.list(),
-                "channel_counters": dict(self.channels.counters),
                 "auctions": self.auctions.list(), "bids": self.auctions.bids(),
                 "auction_counters": dict(self.auctions.counters), "bid_rejected": dict(self.auctions.rejected),
                 "counters": dict(self.counters), "rejected": dict(self.rejected),

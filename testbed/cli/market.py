@@ -122,7 +122,8 @@ def cmd_market(args):
         for o in data:
             q, m = o.get("link_quality") or {}, o.get("measured") or {}
             t.add_row(o["seller"], o["token"], o["link"], str(o["kbps"]), str(max(0, round(o["end"] - now))),
-                      str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")), o["source"])
+                      str(o["price"]), str(q.get("rate_bps", "-")), str(m.get("rtt_ms", "-")), str(m.get("loss", "-")),
+                      o["source"])
     elif args.verb == "channels":
         t = Table("node", "role", "channel", "token", "state", "capacity", "unit price", "unit bytes", "delivered",
                   "paid units", "paid", "exposure", "via", "reason", title="payment channels")
