@@ -232,7 +232,7 @@ class RouteServerGlue:
         high-water marks, which a restarted process reads back from its state directory."""
         s = self.settings
         self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
-                                          replay_state=self.replay_state)
+                                          replay_state=self.replay_state, cpu_clock=time.process_time)
         self.client.set_serve_self(True)
         self.node.stamp_arrivals()      # a message's age is judged by when it arrived, not when we got to it
 
