@@ -93,6 +93,13 @@ DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in ev
 REPLAY_SCOPE = "route_server.announcement"
 LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
 MAX_OFFERS = 8                  # market offers kept per node (what one announcement may carry)
+# Path cache (a pktlab choice; cjdns-snode caches per pair and drops the cache when it rebuilds its graph, at most
+# every 3 s, so its answers may be 3 s behind a link that went down): a search's answer is kept until the graph
+# changes in a way that matters for it: a link comes or goes (at once), or a link's cost moves by this factor from
+# what it was when the cache was last dropped for it. Smaller moves of the link values (they change with every
+# announcement) do not drop it: at 1000 nodes every node re-announces every 40 s, 25 changes a second.
+COST_CHANGE_FACTOR = 2.0
+MAX_CACHED_PATHS = 65_536       # searches kept; the oldest go first
 
 
 class Rejected(Exception):
@@ -171,6 +178,9 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
+        self.graph_version = 0               # counts changes of the graph that matter for paths (COST_CHANGE_FACTOR)
+        self._ref_cost: dict[tuple, float] = {}   # (ip6, ip6) -> a link's cost at the last change counted
+        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...) under graph_version
         self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
         self._recent: dict[bytes, None] = {}     # the last RECENT_ACCEPTED announcements accepted, oldest first
@@ -357,6 +367,9 @@ class RouteServer:
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
+                    self._ref_cost.pop((ip6, other), None)
+                    self._ref_cost.pop((other, ip6), None)
+                    self._graph_changed()
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -375,6 +388,7 @@ class RouteServer:
         then updated node by node as announcements arrive; treat it as read-only."""
         if self._adj is None:
             self._adj = self._build_adjacency()
+            self._ref_cost = {(a, b): cost for a, nbrs in self._adj.items() for b, cost in nbrs.items()}
         return self._adj
 
     def graph(self, rebuild: bool = False) -> nx.DiGraph:
@@ -409,6 +423,10 @@ class RouteServer:
                                  min(mine.expires_s, other.expires_s), {a: mine.lease_num, b: other.lease_num}))
         return tuple(sorted(out, key=lambda l: (-l.guarantee_bps, l.lease_id)))
 
+    def _graph_changed(self) -> None:
+        self.graph_version += 1
+        self._paths.clear()
+
     def _build_adjacency(self) -> dict:
         adj = {ip6: {} for ip6 in self.nodes}
         for ip6, node in self.nodes.items():
@@ -423,7 +441,8 @@ class RouteServer:
         adj = self._adj
         if adj is None:
             return
-        for other in adj.get(ip6, {}):
+        old = adj.get(ip6, {})
+        for other in old:
             adj[other].pop(ip6, None)
         adj[ip6] = {}
         for link in self.nodes[ip6].links.values():
@@ -431,6 +450,17 @@ class RouteServer:
             if cost is not None:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
+        changed = old.keys() != adj[ip6].keys()
+        for other in old.keys() - adj[ip6].keys():
+            self._ref_cost.pop((ip6, other), None)
+            self._ref_cost.pop((other, ip6), None)
+        for other, cost in adj[ip6].items():
+            ref = self._ref_cost.get((ip6, other))
+            if ref is None or not ref / COST_CHANGE_FACTOR < cost < ref * COST_CHANGE_FACTOR:
+                self._ref_cost[(ip6, other)] = self._ref_cost[(other, ip6)] = cost
+                changed = True
+        if changed:
+            self._graph_changed()
 
     def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None,
               holders=()) -> Route | None:
@@ -528,11 +558,25 @@ class RouteServer:
         # Searched from the lower address, so both ends of a flow get the same path (reversed) whichever of
         # several equally cheap paths the search meets first: a node re-asks when the other end moves.
         a, b = sorted((src_ip6, dst_ip6))
-        found = cheapest(self.adjacency(), a, b, avoid)
+        found = self._cheapest(a, b, avoid)
         if found is None:
             return None
         cost, path = found
         return self._labelled(path if a == src_ip6 else path[::-1], cost)
+
+    def _cheapest(self, a: bytes, b: bytes, avoid) -> tuple | None:
+        """cheapest(...) from a to b, from the path cache while the graph has not changed since (COST_CHANGE_FACTOR);
+        both directions of a pair share an entry (searched from the lower address, _route)."""
+        key = (a, b, frozenset(avoid))
+        if key in self._paths:
+            self.counters["route_cache_hit"] = self.counters.get("route_cache_hit", 0) + 1
+            return self._paths[key]
+        self.counters["route_cache_miss"] = self.counters.get("route_cache_miss", 0) + 1
+        found = cheapest(self.adjacency(), a, b, avoid)
+        if len(self._paths) >= MAX_CACHED_PATHS:
+            del self._paths[next(iter(self._paths))]
+        self._paths[key] = found
+        return found
 
     @staticmethod
     def _cheapest_over_leases(adj, src: bytes, dst: bytes, lease_of, avoid=frozenset()):

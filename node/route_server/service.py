@@ -146,6 +146,8 @@ class RouteServerService:
                                         state_hash=self.core.state_hash(src_ip6),
                                         alternatives=self._alternatives(src_ip6, now_ms))), q.sq
         if q.sq == "gr":
+            if q.tar == self.ip6:
+                self.counters["query_gr_server"] += 1          # a client's backup query (counted in query_gr too)
             return self._path(q, at, now_ms), "gr_server" if q.tar == self.ip6 else q.sq
         if peer is None:
             self.counters["rejected_not_federated"] += 1
@@ -360,6 +362,7 @@ class RouteServerService:
             "rejected": rejected,
             "counters": dict(self.counters),
             "routes": {k: v for k, v in self.core.counters.items() if k.startswith("route_")},
+            "graph_version": self.core.graph_version,
             "leases": sorted(({"node": keys.ip6_text(n.ip6), "lease": e.lease_id,
                                "holder": keys.pubkey_text(e.holder) if e.holder else None, "expires_s": e.expires_s}
                               for n in self.core.nodes.values() for e in n.leases.values()),
