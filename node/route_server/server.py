@@ -93,12 +93,12 @@ DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in ev
 REPLAY_SCOPE = "route_server.announcement"
 LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
 MAX_OFFERS = 8                  # market offers kept per node (what one announcement may carry)
-# Path cache (a pktlab choice; cjdns-snode caches per pair and drops the cache when it rebuilds its graph, at most
-# every 3 s, so its answers may be 3 s behind a link that went down): a search's answer is kept until the graph
-# changes in a way that matters for it: a link comes or goes (at once), or a link's cost moves by this factor from
-# what it was when the cache was last dropped for it. Smaller moves of the link values (they change with every
-# announcement) do not drop it: at 1000 nodes every node re-announces every 40 s, 25 changes a second.
-COST_CHANGE_FACTOR = 2.0
+# Path cache (cjdns-snode caches answers per pair and drops them when it rebuilds its graph, at most every 3 s, so
+# an answer may be 3 s behind even a link that went down; pktlab's choice): a search's answer is kept until a link
+# comes or goes (at once: graph_version), or until COST_STALE_MS after a link's cost moved. Link values move with
+# nearly every announcement (RTT samples; a reset announcement starts a link's value afresh): at 1000 nodes that
+# is about 25 times a second, so dropping the cache at each move would keep nothing.
+COST_STALE_MS = 10_000
 MAX_CACHED_PATHS = 65_536       # searches kept; the oldest go first
 
 
@@ -178,9 +178,10 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
-        self.graph_version = 0               # counts changes of the graph that matter for paths (COST_CHANGE_FACTOR)
-        self._ref_cost: dict[tuple, float] = {}   # (ip6, ip6) -> a link's cost at the last change counted
-        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...) under graph_version
+        self.graph_version = 0               # counts links that came or went (each drops the path cache)
+        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...), see COST_STALE_MS
+        self._costs_moved_ms: int | None = None   # the first cost change since the path cache was dropped
+        self._now_ms = 0                     # the latest time we were given (announcements, queries)
         self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
         self._recent: dict[bytes, None] = {}     # the last RECENT_ACCEPTED announcements accepted, oldest first
@@ -189,6 +190,7 @@ class RouteServer:
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
         """Accept an announcement or raise Rejected. Returns the sender's updated state."""
         raw = bytes(raw)
+        self._now_ms = max(self._now_ms, now_ms)
         if via is not None and raw in self._recent:
             # the same bytes, accepted lately (from the node, or passed on by another server): no parse and no
             # signature check again; with S federated servers each announcement comes S - 2 times more like this
@@ -367,8 +369,6 @@ class RouteServer:
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
-                    self._ref_cost.pop((ip6, other), None)
-                    self._ref_cost.pop((other, ip6), None)
                     self._graph_changed()
         return gone
 
@@ -388,7 +388,6 @@ class RouteServer:
         then updated node by node as announcements arrive; treat it as read-only."""
         if self._adj is None:
             self._adj = self._build_adjacency()
-            self._ref_cost = {(a, b): cost for a, nbrs in self._adj.items() for b, cost in nbrs.items()}
         return self._adj
 
     def graph(self, rebuild: bool = False) -> nx.DiGraph:
@@ -425,7 +424,11 @@ class RouteServer:
 
     def _graph_changed(self) -> None:
         self.graph_version += 1
+        self._drop_paths()
+
+    def _drop_paths(self) -> None:
         self._paths.clear()
+        self._costs_moved_ms = None
 
     def _build_adjacency(self) -> dict:
         adj = {ip6: {} for ip6 in self.nodes}
@@ -450,17 +453,10 @@ class RouteServer:
             if cost is not None:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
-        changed = old.keys() != adj[ip6].keys()
-        for other in old.keys() - adj[ip6].keys():
-            self._ref_cost.pop((ip6, other), None)
-            self._ref_cost.pop((other, ip6), None)
-        for other, cost in adj[ip6].items():
-            ref = self._ref_cost.get((ip6, other))
-            if ref is None or not ref / COST_CHANGE_FACTOR < cost < ref * COST_CHANGE_FACTOR:
-                self._ref_cost[(ip6, other)] = self._ref_cost[(other, ip6)] = cost
-                changed = True
-        if changed:
+        if old.keys() != adj[ip6].keys():
             self._graph_changed()
+        elif self._costs_moved_ms is None and old != adj[ip6]:
+            self._costs_moved_ms = self._now_ms
 
     def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None,
               holders=()) -> Route | None:
@@ -480,6 +476,7 @@ class RouteServer:
         if len(bad) < len(bad_labels) or len(dead) < 2 * len(dead_labels):
             self.counters["route_failed_label_unknown"] = self.counters.get("route_failed_label_unknown", 0) + 1
         if now_ms is not None:
+            self._now_ms = max(self._now_ms, now_ms)
             dead |= self._remember_dead_links(dead, now_ms)
         lease_of = self._lease_chooser(src_ip6, holders, now_ms)
         route = self._route(src_ip6, dst_ip6, lease_of=lease_of)
@@ -565,8 +562,10 @@ class RouteServer:
         return self._labelled(path if a == src_ip6 else path[::-1], cost)
 
     def _cheapest(self, a: bytes, b: bytes, avoid) -> tuple | None:
-        """cheapest(...) from a to b, from the path cache while the graph has not changed since (COST_CHANGE_FACTOR);
-        both directions of a pair share an entry (searched from the lower address, _route)."""
+        """cheapest(...) from a to b, from the path cache (COST_STALE_MS); both directions of a pair share an entry
+        (searched from the lower address, _route)."""
+        if self._costs_moved_ms is not None and self._now_ms - self._costs_moved_ms >= COST_STALE_MS:
+            self._drop_paths()
         key = (a, b, frozenset(avoid))
         if key in self._paths:
             self.counters["route_cache_hit"] = self.counters.get("route_cache_hit", 0) + 1
