@@ -42,7 +42,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   server itself, with our current label as ``bad``) for a second path that shares no link with the first. When
   the first breaks (a switch error on the way to the server, or silence), queries move to the backup at once,
   instead of hunting: a link cut under both a flow and the way to the server costs one round trip, not a
-  hunt and a query timeout. Labels that just failed are not taken again from peers' GETSNODE answers.
+  hunt and a query timeout. Labels that just failed are not taken again from peers' GETSNODE answers. While the
+  server finds no second way, it is asked again after a doubling wait (MAX_BACKUP_WAIT_MS).
 
 The host (agent or simulation) moves bytes: ``poll(now)`` returns :class:`Outgoing` items (GETSNODE control
 messages to peers, bencoded messages to a route server inside a CryptoAuth session); it hands back GETSNODE
