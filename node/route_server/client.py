@@ -550,7 +550,9 @@ class RouteServerClient(PathProvider):
             c.failed_until = 0                     # it failed on its old label: the new one gets a chance
         elif not (labels.log2(label) < labels.log2(c.label) or (source == "alt" and key != self.server)):
             return                                 # keep the shorter label; a server-computed one wins
-        c.label, c.source, c.backup, c.backup_asked_ms, c.backup_wait_ms = label, source, None, None, 0
+        # a new label: ask for a backup again an announce interval after the last ask (not at once: labels get
+        # shorter many times while a big mesh comes up, and each ask costs the server up to four searches)
+        c.label, c.source, c.backup, c.backup_wait_ms = label, source, None, 0
 
     def _server(self, now: int) -> bytes | None:
         if self.server is not None:
