@@ -146,8 +146,16 @@ class RouteServerService:
                                         state_hash=self.core.state_hash(src_ip6),
                                         alternatives=self._alternatives(src_ip6, now_ms))), q.sq
         if q.sq == "gr":
+            # where path queries come from (each counted in query_gr too): a client's backup query, our own
+            # node's look-ups, queries naming failed labels (a switch error or silence) or dead links
             if q.tar == self.ip6:
-                self.counters["query_gr_server"] += 1          # a client's backup query (counted in query_gr too)
+                self.counters["query_gr_server"] += 1
+            if src_ip6 == self.ip6:
+                self.counters["query_gr_own"] += 1
+            if q.bad:
+                self.counters["query_gr_bad"] += 1
+            if q.dead:
+                self.counters["query_gr_dead"] += 1
             return self._path(q, at, now_ms), "gr_server" if q.tar == self.ip6 else q.sq
         if peer is None:
             self.counters["rejected_not_federated"] += 1
