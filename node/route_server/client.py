@@ -71,7 +71,8 @@ MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a ba
 MAX_TIMEOUT_MS = 30_000          # the longest a query waits for a slow server's answer
 # A server that found no second way to it (none, or only one through waypoints, which a client does not use to reach
 # its server) is asked again after twice the last wait, up to this (pktlab: at 1000 nodes these repeated backup
-# queries, each up to four searches, were most of a server's path-query CPU; a change of our label asks at once).
+# queries, each up to four searches, cost a server more than all its other path queries; a new label to the server
+# starts the wait again from the announce interval).
 MAX_BACKUP_WAIT_MS = 600_000
 
 

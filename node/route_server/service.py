@@ -118,7 +118,7 @@ class RouteServerService:
     def _handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None,
                 arrived_ms: int | None) -> tuple[bytes | None, str]:
         """(the reply or None, the kind of message: the query's ``sq``, ``gr_server`` for a path to this server
-        (a client's backup query), ``reply`` or ``bad``)"""
+        (a client's backup query, or its look-up of this node), ``reply`` or ``bad``)"""
         src_ip6 = keys.address_for_key(bytes(src))
         at = now_ms if arrived_ms is None else min(arrived_ms, now_ms)
         self._housekeeping(now_ms)
@@ -146,8 +146,8 @@ class RouteServerService:
                                         state_hash=self.core.state_hash(src_ip6),
                                         alternatives=self._alternatives(src_ip6, now_ms))), q.sq
         if q.sq == "gr":
-            # where path queries come from (each counted in query_gr too): a client's backup query, our own
-            # node's look-ups, queries naming failed labels (a switch error or silence) or dead links
+            # where path queries come from (each counted in query_gr too): a path to us (a client's backup query
+            # or its look-up of this node), our own node's look-ups, queries naming failed labels or dead links
             if q.tar == self.ip6:
                 self.counters["query_gr_server"] += 1
             if src_ip6 == self.ip6:
