@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -225,9 +226,16 @@ class Mesh:
         self.run.save()
         wait = 30 + 0.2 * len(nodes)
         pending = set(configs)
+        # a slow answer is a busy host, not an unhealthy agent: while 1000 nodes come up (load 27) the hosts of
+        # a route server's neighbours, which forward all its traffic, answered `status` in 4-5 s. The agents are
+        # asked 32 at a time, so the slow hosts' answers overlap instead of adding up.
+        timeout = 2 if len(nodes) <= SOLO_AGENTS_UP_TO else 10
 
         def all_healthy():
-            pending.difference_update([n for n in pending if self._agent_healthy(n)])
+            ask = sorted(pending)
+            with ThreadPoolExecutor(max_workers=32) as pool:
+                healthy = list(pool.map(lambda n: self._agent_healthy(n, timeout), ask))
+            pending.difference_update(n for n, ok in zip(ask, healthy) if ok)
             progress("agents ready", len(configs) - len(pending), len(configs))
             return not pending
         if not wait_until(all_healthy, wait, interval=0.05):
@@ -274,9 +282,9 @@ class Mesh:
     def agent(self, node: str) -> AgentClient:
         return AgentClient(str(self.run.path("nodes", node, "agent.sock")))
 
-    def _agent_healthy(self, node: str) -> bool:
+    def _agent_healthy(self, node: str, timeout: float = 2) -> bool:
         try:
-            st = self.agent(node).call("status", timeout=2)
+            st = self.agent(node).call("status", timeout=timeout)
         except (OSError, AgentError, ValueError):
             return False
         return bool(st.get("healthy")) and st.get("peers_up") == st.get("peers")

@@ -42,7 +42,8 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   server itself, with our current label as ``bad``) for a second path that shares no link with the first. When
   the first breaks (a switch error on the way to the server, or silence), queries move to the backup at once,
   instead of hunting: a link cut under both a flow and the way to the server costs one round trip, not a
-  hunt and a query timeout. Labels that just failed are not taken again from peers' GETSNODE answers.
+  hunt and a query timeout. Labels that just failed are not taken again from peers' GETSNODE answers. While the
+  server finds no second way, it is asked again after a doubling wait (MAX_BACKUP_WAIT_MS).
 
 The host (agent or simulation) moves bytes: ``poll(now)`` returns :class:`Outgoing` items (GETSNODE control
 messages to peers, bencoded messages to a route server inside a CryptoAuth session); it hands back GETSNODE
@@ -68,6 +69,11 @@ MAX_WANTED = 512                 # look-ups waiting for an answer; more are refu
 U32_MAX = 0xFFFFFFFF
 MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
 MAX_TIMEOUT_MS = 30_000          # the longest a query waits for a slow server's answer
+# A server that found no second way to it (none, or only one through waypoints, which a client does not use to reach
+# its server) is asked again after twice the last wait, up to this (pktlab: at 1000 nodes these repeated backup
+# queries, each up to four searches, cost a server more than all its other path queries; a new label to the server
+# starts the wait again from the announce interval).
+MAX_BACKUP_WAIT_MS = 600_000
 
 
 def _u32(v) -> int:
@@ -123,6 +129,7 @@ class Candidate:
     failed_until: int = 0
     backup: int | None = None            # a second label to the server, sharing no link with ``label``
     backup_asked_ms: int | None = None
+    backup_wait_ms: int = 0              # after "no second way": how long until we ask again (0: the announce interval)
 
 
 @dataclass
@@ -460,8 +467,8 @@ class RouteServerClient(PathProvider):
                                                      bad=self._bad(ip6, now), dead=self._dead(now),
                                                      holders=self.config.lease_holders)))
         c = self.candidates[server]
-        if c.source != "self" and c.backup is None and self.acked and (
-                c.backup_asked_ms is None or now - c.backup_asked_ms >= self.config.announce_interval_ms):
+        due = self._backup_due(c)
+        if due is not None and now >= due:
             c.backup_asked_ms = now
             server_ip6 = keys.address_for_key(server)
             out.append(self._query(server, label, "bk", now, target=server_ip6,
@@ -487,10 +494,18 @@ class RouteServerClient(PathProvider):
             times.append(self.next_announce)
         asking = {p.target for p in self.pending.values() if p.kind == "gr"}
         times += [when for ip6, when in self.wanted.items() if ip6 not in asking]
-        c = self.candidates[self.server]
-        if c.source != "self" and c.backup is None and self.acked:
-            times.append(0 if c.backup_asked_ms is None else c.backup_asked_ms + cfg.announce_interval_ms)
+        due = self._backup_due(self.candidates[self.server])
+        if due is not None:
+            times.append(due)
         return min(times, default=None)
+
+    def _backup_due(self, c: Candidate) -> int | None:
+        """When to ask the server for a backup path to it (module docstring), or None: not now."""
+        if c.source == "self" or c.backup is not None or not self.acked:
+            return None
+        if c.backup_asked_ms is None:
+            return 0
+        return c.backup_asked_ms + (c.backup_wait_ms or self.config.announce_interval_ms)
 
     def timeout_ms(self, now: int | None = None) -> int:
         """How long a query to our server waits for its answer (see the module docstring): the RTO, backed off
@@ -536,7 +551,9 @@ class RouteServerClient(PathProvider):
             c.failed_until = 0                     # it failed on its old label: the new one gets a chance
         elif not (labels.log2(label) < labels.log2(c.label) or (source == "alt" and key != self.server)):
             return                                 # keep the shorter label; a server-computed one wins
-        c.label, c.source, c.backup = label, source, None
+        # a new label: ask for a backup again an announce interval after the last ask (not at once: labels get
+        # shorter many times while a big mesh comes up, and each ask costs the server up to four searches)
+        c.label, c.source, c.backup, c.backup_wait_ms = label, source, None, 0
 
     def _server(self, now: int) -> bytes | None:
         if self.server is not None:
@@ -564,7 +581,7 @@ class RouteServerClient(PathProvider):
         if c is not None and c.backup is not None:
             # the way to the server broke, not the server (we cannot tell; the backup shares no link with it):
             # resend what was on the way over the backup at once
-            c.label, c.backup, c.backup_asked_ms = c.backup, None, None
+            c.label, c.backup, c.backup_asked_ms, c.backup_wait_ms = c.backup, None, None, 0
             self.counters["server_backup_used"] += 1
             self._resend_pending(now)
             return
@@ -674,8 +691,10 @@ class RouteServerClient(PathProvider):
         found = next((a for a in reply.nodes if a.public_key == p.server), None)
         if c is None or found is None or found.label < 2 or found.label == c.label:
             self.counters["backup_none"] += 1          # no second way (the server answered the same one)
+            if c is not None:
+                c.backup_wait_ms = min(2 * (c.backup_wait_ms or self.config.announce_interval_ms), MAX_BACKUP_WAIT_MS)
             return
-        c.backup = found.label
+        c.backup, c.backup_wait_ms = found.label, 0
         self.counters["backup_learned"] += 1
 
     def _store(self, ip6: bytes, entry: CacheEntry) -> None:

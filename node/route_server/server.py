@@ -56,7 +56,8 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
 * Paths: bidirectional Dijkstra (search.py) from the lower of the two addresses, so A->B and B->A are the same
-  path reversed (without leases of the asker, see above). A link a client reported dead (the ``dead`` field of a path query) is avoided in every answer for
+  path reversed (without leases of the asker, see above); each search's answer is cached until a link comes or
+  goes, or 10 s after a cost moved (COST_STALE_MS). A link a client reported dead (the ``dead`` field of a path query) is avoided in every answer for
   10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
   label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
@@ -93,6 +94,13 @@ DEAD_LINK_HOLD_MS = 10 * 1000   # a link a client reported dead is avoided in ev
 REPLAY_SCOPE = "route_server.announcement"
 LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a tenth of the same hop on the free tier
 MAX_OFFERS = 8                  # market offers kept per node (what one announcement may carry)
+# Path cache (cjdns-snode caches answers per pair and drops them when it rebuilds its graph, at most every 3 s, so
+# an answer may be 3 s behind even a link that went down; pktlab's choice): a search's answer is kept until a link
+# comes or goes (at once: graph_version), or until COST_STALE_MS after a link's cost moved. Link values move with
+# nearly every announcement (RTT samples; a reset announcement starts a link's value afresh): at 1000 nodes that
+# is about 25 times a second, so dropping the cache at each move would keep nothing.
+COST_STALE_MS = 10_000
+MAX_CACHED_PATHS = 65_536       # searches kept; the oldest go first
 
 
 class Rejected(Exception):
@@ -171,6 +179,10 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
+        self.graph_version = 0               # counts links that came or went (each drops the path cache)
+        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...), see COST_STALE_MS
+        self._costs_moved_ms: int | None = None   # the first cost change since the path cache was dropped
+        self._now_ms = 0                     # the latest time we were given (announcements, queries)
         self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
         self.dead_links: dict[tuple, int] = {}                # (ip6, ip6) both ways -> avoided until (ms)
         self._recent: dict[bytes, None] = {}     # the last RECENT_ACCEPTED announcements accepted, oldest first
@@ -179,6 +191,7 @@ class RouteServer:
     def handle_announce(self, raw: bytes, now_ms: int, via: bytes | None = None) -> NodeState:
         """Accept an announcement or raise Rejected. Returns the sender's updated state."""
         raw = bytes(raw)
+        self._now_ms = max(self._now_ms, now_ms)
         if via is not None and raw in self._recent:
             # the same bytes, accepted lately (from the node, or passed on by another server): no parse and no
             # signature check again; with S federated servers each announcement comes S - 2 times more like this
@@ -357,6 +370,7 @@ class RouteServer:
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
+                    self._graph_changed()
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -409,6 +423,14 @@ class RouteServer:
                                  min(mine.expires_s, other.expires_s), {a: mine.lease_num, b: other.lease_num}))
         return tuple(sorted(out, key=lambda l: (-l.guarantee_bps, l.lease_id)))
 
+    def _graph_changed(self) -> None:
+        self.graph_version += 1
+        self._drop_paths()
+
+    def _drop_paths(self) -> None:
+        self._paths.clear()
+        self._costs_moved_ms = None
+
     def _build_adjacency(self) -> dict:
         adj = {ip6: {} for ip6 in self.nodes}
         for ip6, node in self.nodes.items():
@@ -423,7 +445,8 @@ class RouteServer:
         adj = self._adj
         if adj is None:
             return
-        for other in adj.get(ip6, {}):
+        old = adj.get(ip6, {})
+        for other in old:
             adj[other].pop(ip6, None)
         adj[ip6] = {}
         for link in self.nodes[ip6].links.values():
@@ -431,6 +454,10 @@ class RouteServer:
             if cost is not None:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
+        if old.keys() != adj[ip6].keys():
+            self._graph_changed()
+        elif self._costs_moved_ms is None and old != adj[ip6]:
+            self._costs_moved_ms = self._now_ms
 
     def route(self, src_ip6: bytes, dst_ip6: bytes, bad_labels=(), dead_labels=(), now_ms=None,
               holders=()) -> Route | None:
@@ -450,6 +477,7 @@ class RouteServer:
         if len(bad) < len(bad_labels) or len(dead) < 2 * len(dead_labels):
             self.counters["route_failed_label_unknown"] = self.counters.get("route_failed_label_unknown", 0) + 1
         if now_ms is not None:
+            self._now_ms = max(self._now_ms, now_ms)
             dead |= self._remember_dead_links(dead, now_ms)
         lease_of = self._lease_chooser(src_ip6, holders, now_ms)
         route = self._route(src_ip6, dst_ip6, lease_of=lease_of)
@@ -528,11 +556,27 @@ class RouteServer:
         # Searched from the lower address, so both ends of a flow get the same path (reversed) whichever of
         # several equally cheap paths the search meets first: a node re-asks when the other end moves.
         a, b = sorted((src_ip6, dst_ip6))
-        found = cheapest(self.adjacency(), a, b, avoid)
+        found = self._cheapest(a, b, avoid)
         if found is None:
             return None
         cost, path = found
         return self._labelled(path if a == src_ip6 else path[::-1], cost)
+
+    def _cheapest(self, a: bytes, b: bytes, avoid) -> tuple | None:
+        """cheapest(...) from a to b, from the path cache (COST_STALE_MS); both directions of a pair share an entry
+        (searched from the lower address, _route)."""
+        if self._costs_moved_ms is not None and self._now_ms - self._costs_moved_ms >= COST_STALE_MS:
+            self._drop_paths()
+        key = (a, b, frozenset(avoid))
+        if key in self._paths:
+            self.counters["route_cache_hit"] = self.counters.get("route_cache_hit", 0) + 1
+            return self._paths[key]
+        self.counters["route_cache_miss"] = self.counters.get("route_cache_miss", 0) + 1
+        found = cheapest(self.adjacency(), a, b, avoid)
+        if len(self._paths) >= MAX_CACHED_PATHS:
+            del self._paths[next(iter(self._paths))]
+        self._paths[key] = found
+        return found
 
     @staticmethod
     def _cheapest_over_leases(adj, src: bytes, dst: bytes, lease_of, avoid=frozenset()):

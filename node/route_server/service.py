@@ -81,10 +81,11 @@ class FederationPeer:
 
 class RouteServerService:
     def __init__(self, public_key: bytes, federation=(), same_isp=(), version: int = M.PROTOCOL_VERSION,
-                 replay_state=None):
+                 replay_state=None, cpu_clock=None):
         """federation: public keys of route servers to exchange link state with; same_isp: the subset that
         belongs to our Cloud ISP (offered to our nodes as failover candidates); replay_state: where the core
-        keeps its replay high-water marks (node/replay_state.py; default in memory)."""
+        keeps its replay high-water marks (node/replay_state.py; default in memory); cpu_clock: () -> seconds
+        (the host's CPU time): if given, the CPU spent per kind of query is counted (``cpu_us_<kind>``)."""
         self.public_key = bytes(public_key)
         self.ip6 = keys.address_for_key(self.public_key)
         self.version = version
@@ -99,6 +100,7 @@ class RouteServerService:
         self._txids = 0
         self._last_expire = None
         self._alt_given: dict[bytes, tuple] = {}   # node -> (when they were last looked for, how long that holds)
+        self.cpu_clock = cpu_clock
 
     # -- messages from nodes and peers ----------------------------------------------------------------
     def handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None = None,
@@ -106,43 +108,65 @@ class RouteServerService:
         """``arrived_ms``: when the message reached this node (the kernel's receive time of its frame), if the host
         knows it; a server that is behind gets to a message later than it arrived. An announcement's clock skew
         is judged by it and replies carry it as ``recvTime``, with ``now_ms`` as ``sendTime`` (messages.py)."""
+        if self.cpu_clock is None:
+            return self._handle(msg_bytes, src, now_ms, path, arrived_ms)[0]
+        t0 = self.cpu_clock()
+        reply, kind = self._handle(msg_bytes, src, now_ms, path, arrived_ms)
+        self.counters[f"cpu_us_{kind}"] += int((self.cpu_clock() - t0) * 1e6)
+        return reply
+
+    def _handle(self, msg_bytes: bytes, src: bytes, now_ms: int, path: tuple | None,
+                arrived_ms: int | None) -> tuple[bytes | None, str]:
+        """(the reply or None, the kind of message: the query's ``sq``, ``gr_server`` for a path to this server
+        (a client's backup query, or its look-up of this node), ``reply`` or ``bad``)"""
         src_ip6 = keys.address_for_key(bytes(src))
         at = now_ms if arrived_ms is None else min(arrived_ms, now_ms)
         self._housekeeping(now_ms)
         try:
             if not M.is_query(msg_bytes):
                 self._on_peer_reply(M.parse_reply(msg_bytes), src_ip6)
-                return None
+                return None, "reply"
             q = M.parse_query(msg_bytes)
         except M.MessageError as e:
             self.counters["bad_message"] += 1
             txid = M.query_txid(msg_bytes)
             if txid is None:
-                return None
+                return None, "bad"
             return M.pack_reply(M.Reply(txid, self.version, recv_time=at, send_time=now_ms,
-                                        error=f"bad message: {e}"))
+                                        error=f"bad message: {e}")), "bad"
         self.counters[f"query_{q.sq}"] += 1
         peer = self.peers.get(src_ip6)
         if peer is not None and path is not None:
             peer.heard_label, peer.heard_via = path[0], tuple(path[1])
         self._note_foreign(q.foreign, src_ip6, now_ms)
         if q.sq == "ann":
-            return self._announce(q, src_ip6, at, now_ms)
+            return self._announce(q, src_ip6, at, now_ms), q.sq
         if q.sq == "pn":
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         state_hash=self.core.state_hash(src_ip6),
-                                        alternatives=self._alternatives(src_ip6, now_ms)))
+                                        alternatives=self._alternatives(src_ip6, now_ms))), q.sq
         if q.sq == "gr":
-            return self._path(q, at, now_ms)
+            # where path queries come from (each counted in query_gr too): a path to us (a client's backup query
+            # or its look-up of this node), our own node's look-ups, queries naming failed labels or dead links
+            if q.tar == self.ip6:
+                self.counters["query_gr_server"] += 1
+            if src_ip6 == self.ip6:
+                self.counters["query_gr_own"] += 1
+            if q.bad:
+                self.counters["query_gr_bad"] += 1
+            if q.dead:
+                self.counters["query_gr_dead"] += 1
+            return self._path(q, at, now_ms), "gr_server" if q.tar == self.ip6 else q.sq
         if peer is None:
             self.counters["rejected_not_federated"] += 1
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms, error="not_federated"))
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
+                                        error="not_federated")), q.sq
         if q.sq == "sub":
             if q.catch_up or not peer.interested:
                 peer.interested = True
                 peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements]
-            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms))
-        return self._forwarded(q, peer, at, now_ms)
+            return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms)), q.sq
+        return self._forwarded(q, peer, at, now_ms), q.sq
 
     def _announce(self, q: M.Query, src_ip6: bytes, at: int, now_ms: int) -> bytes:
         error = None
@@ -346,6 +370,7 @@ class RouteServerService:
             "rejected": rejected,
             "counters": dict(self.counters),
             "routes": {k: v for k, v in self.core.counters.items() if k.startswith("route_")},
+            "graph_version": self.core.graph_version,
             "leases": sorted(({"node": keys.ip6_text(n.ip6), "lease": e.lease_id,
                                "holder": keys.pubkey_text(e.holder) if e.holder else None, "expires_s": e.expires_s}
                               for n in self.core.nodes.values() for e in n.leases.values()),

@@ -232,7 +232,7 @@ class RouteServerGlue:
         high-water marks, which a restarted process reads back from its state directory."""
         s = self.settings
         self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
-                                          replay_state=self.replay_state)
+                                          replay_state=self.replay_state, cpu_clock=time.process_time)
         self.client.set_serve_self(True)
         self.node.stamp_arrivals()      # a message's age is judged by when it arrived, not when we got to it
 
@@ -372,11 +372,14 @@ class RouteServerGlue:
         crosses it). Ask the server again, once per move; it avoids links reported dead for a while, and it
         gives both ends the same path, so a move on a healthy path settles after one exchange. Not for our
         route server: it answers back the way each query came, so its packets arrive by more than one path,
-        and its own failure detection (timeouts, switch errors, the backup path) covers the way to it."""
+        and its own failure detection (timeouts, switch errors, the backup path) covers the way to it. Nor, on a
+        route server, for a node it sends no data to: it answers each of its clients' queries back the way the
+        query came, so its own path to them is not used (at 1000 nodes, clients moving to shorter labels to their
+        server made each server re-ask its paths to them: most of its path queries)."""
         back = d.way_back()
         moved = back is not None and back != self.return_seen.get(ip6, back)
         self.return_seen[ip6] = back
-        if d.public_key == self.client.server:
+        if d.public_key == self.client.server or (self.service is not None and d.tx_packets == 0):
             return
         if moved and d.label is not None and back != (d.label, d.via):
             self.counters["return_path_moves"] += 1

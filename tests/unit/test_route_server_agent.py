@@ -353,3 +353,23 @@ def test_on_its_own_timers_the_glue_builds_the_mesh_and_an_idle_node_ticks_about
     assert all(1 / IDLE_TICK_S <= r <= 2.5 for r in rates.values()), rates
     assert all(g.client.counters["ann_accepted"] >= 20 for g in glues.values())
     assert not any(g.client.counters.get("failovers") for g in glues.values())
+
+
+def test_a_route_server_does_not_re_ask_its_path_to_a_client_whose_queries_come_by_a_new_path():
+    """A route server answers each query back the way it came: a client moving to another path to it (its label
+    changes many times while a big mesh comes up) must not make the server's node query a path to the client.
+    At 1000 nodes these re-asks were most of a server's path queries."""
+    wire, loop, nodes, glues = build_grid(3, servers=("11",))
+    step(wire, loop, nodes, glues, 10)
+    server, client = glues["11"], glues["00"].client
+    cand = client.candidates[nodes["11"].identity.public_key]
+    other = server.service.core.route(nodes["00"].ip6, nodes["11"].ip6, bad_labels=(cand.label,)).label
+    assert other != cand.label
+    own, moves = server.service.counters["query_gr_own"], server.counters["return_path_moves"]
+    accepted = client.counters["ann_accepted"]
+    for label in (other, cand.label):        # the client's announcements arrive by one path, then the other:
+        cand.label = label                   # one of them is not the server's own path to the client
+        step(wire, loop, nodes, glues, 3)
+    assert client.counters["ann_accepted"] >= accepted + 4
+    assert server.counters["return_path_moves"] == moves
+    assert server.service.counters["query_gr_own"] == own

@@ -358,6 +358,27 @@ def test_client_moves_to_its_backup_path_to_the_server_when_the_first_breaks():
     assert c.candidates[RS.public_key].label == backup
 
 
+def test_client_asks_for_a_backup_less_often_while_there_is_none():
+    """A line RS - N0 - N1 ...: no second way to the server. The backup query is asked again after 1, 2, 4, 8 s
+    (doubling from the announce interval), and the server answers the repeats from its path cache."""
+    svc = RouteServerService(RS.public_key)
+    line(svc)
+    c, clock = make_client()
+    c._add_candidate(RS.public_key, svc.core.route(NODES[0].ip6, RS.ip6).label, "static")
+    asked = []
+    while clock.now < T0 + 20_000:
+        for o in c.poll():
+            if o.kind == "snode":
+                q = M.parse_query(o.payload)
+                if q.sq == "gr" and q.tar == RS.ip6:
+                    asked.append(clock.now - T0)
+                c.on_reply(svc.handle(o.payload, NODES[0].public_key, clock.now), RS.public_key)
+        clock.now += 100
+    assert [b - a for a, b in zip(asked, asked[1:])] == [2000, 4000, 8000]
+    assert c.counters["backup_none"] == 4 and c.candidates[RS.public_key].backup is None
+    assert svc.core.counters["route_cache_hit"] >= 3
+
+
 def test_server_avoids_the_newest_failed_path_when_it_cannot_avoid_them_all():
     svc = RouteServerService(RS.public_key)
     square = {RS: [(NODES[1], 2, 0), (NODES[2], 3, 0)], NODES[1]: [(RS, 0, 2), (NODES[0], 2, 0)],
