@@ -60,6 +60,7 @@ from node.chain.pool.service import PORTS as POOL_PORTS
 from node.chain.pool.work import DEFAULT_ANN_TARGET
 from node.market.market_node import MARKET_PORT
 from testbed import runs
+from testbed.topology.check import MARKET_ATTR
 from testbed.waiting import wait_until
 
 # The roles these services run: what to merge into testbed.topology.RUNNING_ROLES (the registry on main).
@@ -295,6 +296,7 @@ def service_configs(topo, state: dict, run_dir: Path) -> dict[str, dict[str, dic
                                       if m != n.name]}
                 if state.get("routing") == "route-server":      # its offers travel in the node's announcements
                     settings["agent_socket"] = str(d / "agent.sock")
+                settings.update(n.attrs.get(MARKET_ATTR) or {})     # hub, hub_fee (checked by validate)
             else:
                 near = nearest(graph, n.name, pools)
                 if near is None:

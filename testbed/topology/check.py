@@ -12,6 +12,26 @@ from testbed.topology.model import (_OPPOSITE, IFNAME_MAX, NAME_RE, RELATIONS, R
                                     idle_roles)
 from testbed.topology.units import TopologyError
 
+MARKET_ATTR = "market"      # node attrs: settings of the node's market service (role issuer), node/market/service.py
+MARKET_SETTINGS = {"hub": bool, "hub_fee": int}
+
+
+def market_attr_errors(node) -> list[str]:
+    """What is wrong with a node's `market` attribute: {hub: true|false, hub_fee: atomic units >= 0}, and only on a
+    node with the role issuer (the market service that reads it)."""
+    m = node.attrs.get(MARKET_ATTR) if isinstance(node.attrs, dict) else None
+    if m is None:
+        return []
+    if "issuer" not in node.roles:
+        return ["only a node with the role issuer runs a market"]
+    if not isinstance(m, dict) or set(m) - set(MARKET_SETTINGS):
+        return [f"expected {{hub: true|false, hub_fee: atomic units >= 0}}, got {m!r}"]
+    errors = [f"{k}: expected {t.__name__}, got {m[k]!r}" for k, t in MARKET_SETTINGS.items()
+              if k in m and (isinstance(m[k], bool) != (t is bool) or not isinstance(m[k], t))]
+    if not errors and m.get("hub_fee", 0) < 0:
+        errors.append(f"hub_fee: atomic units >= 0, got {m['hub_fee']}")
+    return errors
+
 
 def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str]:
     """Raise TopologyError listing every error; return warnings. allow_disconnected=None uses the
@@ -39,6 +59,7 @@ def validate(topo: Topology, allow_disconnected: bool | None = None) -> list[str
             errors.append(f"{src}: node {n.name}: roles: listed twice in {n.roles}")
         if n.isp is not None and n.isp not in topo.isps:
             errors.append(f"{src}: node {n.name}: unknown isp {n.isp!r}")
+        errors += [f"{src}: node {n.name}: attrs: {MARKET_ATTR}: {e}" for e in market_attr_errors(n)]
     seen: dict[frozenset, str] = {}
     degree = {name: 0 for name in topo.nodes}
     for link in topo.links:

@@ -1,5 +1,5 @@
 """Payments routed through a hub on a real mesh (issue 16 item 4; tests/integration/topologies/hub-small.yaml): h1's
-market runs with the service setting hub; the payer p1 funds a hub channel to h1, h1 one to the payee q1, each on
+market is a hub (the topology's node attribute market: {hub: true}); the payer p1 funds a hub channel to h1, h1 one to the payee q1, each on
 the PKT chain; payments are HTLCs forwarded over HTTP between the markets and settled by q1's preimage; forged and
 replayed messages are refused with a counted reason; q1's market is killed (SIGKILL, by the PID the run keeps) with
 an HTLC pending, which is cancelled on both hops at its expiry, and q1's restarted market takes the cancel; the
@@ -45,12 +45,7 @@ def _market_up(mesh, node):
     return mesh.wait_until(answers, 120, f"the market of {node} answers")
 
 
-def _start_market(mesh, node, settings=None):
-    cfg_path = Path(mesh.run.path("nodes", node, "issuer.json"))
-    if settings:
-        cfg = json.loads(cfg_path.read_text())
-        cfg["settings"].update(settings)
-        cfg_path.write_text(json.dumps(cfg))
+def _start_market(mesh, node):
     services.status_file(mesh.run, node, "issuer").unlink(missing_ok=True)
     mesh.start_service(node, "issuer")
     _market_up(mesh, node)
@@ -182,9 +177,8 @@ def _hub_up(mesh):
     """h1's market restarted as a hub, and funded by p1 (the block miner): its wallet's total from then on."""
     for n in ("p1", "h1", "q1"):
         _market_up(mesh, n)
-    mesh.stop_service("h1", "issuer")
-    _start_market(mesh, "h1", {"hub": True, "hub_fee": HUB_FEE})
-    assert mesh.market_status("h1")["hub"]["hub"] is True
+    hub = mesh.market_status("h1")["hub"]
+    assert hub["hub"] is True and hub["fee"] == HUB_FEE          # the topology's attrs: {market: {hub: true, ...}}
     # the hub's funds come from the payer's mining, so the hub's wallet moves only by its channels from here
     mesh.wait_until(lambda: mesh.wallet("p1")["balance"]["spendable"] >= CAP_IN + PKT // 4, 180,
                     "the block miner p1 has mature coins")

@@ -82,12 +82,15 @@ def test_an_issuer_runs_a_market_service_on_its_nearest_chain_node():
     assert s["wallet_secret"] == services.wallet_key(3, "s1").secret.hex()
     assert services.MODULES["issuer"] == "node.market.service"
     assert s["peers"] == []                                                         # the only market
-    two = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "s1": {"roles": ["issuer"]}, "s2": {"roles": ["issuer"]}},
+    assert "hub" not in s
+    two = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "s1": {"roles": ["issuer"]},
+                               "s2": {"roles": ["issuer"], "attrs": {"market": {"hub": True, "hub_fee": 7}}}},
                      "links": ["c1--s1", "c1--s2"]})
     cfgs = services.service_configs(two, dict(state, addresses={"c1": "fc00::1", "s1": "fc00::2", "s2": "fc00::4"}),
                                     Path("/run/x"))
     assert cfgs["s1"]["issuer"]["settings"]["peers"] == ["http://[fc00::4]:64780"]  # push gossip to the others
     assert cfgs["s2"]["issuer"]["settings"]["peers"] == ["http://[fc00::2]:64780"]
+    assert (cfgs["s2"]["issuer"]["settings"]["hub"], cfgs["s2"]["issuer"]["settings"]["hub_fee"]) == (True, 7)
     lone = from_dict({"nodes": {"c1": {"roles": ["chain"]}, "s1": {"roles": ["issuer"]}}, "links": []})
     with pytest.raises(services.ChainConfigError, match="issuer s1: no node with the role chain"):
         services.service_configs(lone, dict(state, addresses={"c1": "fc00::1", "s1": "fc00::2"}), Path("/x"))

@@ -1,6 +1,7 @@
 """The topology's lease format (testbed/topology/leases.py): parsing, defaults from relations, errors, schema, and the
 agent "leases" sections and HTB plans a mesh derives from it."""
 import copy
+import re
 import json
 
 import jsonschema
@@ -174,6 +175,26 @@ def test_node_origin_attr_is_checked():
         validate(from_dict(d, "t.yaml"))
     d["nodes"]["c1"]["attrs"] = {"lease_origin": {"priority": 15, "customer": True}}
     validate(from_dict(d, "t.yaml"))
+
+
+@pytest.mark.parametrize("roles, market, error", [
+    (["router", "issuer"], {"hub": True, "hub_fee": 10}, None),
+    (["router"], {"hub": True}, "only a node with the role issuer"),
+    (["router", "issuer"], {"hub": "yes"}, "hub: expected bool"),
+    (["router", "issuer"], {"hub_fee": True}, "hub_fee: expected int"),
+    (["router", "issuer"], {"hub_fee": -1}, "hub_fee: atomic units >= 0"),
+    (["router", "issuer"], {"fee": 1}, "expected {hub"),
+    (["router", "issuer"], [1], "expected {hub"),
+])
+def test_node_market_attr_is_checked(roles, market, error):
+    d = copy.deepcopy(BASE)
+    d["nodes"]["c1"]["roles"] = roles
+    d["nodes"]["c1"]["attrs"] = {"market": market}
+    if error is None:
+        validate(from_dict(d, "t.yaml"))
+    else:
+        with pytest.raises(TopologyError, match=f"node c1: attrs: market: {re.escape(error)}"):
+            validate(from_dict(d, "t.yaml"))
 
 
 def test_cli_lease_config_settings_parse_and_reject():
