@@ -1,7 +1,7 @@
 """bench.congestion's mechanics, CI-sized (--quick: 2 RTT points, short flows, 2 competing flows): the emulated
 delay and loss are what was asked, each flow runs the congestion control asked for, retransmissions are counted,
 the fair-share runs go through r1's scheduler, the claims table and the plots are written. No timing is checked
-(the full sweep runs under `make bench`)."""
+(the full sweep runs under `make bench`). Marked slow (137 s in CI): `make bench` runs the bench itself."""
 import json
 import os
 
@@ -9,7 +9,8 @@ import pytest
 
 from bench import congestion as C
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
+pytestmark = [pytest.mark.slow, pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
 
 
 def test_quick_congestion_bench(tmp_path, monkeypatch):
