@@ -74,6 +74,13 @@ def _hex(value, what: str, size: int | None = None) -> bytes:
     return bytes.fromhex(value)
 
 
+def _url(req: dict, key: str, whose: str) -> str:
+    """req[key], another market's http:// URL (``whose``: the seller market's, the hub market's, ...)."""
+    if not isinstance(req[key], str) or not req[key].startswith("http://"):
+        raise MarketError("bad_field", f"{key}: {whose} http:// URL")
+    return req[key]
+
+
 def make_app(market: MarketNode) -> web.Application:
     @web.middleware
     async def errors(request, handler):
@@ -137,8 +144,7 @@ def make_app(market: MarketNode) -> web.Application:
         price = req["price"]
         if isinstance(price, bool) or not isinstance(price, int) or not 0 < price <= MAX_UINT:
             raise MarketError("bad_field", "price: a whole number of atomic PKT units > 0")
-        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
-            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        _url(req, "url", "the seller market's")
         if not isinstance(req["token"], str) or not req["token"]:
             raise MarketError("bad_field", "token: a token name")
         sid = await market.buy(req["url"], _hex(req["issuer"], "issuer", 32), req["token"], price)
@@ -164,10 +170,9 @@ def make_app(market: MarketNode) -> web.Application:
         if not isinstance(req, dict) or not {"url", "token", "units", "unit_bytes"} <= set(req) \
                 or not set(req) <= {"url", "token", "units", "unit_bytes", "unit_price", "via"}:
             raise MarketError("bad_field", 'expected {"url", "token", "units", "unit_bytes", "unit_price"?, "via"?}')
-        if "via" in req and (not isinstance(req["via"], str) or not req["via"].startswith("http://")):
-            raise MarketError("bad_field", "via: the hub market's http:// URL")
-        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
-            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        if "via" in req:
+            _url(req, "via", "the hub market's")
+        _url(req, "url", "the seller market's")
         if not isinstance(req["token"], str) or not req["token"]:
             raise MarketError("bad_field", "token: a token name")
         price = whole(req, "unit_price") if "unit_price" in req else None
@@ -201,22 +206,18 @@ def make_app(market: MarketNode) -> web.Application:
         if not isinstance(req, dict) or not {"url", "capacity"} <= set(req) \
                 or not set(req) <= {"url", "capacity", "refund_blocks"}:
             raise MarketError("bad_field", 'expected {"url", "capacity", "refund_blocks"?}')
-        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
-            raise MarketError("bad_field", "url: the other market's http:// URL")
+        _url(req, "url", "the other market's")
         blocks = whole(req, "refund_blocks") if "refund_blocks" in req else None
         return web.json_response({"channel": await market.hubs.open(req["url"], whole(req, "capacity"), blocks)})
-
-    def hub_channel_id(request) -> str:
-        return _hex(request.match_info["id"], "channel id", 16).hex()
 
     async def hub_list(request):
         return web.json_response({"channels": market.hubs.list()})
 
     async def hub_status(request):
-        return web.json_response(market.hubs.status(hub_channel_id(request)))
+        return web.json_response(market.hubs.status(channel_id(request)))
 
     async def hub_close(request):
-        return web.json_response(market.hubs.close(hub_channel_id(request)))
+        return web.json_response(market.hubs.close(channel_id(request)))
 
     async def invoice(request):
         req = await json_body(request)
@@ -233,8 +234,7 @@ def make_app(market: MarketNode) -> web.Application:
         if not isinstance(req, dict) or not {"hub", "to", "hash", "amount"} <= set(req) \
                 or not set(req) <= {"hub", "to", "hash", "amount", "expiry_blocks"}:
             raise MarketError("bad_field", 'expected {"hub", "to", "hash", "amount", "expiry_blocks"?}')
-        if not isinstance(req["hub"], str) or not req["hub"].startswith("http://"):
-            raise MarketError("bad_field", "hub: the hub market's http:// URL")
+        _url(req, "hub", "the hub market's")
         extra = {"expiry_blocks": whole(req, "expiry_blocks")} if "expiry_blocks" in req else {}
         return web.json_response(market.hubs.pay(req["hub"], _hex(req["to"], "to", 32), _hex(req["hash"], "hash", 32),
                                                  whole(req, "amount"), **extra))
@@ -266,8 +266,7 @@ def make_app(market: MarketNode) -> web.Application:
                 or ("price" in req) == ("remaining_bytes" in req):
             raise MarketError("bad_field", 'expected {"url", "auction", "price" | "remaining_bytes", '
                                            '"spend_rate"?, "capacity"?, "time_scale"?}')
-        if not isinstance(req["url"], str) or not req["url"].startswith("http://"):
-            raise MarketError("bad_field", "url: the seller market's http:// URL")
+        _url(req, "url", "the seller market's")
         if not isinstance(req["auction"], str) or not req["auction"]:
             raise MarketError("bad_field", "auction: an auction name")
         price = req.get("price")
