@@ -56,9 +56,9 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
 * Paths: bidirectional Dijkstra (search.py) from the lower of the two addresses, so A->B and B->A are the same
-  path reversed (without leases of the asker, see above); each search's answer is cached until a link comes or
-  goes, or 10 s after a cost moved (COST_STALE_MS). A link a client reported dead (the ``dead`` field of a path query) is avoided in every answer for
-  10 s.
+  path reversed (without leases of the asker, see above); each search's answer is cached until a link on it
+  goes, or 10 s after a cost moved or a link came (COST_STALE_MS; "no path" answers go when a link comes). A link
+  a client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
   label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
   node's announced encoding scheme (hubs announce a wider one). A path that does not fit one label (59 bits, and
@@ -96,11 +96,18 @@ LEASE_PREFERENCE = 10           # a hop over one of the asker's leases costs a t
 MAX_OFFERS = 8                  # market offers kept per node (what one announcement may carry)
 # Path cache (cjdns-snode caches answers per pair and drops them when it rebuilds its graph, at most every 3 s, so
 # an answer may be 3 s behind even a link that went down; pktlab's choice): a search's answer is kept until a link
-# comes or goes (at once: graph_version), or until COST_STALE_MS after a link's cost moved. Link values move with
-# nearly every announcement (RTT samples; a reset announcement starts a link's value afresh): at 1000 nodes that
-# is about 25 times a second, so dropping the cache at each move would keep nothing.
+# on it goes (at once), or until COST_STALE_MS after a link's cost moved or a new link came (a new link breaks no
+# path; a "no path" answer goes at once). Link values move with nearly every announcement (RTT samples; a reset
+# announcement starts a link's value afresh): at 1000 nodes that is about 25 times a second, so dropping the cache
+# at each move would keep nothing; and dropping all of it whenever any link came or went (3 times a second at 1000
+# nodes while they came up) kept a quarter of the answers at best.
 COST_STALE_MS = 10_000
 MAX_CACHED_PATHS = 65_536       # searches kept; the oldest go first
+
+
+def _edge(a: bytes, b: bytes) -> tuple:
+    """A link's key, the same from both ends."""
+    return (a, b) if a < b else (b, a)
 
 
 class Rejected(Exception):
@@ -179,8 +186,10 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
-        self.graph_version = 0               # counts links that came or went (each drops the path cache)
+        self.graph_version = 0               # counts the times links came or went
         self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...), see COST_STALE_MS
+        self._paths_over: dict[tuple, set] = {}       # (a, b), a < b -> keys of cached paths over that link
+        self._no_path: set = set()                    # keys of cached "no path" answers
         self._costs_moved_ms: int | None = None   # the first cost change since the path cache was dropped
         self._now_ms = 0                     # the latest time we were given (announcements, queries)
         self._lease_nodes: dict[bytes, set] = {}   # holder key -> ip6 of the nodes announcing a lease of it
@@ -370,7 +379,7 @@ class RouteServer:
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
-                    self._graph_changed()
+                self._graph_changed()
         return gone
 
     def state_hash(self, ip6: bytes) -> bytes:
@@ -427,8 +436,24 @@ class RouteServer:
         self.graph_version += 1
         self._drop_paths()
 
+    def _links_changed(self, ip6: bytes, gone, came) -> None:
+        """Links of ip6 to ``gone`` went, to ``came`` came: cached paths over a gone link go at once (module
+        comment above COST_STALE_MS)."""
+        self.graph_version += 1
+        for other in gone:
+            for key in self._paths_over.pop(_edge(ip6, other), ()):
+                self._paths.pop(key, None)
+        if came:
+            for key in self._no_path:
+                self._paths.pop(key, None)
+            self._no_path.clear()
+            if self._costs_moved_ms is None:
+                self._costs_moved_ms = self._now_ms
+
     def _drop_paths(self) -> None:
         self._paths.clear()
+        self._paths_over.clear()
+        self._no_path.clear()
         self._costs_moved_ms = None
 
     def _build_adjacency(self) -> dict:
@@ -455,7 +480,7 @@ class RouteServer:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
         if old.keys() != adj[ip6].keys():
-            self._graph_changed()
+            self._links_changed(ip6, old.keys() - adj[ip6].keys(), adj[ip6].keys() - old.keys())
         elif self._costs_moved_ms is None and old != adj[ip6]:
             self._costs_moved_ms = self._now_ms
 
@@ -574,8 +599,14 @@ class RouteServer:
         self.counters["route_cache_miss"] = self.counters.get("route_cache_miss", 0) + 1
         found = cheapest(self.adjacency(), a, b, avoid)
         if len(self._paths) >= MAX_CACHED_PATHS:
-            del self._paths[next(iter(self._paths))]
+            del self._paths[next(iter(self._paths))]       # its entries in _paths_over go when they are used
         self._paths[key] = found
+        if found is None:
+            self._no_path.add(key)
+        else:
+            path = found[1]
+            for u, v in zip(path, path[1:]):
+                self._paths_over.setdefault(_edge(u, v), set()).add(key)
         return found
 
     @staticmethod

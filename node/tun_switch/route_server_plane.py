@@ -26,6 +26,12 @@
 * A route server's links record when the kernel received each frame (``Node.stamp_arrivals``): the service
   judges an announcement's clock skew by the time it arrived and answers it as ``recvTime``, so a server whose
   queue is long does not reject announcements for the time they waited in it.
+* A route server works through the messages to it in slices (``SERVE_SLICE_S`` of work, then the loop runs): they
+  wait in a backlog (at most ``MAX_BACKLOG``; the oldest goes when it is full, and one that waited
+  ``MAX_BACKLOG_WAIT_S``, longer than any client waits for an answer, is dropped; both counted). A server handling
+  every message of a read batch at once (up to 64 per link) went silent on its links for seconds at 1000 nodes;
+  its neighbours took it for dead (3.5 s, liveness.py), each such false link-down changed the graph, dropped the
+  path cache and sent every client through it back to the server with a dead link to route around.
 
 Configuration (the ``route_server`` object of the agent config; all optional)::
 
@@ -41,6 +47,7 @@ path queries name them, and the route server prefers their leases.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from node.cjdns import control, keys, labels
@@ -61,6 +68,9 @@ SILENCE_S = 2.0                  # a destination we send to that answers nothing
 ROUTER = 1
 LINK_CAPACITY_KBPS = 1_000_000   # until leases say otherwise
 MAX_RTT_MS = 0xFFFFFFFF / 1000   # LINK_QUALITY carries the RTT as u32 microseconds
+SERVE_SLICE_S = 0.02             # a route server handles messages for this long, then lets the loop run
+MAX_BACKLOG = 4096               # messages waiting for the route server
+MAX_BACKLOG_WAIT_S = 30.0        # client.MAX_TIMEOUT_MS: nobody waits longer for the answer
 
 
 @dataclass
@@ -195,9 +205,12 @@ class RouteServerGlue:
         self._silence_due = None                        # when the first silent destination is due a report (s)
         self._peers_given, self._peers_due = None, 0.0  # the up links (index, their label) the client has
         self._guarded_tick = node.errors.guard("route_server.tick", self._tick)   # a bug costs one tick
+        self._serve = node.errors.guard("route_server.serve", self._serve_one)     # a bug costs one message
+        self.backlog = deque()          # (payload, destination, way back, arrived ms, steady s) for the service
+        self._drain_pending = False
         self.counters = {"ticks": 0, "messages_in": 0, "messages_out": 0, "bad_messages": 0, "rpath_answered": 0,
                          "getsnode_answered": 0, "silent_paths_reported": 0, "return_path_moves": 0,
-                         "queries_unserved": 0}
+                         "queries_unserved": 0, "backlog_max": 0, "backlog_full": 0, "backlog_stale": 0}
 
     # -- installation -----------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -304,6 +317,7 @@ class RouteServerGlue:
     def _tick(self) -> None:
         node = self.node
         self.counters["ticks"] += 1
+        self._serve_backlog()
         self._refresh_peers()
         if self.lease_table is not None:
             self.client.set_leases(lease_entities(self.lease_table, node.clock(), node.wall_clock()))
@@ -437,19 +451,63 @@ class RouteServerGlue:
             if self.service is None:
                 self.counters["queries_unserved"] += 1      # we serve nothing (or lost our route server)
                 return
-            reply = self.service.handle(payload, d.public_key, now_ms, path=back,
-                                        arrived_ms=now_ms - int(self.node.rx_wait() * 1000))
-            if reply is not None:
-                # back the way the query came (it just worked), as cjdns answers: our own path to the asker
-                # may cross the very link whose failure made it ask
-                label, via = back or (d.label, d.via)
-                self.send_message(d.public_key, label, reply, via)
+            self._to_service(payload, d, back, now_ms - int(self.node.rx_wait() * 1000))
         elif self.client.on_reply(payload, d.public_key):
             self._push_paths()                          # a new path is used from the next packet on
             self.node.release_held()                    # and what waited for a path goes now
+            self._schedule()
         elif self.service is not None:
-            self.service.handle(payload, d.public_key, now_ms, path=back)
+            self._to_service(payload, d, back, None)    # a federation peer's answer
+
+    def _to_service(self, payload: bytes, d, back, arrived_ms) -> None:
+        """Into the service's backlog (module docstring); without a loop (a bare harness) handled at once."""
+        if self.loop is None:
+            self._serve(payload, d, back, arrived_ms)
+            return
+        if len(self.backlog) >= MAX_BACKLOG:
+            self.backlog.popleft()
+            self.counters["backlog_full"] += 1
+        self.backlog.append((payload, d, back, arrived_ms, self.node.clock()))
+        self.counters["backlog_max"] = max(self.counters["backlog_max"], len(self.backlog))
+        if not self._drain_pending:
+            self._drain_pending = True
+            self.loop.call_later(0, self._drain)
+
+    def _drain(self) -> None:
+        """Serve the backlog for a slice, then come back after the loop has read its sockets and run its timers
+        (link probes and their answers go out in between)."""
+        self._drain_pending = False
+        if self.closed:
+            return
+        self._serve_backlog()
+        if self.backlog:
+            self._drain_pending = True
+            self.loop.call_later(0, self._drain)
         self._schedule()                                # e.g. announcements queued for the federation
+
+    def _serve_backlog(self) -> None:
+        """The oldest messages of the backlog, for SERVE_SLICE_S (each tick does this too)."""
+        if self.service is None:                        # the route server was stopped (route-server loss)
+            self.counters["queries_unserved"] += len(self.backlog)
+            self.backlog.clear()
+            return
+        start = self.node.clock()
+        while self.backlog and self.node.clock() - start < SERVE_SLICE_S:
+            payload, d, back, arrived_ms, queued = self.backlog.popleft()
+            if start - queued > MAX_BACKLOG_WAIT_S:
+                self.counters["backlog_stale"] += 1
+                continue
+            self._serve(payload, d, back, arrived_ms)
+
+    def _serve_one(self, payload: bytes, d, back, arrived_ms) -> None:
+        """One message to the service; a query's answer goes back the way it came (it just worked), as cjdns
+        answers: our own path to the asker may cross the very link whose failure made it ask."""
+        if self.service is None:
+            return
+        reply = self.service.handle(payload, d.public_key, self.clock_ms(), path=back, arrived_ms=arrived_ms)
+        if reply is not None:
+            label, via = back or (d.label, d.via)
+            self.send_message(d.public_key, label, reply, via)
 
     def on_control(self, msg, packet: bytes) -> bool:
         """GETSNODE / RPATH from the switch; True when handled."""

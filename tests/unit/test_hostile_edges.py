@@ -86,8 +86,8 @@ def test_guard_counts_every_occurrence_and_logs_once(caplog):
 
 
 def test_route_server_message_handler_that_raises_costs_one_message():
-    """A route server whose service raises on every message: each message is counted at the edge of the node's
-    content handler, and the node keeps forwarding and ticking."""
+    """A route server whose service raises on every message: each message is counted at the edge where the glue
+    serves its backlog, and the node keeps forwarding and ticking."""
     wire, loop, a, b, glues = two_nodes()
 
     def step(n):
@@ -110,7 +110,7 @@ def test_route_server_message_handler_that_raises_costs_one_message():
     before = glues[1].client.counters["sent_ann"]
     step(150)                                 # past b's next announcement (every 10 s)
     errors = a.all_counters()["handler_errors"]
-    assert errors["route_server.on_content:RuntimeError"] >= 1
+    assert errors["route_server.serve:RuntimeError"] >= 1
     assert glues[1].client.counters["sent_ann"] > before           # b still announces (and times out)
     assert a.link_up(a.links[2]) and b.link_up(b.links[3])         # link pings still answered
 

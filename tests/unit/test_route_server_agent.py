@@ -373,3 +373,23 @@ def test_a_route_server_does_not_re_ask_its_path_to_a_client_whose_queries_come_
     assert client.counters["ann_accepted"] >= accepted + 4
     assert server.counters["return_path_moves"] == moves
     assert server.service.counters["query_gr_own"] == own
+
+
+def test_a_route_servers_backlog_is_bounded_drops_what_waited_too_long_and_serves_the_rest(monkeypatch):
+    import node.tun_switch.route_server_plane as plane
+    from node.route_server import messages as M
+    wire, loop, nodes, glues = up()
+    server, glue = nodes["11"], glues["11"]
+    d = server.dests[nodes["00"].identity.ip6]
+    monkeypatch.setattr(plane, "MAX_BACKLOG", 3)
+    served = glue.service.counters["query_pn"]
+    for i in range(5):                           # five pings of the route server, queued (the loop is set)
+        glue.on_content(d, M.pack_query(M.Query("pn", b"t%d" % i)))
+    assert len(glue.backlog) == 3 and glue.counters["backlog_full"] == 2 and glue.counters["backlog_max"] >= 3
+    loop.now += 1
+    glue.on_content(d, M.pack_query(M.Query("pn", b"late")))      # the oldest goes, this one waits
+    assert glue.counters["backlog_full"] == 3
+    loop.now += plane.MAX_BACKLOG_WAIT_S
+    glue.tick()                                  # the two queued a second earlier waited too long
+    assert glue.counters["backlog_stale"] == 2 and not glue.backlog
+    assert glue.service.counters["query_pn"] == served + 1

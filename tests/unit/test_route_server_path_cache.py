@@ -72,3 +72,38 @@ def test_a_cost_that_moved_applies_after_cost_stale_ms():
     assert path_at(t + COST_STALE_MS - 1) == "ABD"        # the cached answer, a while longer
     assert path_at(t + COST_STALE_MS) == "ACD"
     assert rs.counters["route_cache_hit"] >= 1
+
+
+def withdraw(rs, lab, name, peer, ts):
+    """``name`` withdraws its link to ``peer`` (label 0 for that peerNum)."""
+    iface = next(i for i, p, _ in lab.peers[name] if p == peer)
+    entity = A.PeerEntity(ip(lab, peer), 0, peer_num=one_hop_label(iface))
+    rs.handle_announce(A.Announcement.build(lab.ids[name], SNODE.ip6, ts, (entity,), reset=False).raw, ts)
+
+
+def test_a_link_that_goes_down_elsewhere_keeps_the_cached_answer():
+    lab = Lab("ABCD", SQUARE)
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    first = path(rs, lab, "A", "D")
+    other = "C" if first[1] == "B" else "B"
+    withdraw(rs, lab, other, "D", T0 + 1000)           # a link the cached path does not cross
+    assert path(rs, lab, "A", "D") == first and rs.counters["route_cache_hit"] == 1
+    withdraw(rs, lab, first[1], "A", T0 + 1000)        # and now one it does: no path is left
+    assert rs.route(ip(lab, "A"), ip(lab, "D")) is None and rs.counters["route_cache_miss"] == 2
+
+
+def test_a_link_that_comes_ends_a_cached_no_path_at_once_and_a_longer_path_after_cost_stale_ms():
+    lab = Lab("ABCD", SQUARE)
+    rs = RouteServer(SNODE.ip6)
+    announce_all(rs, lab)
+    first = path(rs, lab, "A", "D")
+    other = "C" if first[1] == "B" else "B"
+    for a, b in ((first[1], "D"), (other, "D")):
+        withdraw(rs, lab, a, b, T0 + 1000)
+    assert rs.route(ip(lab, "A"), ip(lab, "D"), now_ms=T0 + 1000) is None
+    rs.handle_announce(lab.ann(other, T0 + 2000).raw, T0 + 2000)   # other's link to D is back
+    assert path(rs, lab, "A", "D") == f"A{other}D"
+    rs.handle_announce(lab.ann(first[1], T0 + 3000).raw, T0 + 3000)  # and the first one: equally cheap, cached
+    assert rs.route(ip(lab, "A"), ip(lab, "D"), now_ms=T0 + 3000).nodes[1] == ip(lab, other)
+    assert rs.counters["route_cache_hit"] >= 1
