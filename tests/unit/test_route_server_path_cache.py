@@ -81,24 +81,25 @@ def withdraw(rs, lab, name, peer, ts):
     rs.handle_announce(A.Announcement.build(lab.ids[name], SNODE.ip6, ts, (entity,), reset=False).raw, ts)
 
 
-def test_a_link_that_goes_down_elsewhere_keeps_the_cached_answer():
+def square_with_a_cached_path():
+    """The square announced, A -> D asked once: (lab, rs, that path, the middle node it does not cross)."""
     lab = Lab("ABCD", SQUARE)
     rs = RouteServer(SNODE.ip6)
     announce_all(rs, lab)
     first = path(rs, lab, "A", "D")
-    other = "C" if first[1] == "B" else "B"
+    return lab, rs, first, "C" if first[1] == "B" else "B"
+
+
+def test_a_link_that_goes_down_elsewhere_keeps_the_cached_answer():
+    lab, rs, first, other = square_with_a_cached_path()
     withdraw(rs, lab, other, "D", T0 + 1000)           # a link the cached path does not cross
     assert path(rs, lab, "A", "D") == first and rs.counters["route_cache_hit"] == 1
     withdraw(rs, lab, first[1], "A", T0 + 1000)        # and now one it does: no path is left
     assert rs.route(ip(lab, "A"), ip(lab, "D")) is None and rs.counters["route_cache_miss"] == 2
 
 
-def test_a_link_that_comes_ends_a_cached_no_path_at_once_and_a_longer_path_after_cost_stale_ms():
-    lab = Lab("ABCD", SQUARE)
-    rs = RouteServer(SNODE.ip6)
-    announce_all(rs, lab)
-    first = path(rs, lab, "A", "D")
-    other = "C" if first[1] == "B" else "B"
+def test_a_link_that_comes_ends_a_cached_no_path_at_once_and_leaves_a_found_answer_cached():
+    lab, rs, first, other = square_with_a_cached_path()
     for a, b in ((first[1], "D"), (other, "D")):
         withdraw(rs, lab, a, b, T0 + 1000)
     assert rs.route(ip(lab, "A"), ip(lab, "D"), now_ms=T0 + 1000) is None
