@@ -599,7 +599,9 @@ class RouteServer:
         self.counters["route_cache_miss"] = self.counters.get("route_cache_miss", 0) + 1
         found = cheapest(self.adjacency(), a, b, avoid)
         if len(self._paths) >= MAX_CACHED_PATHS:
-            del self._paths[next(iter(self._paths))]       # its entries in _paths_over go when they are used
+            # the evicted answer's keys stay in _paths_over and _no_path until that link goes or the cache is
+            # dropped (at most COST_STALE_MS on a live mesh); popping a key no longer cached does nothing
+            del self._paths[next(iter(self._paths))]
         self._paths[key] = found
         if found is None:
             self._no_path.add(key)

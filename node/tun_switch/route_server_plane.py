@@ -502,8 +502,6 @@ class RouteServerGlue:
     def _serve_one(self, payload: bytes, d, back, arrived_ms) -> None:
         """One message to the service; a query's answer goes back the way it came (it just worked), as cjdns
         answers: our own path to the asker may cross the very link whose failure made it ask."""
-        if self.service is None:
-            return
         reply = self.service.handle(payload, d.public_key, self.clock_ms(), path=back, arrived_ms=arrived_ms)
         if reply is not None:
             label, via = back or (d.label, d.via)
