@@ -268,7 +268,9 @@ def run_mesh(n=5, queries=200, seed=2):
         t = time.perf_counter()
         for _ in range(20):
             glues[a].tick()            # sends the query
-            wire.pump()                     # through the switches and sessions, answered, back
+            wire.pump()                     # through the switches and sessions to the server's backlog
+            glues[server].tick()            # the server serves its backlog (the real loop: a call_later(0))
+            wire.pump()                     # the answer back
             if client.lookup(ids[b].ip6) is not None:
                 break
         else:

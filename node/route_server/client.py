@@ -16,8 +16,11 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   device whose term has not ended (``set_offers``: its market tells the host); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
   estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does; with the
-  reply's ``sendTime`` as NTP does, so the time a busy server held the query is not taken for skew, messages.py). A ``recvTime`` more than ``MAX_SKEW_MS`` (a day) away from our clock says nothing
-  about clocks: it is counted (``bad_recv_time``) and ignored.
+  reply's ``sendTime`` as NTP does, so the time a busy server held the query is not taken for skew, messages.py).
+  A sample is off by at most half the network time of its round trip; one whose bound is wider than
+  ``SKEW_EXACT_MS`` and still holds the current estimate leaves it (``skew_kept``). A ``recvTime`` more than
+  ``MAX_SKEW_MS`` (a day) away from our clock says nothing about clocks: it is counted (``bad_recv_time``) and
+  ignored.
 * **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
   after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
   ``lease_holders``, the keys whose leases our traffic may use, so the server prefers them) and returns None (the
@@ -68,6 +71,7 @@ MAX_CACHE = 4096                 # cached paths (and not-found entries); the soo
 MAX_WANTED = 512                 # look-ups waiting for an answer; more are refused (counted)
 U32_MAX = 0xFFFFFFFF
 MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
+SKEW_EXACT_MS = 1000             # a clock sample whose error bound is at most this always sets the estimate
 MAX_TIMEOUT_MS = 30_000          # the longest a query waits for a slow server's answer
 # A server that found no second way to it (none, or only one through waypoints, which a client does not use to reach
 # its server) is asked again after twice the last wait, up to this (pktlab: at 1000 nodes these repeated backup
@@ -330,11 +334,17 @@ class RouteServerClient(PathProvider):
             # NTP's offset, ((T2 - T1) + (T3 - T4)) / 2: the time the server held the query (sendTime - recvTime)
             # is left out; without sendTime (cjdns) T3 = T2, which is cjdns's midpoint rule
             sent_back = reply.recv_time if reply.send_time is None else reply.send_time
-            skew = (reply.recv_time + sent_back - p.sent_wall_ms - self.wall_clock()) // 2
-            if abs(skew) <= MAX_SKEW_MS:
-                self.skew_ms = skew
-            else:
+            wall = self.wall_clock()
+            skew = (reply.recv_time + sent_back - p.sent_wall_ms - wall) // 2
+            # the truth lies within half the network time of that (NTP's error bound): a sample that wide
+            # which still holds our estimate does not move it (on a busy mesh one leg can wait seconds more)
+            half = max(0, (wall - p.sent_wall_ms) - (sent_back - reply.recv_time)) // 2
+            if abs(skew) > MAX_SKEW_MS:
                 self.counters["bad_recv_time"] += 1
+            elif half > SKEW_EXACT_MS and skew - half <= self.skew_ms <= skew + half:
+                self.counters["skew_kept"] += 1
+            else:
+                self.skew_ms = skew
         for alt in reply.alternatives:
             if not self.allowed or alt.public_key in self.allowed:
                 self._add_candidate(alt.public_key, alt.label, "alt")

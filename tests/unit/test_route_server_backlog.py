@@ -146,3 +146,31 @@ def _free_udp6_port():
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
         s.bind(("::1", 0))
         return s.getsockname()[1]
+
+
+def test_a_wide_clock_sample_moves_the_estimate_only_when_it_excludes_it():
+    """A sample is off by at most half its network time (NTP's bound): one whose query waited 6 s on the way (the
+    midpoint 3 s off) leaves an estimate inside that bound; one whose bound excludes the estimate (a clock jump)
+    and a precise one set it."""
+    wall = Wall(T0)
+    client = RouteServerClient(NODE, wall, ClientConfig(announce_interval_ms=2000),
+                               route_servers=[(RS.public_key, 0x13)])
+
+    def sample(query_leg, reply_leg, ahead):
+        queries = [M.parse_query(o.payload) for o in client.poll() if o.kind == "snode"]   # ann (and a backup)
+        assert [q.sq for q in queries][:1] == ["ann"]
+        sent = wall.now
+        wall.now += query_leg + reply_leg
+        arrived = sent + query_leg + ahead
+        for q in queries:
+            assert client.on_reply(M.pack_reply(M.Reply(q.txid, recv_time=arrived, send_time=arrived)), RS.public_key)
+        wall.now += 2000                                               # the next announcement is due
+
+    sample(10, 10, 0)
+    assert client.skew_ms == 0
+    sample(6000, 10, 0)
+    assert client.skew_ms == 0 and client.counters["skew_kept"] == 1   # the midpoint would say +2995 ms
+    sample(6000, 10, 60_000)                                           # our clock jumped a minute back
+    assert client.skew_ms == 62_995
+    sample(10, 10, 60_000)
+    assert client.skew_ms == 60_000
