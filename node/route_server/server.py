@@ -56,9 +56,10 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
 * Paths: Dijkstra in C (scipy, over a sparse matrix of the links kept up to date as costs move: csr.py) from the
-  lower of the two addresses, so A->B and B->A are the same path reversed (without leases of the asker, see above); each search's answer is cached until a link on it
-  goes, or 10 s after a cost moved or a link came (COST_STALE_MS; "no path" answers go when a link comes). A link
-  a client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
+  lower of the two addresses, so A->B and B->A are the same path reversed (without leases of the asker, see
+  above); each search's answer is cached until a link on it goes, or 10 s after a cost moved or a link came
+  (COST_STALE_MS; "no path" answers go when a link comes). A link a client reported dead (the ``dead`` field of a
+  path query) is avoided in every answer for 10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
   label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
   node's announced encoding scheme (hubs announce a wider one). A path that does not fit one label (59 bits, and

@@ -1,7 +1,8 @@
 """The route server's search graph (node/route_server/csr.py) against networkx on random weighted graphs: the same
 cost, a path that exists and avoids the steps it was told to, None exactly when there is no path; built at once,
 and kept up to date through a random sequence of changes (costs move, links go and come back, new links, nodes come
-and go)."""
+and go). And the route server's own search graph, patched as announcements come and nodes expire, against one built
+afresh from its adjacency."""
 import math
 
 import networkx as nx
@@ -12,6 +13,9 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
 from node.route_server.csr import LIMIT, SearchGraph
+from node.route_server.server import AGREED_TIMEOUT_MS, RouteServer
+from tests.unit.test_route_server_core import SNODE, T0, Lab, ip
+from tests.unit.test_route_server_path_cache import SQUARE, quality, withdraw
 
 costs = st.one_of(st.integers(1, 50).map(lambda w: w / 10), st.just(1e20))   # 1e20: a link without a value
 
@@ -142,3 +146,40 @@ def test_a_link_cost_must_be_positive_and_finite(cost):
     """0 would be an explicit zero, which sparse conversions may drop: the link would vanish silently."""
     with pytest.raises(ValueError):
         SearchGraph().set_link(1, 2, cost)
+
+
+def test_the_route_servers_search_graph_follows_announcements_and_expiry():
+    lab = Lab("ABCDEF", SQUARE + [(("D", 10), ("E", 11)), (("E", 12), ("F", 13))])
+    rs = RouteServer(SNODE.ip6)
+    for name in "ABCDE":                                        # F later: E's link to it is one-sided until then
+        rs.handle_announce(lab.ann(name, T0).raw, T0)
+    assert rs.route(ip(lab, "A"), ip(lab, "E")) is not None      # the first search makes the search graph
+
+    def same_as_fresh():
+        adj = rs._build_adjacency()
+        fresh = SearchGraph.from_adjacency(adj)
+        for a in rs.nodes:
+            for b in rs.nodes:
+                kept, new = rs._search.search(a, b), fresh.search(a, b)
+                assert (kept is None) == (new is None)
+                if kept is not None:           # costs of 1e20 (links without a value) hide the small ones: the path too
+                    assert math.isclose(kept[0], new[0]) and all(v in adj[u] for u, v in zip(kept[1], kept[1][1:]))
+
+    same_as_fresh()
+    ts = T0 + 1000
+    rs.handle_announce(lab.ann("A", ts, reset=False, extra=quality(lab, "A", {"B": 50, "C": 5})).raw, ts)
+    rs.handle_announce(lab.ann("B", ts, reset=False, extra=quality(lab, "B", {"A": 50})).raw, ts)   # costs move
+    same_as_fresh()
+    withdraw(rs, lab, "B", "D", T0 + 2000)                                          # a link goes
+    same_as_fresh()
+    rs.handle_announce(lab.ann("B", T0 + 3000).raw, T0 + 3000)                       # and comes back
+    same_as_fresh()
+    rs.handle_announce(lab.ann("F", T0 + 4000).raw, T0 + 4000)                       # a new node, a new link
+    same_as_fresh()
+    later = T0 + AGREED_TIMEOUT_MS + 5000
+    for name in "ABCDF":
+        rs.handle_announce(lab.ann(name, later).raw, later)
+    assert rs.expire(later) == [ip(lab, "E")]                                       # E went silent
+    same_as_fresh()
+    assert rs._search.search(ip(lab, "A"), ip(lab, "E")) is None
+    assert rs._search.search(ip(lab, "A"), ip(lab, "F")) is None                    # F hung off E
