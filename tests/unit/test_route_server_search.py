@@ -61,7 +61,7 @@ def test_search_matches_dijkstra(data):
     check(SearchGraph.from_adjacency(adj), adj, s, t, avoiding(data.draw, adj))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_search_follows_changes(data):
     """After each change, from a random source to every node, as networkx on the adjacency as it is then."""
