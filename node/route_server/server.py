@@ -55,10 +55,11 @@ graph and answers path queries with Dijkstra. Time is passed in (milliseconds); 
 * Link quality: a LINK_STATE slot contributes ``kbRecv / (lag * 2^drops)`` (0 when lag is 0); the link value
   decays by ``1 / (1 + slots_elapsed / 18)`` between announcements (10-second slots, "halves every 3 minutes").
   Edge cost is ``1 / max(value of both directions, 1e-20)``.
-* Paths: bidirectional Dijkstra (search.py) from the lower of the two addresses, so A->B and B->A are the same
-  path reversed (without leases of the asker, see above); each search's answer is cached until a link on it
-  goes, or 10 s after a cost moved or a link came (COST_STALE_MS; "no path" answers go when a link comes). A link
-  a client reported dead (the ``dead`` field of a path query) is avoided in every answer for 10 s.
+* Paths: Dijkstra in C (scipy, over a sparse matrix of the links kept up to date as costs move: csr.py) from the
+  lower of the two addresses, so A->B and B->A are the same path reversed (without leases of the asker, see
+  above); each search's answer is cached until a link on it goes, or 10 s after a cost moved or a link came
+  (COST_STALE_MS; "no path" answers go when a link comes). A link a client reported dead (the ``dead`` field of a
+  path query) is avoided in every answer for 10 s.
 * Route labels: per hop the forward node's label to the next node (its peerNum, or the next node's announced
   label back-reference), re-encoded to the width of the reverse hop where needed (labels.build_label), with each
   node's announced encoding scheme (hubs announce a wider one). A path that does not fit one label (59 bits, and
@@ -80,7 +81,6 @@ from node.replay_state import ReplayState
 from .announcement import (NEVER, UNKNOWN_PEER_NUM, Announcement, AnnouncementError, BadOfferEntity,
                            EncodingSchemeEntity, LeaseEntity, LinkQualityEntity, LinkStateEntity, PeerEntity,
                            VersionEntity)
-from .search import cheapest
 from .state_hash import state_hash
 
 AGREED_TIMEOUT_MS = 20 * 60 * 1000
@@ -186,8 +186,9 @@ class RouteServer:
         self.nodes: dict[bytes, NodeState] = {}
         self.counters: dict[str, int] = {}
         self._adj: dict | None = None        # {ip6: {ip6: cost}}: built on first use, then kept up to date
+        self._search = None                  # csr.SearchGraph of _adj: made at the first search (imports scipy)
         self.graph_version = 0               # counts the times links came or went
-        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> cheapest(...), see COST_STALE_MS
+        self._paths: dict[tuple, tuple | None] = {}   # (a, b, avoid) -> (cost, path) or None, see COST_STALE_MS
         self._paths_over: dict[tuple, set] = {}       # (a, b), a < b -> keys of cached paths over that link
         self._no_path: set = set()                    # keys of cached "no path" answers
         self._costs_moved_ms: int | None = None   # the first cost change since the path cache was dropped
@@ -379,6 +380,8 @@ class RouteServer:
             if self._adj is not None:
                 for other in self._adj.pop(ip6):
                     self._adj[other].pop(ip6, None)
+                if self._search is not None:
+                    self._search.remove_node(ip6)
                 self._graph_changed()
         return gone
 
@@ -479,6 +482,13 @@ class RouteServer:
             if cost is not None:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
+        if self._search is not None:
+            self._search.add_node(ip6)
+            for other in old.keys() - adj[ip6].keys():
+                self._search.remove_link(ip6, other)
+            for other, cost in adj[ip6].items():
+                if old.get(other) != cost:
+                    self._search.set_link(ip6, other, cost)
         if old.keys() != adj[ip6].keys():
             self._links_changed(ip6, old.keys() - adj[ip6].keys(), adj[ip6].keys() - old.keys())
         elif self._costs_moved_ms is None and old != adj[ip6]:
@@ -588,8 +598,8 @@ class RouteServer:
         return self._labelled(path if a == src_ip6 else path[::-1], cost)
 
     def _cheapest(self, a: bytes, b: bytes, avoid) -> tuple | None:
-        """cheapest(...) from a to b, from the path cache (COST_STALE_MS); both directions of a pair share an entry
-        (searched from the lower address, _route)."""
+        """(cost, path) of a cheapest path from a to b, or None, from the path cache (COST_STALE_MS); both directions
+        of a pair share an entry (searched from the lower address, _route)."""
         if self._costs_moved_ms is not None and self._now_ms - self._costs_moved_ms >= COST_STALE_MS:
             self._drop_paths()
         key = (a, b, frozenset(avoid))
@@ -597,7 +607,10 @@ class RouteServer:
             self.counters["route_cache_hit"] = self.counters.get("route_cache_hit", 0) + 1
             return self._paths[key]
         self.counters["route_cache_miss"] = self.counters.get("route_cache_miss", 0) + 1
-        found = cheapest(self.adjacency(), a, b, avoid)
+        if self._search is None:
+            from .csr import SearchGraph         # here, not at the top: agents that never search skip scipy
+            self._search = SearchGraph.from_adjacency(self.adjacency())
+        found = self._search.search(a, b, avoid)
         if len(self._paths) >= MAX_CACHED_PATHS:
             # the evicted answer's keys stay in _paths_over and _no_path until that link goes or the cache is
             # dropped (at most COST_STALE_MS on a live mesh); popping a key no longer cached does nothing
