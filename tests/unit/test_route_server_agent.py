@@ -393,3 +393,25 @@ def test_a_route_servers_backlog_is_bounded_drops_what_waited_too_long_and_serve
     glue.tick()                                  # the two queued a second earlier waited too long
     assert glue.counters["backlog_stale"] == 2 and not glue.backlog
     assert glue.service.counters["query_pn"] == served + 1
+
+
+def test_a_late_backlog_is_served_newest_first(monkeypatch):
+    """In order while the oldest message is fresh; once it waited NEWEST_FIRST_AFTER_S, the newest first (its asker
+    still waits), the old ones after, until they are stale."""
+    import node.tun_switch.route_server_plane as plane
+    from node.route_server import messages as M
+    wire, loop, nodes, glues = up()
+    glue = glues["11"]
+    d = nodes["11"].dests[nodes["00"].identity.ip6]
+    served = []
+    monkeypatch.setattr(glue, "_serve", lambda payload, *rest: served.append(M.parse_query(payload).txid))
+    for txid in (b"a", b"b"):
+        glue.on_content(d, M.pack_query(M.Query("pn", txid)))
+    glue.tick()
+    assert served == [b"a", b"b"] and glue.counters["backlog_newest_first"] == 0
+    for txid in (b"c", b"d"):
+        glue.on_content(d, M.pack_query(M.Query("pn", txid)))
+    loop.now += plane.NEWEST_FIRST_AFTER_S + 0.1
+    glue.on_content(d, M.pack_query(M.Query("pn", b"e")))
+    glue.tick()
+    assert served[2:] == [b"e", b"d", b"c"] and glue.counters["backlog_newest_first"] == 3
