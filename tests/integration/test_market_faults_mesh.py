@@ -53,7 +53,15 @@ SWAP_WITHIN = 300                   # s: the longest a swap with its fault may t
 @pytest.fixture(scope="module")
 def mesh():
     with Mesh.up(TOPOLOGY, name="t-market-faults") as m:
-        m.wait_until(lambda: m.wallet("m1")["balance"]["spendable"] >= 3 * (1 << 30), 300, "m1 earned 3 PKT")
+        # usually about 40 s; CI once waited 300 s in vain: say what the chain and the miners did
+        if not m.wait_until(lambda: m.wallet("m1")["balance"]["spendable"] >= 3 * (1 << 30), 300):
+            def said(f):
+                try:
+                    return json.dumps(f(), default=str)[:3000]
+                except Exception as e:          # the failure message must still come
+                    return repr(e)
+            pytest.fail(f"m1 did not earn 3 PKT in 300 s: wallet {said(lambda: m.wallet('m1'))}, "
+                        f"chain {said(m.chain)}, mining {said(m.mining)}")
         m.send("m1", BUYER, 2.5)
         m.wait_until(lambda: m.wallet(BUYER)["balance"]["spendable"] >= 5 * (1 << 29), 60, "the buyer was paid")
         yield m

@@ -5,7 +5,9 @@ atomic swap, both ends hand the lease to m1's key for the term, m1 configures it
 server routes m1's traffic over it and m1's share of the link rises to the guarantee while f1 still floods; when
 the term ends m1 is back on the free tier. The buyer finds the offer at the route server (core1 announces it in
 its link state), with the link measured over the free tier, and it is gone there once sold. Throughputs are compared with this run's own unleased figures. (The
-lease starts at the buyer: a device keeps what came in on the free tier on the free tier.) Needs root.
+lease starts at the buyer: a device keeps what came in on the free tier on the free tier.) Needs root. Marked slow
+(106 s in CI, the slowest test there): in CI the bundled scenario market-buy-lease buys a lease over the mesh and
+checks it is active (test_scenarios_library.py); `pytest -m slow` runs this one.
 
     f1 (free tier) -- m1 (buyer, miner) --2 mbit/s, lease up: 1.5 mbit/s-- core1 (route server, chain, pool,
                                                                           seller) -- sink, b1 (block miner)
@@ -21,7 +23,7 @@ import pytest
 
 from testbed.labs.checking import flood
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "market-lease.yaml"))]
 
 PRICE = 1 << 30                 # 1 PKT
