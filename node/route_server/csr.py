@@ -48,7 +48,8 @@ class SearchGraph:
         for u, nbrs in adj.items():
             graph.add_node(u)
             for v, cost in nbrs.items():
-                graph.set_link(u, v, cost)
+                if (v, u) not in graph._slot:      # set_link sets both directions: once per link
+                    graph.set_link(u, v, cost)
         return graph
 
     def add_node(self, key) -> None:

@@ -482,15 +482,16 @@ class RouteServer:
             if cost is not None:
                 adj[ip6][link.peer_ip6] = cost
                 adj.setdefault(link.peer_ip6, {})[ip6] = cost
+        gone, came = old.keys() - adj[ip6].keys(), adj[ip6].keys() - old.keys()
         if self._search is not None:
             self._search.add_node(ip6)
-            for other in old.keys() - adj[ip6].keys():
+            for other in gone:
                 self._search.remove_link(ip6, other)
             for other, cost in adj[ip6].items():
                 if old.get(other) != cost:
                     self._search.set_link(ip6, other, cost)
-        if old.keys() != adj[ip6].keys():
-            self._links_changed(ip6, old.keys() - adj[ip6].keys(), adj[ip6].keys() - old.keys())
+        if gone or came:
+            self._links_changed(ip6, gone, came)
         elif self._costs_moved_ms is None and old != adj[ip6]:
             self._costs_moved_ms = self._now_ms
 

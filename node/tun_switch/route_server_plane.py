@@ -28,14 +28,14 @@
   queue is long does not reject announcements for the time they waited in it.
 * A route server works through the messages to it in slices (``SERVE_SLICE_S`` of work, then the loop runs): they
   wait in a backlog (at most ``MAX_BACKLOG``; the oldest goes when it is full, and one that waited
-  ``MAX_BACKLOG_WAIT_S``, longer than any client waits for an answer, is dropped; both counted). Once the oldest
-  has waited ``NEWEST_FIRST_AFTER_S`` the newest is served first (``backlog_newest_first``), as adaptive LIFO
-  does under overload: the askers of the oldest have given up or asked again, and served in order every answer
-  would come after its asker stopped waiting (at 1000 nodes the servers' backlogs stayed full of messages 30 s
-  old: all their work was wasted). A server handling
+  ``MAX_BACKLOG_WAIT_S``, longer than any client waits for an answer, is dropped; both counted). A server handling
   every message of a read batch at once (up to 64 per link) went silent on its links for seconds at 1000 nodes;
   its neighbours took it for dead (3.5 s, liveness.py), each such false link-down changed the graph, dropped the
   path cache and sent every client through it back to the server with a dead link to route around.
+  Once the oldest message has waited ``NEWEST_FIRST_AFTER_S`` the newest is served first
+  (``backlog_newest_first``), as adaptive LIFO does under overload: the askers of the oldest have given up or
+  asked again, and served in order every answer would come after its asker stopped waiting (at 1000 nodes the
+  servers' backlogs stayed full of messages 30 s old: their work was wasted).
 
 Configuration (the ``route_server`` object of the agent config; all optional)::
 
