@@ -45,11 +45,13 @@ class SearchGraph:
     def from_adjacency(cls, adj: dict) -> SearchGraph:
         """From ``{node: {neighbour: cost}}`` (symmetric, as the route server keeps it)."""
         graph = cls()
+        done = set()                                 # set_link sets both directions: once per link
         for u, nbrs in adj.items():
             graph.add_node(u)
             for v, cost in nbrs.items():
-                if (v, u) not in graph._slot:      # set_link sets both directions: once per link
+                if (v, u) not in done:
                     graph.set_link(u, v, cost)
+                    done.add((u, v))
         return graph
 
     def add_node(self, key) -> None:
