@@ -121,6 +121,9 @@ class Node:
         self.clock_offset_s = 0.0    # added to the wall clock this node reports (the clock-skew fault)
         self.rng = random.Random()
         self.paths = path_provider or StaticPathProvider(config.paths)
+        # a route server answers its clients back the way each query came: a switch error on such an answer (a
+        # destination we send no IP data to) is not a path to look up (_switch_error)
+        self.serves_routes = False
         self.switch = Switch(scheme=labels.scheme_for_interfaces(max((p.switch_index for p in config.peers),
                                                                      default=0)))
         self.links = {}              # switch index -> PeerLink
@@ -134,7 +137,8 @@ class Node:
         self.errors = HandlerErrors(log)   # exceptions caught at this node's handler edges, by reason
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
                          "switch_errors_received": 0, "sessions_reset": 0, "waypoint_relayed": 0,
-                         "waypoint_errors_relayed": 0, "peer_down": 0, "loop_stalls": 0}
+                         "waypoint_errors_relayed": 0, "peer_down": 0, "loop_stalls": 0,
+                         "switch_errors_on_answers": 0}
         self.loop_watch = LoopWatch(KEEPALIVE_S)    # our own loop's stalls (liveness.py)
         self.tun = None
         self.deliver = None          # writes one rebuilt IPv6 packet to the TUN (set by start())
@@ -571,8 +575,15 @@ class Node:
         for key, peer in self.sessions.peers.items():
             if peer.her_handle == handle:
                 d = self.dests_by_key.get(key)
-                if d is not None and d.label is not None:
-                    self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d, cause, ahead))
+                if d is None or d.label is None:
+                    return
+                if self.serves_routes and d.tx_packets == 0:
+                    # an answer to a client (or a federation peer) that went back a way that broke: its next
+                    # query comes its own new way; asking our server for a path we would not use cost the
+                    # servers of a 1000-node mesh most of their path queries (each re-asked while it failed)
+                    self.counters["switch_errors_on_answers"] += 1
+                    return
+                self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d, cause, ahead))
                 return
 
     @staticmethod

@@ -253,12 +253,14 @@ class RouteServerGlue:
         self.service = RouteServerService(self.node.identity.public_key, federation=s.federation, same_isp=s.same_isp,
                                           replay_state=self.replay_state, cpu_clock=time.process_time)
         self.client.set_serve_self(True)
+        self.node.serves_routes = True
         self.node.stamp_arrivals()      # a message's age is judged by when it arrived, not when we got to it
 
     def stop_service(self) -> None:
         """Lose the route server (the route-server-loss fault): queries go unanswered, the node keeps switching."""
         self.service = None
         self.client.set_serve_self(False)
+        self.node.serves_routes = False
 
     def send_bad_announcements(self, kind: str, count: int = 1) -> dict:
         """Byzantine inputs from this node, in its real session with its route server: ``forged`` (a flipped

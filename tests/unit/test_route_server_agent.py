@@ -375,6 +375,22 @@ def test_a_route_server_does_not_re_ask_its_path_to_a_client_whose_queries_come_
     assert server.service.counters["query_gr_own"] == own
 
 
+def test_a_route_server_does_not_look_up_a_client_its_answers_cannot_reach():
+    """The way back from the server to client 00 breaks (its neighbours refuse to send to it; its queries still
+    arrive): the switch errors on the server's answers are counted, and its node asks no path to the client (at
+    1000 nodes such look-ups, each re-asked while the failed path held, were most of a server's queries)."""
+    wire, loop, nodes, glues = build_grid(3, servers=("11",))
+    step(wire, loop, nodes, glues, 10)
+    server = glues["11"]
+    own = server.service.counters["query_gr_own"]
+    for name in ("01", "10"):
+        link = next(l for l in nodes[name].links.values() if l.peer_name == "00")
+        link.send = lambda packet, on_fail=None: False          # ECONNREFUSED toward 00 only
+    step(wire, loop, nodes, glues, 5)
+    assert server.service.counters["query_gr_own"] == own
+    assert nodes["11"].counters["switch_errors_on_answers"] > 0
+
+
 def test_a_route_servers_backlog_is_bounded_drops_what_waited_too_long_and_serves_the_rest(monkeypatch):
     import node.tun_switch.route_server_plane as plane
     from node.route_server import messages as M
