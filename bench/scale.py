@@ -122,6 +122,12 @@ def idle_rounds(mesh, args, address, down_events) -> dict:
             "idle_s": round(time.monotonic() - started), "hog_processes": len(hog)}
 
 
+def set_name(spec: str, args) -> str:
+    """The row's name: the spec, and whether every component of an imported mesh came up (by default, as
+    `pktlab up`, only its largest)."""
+    return f"{spec} --allow-disconnected" if args.allow_disconnected else spec
+
+
 # -- pktlab -------------------------------------------------------------------------------------------------
 def peer_down_total(mesh) -> int:
     """The agents' peer_down counters, summed (an agent that does not answer fails the benchmark; a route server
@@ -130,11 +136,11 @@ def peer_down_total(mesh) -> int:
 
 
 def run_pktlab(spec: str, args) -> dict:
-    row = {"set": spec, "system": "pktlab", "load_before": load()}
+    row = {"set": set_name(spec, args), "system": "pktlab", "load_before": load()}
     t0 = time.monotonic()
     try:
-        mesh = Mesh.up(spec, name=f"scale-{os.getpid()}", allow_disconnected=True, wait=args.wait,
-                       sample_counters=False)
+        mesh = Mesh.up(spec, name=f"scale-{os.getpid()}", allow_disconnected=args.allow_disconnected,
+                       wait=args.wait, sample_counters=False)
     except Exception as e:          # a set that does not come up is a result too
         row.update(error=str(e)[:300], up_failed_after_s=round(time.monotonic() - t0, 1))
         return row
@@ -166,8 +172,8 @@ def ygg_disconnects(logs) -> int:
 
 
 def run_yggdrasil(spec: str, args) -> dict:
-    row = {"set": spec, "system": "yggdrasil", "load_before": load()}
-    mesh = Mesh.up(spec, name=f"scaley-{os.getpid()}", agents=False, allow_disconnected=True)
+    row = {"set": set_name(spec, args), "system": "yggdrasil", "load_before": load()}
+    mesh = Mesh.up(spec, name=f"scaley-{os.getpid()}", agents=False, allow_disconnected=args.allow_disconnected)
     procs, logs, addrs = [], [], {}
     try:
         row.update(nodes=len(mesh.topo.nodes), links=len(mesh.topo.links))
@@ -248,6 +254,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wait", type=float, default=600, help="seconds for a mesh to become ready")
     ap.add_argument("--ygg-max", type=int, default=250, help="largest mesh yggdrasil runs on as the baseline")
     ap.add_argument("--no-ygg", action="store_true")
+    ap.add_argument("--allow-disconnected", action="store_true", default=None,
+                    help="every component of an imported mesh (by default its largest, as `pktlab up`)")
     ap.add_argument("--hog", action="store_true", help="one busy process per core beside the mesh while it idles")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:

@@ -175,7 +175,8 @@ def register(add) -> None:
                                                             "throughput plots of `pktlab report` (by default only "
                                                             "while `pktlab ui` shows the run)")
     sp.add_argument("--allow-disconnected", action="store_true", default=None,
-                    help="accept a topology that falls apart in several components")
+                    help="build every component of a topology that falls apart in several (an imported real "
+                         "mesh: by default only its largest component; a native file or generator: an error)")
     sp.add_argument("--json", action="store_true", help="print the run's status as JSON when ready")
     sp.add_argument("--hosts", metavar="INVENTORY", help="spread the nodes over the SSH hosts of this inventory "
                                                          "(YAML; see docs/backends.md)")

@@ -37,7 +37,8 @@ def register(add) -> None:
     sp = add("validate", cmd_validate, "check a topology file or generator string without building it")
     sp.add_argument("topology", metavar="TOPOLOGY")
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--allow-disconnected", action="store_true", default=None)
+    sp.add_argument("--allow-disconnected", action="store_true", default=None,
+                    help="every component of a disconnected topology (an imported mesh: by default its largest)")
 
     add("schema", cmd_schema, "print the JSON Schema of topology files (for editors)")
 

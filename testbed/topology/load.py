@@ -3,8 +3,9 @@ generator string (``"grid:3x3,delay=5ms"``), a bundled example (``"default"``) o
 (``"freifunk-ulm"``); and saving one in any format.
 
 Disconnected graphs: ``load()`` rejects them for native files and generators unless the file says
-``allow_disconnected: true``; imported real-world data (meshnet-lab, GraphML, GML) is often disconnected, so
-importers allow it and the check only reports a warning. ``load(..., allow_disconnected=...)`` overrides both.
+``allow_disconnected: true``. Imported real-world data (meshnet-lab, GraphML, GML) is often disconnected (Freifunk
+Aachen: 1977 nodes, its largest component 1259): ``load()`` keeps its largest component, with a warning.
+``load(..., allow_disconnected=True)`` keeps every component of any source (a warning), ``False`` rejects them.
 """
 from __future__ import annotations
 
@@ -44,15 +45,16 @@ def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None 
     if not isinstance(spec, str) or not spec.strip():
         raise TopologyError(f"{spec!r}: expected a file path, generator string or bundled example name")
     path = Path(spec)
+    imported = False
     if _is_file(path):
-        topo = _load_file(path, spec)
+        topo, imported = _load_file(path, spec)
         if seed is not None:
             topo.seed = seed
     elif generators.looks_like_generator(spec):
         topo = generators.generate(spec, seed=seed)
     elif "/" not in spec and (_is_file(BUNDLED_DIR / f"{spec}.yaml") or spec in real_meshes()):
         bundled = BUNDLED_DIR / f"{spec}.yaml"
-        topo = _load_file(bundled if _is_file(bundled) else real_meshes()[spec], spec)
+        topo, imported = _load_file(bundled if _is_file(bundled) else real_meshes()[spec], spec)
         if seed is not None:
             topo.seed = seed
     else:
@@ -60,6 +62,12 @@ def load(spec: str, *, seed: int | None = None, allow_disconnected: bool | None 
             f"{spec}: no such file, generator or bundled example; generators: "
             f"{', '.join(generators.FORMS)}; bundled examples: {', '.join(bundled_examples())}; "
             f"real meshes: {', '.join(real_meshes())}")
+    if imported and allow_disconnected is None:
+        whole = len(topo.nodes)
+        topo = topo.largest_component()
+        if len(topo.nodes) < whole:
+            topo.warnings.append(f"{spec}: graph is disconnected: kept its largest component, {len(topo.nodes)} of "
+                                 f"{whole} nodes (allow_disconnected / --allow-disconnected: every component)")
     topo.warnings = list(topo.warnings) + validate(topo, allow_disconnected)
     return topo
 
@@ -71,12 +79,13 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _load_file(path: Path, source: str) -> Topology:
+def _load_file(path: Path, source: str) -> tuple[Topology, bool]:
+    """(the topology, whether it was imported from another tool's format)"""
     suffix = path.suffix.lower()
     if suffix in (".graphml", ".xml"):
-        return formats.read_graphml(path, source)
+        return formats.read_graphml(path, source), True
     if suffix == ".gml":
-        return formats.read_gml(path, source)
+        return formats.read_gml(path, source), True
     if suffix not in (".yaml", ".yml", ".json"):
         raise TopologyError(f"{source}: unknown file type {suffix!r} (use .yaml, .yml, .json, .graphml or .gml)")
     try:
@@ -85,8 +94,8 @@ def _load_file(path: Path, source: str) -> Topology:
         raise TopologyError(f"{source}: cannot read: {e}") from None
     data = parse_text(text, source, "json" if suffix == ".json" else "yaml")
     if formats.is_meshnet_lab(data):
-        return formats.from_meshnet_lab(data, source)
-    return from_dict(data, source)
+        return formats.from_meshnet_lab(data, source), True
+    return from_dict(data, source), False
 
 
 def _plain(value):

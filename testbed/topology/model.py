@@ -152,6 +152,16 @@ class Topology:
                 return link
         return None
 
+    def largest_component(self) -> Topology:
+        """A new topology of the nodes and links of the largest connected component (of equal ones, the first in
+        node order); ISPs, chain and defaults as they are."""
+        keep = max(nx.connected_components(self.graph()), key=len, default=set())
+        sub = copy.copy(self)
+        sub.nodes = {name: n for name, n in self.nodes.items() if name in keep}
+        sub.links = [link for link in self.links if link.a in keep]
+        sub.warnings = list(self.warnings)
+        return sub
+
     # --- file form ---
 
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ MESHNET_FILES = sorted(MESHNET.glob("*/*.json"))
 @pytest.mark.parametrize("path", MESHNET_FILES, ids=lambda p: p.name)
 def test_every_meshnet_lab_file_loads(path):
     data = json.loads(path.read_text())
-    t = load(str(path))
+    t = load(str(path), allow_disconnected=True)     # the whole file
     # every distinct undirected link of the file is there (repeats and self-loops dropped)
     pairs = {frozenset((link["source"], link["target"])) for link in data["links"]
              if link["source"] != link["target"]}
@@ -50,11 +50,23 @@ def test_repeated_link_is_dropped_with_a_warning():
     assert any("dropped 1 repeated link" in w for w in t.warnings)
 
 
-def test_disconnected_real_data_is_a_warning_unless_refused():
+def test_disconnected_real_data_keeps_its_largest_component_unless_told_otherwise():
     path = str(MESHNET / "basics/feymann_s_channel.json")
-    assert any("disconnected" in w for w in load(path).warnings)
     with pytest.raises(TopologyError, match="disconnected"):
         load(path, allow_disconnected=False)
+    whole = load(path, allow_disconnected=True)
+    parts = sorted(nx.connected_components(whole.graph()), key=len, reverse=True)
+    assert len(parts) > 1 and any("disconnected" in w for w in whole.warnings)
+    lcc = load(path)
+    assert set(lcc.nodes) == parts[0] and nx.is_connected(lcc.graph())
+    assert {frozenset((link.a, link.b)) for link in lcc.links} == \
+        {frozenset((link.a, link.b)) for link in whole.links if link.a in parts[0]}
+    assert any(f"kept its largest component, {len(parts[0])} of {len(whole.nodes)} nodes" in w for w in lcc.warnings)
+
+
+def test_freifunk_aachen_by_default_is_its_largest_component_of_1259_nodes():
+    assert len(load("freifunk-aachen").nodes) == 1259
+    assert len(load("freifunk-aachen", allow_disconnected=True).nodes) == 1977
 
 
 def test_meshnet_lab_ids_are_mapped_to_valid_names(tmp_path):
