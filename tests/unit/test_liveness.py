@@ -42,6 +42,43 @@ def test_the_verdict_needs_missed_probes_and_silence():
     assert lv.missed(20) == 0 and not lv.check(20)
 
 
+def probes_missed(lv, start, end):
+    for t in range(start, end):
+        lv.probe_sent(t)
+
+
+def test_a_peer_that_was_slow_lately_gets_the_slack_it_showed_it_needs():
+    """As TCP's RTO follows the measured variation: a peer heard again after 3 s of silence may be silent for 6 s
+    (SLACK_FACTOR) before its link goes down; the slack shrinks back to DEAD_AFTER_S at SLACK_DECAY."""
+    lv = L.Liveness()
+    lv.answered(0.01, now=0)
+    lv.heard(1)
+    lv.heard(4)                                                  # 3 s of silence, and it is back
+    assert lv.silence_limit(4) == pytest.approx(6.0)
+    probes_missed(lv, 5, 9)
+    assert lv.missed(9.5) >= L.MISSED_PROBES and not lv.check(9.5)      # silent 5.5 s: not yet
+    assert lv.check(10.1) and not lv.up                                 # silent 6.1 s: down
+    assert lv.silence_limit(10.1 + 600) == L.DEAD_AFTER_S               # ten minutes later: the least again
+
+
+def test_a_link_back_within_moments_of_a_verdict_teaches_the_slack_a_real_cut_does_not():
+    lv = L.Liveness()
+    lv.answered(0.01, now=0)
+    probes_missed(lv, 1, 4)
+    assert lv.check(4.5) and not lv.up
+    lv.answered(0.01, now=6)                                     # back 1.5 s later: the peer had only stalled
+    assert lv.up and lv.silence_limit(6) == pytest.approx(2 * 6.0)
+    lv = L.Liveness()
+    lv.answered(0.01, now=0)
+    probes_missed(lv, 1, 4)
+    assert lv.check(4.5)
+    lv.answered(0.01, now=4.5 + L.RELEARN_S + 30)                # a real cut, repaired: nothing learned
+    assert lv.silence_limit(40) == L.DEAD_AFTER_S
+    lv.heard(41)
+    lv.heard(100)                                                # up: a minute of silence that ended
+    assert lv.silence_limit(100) == L.MAX_DEAD_AFTER_S           # capped at cjdns's 20 s
+
+
 def test_only_a_quiet_peer_or_an_answer_due_is_probed():
     """cjdns pings only quiet peers: a peer heard within KEEPALIVE_S is not probed, unless a probe is still
     unanswered (misses must be counted) or our last answer is ANSWER_EVERY_S old (hearing it does not prove it
