@@ -56,6 +56,7 @@ class SessionManager:
         self.session_options = session_options      # e.g. password=..., require_auth=...
         self.peers: dict[bytes, Peer] = {}
         self.by_handle: dict[int, Peer] = {}
+        self._her_handles: dict[int, bytes] = {}     # her handle -> her key (a switch error names the former)
 
     def _new_handle(self) -> int:
         while True:
@@ -110,12 +111,21 @@ class SessionManager:
         if fresh:
             p = self._new_peer(her_key, now, False)
         content = p.session.decrypt(data, now, min_content=4)    # the sender's handle, checked before it counts
+        if self._her_handles.get(p.her_handle) == her_key:
+            del self._her_handles[p.her_handle]
         p.her_handle = struct.unpack_from(">I", content)[0]
+        self._her_handles[p.her_handle] = her_key
         if fresh:
             self._add(her_key, p)
         return her_key, content[4:]
+
+    def key_for_her_handle(self, handle: int) -> bytes | None:
+        """Whose session a data packet we sent with this handle belongs to (a switch error quotes the packet)."""
+        return self._her_handles.get(handle)
 
     def forget(self, her_key: bytes) -> None:
         p = self.peers.pop(her_key, None)
         if p is not None:
             self.by_handle.pop(p.my_handle, None)
+            if self._her_handles.get(p.her_handle) == her_key:
+                del self._her_handles[p.her_handle]

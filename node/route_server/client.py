@@ -34,9 +34,15 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   for dead, and we do not pile re-sent queries and re-announcements onto its queue; after an announcement was
   rejected, the next waits a round trip (a server that is behind would reject it too while its queue is long).
   Each timeout doubles the least timeout until an answer comes (RFC 6298's back-off) while no other server is
-  there to try: a client fails over as soon as before, but once every server it knows has been silent (a whole
-  mesh coming up on a busy machine, where a first answer takes longer than the configured timeout) it waits
-  longer for one instead of sending it a reset announcement every few seconds, each one more in its queue.
+  there to try: a client fails over as soon as before, but once it has tried every server it knows since the
+  last answer (a whole mesh coming up on a busy machine, where a first answer takes longer than the configured
+  timeout) it waits longer for one instead of sending it a reset announcement every few seconds, each one more
+  in its queue. An answer that comes after its query was given up is still a round-trip sample: unlike TCP's
+  retransmissions (Karn's rule) each query has its own txid, so the sample is not ambiguous. And the round trip
+  is kept when the client moves to another server (it is the mesh's, more than the server's). Without those,
+  at 1000 nodes on a saturated machine (round trips of 3-13 s) the clients' 1 s timeouts never learned anything:
+  every announcement timed out, each client failed over every few seconds (n5: 122 timeouts and 129 failovers
+  in 6 minutes, one announcement accepted), every failover re-announcing: a congestion collapse.
 * **Failover**: a query unanswered after its timeout (above), or a switch error on the way to the server, marks
   the server failed for ``fail_hold_ms``; the next candidate (shortest label first) takes over, with a reset
   announcement, and queued look-ups go to it. With no other candidate, a failed one is tried again after
@@ -73,6 +79,7 @@ U32_MAX = 0xFFFFFFFF
 MAX_SKEW_MS = 86_400_000         # a server clock further off than a day is a bad reply, not a skew to follow
 SKEW_EXACT_MS = 1000             # a clock sample whose error bound is at most this always sets the estimate
 MAX_TIMEOUT_MS = 30_000          # the longest a query waits for a slow server's answer
+MAX_GIVEN_UP = 64                # queries given up whose late answers still count as round-trip samples
 # A server that found no second way to it (none, or only one through waypoints, which a client does not use to reach
 # its server) is asked again after twice the last wait, up to this (pktlab: at 1000 nodes these repeated backup
 # queries, each up to four searches, cost a server more than all its other path queries; a new label to the server
@@ -204,6 +211,8 @@ class RouteServerClient(PathProvider):
         self.srtt_ms: float | None = None                 # the server's smoothed round trip, and its variation
         self.rttvar_ms = 0.0
         self.backoff = 1                                  # doubled by each timeout, 1 again at the next answer
+        self.tried: set[bytes] = set()                    # servers we turned to since the last answer
+        self.given_up: dict[bytes, tuple[bytes, int]] = {}   # txid -> (server, sent ms) of queries that timed out
         self.last_ts = 0
         self.next_announce = 0
         self.next_hunt = 0
@@ -324,10 +333,13 @@ class RouteServerClient(PathProvider):
         if p is None or (src_key is not None and bytes(src_key) != p.server):
             if p is not None:
                 self.pending[reply.txid] = p
+            else:
+                self._late_answer(reply.txid, src_key, now)
             return False
         if p.server == self.server:
             self._rtt_sample(now - p.sent_ms)
             self.backoff = 1
+            self.tried.clear()
         # only our announcements' replies move the clock estimate, as in cjdns (ReachabilityAnnouncer's
         # estimateClockSkew): a look-up's reply must not hide a clock jump before an announcement shows it
         if reply.recv_time is not None and p.kind == "ann":
@@ -451,6 +463,9 @@ class RouteServerClient(PathProvider):
         for txid, p in list(self.pending.items()):
             if now - p.sent_ms >= timeout and self.pending.pop(txid, None) is not None:
                 self.counters[f"timeout_{p.kind}"] += 1
+                self.given_up[txid] = (p.server, p.sent_ms)
+                if len(self.given_up) > MAX_GIVEN_UP:
+                    del self.given_up[next(iter(self.given_up))]
                 if p.server == self.server:
                     self.backoff = min(self.backoff * 2, MAX_TIMEOUT_MS // max(self.config.query_timeout_ms, 1))
                     self._fail_server(now, "silence")
@@ -527,7 +542,15 @@ class RouteServerClient(PathProvider):
         return int(min(rto, MAX_TIMEOUT_MS))
 
     def _untried_candidate(self, now: int) -> bool:
-        return any(k != self.server and c.failed_until <= now for k, c in self.candidates.items())
+        return any(k != self.server and k not in self.tried and c.failed_until <= now
+                   for k, c in self.candidates.items())
+
+    def _late_answer(self, txid: bytes, src_key: bytes | None, now: int) -> None:
+        """The answer to a query we gave up on: its round trip is a sample all the same (the module docstring)."""
+        late = self.given_up.pop(txid, None)
+        if late is not None and (src_key is None or bytes(src_key) == late[0]):
+            self.counters["late_answers"] += 1
+            self._rtt_sample(now - late[1])
 
     def _rtt_sample(self, rtt_ms: int) -> None:
         if self.srtt_ms is None:
@@ -578,7 +601,7 @@ class RouteServerClient(PathProvider):
             self.counters["failovers"] += 1
         self._had_server = True
         self.server = best.public_key
-        self.srtt_ms, self.rttvar_ms = None, 0.0          # a new server: its round trips are unknown
+        self.tried.add(best.public_key)
         self.needs_reset = True
         self.acked = []
         self.next_announce = now

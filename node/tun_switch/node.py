@@ -571,20 +571,16 @@ class Node:
             return
         if len(session) < 4:
             return
-        handle = _be32.unpack_from(session)[0]
-        for key, peer in self.sessions.peers.items():
-            if peer.her_handle == handle:
-                d = self.dests_by_key.get(key)
-                if d is None or d.label is None:
-                    return
-                if self.serves_routes and d.tx_packets == 0:
-                    # an answer to a client (or a federation peer) that went back a way that broke: its next
-                    # query comes its own new way; asking our server for a path we would not use cost the
-                    # servers of a 1000-node mesh most of their path queries (each re-asked while it failed)
-                    self.counters["switch_errors_on_answers"] += 1
-                    return
-                self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d, cause, ahead))
-                return
+        d = self.dests_by_key.get(self.sessions.key_for_her_handle(_be32.unpack_from(session)[0]))
+        if d is None or d.label is None:
+            return
+        if self.serves_routes and d.tx_packets == 0:
+            # an answer to a client (or a federation peer) that went back a way that broke: its next query comes
+            # its own new way; asking our server for a path we would not use cost the servers of a 1000-node
+            # mesh most of their path queries (each re-asked while it failed)
+            self.counters["switch_errors_on_answers"] += 1
+            return
+        self.paths.report_failure(d.ip6, d.label, self._dead_hop(msg, d, cause, ahead))
 
     @staticmethod
     def _dead_hop(msg, d, cause, ahead):

@@ -68,9 +68,9 @@ def test_a_fast_server_keeps_the_configured_floor():
 
 def test_every_server_behind_the_timeouts_back_off_until_one_answers():
     """Both servers answer 5 s late (configured: 2 s), as when a whole mesh comes up on a busy machine: the
-    client fails over at the configured timeout while it has a server it has not tried, then each timeout doubles
-    the least timeout (RFC 6298's back-off), so it waits long enough, is answered, and stays; the answer takes
-    the back-off away again."""
+    client fails over at the configured timeout while it has a server it has not tried; the first server's late
+    answer is a round-trip sample all the same (its txid is its own), kept for the next server, which is then
+    given SRTT + 4 RTTVAR, answers and stays."""
     clock = Clock()
     node_id = Identity.from_seed(b"rto", 1)
     servers = [RouteServerService(Identity.from_seed(b"rto", i).public_key) for i in (0, 2)]
@@ -86,5 +86,28 @@ def test_every_server_behind_the_timeouts_back_off_until_one_answers():
             client.on_reply(svc.handle(item[2], node_id.public_key, clock.now), item[1])
         clock.now += 500
     assert client.counters["ann_accepted"] >= 1
-    assert client.counters["server_failed_silence"] == 2      # 2 s (the other is untried), 4 s; then 8 s is enough
+    assert client.counters["server_failed_silence"] == 1      # 2 s (the other is untried), then the sample's RTO
+    assert client.counters["late_answers"] >= 1
     assert client.backoff == 1 and client.timeout_ms() >= 5000  # what is left is the measured round trip
+
+
+def test_once_every_server_was_tried_the_timeouts_back_off_and_stay_backed_off():
+    """Three servers that never answer: the client turns to each at the configured timeout, then each timeout
+    doubles (a server whose failure hold ran out is not untried again until some server answered: at 1000 nodes
+    the clients cycled through four silent servers at 1 s each, re-announcing every time)."""
+    clock = Clock()
+    node_id = Identity.from_seed(b"rto", 1)
+    keys = [Identity.from_seed(b"rto", i).public_key for i in (0, 2, 3)]
+    client = RouteServerClient(node_id, clock, ClientConfig(query_timeout_ms=2000, fail_hold_ms=5000),
+                               route_servers=[(k, 0x13 + 2 * i) for i, k in enumerate(keys)])
+    timeouts = []
+    for _ in range(240):                            # 120 s
+        before = client.counters["timeout_ann"]
+        client.poll()
+        if client.counters["timeout_ann"] > before:
+            timeouts.append(clock.now)
+        clock.now += 500
+    gaps = [b - a for a, b in zip(timeouts, timeouts[1:])]
+    assert gaps[0] == 2000 and gaps[1] >= 4000       # the third server untried, then backed off
+    assert all(b >= a for a, b in zip(gaps[1:], gaps[2:]))
+    assert len(timeouts) <= 8                       # 2 s timeouts all along would have been 60
