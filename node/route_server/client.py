@@ -208,7 +208,7 @@ class RouteServerClient(PathProvider):
         self.announced_peers: dict[int, PeerInfo] = {}      # as of the last acknowledged announcement
         self.needs_reset = True
         self.skew_ms = 0
-        self.srtt_ms: float | None = None                 # the server's smoothed round trip, and its variation
+        self.srtt_ms: float | None = None                 # our servers' smoothed round trip (kept across them)
         self.rttvar_ms = 0.0
         self.backoff = 1                                  # doubled by each timeout, 1 again at the next answer
         self.tried: set[bytes] = set()                    # servers we turned to since the last answer
