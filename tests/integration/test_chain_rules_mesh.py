@@ -21,7 +21,10 @@ from node.chain.wire import hash_from_hex
 from testbed import services
 from testbed.mesh import Mesh
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
+# slow (97 s in CI, whose run was 40:46 with it): CI keeps the rules' unit tests (test_chain_blocks.py,
+# test_chain_election.py), blocks mined over a mesh (test_chain_mesh.py) and the chain-partition-heal scenario
+pytestmark = [pytest.mark.root, pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")]
 TOPOLOGY = str(Path(__file__).parent / "topologies" / "chain-rules.yaml")
 CHAIN_NODES = ("c1", "c2", "c3")
 FEE = 1 << 20
