@@ -23,7 +23,8 @@ import pytest
 
 from testbed.labs.checking import flood
 
-pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
+pytestmark = [pytest.mark.slow, pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and TUN"),
               pytest.mark.mesh(str(Path(__file__).parent / "topologies" / "market-lease.yaml"))]
 
 PRICE = 1 << 30                 # 1 PKT
