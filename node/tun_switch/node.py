@@ -78,7 +78,7 @@ class Destination:
     """What the data plane knows about one remote node: its key, the label we send on, what came back."""
 
     __slots__ = ("ip6", "public_key", "label", "via", "header", "learned_label", "learned_via", "rx_packets",
-                 "tx_packets", "last_rx", "last_tx", "unanswered_since")
+                 "tx_packets", "last_rx", "last_rx_data", "last_tx", "unanswered_since")
 
     def __init__(self, ip6, public_key, label=None, via=()):
         self.ip6 = ip6
@@ -90,6 +90,7 @@ class Destination:
         self.learned_via = ()        # and its RETURN frames: the rest of the way back (waypoints.returns)
         self.rx_packets = self.tx_packets = 0
         self.last_rx = self.last_tx = None
+        self.last_rx_data = None     # when she last sent us content: only that makes a keepalive due
         self.unanswered_since = None
         if label:
             self.set_label(label, via)
@@ -138,7 +139,7 @@ class Node:
         self.counters = {"tun_rx_packets": 0, "tun_rx_bytes": 0, "tun_tx_packets": 0, "tun_tx_bytes": 0,
                          "switch_errors_received": 0, "sessions_reset": 0, "waypoint_relayed": 0,
                          "waypoint_errors_relayed": 0, "peer_down": 0, "loop_stalls": 0,
-                         "switch_errors_on_answers": 0}
+                         "switch_errors_on_answers": 0, "keepalives_sent": 0}
         self.loop_watch = LoopWatch(KEEPALIVE_S)    # our own loop's stalls (liveness.py)
         self.tun = None
         self.deliver = None          # writes one rebuilt IPv6 packet to the TUN (set by start())
@@ -343,8 +344,9 @@ class Node:
         """Every KEEPALIVE_S: the liveness verdict of every peer link (liveness.py; a stall of our own loop
         forgives what went unanswered meanwhile), a switch PING to every peer that needs one (a quiet peer, an
         unanswered probe, an answer due: Liveness.wants_probe), and a keepalive
-        to destinations that send to us while we stay silent, so their sessions see answers (and only a really
-        lost session triggers their restart)."""
+        to destinations that send us data while we stay silent, so their sessions see answers (and only a really
+        lost session triggers their restart). Only data makes one due: were keepalives answered too, two ends
+        that ever talked would keep each other's sessions busy for good."""
         now = self.clock()
         if self.loop_watch.tick(now):
             self.counters["loop_stalls"] += 1
@@ -363,8 +365,9 @@ class Node:
         if self.held:
             self.release_held()
         for d in self.dests.values():
-            if d.last_rx is not None and now - d.last_rx < 2 * KEEPALIVE_S and \
+            if d.last_rx_data is not None and now - d.last_rx_data < 2 * KEEPALIVE_S and \
                     (d.last_tx is None or now - d.last_tx > KEEPALIVE_S):
+                self.counters["keepalives_sent"] += 1
                 self._send_content(d, b"", now)
 
     def _note_transition(self, link, up):
@@ -492,7 +495,8 @@ class Node:
         if d.ip6 in self.held:
             self._release(d)
         if not plain:
-            return      # a bare handshake without data
+            return      # a bare handshake or keepalive
+        d.last_rx_data = now
         try:
             _, content_type, payload = parse_data_header(plain)
         except CryptoAuthError:

@@ -232,6 +232,28 @@ def test_keepalive_answers_a_silent_receiver():
     assert a.counters["sessions_reset"] == 0     # b's keepalives count as answers
 
 
+def test_keepalives_stop_when_both_ends_go_quiet():
+    # a keepalive answers data, never another keepalive: two ends that once talked do not keep each other busy
+    wire, loop, (a, b) = build_line(2)
+    a.send_ip6(ip6_packet(a.identity, b.identity, b"ping"))
+    wire.pump()
+    b.send_ip6(ip6_packet(b.identity, a.identity, b"pong"))
+    wire.pump()
+    for _ in range(10):
+        loop.now += 1.1
+        a.housekeeping()
+        b.housekeeping()
+        wire.pump()
+    sent = a.counters["keepalives_sent"] + b.counters["keepalives_sent"]
+    assert 1 <= sent <= 2         # the last to hear data answers it once
+    for _ in range(10):
+        loop.now += 1.1
+        a.housekeeping()
+        b.housekeeping()
+        wire.pump()
+    assert a.counters["keepalives_sent"] + b.counters["keepalives_sent"] == sent
+
+
 def test_burst_of_packets_before_the_key_arrives_is_delivered():
     wire, loop, (a, b) = build_line(2)
     for i in range(5):
