@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="mininet iproute2 iputils-ping iperf3 tcpdump procps psmisc ethtool graphviz yggdrasil libsodium-dev"
 # the SSH-hosts backend's CI lab (testbed/backends/ssh_lab.py): sshd in namespaces, reached through socat; the hosts
 # run the agent with Debian's Python and these libraries, as a Debian host of a real lab would
-APT_PACKAGES="$APT_PACKAGES openssh-server socat sudo python3-nacl python3-pyroute2 python3-networkx"
+APT_PACKAGES="$APT_PACKAGES openssh-server socat sudo python3-nacl python3-pyroute2 python3-networkx python3-scipy"
 # Vagrant and its libvirt provider, enough for `vagrant validate` of vagrant/Vagrantfile
 APT_PACKAGES="$APT_PACKAGES vagrant vagrant-libvirt"
 # the market fault test's clock skew (tests/integration/test_market_faults_mesh.py): a service's clock set off

@@ -28,10 +28,10 @@ SIZE_GB=${PKTLAB_BOX_GB:-4}
 BOX=$OUT/pktlab-debian12.box
 NAME=pktlab/debian12
 SCRIPT=$(realpath "$0")
-# (debootstrap resolves no virtual packages: python3-nacl's cffi backend is named)
+# (debootstrap resolves no virtual packages: python3-nacl's cffi backend and scipy's numpy, BLAS and LAPACK are named)
 PACKAGES=linux-image-amd64,systemd-sysv,dbus,udev,kmod,netbase,openssh-server,sudo,python3,python3-nacl,\
-python3-cffi-backend,python3-pyroute2,python3-networkx,iproute2,iputils-ping,iperf3,tcpdump,procps,util-linux,\
-ca-certificates
+python3-cffi-backend,python3-pyroute2,python3-networkx,python3-scipy,python3-numpy,libblas3,liblapack3,iproute2,\
+iputils-ping,iperf3,tcpdump,procps,util-linux,ca-certificates
 
 die() { echo "build-box: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot)"

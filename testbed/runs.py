@@ -9,6 +9,7 @@ go with them), delete the directory. Nothing is ever matched by name pattern.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -69,6 +70,25 @@ def proc_state(pid: int) -> str:
     """The state letter (R, S, T, ...) of a process, `?` if there is no such process."""
     fields = _stat(pid) if pid > 0 else None
     return fields[0].decode() if fields else "?"
+
+
+# A route server's agent runs this many nice steps above pktlab's own: a real route server is a machine of its own,
+# and on a shared few-core machine a 1000-node mesh's hosts of 30 nodes each otherwise leave it as much CPU as one
+# host, and its queue grows until announcements arrive too late to be accepted.
+SERVER_PRIORITY = 15
+
+
+def raise_priority(pid: int, steps: int = SERVER_PRIORITY) -> None:
+    """Run a process `steps` nice steps above ours. With the kernel's autogroup scheduling (sched_autogroup_enabled,
+    the default of most distributions) each session (every agent is one) gets an equal share whatever its processes'
+    nice, so its autogroup gets the value too (/proc/PID/autogroup). Measured at 1000 nodes (load 30): with only the
+    process nice each route server ran 0.34 s of every 5 s, like any host of 30 nodes; with the autogroup's the two
+    busiest ran 2.6-2.9 s and caught up."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0) - steps
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with contextlib.suppress(OSError):          # no autogroups in this kernel: the nice value is enough
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
 
 
 def netns_inode(pid: int) -> int | None:

@@ -14,14 +14,7 @@ those entries in one table shared by all namespaces of the machine, 1024 entries
 (net.ipv6.neigh.default.gc_thresh3): a 217-node mesh (894 link ends) with other meshes beside it overflows it
 ("neighbour table overflow"), sends fail and healthy links go down. Permanent entries are exempt from that limit.
 
-Priority: a route server's agent runs SERVER_PRIORITY nice steps above pktlab's own (a real route server is a
-machine of its own; on a shared few-core machine a 1000-node mesh's hosts of 30 nodes each otherwise leave it
-as much CPU as one host, and its queue grows until announcements arrive too late to be accepted). Each agent is
-a session of its own, and with the kernel's autogroup scheduling (sched_autogroup_enabled, the default of most
-distributions) every session is a group that gets an equal share whatever its processes' nice values: so the
-server's autogroup gets the nice value too (/proc/PID/autogroup). Measured at 1000 nodes (load 30): with only the
-process nice, each server ran 0.34 s of every 5 s and waited 4.68 s for a CPU, like any host of 30 nodes; with
-the autogroup's, the two busiest ran 2.6-2.9 s and caught up.
+Priority: a route server's agent runs above the node hosts (runs.raise_priority, SERVER_PRIORITY).
 """
 from __future__ import annotations
 
@@ -46,8 +39,6 @@ from testbed.netlink_batch import Batch, Templates, netlink_socket
 from testbed.runs import TAG_VAR, Run, netns_inode, proc_start_time
 from testbed.topology import Topology
 from testbed.waiting import wait_until
-
-SERVER_PRIORITY = 15     # nice steps a route server's agent process gets above pktlab's (see the docstring)
 
 MNEXEC = "mnexec"
 DEFAULT_MTU = 65535  # the agents size their TUN MTU to fit one frame of this underlay
@@ -263,11 +254,7 @@ class NetnsBackend(Backend):
             proc = subprocess.Popen(argv, env=dict(os.environ, **{TAG_VAR: self.run.id}), **io)
         log.close()
         if any("route_server" in self.topo.nodes[n].roles for n in nodes):
-            nice = os.getpriority(os.PRIO_PROCESS, 0) - SERVER_PRIORITY
-            os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
-            with contextlib.suppress(OSError):          # no autogroups in this kernel: the nice value is enough
-                with open(f"/proc/{proc.pid}/autogroup", "w") as f:
-                    f.write(str(nice))
+            runs.raise_priority(proc.pid)
         start = proc_start_time(proc.pid)
         for n in nodes:
             self.run.state["agents"][n] = {"pid": proc.pid, "start": start}

@@ -21,8 +21,9 @@ from testbed.backends.remote_inventory import Host
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
-PACKAGES = ["python3", "python3-nacl", "python3-pyroute2", "python3-networkx", "iproute2", "iputils-ping", "iperf3",
-            "tcpdump", "procps", "util-linux"]
+# python3-scipy: a route server's path search (node/route_server/csr.py)
+PACKAGES = ["python3", "python3-nacl", "python3-pyroute2", "python3-networkx", "python3-scipy", "iproute2",
+            "iputils-ping", "iperf3", "tcpdump", "procps", "util-linux"]
 
 
 @dataclass

@@ -28,7 +28,7 @@ Commands in a node run through `nsenter --net=/proc/HOLDER/ns/net` straight from
 need no helper.
 
 Only the standard library, pyroute2 and the project's node/ and runs/netlink modules are imported here: a Debian host
-needs python3, python3-pyroute2, python3-nacl and python3-networkx (for the agent), nothing from PyPI.
+needs python3, python3-pyroute2, python3-nacl, python3-networkx and python3-scipy (for the agent), nothing from PyPI.
 """
 from __future__ import annotations
 
@@ -218,6 +218,8 @@ class Host:
                                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                                     (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
                                                     (os.POSIX_SPAWN_DUP2, log.fileno(), 2)])
+            if any(spec["configs"][n].get("route_server", {}).get("serve") for n in group):
+                runs.raise_priority(pid)
             rec = {"pid": pid, "start": runs.proc_start_time(pid)}
             for n in group:
                 self.run.state["agents"][n] = started[n] = rec

@@ -3,6 +3,7 @@
 machine's own namespace gets no address or route). The mesh is built through Ansible, links between hosts are
 kernel VXLAN, the agents' control API comes over SSH channels, and `down` must leave nothing on any host."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from testbed import runs
 from testbed.faults import FaultError, apply_fault, heal
 from testbed.mesh import Mesh
+from testbed.runs import SERVER_PRIORITY
 from testbed.scenario import Runner
 
 from .leaks import host_view as local_view
@@ -25,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def grid(lab):
-    """grid:3x3 round robin over h1..h3; h2 is reached as a user with sudo rather than as root."""
+    """grid:3x3 with a route server (r2c2) round robin over h1..h3; h2 is reached as a user with sudo rather than
+    as root."""
     before = {h: host_view(lab, h) for h in lab.hosts}
-    mesh = Mesh.up("grid:3x3", name="grid", seed=4, backend="ssh",
+    mesh = Mesh.up("grid:3x3,route_servers=1", name="grid", seed=4, backend="ssh",
                    hosts=lab.inventory(h2={"user": "pktlab-ops"}))
     yield mesh, before
     if mesh.run.dir.exists():
@@ -46,6 +49,10 @@ def test_nodes_are_spread_over_three_hosts_with_vxlan_between_them(grid):
     # the agent on h2 runs as root (sudo) but its control socket belongs to the SSH user, who forwards it
     owner = mesh.exec("r1c2", ["stat", "-c", "%U", f"{state['hosts']['h2']['dir']}/nodes/r1c2/agent.sock"]).stdout
     assert state["placement"]["r1c2"] == "h2" and owner.strip() == "pktlab-ops"
+    # the route server's agent runs above the others on its host too (runs.raise_priority; the lab's hosts are
+    # namespaces of this machine, so their processes are seen here)
+    nice = {n: os.getpriority(os.PRIO_PROCESS, rec["pid"]) for n, rec in state["agents"].items()}
+    assert all(nice["r2c2"] == nice[n] - SERVER_PRIORITY for n in nice if n != "r2c2"), nice
 
 
 def test_every_node_reaches_every_other_across_hosts(grid):

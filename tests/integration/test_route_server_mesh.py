@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.backends.netns import SERVER_PRIORITY
+from testbed.runs import SERVER_PRIORITY
 from testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.root,
@@ -35,6 +35,6 @@ def test_line_learns_paths_from_a_route_server_node(mesh):
     hops = mesh.agent("n2").call("rs_route", src=mesh.ip6("n1"), dst=mesh.ip6("n4"))
     assert [h["node"] for h in hops["hops"]] == [mesh.ip6(n) for n in nodes[:3]]
     assert hops["label"] == routes["paths"][mesh.ip6("n4")]["label"]
-    # the route server's process runs at a higher priority than the other agents (testbed/backends/netns.py)
+    # the route server's process runs at a higher priority than the other agents (runs.raise_priority)
     nice = {n: os.getpriority(os.PRIO_PROCESS, mesh.run.state["agents"][n]["pid"]) for n in nodes}
     assert all(nice["n2"] == nice[n] - SERVER_PRIORITY for n in nodes if n != "n2"), nice
