@@ -118,6 +118,10 @@ class EncodingScheme:
         f = self._form_of_size(bits)
         if not 0 <= n < self.interfaces or n >> f.bit_count:
             raise LabelError(f"interface {n} does not fit a {bits}-bit director")
+        if n == 1 and len(self.forms) > 1:
+            # the router is the self route 0001 in every width, as in V358: a switch writes it as the return hop of
+            # what its router sends out a wide interface, and the answer must come back as a self route
+            return 1
         return ((n ^ (len(self.forms) > 1)) << f.prefix_len) | f.prefix
 
     def decompress(self, label: int, bits: int) -> int:

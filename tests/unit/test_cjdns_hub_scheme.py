@@ -101,3 +101,24 @@ def test_a_wrong_self_route_in_a_wide_form_is_malformed():
     # director 0 of the 7-bit form decodes to interface 1 (the router), but a self route must be 0001
     (back, err), = hub.receive(0, SwitchHeader(label=(1 << 7) | 0b0000010).pack() + b"data" * 4)
     assert back == 0 and hub.counters["drop_malformed_address"] == 1
+
+
+def test_the_hub_router_hears_answers_on_interfaces_of_every_width():
+    """The hub's own packets (link pings) out of a 4-, 7- and 12-bit interface: the peer answers on the reversed
+    label, and the answer reaches the hub's router (the return hop of the router is 0001 in every width; Freifunk
+    Altdorf's 659-peer hub heard no pong on its interfaces 8 and up before)."""
+    hub = Switch(scheme=labels.scheme_for_interfaces(700))
+    for i in [0] + list(range(2, 701)):
+        hub.add_interface(i)
+    leaf = Switch()
+    leaf.add_interface(0)
+    for i in (0, 7, 8, 32, 33, 700):
+        (out_if, packet), = hub.receive(1, SwitchHeader(label=hub.label_for(i)).pack() + b"ping" * 4)
+        assert out_if == i
+        (to_router, packet), = leaf.receive(0, packet)
+        assert to_router == 1
+        back = labels.bit_reverse64(SwitchHeader.unpack(packet).label)
+        (out_if, packet), = leaf.receive(1, SwitchHeader(label=back).pack() + b"pong" * 4)
+        assert out_if == 0
+        assert hub.receive(i, packet)[0][0] == 1, (i, hub.counters)
+    assert "drop_malformed_address" not in hub.counters
