@@ -42,6 +42,9 @@ SUBSCRIBE_RETRY_MS = 5000
 SUBSCRIBE_REFRESH_MS = 60_000     # renewed, so a peer that restarted (and forgot us) forwards again
 EXPIRE_EVERY_MS = 10_000
 FORWARD_BATCH_BYTES = 16 * 1024
+# an announcement bigger than a batch goes alone, up to what one datagram carries: a hub's (Freifunk Altdorf's 659
+# peers with their link qualities: 33 KB) was dropped, and the other servers never knew the hub's links
+MAX_FORWARD_BYTES = 60 * 1024
 MAX_QUEUED_FORWARDS = 10_000
 # Each costs path searches over the whole graph, and at 1000 nodes they were most of a server's CPU (two searches
 # per announcement for the alternatives, one per report and announcement for frs): each is done at most this often
@@ -304,10 +307,12 @@ class RouteServerService:
                     raw = peer.queue.pop(0)
                     batch.append(raw)
                     size += len(raw) + 8
-                if not batch:                    # one oversized announcement: drop it
-                    peer.queue.pop(0)
-                    self.counters["forward_dropped_oversize"] += 1
-                    continue
+                if not batch:                    # one announcement bigger than a batch: alone, if a datagram holds it
+                    raw = peer.queue.pop(0)
+                    if len(raw) > MAX_FORWARD_BYTES:
+                        self.counters["forward_dropped_oversize"] += 1
+                        continue
+                    batch.append(raw)
                 self.counters["forwarded"] += len(batch)
                 out.append(Outbound(peer.public_key, label, M.pack_query(M.Query("fwd", self._txid(b"fwd"),
                                                                                  anns=tuple(batch))), via))

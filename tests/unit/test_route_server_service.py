@@ -5,7 +5,7 @@ from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
-from node.route_server.service import ALT_KEEP_MS, ALT_REFRESH_MS, RouteServerService
+from node.route_server.service import ALT_KEEP_MS, ALT_REFRESH_MS, FORWARD_BATCH_BYTES, RouteServerService
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
@@ -125,6 +125,27 @@ def test_federation_subscribe_catch_up_forward_and_checks():
     stale = M.pack_query(M.Query("fwd", b"f", anns=(ann(NODES[2], [], T0 + 2000),)))
     assert M.parse_reply(b.handle(stale, RS.public_key, T0 + 2000 + AGREED_TIMEOUT_MS + 1)).accepted == 0
     assert b.core.counters["rejected_stale"] == 1
+
+
+def test_a_hubs_announcement_bigger_than_a_batch_is_forwarded_alone():
+    """A node of 600 peers announces 19 KB (Freifunk Altdorf's hub: 33 KB): forwarded in a message of its own, so
+    the other server learns the hub's links too (it was dropped as oversize)."""
+    a = RouteServerService(RS.public_key, federation=[FOREIGN.public_key])
+    b = RouteServerService(FOREIGN.public_key, federation=[RS.public_key])
+    line(a)
+    leaves = [Identity.from_seed(b"svc-leaf", i) for i in range(600)]
+    ents = [A.VersionEntity(22), A.EncodingSchemeEntity(V358)] + [
+        A.PeerEntity(leaf.ip6, 0x13, peer_num=i + 2) for i, leaf in enumerate(leaves)]
+    big = A.Announcement.build(NODES[1], RS.ip6, T0, tuple(ents), reset=True).raw
+    assert len(big) > FORWARD_BATCH_BYTES
+    assert query(a, M.Query("ann", b"h", ann=big), NODES[1]).error is None
+    a.handle(M.pack_query(M.Query("sub", b"s", catch_up=True)), FOREIGN.public_key, T0, path=(0x15, ()))
+    fwd = [o.payload for o in a.take_outbox(T0) if M.parse_query(o.payload).sq == "fwd"]
+    assert any(big in M.parse_query(p).anns for p in fwd)
+    for p in fwd:
+        b.handle(p, RS.public_key, T0 + 500)
+    assert b.core.nodes[NODES[1].ip6].announcements[-1].raw == big
+    assert "forward_dropped_oversize" not in a.counters
 
 
 def test_servers_pass_on_what_other_servers_forwarded():
