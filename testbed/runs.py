@@ -78,13 +78,13 @@ def proc_state(pid: int) -> str:
 SERVER_PRIORITY = 15
 
 
-def raise_priority(pid: int, steps: int = SERVER_PRIORITY) -> None:
-    """Run a process `steps` nice steps above ours. With the kernel's autogroup scheduling (sched_autogroup_enabled,
-    the default of most distributions) each session (every agent is one) gets an equal share whatever its processes'
-    nice, so its autogroup gets the value too (/proc/PID/autogroup). Measured at 1000 nodes (load 30): with only the
-    process nice each route server ran 0.34 s of every 5 s, like any host of 30 nodes; with the autogroup's the two
-    busiest ran 2.6-2.9 s and caught up."""
-    nice = os.getpriority(os.PRIO_PROCESS, 0) - steps
+def raise_priority(pid: int) -> None:
+    """Run a process (a route server's agent) SERVER_PRIORITY nice steps above ours. With the kernel's autogroup
+    scheduling (sched_autogroup_enabled, the default of most distributions) each session (every agent is one) gets
+    an equal share whatever its processes' nice, so its autogroup gets the value too (/proc/PID/autogroup).
+    Measured at 1000 nodes (load 30): with only the process nice each route server ran 0.34 s of every 5 s, like any
+    host of 30 nodes; with the autogroup's the two busiest ran 2.6-2.9 s and caught up."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0) - SERVER_PRIORITY
     os.setpriority(os.PRIO_PROCESS, pid, nice)
     with contextlib.suppress(OSError):          # no autogroups in this kernel: the nice value is enough
         with open(f"/proc/{pid}/autogroup", "w") as f:
