@@ -78,7 +78,7 @@ class Destination:
     """What the data plane knows about one remote node: its key, the label we send on, what came back."""
 
     __slots__ = ("ip6", "public_key", "label", "via", "header", "learned_label", "learned_via", "rx_packets",
-                 "tx_packets", "last_rx", "last_rx_data", "last_tx", "unanswered_since")
+                 "tx_packets", "last_rx_data", "last_tx", "unanswered_since")
 
     def __init__(self, ip6, public_key, label=None, via=()):
         self.ip6 = ip6
@@ -89,7 +89,7 @@ class Destination:
         self.learned_label = None    # the label her last packet arrived with
         self.learned_via = ()        # and its RETURN frames: the rest of the way back (waypoints.returns)
         self.rx_packets = self.tx_packets = 0
-        self.last_rx = self.last_tx = None
+        self.last_tx = None
         self.last_rx_data = None     # when she last sent us content: only that makes a keepalive due
         self.unanswered_since = None
         if label:
@@ -476,7 +476,6 @@ class Node:
                 return
             d = self._new_destination(ip6, her_key)
         d.rx_packets += 1
-        d.last_rx = now
         d.unanswered_since = None
         label = _be64.unpack_from(packet)[0]
         if label != d.learned_label or back != d.learned_via:
