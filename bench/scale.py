@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -175,6 +176,7 @@ def run_yggdrasil(spec: str, args) -> dict:
     row = {"set": set_name(spec, args), "system": "yggdrasil", "load_before": load()}
     mesh = Mesh.up(spec, name=f"scaley-{os.getpid()}", agents=False, allow_disconnected=args.allow_disconnected)
     procs, logs, addrs = [], [], {}
+    workdir = tempfile.mkdtemp(prefix="bench-scale-ygg-")        # configs and logs, removed with the mesh
     try:
         row.update(nodes=len(mesh.topo.nodes), links=len(mesh.topo.links))
         listen = {n: [] for n in mesh.topo.nodes}
@@ -185,7 +187,6 @@ def run_yggdrasil(spec: str, args) -> dict:
             listen[rec["b"]].append(rec["b_addr"])
             late, early_addr = (rec["a"], rec["b_addr"]) if order[rec["a"]] > order[rec["b"]] else (rec["b"], rec["a_addr"])
             dial[late].append(f"tcp://[{early_addr}]:{YGG_PORT}")     # one TCP connection per link
-        workdir = tempfile.mkdtemp(prefix="bench-scale-ygg-")
         t0 = time.monotonic()
         for n in mesh.topo.nodes:              # in order: whoever a node dials is already listening
             path, addrs[n] = write_config(workdir, n, dial[n], [f"tcp://[{a}]:{YGG_PORT}" for a in listen[n]])
@@ -216,6 +217,7 @@ def run_yggdrasil(spec: str, args) -> dict:
     finally:
         stop_procs(procs)
         mesh.down()
+        shutil.rmtree(workdir, ignore_errors=True)
     return row
 
 

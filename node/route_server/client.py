@@ -7,13 +7,17 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
   ``refresh_interval_ms`` after), it sends a GETSNODE query to each peer. A reply names the route server the peer
   uses and the peer's label to it; our label is that label spliced onto our one-hop label to the peer. With an
   ``allowed`` list (the route servers of our Cloud ISP) other servers are not used. Every server heard of is
-  reported to ours (``frs``), which is how route servers find a first path to each other. Replies to ``ann`` also list ``alt``: the other route
-  servers of the ISP with a path from us, the failover candidates. Static candidates can be configured.
-* **Announcements** (cjdns ReachabilityAnnouncer): every ``announce_interval_ms`` and soon after the peer set
-  changes, a signed announcement with our encoding scheme, version, one PEER entity per link (the peer's label to
-  us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity per lease of ours
-  (``set_leases``: the host passes what its lease table holds), an OFFER entity per market offer of this
-  device whose term has not ended (``set_offers``: its market tells the host); peers that went away are withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
+  reported to ours (``frs``), which is how route servers find a first path to each other. Replies to ``ann``
+  also list ``alt``: the other route servers of the ISP with a path from us, the failover candidates. Static
+  candidates can be configured.
+* **Announcements** (cjdns ReachabilityAnnouncer): at most ``announce_interval_ms`` apart (each wait drawn from
+  its second half, seeded by our key: the nodes of a mesh that came up together, or failed over together, do not
+  keep announcing in one burst; at 1000 nodes such bursts held up every path for seconds every interval) and soon
+  after the peer set changes, a signed announcement with our encoding scheme, version, one PEER entity per link
+  (the peer's label to us, our label to it as peerNum), a LINK_QUALITY entity per measured link and a LEASE entity
+  per lease of ours (``set_leases``: the host passes what its lease table holds), an OFFER entity per market offer
+  of this device whose term has not ended (``set_offers``: its market tells the host); peers that went away are
+  withdrawn with label 0. The first announcement to a server, every ``reset_every``-th one, and any after a
   rejection or a state-hash mismatch carry the reset flag. Timestamps are in the server's time (clock-skew
   estimate from the ``recvTime`` of announcement replies only, as cjdns's ReachabilityAnnouncer does; with the
   reply's ``sendTime`` as NTP does, so the time a busy server held the query is not taken for skew, messages.py).
@@ -24,10 +28,10 @@ node/path_provider.py) that learns paths like a DNS stub resolver learns address
 * **Look-ups**: ``lookup`` answers ``(key, label, via)`` from the cache (``via``: the labels of waypoint segments
   after the first, from a ``wp`` reply; node/cjdns/waypoints.py); a miss queues a ``gr`` query (naming
   ``lease_holders``, the keys whose leases our traffic may use, so the server prefers them) and returns None (the
-  data plane holds the packet until the path comes, node/tun_switch/node.py). Entries live ``cache_ttl_ms``; an expired entry
-  is still served while it is being refreshed. ``report_failure`` (a switch error for that label) drops the entry
-  and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path around them;
-  a server that still answers with a label that just failed is asked again after a short wait.
+  data plane holds the packet until the path comes, node/tun_switch/node.py). Entries live ``cache_ttl_ms``; an
+  expired entry is still served while it is being refreshed. ``report_failure`` (a switch error for that label)
+  drops the entry and re-queries at once, naming the failed labels (``bad``) so the server can answer with a path
+  around them; a server that still answers with a label that just failed is asked again after a short wait.
 * **Timeouts follow the server** (TCP's RTO, RFC 6298): the round trips of our queries to the server give a smoothed
   RTT and its variation; a query is given up after ``query_timeout_ms`` or SRTT + 4 RTTVAR, whichever is longer
   (at most ``MAX_TIMEOUT_MS``). A server that answers late because it is busy (its queue is long) is not taken
@@ -62,6 +66,7 @@ replies to ``on_reply``. Times are milliseconds (Unix epoch for announcement tim
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -215,6 +220,7 @@ class RouteServerClient(PathProvider):
         self.given_up: dict[bytes, tuple[bytes, int]] = {}   # txid -> (server, sent ms) of queries that timed out
         self.last_ts = 0
         self.next_announce = 0
+        self._spread = random.Random(identity.public_key)    # the announcement waits (module docstring)
         self.next_hunt = 0
         self.snode_answered: set[int] = set()            # peers (our labels to them) that named a route server
         self.wake = lambda: None    # the host sets it: something waits to be sent, poll soon (not at the next tick)
@@ -649,7 +655,8 @@ class RouteServerClient(PathProvider):
         return Outgoing("snode", server, label, M.pack_query(q))
 
     def _announce(self, server: bytes, label: int, now: int) -> Outgoing:
-        self.next_announce = now + self.config.announce_interval_ms
+        interval = self.config.announce_interval_ms
+        self.next_announce = now + interval - int(self._spread.random() * interval / 2)
         reset = self.needs_reset or len(self.acked) >= self.config.reset_every
         entities = [A.VersionEntity(self.version), A.EncodingSchemeEntity(self.scheme)]
         for our_label, p in sorted(self.peers.items()):

@@ -90,7 +90,7 @@ class Destination:
         self.learned_via = ()        # and its RETURN frames: the rest of the way back (waypoints.returns)
         self.rx_packets = self.tx_packets = 0
         self.last_tx = None
-        self.last_rx_data = None     # when she last sent us content: only that makes a keepalive due
+        self.last_rx_data = None     # when she last sent us IPv6 data: only that makes a keepalive due
         self.unanswered_since = None
         if label:
             self.set_label(label, via)
@@ -345,8 +345,9 @@ class Node:
         forgives what went unanswered meanwhile), a switch PING to every peer that needs one (a quiet peer, an
         unanswered probe, an answer due: Liveness.wants_probe), and a keepalive
         to destinations that send us data while we stay silent, so their sessions see answers (and only a really
-        lost session triggers their restart). Only data makes one due: were keepalives answered too, two ends
-        that ever talked would keep each other's sessions busy for good."""
+        lost session triggers their restart). Only IPv6 data makes one due (its sender's silence watch waits for
+        an answer): were keepalives answered too, two ends that ever talked would keep each other's sessions busy
+        for good."""
         now = self.clock()
         if self.loop_watch.tick(now):
             self.counters["loop_stalls"] += 1
@@ -495,19 +496,21 @@ class Node:
             self._release(d)
         if not plain:
             return      # a bare handshake or keepalive
-        d.last_rx_data = now
         try:
             _, content_type, payload = parse_data_header(plain)
         except CryptoAuthError:
             self.drop("bad_data_header")
             return
         if content_type >= 256:
+            # route-server messages arm no silence watch at their sender (only IPv6 data does): they need no
+            # keepalive (at 1000 nodes, one after each announcement's reply was most of the keepalives)
             handler = self.content_handlers.get(content_type)
             if handler is None:
                 self.drop("unsupported_content_type")
             else:
                 handler(d, payload)
             return
+        d.last_rx_data = now
         if content_type == ICMPV6 and self._pings and len(payload) >= 8 and payload[0] == 129:
             if self._pong(payload, now):
                 return

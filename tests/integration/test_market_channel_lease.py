@@ -90,9 +90,10 @@ def test_a_lease_paid_per_unit_over_a_channel_is_withdrawn_when_the_payments_sto
         before = carried(mesh, "core1", "up")
         time.sleep(3)
         assert carried(mesh, "core1", "up") - before < UNIT_BYTES // 4
-    finally:
-        tx.wait(timeout=SEND_S + 10)
-        rx.communicate(timeout=SEND_S + 20)
+    finally:                                    # the flood has served: stop it rather than wait out SEND_S
+        for p in (tx, rx):
+            p.terminate()
+            p.communicate(timeout=20)
     print("channel at the withdrawal:", s)
 
     # closed on chain with the latest payment: core1 paid exactly the units m1 paid for, m1 the rest less the fee

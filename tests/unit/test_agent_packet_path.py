@@ -252,6 +252,24 @@ def test_keepalives_stop_when_both_ends_go_quiet():
     assert keepalives_after_quiet_seconds() == sent
 
 
+def test_route_server_messages_make_no_keepalive_due():
+    # a query and its reply (content type 256): neither end watches the other for silence, so nobody keepalives
+    wire, loop, (a, b) = build_line(2)
+    _, label_to_b, _ = a.paths.lookup(b.identity.ip6)
+    got = []
+    b.content_handlers[256] = lambda d, payload: b.send_content_to(d.public_key, None, 256, b"reply")
+    a.content_handlers[256] = lambda d, payload: got.append(payload)
+    a.send_content_to(b.identity.public_key, label_to_b, 256, b"query")
+    wire.pump()
+    assert got == [b"reply"]
+    for _ in range(5):
+        loop.now += 1.1
+        a.housekeeping()
+        b.housekeeping()
+        wire.pump()
+    assert a.counters["keepalives_sent"] + b.counters["keepalives_sent"] == 0
+
+
 def test_burst_of_packets_before_the_key_arrives_is_delivered():
     wire, loop, (a, b) = build_line(2)
     for i in range(5):

@@ -349,8 +349,9 @@ def test_on_its_own_timers_the_glue_builds_the_mesh_and_an_idle_node_ticks_about
     before = {n: g.counters["ticks"] for n, g in glues.items()}
     loop.run_until(loop.now + 20, wire.pump)
     rates = {n: (g.counters["ticks"] - before[n]) / 20 for n, g in glues.items()}
-    # announce_interval_s is 1 here (build()): an announcement and the idle tick a second; before: 10 ticks a second
-    assert all(1 / IDLE_TICK_S <= r <= 2.5 for r in rates.values()), rates
+    # announce_interval_s is 1 here (build()): an announcement every 0.5-1 s (its reply, a tick too) and the idle
+    # tick a second; before: 10 ticks a second
+    assert all(1 / IDLE_TICK_S <= r <= 4.5 for r in rates.values()), rates
     assert all(g.client.counters["ann_accepted"] >= 20 for g in glues.values())
     assert not any(g.client.counters.get("failovers") for g in glues.values())
 
@@ -397,6 +398,8 @@ def test_a_route_servers_backlog_is_bounded_drops_what_waited_too_long_and_serve
     wire, loop, nodes, glues = up()
     server, glue = nodes["11"], glues["11"]
     d = server.dests[nodes["00"].identity.ip6]
+    glue.tick()                                  # what the mesh queued so far is served: the backlog is ours
+    assert not glue.backlog
     monkeypatch.setattr(plane, "MAX_BACKLOG", 3)
     served = glue.service.counters["query_pn"]
     for i in range(5):                           # five pings of the route server, queued (the loop is set)
@@ -419,6 +422,8 @@ def test_a_late_backlog_is_served_newest_first(monkeypatch):
     wire, loop, nodes, glues = up()
     glue = glues["11"]
     d = nodes["11"].dests[nodes["00"].identity.ip6]
+    glue.tick()                                  # what the mesh queued so far is served: the backlog is ours
+    assert not glue.backlog
     served = []
     monkeypatch.setattr(glue, "_serve", lambda payload, *rest: served.append(M.parse_query(payload).txid))
     for txid in (b"a", b"b"):

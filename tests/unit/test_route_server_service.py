@@ -238,6 +238,30 @@ def test_client_discovers_through_getsnode_and_announces():
     assert reply.snode_key == RS.public_key and reply.path_to_snode == 0x153
 
 
+def test_announcements_come_at_most_an_interval_apart_and_nodes_started_together_drift_apart():
+    """Each wait is drawn from the interval's second half, seeded by the node's key: two nodes that start at the
+    same moment (a mesh coming up, a failover of all of a server's clients) do not keep announcing together."""
+    svc = RouteServerService(RS.public_key)
+    times = {}
+    for ident in (NODES[0], NODES[2]):
+        clock = Clock()
+        c = RouteServerClient(ident, clock, ClientConfig(announce_interval_ms=10_000),
+                              route_servers=[(RS.public_key, 0x13)])
+        sent = times[ident.public_key] = []
+        while clock.now < T0 + 300_000:
+            for o in c.poll():
+                if o.kind == "snode":                   # every query answered at once
+                    if M.parse_query(o.payload).sq == "ann":
+                        sent.append(clock.now - T0)
+                    assert c.on_reply(svc.handle(o.payload, ident.public_key, clock.now))
+            clock.now += 100
+    a, b = times.values()
+    for sent in (a, b):
+        gaps = [y - x for x, y in zip(sent, sent[1:])]
+        assert all(5000 <= g <= 10_000 for g in gaps) and len(set(gaps)) > 5, gaps
+    assert a[0] == b[0] == 0 and abs(a[-1] - b[-1]) > 1000 and len(set(a) & set(b)) <= 2
+
+
 def test_a_getsnode_answer_widens_its_first_director_to_the_askers_interface():
     """The asker splices our label onto its label to us; when its packet comes in on one of our wide
     interfaces (here 11, a 7-bit director), a 4-bit first director would be refused by our switch
