@@ -5,7 +5,8 @@ from node.route_server import announcement as A
 from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
-from node.route_server.service import ALT_KEEP_MS, ALT_REFRESH_MS, FORWARD_BATCH_BYTES, RouteServerService
+from node.route_server.service import (ALT_KEEP_MS, ALT_REFRESH_MS, FORWARD_BATCH_BYTES, FORWARD_EVERY_MS,
+                                       RouteServerService)
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
@@ -146,6 +147,27 @@ def test_a_hubs_announcement_bigger_than_a_batch_is_forwarded_alone():
         b.handle(p, RS.public_key, T0 + 500)
     assert b.core.nodes[NODES[1].ip6].announcements[-1].raw == big
     assert "forward_dropped_oversize" not in a.counters
+
+
+def test_a_server_sends_about_one_batch_per_forward_interval_whatever_its_number_of_peers():
+    """Three subscribed peers get a batch each every 3 x FORWARD_EVERY_MS, each batch holding what came meanwhile;
+    with one peer, every FORWARD_EVERY_MS."""
+    peers = [Identity.from_seed(b"svc-peer", i) for i in range(3)]
+    for subscribed in (peers, peers[:1]):
+        a = RouteServerService(RS.public_key, same_isp=[p.public_key for p in peers])
+        for p in subscribed:
+            a.handle(M.pack_query(M.Query("sub", b"s", catch_up=False)), p.public_key, T0, path=(0x15, ()))
+        batches = []
+        for i in range(60):                           # an announcement every 100 ms for 6 s
+            now = T0 + 100 * i
+            assert query(a, M.Query("ann", b"a%d" % i, ann=ann(NODES[i % 3], [], now)), NODES[i % 3], now).error \
+                is None
+            batches += [(now, o.public_key) for o in a.take_outbox(now) if M.parse_query(o.payload).sq == "fwd"]
+        every = FORWARD_EVERY_MS * len(subscribed)
+        for p in subscribed:
+            times = [t for t, key in batches if key == p.public_key]
+            assert all(b - a >= every for a, b in zip(times, times[1:])) and len(times) >= 6000 // every, times
+        assert len(batches) <= 6000 // FORWARD_EVERY_MS + len(subscribed)
 
 
 def test_servers_pass_on_what_other_servers_forwarded():
