@@ -232,6 +232,16 @@ def test_keepalive_answers_a_silent_receiver():
     assert a.counters["sessions_reset"] == 0     # b's keepalives count as answers
 
 
+def keepalives_after_quiet_seconds(wire, loop, nodes, rounds=10):
+    """Housekeeping runs 1.1 s apart with nothing sent; the keepalives the nodes sent so far."""
+    for _ in range(rounds):
+        loop.now += 1.1
+        for node in nodes:
+            node.housekeeping()
+        wire.pump()
+    return sum(node.counters["keepalives_sent"] for node in nodes)
+
+
 def test_keepalives_stop_when_both_ends_go_quiet():
     # a keepalive answers data, never another keepalive: two ends that once talked do not keep each other busy
     wire, loop, (a, b) = build_line(2)
@@ -239,17 +249,9 @@ def test_keepalives_stop_when_both_ends_go_quiet():
     wire.pump()
     b.send_ip6(ip6_packet(b.identity, a.identity, b"pong"))
     wire.pump()
-
-    def keepalives_after_quiet_seconds():
-        for _ in range(10):
-            loop.now += 1.1
-            a.housekeeping()
-            b.housekeeping()
-            wire.pump()
-        return a.counters["keepalives_sent"] + b.counters["keepalives_sent"]
-    sent = keepalives_after_quiet_seconds()
+    sent = keepalives_after_quiet_seconds(wire, loop, (a, b))
     assert 1 <= sent <= 2         # the last to hear data answers it once
-    assert keepalives_after_quiet_seconds() == sent
+    assert keepalives_after_quiet_seconds(wire, loop, (a, b)) == sent
 
 
 def test_route_server_messages_make_no_keepalive_due():
@@ -262,12 +264,7 @@ def test_route_server_messages_make_no_keepalive_due():
     a.send_content_to(b.identity.public_key, label_to_b, 256, b"query")
     wire.pump()
     assert got == [b"reply"]
-    for _ in range(5):
-        loop.now += 1.1
-        a.housekeeping()
-        b.housekeeping()
-        wire.pump()
-    assert a.counters["keepalives_sent"] + b.counters["keepalives_sent"] == 0
+    assert keepalives_after_quiet_seconds(wire, loop, (a, b), rounds=5) == 0
 
 
 def test_burst_of_packets_before_the_key_arrives_is_delivered():

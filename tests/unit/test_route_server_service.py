@@ -166,7 +166,7 @@ def test_a_server_sends_about_one_batch_per_forward_interval_whatever_its_number
         every = FORWARD_EVERY_MS * len(subscribed)
         for p in subscribed:
             times = [t for t, key in batches if key == p.public_key]
-            assert all(b - a >= every for a, b in zip(times, times[1:])) and len(times) >= 6000 // every, times
+            assert all(y - x >= every for x, y in zip(times, times[1:])) and len(times) >= 6000 // every, times
         assert len(batches) <= 6000 // FORWARD_EVERY_MS + len(subscribed)
 
 
