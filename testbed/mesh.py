@@ -423,16 +423,14 @@ class Mesh:
                 out[node] = self.agent(node).call("lease_grant", **grant)["lease"]
             except (OSError, AgentError) as e:
                 raise market_view.MarketViewError(f"{node}: lease_grant: {e}") from None
-        self._route_over_lease(granted[0][1]["lease"], granted[0][1]["holder"])
+        self.route_over_lease(granted[0][1]["lease"], granted[0][1]["holder"])
         return out
 
-    def market_route_over_lease(self, lease: str, node: str) -> None:
-        """Once the route servers know `node` holds `lease` (a grant by a sale, a channel or an auction round),
-        `node` asks for its routes again, so its traffic takes the lease."""
-        self._route_over_lease(lease, self.identity(node).pubkey_text)
-
-    def _route_over_lease(self, lease: str, holder: str) -> None:
-        """With route servers: once they know the lease's new holder from both ends, the holder asks again."""
+    def route_over_lease(self, lease: str, holder: str, nodes=None) -> None:
+        """With route servers: once every one of them knows from both ends of `lease` that `holder` (a public key's
+        text: a buyer's node key, an ISP's holder key) holds it, `nodes` (default: the holder's own node, if it is
+        one) ask for their paths again, so their traffic takes the lease (a path asked for before lives a minute).
+        Without route servers paths are static: nothing to wait for."""
         ends = {self.ip6(n) for n in market_view.lease_ends(self.topo, lease)}
 
         def known(rs):
@@ -440,9 +438,11 @@ class Mesh:
                     if x["lease"] == lease and x["holder"] == holder} >= ends
         for rs in self.topo.nodes_with_role("route_server"):
             self.wait_until(lambda: known(rs), 30, f"route server {rs} knows lease {lease} is {holder[:8]}'s")
-        owner = next((n for n in self.topo.nodes if self.identity(n).pubkey_text == holder), None)
-        if owner is not None and self.topo.nodes_with_role("route_server"):
-            self.agent(owner).call("routes_refresh")
+        if nodes is None:
+            nodes = [n for n in self.topo.nodes if self.identity(n).pubkey_text == holder]
+        if self.topo.nodes_with_role("route_server"):
+            for node in nodes:
+                self.agent(node).call("routes_refresh")
 
     def market_open(self, buyer: str, seller: str, token: str, units: int, unit_bytes: int,
                     unit_price: int | None = None, wait: float | None = None, via: str | None = None) -> dict:
@@ -464,7 +464,7 @@ class Mesh:
             return c if c["state"] == "open" else None
         c = self.wait_until(opened, wait, f"channel {cid[:8]} from {buyer} to {seller} open")
         if market_view.declared_lease(self.topo, c["lease"]) is not None:
-            self._route_over_lease(c["lease"], self.identity(buyer).pubkey_text)
+            self.route_over_lease(c["lease"], self.identity(buyer).pubkey_text)
         return c
 
     def market_hub_open(self, sender: str, receiver: str, capacity: int, refund_blocks: int | None = None,

@@ -30,8 +30,9 @@ pktlab additions:
 * ``frs`` in ``ann``/``pn`` queries: [Address] of route servers the node heard about from its peers (GETSNODE
   replies) that it does not use itself, with the label from the node to them. This is how a route server
   learns a first path to the route servers of other Cloud ISPs.
-* Federation between route servers: ``{"sq": "sub", "cu": 0|1}`` (send me the link state you get; ``cu`` = 1:
-  first send everything you hold, as after our start; it is renewed every minute) and
+* Federation between route servers: ``{"sq": "sub", "cu": 0|1, "hr": [<16-byte address>, ...]}`` (send me the
+  link state you get; ``cu`` = 1: first send everything you hold, as after our start; ``hr``: the servers that
+  forward to me themselves, so do not pass on what they sent you; renewed every minute and when ``hr`` changes) and
   ``{"sq": "fwd", "anns": [<binary announcement>, ...]}`` (announcements addressed to a federated route server);
   replies carry ``recvTime`` and, for ``fwd``, ``acc`` (how many were accepted).
 * ``sendTime`` in replies: the server's clock when it answered, beside ``recvTime``, when the query arrived (the
@@ -89,6 +90,7 @@ class Query:
     anns: tuple = ()                       # fwd
     foreign: tuple = ()                    # frs: route servers seen through peers (Address)
     catch_up: bool = False                 # sub: send everything held first
+    hears: tuple = ()                      # sub: addresses (16 bytes) of servers that forward to the subscriber
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ def pack_query(q: Query) -> bytes:
         d[b"anns"] = list(q.anns)
     elif q.sq == "sub":
         d[b"cu"] = int(q.catch_up)
+        if q.hears:
+            d[b"hr"] = list(q.hears)
     if q.foreign:
         d[b"frs"] = [a.pack() for a in q.foreign]
     return bencode.encode(d)
@@ -190,6 +194,10 @@ def parse_query(data) -> Query:
         kw["anns"] = tuple(anns)
     elif sq == "sub":
         kw["catch_up"] = bool(_get(d, b"cu", int, required=False))
+        hears = _get(d, b"hr", list, required=False) or []
+        _check(len(hears) <= MAX_LIST and all(isinstance(a, bytes) and len(a) == 16 for a in hears),
+               f"hr: at most {MAX_LIST} 16-byte addresses")
+        kw["hears"] = tuple(hears)
     return Query(sq, txid, version, foreign=_addresses(d, b"frs"), **kw)
 
 

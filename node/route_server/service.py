@@ -18,9 +18,12 @@ waypoints) and returns the reply bytes, or None when nothing should be sent.
   forwarded to them in ``fwd`` batches (not back to the server it came from), and a subscription first gets a
   catch-up of all we hold. Passing on what other servers sent is what lets a server that has no path to a
   foreign server yet (it learns the foreign links only by federation) get that state from a server of its own
-  ISP; duplicates (a state that reached us by two servers) are dropped by the core's replay check. We subscribe to every
-  federation peer we have a path to. A peer's path comes from our own graph, from a ``frs`` report of one of our
-  nodes (a route server its neighbours use), or from the return path of its last message to us.
+  ISP; duplicates (a state that reached us by two servers) are dropped by the core's replay check. A subscriber
+  names the servers that forward to it themselves (``hr``), and what those sent is not passed on to it: with S
+  servers that all reach each other, an announcement crosses the mesh S - 1 times instead of about (S - 1)^2.
+  We subscribe to every federation peer we have a path to. A peer's path comes from our own graph, from a ``frs``
+  report of one of our nodes (a route server its neighbours use), or from the return path of its last message to
+  us.
 
 Outgoing federation traffic is queued: the host calls :meth:`take_outbox` and sends each
 ``Outbound(public_key, label, payload, via)`` (``via``: waypoint segments after the first, for a far peer); replies
@@ -80,6 +83,8 @@ class FederationPeer:
     heard_label: int | None = None    # a path to it learned from a node's report or its own messages
     heard_via: tuple = ()             # ... and its further waypoint segments (the reporting node is a waypoint)
     report_checked_ms: int | None = None   # when a node's report of it was last looked at
+    hears: frozenset = frozenset()    # servers that forward to it themselves (its ``sub``): not passed on to it
+    told: frozenset | None = None     # the servers we named in our last ``sub`` to it
     queue: list = None                # announcements waiting to be forwarded
 
     def __post_init__(self):
@@ -169,6 +174,7 @@ class RouteServerService:
             return M.pack_reply(M.Reply(q.txid, self.version, recv_time=at, send_time=now_ms,
                                         error="not_federated")), q.sq
         if q.sq == "sub":
+            peer.hears = frozenset(q.hears)
             if q.catch_up or not peer.interested:
                 peer.interested = True
                 peer.queue = [a.raw for n in self.core.nodes.values() for a in n.announcements]
@@ -218,7 +224,7 @@ class RouteServerService:
 
     def _pass_on(self, raw: bytes, came_from: FederationPeer | None = None) -> None:
         for peer in self.peers.values():
-            if peer is not came_from and peer.interested:
+            if peer.interested and (came_from is None or (peer is not came_from and came_from.ip6 not in peer.hears)):
                 if len(peer.queue) < MAX_QUEUED_FORWARDS:
                     peer.queue.append(raw)
                 else:
@@ -290,9 +296,11 @@ class RouteServerService:
         """Federation messages to send now. ``now_ms`` only times the subscriptions: any steady clock will do."""
         out = []
         every = self._forward_every_ms()
+        hears = self._hears()
         for peer in self.peers.values():
             since = now_ms - peer.last_sub_ms
-            sub_due = (not peer.subscribed and since >= SUBSCRIBE_RETRY_MS) or since >= SUBSCRIBE_REFRESH_MS
+            sub_due = ((not peer.subscribed or peer.told != hears - {peer.ip6}) and since >= SUBSCRIBE_RETRY_MS
+                       or since >= SUBSCRIBE_REFRESH_MS)
             fwd_due = peer.interested and peer.queue and not 0 <= now_ms - peer.last_fwd_ms < every
             if not (sub_due or fwd_due):
                 continue                         # the path search below costs more than the rest of a tick
@@ -302,7 +310,8 @@ class RouteServerService:
             label, via = found
             if sub_due:
                 peer.last_sub_ms = now_ms
-                sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed)
+                peer.told = hears - {peer.ip6}
+                sub = M.Query("sub", self._txid(b"sub"), catch_up=not peer.subscribed, hears=tuple(sorted(peer.told)))
                 out.append(Outbound(peer.public_key, label, M.pack_query(sub), via))
             if fwd_due:
                 peer.last_fwd_ms = now_ms
@@ -328,11 +337,17 @@ class RouteServerService:
         nothing queued or timed (the host then needs to call ``take_outbox`` only after ``handle``)."""
         times = []
         every = self._forward_every_ms()
+        hears = self._hears()
         for peer in self.peers.values():
-            times.append(peer.last_sub_ms + (SUBSCRIBE_REFRESH_MS if peer.subscribed else SUBSCRIBE_RETRY_MS))
+            told = peer.subscribed and peer.told == hears - {peer.ip6}
+            times.append(peer.last_sub_ms + (SUBSCRIBE_REFRESH_MS if told else SUBSCRIBE_RETRY_MS))
             if peer.interested and peer.queue:
                 times.append(peer.last_fwd_ms + every)
         return min(times, default=None)
+
+    def _hears(self) -> frozenset:
+        """The peers that acknowledged our subscription: they forward to us themselves."""
+        return frozenset(p.ip6 for p in self.peers.values() if p.subscribed)
 
     def _forward_every_ms(self) -> int:
         """How long between two batches to one peer (FORWARD_EVERY_MS)."""
@@ -395,7 +410,8 @@ class RouteServerService:
             "offers_refused": {k[len("offer_refused_"):]: v for k, v in self.core.counters.items()
                                if k.startswith("offer_refused_")},
             "federation": {keys.ip6_text(p.ip6): {"same_isp": p.same_isp, "interested": p.interested,
-                                                  "subscribed": p.subscribed, "queued": len(p.queue)}
+                                                  "subscribed": p.subscribed, "queued": len(p.queue),
+                                                  "hears": len(p.hears)}
                            for p in self.peers.values()},
             "window_ms": AGREED_TIMEOUT_MS,
         }

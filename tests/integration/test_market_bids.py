@@ -90,7 +90,7 @@ def test_the_higher_bid_wins_priority_pays_the_losing_bid_per_kib_and_a_non_bidd
                     "opt granted to c3 at both ends")
 
     # m1's traffic crosses its lease and gets priority: billed 20 x KiB per round, paid over its channel
-    mesh.market_route_over_lease("up", "m1")
+    mesh.route_over_lease("up", m1_key)
     mesh.wait_until(lambda: mesh.route("m1", "sink")[0][1] == f"{up_if}:up", 20, "m1's path to sink over the lease")
     prio = flood(mesh, ["m1", "f1"], "sink", seconds=10)
     # the free tier shares the link (not evenly on a loaded machine); with the lease m1 gets its guarantee and f1

@@ -72,7 +72,7 @@ def test_query_round_trips():
     addr = M.Address(bytes(32), 0x13)
     for q in (M.Query("ann", b"tx1", ann=b"\x00" * 130), M.Query("pn", b"tx2"),
               M.Query("gr", b"tx3", src=src, tar=tar), M.Query("gr", b"tx4", src=src, tar=tar, bad=(5, 7), dead=(0x13,)),
-              M.Query("sub", b"s"), M.Query("sub", b"s", catch_up=True),
+              M.Query("sub", b"s"), M.Query("sub", b"s", catch_up=True), M.Query("sub", b"s", hears=(src, tar)),
               M.Query("fwd", b"f", anns=(b"a", b"b")), M.Query("ann", b"x", ann=b"y", foreign=(addr,))):
         assert M.parse_query(M.pack_query(q)) == q
         assert M.is_query(M.pack_query(q))
@@ -97,6 +97,8 @@ def test_reply_round_trip_and_wire_names():
     {b"sq": b"fwd", b"txid": b"x", b"anns": [1]},
     {b"sq": b"pn", b"txid": b"x" * 65},
     {b"sq": b"pn", b"txid": b"x", b"frs": [b"short"]},
+    {b"sq": b"sub", b"txid": b"x", b"hr": [b"short"]},
+    {b"sq": b"sub", b"txid": b"x", b"hr": b"not a list"},
 ])
 def test_bad_queries_raise_message_error(d):
     with pytest.raises(M.MessageError):

@@ -6,7 +6,7 @@ from node.route_server import messages as M
 from node.route_server.client import ClientConfig, PeerInfo, RouteServerClient
 from node.route_server.server import AGREED_TIMEOUT_MS
 from node.route_server.service import (ALT_KEEP_MS, ALT_REFRESH_MS, FORWARD_BATCH_BYTES, FORWARD_EVERY_MS,
-                                       RouteServerService)
+                                       SUBSCRIBE_REFRESH_MS, SUBSCRIBE_RETRY_MS, RouteServerService)
 from node.route_server.state_hash import state_hash
 from node.cjdns import control
 from node.cjdns.keys import Identity
@@ -198,6 +198,43 @@ def test_servers_pass_on_what_other_servers_forwarded():
     assert len(a2.core.nodes[NODES[1].ip6].announcements) == 2
     assert f.core.counters.get("forwarded_duplicate", 0) == 0
     assert not any(k.startswith("rejected_") for s in (a, a2, f) for k in s.core.counters)
+
+
+def test_servers_that_all_reach_each_other_get_each_announcement_once():
+    """Three servers with paths to each other: once every subscription names the servers that forward to the
+    subscriber themselves, an announcement to a reaches b and c once each (before, each server also passed on what
+    the other sent: every announcement crossed the mesh (S - 1)^2 times, and each server dropped S - 2 duplicates)."""
+    servers = [RS, RS2, FOREIGN]
+    svcs = [RouteServerService(me.public_key, same_isp=[o.public_key for o in servers if o is not me])
+            for me in servers]
+    by_key = {s.public_key: s for s in svcs}
+    for x in svcs:
+        for peer in x.peers.values():
+            peer.heard_label = 0x15
+
+    def rounds(now, n=4):
+        sent = []
+        for _ in range(n):
+            for src in svcs:
+                for key, _, payload, _ in src.take_outbox(now):
+                    sent.append(M.parse_query(payload))
+                    reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
+                    if reply is not None:
+                        src.handle(reply, key, now)
+        return sent
+    rounds(T0)                                        # subscribe; the acknowledgements change what each hears ...
+    rounds(T0 + SUBSCRIBE_RETRY_MS)                   # ... so each subscribes again, naming the other two
+    for s in svcs:
+        assert all(p.hears == {o.ip6 for o in servers} - {s.ip6, ip6} for ip6, p in s.peers.items())
+        assert s.next_due() == T0 + SUBSCRIBE_RETRY_MS + SUBSCRIBE_REFRESH_MS     # nothing more to tell
+    for i in range(3):
+        now = T0 + SUBSCRIBE_RETRY_MS + 1000 * (i + 1)
+        query(svcs[0], M.Query("ann", b"a%d" % i, ann=ann(NODES[i], [], now)), NODES[i], now)
+    sent = rounds(now + 10 * FORWARD_EVERY_MS)
+    assert sum(len(q.anns) for q in sent if q.sq == "fwd") == 2 * 3          # a to b and to c, nothing passed on
+    for s in svcs[1:]:
+        assert all(ip6 in s.core.nodes for ip6 in (NODES[0].ip6, NODES[1].ip6, NODES[2].ip6))
+        assert "forwarded_duplicate" not in s.core.counters
 
 
 def test_link_quality_weights_paths_and_leases_are_kept():
