@@ -12,10 +12,12 @@ pktlab's rule, per link (``Liveness``):
 * a link is **up** once the peer answered one of our probes (a switch PING to its router): a valid PONG proves
   both directions work. Each answer is an RTT sample for SRTT/RTTVAR (alpha 1/8, beta 1/4).
 * a probe goes out at a housekeeping run (KEEPALIVE_S apart) only when it tells us something (``wants_probe``), as
-  cjdns pings only quiet peers: the link is not up, or the peer has been quiet for KEEPALIVE_S, or a probe is still
+  cjdns pings only quiet peers: the link is not up, or the peer has been quiet for QUIET_S, or a probe is still
   unanswered (the misses must be counted), or our last answer is ANSWER_EVERY_S old (hearing the peer does not
-  prove that it hears us). On an idle mesh the two ends' probes and pongs keep each other quiet, so a link carries
-  about one probe per 1.5 s instead of one per second from each end; a silent peer is probed every second as before.
+  prove that it hears us). On an idle mesh the two ends' probes and pongs keep each other from being quiet, so a
+  link carries about two probes every three seconds; QUIET_S is longer than the housekeeping period for that (at
+  KEEPALIVE_S a peer heard a second ago was quiet at the next run: 1.4 probes a second per link, each with its pong
+  most of a 2000-node mesh's idle traffic). A silent peer is probed every second, and found as soon as before.
 * while up, **any frame** from the peer is proof of life (its own probes, data, pongs): silence is counted from the
   last one.
 * a probe is **missed** when no pong came since it was sent and it is overdue by the RTO (floor MIN_RTO_S). Probes
@@ -47,7 +49,8 @@ MAX_DEAD_AFTER_S = 20.0  # the largest (cjdns: a peer silent for 20 s is unrespo
 SLACK_FACTOR = 2.0       # the silence limit: this many times the longest silence the peer came back from lately
 SLACK_DECAY = 1 / 60     # ... which shrinks by a second a minute
 RELEARN_S = 5.0          # a link back up within this of going down was a false verdict: its silence is learned
-ANSWER_EVERY_S = 2.0     # a peer we hear is still probed this often: an answer proves it hears us
+QUIET_S = 1.5            # a peer not heard for this long is probed
+ANSWER_EVERY_S = 3.0     # a peer we hear is still probed this often: an answer proves it hears us
 ONE_WAY_PROBES = 8       # missed while the peer's frames still arrive: it does not hear us
 STALL_S = 0.5            # a housekeeping run this much later than its period: our own loop stalled
 
@@ -109,7 +112,7 @@ class Liveness:
     def wants_probe(self, now: float) -> bool:
         """Whether a probe at this housekeeping run tells us something (see the module docstring)."""
         return (not self.up or bool(self.outstanding) or self.last_heard is None
-                or now - self.last_heard >= KEEPALIVE_S or now - self.last_answered >= ANSWER_EVERY_S)
+                or now - self.last_heard >= QUIET_S or now - self.last_answered >= ANSWER_EVERY_S)
 
     def probe_sent(self, now: float) -> None:
         self.outstanding.append(now)
