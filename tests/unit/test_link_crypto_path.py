@@ -19,12 +19,20 @@ PONG_MAGIC = struct.pack(">I", control.MAGIC[control.PONG])
 def up_line(n, link_crypto):
     """A line whose links answered their pings (with link crypto: whose link sessions are established)."""
     wire, loop, nodes = build_line(n, link_crypto=link_crypto)
-    for _ in range(3):
-        loop.now += 1.0                         # housekeeping runs once a second (a peer heard lately is not probed)
+
+    def ready():
+        return all(node.link_up(link) and (not link_crypto or link.session.established)
+                   for node in nodes for link in node.links.values())
+    for _ in range(5):
+        # housekeeping runs once a second; a peer heard lately is not probed, so the end that answered first has
+        # its session established when the peer's next probe comes, up to QUIET_S later
+        loop.now += 1.0
         for node in nodes:
             node.housekeeping()
         wire.pump()
-    assert all(node.link_up(link) for node in nodes for link in node.links.values())
+        if ready():
+            break
+    assert ready()
     return wire, loop, nodes
 
 
@@ -47,7 +55,6 @@ def exchange(nodes, wire, rounds=5):
 
 def test_with_link_crypto_a_sniffer_on_any_link_sees_only_ciphertext():
     wire, loop, nodes = up_line(4, link_crypto=True)
-    assert all(link.session.established for node in nodes for link in node.links.values())
     seen = sniff(wire)
     exchange(nodes, wire)
     assert len(nodes[-1].delivered) == 5 and len(nodes[0].delivered) == 5     # the traffic got through
