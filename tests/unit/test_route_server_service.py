@@ -170,31 +170,37 @@ def test_a_server_sends_about_one_batch_per_forward_interval_whatever_its_number
         assert len(batches) <= 6000 // FORWARD_EVERY_MS + len(subscribed)
 
 
+def federate(servers, now, rounds=4) -> list:
+    """``rounds`` times, every server's federation outbox delivered to its peers and their replies back; the
+    queries sent."""
+    by_key = {s.public_key: s for s in servers}
+    sent = []
+    for _ in range(rounds):
+        for src in servers:
+            for key, _, payload, _ in src.take_outbox(now):
+                sent.append(M.parse_query(payload))
+                reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
+                if reply is not None:
+                    src.handle(reply, key, now)
+    return sent
+
+
 def test_servers_pass_on_what_other_servers_forwarded():
     """isp1 has servers a (RS) and a2 (RS2), isp2 has f (FOREIGN); a2 and f have no path to each other (each
     learns the other's links only by federation), both reach a: a passes on what each sent it."""
     a = RouteServerService(RS.public_key, federation=[FOREIGN.public_key], same_isp=[RS2.public_key])
     a2 = RouteServerService(RS2.public_key, federation=[FOREIGN.public_key], same_isp=[RS.public_key])
     f = RouteServerService(FOREIGN.public_key, federation=[RS.public_key, RS2.public_key])
-    by_key = {s.public_key: s for s in (a, a2, f)}
     for x, y in ((a, a2), (a2, a), (a, f), (f, a)):
         x.peers[y.ip6].heard_label = 0x15
     query(a2, M.Query("ann", b"0", ann=ann(NODES[0], [], T0, snode=RS2)), NODES[0])
     query(f, M.Query("ann", b"1", ann=ann(NODES[1], [], T0, snode=FOREIGN)), NODES[1])
-
-    def rounds(now, n=4):
-        for _ in range(n):
-            for src in (a, a2, f):
-                for key, _, payload, _ in src.take_outbox(now):
-                    reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
-                    if reply is not None:
-                        src.handle(reply, key, now)
-    rounds(T0)
+    federate((a, a2, f), T0)
     assert NODES[1].ip6 in a2.core.nodes and NODES[0].ip6 in f.core.nodes
     assert a.core.counters["accepted_forwarded"] == 2
     # a later announcement travels the same way; nothing is forwarded back to where it came from
     query(f, M.Query("ann", b"2", ann=ann(NODES[1], [], T0 + 2000, snode=FOREIGN, reset=False)), NODES[1], T0 + 2000)
-    rounds(T0 + 2000)
+    federate((a, a2, f), T0 + 2000)
     assert len(a2.core.nodes[NODES[1].ip6].announcements) == 2
     assert f.core.counters.get("forwarded_duplicate", 0) == 0
     assert not any(k.startswith("rejected_") for s in (a, a2, f) for k in s.core.counters)
@@ -207,30 +213,18 @@ def test_servers_that_all_reach_each_other_get_each_announcement_once():
     servers = [RS, RS2, FOREIGN]
     svcs = [RouteServerService(me.public_key, same_isp=[o.public_key for o in servers if o is not me])
             for me in servers]
-    by_key = {s.public_key: s for s in svcs}
     for x in svcs:
         for peer in x.peers.values():
             peer.heard_label = 0x15
-
-    def rounds(now, n=4):
-        sent = []
-        for _ in range(n):
-            for src in svcs:
-                for key, _, payload, _ in src.take_outbox(now):
-                    sent.append(M.parse_query(payload))
-                    reply = by_key[key].handle(payload, src.public_key, now, path=(0x17, ()))
-                    if reply is not None:
-                        src.handle(reply, key, now)
-        return sent
-    rounds(T0)                                        # subscribe; the acknowledgements change what each hears ...
-    rounds(T0 + SUBSCRIBE_RETRY_MS)                   # ... so each subscribes again, naming the other two
+    federate(svcs, T0)                                # subscribe; the acknowledgements change what each hears ...
+    federate(svcs, T0 + SUBSCRIBE_RETRY_MS)           # ... so each subscribes again, naming the other two
     for s in svcs:
         assert all(p.hears == {o.ip6 for o in servers} - {s.ip6, ip6} for ip6, p in s.peers.items())
         assert s.next_due() == T0 + SUBSCRIBE_RETRY_MS + SUBSCRIBE_REFRESH_MS     # nothing more to tell
     for i in range(3):
         now = T0 + SUBSCRIBE_RETRY_MS + 1000 * (i + 1)
         query(svcs[0], M.Query("ann", b"a%d" % i, ann=ann(NODES[i], [], now)), NODES[i], now)
-    sent = rounds(now + 10 * FORWARD_EVERY_MS)
+    sent = federate(svcs, now + 10 * FORWARD_EVERY_MS)
     assert sum(len(q.anns) for q in sent if q.sq == "fwd") == 2 * 3          # a to b and to c, nothing passed on
     for s in svcs[1:]:
         assert all(ip6 in s.core.nodes for ip6 in (NODES[0].ip6, NODES[1].ip6, NODES[2].ip6))
