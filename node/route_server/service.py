@@ -298,9 +298,7 @@ class RouteServerService:
         every = self._forward_every_ms()
         hears = self._hears()
         for peer in self.peers.values():
-            since = now_ms - peer.last_sub_ms
-            sub_due = ((not peer.subscribed or peer.told != hears - {peer.ip6}) and since >= SUBSCRIBE_RETRY_MS
-                       or since >= SUBSCRIBE_REFRESH_MS)
+            sub_due = now_ms >= self._sub_due_ms(peer, hears)
             fwd_due = peer.interested and peer.queue and not 0 <= now_ms - peer.last_fwd_ms < every
             if not (sub_due or fwd_due):
                 continue                         # the path search below costs more than the rest of a tick
@@ -339,11 +337,16 @@ class RouteServerService:
         every = self._forward_every_ms()
         hears = self._hears()
         for peer in self.peers.values():
-            told = peer.subscribed and peer.told == hears - {peer.ip6}
-            times.append(peer.last_sub_ms + (SUBSCRIBE_REFRESH_MS if told else SUBSCRIBE_RETRY_MS))
+            times.append(self._sub_due_ms(peer, hears))
             if peer.interested and peer.queue:
                 times.append(peer.last_fwd_ms + every)
         return min(times, default=None)
+
+    def _sub_due_ms(self, peer: FederationPeer, hears: frozenset) -> int:
+        """When our next ``sub`` to ``peer`` is due: a refresh, or a retry while it has not acknowledged one or
+        while what we told it we hear (``hears``, from :meth:`_hears`) is out of date."""
+        current = peer.subscribed and peer.told == hears - {peer.ip6}
+        return peer.last_sub_ms + (SUBSCRIBE_REFRESH_MS if current else SUBSCRIBE_RETRY_MS)
 
     def _hears(self) -> frozenset:
         """The peers that acknowledged our subscription: they forward to us themselves."""
